@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+
+/// @notice Hook the registry calls when a node becomes active, so its reputation slot is initialised
+///         outside the per-round commit path.
+interface IEnrollmentHook {
+    /// @notice Called by the registry after `node` was approved.
+    function enroll(address node) external;
+}
+
+/// @title NodeRegistry
+/// @notice Who may take part in a federation. Nodes are identified by their Ethereum address,
+///         apply with their declared capacity, and are approved, suspended or revoked by a registrar.
+/// @dev One concern: node identity and status. Reputation lives in `Reputation`, rounds in `ModelLedger`.
+contract NodeRegistry is AccessControl {
+    /// @notice Role allowed to approve, suspend and revoke nodes.
+    bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
+    /// @notice Role allowed to suspend nodes automatically (granted to the Reputation contract).
+    bytes32 public constant SUSPENDER_ROLE = keccak256("SUSPENDER_ROLE");
+
+    /// @notice Lifecycle of a node. `None` means the address never applied.
+    enum Status {
+        None,
+        Pending,
+        Active,
+        Suspended,
+        Revoked
+    }
+
+    /// @notice Declared capacity of a node, reported when it applies.
+    struct Capacity {
+        uint16 cores;
+        uint32 memoryMb;
+        uint32 samplesPerSec;
+    }
+
+    /// @notice Everything the registry knows of one node; packed so status and capacity share a slot.
+    struct Node {
+        Status status;
+        uint16 cores;
+        uint32 memoryMb;
+        uint32 samplesPerSec;
+        uint64 appliedAt;
+        string endpoint;
+    }
+
+    mapping(address => Node) private _nodes;
+    address[] private _addresses;
+    /// @notice Contract told about every approval (the Reputation contract), or zero.
+    IEnrollmentHook public enrollmentHook;
+
+    /// @notice The address has already applied and is not in a state that allows applying again.
+    error AlreadyRegistered(address node, Status status);
+    /// @notice The address never applied.
+    error UnknownNode(address node);
+    /// @notice The requested status change is not allowed from the node's current status.
+    error InvalidTransition(address node, Status from, Status to);
+    /// @notice Declared capacity must name at least one core.
+    error InvalidCapacity();
+
+    /// @notice A node registered (or re-registered after a suspension) with its declared capacity.
+    event NodeApplied(address indexed node, uint16 cores, uint32 memoryMb, uint32 samplesPerSec, string endpoint);
+    /// @notice The enrollment hook changed.
+    event EnrollmentHookSet(address indexed hook);
+    /// @notice A node's status changed.
+    event NodeStatusChanged(address indexed node, Status from, Status to, address indexed by);
+
+    /// @param admin Receives DEFAULT_ADMIN_ROLE and REGISTRAR_ROLE.
+    constructor(address admin) {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(REGISTRAR_ROLE, admin);
+    }
+
+    /// @notice Apply to join, declaring capacity. The caller's address is the node's identity.
+    /// @dev A suspended node may re-apply to update its capacity; it stays suspended until approved.
+    /// @param capacity Declared cores, memory (MB) and measured training throughput (samples/s).
+    /// @param endpoint Optional contact endpoint (may be empty).
+    function register(Capacity calldata capacity, string calldata endpoint) external {
+        if (capacity.cores == 0) revert InvalidCapacity();
+        Node storage n = _nodes[msg.sender];
+        Status previous = n.status;
+        if (previous == Status.Active || previous == Status.Revoked || previous == Status.Pending) {
+            revert AlreadyRegistered(msg.sender, previous);
+        }
+        if (previous == Status.None) {
+            _addresses.push(msg.sender);
+            n.status = Status.Pending;
+            emit NodeStatusChanged(msg.sender, Status.None, Status.Pending, msg.sender);
+        }
+        n.cores = capacity.cores;
+        n.memoryMb = capacity.memoryMb;
+        n.samplesPerSec = capacity.samplesPerSec;
+        n.appliedAt = uint64(block.timestamp);
+        n.endpoint = endpoint;
+        emit NodeApplied(msg.sender, capacity.cores, capacity.memoryMb, capacity.samplesPerSec, endpoint);
+    }
+
+    /// @notice Make a pending or suspended node active.
+    /// @param node Address of the node.
+    function approve(address node) external onlyRole(REGISTRAR_ROLE) {
+        Status from = _nodes[node].status;
+        if (from != Status.Pending && from != Status.Suspended) revert InvalidTransition(node, from, Status.Active);
+        _setStatus(node, from, Status.Active);
+        if (address(enrollmentHook) != address(0)) enrollmentHook.enroll(node);
+    }
+
+    /// @notice Set the contract that is told about every approval (the Reputation contract).
+    /// @param hook Address of the hook, or zero to disable.
+    function setEnrollmentHook(IEnrollmentHook hook) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        enrollmentHook = hook;
+        emit EnrollmentHookSet(address(hook));
+    }
+
+    /// @notice Suspend an active or pending node; it can be approved again later.
+    /// @param node Address of the node.
+    function suspend(address node) external {
+        if (!hasRole(REGISTRAR_ROLE, msg.sender) && !hasRole(SUSPENDER_ROLE, msg.sender)) {
+            revert AccessControlUnauthorizedAccount(msg.sender, REGISTRAR_ROLE);
+        }
+        Status from = _nodes[node].status;
+        if (from != Status.Active && from != Status.Pending) revert InvalidTransition(node, from, Status.Suspended);
+        _setStatus(node, from, Status.Suspended);
+    }
+
+    /// @notice Revoke a node for good; a revoked address can never become active again.
+    /// @param node Address of the node.
+    function revoke(address node) external onlyRole(REGISTRAR_ROLE) {
+        Status from = _nodes[node].status;
+        if (from == Status.None) revert UnknownNode(node);
+        if (from == Status.Revoked) revert InvalidTransition(node, from, Status.Revoked);
+        _setStatus(node, from, Status.Revoked);
+    }
+
+    /// @notice Whether the node may currently take part.
+    /// @param node Address of the node.
+    /// @return True if the node's status is Active.
+    function isActive(address node) external view returns (bool) {
+        return _nodes[node].status == Status.Active;
+    }
+
+    /// @notice Index of the first address in `nodes` that is not active.
+    /// @dev One call for a whole participant list keeps the ledger's commit cheap.
+    /// @param nodes Addresses to check.
+    /// @return index Position of the first inactive node, or type(uint256).max if all are active.
+    function firstInactive(address[] calldata nodes) external view returns (uint256 index) {
+        for (uint256 i = 0; i < nodes.length; ) {
+            if (_nodes[nodes[i]].status != Status.Active) return i;
+            unchecked {
+                ++i;
+            }
+        }
+        return type(uint256).max;
+    }
+
+    /// @notice Status of a node.
+    /// @param node Address of the node.
+    /// @return The node's status (None if it never applied).
+    function statusOf(address node) external view returns (Status) {
+        return _nodes[node].status;
+    }
+
+    /// @notice Full record of a node.
+    /// @param node Address of the node.
+    /// @return status Current status.
+    /// @return capacity Declared capacity.
+    /// @return appliedAt Timestamp of the latest application.
+    /// @return endpoint Declared endpoint.
+    function getNode(address node)
+        external
+        view
+        returns (Status status, Capacity memory capacity, uint64 appliedAt, string memory endpoint)
+    {
+        Node storage n = _nodes[node];
+        return (n.status, Capacity(n.cores, n.memoryMb, n.samplesPerSec), n.appliedAt, n.endpoint);
+    }
+
+    /// @notice Number of addresses that ever applied.
+    /// @return Count of known nodes.
+    function nodeCount() external view returns (uint256) {
+        return _addresses.length;
+    }
+
+    /// @notice A page of known nodes, in order of first application.
+    /// @param offset Index of the first node to return.
+    /// @param limit Maximum number of nodes to return.
+    /// @return nodes Addresses in the page.
+    /// @return statuses Status of each address.
+    function listNodes(uint256 offset, uint256 limit)
+        external
+        view
+        returns (address[] memory nodes, Status[] memory statuses)
+    {
+        uint256 total = _addresses.length;
+        uint256 end = offset >= total ? offset : (limit > total - offset ? total : offset + limit);
+        uint256 count = end - offset;
+        nodes = new address[](count);
+        statuses = new Status[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            address a = _addresses[offset + i];
+            nodes[i] = a;
+            statuses[i] = _nodes[a].status;
+        }
+    }
+
+    function _setStatus(address node, Status from, Status to) private {
+        _nodes[node].status = to;
+        emit NodeStatusChanged(node, from, to, msg.sender);
+    }
+}

@@ -1,0 +1,1 @@
+"""Everything Ethereum: compiler, local node launcher, deployment, contract wrappers, identity."""

@@ -1,0 +1,233 @@
+"""A connection to the flchain contracts: send transactions signed locally, read views, and turn
+reverts into one-line messages naming the custom error (and the role an account lacks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    TimeExhausted,
+    Web3RPCError,
+)
+from web3.types import TxReceipt
+
+from fl_chain.chain.deployment import Deployment
+from fl_chain.errors import FlchainError
+
+ROLE_NAMES = {
+    "0x" + "00" * 32: "DEFAULT_ADMIN_ROLE",
+    **{
+        "0x" + keccak(text=name).hex(): name
+        for name in ("REGISTRAR_ROLE", "SUSPENDER_ROLE", "LEDGER_ROLE", "REGISTRY_ROLE", "COORDINATOR_ROLE")
+    },
+}
+NODE_STATUS = ("None", "Pending", "Active", "Suspended", "Revoked")
+
+
+def role_id(name: str) -> bytes:
+    """The bytes32 identifier of a role name."""
+    return b"\0" * 32 if name == "DEFAULT_ADMIN_ROLE" else keccak(text=name)
+
+
+def connect(rpc_url: str, timeout: float = 10.0) -> Web3:
+    """A Web3 connection that has answered once, or a one-line error naming the URL."""
+    if rpc_url.startswith(("ws://", "wss://")):
+        raise FlchainError(f"RPC URL {rpc_url}: use the node's http(s):// endpoint for commands")
+    if not rpc_url.startswith(("http://", "https://")):
+        raise FlchainError(f"RPC URL {rpc_url!r}: expected http://HOST:PORT or https://...")
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id  # noqa: B018 - one round trip proves the node answers
+    except Exception:
+        raise FlchainError(
+            f"cannot reach the Ethereum node at {rpc_url} (is it running? `flchain chain up` starts one)"
+        ) from None
+    return w3
+
+
+class _ErrorDecoder:
+    """Maps revert data to `Contract: ErrorName(arg=value, ...)` using the deployed ABIs."""
+
+    def __init__(self, abis: dict[str, list[dict[str, Any]]]) -> None:
+        self._errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
+        for abi in abis.values():
+            for item in abi:
+                if item.get("type") != "error":
+                    continue
+                types = [_abi_type(i) for i in item["inputs"]]
+                selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+                self._errors[selector] = (item["name"], types, [i["name"] for i in item["inputs"]])
+
+    def describe(self, data: str | bytes | None) -> str:
+        if data is None:
+            return "reverted without data"
+        raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+        if raw[:4] == keccak(text="Error(string)")[:4]:
+            return abi_decode(["string"], raw[4:])[0]
+        known = self._errors.get(raw[:4])
+        if not known:
+            return f"reverted with unknown data 0x{raw.hex()}"
+        name, types, names = known
+        values = abi_decode(types, raw[4:])
+        if name == "AccessControlUnauthorizedAccount":
+            role = ROLE_NAMES.get("0x" + values[1].hex(), "0x" + values[1].hex())
+            return f"account {values[0]} lacks {role} ({name})"
+        shown = ", ".join(
+            f"{n}={NODE_STATUS[v] if t == 'uint8' and n in ('from', 'to', 'status') else _show(v)}"
+            for n, t, v in zip(names, types, values, strict=True)
+        )
+        return f"{name}({shown})"
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    if item["type"].startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in item["components"])
+        return f"({inner}){item['type'][5:]}"
+    return item["type"]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
+
+
+class ChainClient:
+    """The three flchain contracts on one chain, plus a transaction helper."""
+
+    def __init__(self, w3: Web3, deployment: Deployment, poll_latency: float = 0.01) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.poll_latency = poll_latency
+        self.registry: Contract = self._contract("NodeRegistry")
+        self.reputation: Contract = self._contract("Reputation")
+        self.ledger: Contract = self._contract("ModelLedger")
+        self._decoder = _ErrorDecoder(deployment.abis)
+
+    def _contract(self, name: str) -> Contract:
+        return self.w3.eth.contract(
+            address=Web3.to_checksum_address(self.deployment.contracts[name]),
+            abi=self.deployment.abis[name],
+        )
+
+    def describe_revert(self, exc: Exception) -> str:
+        """A one-line description of a revert raised by web3."""
+        if isinstance(exc, ContractCustomError):
+            return self._decoder.describe(exc.data if isinstance(exc.data, str) else exc.message)
+        if isinstance(exc, ContractLogicError):
+            data = exc.data
+            if isinstance(data, dict):  # ganache puts the revert data under "result"
+                data = data.get("result")
+            if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+                return self._decoder.describe(data)
+            return str(exc.message or exc)
+        return str(exc)
+
+    def call(self, fn: ContractFunction, block: int | str = "latest") -> Any:
+        """Read a view, turning reverts into FlchainError."""
+        try:
+            return fn.call(block_identifier=block)
+        except (ContractCustomError, ContractLogicError) as exc:
+            raise FlchainError(f"{self._fn_name(fn)}: {self.describe_revert(exc)}") from None
+
+    def transact(
+        self, account: LocalAccount, fn: ContractFunction, gas: int | None = None, timeout: float = 120.0
+    ) -> TxReceipt:
+        """Sign locally, send, wait for the receipt; a revert becomes a one-line FlchainError.
+
+        Gas is estimated first: that is also where a revert shows its custom error before anything
+        is sent. Pass `gas` to skip estimation (ganache's estimateGas is slow).
+        """
+        sender = account.address
+        try:
+            if gas is None:
+                gas = int(fn.estimate_gas({"from": sender}) * 1.2) + 10_000
+            tx = fn.build_transaction(
+                {
+                    "from": sender,
+                    "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
+                    "gas": gas,
+                    "chainId": self.deployment.chain_id,
+                }
+            )
+        except (ContractCustomError, ContractLogicError) as exc:
+            raise FlchainError(f"{self._fn_name(fn)}: {self.describe_revert(exc)}") from None
+        except Web3RPCError as exc:
+            raise FlchainError(f"{self._fn_name(fn)}: {_rpc_message(exc)}") from None
+        return self.send_signed(account, tx, self._fn_name(fn), timeout)
+
+    def send_signed(
+        self, account: LocalAccount, tx: dict[str, Any], what: str, timeout: float = 120.0
+    ) -> TxReceipt:
+        """Sign and send a prepared transaction dict and wait for a successful receipt."""
+        signed = account.sign_transaction(tx)
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=timeout, poll_latency=self.poll_latency
+            )
+        except TimeExhausted:
+            raise FlchainError(f"{what}: no receipt within {timeout:.0f} s") from None
+        except Web3RPCError as exc:
+            raise FlchainError(f"{what}: {_rpc_message(exc)}") from None
+        if receipt["status"] != 1:
+            raise FlchainError(f"{what}: transaction {tx_hash.hex()} reverted")
+        return receipt
+
+    def has_role(self, contract: Contract, role: str, address: str) -> bool:
+        """Whether `address` holds `role` on `contract`."""
+        return bool(contract.functions.hasRole(role_id(role), Web3.to_checksum_address(address)).call())
+
+    def fund(self, faucet: LocalAccount, to: str, wei: int) -> None:
+        """Send ether from a faucet account (local chains: the development admin)."""
+        tx = {
+            "from": faucet.address,
+            "to": Web3.to_checksum_address(to),
+            "value": wei,
+            "gas": 21_000,
+            "nonce": self.w3.eth.get_transaction_count(faucet.address, "pending"),
+            "chainId": self.deployment.chain_id,
+            "gasPrice": self.w3.eth.gas_price,
+        }
+        self.send_signed(faucet, tx, "fund")
+
+    def node_status(self, address: str) -> str:
+        """Registry status name of an address."""
+        return NODE_STATUS[self.registry.functions.statusOf(Web3.to_checksum_address(address)).call()]
+
+    def _fn_name(self, fn: ContractFunction) -> str:
+        names = {a.lower(): n for n, a in self.deployment.contracts.items()}
+        return f"{names.get(str(fn.address).lower(), 'contract')}.{fn.fn_name}"
+
+
+def _rpc_message(exc: Web3RPCError) -> str:
+    message = exc.rpc_response.get("error", {}).get("message") if exc.rpc_response else None
+    return message or str(exc)
+
+
+def open_chain(deployment_path: Path, rpc_url: str | None = None) -> ChainClient:
+    """Connect to the chain of a deployment file, checking chain id and that the contracts exist."""
+    deployment = Deployment.load(deployment_path)
+    url = rpc_url or deployment.rpc_url
+    w3 = connect(url)
+    chain_id = w3.eth.chain_id
+    if chain_id != deployment.chain_id:
+        raise FlchainError(
+            f"{deployment_path} is for chain id {deployment.chain_id}, but {url} is chain id {chain_id}"
+        )
+    registry = deployment.contracts["NodeRegistry"]
+    if not w3.eth.get_code(Web3.to_checksum_address(registry)):
+        raise FlchainError(
+            f"no NodeRegistry at {registry} on {url}: the chain was restarted or reset since "
+            f"{deployment_path} was written; run `flchain chain up` (or `chain deploy`) again"
+        )
+    return ChainClient(w3, deployment)

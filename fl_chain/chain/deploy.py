@@ -1,0 +1,85 @@
+"""Deploy the three contracts, wire them together and grant roles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from fl_chain.chain.client import ChainClient, role_id
+from fl_chain.chain.compile import compile_contracts
+from fl_chain.chain.deployment import Deployment
+from fl_chain.chain.localnode import DEV_MNEMONIC
+from fl_chain.errors import FlchainError
+
+# Reputation parameters in fixed-point units of 1e6 (== 1.0).
+DEFAULT_ALPHA = 300_000
+DEFAULT_INITIAL_REPUTATION = 500_000
+
+Account.enable_unaudited_hdwallet_features()
+
+
+def dev_account(index: int) -> LocalAccount:
+    """Account `index` of the development mnemonic that local chains are started with."""
+    return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+
+
+def _deploy_one(client: ChainClient, admin: LocalAccount, artifact: dict[str, Any], *args: Any) -> str:
+    factory = client.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    tx = factory.constructor(*args).build_transaction(
+        {
+            "from": admin.address,
+            "nonce": client.w3.eth.get_transaction_count(admin.address, "pending"),
+            "gas": 3_000_000,
+            "chainId": client.deployment.chain_id,
+        }
+    )
+    receipt = client.send_signed(admin, tx, "deploy")
+    return str(receipt["contractAddress"])
+
+
+def deploy_contracts(
+    w3: Web3,
+    admin: LocalAccount,
+    coordinator: str,
+    rpc_url: str,
+    backend: str = "external",
+    alpha: int = DEFAULT_ALPHA,
+    initial_reputation: int = DEFAULT_INITIAL_REPUTATION,
+) -> Deployment:
+    """Deploy NodeRegistry, Reputation and ModelLedger; admin is registrar, `coordinator` commits."""
+    artifacts = compile_contracts()
+    if w3.eth.get_balance(admin.address) == 0:
+        raise FlchainError(f"deployer {admin.address} has no ether on {rpc_url} to pay for gas")
+    deployment = Deployment(
+        chain_id=w3.eth.chain_id,
+        rpc_url=rpc_url,
+        contracts={},
+        abis={name: a["abi"] for name, a in artifacts.items()},
+        roles={},
+        backend=backend,
+        deployed_block=w3.eth.block_number,
+    )
+    # A placeholder client lets us reuse the signing/receipt helper before addresses exist.
+    deployment.contracts = {n: "0x" + "00" * 20 for n in artifacts}
+    client = ChainClient(w3, deployment)
+    registry = _deploy_one(client, admin, artifacts["NodeRegistry"], admin.address)
+    reputation = _deploy_one(
+        client, admin, artifacts["Reputation"], admin.address, alpha, initial_reputation
+    )
+    ledger = _deploy_one(client, admin, artifacts["ModelLedger"], admin.address, registry, reputation)
+    deployment.contracts = {"NodeRegistry": registry, "Reputation": reputation, "ModelLedger": ledger}
+    client = ChainClient(w3, deployment)
+    coordinator = Web3.to_checksum_address(coordinator)
+    client.transact(admin, client.reputation.functions.grantRole(role_id("LEDGER_ROLE"), ledger))
+    client.transact(admin, client.reputation.functions.grantRole(role_id("REGISTRY_ROLE"), registry))
+    client.transact(admin, client.registry.functions.setEnrollmentHook(reputation))
+    client.transact(admin, client.ledger.functions.grantRole(role_id("COORDINATOR_ROLE"), coordinator))
+    deployment.roles = {
+        "admin": admin.address,
+        "registrar": admin.address,
+        "coordinator": coordinator,
+    }
+    return deployment

@@ -1,0 +1,74 @@
+"""Node identity: encrypted keystores (eth-account) and loading them with a password."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from fl_chain.errors import FlchainError
+
+PASSWORD_ENV = "FLCHAIN_KEY_PASSWORD"
+
+
+def write_keystore(path: Path, password: str, overwrite: bool = False) -> str:
+    """Create a new secp256k1 key, write it encrypted (scrypt keystore v3) and return its address."""
+    if path.exists() and not overwrite:
+        raise FlchainError(f"{path} already exists: refusing to overwrite a key (use --force)")
+    if not password:
+        raise FlchainError("an empty keystore password is not allowed")
+    account = Account.create()
+    keystore = Account.encrypt(account.key, password)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(keystore, fh)
+    tmp.replace(path)
+    return account.address
+
+
+def keystore_address(path: Path) -> str:
+    """The address stored in a keystore file, read without the password."""
+    data = _read_keystore(path)
+    if "address" not in data:
+        raise FlchainError(f"{path}: keystore has no 'address' field")
+    return Web3.to_checksum_address("0x" + data["address"].removeprefix("0x"))
+
+
+def load_key(path: Path, password: str) -> LocalAccount:
+    """Decrypt a keystore; a wrong password is a one-line error naming the file."""
+    data = _read_keystore(path)
+    try:
+        key = Account.decrypt(data, password)
+    except ValueError:
+        raise FlchainError(f"wrong password for keystore {path}") from None
+    return Account.from_key(key)
+
+
+def load_private_key_or_keystore(spec: str, password: str | None) -> LocalAccount:
+    """An account from a keystore path, or from a 0x-prefixed raw private key (for automation)."""
+    if spec.startswith("0x") and len(spec) == 66 and not Path(spec).exists():
+        try:
+            return Account.from_key(spec)
+        except ValueError:
+            raise FlchainError("--key: not a valid private key") from None
+    if password is None:
+        raise FlchainError(f"a password is needed for keystore {spec} (set {PASSWORD_ENV})")
+    return load_key(Path(spec), password)
+
+
+def _read_keystore(path: Path) -> dict:
+    if not path.exists():
+        raise FlchainError(f"keystore {path} not found")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        raise FlchainError(f"{path}: not a JSON keystore") from None
+    if not isinstance(data, dict) or "crypto" not in data and "Crypto" not in data:
+        raise FlchainError(f"{path}: not an Ethereum keystore (no 'crypto' field)")
+    return data

@@ -1,0 +1,192 @@
+"""Start and stop a local Ethereum node (anvil or ganache) as a real subprocess, tracked by its PID."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import requests
+
+from fl_chain.errors import FlchainError
+from fl_chain.paths import require_node_tool
+
+# Well-known development mnemonic (anvil's default); its keys are public, for local chains only.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+BACKENDS = ("anvil", "ganache")
+CHAIN_IDS = {"anvil": 31337, "ganache": 1337}
+
+
+@dataclass
+class ChainProcess:
+    """A running local chain: what was started, where it listens and how to stop it."""
+
+    backend: str
+    pid: int
+    port: int
+    host: str
+    log: str
+
+    @property
+    def rpc_url(self) -> str:
+        """HTTP JSON-RPC address of the node."""
+        return f"http://{self.host}:{self.port}"
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something already listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free right now (for tests and parallel runs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _command(backend: str, host: str, port: int, block_time: float | None, accounts: int) -> list[str]:
+    if backend == "anvil":
+        binary = require_node_tool("@foundry-rs/anvil-linux-amd64/bin/anvil", "anvil")
+        cmd = [str(binary), "--host", host, "--port", str(port), "--mnemonic", DEV_MNEMONIC]
+        cmd += ["--accounts", str(accounts), "--chain-id", str(CHAIN_IDS["anvil"])]
+        if block_time:
+            cmd += ["--block-time", str(block_time)]
+        return cmd
+    if backend == "ganache":
+        cli = require_node_tool("ganache/dist/node/cli.js", "ganache")
+        # Spawn node on cli.js directly so the PID we hold is the chain itself.
+        cmd = ["node", str(cli), "--server.host", host, "--server.port", str(port)]
+        cmd += ["--wallet.mnemonic", DEV_MNEMONIC, "--wallet.totalAccounts", str(accounts)]
+        cmd += ["--chain.chainId", str(CHAIN_IDS["ganache"]), "--logging.quiet"]
+        if block_time:
+            cmd += ["--miner.blockTime", str(block_time)]
+        return cmd
+    raise FlchainError(f"unknown chain backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+
+
+def wait_for_rpc(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> int:
+    """Wait until the node at `url` answers eth_chainId; return the chain id."""
+    deadline = time.monotonic() + timeout
+    payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise FlchainError(f"the chain node exited at start-up with code {proc.returncode}")
+        with contextlib.suppress(requests.RequestException, ValueError, KeyError):
+            reply = requests.post(url, json=payload, timeout=1.0)
+            return int(reply.json()["result"], 16)
+        time.sleep(0.05)
+    raise FlchainError(f"the chain node at {url} did not answer within {timeout:.0f} s")
+
+
+def start_chain(
+    backend: str,
+    port: int,
+    log_path: Path,
+    host: str = "127.0.0.1",
+    block_time: float | None = None,
+    accounts: int = 20,
+    detach: bool = False,
+) -> ChainProcess:
+    """Start a local node and wait until it answers; raise FlchainError if the port is taken."""
+    if backend not in BACKENDS:
+        raise FlchainError(f"unknown chain backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if port_in_use(port, host):
+        raise FlchainError(f"port {port} on {host} is already in use: choose another with --port")
+    cmd = _command(backend, host, port, block_time, accounts)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        # A detached chain gets its own session so the shell's Ctrl-C does not reach it.
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=detach,
+        )
+    chain = ChainProcess(backend, proc.pid, port, host, str(log_path))
+    try:
+        wait_for_rpc(chain.rpc_url, proc=proc)
+    except BaseException:
+        stop_pid(proc.pid)
+        raise
+    return chain
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this PID exists (and is not a zombie we own)."""
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def stop_pid(pid: int, timeout: float = 5.0) -> None:
+    """Stop a process by PID: SIGTERM, then SIGKILL after `timeout` seconds."""
+    if not pid_alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def cmdline(pid: int) -> str:
+    """The command line of a process, or '' if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def write_pidfile(path: Path, chain: ChainProcess) -> None:
+    """Record a detached chain so `flchain chain down` can stop it by PID."""
+    path.write_text(json.dumps(asdict(chain), indent=2))
+
+
+def read_pidfile(path: Path) -> ChainProcess | None:
+    """The chain recorded in a PID file, or None if there is none or it is no longer running."""
+    if not path.exists():
+        return None
+    try:
+        chain = ChainProcess(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise FlchainError(f"{path}: not a chain PID file ({exc})") from None
+    if not pid_alive(chain.pid) or chain.backend not in cmdline(chain.pid) and "cli.js" not in cmdline(
+        chain.pid
+    ):
+        return None
+    return chain

@@ -1,0 +1,62 @@
+"""The `flchain` command line: one typer app, errors shown as one line with a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+import requests
+import typer
+
+from fl_chain import cli_chain, cli_node
+from fl_chain.cli_common import err_console
+from fl_chain.errors import FlchainError
+
+app = typer.Typer(
+    help="Federated learning on Flower with on-chain accounting on Ethereum.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(cli_chain.app, name="chain")
+app.add_typer(cli_node.app, name="node")
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; every known failure becomes one line on stderr."""
+    try:
+        result = app(args=args, standalone_mode=False, prog_name="flchain")
+        return result if isinstance(result, int) else 0
+    except FlchainError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except requests.ConnectionError as exc:
+        err_console.print(f"[red]error:[/red] lost the connection to the Ethereum node ({exc.request and exc.request.url})")
+        return 1
+    except Exception as exc:  # last resort: never a traceback unless asked for
+        if os.environ.get("FLCHAIN_DEBUG"):
+            traceback.print_exc()
+        err_console.print(
+            f"[red]internal error:[/red] {type(exc).__name__}: {exc} (set FLCHAIN_DEBUG=1 for a traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

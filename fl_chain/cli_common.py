@@ -1,0 +1,67 @@
+"""Options and helpers shared by the `flchain` command groups."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+from web3 import Web3
+
+from fl_chain.chain.client import ChainClient, open_chain
+from fl_chain.chain.deployment import DEPLOYMENT_FILE
+from fl_chain.chain.identity import PASSWORD_ENV, load_key
+from fl_chain.errors import FlchainError
+from fl_chain.paths import state_home
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", help="State directory (deployment file, PID file, logs). Default ./.flchain"),
+]
+DeploymentOpt = Annotated[
+    Path | None, typer.Option("--deployment", help="Deployment file. Default HOME/deployment.json")
+]
+RpcOpt = Annotated[str | None, typer.Option("--rpc", help="RPC URL; overrides the deployment's")]
+KeyOpt = Annotated[Path | None, typer.Option("--key", help="Encrypted keystore of the acting account")]
+
+
+def deployment_path(home: Path | None, deployment: Path | None) -> Path:
+    """The deployment file to use: explicit path, else the state directory's."""
+    return deployment if deployment else state_home(home) / DEPLOYMENT_FILE
+
+
+def chain_from_options(home: Path | None, deployment: Path | None, rpc: str | None) -> ChainClient:
+    """Open the chain a command works on, from the common options."""
+    return open_chain(deployment_path(home, deployment), rpc)
+
+
+def read_password(path: Path, confirm: bool = False) -> str:
+    """Keystore password from FLCHAIN_KEY_PASSWORD, else a hidden prompt; never echoed or logged."""
+    env = os.environ.get(PASSWORD_ENV)
+    if env is not None:
+        return env
+    return str(typer.prompt(f"Password for {path}", hide_input=True, confirmation_prompt=confirm))
+
+
+def acting_account(client: ChainClient, key: Path | None, role: str) -> LocalAccount:
+    """The account a write is sent from: --key, else the local chain's development key for `role`."""
+    if key is not None:
+        return load_key(key, read_password(key))
+    dev = client.deployment.dev_keys.get(role)
+    if dev:
+        return Account.from_key(dev)
+    raise FlchainError(f"this deployment has no local {role} key: pass --key with the {role}'s keystore")
+
+
+def checksum(address: str, what: str = "address") -> str:
+    """A checksummed address, or a one-line error for a malformed one."""
+    if not Web3.is_address(address):
+        raise FlchainError(f"{what} {address!r} is not an Ethereum address (expected 0x + 40 hex digits)")
+    return Web3.to_checksum_address(address)

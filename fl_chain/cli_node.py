@@ -1,0 +1,178 @@
+"""`flchain node ...`: keys, applying to the registry, and the registrar's decisions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fl_chain.chain.client import NODE_STATUS, ChainClient
+from fl_chain.chain.identity import keystore_address, load_key, write_keystore
+from fl_chain.cli_common import (
+    DeploymentOpt,
+    HomeOpt,
+    KeyOpt,
+    RpcOpt,
+    acting_account,
+    chain_from_options,
+    checksum,
+    console,
+    read_password,
+)
+from fl_chain.errors import FlchainError
+
+app = typer.Typer(help="Node identity and registration.", no_args_is_help=True)
+
+GAS_ALLOWANCE_WEI = 10**18  # what a local chain's faucet gives a new node for its transactions
+
+
+@app.command("keygen")
+def keygen(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the encrypted keystore")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file")] = False,
+) -> None:
+    """Create a node key and write it as an encrypted keystore (password from FLCHAIN_KEY_PASSWORD
+    or a prompt)."""
+    if out.exists() and not force:
+        raise FlchainError(f"{out} already exists: refusing to overwrite a key (use --force)")
+    password = read_password(out, confirm=True)
+    address = write_keystore(out, password, overwrite=force)
+    console.print(f"wrote {out}  address {address}")
+
+
+def detect_cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def detect_memory_mb() -> int:
+    """Total memory in MB, from /proc/meminfo (0 if unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def ensure_gas(client: ChainClient, address: str) -> None:
+    """On a local chain, top up a new node from the development faucet; elsewhere, explain."""
+    if client.w3.eth.get_balance(address) > 0:
+        return
+    faucet = client.deployment.dev_keys.get("admin")
+    if not faucet:
+        raise FlchainError(f"account {address} has no ether to pay for gas on {client.deployment.rpc_url}")
+    from eth_account import Account
+
+    client.fund(Account.from_key(faucet), address, GAS_ALLOWANCE_WEI)
+
+
+@app.command("apply")
+def apply(
+    key: Annotated[Path, typer.Option("--key", help="This node's keystore")],
+    cores: Annotated[int | None, typer.Option(help="Declared CPU cores (default: detected)")] = None,
+    memory_mb: Annotated[int | None, typer.Option(help="Declared memory in MB (default: detected)")] = None,
+    samples_per_sec: Annotated[int, typer.Option(help="Measured training throughput")] = 0,
+    endpoint: Annotated[str, typer.Option(help="Optional contact endpoint")] = "",
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Apply to the registry with this node's declared capacity; a registrar then approves it."""
+    client = chain_from_options(home, deployment, rpc)
+    account = load_key(key, read_password(key))
+    capacity = (cores or detect_cores(), memory_mb or detect_memory_mb(), samples_per_sec)
+    if not 0 < capacity[0] < 2**16:
+        raise FlchainError(f"--cores {capacity[0]}: expected 1..65535")
+    ensure_gas(client, account.address)
+    receipt = client.transact(account, client.registry.functions.register(capacity, endpoint))
+    console.print(
+        f"{account.address} applied (cores={capacity[0]}, memory={capacity[1]} MB, "
+        f"samples/s={capacity[2]}); status {client.node_status(account.address)}; "
+        f"tx {receipt['transactionHash'].hex()}"
+    )
+
+
+def _registrar_action(action: str, address: str, key: Path | None, home, deployment, rpc) -> None:
+    client = chain_from_options(home, deployment, rpc)
+    node = checksum(address)
+    registrar = acting_account(client, key, "registrar")
+    fn = getattr(client.registry.functions, action)(node)
+    receipt = client.transact(registrar, fn)
+    console.print(
+        f"{node}: {client.node_status(node)} (tx {receipt['transactionHash'].hex()}, "
+        f"gas {receipt['gasUsed']})"
+    )
+
+
+@app.command("approve")
+def approve(
+    address: str, key: KeyOpt = None, home: HomeOpt = None, deployment: DeploymentOpt = None, rpc: RpcOpt = None
+) -> None:
+    """Make a pending or suspended node active (REGISTRAR_ROLE)."""
+    _registrar_action("approve", address, key, home, deployment, rpc)
+
+
+@app.command("suspend")
+def suspend(
+    address: str, key: KeyOpt = None, home: HomeOpt = None, deployment: DeploymentOpt = None, rpc: RpcOpt = None
+) -> None:
+    """Suspend a node; it can be approved again (REGISTRAR_ROLE)."""
+    _registrar_action("suspend", address, key, home, deployment, rpc)
+
+
+@app.command("revoke")
+def revoke(
+    address: str, key: KeyOpt = None, home: HomeOpt = None, deployment: DeploymentOpt = None, rpc: RpcOpt = None
+) -> None:
+    """Revoke a node for good (REGISTRAR_ROLE)."""
+    _registrar_action("revoke", address, key, home, deployment, rpc)
+
+
+@app.command("show")
+def show(
+    address: Annotated[str, typer.Argument(help="Node address, or a keystore file")],
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Show one node's registry record and reputation."""
+    client = chain_from_options(home, deployment, rpc)
+    node = keystore_address(Path(address)) if Path(address).is_file() else checksum(address)
+    status, capacity, applied_at, endpoint = client.registry.functions.getNode(node).call()
+    reputation = client.reputation.functions.reputationOf(node).call()
+    table = Table(title=f"node {node}", show_header=False)
+    table.add_row("status", NODE_STATUS[status])
+    table.add_row("cores", str(capacity[0]))
+    table.add_row("memory MB", str(capacity[1]))
+    table.add_row("samples/s", str(capacity[2]))
+    table.add_row("applied at (unix)", str(applied_at))
+    table.add_row("endpoint", endpoint or "-")
+    table.add_row("reputation", f"{reputation / 1e6:.6f}")
+    console.print(table)
+
+
+@app.command("list")
+def list_nodes(
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """List registered nodes page by page, with status and reputation."""
+    client = chain_from_options(home, deployment, rpc)
+    addresses, statuses = client.registry.functions.listNodes(offset, limit).call()
+    total = client.registry.functions.nodeCount().call()
+    table = Table(title=f"nodes {offset + 1 if addresses else 0}-{offset + len(addresses)} of {total}")
+    table.add_column("address")
+    table.add_column("status")
+    table.add_column("reputation", justify="right")
+    for address, status in zip(addresses, statuses, strict=True):
+        rep = client.reputation.functions.reputationOf(address).call()
+        table.add_row(address, NODE_STATUS[status], f"{rep / 1e6:.4f}")
+    console.print(table)
