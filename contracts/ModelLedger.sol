@@ -3,15 +3,10 @@ pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
-/// @notice The part of NodeRegistry the ledger needs.
-interface INodeRegistry {
-    /// @notice Index of the first inactive address, or type(uint256).max if all are active.
-    function firstInactive(address[] calldata nodes) external view returns (uint256);
-}
-
 /// @notice The part of Reputation the ledger needs.
 interface IReputation {
-    /// @notice Fold one round's scores into the participants' reputations.
+    /// @notice Fold one round's scores into the participants' reputations; reverts with
+    ///         InactiveParticipant(node) if one is not Active in the registry.
     function recordScores(address[] calldata nodes, uint256[] calldata scores) external;
 }
 
@@ -20,7 +15,8 @@ interface IReputation {
 ///         the blob is stored, its parent, who took part and each participant's contribution score.
 /// @dev One concern: model versions and contributions. Per round it stores two slots; participants
 ///      and scores go to events (ContributionRecorded) and to Reputation, so gas grows only by a few
-///      thousand per participant. A blob URI is stored only when it differs from the task's default
+///      thousand per participant. "Participants must be active" is enforced by Reputation, which
+///      holds an exact mirror of the registry's Active status (see Reputation). A blob URI is stored only when it differs from the task's default
 ///      location `blobBase || hex(modelHash)`.
 contract ModelLedger is AccessControl {
     /// @notice Role of the federated-learning coordinator, the only account that creates tasks and
@@ -43,7 +39,6 @@ contract ModelLedger is AccessControl {
         uint32 participantCount;
     }
 
-    INodeRegistry public immutable registry;
     IReputation public immutable reputation;
     /// @notice Number of tasks created; task ids are 1..taskCount.
     uint256 public taskCount;
@@ -66,8 +61,6 @@ contract ModelLedger is AccessControl {
     error LengthMismatch(uint256 participants, uint256 scores);
     /// @notice Participants must be sorted by address, strictly ascending (this also forbids duplicates).
     error ParticipantsNotSorted(uint256 index);
-    /// @notice A participant was not active in the registry at commit time.
-    error InactiveParticipant(address node);
     /// @notice The round was never committed.
     error UnknownRound(uint256 task, uint256 round);
 
@@ -88,11 +81,9 @@ contract ModelLedger is AccessControl {
     event ContributionRecorded(uint256 indexed task, uint256 indexed round, address indexed node, uint256 score);
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE.
-    /// @param registry_ NodeRegistry consulted for participant status.
-    /// @param reputation_ Reputation contract fed with scores.
-    constructor(address admin, INodeRegistry registry_, IReputation reputation_) {
+    /// @param reputation_ Reputation contract fed with scores (and checking participants are active).
+    constructor(address admin, IReputation reputation_) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        registry = registry_;
         reputation = reputation_;
     }
 
@@ -138,8 +129,8 @@ contract ModelLedger is AccessControl {
         uint256[] calldata scores
     ) external onlyRole(COORDINATOR_ROLE) {
         _checkSequence(task, round, modelHash, parentHash);
-        _checkParticipants(participants, scores);
         uint256 n = participants.length;
+        if (n != scores.length) revert LengthMismatch(n, scores.length);
         _tasks[task].nextRound = uint64(round + 1);
         _rounds[task][round] = Round(modelHash, uint64(block.number), uint64(block.timestamp), uint32(n));
         if (bytes(uri).length != 0) _uriOverride[task][round] = uri;
@@ -201,15 +192,6 @@ contract ModelLedger is AccessControl {
         if (modelHash == bytes32(0)) revert EmptyModelHash();
         bytes32 parent = round == 0 ? bytes32(0) : _rounds[task][round - 1].modelHash;
         if (parentHash != parent) revert ParentMismatch(task, parent, parentHash);
-    }
-
-    function _checkParticipants(address[] calldata participants, uint256[] calldata scores) private view {
-        uint256 n = participants.length;
-        if (n != scores.length) revert LengthMismatch(n, scores.length);
-        if (n > 0) {
-            uint256 bad = registry.firstInactive(participants);
-            if (bad != type(uint256).max) revert InactiveParticipant(participants[bad]);
-        }
     }
 
     /// @dev The sort check shares this loop: a revert undoes the events, and one pass is cheaper.

@@ -3,11 +3,11 @@ pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
-/// @notice Hook the registry calls when a node becomes active, so its reputation slot is initialised
-///         outside the per-round commit path.
-interface IEnrollmentHook {
-    /// @notice Called by the registry after `node` was approved.
-    function enroll(address node) external;
+/// @notice Contract the registry tells about every change of a node's Active status (the Reputation
+///         contract), so the per-round commit can check eligibility in the slot it updates anyway.
+interface IStatusHook {
+    /// @notice Called by the registry in the same transaction as the status change.
+    function statusChanged(address node, bool active) external;
 }
 
 /// @title NodeRegistry
@@ -48,8 +48,8 @@ contract NodeRegistry is AccessControl {
 
     mapping(address => Node) private _nodes;
     address[] private _addresses;
-    /// @notice Contract told about every approval (the Reputation contract), or zero.
-    IEnrollmentHook public enrollmentHook;
+    /// @notice Contract told about every change of Active status (the Reputation contract), or zero.
+    IStatusHook public statusHook;
 
     /// @notice The address has already applied and is not in a state that allows applying again.
     error AlreadyRegistered(address node, Status status);
@@ -59,11 +59,13 @@ contract NodeRegistry is AccessControl {
     error InvalidTransition(address node, Status from, Status to);
     /// @notice Declared capacity must name at least one core.
     error InvalidCapacity();
+    /// @notice The status hook can be set once, before any node registered, so its mirror is exact.
+    error HookLocked();
 
     /// @notice A node registered (or re-registered after a suspension) with its declared capacity.
     event NodeApplied(address indexed node, uint16 cores, uint32 memoryMb, uint32 samplesPerSec, string endpoint);
-    /// @notice The enrollment hook changed.
-    event EnrollmentHookSet(address indexed hook);
+    /// @notice The status hook was set.
+    event StatusHookSet(address indexed hook);
     /// @notice A node's status changed.
     event NodeStatusChanged(address indexed node, Status from, Status to, address indexed by);
 
@@ -103,14 +105,15 @@ contract NodeRegistry is AccessControl {
         Status from = _nodes[node].status;
         if (from != Status.Pending && from != Status.Suspended) revert InvalidTransition(node, from, Status.Active);
         _setStatus(node, from, Status.Active);
-        if (address(enrollmentHook) != address(0)) enrollmentHook.enroll(node);
     }
 
-    /// @notice Set the contract that is told about every approval (the Reputation contract).
-    /// @param hook Address of the hook, or zero to disable.
-    function setEnrollmentHook(IEnrollmentHook hook) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        enrollmentHook = hook;
-        emit EnrollmentHookSet(address(hook));
+    /// @notice Set the contract told about every change of Active status (the Reputation contract).
+    /// @dev Only once and only while no node has registered, so the hook never misses a change.
+    /// @param hook Address of the hook.
+    function setStatusHook(IStatusHook hook) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (address(statusHook) != address(0) || _addresses.length != 0) revert HookLocked();
+        statusHook = hook;
+        emit StatusHookSet(address(hook));
     }
 
     /// @notice Suspend an active or pending node; it can be approved again later.
@@ -207,5 +210,10 @@ contract NodeRegistry is AccessControl {
     function _setStatus(address node, Status from, Status to) private {
         _nodes[node].status = to;
         emit NodeStatusChanged(node, from, to, msg.sender);
+        bool wasActive = from == Status.Active;
+        bool isNowActive = to == Status.Active;
+        if (wasActive != isNowActive && address(statusHook) != address(0)) {
+            statusHook.statusChanged(node, isNowActive);
+        }
     }
 }

@@ -8,8 +8,11 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 ///         contribution scores into an exponential moving average:
 ///         `new = (old * (SCALE - alpha) + score * alpha) / SCALE` (integer division, rounds down).
 /// @dev One concern: reputation. Only the ledger (LEDGER_ROLE) feeds scores, only the registry
-///      (REGISTRY_ROLE) enrolls nodes, only the admin changes parameters. Reputation is per node and
-///      carries across tasks.
+///      (REGISTRY_ROLE) reports status changes, only the admin changes parameters. Reputation is per
+///      node and carries across tasks. The registry pushes every change of a node's Active status in
+///      the same transaction (`statusChanged`), so the record holds an exact mirror of it; scoring an
+///      inactive node reverts. Keeping that bit in the slot the commit updates anyway saves the commit
+///      a cold read of the registry per participant (~2.2k gas each).
 contract Reputation is AccessControl {
     /// @notice Fixed-point scale of reputations, scores and alpha: 1e6 == 1.0.
     uint256 public constant SCALE = 1_000_000;
@@ -18,11 +21,13 @@ contract Reputation is AccessControl {
     /// @notice Role of the NodeRegistry, which enrolls nodes when they are approved.
     bytes32 public constant REGISTRY_ROLE = keccak256("REGISTRY_ROLE");
 
-    /// @notice One slot per node: value, number of scored rounds, and whether it was enrolled.
+    /// @notice One slot per node: value, number of scored rounds, whether it was ever enrolled (had
+    ///         its starting value set) and whether it is currently Active in the registry.
     struct Record {
         uint64 value;
         uint64 updates;
         bool enrolled;
+        bool active;
     }
 
     mapping(address => Record) private _records;
@@ -37,11 +42,15 @@ contract Reputation is AccessControl {
     error ScoreOutOfRange(address node, uint256 score);
     /// @notice `nodes` and `scores` had different lengths.
     error LengthMismatch(uint256 nodes, uint256 scores);
+    /// @notice A scored node is not Active in the registry.
+    error InactiveParticipant(address node);
 
     /// @notice The moving-average parameters changed.
     event ParametersChanged(uint64 alpha, uint64 initialReputation);
     /// @notice A node's reputation changed (enrollment or a scored round).
     event ReputationUpdated(address indexed node, uint256 value);
+    /// @notice The mirrored Active status of a node changed (pushed by the registry).
+    event EligibilityChanged(address indexed node, bool active);
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE.
     /// @param alpha_ Initial moving-average weight (SCALE units).
@@ -58,18 +67,22 @@ contract Reputation is AccessControl {
         _setParameters(alpha_, initialReputation_);
     }
 
-    /// @notice Give a newly approved node its starting reputation (no-op if already enrolled).
-    /// @dev Called by the registry so the first scored round does not pay for a fresh storage slot.
+    /// @notice Mirror a change of the node's Active status; the first activation enrolls the node
+    ///         with the starting reputation (so no commit pays for a fresh storage slot).
     /// @param node Address of the node.
-    function enroll(address node) external onlyRole(REGISTRY_ROLE) {
+    /// @param active Whether the node is now Active in the registry.
+    function statusChanged(address node, bool active) external onlyRole(REGISTRY_ROLE) {
         Record storage r = _records[node];
-        if (r.enrolled) return;
-        r.enrolled = true;
-        r.value = initialReputation;
-        emit ReputationUpdated(node, initialReputation);
+        r.active = active;
+        emit EligibilityChanged(node, active);
+        if (active && !r.enrolled) {
+            r.enrolled = true;
+            r.value = initialReputation;
+            emit ReputationUpdated(node, initialReputation);
+        }
     }
 
-    /// @notice Fold one round's scores into the participants' reputations.
+    /// @notice Fold one round's scores into the participants' reputations; all must be Active.
     /// @dev Bounded by the participants of one round, never by all nodes.
     /// @param nodes Participants of the round.
     /// @param scores Their scores in SCALE units, same order.
@@ -82,13 +95,13 @@ contract Reputation is AccessControl {
             uint256 s = scores[i];
             if (s > SCALE) revert ScoreOutOfRange(node, s);
             Record storage r = _records[node];
-            uint256 old = r.enrolled ? r.value : initialReputation;
+            if (!r.active) revert InactiveParticipant(node);
+            uint256 old = r.value;
             // Bounded by SCALE^2 (1e12): no overflow, so the arithmetic is unchecked.
             unchecked {
                 uint256 updated = (old * keep + s * a) / SCALE;
                 r.value = uint64(updated);
                 r.updates += 1;
-                r.enrolled = true;
                 emit ReputationUpdated(node, updated);
                 ++i;
             }
@@ -101,6 +114,13 @@ contract Reputation is AccessControl {
     function reputationOf(address node) external view returns (uint256) {
         Record memory r = _records[node];
         return r.enrolled ? r.value : initialReputation;
+    }
+
+    /// @notice Whether the node is Active, as mirrored from the registry.
+    /// @param node Address of the node.
+    /// @return True if Active.
+    function isEligible(address node) external view returns (bool) {
+        return _records[node].active;
     }
 
     /// @notice Number of scored rounds a node took part in.

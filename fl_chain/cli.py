@@ -44,7 +44,9 @@ def run(args: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except requests.ConnectionError as exc:
-        err_console.print(f"[red]error:[/red] lost the connection to the Ethereum node ({exc.request and exc.request.url})")
+        err_console.print(
+            f"[red]error:[/red] lost the connection to the Ethereum node ({exc.request and exc.request.url})"
+        )
         return 1
     except Exception as exc:  # last resort: never a traceback unless asked for
         if os.environ.get("FLCHAIN_DEBUG"):

@@ -41,7 +41,9 @@ PIDFILE = "chain.json"
 
 
 @app.command("compile")
-def compile_cmd(force: Annotated[bool, typer.Option(help="Rebuild even if cached")] = False) -> None:
+def compile_cmd(
+    force: Annotated[bool, typer.Option(help="Rebuild even if cached")] = False,
+) -> None:
     """Compile the contracts (solcjs through py-solc-x, or native solc); cached until a source changes."""
     started = time.monotonic()
     artifacts = compile_contracts(force=force)
@@ -108,7 +110,11 @@ def up(
     chain, deployment = start_local_deployment(home_dir, backend, port, host, block_time, detach)
     _print_deployment(
         deployment,
-        {"pid": str(chain.pid), "deployment file": str(home_dir / DEPLOYMENT_FILE), "log": chain.log},
+        {
+            "pid": str(chain.pid),
+            "deployment file": str(home_dir / DEPLOYMENT_FILE),
+            "log": chain.log,
+        },
     )
     if detach:
         console.print(f"{backend} running in the background; stop it with `flchain chain down`")

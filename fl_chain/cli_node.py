@@ -111,7 +111,11 @@ def _registrar_action(action: str, address: str, key: Path | None, home, deploym
 
 @app.command("approve")
 def approve(
-    address: str, key: KeyOpt = None, home: HomeOpt = None, deployment: DeploymentOpt = None, rpc: RpcOpt = None
+    address: str,
+    key: KeyOpt = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
 ) -> None:
     """Make a pending or suspended node active (REGISTRAR_ROLE)."""
     _registrar_action("approve", address, key, home, deployment, rpc)
@@ -119,7 +123,11 @@ def approve(
 
 @app.command("suspend")
 def suspend(
-    address: str, key: KeyOpt = None, home: HomeOpt = None, deployment: DeploymentOpt = None, rpc: RpcOpt = None
+    address: str,
+    key: KeyOpt = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
 ) -> None:
     """Suspend a node; it can be approved again (REGISTRAR_ROLE)."""
     _registrar_action("suspend", address, key, home, deployment, rpc)
@@ -127,7 +135,11 @@ def suspend(
 
 @app.command("revoke")
 def revoke(
-    address: str, key: KeyOpt = None, home: HomeOpt = None, deployment: DeploymentOpt = None, rpc: RpcOpt = None
+    address: str,
+    key: KeyOpt = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
 ) -> None:
     """Revoke a node for good (REGISTRAR_ROLE)."""
     _registrar_action("revoke", address, key, home, deployment, rpc)

@@ -18,6 +18,7 @@ from web3.exceptions import (
     TimeExhausted,
     Web3RPCError,
 )
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from fl_chain.chain.deployment import Deployment
@@ -27,7 +28,13 @@ ROLE_NAMES = {
     "0x" + "00" * 32: "DEFAULT_ADMIN_ROLE",
     **{
         "0x" + keccak(text=name).hex(): name
-        for name in ("REGISTRAR_ROLE", "SUSPENDER_ROLE", "LEDGER_ROLE", "REGISTRY_ROLE", "COORDINATOR_ROLE")
+        for name in (
+            "REGISTRAR_ROLE",
+            "SUSPENDER_ROLE",
+            "LEDGER_ROLE",
+            "REGISTRY_ROLE",
+            "COORDINATOR_ROLE",
+        )
     },
 }
 NODE_STATUS = ("None", "Pending", "Active", "Suspended", "Revoked")
@@ -80,7 +87,7 @@ class _ErrorDecoder:
         values = abi_decode(types, raw[4:])
         if name == "AccessControlUnauthorizedAccount":
             role = ROLE_NAMES.get("0x" + values[1].hex(), "0x" + values[1].hex())
-            return f"account {values[0]} lacks {role} ({name})"
+            return f"account {_show(values[0])} lacks {role} ({name})"
         shown = ", ".join(
             f"{n}={NODE_STATUS[v] if t == 'uint8' and n in ('from', 'to', 'status') else _show(v)}"
             for n, t, v in zip(names, types, values, strict=True)
@@ -98,6 +105,8 @@ def _abi_type(item: dict[str, Any]) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
+    if isinstance(value, str) and Web3.is_address(value):
+        return Web3.to_checksum_address(value)
     return str(value)
 
 
@@ -140,7 +149,11 @@ class ChainClient:
             raise FlchainError(f"{self._fn_name(fn)}: {self.describe_revert(exc)}") from None
 
     def transact(
-        self, account: LocalAccount, fn: ContractFunction, gas: int | None = None, timeout: float = 120.0
+        self,
+        account: LocalAccount,
+        fn: ContractFunction,
+        gas: int | None = None,
+        timeout: float = 120.0,
     ) -> TxReceipt:
         """Sign locally, send, wait for the receipt; a revert becomes a one-line FlchainError.
 
@@ -203,6 +216,10 @@ class ChainClient:
     def node_status(self, address: str) -> str:
         """Registry status name of an address."""
         return NODE_STATUS[self.registry.functions.statusOf(Web3.to_checksum_address(address)).call()]
+
+    def events(self, contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, Any]]:
+        """Decoded `name` events of `contract` in a receipt (other contracts' logs are skipped)."""
+        return [dict(e["args"]) for e in contract.events[name]().process_receipt(receipt, errors=DISCARD)]
 
     def _fn_name(self, fn: ContractFunction) -> str:
         names = {a.lower(): n for n, a in self.deployment.contracts.items()}

@@ -87,9 +87,9 @@ def _solc_binary(build_dir: Path) -> Path:
     # solcjs exits before flushing a pipe (output cut at 64 KiB), so it writes to a file first.
     script = (
         "#!/bin/sh\n"
-        'out=$(mktemp) || exit 1\n'
+        "out=$(mktemp) || exit 1\n"
         f'node {solcjs} "$@" > "$out"; rc=$?\n'
-        "grep -v '^>>>' \"$out\"; rm -f \"$out\"; exit $rc\n"
+        'grep -v \'^>>>\' "$out"; rm -f "$out"; exit $rc\n'
     )
     if not shim.exists() or shim.read_text() != script:
         shim.write_text(script)

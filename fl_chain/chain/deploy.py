@@ -66,16 +66,18 @@ def deploy_contracts(
     deployment.contracts = {n: "0x" + "00" * 20 for n in artifacts}
     client = ChainClient(w3, deployment)
     registry = _deploy_one(client, admin, artifacts["NodeRegistry"], admin.address)
-    reputation = _deploy_one(
-        client, admin, artifacts["Reputation"], admin.address, alpha, initial_reputation
-    )
-    ledger = _deploy_one(client, admin, artifacts["ModelLedger"], admin.address, registry, reputation)
-    deployment.contracts = {"NodeRegistry": registry, "Reputation": reputation, "ModelLedger": ledger}
+    reputation = _deploy_one(client, admin, artifacts["Reputation"], admin.address, alpha, initial_reputation)
+    ledger = _deploy_one(client, admin, artifacts["ModelLedger"], admin.address, reputation)
+    deployment.contracts = {
+        "NodeRegistry": registry,
+        "Reputation": reputation,
+        "ModelLedger": ledger,
+    }
     client = ChainClient(w3, deployment)
     coordinator = Web3.to_checksum_address(coordinator)
     client.transact(admin, client.reputation.functions.grantRole(role_id("LEDGER_ROLE"), ledger))
     client.transact(admin, client.reputation.functions.grantRole(role_id("REGISTRY_ROLE"), registry))
-    client.transact(admin, client.registry.functions.setEnrollmentHook(reputation))
+    client.transact(admin, client.registry.functions.setStatusHook(reputation))
     client.transact(admin, client.ledger.functions.grantRole(role_id("COORDINATOR_ROLE"), coordinator))
     deployment.roles = {
         "admin": admin.address,

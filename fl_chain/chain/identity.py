@@ -69,6 +69,6 @@ def _read_keystore(path: Path) -> dict:
         data = json.loads(path.read_text())
     except ValueError:
         raise FlchainError(f"{path}: not a JSON keystore") from None
-    if not isinstance(data, dict) or "crypto" not in data and "Crypto" not in data:
+    if not isinstance(data, dict) or ("crypto" not in data and "Crypto" not in data):
         raise FlchainError(f"{path}: not an Ethereum keystore (no 'crypto' field)")
     return data

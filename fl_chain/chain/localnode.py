@@ -185,8 +185,8 @@ def read_pidfile(path: Path) -> ChainProcess | None:
         chain = ChainProcess(**json.loads(path.read_text()))
     except (ValueError, TypeError) as exc:
         raise FlchainError(f"{path}: not a chain PID file ({exc})") from None
-    if not pid_alive(chain.pid) or chain.backend not in cmdline(chain.pid) and "cli.js" not in cmdline(
-        chain.pid
+    if not pid_alive(chain.pid) or (
+        chain.backend not in cmdline(chain.pid) and "cli.js" not in cmdline(chain.pid)
     ):
         return None
     return chain

@@ -1,0 +1,108 @@
+"""Gas of ModelLedger.commitRound against the issue's budget (120k + 12k per participant).
+
+Runs a real anvil node, deploys the contracts, registers 100 nodes and commits rounds with
+0, 1, 10, 50 and 100 participants. Prints a table and writes docs/gas.md.
+Usage: .venv/bin/python bench/gas.py
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+from eth_account import Account
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fl_chain.chain.client import ChainClient, connect  # noqa: E402
+from fl_chain.chain.deploy import deploy_contracts, dev_account  # noqa: E402
+from fl_chain.chain.localnode import free_port, start_chain, stop_pid  # noqa: E402
+
+SIZES = (0, 1, 10, 50, 100)
+REPEATS = 2  # the second commit of each size is the steady state (all slots already non-zero)
+
+
+def budget(n: int) -> int:
+    """The issue's gas budget for a commit with n participants."""
+    return 120_000 + 12_000 * n
+
+
+def main() -> None:
+    """Measure and report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chain = start_chain("anvil", free_port(), Path(tmp) / "anvil.log")
+        try:
+            rows = measure(chain.rpc_url)
+        finally:
+            stop_pid(chain.pid)
+    table = Table(title="ModelLedger.commitRound gas (anvil, steady state)")
+    for col in ("participants", "gas", "budget 120k+12k·n", "gas / budget", "marginal gas / participant"):
+        table.add_column(col, justify="right")
+    base = rows[0][1]
+    lines = [
+        "# Gas of a round commit",
+        "",
+        "Measured by `bench/gas.py` on anvil (shanghai EVM, optimizer 10000 runs). One transaction "
+        "commits the model hash, the participants and their scores, and updates every participant's "
+        "reputation. Steady state: each participant already has a reputation slot (enrolled at approval).",
+        "",
+        "| participants | gas | budget 120k+12k·n | gas / budget | marginal gas / participant |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n, gas in rows:
+        marginal = f"{(gas - base) / n:,.0f}" if n else "-"
+        ratio = f"{gas / budget(n):.2f}"
+        table.add_row(str(n), f"{gas:,}", f"{budget(n):,}", ratio, marginal)
+        lines.append(f"| {n} | {gas:,} | {budget(n):,} | {ratio} | {marginal} |")
+    lines += [
+        "",
+        "For comparison (DESIGN.md, measured on these machines): storing every client's score in contract "
+        "storage costs ~0.6M gas for 10 clients and ~4.7M for 100; published systems pay 115-156k gas per "
+        "client per round.",
+        "",
+    ]
+    Console().print(table)
+    out = ROOT / "docs" / "gas.md"
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
+
+
+def measure(rpc_url: str) -> list[tuple[int, int]]:
+    """Commit rounds of each size twice on a fresh deployment; return (participants, gas) pairs."""
+    w3 = connect(rpc_url)
+    admin, coordinator = dev_account(0), dev_account(1)
+    deployment = deploy_contracts(w3, admin, coordinator.address, rpc_url, "anvil")
+    client = ChainClient(w3, deployment)
+    nodes = sorted(
+        (Account.from_key(secrets.token_bytes(32)) for _ in range(max(SIZES))),
+        key=lambda a: int(a.address, 16),
+    )
+    for node in nodes:
+        client.fund(admin, node.address, 10**17)
+        client.transact(node, client.registry.functions.register((2, 4096, 100), ""))
+        client.transact(admin, client.registry.functions.approve(node.address))
+    ledger = client.ledger.functions
+    client.transact(coordinator, ledger.createTask(b"\x01" * 32, "file:///store/"))
+    parent = b"\0" * 32
+    rnd = 0
+    results = []
+    for n in SIZES:
+        for _ in range(REPEATS):
+            model = secrets.token_bytes(32)
+            chosen = [x.address for x in nodes[:n]]
+            scores = [secrets.randbelow(1_000_001) for _ in chosen]
+            receipt = client.transact(
+                coordinator, ledger.commitRound(1, rnd, model, "", parent, chosen, scores)
+            )
+            parent, rnd = model, rnd + 1
+        results.append((n, int(receipt["gasUsed"])))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Shared fixtures: a real anvil process per test session, a fresh deployment per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fl_chain.chain.localnode import ChainProcess, stop_pid
+from tests.chainutil import LocalChain, fresh_deployment, launch
+
+
+@pytest.fixture(scope="session")
+def anvil_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainProcess]:
+    """One anvil node for the session, stopped by PID even if tests fail."""
+    process = launch("anvil", tmp_path_factory.mktemp("anvil"))
+    try:
+        yield process
+    finally:
+        stop_pid(process.pid)
+
+
+@pytest.fixture()
+def chain(anvil_process: ChainProcess) -> LocalChain:
+    """A fresh deployment of the three contracts on the session's anvil."""
+    return fresh_deployment(anvil_process)
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> Path:
+    """An empty flchain state directory."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path

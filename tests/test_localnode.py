@@ -1,0 +1,58 @@
+"""The chain launcher: real anvil/ganache processes, stopped by PID, with clear errors."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from fl_chain.chain.client import connect
+from fl_chain.chain.localnode import free_port, pid_alive, start_chain, stop_pid
+from fl_chain.errors import FlchainError
+
+
+def test_two_chains_on_different_ports_then_both_stop(tmp_path: Path) -> None:
+    a = start_chain("anvil", free_port(), tmp_path / "a.log")
+    b = start_chain("anvil", free_port(), tmp_path / "b.log")
+    try:
+        assert a.port != b.port
+        wa, wb = connect(a.rpc_url), connect(b.rpc_url)
+        assert wa.eth.chain_id == wb.eth.chain_id == 31337
+    finally:
+        stop_pid(a.pid)
+        stop_pid(b.pid)
+    assert not pid_alive(a.pid) and not pid_alive(b.pid)
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(FlchainError, match=f"port {port} on 127.0.0.1 is already in use"):
+            start_chain("anvil", port, tmp_path / "c.log")
+
+
+def test_missing_node_tools_point_to_make_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLCHAIN_ROOT", str(tmp_path))
+    for backend in ("anvil", "ganache"):
+        with pytest.raises(FlchainError, match="run `make setup`"):
+            start_chain(backend, free_port(), tmp_path / "d.log")
+
+
+def test_unknown_backend(tmp_path: Path) -> None:
+    with pytest.raises(FlchainError, match="unknown chain backend 'geth'"):
+        start_chain("geth", free_port(), tmp_path / "e.log")
+
+
+def test_block_time_mines_at_intervals(tmp_path: Path) -> None:
+    chain = start_chain("anvil", free_port(), tmp_path / "f.log", block_time=0.5)
+    try:
+        w3 = connect(chain.rpc_url)
+        first = w3.eth.block_number
+        time.sleep(1.6)
+        assert w3.eth.block_number >= first + 2
+    finally:
+        stop_pid(chain.pid)
