@@ -1,0 +1,79 @@
+"""ModelLedger operations used by the coordinator, clients and `flchain status`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.types import TxReceipt
+
+from fl_chain.chain.client import ChainClient
+from fl_chain.errors import FlchainError
+
+ZERO_HASH = b"\0" * 32
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """A committed round as read from the chain."""
+
+    round: int
+    model_hash: bytes
+    block: int
+    timestamp: int
+    participant_count: int
+    uri: str
+
+
+def create_task(client: ChainClient, coordinator: LocalAccount, config_hash: bytes, blob_base: str) -> int:
+    """Create a task owned by the coordinator; return its id."""
+    receipt = client.transact(coordinator, client.ledger.functions.createTask(config_hash, blob_base))
+    return int(client.events(client.ledger, "TaskCreated", receipt)[0]["task"])
+
+
+def commit_round(
+    client: ChainClient,
+    coordinator: LocalAccount,
+    task: int,
+    round_number: int,
+    model_hash: bytes,
+    uri: str,
+    parent_hash: bytes,
+    scores: Mapping[str, int],
+) -> TxReceipt:
+    """Commit one round; participants are sorted by address as the contract requires."""
+    ordered = sorted((Web3.to_checksum_address(a) for a in scores), key=lambda a: int(a, 16))
+    lookup = {a.lower(): s for a, s in scores.items()}
+    fn = client.ledger.functions.commitRound(
+        task, round_number, model_hash, uri, parent_hash, ordered, [int(lookup[a.lower()]) for a in ordered]
+    )
+    return client.transact(coordinator, fn)
+
+
+def round_count(client: ChainClient, task: int) -> int:
+    """Number of committed rounds of a task (round 0 included)."""
+    return int(client.ledger.functions.roundCount(task).call())
+
+
+def get_round(client: ChainClient, task: int, round_number: int) -> RoundRecord:
+    """A committed round, or a one-line error if it does not exist."""
+    record = client.call(client.ledger.functions.getRound(task, round_number))
+    uri = client.call(client.ledger.functions.roundUri(task, round_number))
+    return RoundRecord(round_number, bytes(record[0]), record[1], record[2], record[3], uri)
+
+
+def contributions(client: ChainClient, task: int, round_number: int) -> dict[str, int]:
+    """Participant -> score of a committed round, from ContributionRecorded events."""
+    block = get_round(client, task, round_number).block
+    logs = client.ledger.events.ContributionRecorded().get_logs(
+        from_block=block, to_block=block, argument_filters={"task": task, "round": round_number}
+    )
+    return {e["args"]["node"]: int(e["args"]["score"]) for e in logs}
+
+
+def require_task(client: ChainClient, task: int) -> None:
+    """Raise a one-line error if the task does not exist."""
+    if not 1 <= task <= int(client.ledger.functions.taskCount().call()):
+        raise FlchainError(f"task {task} does not exist on this deployment")

@@ -1,0 +1,165 @@
+"""Typed run configuration, loaded from configs/*.toml; CLI flags override single fields.
+
+Every section and field is known: an unknown one, or a value of the wrong type, is a one-line error
+naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from fl_chain.errors import FlchainError
+
+STRATEGIES = ("FedAvg", "FedProx", "Krum", "MultiKrum", "FedMedian", "FedTrimmedAvg", "Bulyan")
+
+
+@dataclass
+class ChainSection:
+    """Where the contracts are and who commits."""
+
+    deployment: str = ""  # default: HOME/deployment.json
+    rpc: str = ""  # overrides the deployment's RPC URL
+    coordinator_key: str = ""  # keystore; empty = the local chain's development coordinator key
+
+
+@dataclass
+class FederationSection:
+    """Rounds, the wrapped Flower strategy and sampling."""
+
+    rounds: int = 5
+    strategy: str = "FedAvg"
+    fraction_train: float = 1.0
+    min_nodes: int = 2
+    round_timeout: float = 300.0
+    auth_timeout: float = 120.0
+    strategy_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskSection:
+    """Model, data and local training."""
+
+    name: str = "digits"
+    partitioning: str = "iid"
+    alpha: float = 0.5
+    local_epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 0.1
+    proximal_mu: float = 0.0
+    seed: int = 42
+
+
+@dataclass
+class StoreSection:
+    """Where model blobs go and how other machines reach them."""
+
+    dir: str = ""  # default: HOME/store
+    http_host: str = "127.0.0.1"
+    http_port: int = -1  # -1: no HTTP server; 0: any free port
+    public_url: str = ""  # base URL clients use, e.g. http://10.0.0.1:8700/
+
+
+@dataclass
+class ScoringSection:
+    """Contribution scoring and reply limits."""
+
+    method: str = "loss-delta"
+    max_update_norm: float = 1000.0
+
+
+@dataclass
+class RunConfig:
+    """The whole configuration of a federated run."""
+
+    chain: ChainSection = field(default_factory=ChainSection)
+    federation: FederationSection = field(default_factory=FederationSection)
+    task: TaskSection = field(default_factory=TaskSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    scoring: ScoringSection = field(default_factory=ScoringSection)
+
+    def to_json(self) -> str:
+        """Canonical JSON (its keccak is the task's config hash)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        """Inverse of to_json."""
+        return from_mapping(json.loads(text), "<run config>")
+
+
+def _coerce(value: Any, expected: type, where: str) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    origin = getattr(expected, "__origin__", None)
+    check = origin or expected
+    if check is dict:
+        if not isinstance(value, dict):
+            raise FlchainError(f"{where}: expected a table")
+        return value
+    if not isinstance(value, check) or (check is int and isinstance(value, bool)):
+        raise FlchainError(f"{where}: expected {check.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_mapping(data: dict[str, Any], source: str) -> RunConfig:
+    """Build a RunConfig from a parsed TOML mapping, rejecting unknown sections and fields."""
+    config = RunConfig()
+    sections = {f.name: f for f in fields(RunConfig)}
+    for section_name, values in data.items():
+        if section_name not in sections:
+            raise FlchainError(f"{source}: unknown section [{section_name}] (known: {', '.join(sections)})")
+        if not isinstance(values, dict):
+            raise FlchainError(f"{source}: [{section_name}] must be a table")
+        section = getattr(config, section_name)
+        hints = get_type_hints(type(section))
+        for key, value in values.items():
+            if key not in hints:
+                raise FlchainError(f"{source}: unknown field '{section_name}.{key}'")
+            setattr(section, key, _coerce(value, hints[key], f"{source}: field '{section_name}.{key}'"))
+    validate(config, source)
+    return config
+
+
+def load_config(path: Path | None) -> RunConfig:
+    """Read a TOML config file (or the defaults when path is None)."""
+    if path is None:
+        return RunConfig()
+    if not path.exists():
+        raise FlchainError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise FlchainError(f"{path}: invalid TOML ({exc})") from None
+    return from_mapping(data, str(path))
+
+
+def validate(config: RunConfig, source: str) -> None:
+    """Value checks beyond types."""
+    fed, task = config.federation, config.task
+    if fed.strategy not in STRATEGIES:
+        raise FlchainError(
+            f"{source}: field 'federation.strategy': unknown strategy {fed.strategy!r} "
+            f"(expected one of {', '.join(STRATEGIES)})"
+        )
+    if fed.rounds < 1:
+        raise FlchainError(f"{source}: field 'federation.rounds': expected >= 1, got {fed.rounds}")
+    if not 0 < fed.fraction_train <= 1:
+        raise FlchainError(f"{source}: field 'federation.fraction_train': expected (0, 1], got {fed.fraction_train}")
+    if fed.min_nodes < 1:
+        raise FlchainError(f"{source}: field 'federation.min_nodes': expected >= 1, got {fed.min_nodes}")
+    if task.partitioning not in ("iid", "dirichlet", "shards"):
+        raise FlchainError(
+            f"{source}: field 'task.partitioning': expected iid, dirichlet or shards, got {task.partitioning!r}"
+        )
+    if task.alpha <= 0:
+        raise FlchainError(f"{source}: field 'task.alpha': expected > 0, got {task.alpha}")
+    for name in ("local_epochs", "batch_size"):
+        if getattr(task, name) < 1:
+            raise FlchainError(f"{source}: field 'task.{name}': expected >= 1")
+    if config.scoring.method != "loss-delta":
+        raise FlchainError(f"{source}: field 'scoring.method': expected 'loss-delta', got {config.scoring.method!r}")

@@ -1,0 +1,1 @@
+"""Everything Flower: ServerApp, ClientApp, ChainStrategy, authentication, reply checks, scoring."""

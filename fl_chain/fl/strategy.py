@@ -1,0 +1,388 @@
+"""ChainStrategy: any Flower strategy, plus on-chain identity checks, reply filtering, contribution
+scoring and a per-round commit to the ModelLedger. Composition, not a fork: the wrapped strategy
+samples and aggregates; this class decides who may be sampled and what reaches aggregation."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from logging import INFO, WARNING
+from pathlib import Path
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.supercore import log
+from web3 import Web3
+
+from fl_chain.chain.client import ChainClient
+from fl_chain.chain.ledger import commit_round
+from fl_chain.fl.auth import AUTH_RECORD, Challenges
+from fl_chain.fl.scoring import loss_delta_scores, normalise
+from fl_chain.fl.validation import check_metrics, check_update
+from fl_chain.store import ModelStore, canonical_bytes
+
+AUTH_MESSAGE_TYPE = "query.flchain_auth"  # handled by the ClientApp's @app.query("flchain_auth")
+CONFIG_TASK = "flchain-task"
+CONFIG_PARENT_ROUND = "flchain-parent-round"
+
+
+def short_reason(text: str, limit: int = 300) -> str:
+    """The informative line of a client error (Flower wraps them in tracebacks), shortened."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    for marker in ("FlchainError: ", "Message: ", "Error: "):
+        found = [ln for ln in lines if marker in ln]
+        if found:
+            line = found[-1].split(marker, 1)[1].strip().rstrip("'>")
+            if line:
+                return line[:limit]
+    return (lines[-1] if lines else "unknown error")[:limit]
+
+
+def record_to_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
+    """Named numpy arrays of an ArrayRecord (insertion order kept)."""
+    return {name: array.numpy() for name, array in record.items()}
+
+
+def arrays_to_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
+    """An ArrayRecord holding exactly these arrays."""
+    return ArrayRecord({name: Array(np.ascontiguousarray(value)) for name, value in arrays.items()})
+
+
+class VerifiedGrid(Grid):
+    """A view of the Grid that only shows nodes allowed to take part; everything else delegates."""
+
+    def __init__(self, grid: Grid, allowed: set[int]) -> None:
+        self._grid = grid
+        self._allowed = allowed
+
+    def set_run(self, run) -> None:  # noqa: ANN001 - flwr's Run type
+        """Delegate."""
+        self._grid.set_run(run)
+
+    @property
+    def run(self):  # noqa: ANN201 - flwr's Run type
+        """Delegate."""
+        return self._grid.run
+
+    def create_message(self, *args, **kwargs) -> Message:  # noqa: ANN002, ANN003 - pass-through
+        """Delegate."""
+        return self._grid.create_message(*args, **kwargs)
+
+    def get_node_ids(self) -> Iterable[int]:
+        """Only the allowed nodes that are connected."""
+        return [n for n in self._grid.get_node_ids() if n in self._allowed]
+
+    def get_nodes(self):  # noqa: ANN201 - flwr's NodeInfo iterable
+        """Only the allowed nodes."""
+        return [n for n in self._grid.get_nodes() if n.node_id in self._allowed]
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Delegate."""
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Delegate."""
+        return self._grid.pull_messages(message_ids)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        """Delegate."""
+        return self._grid.send_and_receive(messages, timeout=timeout)
+
+
+@dataclass
+class RoundReport:
+    """What happened in one round, as printed and written to the report file."""
+
+    round: int
+    participants: list[str] = field(default_factory=list)
+    scores: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+    accuracy: float = 0.0
+    loss: float = 0.0
+    model_hash: str = ""
+    uri: str = ""
+    tx: str = ""
+    gas: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ChainContext:
+    """What ChainStrategy needs from the chain side."""
+
+    client: ChainClient
+    coordinator: LocalAccount
+    task: int
+    store: ModelStore
+    parent_hash: bytes
+
+
+class ChainStrategy(Strategy):
+    """Wraps a Flower strategy: authenticate nodes against the NodeRegistry, sample only verified
+    active nodes, drop unusable replies, score contributions, store the aggregate and commit the round.
+    """
+
+    def __init__(
+        self,
+        inner: Strategy,
+        chain: ChainContext,
+        validation_loss: Callable[[Mapping[str, np.ndarray]], float],
+        test_metrics: Callable[[Mapping[str, np.ndarray]], tuple[float, float]],
+        max_update_norm: float = 1e3,
+        weighted_by_key: str = "num-examples",
+        auth_timeout: float = 120.0,
+        min_nodes: int = 1,
+        report_path: Path | None = None,
+        on_round: Callable[[RoundReport], None] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.chain = chain
+        self.validation_loss = validation_loss
+        self.test_metrics = test_metrics
+        self.max_update_norm = max_update_norm
+        self.weighted_by_key = weighted_by_key
+        self.auth_timeout = auth_timeout
+        self.min_nodes = max(min_nodes, int(getattr(inner, "min_available_nodes", 1)))
+        self.report_path = report_path
+        self.on_round = on_round
+        self.verified: dict[int, str] = {}  # node id -> Ethereum address
+        self.refused: dict[int, str] = {}  # node id -> reason
+        self.reports: list[RoundReport] = []
+        self._challenges: Challenges | None = None
+        self._previous: dict[str, np.ndarray] = {}
+        self._train_started = 0.0
+        self._round_refused: dict[str, str] = {}
+
+    # ---------------------------------------------------------------- identity
+    def _refuse(self, node_id: int, reason: str, address: str | None = None) -> None:
+        who = f"node {node_id}" + (f" ({address})" if address else "")
+        if self.refused.get(node_id) != reason:
+            log(WARNING, "flchain: refused %s: %s", who, reason)
+        self.refused[node_id] = reason
+        self._round_refused[address or f"node {node_id}"] = reason
+
+    def authenticate(self, grid: Grid, timeout: float = 60.0) -> None:
+        """Challenge every connected node not yet verified; verified nodes are re-checked on-chain."""
+        client = self.chain.client
+        if self._challenges is None:
+            self._challenges = Challenges(client.deployment.chain_id, int(grid.run.run_id))
+        for node_id, address in list(self.verified.items()):
+            if not client.registry.functions.isActive(address).call():
+                del self.verified[node_id]
+                self._refuse(node_id, f"address {address} is no longer active in the NodeRegistry", address)
+        pending = [n for n in grid.get_node_ids() if n not in self.verified]
+        if not pending:
+            return
+        messages = []
+        for node_id in pending:
+            nonce = self._challenges.issue(node_id)
+            content = RecordDict({AUTH_RECORD: ConfigRecord({"nonce": nonce})})
+            messages.append(Message(content=content, message_type=AUTH_MESSAGE_TYPE, dst_node_id=node_id))
+        answered: set[int] = set()
+        for reply in grid.send_and_receive(messages, timeout=timeout):
+            node_id = reply.metadata.src_node_id
+            answered.add(node_id)
+            self._check_answer(node_id, reply)
+        for node_id in set(pending) - answered:
+            self._challenges.issue(node_id)  # invalidate the unanswered nonce
+            self._refuse(node_id, "no answer to the identity challenge")
+
+    def _check_answer(self, node_id: int, reply: Message) -> None:
+        if reply.has_error():
+            self._refuse(node_id, f"client error: {short_reason(reply.error.reason)}")
+            return
+        answer = reply.content.config_records.get(AUTH_RECORD)
+        if answer is None or "address" not in answer or "signature" not in answer:
+            self._refuse(node_id, "malformed identity answer")
+            return
+        claimed, signature = str(answer["address"]), str(answer["signature"])
+        address, reason = self._challenges.verify(node_id, claimed, signature)
+        if address is None:
+            self._refuse(node_id, reason, claimed)
+            return
+        if not self.chain.client.registry.functions.isActive(Web3.to_checksum_address(address)).call():
+            status = self.chain.client.node_status(address)
+            self._refuse(node_id, f"address {address} is not active in the NodeRegistry (status {status})", address)
+            return
+        bound = [n for n, a in self.verified.items() if a.lower() == address.lower() and n != node_id]
+        if bound:
+            self._refuse(node_id, f"address {address} is already in use by node {bound[0]}", address)
+            return
+        self.verified[node_id] = Web3.to_checksum_address(address)
+        self.refused.pop(node_id, None)
+        log(INFO, "flchain: node %s verified as %s", node_id, address)
+
+    def _wait_for_nodes(self, grid: Grid) -> None:
+        deadline = time.monotonic() + self.auth_timeout
+        self.authenticate(grid)
+        while len(self._allowed(grid)) < self.min_nodes:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"flchain: only {len(self._allowed(grid))} verified active nodes after "
+                    f"{self.auth_timeout:.0f} s, {self.min_nodes} needed; refused: {self.refused}"
+                )
+            time.sleep(1.0)
+            self.authenticate(grid)
+
+    def _allowed(self, grid: Grid) -> set[int]:
+        connected = set(grid.get_node_ids())
+        return {n for n in self.verified if n in connected}
+
+    # ---------------------------------------------------------------- training
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Authenticate newcomers, then let the wrapped strategy sample among verified nodes."""
+        self._round_refused = {}
+        self._wait_for_nodes(grid)
+        self._previous = record_to_arrays(arrays)
+        config = ConfigRecord(dict(config))
+        config[CONFIG_TASK] = self.chain.task
+        config[CONFIG_PARENT_ROUND] = server_round - 1
+        messages = list(self.inner.configure_train(server_round, arrays, config, VerifiedGrid(grid, self._allowed(grid))))
+        self._train_started = time.monotonic()
+        return messages
+
+    def _filter(self, replies: Iterable[Message]) -> tuple[list[Message], dict[str, str]]:
+        accepted: list[Message] = []
+        dropped: dict[str, str] = {}
+        for reply in replies:
+            node_id = reply.metadata.src_node_id
+            who = self.verified.get(node_id, f"node {node_id}")
+            if reply.has_error():
+                dropped[who] = f"error reply: {short_reason(reply.error.reason)}"
+                continue
+            if node_id not in self.verified:
+                dropped[who] = "reply from an unverified node"
+                continue
+            records = list(reply.content.array_records.values())
+            metrics = list(reply.content.metric_records.values())
+            if len(records) != 1 or len(metrics) != 1:
+                dropped[who] = "reply must hold exactly one ArrayRecord and one MetricRecord"
+                continue
+            try:
+                update = record_to_arrays(records[0])
+            except Exception as exc:  # undecodable arrays
+                dropped[who] = f"undecodable arrays ({exc})"
+                continue
+            reason = check_update(update, self._previous, self.max_update_norm) or check_metrics(
+                metrics[0], self.weighted_by_key
+            )
+            if reason:
+                dropped[who] = reason
+                continue
+            accepted.append(reply)
+        for who, reason in dropped.items():
+            log(WARNING, "flchain: dropped reply from %s: %s", who, reason)
+        return accepted, dropped
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Filter, score, aggregate with the wrapped strategy, store, evaluate and commit the round."""
+        seconds = {"train": time.monotonic() - self._train_started}
+        accepted, dropped = self._filter(list(replies))
+
+        started = time.monotonic()
+        updates = {
+            self.verified[r.metadata.src_node_id]: record_to_arrays(next(iter(r.content.array_records.values())))
+            for r in accepted
+        }
+        scores = normalise(loss_delta_scores(self._previous, updates, self.validation_loss)) if updates else {}
+        seconds["score"] = time.monotonic() - started
+
+        agg_arrays, agg_metrics = self.inner.aggregate_train(server_round, accepted) if accepted else (None, None)
+        if agg_arrays is None:
+            log(WARNING, "flchain: round %s has no usable update; the model is unchanged", server_round)
+            new = dict(self._previous)
+        else:
+            # Keep the model's dtypes, so the committed hash is over exactly what clients receive next.
+            aggregated = record_to_arrays(agg_arrays)
+            new = {k: aggregated[k].astype(self._previous[k].dtype, copy=False) for k in self._previous}
+
+        started = time.monotonic()
+        blob = canonical_bytes(new)
+        digest, uri = self.chain.store.put(blob)
+        seconds["store"] = time.monotonic() - started
+
+        started = time.monotonic()
+        receipt = commit_round(
+            self.chain.client,
+            self.chain.coordinator,
+            self.chain.task,
+            server_round,
+            digest,
+            "",
+            self.chain.parent_hash,
+            scores,
+        )
+        self.chain.parent_hash = digest
+        seconds["commit"] = time.monotonic() - started
+
+        loss, accuracy = self.test_metrics(new)
+        report = RoundReport(
+            round=server_round,
+            participants=sorted(scores),
+            scores=scores,
+            refused=dict(self._round_refused),
+            dropped=dropped,
+            accuracy=accuracy,
+            loss=loss,
+            model_hash="0x" + digest.hex(),
+            uri=uri,
+            tx="0x" + bytes(receipt["transactionHash"]).hex(),
+            gas=int(receipt["gasUsed"]),
+            seconds={k: round(v, 3) for k, v in seconds.items()},
+        )
+        self.record(report)
+        return arrays_to_record(new), agg_metrics
+
+    def record(self, report: RoundReport) -> None:
+        """Log a round, append it to the report file and hand it to the callback."""
+        self.reports.append(report)
+        log(
+            INFO,
+            "flchain: round %s committed: %d participants, %d refused, %d dropped, accuracy %.4f, "
+            "loss %.4f, hash %s, gas %s, tx %s, seconds %s",
+            report.round,
+            len(report.participants),
+            len(report.refused),
+            len(report.dropped),
+            report.accuracy,
+            report.loss,
+            report.model_hash,
+            report.gas,
+            report.tx,
+            report.seconds,
+        )
+        if self.report_path is not None:
+            with open(self.report_path, "a") as fh:
+                fh.write(json.dumps(asdict(report)) + "\n")
+        if self.on_round is not None:
+            self.on_round(report)
+
+    # ---------------------------------------------------------------- evaluation
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Federated evaluation (if the wrapped strategy does any) only on verified nodes."""
+        config = ConfigRecord(dict(config))
+        config[CONFIG_TASK] = self.chain.task
+        config[CONFIG_PARENT_ROUND] = server_round
+        return self.inner.configure_evaluate(server_round, arrays, config, VerifiedGrid(grid, self._allowed(grid)))
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        """Aggregate evaluation replies from verified nodes only."""
+        good = [r for r in replies if not r.has_error() and r.metadata.src_node_id in self.verified]
+        return self.inner.aggregate_evaluate(server_round, good) if good else None
+
+    def summary(self) -> None:
+        """Log the wrapped strategy's summary and the chain settings."""
+        log(INFO, "\tChainStrategy around %s, task %s", type(self.inner).__name__, self.chain.task)
+        self.inner.summary()

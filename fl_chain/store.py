@@ -1,0 +1,110 @@
+"""ModelStore: content-addressed model blobs.
+
+The canonical form of a model is the safetensors serialisation of its arrays (name -> ndarray), and
+its hash is keccak256 of exactly those bytes: the bytes32 committed on-chain. Blobs are stored under
+that hash (64 lowercase hex digits, no extension), so `blobBase + hex(hash)` is a blob's URI and anyone
+can re-hash a downloaded blob. Writes go to a local directory (file://); reads accept any fsspec URI
+(file, http(s), s3, ...) and are always verified against the expected hash.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+import fsspec
+import numpy as np
+from eth_utils import keccak
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from fl_chain.errors import FlchainError
+
+
+class BlobIntegrityError(FlchainError):
+    """A blob's bytes do not hash to the expected model hash."""
+
+
+def canonical_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Deterministic serialisation of named arrays (safetensors, no metadata)."""
+    return st_save({name: np.ascontiguousarray(value) for name, value in arrays.items()})
+
+
+def model_hash(blob: bytes) -> bytes:
+    """The bytes32 model hash: keccak256 of the canonical bytes."""
+    return keccak(blob)
+
+
+def hash_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Model hash of named arrays."""
+    return model_hash(canonical_bytes(arrays))
+
+
+def arrays_from_bytes(blob: bytes) -> dict[str, np.ndarray]:
+    """Named arrays from canonical bytes."""
+    return dict(st_load(blob))
+
+
+class ModelStore:
+    """A directory of blobs named by their hash; reads from anywhere fsspec can open."""
+
+    def __init__(self, directory: str | Path, public_base: str | None = None) -> None:
+        self.directory = Path(directory).expanduser().resolve()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.base_uri = public_base or self.directory.as_uri() + "/"
+        if not self.base_uri.endswith("/"):
+            self.base_uri += "/"
+
+    def uri_for(self, digest: bytes) -> str:
+        """Where a blob with this hash is published."""
+        return self.base_uri + digest.hex()
+
+    def put(self, blob: bytes) -> tuple[bytes, str]:
+        """Store a blob under its hash (atomically); return (hash, uri)."""
+        digest = model_hash(blob)
+        path = self.directory / digest.hex()
+        if not path.exists():
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(blob)
+            tmp.replace(path)
+        return digest, self.uri_for(digest)
+
+    def put_arrays(self, arrays: Mapping[str, np.ndarray]) -> tuple[bytes, str]:
+        """Store named arrays in canonical form; return (hash, uri)."""
+        return self.put(canonical_bytes(arrays))
+
+    def local_path(self, digest: bytes) -> Path:
+        """Path of a blob in this store's directory."""
+        return self.directory / digest.hex()
+
+
+def fetch_blob(uri: str, expected: bytes, timeout: float = 30.0) -> bytes:
+    """Read a blob from any fsspec URI and verify it hashes to `expected`."""
+    scheme = urlparse(uri).scheme or "file"
+    options = {"client_kwargs": {"timeout": _aiohttp_timeout(timeout)}} if scheme in ("http", "https") else {}
+    try:
+        with fsspec.open(uri, "rb", **options) as fh:
+            blob = fh.read()
+    except FileNotFoundError:
+        raise FlchainError(f"model blob {uri} not found") from None
+    except Exception as exc:
+        raise FlchainError(f"cannot read model blob {uri}: {type(exc).__name__}: {exc}") from None
+    verify_blob(blob, expected, uri)
+    return blob
+
+
+def verify_blob(blob: bytes, expected: bytes, where: str) -> None:
+    """Raise BlobIntegrityError naming the expected and actual hashes if they differ."""
+    actual = model_hash(blob)
+    if actual != expected:
+        raise BlobIntegrityError(
+            f"model blob {where} is corrupt or tampered: expected hash 0x{expected.hex()}, got 0x{actual.hex()}"
+        )
+
+
+def _aiohttp_timeout(seconds: float):  # noqa: ANN202 - aiohttp type only needed for http reads
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=seconds)
