@@ -10,7 +10,7 @@ import click
 import requests
 import typer
 
-from fl_chain import cli_chain, cli_node
+from fl_chain import cli_chain, cli_fl, cli_node
 from fl_chain.cli_common import err_console
 from fl_chain.errors import FlchainError
 
@@ -22,6 +22,10 @@ app = typer.Typer(
 )
 app.add_typer(cli_chain.app, name="chain")
 app.add_typer(cli_node.app, name="node")
+app.command("server")(cli_fl.server)
+app.command("client")(cli_fl.client)
+app.command("demo")(cli_fl.demo)
+app.command("status")(cli_fl.status)
 
 
 def run(args: list[str] | None = None) -> int:

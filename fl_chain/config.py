@@ -149,7 +149,9 @@ def validate(config: RunConfig, source: str) -> None:
     if fed.rounds < 1:
         raise FlchainError(f"{source}: field 'federation.rounds': expected >= 1, got {fed.rounds}")
     if not 0 < fed.fraction_train <= 1:
-        raise FlchainError(f"{source}: field 'federation.fraction_train': expected (0, 1], got {fed.fraction_train}")
+        raise FlchainError(
+            f"{source}: field 'federation.fraction_train': expected (0, 1], got {fed.fraction_train}"
+        )
     if fed.min_nodes < 1:
         raise FlchainError(f"{source}: field 'federation.min_nodes': expected >= 1, got {fed.min_nodes}")
     if task.partitioning not in ("iid", "dirichlet", "shards"):
@@ -162,4 +164,6 @@ def validate(config: RunConfig, source: str) -> None:
         if getattr(task, name) < 1:
             raise FlchainError(f"{source}: field 'task.{name}': expected >= 1")
     if config.scoring.method != "loss-delta":
-        raise FlchainError(f"{source}: field 'scoring.method': expected 'loss-delta', got {config.scoring.method!r}")
+        raise FlchainError(
+            f"{source}: field 'scoring.method': expected 'loss-delta', got {config.scoring.method!r}"
+        )

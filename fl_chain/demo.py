@@ -104,7 +104,10 @@ def run_demo(
             server_app=make_server_app(config, home, collect),
             client_app=make_client_app(settings),
             num_supernodes=clients,
-            backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": 2}},
+            backend_config={
+                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                "init_args": {"num_cpus": 2},
+            },
         )
         task = int(client.ledger.functions.taskCount().call())
         result = DemoResult(
@@ -116,7 +119,9 @@ def run_demo(
             chain_rounds=int(client.ledger.functions.roundCount(task).call()) if task else 0,
         )
         (home / "demo-result.json").write_text(
-            json.dumps({"task": task, "nodes": result.nodes, "reports": [asdict(r) for r in reports]}, indent=1)
+            json.dumps(
+                {"task": task, "nodes": result.nodes, "reports": [asdict(r) for r in reports]}, indent=1
+            )
         )
         if plot and reports:
             result.plot = plot_accuracy(reports, home / "accuracy.png")
@@ -133,7 +138,7 @@ def _stop_ray() -> None:
 
         if ray.is_initialized():
             ray.shutdown()
-    except Exception:  # noqa: S110 - best effort during cleanup
+    except Exception:
         pass
 
 

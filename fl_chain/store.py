@@ -100,11 +100,12 @@ def verify_blob(blob: bytes, expected: bytes, where: str) -> None:
     actual = model_hash(blob)
     if actual != expected:
         raise BlobIntegrityError(
-            f"model blob {where} is corrupt or tampered: expected hash 0x{expected.hex()}, got 0x{actual.hex()}"
+            f"model blob {where} is corrupt or tampered: "
+            f"expected hash 0x{expected.hex()}, got 0x{actual.hex()}"
         )
 
 
-def _aiohttp_timeout(seconds: float):  # noqa: ANN202 - aiohttp type only needed for http reads
+def _aiohttp_timeout(seconds: float):
     import aiohttp
 
     return aiohttp.ClientTimeout(total=seconds)

@@ -23,10 +23,10 @@ def _handler(directory: Path) -> type[BaseHTTPRequestHandler]:
             path = directory / match.group(1)
             return path if path.is_file() else None
 
-        def do_HEAD(self) -> None:  # noqa: N802 - http.server API
+        def do_HEAD(self) -> None:
             self._respond(send_body=False)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             self._respond(send_body=True)
 
         def _respond(self, send_body: bool) -> None:
@@ -42,7 +42,7 @@ def _handler(directory: Path) -> type[BaseHTTPRequestHandler]:
             if send_body:
                 self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet server
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     return BlobHandler

@@ -32,7 +32,9 @@ def apply_attack(
         if kind == "sign-flip":
             out[name] = (base - float(attack.get("scale", 1.0)) * delta).astype(value.dtype)
         elif kind == "noise":
-            out[name] = (value + rng.normal(0, float(attack.get("std", 1.0)), value.shape)).astype(value.dtype)
+            out[name] = (value + rng.normal(0, float(attack.get("std", 1.0)), value.shape)).astype(
+                value.dtype
+            )
         elif kind == "free-rider":
             out[name] = base.copy()
         elif kind == "scale":

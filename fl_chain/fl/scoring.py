@@ -32,7 +32,10 @@ def normalise(raw: Mapping[str, float]) -> dict[str, int]:
     best = max((v for v in raw.values() if np.isfinite(v)), default=0.0)
     if best <= 0:
         return dict.fromkeys(raw, 0)
-    return {who: int(round(SCALE * min(max(v, 0.0), best) / best)) if np.isfinite(v) else 0 for who, v in raw.items()}
+    return {
+        who: int(round(SCALE * min(max(v, 0.0), best) / best)) if np.isfinite(v) else 0
+        for who, v in raw.items()
+    }
 
 
 SCORERS = {"loss-delta": loss_delta_scores}

@@ -58,7 +58,9 @@ def coordinator_account(client: ChainClient, config: RunConfig) -> LocalAccount:
 
         password = os.environ.get(PASSWORD_ENV)
         if password is None:
-            raise FlchainError(f"set {PASSWORD_ENV} for the coordinator keystore {config.chain.coordinator_key}")
+            raise FlchainError(
+                f"set {PASSWORD_ENV} for the coordinator keystore {config.chain.coordinator_key}"
+            )
         return load_key(Path(config.chain.coordinator_key), password)
     dev = client.deployment.dev_keys.get("coordinator")
     if not dev:

@@ -60,16 +60,16 @@ class VerifiedGrid(Grid):
         self._grid = grid
         self._allowed = allowed
 
-    def set_run(self, run) -> None:  # noqa: ANN001 - flwr's Run type
+    def set_run(self, run) -> None:
         """Delegate."""
         self._grid.set_run(run)
 
     @property
-    def run(self):  # noqa: ANN201 - flwr's Run type
+    def run(self):
         """Delegate."""
         return self._grid.run
 
-    def create_message(self, *args, **kwargs) -> Message:  # noqa: ANN002, ANN003 - pass-through
+    def create_message(self, *args, **kwargs) -> Message:
         """Delegate."""
         return self._grid.create_message(*args, **kwargs)
 
@@ -77,7 +77,7 @@ class VerifiedGrid(Grid):
         """Only the allowed nodes that are connected."""
         return [n for n in self._grid.get_node_ids() if n in self._allowed]
 
-    def get_nodes(self):  # noqa: ANN201 - flwr's NodeInfo iterable
+    def get_nodes(self):
         """Only the allowed nodes."""
         return [n for n in self._grid.get_nodes() if n.node_id in self._allowed]
 
@@ -89,7 +89,9 @@ class VerifiedGrid(Grid):
         """Delegate."""
         return self._grid.pull_messages(message_ids)
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
         """Delegate."""
         return self._grid.send_and_receive(messages, timeout=timeout)
 
@@ -208,7 +210,9 @@ class ChainStrategy(Strategy):
             return
         if not self.chain.client.registry.functions.isActive(Web3.to_checksum_address(address)).call():
             status = self.chain.client.node_status(address)
-            self._refuse(node_id, f"address {address} is not active in the NodeRegistry (status {status})", address)
+            self._refuse(
+                node_id, f"address {address} is not active in the NodeRegistry (status {status})", address
+            )
             return
         bound = [n for n, a in self.verified.items() if a.lower() == address.lower() and n != node_id]
         if bound:
@@ -245,7 +249,9 @@ class ChainStrategy(Strategy):
         config = ConfigRecord(dict(config))
         config[CONFIG_TASK] = self.chain.task
         config[CONFIG_PARENT_ROUND] = server_round - 1
-        messages = list(self.inner.configure_train(server_round, arrays, config, VerifiedGrid(grid, self._allowed(grid))))
+        messages = list(
+            self.inner.configure_train(server_round, arrays, config, VerifiedGrid(grid, self._allowed(grid)))
+        )
         self._train_started = time.monotonic()
         return messages
 
@@ -291,13 +297,19 @@ class ChainStrategy(Strategy):
 
         started = time.monotonic()
         updates = {
-            self.verified[r.metadata.src_node_id]: record_to_arrays(next(iter(r.content.array_records.values())))
+            self.verified[r.metadata.src_node_id]: record_to_arrays(
+                next(iter(r.content.array_records.values()))
+            )
             for r in accepted
         }
-        scores = normalise(loss_delta_scores(self._previous, updates, self.validation_loss)) if updates else {}
+        scores = (
+            normalise(loss_delta_scores(self._previous, updates, self.validation_loss)) if updates else {}
+        )
         seconds["score"] = time.monotonic() - started
 
-        agg_arrays, agg_metrics = self.inner.aggregate_train(server_round, accepted) if accepted else (None, None)
+        agg_arrays, agg_metrics = (
+            self.inner.aggregate_train(server_round, accepted) if accepted else (None, None)
+        )
         if agg_arrays is None:
             log(WARNING, "flchain: round %s has no usable update; the model is unchanged", server_round)
             new = dict(self._previous)
@@ -375,7 +387,9 @@ class ChainStrategy(Strategy):
         config = ConfigRecord(dict(config))
         config[CONFIG_TASK] = self.chain.task
         config[CONFIG_PARENT_ROUND] = server_round
-        return self.inner.configure_evaluate(server_round, arrays, config, VerifiedGrid(grid, self._allowed(grid)))
+        return self.inner.configure_evaluate(
+            server_round, arrays, config, VerifiedGrid(grid, self._allowed(grid))
+        )
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Aggregate evaluation replies from verified nodes only."""

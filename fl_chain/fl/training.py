@@ -51,11 +51,13 @@ def train(
             optimiser.zero_grad()
             loss = criterion(model(xs[batch]), ys[batch])
             if global_params:
-                prox = sum(((p - g) ** 2).sum() for p, g in zip(model.parameters(), global_params, strict=True))
+                prox = sum(
+                    ((p - g) ** 2).sum() for p, g in zip(model.parameters(), global_params, strict=True)
+                )
                 loss = loss + proximal_mu / 2 * prox
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
             count += len(batch)
         last = total / max(count, 1)
     return last

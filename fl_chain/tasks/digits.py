@@ -23,7 +23,7 @@ def _dataset() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _splits() -> dict[str, np.ndarray]:
-    x, y = _dataset()
+    _, y = _dataset()
     order = np.random.default_rng(SPLIT_SEED).permutation(len(y))
     n_test, n_val = int(0.2 * len(y)), int(0.1 * len(y))
     return {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
@@ -68,7 +68,9 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (OSError, ValueError, KeyError) as exc:
         raise FlchainError(f"{path}: expected an .npz file with arrays 'x' and 'y' ({exc})") from None
     if x.ndim != 2 or x.shape[1] != 64 or len(x) != len(y):
-        raise FlchainError(f"{path}: 'x' must have shape (n, 64) and 'y' shape (n,), got {x.shape}, {y.shape}")
+        raise FlchainError(
+            f"{path}: 'x' must have shape (n, 64) and 'y' shape (n,), got {x.shape}, {y.shape}"
+        )
     return x, y
 
 

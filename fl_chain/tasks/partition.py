@@ -60,4 +60,6 @@ def _shards(labels: np.ndarray, n: int, per: int, rng: np.random.Generator) -> l
     order = np.argsort(labels, kind="stable")
     shards = np.array_split(order, n * per)
     assignment = rng.permutation(len(shards))
-    return [np.sort(np.concatenate([shards[s] for s in assignment[i * per : (i + 1) * per]])) for i in range(n)]
+    return [
+        np.sort(np.concatenate([shards[s] for s in assignment[i * per : (i + 1) * per]])) for i in range(n)
+    ]

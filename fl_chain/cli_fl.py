@@ -1,0 +1,366 @@
+"""`flchain server`, `flchain client`, `flchain demo`, `flchain status`: the federated-learning commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fl_chain.chain.client import NODE_STATUS
+from fl_chain.chain.identity import PASSWORD_ENV, load_key
+from fl_chain.chain.ledger import contributions, get_round, require_task, round_count
+from fl_chain.chain.localnode import BACKENDS, free_port
+from fl_chain.cli_common import (
+    DeploymentOpt,
+    HomeOpt,
+    RpcOpt,
+    chain_from_options,
+    console,
+    deployment_path,
+    err_console,
+    read_password,
+)
+from fl_chain.config import RunConfig, load_config
+from fl_chain.errors import FlchainError
+from fl_chain.fl.strategy import RoundReport
+from fl_chain.paths import state_home
+
+
+def _short(value: str, keep: int = 10) -> str:
+    return value if len(value) <= 2 * keep + 1 else f"{value[:keep]}…{value[-6:]}"
+
+
+def print_round(report: RoundReport) -> None:
+    """One progress line per committed round."""
+    refused = f", refused {len(report.refused)}" if report.refused else ""
+    dropped = f", dropped {len(report.dropped)}" if report.dropped else ""
+    times = " ".join(f"{k} {v:.2f}s" for k, v in report.seconds.items())
+    console.print(
+        f"[bold]round {report.round}[/bold]: accuracy {100 * report.accuracy:.2f} %, loss {report.loss:.4f}, "
+        f"{len(report.participants)} participants{refused}{dropped}, hash {_short(report.model_hash)}, "
+        f"gas {report.gas:,}" + (f", {times}" if times else "")
+    )
+    for who, reason in report.refused.items():
+        console.print(f"    refused {who}: {reason}", highlight=False)
+    for who, reason in report.dropped.items():
+        console.print(f"    dropped reply from {who}: {reason}", highlight=False)
+
+
+def summary_table(reports: list[RoundReport], title: str) -> Table:
+    """Round, participants, accuracy, hash, gas, tx."""
+    table = Table(title=title)
+    for col in ("round", "participants", "accuracy", "loss", "model hash", "gas", "tx"):
+        table.add_column(col, justify="right" if col in ("round", "participants", "gas") else "left")
+    for r in reports:
+        table.add_row(
+            str(r.round),
+            str(len(r.participants)),
+            f"{100 * r.accuracy:.2f} %",
+            f"{r.loss:.4f}",
+            _short(r.model_hash),
+            f"{r.gas:,}",
+            _short(r.tx),
+        )
+    return table
+
+
+def read_reports(path: Path) -> list[RoundReport]:
+    """Round reports written by the ServerApp (one JSON object per line)."""
+    if not path.exists():
+        return []
+    names = {f.name for f in fields(RoundReport)}
+    reports = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            data = json.loads(line)
+            reports.append(RoundReport(**{k: v for k, v in data.items() if k in names}))
+    return reports
+
+
+def _config_with_overrides(config_path: Path | None, rounds: int | None) -> RunConfig:
+    config = load_config(config_path)
+    if rounds is not None:
+        if rounds < 1:
+            raise FlchainError(f"--rounds {rounds}: expected >= 1")
+        config.federation.rounds = rounds
+    return config
+
+
+def demo(
+    clients: Annotated[int, typer.Option(help="Simulated nodes", min=1, max=100)] = 10,
+    rounds: Annotated[int | None, typer.Option(help="Training rounds (default: config, 5)")] = None,
+    backend: Annotated[str, typer.Option(help=f"Local chain: {' | '.join(BACKENDS)}")] = "anvil",
+    non_iid: Annotated[
+        float | None, typer.Option("--non-iid", help="Dirichlet alpha for non-IID partitions (default: IID)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config (default: built-in defaults)")] = None,
+    home: Annotated[Path, typer.Option(help="Where the demo writes its files")] = Path(".flchain/demo"),
+    verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's own logs")] = False,
+) -> None:
+    """Everything on one machine: local chain, contracts, node keys, Simulation Engine, summary, plot."""
+    import logging
+
+    from fl_chain.demo import run_demo
+
+    if backend not in BACKENDS:
+        raise FlchainError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    run_config = _config_with_overrides(config, rounds)
+    if non_iid is not None:
+        if non_iid <= 0:
+            raise FlchainError(f"--non-iid {non_iid}: the Dirichlet alpha must be > 0")
+        run_config.task.partitioning, run_config.task.alpha = "dirichlet", non_iid
+    if not verbose:
+        # Refusals and dropped replies are printed per round below; Flower's own notices (such as
+        # run_simulation's deprecation) and Ray's are hidden unless asked for.
+        logging.getLogger("flwr").setLevel(logging.ERROR)
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
+    console.print(
+        f"flchain demo: {clients} simulated nodes, {run_config.federation.rounds} rounds, "
+        f"{run_config.federation.strategy}, {backend} chain, "
+        + (
+            f"Dirichlet(alpha={run_config.task.alpha}) partitions"
+            if run_config.task.partitioning == "dirichlet"
+            else "IID"
+        )
+    )
+    started = time.monotonic()
+    result = run_demo(run_config, clients, home.resolve(), backend, on_round=print_round)
+    expected = run_config.federation.rounds + 1
+    console.print(summary_table(result.reports, f"task {result.task}: rounds committed on-chain"))
+    console.print(
+        f"chain holds {result.chain_rounds} rounds (0-{result.chain_rounds - 1}); "
+        f"final accuracy {100 * result.reports[-1].accuracy:.2f} %; plot {result.plot}; "
+        f"{time.monotonic() - started:.0f} s"
+    )
+    if result.chain_rounds != expected or len(result.reports) != expected:
+        raise FlchainError(f"the run ended early: {len(result.reports)} of {expected} rounds committed")
+
+
+def server(
+    config: Annotated[Path, typer.Option(help="TOML run configuration, e.g. configs/demo.toml")],
+    rounds: Annotated[int | None, typer.Option(help="Override federation.rounds")] = None,
+    host: Annotated[str, typer.Option(help="Interface the SuperLink listens on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="SuperLink port (Fleet + Control API)")] = 9100,
+    certificates: Annotated[
+        Path | None, typer.Option(help="Directory with ca.crt, server.pem, server.key for TLS")
+    ] = None,
+    insecure: Annotated[bool, typer.Option(help="Allow plain HTTP on a non-loopback interface")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Start a SuperLink, submit the flchain ServerApp and stream its progress until the run ends."""
+    from fl_chain.chain.client import open_chain
+    from fl_chain.fl.processes import (
+        check_certificates,
+        is_loopback,
+        prepare_app,
+        start_superlink,
+        submit_run,
+    )
+    from fl_chain.fl.server_app import coordinator_account, write_run_file
+    from fl_chain.tasks import load_task
+
+    run_config = _config_with_overrides(config, rounds)
+    home_dir = state_home(home)
+    if certificates is None and not insecure and not is_loopback(host):
+        raise FlchainError(f"--host {host} is not loopback: pass --certificates DIR for TLS, or --insecure")
+    if certificates is not None:
+        check_certificates(certificates)
+    # Fail fast, before starting anything: chain, coordinator key, task.
+    deployment = (
+        Path(run_config.chain.deployment) if run_config.chain.deployment else deployment_path(home, None)
+    )
+    client = open_chain(deployment, run_config.chain.rpc or None)
+    run_config.chain.deployment = str(deployment.resolve())
+    if run_config.chain.coordinator_key and PASSWORD_ENV not in os.environ:
+        os.environ[PASSWORD_ENV] = read_password(Path(run_config.chain.coordinator_key))
+    coordinator = coordinator_account(client, run_config)
+    load_task(run_config.task.name)
+
+    run_dir = home_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report_path = run_dir / "rounds.jsonl"
+    run_file = run_dir / "run.json"
+    if not run_config.store.dir:
+        run_config.store.dir = str(home_dir / "store")
+    write_run_file(run_file, run_config, home_dir, report_path)
+    connect_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    app_dir, flwr_home = prepare_app(run_dir, f"{connect_host}:{port}", certificates)
+
+    from fl_chain.chain.localnode import port_in_use
+
+    if port_in_use(port, host):
+        raise FlchainError(f"port {port} on {host} is already in use: choose another with --port")
+    link = start_superlink(host, port, run_dir / "superlink.log", certificates)
+    runner = None
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        console.print(
+            f"SuperLink on {host}:{port} (pid {link.pid}); coordinator {coordinator.address}; "
+            f"connect nodes with: flchain client --superlink {connect_host}:{port} --key KEY"
+        )
+        runner = submit_run(app_dir, flwr_home, run_file, run_dir / "serverapp.log")
+        reports = _follow(runner, run_dir / "serverapp.log", report_path, run_config.federation.rounds)
+    finally:
+        if runner is not None:
+            runner.stop()
+        link.stop()
+        signal.signal(signal.SIGTERM, previous)
+    console.print(summary_table(reports, "rounds committed on-chain"))
+    expected = run_config.federation.rounds + 1
+    if len(reports) != expected:
+        raise FlchainError(
+            f"the run failed after {max(len(reports) - 1, 0)} of {run_config.federation.rounds} rounds: "
+            f"{_last_error(run_dir / 'serverapp.log')} (logs in {run_dir})"
+        )
+    console.print(f"run complete; logs and reports in {run_dir}")
+
+
+_NOISE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _follow(runner, log: Path, report_path: Path, rounds: int) -> list[RoundReport]:
+    """Print refused/dropped notices and one line per committed round until the run ends."""
+    shown_lines, shown_rounds = 0, 0
+    while True:
+        finished = runner.proc.poll() is not None
+        if log.exists():
+            lines = log.read_text(errors="replace").splitlines()
+            for line in lines[shown_lines:]:
+                clean = _NOISE.sub("", line)
+                if "flchain: refused" in clean or "flchain: dropped" in clean or "flchain: node" in clean:
+                    console.print("  " + clean.split("flchain: ", 1)[1], highlight=False)
+            shown_lines = len(lines)
+        reports = read_reports(report_path)
+        for report in reports[shown_rounds:]:
+            print_round(report)
+        shown_rounds = len(reports)
+        if finished or (shown_rounds == rounds + 1 and _run_finished(log)):
+            return reports
+        time.sleep(0.5)
+
+
+def _run_finished(log: Path) -> bool:
+    return log.exists() and "Strategy execution finished" in log.read_text(errors="replace")
+
+
+def _last_error(log: Path) -> str:
+    if not log.exists():
+        return "no ServerApp output"
+    lines = [_NOISE.sub("", ln).strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "Error" in ln or "ERROR" in ln or "error" in ln]
+    return (errors or lines or ["no ServerApp output"])[-1][:300]
+
+
+def client(
+    key: Annotated[Path, typer.Option(help="This node's keystore")],
+    superlink: Annotated[str, typer.Option(help="SuperLink address HOST:PORT")] = "127.0.0.1:9100",
+    partition: Annotated[str, typer.Option(help="This node's partition of the demo data, i/n")] = "0/1",
+    data: Annotated[Path | None, typer.Option(help="Own data: .npz with x (n, 64) and y (n,)")] = None,
+    partitioning: Annotated[str, typer.Option(help="iid | dirichlet | shards")] = "iid",
+    alpha: Annotated[float, typer.Option(help="Dirichlet alpha")] = 0.5,
+    root_certificates: Annotated[Path | None, typer.Option(help="CA certificate of a TLS SuperLink")] = None,
+    model_source: Annotated[str, typer.Option(help="message | store (fetch the committed blob)")] = "message",
+    port: Annotated[int | None, typer.Option(help="Local port of this SuperNode's app API")] = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Start a SuperNode running this node's ClientApp; runs until Ctrl-C."""
+    from fl_chain.fl.processes import start_supernode
+
+    match = re.fullmatch(r"(\d+)/(\d+)", partition)
+    if not match or not int(match.group(1)) < int(match.group(2)):
+        raise FlchainError(f"--partition {partition!r}: expected i/n with 0 <= i < n, e.g. 0/3")
+    if data is not None and not data.exists():
+        raise FlchainError(f"--data {data}: file does not exist")
+    if model_source not in ("message", "store"):
+        raise FlchainError(f"--model-source {model_source!r}: expected message or store")
+    if partitioning not in ("iid", "dirichlet", "shards"):
+        raise FlchainError(f"--partitioning {partitioning!r}: expected iid, dirichlet or shards")
+    if not re.fullmatch(r"[^:\s]+:\d+", superlink):
+        raise FlchainError(f"--superlink {superlink!r}: expected HOST:PORT")
+    password = read_password(key)
+    account = load_key(key, password)
+    deployment_file = deployment_path(home, deployment).resolve()
+    chain = chain_from_options(home, deployment, rpc)
+    status = chain.node_status(account.address)
+    if status != "Active":
+        err_console.print(
+            f"warning: {account.address} is {status} in the NodeRegistry; the server will refuse this node "
+            "until a registrar approves it"
+        )
+    node_config: dict[str, str | int | float] = {
+        "flchain-deployment": str(deployment_file),
+        "flchain-key": str(key.resolve()),
+        "partition-id": int(match.group(1)),
+        "num-partitions": int(match.group(2)),
+        "flchain-partitioning": partitioning,
+        "flchain-alpha": alpha,
+        "flchain-model-source": model_source,
+    }
+    if rpc:
+        node_config["flchain-rpc"] = rpc
+    if data is not None:
+        node_config["flchain-data"] = str(data.resolve())
+    log = state_home(home) / "nodes" / f"{account.address}.log"
+    node = start_supernode(
+        superlink, port or free_port(), node_config, log, root_certificates, {PASSWORD_ENV: password}
+    )
+    console.print(f"node {account.address} ({status}) -> SuperLink {superlink} (pid {node.pid}, log {log})")
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while node.proc.poll() is None:
+            time.sleep(0.5)
+        raise FlchainError(f"the SuperNode exited with code {node.proc.returncode}; see {log}")
+    except KeyboardInterrupt:
+        console.print("stopping the node")
+    finally:
+        node.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def status(
+    task: Annotated[int | None, typer.Option(help="Task id (default: the newest)")] = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Rounds (hash, URI, participants, scores) and reputations, read from the chain."""
+    chain = chain_from_options(home, deployment, rpc)
+    tasks = int(chain.ledger.functions.taskCount().call())
+    if tasks == 0:
+        console.print("no task has been created on this deployment yet")
+        return
+    task_id = task if task is not None else tasks
+    require_task(chain, task_id)
+    table = Table(title=f"task {task_id}: committed rounds")
+    for col in ("round", "model hash", "URI", "participants (score)"):
+        table.add_column(col)
+    for rnd in range(round_count(chain, task_id)):
+        record = get_round(chain, task_id, rnd)
+        scores = contributions(chain, task_id, rnd)
+        shown = ", ".join(f"{_short(a, 6)} ({s / 1e6:.2f})" for a, s in sorted(scores.items())) or "-"
+        table.add_row(str(rnd), _short("0x" + record.model_hash.hex()), record.uri, shown)
+    console.print(table)
+    reputations = Table(title="reputation (1.0 = 1,000,000 on-chain)")
+    for col in ("node", "status", "reputation", "rounds scored"):
+        reputations.add_column(col)
+    total = int(chain.registry.functions.nodeCount().call())
+    for offset in range(0, total, 200):
+        addresses, statuses = chain.registry.functions.listNodes(offset, 200).call()
+        for address, node_status in zip(addresses, statuses, strict=True):
+            rep = chain.reputation.functions.reputationOf(address).call()
+            updates = chain.reputation.functions.updatesOf(address).call()
+            reputations.add_row(address, NODE_STATUS[node_status], f"{rep / 1e6:.4f}", str(updates))
+    console.print(reputations)
