@@ -339,6 +339,8 @@ def status(
     """Rounds (hash, URI, participants, scores) and reputations, read from the chain."""
     chain = chain_from_options(home, deployment, rpc)
     tasks = int(chain.ledger.functions.taskCount().call())
+    if task is not None:
+        require_task(chain, task)
     if tasks == 0:
         console.print("no task has been created on this deployment yet")
         return

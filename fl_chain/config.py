@@ -156,7 +156,8 @@ def validate(config: RunConfig, source: str) -> None:
         raise FlchainError(f"{source}: field 'federation.min_nodes': expected >= 1, got {fed.min_nodes}")
     if task.partitioning not in ("iid", "dirichlet", "shards"):
         raise FlchainError(
-            f"{source}: field 'task.partitioning': expected iid, dirichlet or shards, got {task.partitioning!r}"
+            f"{source}: field 'task.partitioning': expected iid, dirichlet or shards, "
+            f"got {task.partitioning!r}"
         )
     if task.alpha <= 0:
         raise FlchainError(f"{source}: field 'task.alpha': expected > 0, got {task.alpha}")

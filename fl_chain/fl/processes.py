@@ -53,7 +53,9 @@ class Managed:
         return self.proc.pid
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the whole group, SIGKILL after `timeout`, and reap the leader."""
+        """SIGTERM the whole group, SIGKILL after `timeout`, and reap the leader; then stop any
+        descendant that escaped the group (Flower starts SuperExec in a session of its own)."""
+        tree = descendants(self.proc.pid)
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, sig)
@@ -68,6 +70,43 @@ class Managed:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             time.sleep(0.1)
+        for pid in tree:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                if not _alive(pid):
+                    break
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+                deadline = time.monotonic() + 3.0
+                while _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def descendants(root: int) -> list[int]:
+    """PIDs of all live descendants of `root` (children first)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _group_alive(pgid: int) -> bool:
@@ -99,7 +138,12 @@ def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = Non
             stdout=fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            # Flower's launchers find flower-superexec and the app runners on PATH.
+            env={
+                **os.environ,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                **(env or {}),
+            },
             start_new_session=True,
         )
     return Managed(name, proc, log)

@@ -33,8 +33,7 @@ def normalise(raw: Mapping[str, float]) -> dict[str, int]:
     if best <= 0:
         return dict.fromkeys(raw, 0)
     return {
-        who: int(round(SCALE * min(max(v, 0.0), best) / best)) if np.isfinite(v) else 0
-        for who, v in raw.items()
+        who: round(SCALE * min(max(v, 0.0), best) / best) if np.isfinite(v) else 0 for who, v in raw.items()
     }
 
 

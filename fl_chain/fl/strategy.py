@@ -5,6 +5,7 @@ samples and aggregates; this class decides who may be sampled and what reaches a
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,9 @@ CONFIG_PARENT_ROUND = "flchain-parent-round"
 
 def short_reason(text: str, limit: int = 300) -> str:
     """The informative line of a client error (Flower wraps them in tracebacks), shortened."""
+    wrapped = re.search(r"<class '[\w.]+'>:<'(.*)'>\s*$", str(text), re.DOTALL)
+    if wrapped and "\n" not in wrapped.group(1):  # Flower's "<class 'E'>:<'message'>" form
+        return wrapped.group(1)[:limit]
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     for marker in ("FlchainError: ", "Message: ", "Error: "):
         found = [ln for ln in lines if marker in ln]

@@ -1,0 +1,130 @@
+"""End to end on loopback with Flower's Deployment Engine: anvil + `flchain server` + three
+`flchain client` processes (one not registered), two rounds, everything real."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from eth_utils import keccak
+
+from fl_chain.chain.client import open_chain
+from fl_chain.chain.ledger import contributions, get_round, round_count
+from fl_chain.chain.localnode import free_port
+
+PASSWORD = "e2e password"
+FLCHAIN = [sys.executable, "-m", "fl_chain"]
+
+
+def _run(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [*FLCHAIN, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    with open(log, "w") as fh:
+        return subprocess.Popen([*FLCHAIN, *args], stdout=fh, stderr=subprocess.STDOUT, env=env)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    marker = f"flchain-e2e-{uuid.uuid4()}"  # inherited by every process the commands start
+    env = {**os.environ, "FLCHAIN_KEY_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env["FLCHAIN_TEST_MARKER"] = marker
+    h = ["--home", str(home)]
+    _run("chain", "up", "--detach", "--port", str(free_port()), *h, env=env)
+    clients: list[subprocess.Popen] = []
+    server = None
+    try:
+        keys = [tmp_path / f"node{i}.json" for i in range(3)]
+        for i, key in enumerate(keys):
+            _run("node", "keygen", "--out", str(key), env=env)
+            if i < 2:  # node 2 never applies: it is not registered
+                _run("node", "apply", "--key", str(key), *h, env=env)
+                _run("node", "approve", "0x" + json.loads(key.read_text())["address"], *h, env=env)
+        addresses = ["0x" + json.loads(k.read_text())["address"] for k in keys]
+        config = tmp_path / "run.toml"
+        config.write_text("[federation]\nrounds = 2\nmin_nodes = 2\n\n[task]\nlocal_epochs = 2\n")
+        port = free_port()
+        server_log = tmp_path / "server.out"
+        server = _spawn(["server", "--config", str(config), "--port", str(port), *h], server_log, env)
+        for i, key in enumerate(keys):
+            args = [
+                "client",
+                "--key",
+                str(key),
+                "--superlink",
+                f"127.0.0.1:{port}",
+                "--partition",
+                f"{i}/3",
+                *h,
+            ]
+            clients.append(_spawn(args, tmp_path / f"client{i}.out", env))
+        server.wait(timeout=400)
+        output = server_log.read_text()
+        assert server.returncode == 0, output + "".join(
+            (tmp_path / f"client{i}.out").read_text() for i in range(3)
+        )
+
+        # The unregistered node was named as refused; the registered ones were verified.
+        unregistered = addresses[2]
+        assert re.search(rf"refused .*{unregistered}.*not active", output, re.IGNORECASE), output
+        chain = open_chain(home / "deployment.json")
+        task = int(chain.ledger.functions.taskCount().call())
+        assert round_count(chain, task) == 3  # rounds 0, 1, 2
+        store = home / "store"
+        for rnd in range(3):
+            record = get_round(chain, task, rnd)
+            blob = store / record.model_hash.hex()
+            assert blob.exists() and keccak(blob.read_bytes()) == record.model_hash
+            assert record.uri.endswith(record.model_hash.hex())
+            participants = {a.lower() for a in contributions(chain, task, rnd)}
+            assert unregistered.lower() not in participants
+            if rnd > 0:
+                assert participants == {a.lower() for a in addresses[:2]}
+    finally:
+        for proc in clients:
+            _stop(proc)
+        if server is not None:
+            _stop(server)
+        subprocess.run([*FLCHAIN, "chain", "down", *h], env=env, capture_output=True, timeout=60, check=False)
+
+    # Every process the commands started (chain, SuperLink, SuperNodes, SuperExecs, app processes) is gone.
+    time.sleep(0.5)
+    assert _processes_with(marker) == []
+
+
+def _processes_with(marker: str) -> list[str]:
+    """Live processes whose environment carries the marker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                stat = (entry / "stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[0] != "Z":
+                    found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes()[:120]!r}")
+        except OSError:
+            continue
+    return found

@@ -1,0 +1,90 @@
+"""ModelStore: canonical bytes and hash, verified reads (file and HTTP), tampered blobs refused."""
+
+from __future__ import annotations
+
+import http.client
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from eth_utils import keccak
+
+from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task
+from fl_chain.errors import FlchainError
+from fl_chain.fl.client_app import load_committed_model, verify_received
+from fl_chain.store import (
+    BlobIntegrityError,
+    ModelStore,
+    arrays_from_bytes,
+    canonical_bytes,
+    fetch_blob,
+    hash_arrays,
+)
+from fl_chain.store_http import BlobServer
+from tests.chainutil import LocalChain
+
+
+def _arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"layer.weight": rng.normal(size=(4, 3)).astype(np.float32), "layer.bias": np.zeros(4, np.float32)}
+
+
+def test_hash_is_keccak_of_canonical_safetensors_and_deterministic() -> None:
+    a = _arrays()
+    reordered = dict(reversed(list(a.items())))
+    assert canonical_bytes(a) == canonical_bytes(reordered)
+    assert hash_arrays(a) == keccak(canonical_bytes(a))
+    assert hash_arrays(a) != hash_arrays(_arrays(1))
+    restored = arrays_from_bytes(canonical_bytes(a))
+    assert all(np.array_equal(restored[k], v) and restored[k].dtype == v.dtype for k, v in a.items())
+
+
+def test_store_put_and_verified_reads(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    digest, uri = store.put_arrays(_arrays())
+    assert uri == (tmp_path / "store").resolve().as_uri() + "/" + digest.hex()
+    assert fetch_blob(uri, digest) == canonical_bytes(_arrays())
+    with pytest.raises(BlobIntegrityError, match="expected hash 0x"):
+        fetch_blob(uri, b"\x01" * 32)
+    with pytest.raises(FlchainError, match="not found"):
+        fetch_blob(store.uri_for(b"\x02" * 32), b"\x02" * 32)
+
+
+def test_http_server_serves_blobs_only(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    digest, _ = store.put_arrays(_arrays())
+    (tmp_path / "store" / "secret.txt").write_text("not a blob")
+    server = BlobServer(tmp_path / "store").start()
+    try:
+        base = f"http://127.0.0.1:{server.port}/"
+        assert fetch_blob(base + digest.hex(), digest) == canonical_bytes(_arrays())
+        assert requests.get(base, timeout=5).status_code == 404  # no listing
+        assert requests.get(base + "secret.txt", timeout=5).status_code == 404
+        raw = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        raw.request("GET", "/../" + digest.hex())  # sent as is, unlike requests which normalises it
+        assert raw.getresponse().status == 404
+    finally:
+        server.stop()
+
+
+def test_client_refuses_tampered_blob_and_mismatched_model(chain: LocalChain, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    digest, _ = store.put_arrays(_arrays())
+    client = chain.client
+    task = create_task(client, chain.coordinator, b"\x05" * 32, store.base_uri)
+    commit_round(client, chain.coordinator, task, 0, digest, "", ZERO_HASH, {})
+    loaded = load_committed_model(client, task, 0)
+    assert hash_arrays(loaded) == digest
+    verify_received(client, task, 0, _arrays())
+
+    blob = store.local_path(digest)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(BlobIntegrityError) as info:
+        load_committed_model(client, task, 0)
+    assert f"expected hash 0x{digest.hex()}" in str(info.value)
+    assert f"got 0x{keccak(bytes(data)).hex()}" in str(info.value)
+    with pytest.raises(FlchainError, match="does not match round 0 .* expected hash 0x"):
+        verify_received(client, task, 0, _arrays(1))
