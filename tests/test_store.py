@@ -86,5 +86,5 @@ def test_client_refuses_tampered_blob_and_mismatched_model(chain: LocalChain, tm
         load_committed_model(client, task, 0)
     assert f"expected hash 0x{digest.hex()}" in str(info.value)
     assert f"got 0x{keccak(bytes(data)).hex()}" in str(info.value)
-    with pytest.raises(FlchainError, match="does not match round 0 .* expected hash 0x"):
+    with pytest.raises(FlchainError, match=r"does not match round 0 .* expected hash 0x"):
         verify_received(client, task, 0, _arrays(1))
