@@ -114,6 +114,56 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
     assert _processes_with(marker) == []
 
 
+def test_tls_server_and_clients(tmp_path: Path) -> None:
+    """The same path over TLS: certificates from scripts/make-certs.sh, clients verify with ca.crt."""
+    certs = tmp_path / "certs"
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        ["sh", str(root / "scripts" / "make-certs.sh"), str(certs)], check=True, capture_output=True
+    )
+    home = tmp_path / "home"
+    marker = f"flchain-tls-{uuid.uuid4()}"
+    env = {
+        **os.environ,
+        "FLCHAIN_KEY_PASSWORD": PASSWORD,
+        "PYTHONUNBUFFERED": "1",
+        "FLCHAIN_TEST_MARKER": marker,
+    }
+    h = ["--home", str(home)]
+    _run("chain", "up", "--detach", "--port", str(free_port()), *h, env=env)
+    clients: list[subprocess.Popen] = []
+    server = None
+    try:
+        keys = [tmp_path / f"node{i}.json" for i in range(2)]
+        for key in keys:
+            _run("node", "keygen", "--out", str(key), env=env)
+            _run("node", "apply", "--key", str(key), *h, env=env)
+            _run("node", "approve", "0x" + json.loads(key.read_text())["address"], *h, env=env)
+        config = tmp_path / "run.toml"
+        config.write_text("[federation]\nrounds = 1\n\n[task]\nlocal_epochs = 1\n")
+        port = free_port()
+        args = ["server", "--config", str(config), "--port", str(port), "--certificates", str(certs), *h]
+        server = _spawn(args, tmp_path / "server.out", env)
+        for i, key in enumerate(keys):
+            args = ["client", "--key", str(key), "--superlink", f"localhost:{port}", "--partition", f"{i}/2"]
+            args += ["--root-certificates", str(certs / "ca.crt"), *h]
+            clients.append(_spawn(args, tmp_path / f"client{i}.out", env))
+        server.wait(timeout=300)
+        assert server.returncode == 0, (tmp_path / "server.out").read_text()
+        chain = open_chain(home / "deployment.json")
+        task = int(chain.ledger.functions.taskCount().call())
+        assert round_count(chain, task) == 2
+        assert len(contributions(chain, task, 1)) == 2
+    finally:
+        for proc in clients:
+            _stop(proc)
+        if server is not None:
+            _stop(server)
+        subprocess.run([*FLCHAIN, "chain", "down", *h], env=env, capture_output=True, timeout=60, check=False)
+    time.sleep(0.5)
+    assert _processes_with(marker) == []
+
+
 def _processes_with(marker: str) -> list[str]:
     """Live processes whose environment carries the marker."""
     found = []
