@@ -47,7 +47,7 @@ def main() -> None:
     lines = [
         "# Gas of a round commit",
         "",
-        "Measured by `bench/gas.py` on anvil (shanghai EVM, optimizer 10000 runs). One transaction "
+        "Measured by `bench/gas.py` on anvil (shanghai EVM, optimizer 10000 runs, via-IR). One transaction "
         "commits the model hash, the participants and their scores, and updates every participant's "
         "reputation. Steady state: each participant already has a reputation slot (enrolled at approval).",
         "",
@@ -97,7 +97,7 @@ def measure(rpc_url: str) -> list[tuple[int, int]]:
             chosen = [x.address for x in nodes[:n]]
             scores = [secrets.randbelow(1_000_001) for _ in chosen]
             receipt = client.transact(
-                coordinator, ledger.commitRound(1, rnd, model, "", parent, chosen, scores)
+                coordinator, ledger.commitRound(1, rnd, model, "", parent, chosen, scores, [], [])
             )
             parent, rnd = model, rnd + 1
         results.append((n, int(receipt["gasUsed"])))

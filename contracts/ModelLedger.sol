@@ -5,9 +5,14 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
 /// @notice The part of Reputation the ledger needs.
 interface IReputation {
-    /// @notice Fold one round's scores into the participants' reputations; reverts with
-    ///         InactiveParticipant(node) if one is not Active in the registry.
-    function recordScores(address[] calldata nodes, uint256[] calldata scores) external;
+    /// @notice Fold one round's outcomes into reputations; reverts with InactiveParticipant(node) if a
+    ///         scored participant is not Active in the registry.
+    function recordRound(
+        address[] calldata nodes,
+        uint256[] calldata scores,
+        address[] calldata missed,
+        address[] calldata penalized
+    ) external;
 }
 
 /// @title ModelLedger
@@ -119,6 +124,8 @@ contract ModelLedger is AccessControl {
     /// @param parentHash Model hash of the previous round (zero for round 0).
     /// @param participants Participants, sorted ascending by address; all must be active.
     /// @param scores Contribution scores in Reputation.SCALE units, same order.
+    /// @param missed Nodes selected for the round that did not answer in time (their reputation decays).
+    /// @param penalized Nodes whose reply was rejected as malformed or an outlier (they are penalized).
     function commitRound(
         uint256 task,
         uint256 round,
@@ -126,7 +133,9 @@ contract ModelLedger is AccessControl {
         string calldata uri,
         bytes32 parentHash,
         address[] calldata participants,
-        uint256[] calldata scores
+        uint256[] calldata scores,
+        address[] calldata missed,
+        address[] calldata penalized
     ) external onlyRole(COORDINATOR_ROLE) {
         _checkSequence(task, round, modelHash, parentHash);
         uint256 n = participants.length;
@@ -136,7 +145,9 @@ contract ModelLedger is AccessControl {
         if (bytes(uri).length != 0) _uriOverride[task][round] = uri;
         emit RoundCommitted(task, round, modelHash, parentHash, uri, n);
         _emitContributions(task, round, participants, scores);
-        if (n > 0) reputation.recordScores(participants, scores);
+        if (n + missed.length + penalized.length > 0) {
+            reputation.recordRound(participants, scores, missed, penalized);
+        }
     }
 
     /// @notice A task's record.

@@ -3,10 +3,20 @@ pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
+/// @notice The part of NodeRegistry that Reputation uses to suspend a node automatically.
+interface ISuspender {
+    /// @notice Suspend a node (Reputation holds SUSPENDER_ROLE).
+    function suspend(address node) external;
+}
+
 /// @title Reputation
-/// @notice Per-node trust, a fixed-point number in [0, SCALE] (SCALE = 1e6 means 1.0), turned from
-///         contribution scores into an exponential moving average:
-///         `new = (old * (SCALE - alpha) + score * alpha) / SCALE` (integer division, rounds down).
+/// @notice Per-node trust, a fixed-point number in [0, SCALE] (SCALE = 1e6 means 1.0). Each committed
+///         round updates it (integer division, rounding down):
+///         - scored participant: `new = (old * (SCALE - alpha) + score * alpha) / SCALE`
+///         - selected but no answer in time (missed): `new = old * (SCALE - missDecay) / SCALE`
+///         - reply rejected as malformed or outlier (penalized): `new = old * (SCALE - penalty) / SCALE`
+///         A node whose reputation falls below `suspendThreshold` is suspended in the registry at once;
+///         only the registrar can reinstate it (approve), which resets it to `initialReputation`.
 /// @dev One concern: reputation. Only the ledger (LEDGER_ROLE) feeds scores, only the registry
 ///      (REGISTRY_ROLE) reports status changes, only the admin changes parameters. Reputation is per
 ///      node and carries across tasks. The registry pushes every change of a node's Active status in
@@ -14,27 +24,37 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 ///      inactive node reverts. Keeping that bit in the slot the commit updates anyway saves the commit
 ///      a cold read of the registry per participant (~2.2k gas each).
 contract Reputation is AccessControl {
-    /// @notice Fixed-point scale of reputations, scores and alpha: 1e6 == 1.0.
+    /// @notice Fixed-point scale of reputations, scores and parameters: 1e6 == 1.0.
     uint256 public constant SCALE = 1_000_000;
-    /// @notice Role of the ModelLedger, the only writer of scores.
+    /// @notice Role of the ModelLedger, the only writer of round outcomes.
     bytes32 public constant LEDGER_ROLE = keccak256("LEDGER_ROLE");
-    /// @notice Role of the NodeRegistry, which enrolls nodes when they are approved.
+    /// @notice Role of the NodeRegistry, which reports status changes.
     bytes32 public constant REGISTRY_ROLE = keccak256("REGISTRY_ROLE");
 
-    /// @notice One slot per node: value, number of scored rounds, whether it was ever enrolled (had
-    ///         its starting value set) and whether it is currently Active in the registry.
+    /// @notice All parameters, in SCALE units, in one slot.
+    struct Parameters {
+        uint32 alpha;
+        uint32 initialReputation;
+        uint32 missDecay;
+        uint32 penalty;
+        uint32 suspendThreshold;
+    }
+
+    /// @notice One slot per node: value, counts of scored / missed / penalized rounds, whether it was
+    ///         ever enrolled (had its starting value set) and whether it is currently Active.
     struct Record {
         uint64 value;
         uint64 updates;
+        uint32 missed;
+        uint32 penalties;
         bool enrolled;
         bool active;
     }
 
+    /// @notice The registry Reputation suspends nodes in.
+    ISuspender public immutable registry;
+    Parameters private _params;
     mapping(address => Record) private _records;
-    /// @notice Weight of the newest score in the moving average, in SCALE units.
-    uint64 public alpha;
-    /// @notice Reputation a node starts with when it is enrolled, in SCALE units.
-    uint64 public initialReputation;
 
     /// @notice A parameter was outside [0, SCALE] (alpha must also be non-zero).
     error InvalidParameter(string name, uint256 value);
@@ -45,50 +65,88 @@ contract Reputation is AccessControl {
     /// @notice A scored node is not Active in the registry.
     error InactiveParticipant(address node);
 
-    /// @notice The moving-average parameters changed.
-    event ParametersChanged(uint64 alpha, uint64 initialReputation);
-    /// @notice A node's reputation changed (enrollment or a scored round).
+    /// @notice The parameters changed.
+    event ParametersChanged(
+        uint32 alpha, uint32 initialReputation, uint32 missDecay, uint32 penalty, uint32 suspendThreshold
+    );
+    /// @notice A node's reputation changed (enrollment, reinstatement or a round outcome).
     event ReputationUpdated(address indexed node, uint256 value);
     /// @notice The mirrored Active status of a node changed (pushed by the registry).
     event EligibilityChanged(address indexed node, bool active);
+    /// @notice A selected node did not answer in time; its reputation decayed.
+    event RoundMissed(address indexed node);
+    /// @notice A node's reply was rejected as malformed or as an outlier; it was penalized.
+    event Penalized(address indexed node);
+    /// @notice A node's reputation fell below the threshold and it was suspended.
+    event AutoSuspended(address indexed node, uint256 value);
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE.
-    /// @param alpha_ Initial moving-average weight (SCALE units).
-    /// @param initialReputation_ Reputation of a newly enrolled node (SCALE units).
-    constructor(address admin, uint64 alpha_, uint64 initialReputation_) {
+    /// @param registry_ Registry to suspend nodes in (must grant this contract SUSPENDER_ROLE).
+    /// @param params Initial parameters (SCALE units).
+    constructor(address admin, ISuspender registry_, Parameters memory params) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _setParameters(alpha_, initialReputation_);
+        registry = registry_;
+        _setParameters(params);
     }
 
-    /// @notice Change the moving-average parameters.
-    /// @param alpha_ Weight of the newest score, in (0, SCALE].
-    /// @param initialReputation_ Starting reputation, in [0, SCALE].
-    function setParameters(uint64 alpha_, uint64 initialReputation_) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _setParameters(alpha_, initialReputation_);
+    /// @notice Change all parameters at once.
+    /// @param params New parameters (SCALE units); alpha in (0, SCALE], the others in [0, SCALE].
+    function setParameters(Parameters calldata params) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setParameters(params);
     }
 
-    /// @notice Mirror a change of the node's Active status; the first activation enrolls the node
-    ///         with the starting reputation (so no commit pays for a fresh storage slot).
+    /// @notice Current parameters.
+    /// @return The parameters (SCALE units).
+    function parameters() external view returns (Parameters memory) {
+        return _params;
+    }
+
+    /// @notice Weight of the newest score in the moving average (SCALE units).
+    /// @return alpha.
+    function alpha() external view returns (uint256) {
+        return _params.alpha;
+    }
+
+    /// @notice Reputation of a newly enrolled or reinstated node (SCALE units).
+    /// @return initialReputation.
+    function initialReputation() external view returns (uint256) {
+        return _params.initialReputation;
+    }
+
+    /// @notice Mirror a change of the node's Active status. The first activation enrolls the node with
+    ///         the starting reputation (so no commit pays for a fresh storage slot); a reinstatement of a
+    ///         node below the threshold resets it to the starting reputation.
     /// @param node Address of the node.
     /// @param active Whether the node is now Active in the registry.
     function statusChanged(address node, bool active) external onlyRole(REGISTRY_ROLE) {
         Record storage r = _records[node];
         r.active = active;
         emit EligibilityChanged(node, active);
-        if (active && !r.enrolled) {
+        if (!active) return;
+        uint32 initial = _params.initialReputation;
+        if (!r.enrolled || r.value < _params.suspendThreshold) {
             r.enrolled = true;
-            r.value = initialReputation;
-            emit ReputationUpdated(node, initialReputation);
+            r.value = initial;
+            emit ReputationUpdated(node, initial);
         }
     }
 
-    /// @notice Fold one round's scores into the participants' reputations; all must be Active.
-    /// @dev Bounded by the participants of one round, never by all nodes.
-    /// @param nodes Participants of the round.
+    /// @notice Fold one round's outcomes into reputations; scored participants must be Active.
+    /// @dev Bounded by the nodes selected in one round, never by all nodes. Missed and penalized nodes
+    ///      that are no longer Active are skipped (they may have been suspended since selection).
+    /// @param nodes Scored participants of the round.
     /// @param scores Their scores in SCALE units, same order.
-    function recordScores(address[] calldata nodes, uint256[] calldata scores) external onlyRole(LEDGER_ROLE) {
+    /// @param missed Nodes selected but without an answer in time.
+    /// @param penalized Nodes whose reply was rejected as malformed or as an outlier.
+    function recordRound(
+        address[] calldata nodes,
+        uint256[] calldata scores,
+        address[] calldata missed,
+        address[] calldata penalized
+    ) external onlyRole(LEDGER_ROLE) {
         if (nodes.length != scores.length) revert LengthMismatch(nodes.length, scores.length);
-        uint256 a = alpha;
+        Parameters memory p = _params;
+        uint256 a = p.alpha;
         uint256 keep = SCALE - a;
         for (uint256 i = 0; i < nodes.length; ) {
             address node = nodes[i];
@@ -96,15 +154,21 @@ contract Reputation is AccessControl {
             if (s > SCALE) revert ScoreOutOfRange(node, s);
             Record storage r = _records[node];
             if (!r.active) revert InactiveParticipant(node);
-            uint256 old = r.value;
             // Bounded by SCALE^2 (1e12): no overflow, so the arithmetic is unchecked.
             unchecked {
-                uint256 updated = (old * keep + s * a) / SCALE;
+                uint256 updated = (uint256(r.value) * keep + s * a) / SCALE;
                 r.value = uint64(updated);
                 r.updates += 1;
                 emit ReputationUpdated(node, updated);
+                if (updated < p.suspendThreshold) _suspend(node, updated);
                 ++i;
             }
+        }
+        for (uint256 i = 0; i < missed.length; ++i) {
+            _shrink(missed[i], SCALE - p.missDecay, p.suspendThreshold, true);
+        }
+        for (uint256 i = 0; i < penalized.length; ++i) {
+            _shrink(penalized[i], SCALE - p.penalty, p.suspendThreshold, false);
         }
     }
 
@@ -113,7 +177,14 @@ contract Reputation is AccessControl {
     /// @return Reputation in SCALE units.
     function reputationOf(address node) external view returns (uint256) {
         Record memory r = _records[node];
-        return r.enrolled ? r.value : initialReputation;
+        return r.enrolled ? r.value : _params.initialReputation;
+    }
+
+    /// @notice A node's full record.
+    /// @param node Address of the node.
+    /// @return The record.
+    function recordOf(address node) external view returns (Record memory) {
+        return _records[node];
     }
 
     /// @notice Whether the node is Active, as mirrored from the registry.
@@ -130,11 +201,34 @@ contract Reputation is AccessControl {
         return _records[node].updates;
     }
 
-    function _setParameters(uint64 alpha_, uint64 initialReputation_) private {
-        if (alpha_ == 0 || alpha_ > SCALE) revert InvalidParameter("alpha", alpha_);
-        if (initialReputation_ > SCALE) revert InvalidParameter("initialReputation", initialReputation_);
-        alpha = alpha_;
-        initialReputation = initialReputation_;
-        emit ParametersChanged(alpha_, initialReputation_);
+    function _shrink(address node, uint256 factor, uint256 threshold, bool miss) private {
+        Record storage r = _records[node];
+        if (!r.active) return;
+        uint256 updated = (uint256(r.value) * factor) / SCALE;
+        r.value = uint64(updated);
+        if (miss) {
+            r.missed += 1;
+            emit RoundMissed(node);
+        } else {
+            r.penalties += 1;
+            emit Penalized(node);
+        }
+        emit ReputationUpdated(node, updated);
+        if (updated < threshold) _suspend(node, updated);
+    }
+
+    function _suspend(address node, uint256 value) private {
+        emit AutoSuspended(node, value);
+        registry.suspend(node); // calls back statusChanged(node, false)
+    }
+
+    function _setParameters(Parameters memory p) private {
+        if (p.alpha == 0 || p.alpha > SCALE) revert InvalidParameter("alpha", p.alpha);
+        if (p.initialReputation > SCALE) revert InvalidParameter("initialReputation", p.initialReputation);
+        if (p.missDecay > SCALE) revert InvalidParameter("missDecay", p.missDecay);
+        if (p.penalty > SCALE) revert InvalidParameter("penalty", p.penalty);
+        if (p.suspendThreshold > SCALE) revert InvalidParameter("suspendThreshold", p.suspendThreshold);
+        _params = p;
+        emit ParametersChanged(p.alpha, p.initialReputation, p.missDecay, p.penalty, p.suspendThreshold);
     }
 }

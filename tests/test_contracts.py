@@ -21,10 +21,25 @@ def _task(chain: LocalChain, base: str = "file:///store/") -> int:
     return client.ledger.functions.taskCount().call()
 
 
-def _commit(chain: LocalChain, task: int, rnd: int, model: bytes, parent: bytes, nodes, scores, uri=""):
+def _commit(
+    chain: LocalChain,
+    task: int,
+    rnd: int,
+    model: bytes,
+    parent: bytes,
+    nodes,
+    scores,
+    uri="",
+    missed=(),
+    penalized=(),
+):
     client = chain.client
     addresses = [n if isinstance(n, str) else n.address for n in nodes]
-    fn = client.ledger.functions.commitRound(task, rnd, model, uri, parent, addresses, scores)
+    missed = [n if isinstance(n, str) else n.address for n in missed]
+    penalized = [n if isinstance(n, str) else n.address for n in penalized]
+    fn = client.ledger.functions.commitRound(
+        task, rnd, model, uri, parent, addresses, scores, missed, penalized
+    )
     return client.transact(chain.coordinator, fn)
 
 
@@ -42,15 +57,15 @@ def test_every_write_rejects_wrong_role(chain: LocalChain) -> None:
         "DEFAULT_ADMIN_ROLE": [
             client.registry.functions.setStatusHook(stranger.address),
             client.registry.functions.grantRole(role_id("REGISTRAR_ROLE"), stranger.address),
-            client.reputation.functions.setParameters(1, 1),
+            client.reputation.functions.setParameters((1, 1, 1, 1, 1)),
             client.ledger.functions.grantRole(role_id("COORDINATOR_ROLE"), stranger.address),
         ],
         "REGISTRY_ROLE": [client.reputation.functions.statusChanged(target, True)],
-        "LEDGER_ROLE": [client.reputation.functions.recordScores([target], [1])],
+        "LEDGER_ROLE": [client.reputation.functions.recordRound([target], [1], [], [])],
         "COORDINATOR_ROLE": [
             client.ledger.functions.createTask(H[1], ""),
             client.ledger.functions.setBlobBase(task, "x"),
-            client.ledger.functions.commitRound(task, 0, H[1], "", ZERO, [], []),
+            client.ledger.functions.commitRound(task, 0, H[1], "", ZERO, [], [], [], []),
         ],
     }
     for role, fns in writes.items():
@@ -64,7 +79,7 @@ def test_every_write_rejects_wrong_role(chain: LocalChain) -> None:
         chain.admin, client.ledger.functions.grantRole(role_id("COORDINATOR_ROLE"), other.address)
     )
     with pytest.raises(FlchainError, match="NotTaskOwner"):
-        client.transact(other, client.ledger.functions.commitRound(task, 0, H[1], "", ZERO, [], []))
+        client.transact(other, client.ledger.functions.commitRound(task, 0, H[1], "", ZERO, [], [], [], []))
     with pytest.raises(FlchainError, match="NotTaskOwner"):
         client.transact(other, client.ledger.functions.setBlobBase(task, "y"))
 
@@ -179,6 +194,7 @@ def test_happy_path_emits_documented_events(chain: LocalChain) -> None:
 def test_reputation_matches_python_reference(chain: LocalChain) -> None:
     client = chain.client
     rng = random.Random(7)
+    client.transact(chain.admin, client.reputation.functions.setParameters((300_000, 500_000, 0, 0, 0)))
     nodes = new_nodes(chain, 4)
     alpha = client.reputation.functions.alpha().call()
     expected = {n.address: client.reputation.functions.initialReputation().call() for n in nodes}
@@ -199,12 +215,19 @@ def test_reputation_parameters_are_validated_and_emitted(chain: LocalChain) -> N
     client = chain.client
     rep = client.reputation.functions
     with pytest.raises(FlchainError, match="InvalidParameter"):
-        client.transact(chain.admin, rep.setParameters(0, 1))
-    with pytest.raises(FlchainError, match="InvalidParameter"):
-        client.transact(chain.admin, rep.setParameters(1, SCALE + 1))
-    receipt = client.transact(chain.admin, rep.setParameters(500_000, 250_000))
+        client.transact(chain.admin, rep.setParameters((0, 1, 0, 0, 0)))
+    for bad in (
+        (1, SCALE + 1, 0, 0, 0),
+        (1, 1, SCALE + 1, 0, 0),
+        (1, 1, 0, SCALE + 1, 0),
+        (1, 1, 0, 0, SCALE + 1),
+    ):
+        with pytest.raises(FlchainError, match="InvalidParameter"):
+            client.transact(chain.admin, rep.setParameters(bad))
+    receipt = client.transact(chain.admin, rep.setParameters((500_000, 250_000, 1, 2, 3)))
     event = client.events(client.reputation, "ParametersChanged", receipt)[0]
-    assert (event["alpha"], event["initialReputation"]) == (500_000, 250_000)
+    assert (event["alpha"], event["initialReputation"], event["suspendThreshold"]) == (500_000, 250_000, 3)
+    assert tuple(rep.parameters().call()) == (500_000, 250_000, 1, 2, 3)
     node = new_nodes(chain, 1)[0]  # enrolled at approval with the new initial value
     assert rep.reputationOf(node.address).call() == 250_000
     hook = client.registry.functions.statusHook().call()

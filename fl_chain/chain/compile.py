@@ -72,6 +72,7 @@ def standard_input(sources: dict[str, str]) -> dict[str, Any]:
         "settings": {
             "optimizer": {"enabled": True, "runs": 10000},
             "evmVersion": EVM_VERSION,
+            "viaIR": True,  # commitRound has more calldata arrays than the legacy stack allows
             "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
         },
     }

@@ -14,9 +14,9 @@ from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.localnode import DEV_MNEMONIC
 from fl_chain.errors import FlchainError
 
-# Reputation parameters in fixed-point units of 1e6 (== 1.0).
-DEFAULT_ALPHA = 300_000
-DEFAULT_INITIAL_REPUTATION = 500_000
+# Reputation parameters in fixed-point units of 1e6 (== 1.0):
+# (alpha, initialReputation, missDecay, penalty, suspendThreshold)
+DEFAULT_REPUTATION_PARAMS = (300_000, 500_000, 100_000, 500_000, 250_000)
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -46,8 +46,7 @@ def deploy_contracts(
     coordinator: str,
     rpc_url: str,
     backend: str = "external",
-    alpha: int = DEFAULT_ALPHA,
-    initial_reputation: int = DEFAULT_INITIAL_REPUTATION,
+    reputation_params: tuple[int, int, int, int, int] = DEFAULT_REPUTATION_PARAMS,
 ) -> Deployment:
     """Deploy NodeRegistry, Reputation and ModelLedger; admin is registrar, `coordinator` commits."""
     artifacts = compile_contracts()
@@ -66,7 +65,7 @@ def deploy_contracts(
     deployment.contracts = {n: "0x" + "00" * 20 for n in artifacts}
     client = ChainClient(w3, deployment)
     registry = _deploy_one(client, admin, artifacts["NodeRegistry"], admin.address)
-    reputation = _deploy_one(client, admin, artifacts["Reputation"], admin.address, alpha, initial_reputation)
+    reputation = _deploy_one(client, admin, artifacts["Reputation"], admin.address, registry, reputation_params)
     ledger = _deploy_one(client, admin, artifacts["ModelLedger"], admin.address, reputation)
     deployment.contracts = {
         "NodeRegistry": registry,
@@ -78,6 +77,7 @@ def deploy_contracts(
     client.transact(admin, client.reputation.functions.grantRole(role_id("LEDGER_ROLE"), ledger))
     client.transact(admin, client.reputation.functions.grantRole(role_id("REGISTRY_ROLE"), registry))
     client.transact(admin, client.registry.functions.setStatusHook(reputation))
+    client.transact(admin, client.registry.functions.grantRole(role_id("SUSPENDER_ROLE"), reputation))
     client.transact(admin, client.ledger.functions.grantRole(role_id("COORDINATOR_ROLE"), coordinator))
     deployment.roles = {
         "admin": admin.address,

@@ -42,12 +42,23 @@ def commit_round(
     uri: str,
     parent_hash: bytes,
     scores: Mapping[str, int],
+    missed: list[str] | None = None,
+    penalized: list[str] | None = None,
 ) -> TxReceipt:
-    """Commit one round; participants are sorted by address as the contract requires."""
+    """Commit one round; participants are sorted by address as the contract requires. `missed` are
+    selected nodes without an answer in time, `penalized` those whose reply was rejected."""
     ordered = sorted((Web3.to_checksum_address(a) for a in scores), key=lambda a: int(a, 16))
     lookup = {a.lower(): s for a, s in scores.items()}
     fn = client.ledger.functions.commitRound(
-        task, round_number, model_hash, uri, parent_hash, ordered, [int(lookup[a.lower()]) for a in ordered]
+        task,
+        round_number,
+        model_hash,
+        uri,
+        parent_hash,
+        ordered,
+        [int(lookup[a.lower()]) for a in ordered],
+        [Web3.to_checksum_address(a) for a in missed or []],
+        [Web3.to_checksum_address(a) for a in penalized or []],
     )
     return client.transact(coordinator, fn)
 
