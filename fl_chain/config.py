@@ -68,8 +68,21 @@ class StoreSection:
 class ScoringSection:
     """Contribution scoring and reply limits."""
 
-    method: str = "loss-delta"
+    method: str = "loss-delta"  # loss-delta | loo | gtg-shapley | cosine | data-size
     max_update_norm: float = 1000.0
+    shapley_budget: int = 64  # validation evaluations per round for gtg-shapley
+    reject_outliers: bool = False  # drop and penalize updates far from the median update
+    outlier_norm_ratio: float = 3.0
+
+
+@dataclass
+class SelectionSection:
+    """Which nodes train each round and how much local work they get."""
+
+    mode: str = "uniform"  # uniform (the wrapped strategy samples) | reputation
+    sharpness: float = 2.0
+    exploration: float = 0.1
+    round_seconds: float = 0.0  # > 0: size local work to each node's declared samples/s
 
 
 @dataclass
@@ -81,6 +94,7 @@ class RunConfig:
     task: TaskSection = field(default_factory=TaskSection)
     store: StoreSection = field(default_factory=StoreSection)
     scoring: ScoringSection = field(default_factory=ScoringSection)
+    selection: SelectionSection = field(default_factory=SelectionSection)
 
     def to_json(self) -> str:
         """Canonical JSON (its keccak is the task's config hash)."""
@@ -164,7 +178,13 @@ def validate(config: RunConfig, source: str) -> None:
     for name in ("local_epochs", "batch_size"):
         if getattr(task, name) < 1:
             raise FlchainError(f"{source}: field 'task.{name}': expected >= 1")
-    if config.scoring.method != "loss-delta":
+    methods = ("loss-delta", "loo", "gtg-shapley", "cosine", "data-size")
+    if config.scoring.method not in methods:
         raise FlchainError(
-            f"{source}: field 'scoring.method': expected 'loss-delta', got {config.scoring.method!r}"
+            f"{source}: field 'scoring.method': expected one of {', '.join(methods)}, "
+            f"got {config.scoring.method!r}"
+        )
+    if config.selection.mode not in ("uniform", "reputation"):
+        raise FlchainError(
+            f"{source}: field 'selection.mode': expected uniform or reputation, got {config.selection.mode!r}"
         )

@@ -18,6 +18,7 @@ from fl_chain.chain.client import ChainClient, connect
 from fl_chain.chain.deploy import deploy_contracts, dev_account
 from fl_chain.chain.deployment import DEPLOYMENT_FILE
 from fl_chain.chain.localnode import free_port, start_chain, stop_pid
+from fl_chain.chain.reputation_model import ReputationParams
 from fl_chain.config import RunConfig
 from fl_chain.fl.strategy import RoundReport
 
@@ -56,6 +57,7 @@ def run_demo(
     attacks: dict[int, dict] | None = None,
     on_round: Callable[[RoundReport], None] | None = None,
     plot: bool = True,
+    reputation_params: ReputationParams | None = None,
 ) -> DemoResult:
     """Run the demo; `home` receives the deployment file, the store, rounds.jsonl and the plot."""
     from flwr.simulation import run_simulation
@@ -71,7 +73,14 @@ def run_demo(
     try:
         w3 = connect(chain.rpc_url)
         admin, coordinator = dev_account(0), dev_account(1)
-        deployment = deploy_contracts(w3, admin, coordinator.address, chain.rpc_url, backend)
+        deployment = deploy_contracts(
+            w3,
+            admin,
+            coordinator.address,
+            chain.rpc_url,
+            backend,
+            (reputation_params or ReputationParams()).as_tuple(),
+        )
         deployment.dev_keys = {
             "admin": "0x" + admin.key.hex().removeprefix("0x"),
             "registrar": "0x" + admin.key.hex().removeprefix("0x"),

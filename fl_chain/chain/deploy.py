@@ -12,11 +12,12 @@ from fl_chain.chain.client import ChainClient, role_id
 from fl_chain.chain.compile import compile_contracts
 from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.localnode import DEV_MNEMONIC
+from fl_chain.chain.reputation_model import ReputationParams
 from fl_chain.errors import FlchainError
 
-# Reputation parameters in fixed-point units of 1e6 (== 1.0):
-# (alpha, initialReputation, missDecay, penalty, suspendThreshold)
-DEFAULT_REPUTATION_PARAMS = (300_000, 500_000, 100_000, 500_000, 250_000)
+# Reputation parameters in fixed-point units of 1e6 (== 1.0), in the contract's struct order:
+# (alpha, initialReputation, missDecay, penalty, suspendThreshold); see ReputationParams.
+DEFAULT_REPUTATION_PARAMS = ReputationParams().as_tuple()
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -65,7 +66,9 @@ def deploy_contracts(
     deployment.contracts = {n: "0x" + "00" * 20 for n in artifacts}
     client = ChainClient(w3, deployment)
     registry = _deploy_one(client, admin, artifacts["NodeRegistry"], admin.address)
-    reputation = _deploy_one(client, admin, artifacts["Reputation"], admin.address, registry, reputation_params)
+    reputation = _deploy_one(
+        client, admin, artifacts["Reputation"], admin.address, registry, reputation_params
+    )
     ledger = _deploy_one(client, admin, artifacts["ModelLedger"], admin.address, reputation)
     deployment.contracts = {
         "NodeRegistry": registry,

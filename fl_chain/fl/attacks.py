@@ -2,7 +2,8 @@
 arrays into what a faulty or malicious node would send.
 
 kinds: sign-flip (send global - scale*(update)), noise (Gaussian, std), free-rider (return the model
-received), scale (boost the update by a factor), nan (poison one value), wrong-shape (drop a row).
+received), scale (boost the update by a factor), label-flip (train on flipped labels; applied to the
+data by the ClientApp, the arrays pass unchanged), nan (poison one value), wrong-shape (drop a row).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from fl_chain.errors import FlchainError
 
-ATTACKS = ("sign-flip", "noise", "free-rider", "scale", "nan", "wrong-shape")
+ATTACKS = ("sign-flip", "noise", "free-rider", "scale", "label-flip", "nan", "wrong-shape")
 
 
 def apply_attack(
@@ -39,7 +40,7 @@ def apply_attack(
             out[name] = base.copy()
         elif kind == "scale":
             out[name] = (base + float(attack.get("scale", 10.0)) * delta).astype(value.dtype)
-        elif kind in ("nan", "wrong-shape"):
+        elif kind in ("nan", "wrong-shape", "label-flip"):
             out[name] = value.copy()
         else:
             raise FlchainError(f"unknown attack {kind!r}: expected one of {', '.join(ATTACKS)}")

@@ -166,6 +166,8 @@ def train_locally(settings: ClientSettings, message: Message, context: Context) 
             settings.data_path,
         )
     )
+    if settings.attack.get("kind") == "label-flip":
+        y = y.max() - y  # every label mapped to another class, consistently
     model = task.build_model(0)
     set_arrays(model, arrays)
     loss = train(
@@ -177,6 +179,7 @@ def train_locally(settings: ClientSettings, message: Message, context: Context) 
         batch_size=int(config.get("batch-size", 32)),
         seed=int(config.get("seed", 0)) + settings.partition_id,
         proximal_mu=float(config.get("proximal-mu", 0.0)),
+        steps=int(config["local-steps"]) if "local-steps" in config else None,
     )
     updated = apply_attack(settings.attack, arrays, get_arrays(model))
     content = RecordDict(

@@ -23,7 +23,8 @@ from fl_chain.chain.identity import PASSWORD_ENV, load_key
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task
 from fl_chain.config import RunConfig
 from fl_chain.errors import FlchainError
-from fl_chain.fl.strategy import ChainContext, ChainStrategy, RoundReport, arrays_to_record
+from fl_chain.fl.selection import Selector
+from fl_chain.fl.strategy import ChainContext, ChainStrategy, RoundReport, ScoringPolicy, arrays_to_record
 from fl_chain.fl.training import evaluate, get_arrays, set_arrays
 from fl_chain.store import ModelStore
 from fl_chain.store_http import BlobServer
@@ -36,8 +37,10 @@ def build_strategy(config: RunConfig) -> Strategy:
     """The configured Flower strategy, unchanged; federated evaluation is off (the server evaluates)."""
     fed = config.federation
     cls = getattr(flwr_strategies, fed.strategy)
+    reputation_selection = config.selection.mode == "reputation"
     kwargs = {
-        "fraction_train": fed.fraction_train,
+        # With reputation selection ChainStrategy picks the nodes; the wrapped strategy takes them all.
+        "fraction_train": 1.0 if reputation_selection else fed.fraction_train,
         "fraction_evaluate": 0.0,
         "min_train_nodes": fed.min_nodes,
         "min_available_nodes": fed.min_nodes,
@@ -117,6 +120,24 @@ def run_federation(
             min_nodes=config.federation.min_nodes,
             report_path=report_path,
             on_round=on_round,
+            scoring=ScoringPolicy(
+                config.scoring.method,
+                config.scoring.shapley_budget,
+                config.scoring.reject_outliers,
+                config.scoring.outlier_norm_ratio,
+                config.task.seed,
+            ),
+            selector=Selector(
+                fraction=config.federation.fraction_train,
+                min_nodes=config.federation.min_nodes,
+                sharpness=config.selection.sharpness,
+                exploration=config.selection.exploration,
+                seed=config.task.seed,
+            )
+            if config.selection.mode == "reputation"
+            else None,
+            round_seconds=config.selection.round_seconds,
+            batch_size=config.task.batch_size,
         )
         strategy.record(
             RoundReport(

@@ -23,7 +23,8 @@ from web3 import Web3
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.ledger import commit_round
 from fl_chain.fl.auth import AUTH_RECORD, Challenges
-from fl_chain.fl.scoring import loss_delta_scores, normalise
+from fl_chain.fl.scoring import SCORERS, RoundInput, find_outliers, normalise
+from fl_chain.fl.selection import Selector, local_steps
 from fl_chain.fl.validation import check_metrics, check_update
 from fl_chain.store import ModelStore, canonical_bytes
 
@@ -116,6 +117,22 @@ class RoundReport:
     tx: str = ""
     gas: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    missed: list[str] = field(default_factory=list)
+    penalized: list[str] = field(default_factory=list)
+    suspended: list[str] = field(default_factory=list)
+    reputations: dict[str, int] = field(default_factory=dict)
+    raw_scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ScoringPolicy:
+    """How replies are scored and which are rejected as outliers."""
+
+    method: str = "loss-delta"
+    shapley_budget: int = 64
+    reject_outliers: bool = False
+    outlier_norm_ratio: float = 3.0
+    seed: int = 0
 
 
 @dataclass
@@ -146,8 +163,17 @@ class ChainStrategy(Strategy):
         min_nodes: int = 1,
         report_path: Path | None = None,
         on_round: Callable[[RoundReport], None] | None = None,
+        scoring: ScoringPolicy | None = None,
+        selector: Selector | None = None,
+        round_seconds: float = 0.0,
+        batch_size: int = 32,
     ) -> None:
         self.inner = inner
+        self.scoring = scoring or ScoringPolicy()
+        self.selector = selector
+        self.round_seconds = round_seconds
+        self.batch_size = batch_size
+        self._selected: dict[int, str] = {}
         self.chain = chain
         self.validation_loss = validation_loss
         self.test_metrics = test_metrics
@@ -158,6 +184,7 @@ class ChainStrategy(Strategy):
         self.report_path = report_path
         self.on_round = on_round
         self.verified: dict[int, str] = {}  # node id -> Ethereum address
+        self.known: dict[int, str] = {}  # every node id -> address it ever proved, verified or not
         self.refused: dict[int, str] = {}  # node id -> reason
         self.reports: list[RoundReport] = []
         self._challenges: Challenges | None = None
@@ -182,7 +209,16 @@ class ChainStrategy(Strategy):
             if not client.registry.functions.isActive(address).call():
                 del self.verified[node_id]
                 self._refuse(node_id, f"address {address} is no longer active in the NodeRegistry", address)
-        pending = [n for n in grid.get_node_ids() if n not in self.verified]
+        pending = []
+        for node_id in grid.get_node_ids():
+            if node_id in self.verified:
+                continue
+            proven = self.known.get(node_id)
+            # A node that proved an address which is still inactive is not asked again (no message).
+            if proven and not client.registry.functions.isActive(proven).call():
+                self._round_refused[proven] = self.refused.get(node_id, "not active in the NodeRegistry")
+                continue
+            pending.append(node_id)
         if not pending:
             return
         messages = []
@@ -212,6 +248,7 @@ class ChainStrategy(Strategy):
         if address is None:
             self._refuse(node_id, reason, claimed)
             return
+        self.known[node_id] = Web3.to_checksum_address(address)
         if not self.chain.client.registry.functions.isActive(Web3.to_checksum_address(address)).call():
             status = self.chain.client.node_status(address)
             self._refuse(
@@ -253,11 +290,37 @@ class ChainStrategy(Strategy):
         config = ConfigRecord(dict(config))
         config[CONFIG_TASK] = self.chain.task
         config[CONFIG_PARENT_ROUND] = server_round - 1
-        messages = list(
-            self.inner.configure_train(server_round, arrays, config, VerifiedGrid(grid, self._allowed(grid)))
-        )
+        allowed = self._allowed(grid)
+        if self.selector is not None:
+            by_address = {self.verified[n]: n for n in allowed}
+            reputation = {
+                a: self.chain.client.reputation.functions.reputationOf(a).call() / 1e6 for a in by_address
+            }
+            allowed = {by_address[a] for a in self.selector.select(list(by_address), reputation)}
+        messages = list(self.inner.configure_train(server_round, arrays, config, VerifiedGrid(grid, allowed)))
+        if self.round_seconds > 0:
+            messages = [self._sized(m) for m in messages]
+        self._selected = {m.metadata.dst_node_id: self.verified[m.metadata.dst_node_id] for m in messages}
         self._train_started = time.monotonic()
         return messages
+
+    def _sized(self, message: Message) -> Message:
+        """A copy of the message whose config tells the node how many mini-batches fit its capacity."""
+        address = self.verified[message.metadata.dst_node_id]
+        _, capacity, _, _ = self.chain.client.registry.functions.getNode(address).call()
+        steps = local_steps(int(capacity[2]), self.round_seconds, self.batch_size)
+        if steps is None:
+            return message
+        content = RecordDict(dict(message.content.items()))
+        for key, record in message.content.config_records.items():
+            sized = ConfigRecord(dict(record))
+            sized["local-steps"] = steps
+            content[key] = sized
+        return Message(
+            content=content,
+            message_type=message.metadata.message_type,
+            dst_node_id=message.metadata.dst_node_id,
+        )
 
     def _filter(self, replies: Iterable[Message]) -> tuple[list[Message], dict[str, str]]:
         accepted: list[Message] = []
@@ -297,7 +360,20 @@ class ChainStrategy(Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Filter, score, aggregate with the wrapped strategy, store, evaluate and commit the round."""
         seconds = {"train": time.monotonic() - self._train_started}
-        accepted, dropped = self._filter(list(replies))
+        replies = list(replies)
+        answered_ids = {r.metadata.src_node_id for r in replies if not r.has_error()}
+        missed = sorted({a for n, a in self._selected.items() if n not in answered_ids})
+        accepted, dropped = self._filter(replies)
+        malformed = {
+            self.verified[r.metadata.src_node_id]
+            for r in replies
+            if not r.has_error() and r.metadata.src_node_id in self.verified
+        } - {self.verified[r.metadata.src_node_id] for r in accepted}
+        if self.selector is not None:
+            self.selector.record(
+                list(self._selected.values()),
+                [self._selected[n] for n in answered_ids if n in self._selected],
+            )
 
         started = time.monotonic()
         updates = {
@@ -306,9 +382,35 @@ class ChainStrategy(Strategy):
             )
             for r in accepted
         }
-        scores = (
-            normalise(loss_delta_scores(self._previous, updates, self.validation_loss)) if updates else {}
+        outliers = (
+            find_outliers(self._previous, updates, self.scoring.outlier_norm_ratio)
+            if self.scoring.reject_outliers
+            else {}
         )
+        for who, reason in outliers.items():
+            log(WARNING, "flchain: dropped reply from %s: %s", who, reason)
+            dropped[who] = reason
+        accepted = [r for r in accepted if self.verified[r.metadata.src_node_id] not in outliers]
+        updates = {who: arrays for who, arrays in updates.items() if who not in outliers}
+        weights = {
+            self.verified[r.metadata.src_node_id]: float(
+                next(iter(r.content.metric_records.values()))[self.weighted_by_key]
+            )
+            for r in accepted
+        }
+        raw: dict[str, float] = {}
+        if updates:
+            raw = SCORERS[self.scoring.method](
+                RoundInput(
+                    self._previous,
+                    updates,
+                    weights,
+                    self.validation_loss,
+                    budget=self.scoring.shapley_budget,
+                    seed=self.scoring.seed + server_round,
+                )
+            )
+        scores = normalise(raw)
         seconds["score"] = time.monotonic() - started
 
         agg_arrays, agg_metrics = (
@@ -328,6 +430,7 @@ class ChainStrategy(Strategy):
         seconds["store"] = time.monotonic() - started
 
         started = time.monotonic()
+        penalized = sorted(malformed | set(outliers))
         receipt = commit_round(
             self.chain.client,
             self.chain.coordinator,
@@ -337,9 +440,15 @@ class ChainStrategy(Strategy):
             "",
             self.chain.parent_hash,
             scores,
+            missed,
+            penalized,
         )
         self.chain.parent_hash = digest
         seconds["commit"] = time.monotonic() - started
+        client = self.chain.client
+        suspended = [e["node"] for e in client.events(client.reputation, "AutoSuspended", receipt)]
+        for who in suspended:
+            log(WARNING, "flchain: %s suspended automatically (reputation below the threshold)", who)
 
         loss, accuracy = self.test_metrics(new)
         report = RoundReport(
@@ -355,6 +464,14 @@ class ChainStrategy(Strategy):
             tx="0x" + bytes(receipt["transactionHash"]).hex(),
             gas=int(receipt["gasUsed"]),
             seconds={k: round(v, 3) for k, v in seconds.items()},
+            missed=missed,
+            penalized=penalized,
+            suspended=suspended,
+            reputations={
+                a: int(client.reputation.functions.reputationOf(a).call())
+                for a in sorted(set(self.known.values()))
+            },
+            raw_scores={k: float(v) for k, v in raw.items()},
         )
         self.record(report)
         return arrays_to_record(new), agg_metrics

@@ -28,8 +28,10 @@ def train(
     batch_size: int,
     seed: int,
     proximal_mu: float = 0.0,
+    steps: int | None = None,
 ) -> float:
-    """SGD (momentum 0.9) for `epochs` over (x, y); returns the mean training loss of the last epoch.
+    """SGD (momentum 0.9) for `epochs` over (x, y), or exactly `steps` mini-batches when given (local
+    work sized to the node's capacity); returns the mean training loss of the last pass.
 
     With proximal_mu > 0 adds FedProx's proximal term mu/2 * ||w - w_global||^2.
     """
@@ -43,10 +45,15 @@ def train(
     criterion = nn.CrossEntropyLoss()
     model.train()
     last = 0.0
-    for _ in range(max(1, epochs)):
+    per_epoch = max(1, -(-len(xs) // batch_size))
+    remaining = steps if steps is not None else max(1, epochs) * per_epoch
+    while remaining > 0:
         order = torch.randperm(len(xs))
         total, count = 0.0, 0
         for start in range(0, len(xs), batch_size):
+            if remaining <= 0:
+                break
+            remaining -= 1
             batch = order[start : start + batch_size]
             optimiser.zero_grad()
             loss = criterion(model(xs[batch]), ys[batch])
