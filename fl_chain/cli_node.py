@@ -76,7 +76,9 @@ def apply(
     key: Annotated[Path, typer.Option("--key", help="This node's keystore")],
     cores: Annotated[int | None, typer.Option(help="Declared CPU cores (default: detected)")] = None,
     memory_mb: Annotated[int | None, typer.Option(help="Declared memory in MB (default: detected)")] = None,
-    samples_per_sec: Annotated[int, typer.Option(help="Measured training throughput")] = 0,
+    samples_per_sec: Annotated[
+        int | None, typer.Option(help="Training throughput (default: measured by a 1 s local benchmark)")
+    ] = None,
     endpoint: Annotated[str, typer.Option(help="Optional contact endpoint")] = "",
     home: HomeOpt = None,
     deployment: DeploymentOpt = None,
@@ -85,6 +87,11 @@ def apply(
     """Apply to the registry with this node's declared capacity; a registrar then approves it."""
     client = chain_from_options(home, deployment, rpc)
     account = load_key(key, read_password(key))
+    if samples_per_sec is None:
+        from fl_chain.fl.capacity import measure_samples_per_sec
+
+        console.print("measuring training throughput (1 s)...")
+        samples_per_sec = measure_samples_per_sec()
     capacity = (cores or detect_cores(), memory_mb or detect_memory_mb(), samples_per_sec)
     if not 0 < capacity[0] < 2**16:
         raise FlchainError(f"--cores {capacity[0]}: expected 1..65535")

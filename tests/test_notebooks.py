@@ -29,3 +29,18 @@ def test_quickstart_notebook_executes(tmp_path: Path, monkeypatch) -> None:
         if cell.cell_type == "code"
         for o in cell.outputs
     )
+
+
+def test_contribution_and_reputation_notebook_executes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FLCHAIN_NOTEBOOK_HOME", str(tmp_path / "home"))
+    notebook = nbformat.read(NOTEBOOKS / "02_contribution_and_reputation.ipynb", as_version=4)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
+    outputs = "".join(
+        o.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+    )
+    assert "attackers rank below every honest node" in outputs

@@ -11,7 +11,9 @@ evaluations of the server's validation loss (one forward pass over the validatio
 - `gtg-shapley`: GTG-Shapley (Liu et al. 2022), the Monte-Carlo Shapley value of i in the FedAvg
   coalition game, truncated within a permutation (once a prefix reaches v(N) within epsilon) and between
   rounds (if v(N) ~ v(empty)), with guided permutations (each participant leads in turn).
-  Cost: at most `budget` evaluations (cached per coalition), at least one permutation per participant.
+  Cost: new permutations stop once `budget` evaluations are spent (each coalition is evaluated once),
+  after at least one permutation led by each participant; with few participants (n! <= 50 n) every
+  permutation is used.
 - `cosine`: cosine of i's update with the coordinate-wise median update, in the spirit of CGSV
   (Xu et al. 2021); needs no validation data. Cost: no evaluation, O(n d).
 - `data-size`: number of training examples reported (the naive baseline). Cost: nothing.
@@ -99,12 +101,25 @@ def gtg_shapley_scores(inp: RoundInput, epsilon: float = 1e-3) -> dict[str, floa
     if abs(full - empty) < epsilon:  # between-round truncation: nothing to share
         return shapley
     counts = dict.fromkeys(players, 0)
-    rng = random.Random(inp.seed)
-    k = 0
-    while inp.evaluations < inp.budget or k < len(players):
-        rest = [p for p in players if p != players[k % len(players)]]
-        rng.shuffle(rest)
-        order = [players[k % len(players)], *rest]
+    max_permutations = 50 * len(players)
+
+    def orders():
+        # Few players: every permutation (the estimator is then exact up to truncation).
+        if math.factorial(len(players)) <= max_permutations:
+            yield from itertools.permutations(players)
+            return
+        rng = random.Random(inp.seed)
+        for k in range(max_permutations):
+            leader = players[k % len(players)]  # guided: each participant leads in turn
+            rest = [p for p in players if p != leader]
+            rng.shuffle(rest)
+            yield [leader, *rest]
+
+    for k, order in enumerate(orders()):
+        # Stop starting permutations once the budget is spent (unless every coalition is already
+        # evaluated, when more permutations are free), but give every participant one lead.
+        if inp.evaluations >= inp.budget and k >= len(players) and len(cache) < 2 ** len(players):
+            break
         previous_value, prefix = empty, frozenset()
         for who in order:
             prefix = prefix | {who}
@@ -115,9 +130,6 @@ def gtg_shapley_scores(inp: RoundInput, epsilon: float = 1e-3) -> dict[str, floa
             counts[who] += 1
             shapley[who] += (current - previous_value - shapley[who]) / counts[who]
             previous_value = current
-        k += 1
-        if k >= 50 * len(players):
-            break
     return shapley
 
 
