@@ -25,6 +25,7 @@ from fl_chain.chain.localnode import free_port, start_chain, stop_pid  # noqa: E
 
 SIZES = (0, 1, 10, 50, 100)
 REPEATS = 2  # the second commit of each size is the steady state (all slots already non-zero)
+OUTCOMES: list[int] = []
 
 
 def budget(n: int) -> int:
@@ -59,6 +60,12 @@ def main() -> None:
         ratio = f"{gas / budget(n):.2f}"
         table.add_row(str(n), f"{gas:,}", f"{budget(n):,}", ratio, marginal)
         lines.append(f"| {n} | {gas:,} | {budget(n):,} | {ratio} | {marginal} |")
+    if OUTCOMES:
+        gas, suspensions = OUTCOMES
+        extra = gas - rows[[n for n, _ in rows].index(10)][1]
+        label = f"10 scored + 5 missed + 5 penalized ({suspensions} auto-suspended)"
+        table.add_row(label, f"{gas:,}", "-", "-", f"{extra / 10:,.0f} per extra node")
+        lines.append(f"| {label} | {gas:,} | - | - | {extra / 10:,.0f} per missed/penalized node |")
     lines += [
         "",
         "For comparison (DESIGN.md, measured on these machines): storing every client's score in contract "
@@ -95,12 +102,25 @@ def measure(rpc_url: str) -> list[tuple[int, int]]:
         for _ in range(REPEATS):
             model = secrets.token_bytes(32)
             chosen = [x.address for x in nodes[:n]]
-            scores = [secrets.randbelow(1_000_001) for _ in chosen]
+            scores = [900_000 + secrets.randbelow(100_001) for _ in chosen]  # above the threshold
             receipt = client.transact(
                 coordinator, ledger.commitRound(1, rnd, model, "", parent, chosen, scores, [], [])
             )
             parent, rnd = model, rnd + 1
         results.append((n, int(receipt["gasUsed"])))
+    # Outcome paths: 10 scored participants plus 5 missed and 5 penalized nodes (the second commit's
+    # penalties take those nodes below the threshold, so it also pays for their automatic suspension).
+    for _ in range(REPEATS):
+        model = secrets.token_bytes(32)
+        scored = [x.address for x in nodes[:10]]
+        fn = ledger.commitRound(
+            1, rnd, model, "", parent, scored, [900_000] * 10, [x.address for x in nodes[10:15]],
+            [x.address for x in nodes[15:20]],
+        )  # fmt: skip
+        receipt = client.transact(coordinator, fn)
+        parent, rnd = model, rnd + 1
+    OUTCOMES.append(int(receipt["gasUsed"]))
+    OUTCOMES.append(len(client.events(client.reputation, "AutoSuspended", receipt)))
     return results
 
 
