@@ -26,6 +26,7 @@ app.command("server")(cli_fl.server)
 app.command("client")(cli_fl.client)
 app.command("demo")(cli_fl.demo)
 app.command("status")(cli_fl.status)
+app.command("audit")(cli_fl.audit)
 
 
 def run(args: list[str] | None = None) -> int:

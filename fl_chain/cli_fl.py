@@ -366,3 +366,36 @@ def status(
             updates = chain.reputation.functions.updatesOf(address).call()
             reputations.add_row(address, NODE_STATUS[node_status], f"{rep / 1e6:.4f}", str(updates))
     console.print(reputations)
+
+
+def audit(
+    task: Annotated[int | None, typer.Option(help="Task id (default: every task)")] = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Replay the ledger: blobs reachable and hashing correctly, parent chain unbroken, participants
+    active, reputation recomputed from events equal to the chain. Exits 1 on any discrepancy."""
+    from fl_chain.chain.audit import audit_reputation, audit_task
+
+    chain = chain_from_options(home, deployment, rpc)
+    tasks = int(chain.ledger.functions.taskCount().call())
+    if task is not None:
+        require_task(chain, task)
+    started = time.monotonic()
+    findings = []
+    for t in [task] if task is not None else range(1, tasks + 1):
+        findings += audit_task(chain, t)
+    findings += audit_reputation(chain)
+    table = Table(title="audit")
+    for col in ("where", "check", "result", "detail"):
+        table.add_column(col)
+    for f in findings:
+        table.add_row(f.where, f.check, "[green]ok[/green]" if f.ok else "[red]FAIL[/red]", f.detail)
+    console.print(table)
+    bad = [f for f in findings if not f.ok]
+    console.print(f"{len(findings)} checks, {len(bad)} discrepancies, {time.monotonic() - started:.1f} s")
+    if bad:
+        raise FlchainError(
+            f"audit found {len(bad)} discrepancies: " + "; ".join(f"{f.where} {f.check}" for f in bad)
+        )
