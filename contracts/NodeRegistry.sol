@@ -50,6 +50,10 @@ contract NodeRegistry is AccessControl {
     address[] private _addresses;
     /// @notice Contract told about every change of Active status (the Reputation contract), or zero.
     IStatusHook public statusHook;
+    /// @notice Whether nodes may join without a registrar by submitting proof of work.
+    bool public openRegistration;
+    /// @notice A proof is valid if keccak256(chain id, registry, node, nonce) < powTarget.
+    uint256 public powTarget;
 
     /// @notice The address has already applied and is not in a state that allows applying again.
     error AlreadyRegistered(address node, Status status);
@@ -61,11 +65,19 @@ contract NodeRegistry is AccessControl {
     error InvalidCapacity();
     /// @notice The status hook can be set once, before any node registered, so its mirror is exact.
     error HookLocked();
+    /// @notice Open registration (proof of work) is switched off.
+    error RegistrationClosed();
+    /// @notice The proof's hash is not below the target.
+    error InsufficientWork(bytes32 workHash, uint256 target);
 
     /// @notice A node registered (or re-registered after a suspension) with its declared capacity.
     event NodeApplied(address indexed node, uint16 cores, uint32 memoryMb, uint32 samplesPerSec, string endpoint);
     /// @notice The status hook was set.
     event StatusHookSet(address indexed hook);
+    /// @notice Open registration was switched on or off, or its target changed.
+    event OpenRegistrationChanged(bool open, uint256 target);
+    /// @notice A node joined with a valid proof of work.
+    event WorkAccepted(address indexed node, uint256 nonce, bytes32 workHash);
     /// @notice A node's status changed.
     event NodeStatusChanged(address indexed node, Status from, Status to, address indexed by);
 
@@ -97,6 +109,48 @@ contract NodeRegistry is AccessControl {
         n.appliedAt = uint64(block.timestamp);
         n.endpoint = endpoint;
         emit NodeApplied(msg.sender, capacity.cores, capacity.memoryMb, capacity.samplesPerSec, endpoint);
+    }
+
+    /// @notice Join without a registrar by proof of work (open registration only): the node becomes
+    ///         Active at once. The proof binds chain id, this registry and the sender, so a nonce mined
+    ///         for another address, registry or chain never verifies, and an address joins only once.
+    /// @param capacity Declared cores, memory (MB) and measured training throughput (samples/s).
+    /// @param endpoint Optional contact endpoint (may be empty).
+    /// @param nonce A value with keccak256(abi.encode(chainid, registry, sender, nonce)) < powTarget.
+    function registerWithWork(Capacity calldata capacity, string calldata endpoint, uint256 nonce) external {
+        if (!openRegistration) revert RegistrationClosed();
+        if (capacity.cores == 0) revert InvalidCapacity();
+        Node storage n = _nodes[msg.sender];
+        if (n.status != Status.None) revert AlreadyRegistered(msg.sender, n.status);
+        bytes32 work = workHash(msg.sender, nonce);
+        if (uint256(work) >= powTarget) revert InsufficientWork(work, powTarget);
+        _addresses.push(msg.sender);
+        n.cores = capacity.cores;
+        n.memoryMb = capacity.memoryMb;
+        n.samplesPerSec = capacity.samplesPerSec;
+        n.appliedAt = uint64(block.timestamp);
+        n.endpoint = endpoint;
+        emit NodeApplied(msg.sender, capacity.cores, capacity.memoryMb, capacity.samplesPerSec, endpoint);
+        emit WorkAccepted(msg.sender, nonce, work);
+        _setStatus(msg.sender, Status.None, Status.Active);
+    }
+
+    /// @notice The proof-of-work hash of a nonce for a node on this registry and chain.
+    /// @param node Address of the node.
+    /// @param nonce Candidate nonce.
+    /// @return keccak256(abi.encode(block.chainid, address(this), node, nonce)).
+    function workHash(address node, uint256 nonce) public view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), node, nonce));
+    }
+
+    /// @notice Switch open registration (proof of work) on or off and set its target.
+    /// @dev Expected hashes to find a proof = 2^256 / target.
+    /// @param open Whether registerWithWork is allowed.
+    /// @param target Proofs must hash below this value.
+    function setOpenRegistration(bool open, uint256 target) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        openRegistration = open;
+        powTarget = target;
+        emit OpenRegistrationChanged(open, target);
     }
 
     /// @notice Make a pending or suspended node active.

@@ -80,11 +80,15 @@ def apply(
         int | None, typer.Option(help="Training throughput (default: measured by a 1 s local benchmark)")
     ] = None,
     endpoint: Annotated[str, typer.Option(help="Optional contact endpoint")] = "",
+    pow: Annotated[
+        bool, typer.Option("--pow", help="Join at once by proof of work (registry in open registration)")
+    ] = False,
     home: HomeOpt = None,
     deployment: DeploymentOpt = None,
     rpc: RpcOpt = None,
 ) -> None:
-    """Apply to the registry with this node's declared capacity; a registrar then approves it."""
+    """Apply to the registry with this node's declared capacity; a registrar then approves it, or with
+    --pow the node mines a proof of work and becomes active at once."""
     client = chain_from_options(home, deployment, rpc)
     account = load_key(key, read_password(key))
     if samples_per_sec is None:
@@ -95,13 +99,80 @@ def apply(
     capacity = (cores or detect_cores(), memory_mb or detect_memory_mb(), samples_per_sec)
     if not 0 < capacity[0] < 2**16:
         raise FlchainError(f"--cores {capacity[0]}: expected 1..65535")
-    ensure_gas(client, account.address)
-    receipt = client.transact(account, client.registry.functions.register(capacity, endpoint))
+    if pow:
+        nonce = _mine_proof(client, account.address)
+        ensure_gas(client, account.address)
+        receipt = client.transact(
+            account, client.registry.functions.registerWithWork(capacity, endpoint, nonce)
+        )
+    else:
+        ensure_gas(client, account.address)
+        receipt = client.transact(account, client.registry.functions.register(capacity, endpoint))
     console.print(
         f"{account.address} applied (cores={capacity[0]}, memory={capacity[1]} MB, "
         f"samples/s={capacity[2]}); status {client.node_status(account.address)}; "
         f"tx {receipt['transactionHash'].hex()}"
     )
+
+
+def _mine_proof(client: ChainClient, address: str) -> int:
+    """Mine a registration proof with a progress bar and an estimate of the expected time."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fl_chain.chain.pow import difficulty_of, hash_rate, mine
+
+    registry = client.registry.functions
+    if not registry.openRegistration().call():
+        raise FlchainError(
+            "open registration is off on this registry: apply without --pow and ask the registrar"
+        )
+    target = int(registry.powTarget().call())
+    difficulty = difficulty_of(target)
+    rate = hash_rate()
+    console.print(
+        f"mining a registration proof: {difficulty:,.0f} hashes expected, ~{difficulty / rate:.1f} s "
+        f"at {rate:,.0f} hashes/s"
+    )
+    columns = (
+        TextColumn("mining"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} hashes"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task("mine", total=difficulty)
+        nonce, tried = mine(
+            client.deployment.chain_id,
+            client.registry.address,
+            address,
+            target,
+            progress=lambda n: progress.advance(bar, n),
+        )
+    console.print(f"found nonce {nonce} after {tried:,} hashes")
+    return nonce
+
+
+@app.command("open-registration")
+def open_registration(
+    difficulty: Annotated[
+        int, typer.Option(help="Expected hashes per identity (target = 2^256 / difficulty)")
+    ] = 2**16,
+    close: Annotated[bool, typer.Option("--close", help="Switch open registration off")] = False,
+    key: KeyOpt = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Let nodes join by proof of work instead of registrar approval (admin)."""
+    from fl_chain.chain.pow import target_for
+
+    if difficulty < 1:
+        raise FlchainError(f"--difficulty {difficulty}: expected >= 1")
+    client = chain_from_options(home, deployment, rpc)
+    admin = acting_account(client, key, "admin")
+    client.transact(admin, client.registry.functions.setOpenRegistration(not close, target_for(difficulty)))
+    state = "off" if close else f"on, difficulty {difficulty:,} hashes per identity"
+    console.print(f"open registration {state}")
 
 
 def _registrar_action(action: str, address: str, key: Path | None, home, deployment, rpc) -> None:
