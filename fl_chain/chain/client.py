@@ -40,6 +40,14 @@ ROLE_NAMES = {
 NODE_STATUS = ("None", "Pending", "Active", "Suspended", "Revoked")
 
 
+class ReceiptTimeout(FlchainError):
+    """A transaction was sent but no receipt arrived in time; it may still be mined."""
+
+    def __init__(self, message: str, tx_hash: bytes) -> None:
+        super().__init__(message)
+        self.tx_hash = tx_hash
+
+
 def role_id(name: str) -> bytes:
     """The bytes32 identifier of a role name."""
     return b"\0" * 32 if name == "DEFAULT_ADMIN_ROLE" else keccak(text=name)
@@ -189,7 +197,7 @@ class ChainClient:
                 tx_hash, timeout=timeout, poll_latency=self.poll_latency
             )
         except TimeExhausted:
-            raise FlchainError(f"{what}: no receipt within {timeout:.0f} s") from None
+            raise ReceiptTimeout(f"{what}: no receipt within {timeout:g} s", tx_hash) from None
         except Web3RPCError as exc:
             raise FlchainError(f"{what}: {_rpc_message(exc)}") from None
         if receipt["status"] != 1:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.exceptions import TimeExhausted, TransactionNotFound
 from web3.types import TxReceipt
 
-from fl_chain.chain.client import ChainClient
+from fl_chain.chain.client import ChainClient, ReceiptTimeout
 from fl_chain.errors import FlchainError
 
 ZERO_HASH = b"\0" * 32
@@ -44,9 +45,16 @@ def commit_round(
     scores: Mapping[str, int],
     missed: list[str] | None = None,
     penalized: list[str] | None = None,
+    timeout: float = 120.0,
+    attempts: int = 5,
 ) -> TxReceipt:
     """Commit one round; participants are sorted by address as the contract requires. `missed` are
-    selected nodes without an answer in time, `penalized` those whose reply was rejected."""
+    selected nodes without an answer in time, `penalized` those whose reply was rejected.
+
+    If the receipt does not arrive in time, the chain is consulted before anything is re-sent: the round
+    already holding this hash means the commit landed (its receipt is returned); a pending transaction
+    is waited for again; a dropped one is re-sent. The contract's strict round sequence makes a
+    duplicate impossible in any case; this keeps the coordinator from failing or skipping a round."""
     ordered = sorted((Web3.to_checksum_address(a) for a in scores), key=lambda a: int(a, 16))
     lookup = {a.lower(): s for a, s in scores.items()}
     fn = client.ledger.functions.commitRound(
@@ -60,7 +68,51 @@ def commit_round(
         [Web3.to_checksum_address(a) for a in missed or []],
         [Web3.to_checksum_address(a) for a in penalized or []],
     )
-    return client.transact(coordinator, fn)
+    pending: bytes | None = None
+    for _ in range(attempts):
+        try:
+            if pending is None:
+                return client.transact(coordinator, fn, timeout=timeout)
+            return client.w3.eth.wait_for_transaction_receipt(pending, timeout=timeout, poll_latency=0.05)
+        except ReceiptTimeout as lost:
+            pending = lost.tx_hash
+        except TimeExhausted:
+            pass
+        landed = reconcile_commit(client, task, round_number, model_hash, pending)
+        if landed is not None:
+            return landed
+        if not _still_known(client, pending):
+            pending = None  # dropped from the pool and not on-chain: send it again
+    raise FlchainError(
+        f"round {round_number} of task {task}: no receipt after {attempts} waits of {timeout:g} s"
+    )
+
+
+def _still_known(client: ChainClient, tx_hash: bytes) -> bool:
+    try:
+        client.w3.eth.get_transaction(tx_hash)
+    except TransactionNotFound:
+        return False
+    return True
+
+
+def reconcile_commit(
+    client: ChainClient, task: int, round_number: int, model_hash: bytes, tx_hash: bytes | None
+) -> TxReceipt | None:
+    """After a lost receipt, look at the chain: the receipt of the commit if the round already holds
+    this hash, None if it does not (yet); an error if another hash was committed for the round."""
+    if round_count(client, task) <= round_number:
+        return None
+    committed = get_round(client, task, round_number).model_hash
+    if committed != model_hash:
+        raise FlchainError(
+            f"round {round_number} of task {task} was committed with hash 0x{committed.hex()}, "
+            f"not 0x{model_hash.hex()}: another coordinator wrote this task"
+        )
+    logs = client.ledger.events.RoundCommitted().get_logs(
+        from_block=client.deployment.deployed_block, argument_filters={"task": task, "round": round_number}
+    )
+    return client.w3.eth.get_transaction_receipt(logs[0]["transactionHash"])
 
 
 def round_count(client: ChainClient, task: int) -> int:
