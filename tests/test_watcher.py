@@ -1,0 +1,145 @@
+"""ChainWatcher against real anvil processes: resume without gaps or repeats, confirmations,
+reorganisations (anvil_reorg) with retraction, a cursor past the head, an RPC that drops."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from fl_chain.chain.watcher import ChainWatcher
+from fl_chain.errors import FlchainError
+from tests.chainutil import LocalChain, new_nodes
+
+
+def _rpc(chain: LocalChain, method: str, *params) -> object:
+    reply = chain.client.w3.provider.make_request(method, list(params))
+    assert "error" not in reply, reply
+    return reply.get("result")
+
+
+def test_restart_resumes_without_missing_or_repeating(chain: LocalChain, tmp_path: Path) -> None:
+    cursor = tmp_path / "cursor.json"
+    first = new_nodes(chain, 2)
+    seen = ChainWatcher(chain.client, cursor).poll()
+    applied = [e.args["node"] for e in seen if e.name == "NodeApplied"]
+    assert applied == [n.address for n in first]
+    assert ChainWatcher(chain.client, cursor).poll() == []  # restarted: nothing repeated
+    second = new_nodes(chain, 1)
+    again = ChainWatcher(chain.client, cursor).poll()
+    assert [e.args["node"] for e in again if e.name == "NodeApplied"] == [second[0].address]
+    assert all(not e.removed for e in seen + again)
+    assert {e.kind for e in seen} >= {"node_applied", "node_status", "reputation"}
+
+
+def test_events_wait_for_confirmations(chain: LocalChain, tmp_path: Path) -> None:
+    watcher = ChainWatcher(chain.client, tmp_path / "c.json", confirmations=3)
+    watcher.poll()
+    node = new_nodes(chain, 1, approve=False)[0]
+    assert [e for e in watcher.poll() if e.name == "NodeApplied"] == []  # 0 confirmations yet
+    _rpc(chain, "anvil_mine", "0x2")
+    assert [e for e in watcher.poll() if e.name == "NodeApplied"] == []  # 2 confirmations
+    _rpc(chain, "anvil_mine", "0x1")
+    delivered = [e for e in watcher.poll() if e.name == "NodeApplied"]
+    assert [e.args["node"] for e in delivered] == [node.address]
+
+
+def test_reorg_retracts_orphaned_events_and_delivers_canonical_ones(
+    chain: LocalChain, tmp_path: Path
+) -> None:
+    client = chain.client
+    watcher = ChainWatcher(client, tmp_path / "c.json")
+    watcher.poll()
+    node = new_nodes(chain, 1, approve=False)[0]  # fund (block b) + register (block b+1)
+    delivered = [e for e in watcher.poll() if e.name == "NodeApplied"]
+    assert len(delivered) == 1
+    orphan_hash = delivered[0].block_hash
+    # Replace the last block (the registration) with one holding an unrelated transfer.
+    transfer = chain.admin.sign_transaction(
+        {
+            "to": chain.coordinator.address,
+            "value": 1,
+            "gas": 21_000,
+            "gasPrice": client.w3.eth.gas_price,
+            "nonce": client.w3.eth.get_transaction_count(chain.admin.address),
+            "chainId": client.deployment.chain_id,
+        }
+    )
+    _rpc(chain, "anvil_reorg", 1, [["0x" + transfer.raw_transaction.hex().removeprefix("0x"), 0]])
+    after = watcher.poll()
+    retracted = [e for e in after if e.removed]
+    assert [e.name for e in retracted if e.name == "NodeApplied"] == ["NodeApplied"]
+    assert all(e.block_hash == orphan_hash for e in retracted)
+    assert client.node_status(node.address) == "None"  # the registration is gone from the chain
+    # The node registers again: delivered from the new canonical block.
+    client.transact(node, client.registry.functions.register((1, 1, 1), ""))
+    redelivered = [e for e in watcher.poll() if e.name == "NodeApplied"]
+    assert len(redelivered) == 1 and redelivered[0].block_hash != orphan_hash and not redelivered[0].removed
+
+
+def test_cursor_past_head_is_a_clear_error(chain: LocalChain, tmp_path: Path) -> None:
+    head = chain.client.w3.eth.block_number
+    watcher = ChainWatcher(chain.client, tmp_path / "c.json", from_block=head + 100)
+    with pytest.raises(FlchainError, match="past the chain head"):
+        watcher.poll()
+
+
+class _Proxy:
+    """A TCP proxy in front of the chain that can drop every connection and refuse new ones."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                conn.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                if not self.up.is_set():
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            s.close()
+
+
+def test_rpc_that_drops_is_retried_without_skipping(chain: LocalChain, tmp_path: Path, anvil_process) -> None:
+    from fl_chain.chain.client import ChainClient, connect
+
+    proxy = _Proxy(anvil_process.port)
+    client = ChainClient(connect(f"http://127.0.0.1:{proxy.port}"), chain.client.deployment)
+    watcher = ChainWatcher(client, tmp_path / "c.json")
+    watcher.poll()
+    proxy.up.clear()  # the RPC goes away
+    nodes = new_nodes(chain, 2, approve=False)  # events happen meanwhile (sent directly to anvil)
+    retries: list[float] = []
+    got = []
+
+    def on_retry(message: str, wait: float) -> None:
+        retries.append(wait)
+        if len(retries) == 2:
+            proxy.up.set()  # the RPC comes back
+
+    watcher.run(got.append, stop=lambda: len([e for e in got if e.name == "NodeApplied"]) >= 2,
+                interval=0.05, on_retry=on_retry)  # fmt: skip
+    assert retries[:2] == [0.05, 0.1]  # exponential backoff
+    assert [e.args["node"] for e in got if e.name == "NodeApplied"] == [n.address for n in nodes]
