@@ -27,6 +27,8 @@ app.command("client")(cli_fl.client)
 app.command("demo")(cli_fl.demo)
 app.command("status")(cli_fl.status)
 app.command("audit")(cli_fl.audit)
+app.command("watch")(cli_fl.watch)
+app.command("pull")(cli_fl.pull)
 
 
 def run(args: list[str] | None = None) -> int:

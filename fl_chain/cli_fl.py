@@ -318,9 +318,14 @@ def client(
         superlink, port or free_port(), node_config, log, root_certificates, {PASSWORD_ENV: password}
     )
     console.print(f"node {account.address} ({status}) -> SuperLink {superlink} (pid {node.pid}, log {log})")
+    from fl_chain.chain.watcher import ChainWatcher
+
+    # The node learns of commits and of its own reputation from the chain, not from the server.
+    watcher = ChainWatcher(chain, None, from_block=chain.w3.eth.block_number + 1)
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while node.proc.poll() is None:
+            _report_chain_events(watcher, account.address)
             time.sleep(0.5)
         raise FlchainError(f"the SuperNode exited with code {node.proc.returncode}; see {log}")
     except KeyboardInterrupt:
@@ -328,6 +333,23 @@ def client(
     finally:
         node.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _report_chain_events(watcher, address: str) -> None:
+    """Print round commits and this node's reputation and status changes as the chain has them."""
+    try:
+        events = watcher.poll()
+    except FlchainError:
+        raise
+    except Exception as exc:  # the RPC is down: try again on the next tick, the cursor did not move
+        err_console.print(f"chain unavailable: {type(exc).__name__}")
+        return
+    for event in events:
+        mine = str(event.args.get("node", "")).lower() == address.lower()
+        if event.name == "RoundCommitted" or (
+            mine and event.name in ("ReputationUpdated", "NodeStatusChanged")
+        ):
+            console.print("chain: " + describe_event(event), highlight=False)
 
 
 def status(
@@ -399,3 +421,93 @@ def audit(
         raise FlchainError(
             f"audit found {len(bad)} discrepancies: " + "; ".join(f"{f.where} {f.check}" for f in bad)
         )
+
+
+def describe_event(event) -> str:
+    """One line for a chain event."""
+    args = event.args
+    prefix = "RETRACTED " if event.removed else ""
+    if event.name == "RoundCommitted":
+        text = (
+            f"round {args['round']} of task {args['task']} committed: hash {_short(args['modelHash'])}, "
+            f"{args['participantCount']} participants"
+        )
+    elif event.name == "NodeStatusChanged":
+        text = f"node {args['node']}: {NODE_STATUS[args['from']]} -> {NODE_STATUS[args['to']]}"
+    elif event.name == "ReputationUpdated":
+        text = f"reputation of {args['node']}: {args['value'] / 1e6:.4f}"
+    elif event.name == "ContributionRecorded":
+        text = f"task {args['task']} round {args['round']}: {args['node']} scored {args['score'] / 1e6:.4f}"
+    else:
+        text = f"{event.name} " + ", ".join(f"{k}={v}" for k, v in args.items())
+    return f"{prefix}block {event.block_number}: {text}"
+
+
+def watch(
+    confirmations: Annotated[
+        int, typer.Option(help="Deliver events with this many confirmations", min=0)
+    ] = 0,
+    from_block: Annotated[int | None, typer.Option(help="Start here (default: the deployment block)")] = None,
+    cursor: Annotated[Path | None, typer.Option(help="Cursor file (default: HOME/watch-cursor.json)")] = None,
+    once: Annotated[bool, typer.Option(help="Print what is new and exit")] = False,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Print flchain events live, resuming from the cursor; reorganised events are retracted."""
+    from fl_chain.chain.watcher import ChainWatcher
+
+    chain = chain_from_options(home, deployment, rpc)
+    cursor_path = cursor or state_home(home) / "watch-cursor.json"
+    watcher = ChainWatcher(chain, cursor_path, confirmations, from_block)
+
+    def show(event) -> None:
+        console.print(describe_event(event), highlight=False)
+
+    if once:
+        for event in watcher.poll():
+            show(event)
+        return
+
+    def retry(message: str, wait: float) -> None:
+        err_console.print(f"RPC unavailable ({message}); retrying in {wait:.1f} s")
+
+    console.print(
+        f"watching {chain.deployment.rpc_url} from block {watcher.cursor.block + 1}; Ctrl-C to stop"
+    )
+    try:
+        watcher.run(show, on_retry=retry)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def pull(
+    task: Annotated[int | None, typer.Option(help="Task id (default: the newest)")] = None,
+    finalized: Annotated[bool, typer.Option(help="Only a model finalized by the validator quorum")] = False,
+    out: Annotated[Path | None, typer.Option(help="Where to write the model (.safetensors)")] = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Download the newest committed model by its on-chain URI, verify its hash and write it."""
+    from fl_chain.store import fetch_blob
+
+    if finalized:
+        raise FlchainError("--finalized: validator finalization is not deployed in this version of flchain")
+    chain = chain_from_options(home, deployment, rpc)
+    tasks = int(chain.ledger.functions.taskCount().call())
+    task_id = task if task is not None else tasks
+    require_task(chain, task_id)
+    rounds = round_count(chain, task_id)
+    if rounds == 0:
+        raise FlchainError(f"task {task_id} has no committed round yet")
+    record = get_round(chain, task_id, rounds - 1)
+    blob = fetch_blob(record.uri, record.model_hash)
+    target = out or Path(f"model-task{task_id}-round{record.round}.safetensors")
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(target)
+    console.print(
+        f"task {task_id} round {record.round}: hash 0x{record.model_hash.hex()} verified, "
+        f"{len(blob):,} bytes -> {target}"
+    )

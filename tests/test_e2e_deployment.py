@@ -102,6 +102,11 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
             assert unregistered.lower() not in participants
             if rnd > 0:
                 assert participants == {a.lower() for a in addresses[:2]}
+        # Each registered node learned of the commits from its own chain watcher.
+        time.sleep(1.5)
+        for i in range(2):
+            client_out = (tmp_path / f"client{i}.out").read_text()
+            assert "round 2 of task" in client_out and "committed" in client_out, client_out
     finally:
         for proc in clients:
             _stop(proc)
