@@ -29,6 +29,7 @@ app.command("status")(cli_fl.status)
 app.command("audit")(cli_fl.audit)
 app.command("watch")(cli_fl.watch)
 app.command("pull")(cli_fl.pull)
+app.command("validator")(cli_fl.validator)
 
 
 def run(args: list[str] | None = None) -> int:

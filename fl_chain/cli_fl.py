@@ -492,8 +492,6 @@ def pull(
     """Download the newest committed model by its on-chain URI, verify its hash and write it."""
     from fl_chain.store import fetch_blob
 
-    if finalized:
-        raise FlchainError("--finalized: validator finalization is not deployed in this version of flchain")
     chain = chain_from_options(home, deployment, rpc)
     tasks = int(chain.ledger.functions.taskCount().call())
     task_id = task if task is not None else tasks
@@ -501,7 +499,12 @@ def pull(
     rounds = round_count(chain, task_id)
     if rounds == 0:
         raise FlchainError(f"task {task_id} has no committed round yet")
-    record = get_round(chain, task_id, rounds - 1)
+    newest = rounds - 1
+    if finalized:
+        if chain.validation is None:
+            raise FlchainError("--finalized: this deployment has no ValidationQuorum contract")
+        newest = int(chain.call(chain.validation.functions.latestFinalized(task_id)))
+    record = get_round(chain, task_id, newest)
     blob = fetch_blob(record.uri, record.model_hash)
     target = out or Path(f"model-task{task_id}-round{record.round}.safetensors")
     tmp = target.with_suffix(target.suffix + ".tmp")
@@ -511,3 +514,63 @@ def pull(
         f"task {task_id} round {record.round}: hash 0x{record.model_hash.hex()} verified, "
         f"{len(blob):,} bytes -> {target}"
     )
+
+
+def validator(
+    key: Annotated[Path, typer.Option(help="Keystore of an account holding VALIDATOR_ROLE")],
+    data: Annotated[
+        Path | None, typer.Option(help="Own held-out data (.npz with x, y); default: digits test split")
+    ] = None,
+    task: Annotated[int | None, typer.Option(help="Only this task (default: every task)")] = None,
+    confirmations: Annotated[
+        int, typer.Option(help="Attest commits with this many confirmations", min=0)
+    ] = 0,
+    once: Annotated[bool, typer.Option(help="Attest what is new and exit")] = False,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Run a validator: on every round commit seen by the watcher, fetch and verify the model, evaluate
+    it on this validator's own data and attest (hash, accuracy) on-chain."""
+    from fl_chain.chain.client import role_id
+    from fl_chain.chain.watcher import ChainWatcher
+    from fl_chain.fl.validator import Validator
+    from fl_chain.tasks.digits import build_model, load_npz, server_data
+
+    account = load_key(key, read_password(key))
+    chain = chain_from_options(home, deployment, rpc)
+    if chain.validation is None:
+        raise FlchainError("this deployment has no ValidationQuorum contract: redeploy with this version")
+    if not chain.validation.functions.hasRole(role_id("VALIDATOR_ROLE"), account.address).call():
+        raise FlchainError(
+            f"{account.address} lacks VALIDATOR_ROLE: ask the admin (flchain node validator-role)"
+        )
+    held_out = load_npz(data) if data is not None else server_data(0)[1]
+    worker = Validator(chain, account, held_out, build_model, task)
+    watcher = ChainWatcher(
+        chain, state_home(home) / f"validator-{account.address}.cursor.json", confirmations
+    )
+
+    def handle(event) -> None:
+        try:
+            done = worker.handle(event)
+        except FlchainError as exc:  # a bad blob is reported, not attested, and the validator goes on
+            err_console.print(f"round {event.args.get('round')} of task {event.args.get('task')}: {exc}")
+            return
+        if done is not None:
+            console.print(
+                f"attested task {done.task} round {done.round}: accuracy {100 * done.accuracy:.2f} %, "
+                f"hash {_short(done.model_hash)}, tx {_short(done.tx)}"
+            )
+
+    if once:
+        for event in watcher.poll():
+            handle(event)
+        return
+    console.print(f"validator {account.address} watching {chain.deployment.rpc_url}; Ctrl-C to stop")
+    try:
+        watcher.run(
+            handle, on_retry=lambda m, w: err_console.print(f"RPC unavailable ({m}); retry in {w:.1f} s")
+        )
+    except KeyboardInterrupt:
+        console.print("stopped")

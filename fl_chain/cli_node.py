@@ -175,6 +175,28 @@ def open_registration(
     console.print(f"open registration {state}")
 
 
+@app.command("validator-role")
+def validator_role(
+    address: str,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Take the role away")] = False,
+    key: KeyOpt = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Grant (or revoke) VALIDATOR_ROLE on the ValidationQuorum contract (admin)."""
+    from fl_chain.chain.client import role_id
+
+    client = chain_from_options(home, deployment, rpc)
+    if client.validation is None:
+        raise FlchainError("this deployment has no ValidationQuorum contract")
+    node = checksum(address)
+    admin = acting_account(client, key, "admin")
+    fn = client.validation.functions.revokeRole if revoke else client.validation.functions.grantRole
+    client.transact(admin, fn(role_id("VALIDATOR_ROLE"), node))
+    console.print(f"{node}: VALIDATOR_ROLE {'revoked' if revoke else 'granted'}")
+
+
 def _registrar_action(action: str, address: str, key: Path | None, home, deployment, rpc) -> None:
     client = chain_from_options(home, deployment, rpc)
     node = checksum(address)

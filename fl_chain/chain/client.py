@@ -33,6 +33,7 @@ ROLE_NAMES = {
             "SUSPENDER_ROLE",
             "LEDGER_ROLE",
             "REGISTRY_ROLE",
+            "VALIDATOR_ROLE",
             "COORDINATOR_ROLE",
         )
     },
@@ -128,6 +129,10 @@ class ChainClient:
         self.registry: Contract = self._contract("NodeRegistry")
         self.reputation: Contract = self._contract("Reputation")
         self.ledger: Contract = self._contract("ModelLedger")
+        # Deployments made before the validation quorum existed have no such contract.
+        self.validation: Contract | None = (
+            self._contract("ValidationQuorum") if "ValidationQuorum" in deployment.contracts else None
+        )
         self._decoder = _ErrorDecoder(deployment.abis)
 
     def _contract(self, name: str) -> Contract:

@@ -48,6 +48,7 @@ def deploy_contracts(
     rpc_url: str,
     backend: str = "external",
     reputation_params: tuple[int, int, int, int, int] = DEFAULT_REPUTATION_PARAMS,
+    quorum: int = 1,
 ) -> Deployment:
     """Deploy NodeRegistry, Reputation and ModelLedger; admin is registrar, `coordinator` commits."""
     artifacts = compile_contracts()
@@ -70,10 +71,12 @@ def deploy_contracts(
         client, admin, artifacts["Reputation"], admin.address, registry, reputation_params
     )
     ledger = _deploy_one(client, admin, artifacts["ModelLedger"], admin.address, reputation)
+    validation = _deploy_one(client, admin, artifacts["ValidationQuorum"], admin.address, ledger, quorum)
     deployment.contracts = {
         "NodeRegistry": registry,
         "Reputation": reputation,
         "ModelLedger": ledger,
+        "ValidationQuorum": validation,
     }
     client = ChainClient(w3, deployment)
     coordinator = Web3.to_checksum_address(coordinator)
