@@ -104,6 +104,9 @@ def demo(
     config: Annotated[Path | None, typer.Option(help="TOML config (default: built-in defaults)")] = None,
     home: Annotated[Path, typer.Option(help="Where the demo writes its files")] = Path(".flchain/demo"),
     verbose: Annotated[bool, typer.Option(help="Show Flower's and Ray's own logs")] = False,
+    validators: Annotated[
+        int, typer.Option(help="Validators that attest every round; clients train only from finalized models")
+    ] = 0,
 ) -> None:
     """Everything on one machine: local chain, contracts, node keys, Simulation Engine, summary, plot."""
     import logging
@@ -135,7 +138,12 @@ def demo(
         )
     )
     started = time.monotonic()
-    result = run_demo(run_config, clients, home.resolve(), backend, on_round=print_round)
+    result = run_demo(
+        run_config, clients, home.resolve(), backend, on_round=print_round, validators=validators
+    )
+    if validators:
+        attested = result.extra["attestations"]
+        console.print(f"{validators} validators attested {len(attested)} times; quorum {validators}")
     expected = run_config.federation.rounds + 1
     console.print(summary_table(result.reports, f"task {result.task}: rounds committed on-chain"))
     console.print(
@@ -271,6 +279,9 @@ def client(
     alpha: Annotated[float, typer.Option(help="Dirichlet alpha")] = 0.5,
     root_certificates: Annotated[Path | None, typer.Option(help="CA certificate of a TLS SuperLink")] = None,
     model_source: Annotated[str, typer.Option(help="message | store (fetch the committed blob)")] = "message",
+    finalized_only: Annotated[
+        bool, typer.Option(help="Train only from models finalized by the validator quorum")
+    ] = False,
     port: Annotated[int | None, typer.Option(help="Local port of this SuperNode's app API")] = None,
     home: HomeOpt = None,
     deployment: DeploymentOpt = None,
@@ -308,6 +319,7 @@ def client(
         "flchain-partitioning": partitioning,
         "flchain-alpha": alpha,
         "flchain-model-source": model_source,
+        "flchain-finalized-only": int(finalized_only),
     }
     if rpc:
         node_config["flchain-rpc"] = rpc

@@ -37,6 +37,7 @@ class FederationSection:
     min_nodes: int = 2
     round_timeout: float = 300.0
     auth_timeout: float = 120.0
+    wait_finalized: float = 0.0  # > 0: after each commit wait up to this long for the validator quorum
     strategy_args: dict[str, Any] = field(default_factory=dict)
 
 

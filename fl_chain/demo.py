@@ -58,6 +58,7 @@ def run_demo(
     on_round: Callable[[RoundReport], None] | None = None,
     plot: bool = True,
     reputation_params: ReputationParams | None = None,
+    validators: int = 0,
 ) -> DemoResult:
     """Run the demo; `home` receives the deployment file, the store, rounds.jsonl and the plot."""
     from flwr.simulation import run_simulation
@@ -90,6 +91,9 @@ def run_demo(
         deployment.save(deployment_path)
         client = ChainClient(w3, deployment)
         nodes = register_nodes(client, clients)
+        validation = start_validators(client, validators, config) if validators else None
+        if validators:
+            config.federation.wait_finalized = config.federation.wait_finalized or 120.0
         config.chain.deployment = str(deployment_path)
         config.federation.min_nodes = min(config.federation.min_nodes, clients)
         settings = SimulationSettings(
@@ -100,6 +104,7 @@ def run_demo(
             data_seed=config.task.seed,
             task=config.task.name,
             attacks=attacks or {},
+            finalized_only=validators > 0,
         )
         reports: list[RoundReport] = []
 
@@ -109,15 +114,19 @@ def run_demo(
                 on_round(report)
 
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-        run_simulation(
-            server_app=make_server_app(config, home, collect),
-            client_app=make_client_app(settings),
-            num_supernodes=clients,
-            backend_config={
-                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                "init_args": {"num_cpus": 2},
-            },
-        )
+        try:
+            run_simulation(
+                server_app=make_server_app(config, home, collect),
+                client_app=make_client_app(settings),
+                num_supernodes=clients,
+                backend_config={
+                    "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                    "init_args": {"num_cpus": 2},
+                },
+            )
+        finally:
+            if validation is not None:
+                validation.stop()
         task = int(client.ledger.functions.taskCount().call())
         result = DemoResult(
             reports=reports,
@@ -126,6 +135,7 @@ def run_demo(
             deployment=deployment_path,
             nodes=[n.address for n in nodes],
             chain_rounds=int(client.ledger.functions.roundCount(task).call()) if task else 0,
+            extra={"attestations": validation.attested if validation else []},
         )
         (home / "demo-result.json").write_text(
             json.dumps(
@@ -138,6 +148,60 @@ def run_demo(
     finally:
         stop_pid(chain.pid)
         _stop_ray()
+
+
+class ValidatorThreads:
+    """In-process validators for the demo: one watcher loop attesting for every validator key."""
+
+    def __init__(self, workers: list) -> None:
+        import threading
+
+        from fl_chain.chain.watcher import ChainWatcher
+
+        self.workers = workers
+        self.watcher = ChainWatcher(workers[0].client, None)
+        self.attested: list = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for event in self.watcher.poll():
+                    for worker in self.workers:
+                        done = worker.handle(event)
+                        if done is not None:
+                            self.attested.append(done)
+            except Exception as exc:  # reported, and the loop goes on
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        """Stop the loop and wait for it."""
+        self._stop.set()
+        self.thread.join(timeout=10)
+
+
+def start_validators(client: ChainClient, count: int, config: RunConfig) -> ValidatorThreads:
+    """Create, fund and authorise `count` validator keys and start attesting."""
+    from fl_chain.chain.client import role_id
+    from fl_chain.fl.validator import Validator
+    from fl_chain.tasks import load_task
+
+    admin = Account.from_key(client.deployment.dev_keys["admin"])
+    task = load_task(config.task.name)
+    held_out = task.server_data(config.task.seed)[1]
+    workers = []
+    for _ in range(count):
+        account = Account.from_key(secrets.token_bytes(32))
+        client.fund(admin, account.address, 10**17)
+        client.transact(
+            admin, client.validation.functions.grantRole(role_id("VALIDATOR_ROLE"), account.address)
+        )
+        workers.append(Validator(client, account, held_out, task.build_model))
+    return ValidatorThreads(workers)
 
 
 def _stop_ray() -> None:

@@ -49,3 +49,14 @@ def test_malformed_replies_are_dropped_and_the_round_commits(tmp_path: Path) -> 
     assert any("NaN or Inf" in r for r in reasons) and any("has shape" in r for r in reasons)
     assert set(last.dropped) == {result.nodes[0], result.nodes[1]}
     assert set(last.participants) == {result.nodes[2], result.nodes[3]}
+
+
+def test_demo_with_validators_finalizes_every_round(tmp_path: Path) -> None:
+    config = RunConfig()
+    config.federation.rounds = 2
+    config.task.local_epochs = 1
+    result = run_demo(config, 3, tmp_path / "demo", plot=False, validators=2)
+    assert result.chain_rounds == 3
+    attested = result.extra["attestations"]
+    assert sorted((a.round for a in attested)) == [0, 0, 1, 1, 2, 2]  # both validators, every round
+    assert all("finalize" in r.seconds for r in result.reports[1:])

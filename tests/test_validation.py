@@ -119,3 +119,16 @@ def test_validator_and_pull_finalized_through_the_cli(
     target = tmp_path / "final.safetensors"
     assert run(["pull", "--finalized", "--task", str(task), "--out", str(target), *h]) == 0
     assert target.exists() and "round 0" in capsys.readouterr().out
+
+
+def test_finalized_only_client_refuses_unfinalized_models(chain: LocalChain) -> None:
+    from fl_chain.fl.client_app import require_finalized
+
+    client = chain.client
+    task = create_task(client, chain.coordinator, b"\x04" * 32, "")
+    commit_round(client, chain.coordinator, task, 0, b"\x0c" * 32, "", ZERO_HASH, {})
+    with pytest.raises(FlchainError, match=r"round 0 of task \d+ is not finalized \(0 of 1 attestations\)"):
+        require_finalized(client, task, 0)
+    (v,) = _validators(chain, 1)
+    client.transact(v, client.validation.functions.attest(task, 0, b"\x0c" * 32, 1))
+    require_finalized(client, task, 0)

@@ -44,6 +44,7 @@ class ClientSettings:
     data_path: Path | None = None
     task: str = "digits"
     model_source: str = "message"  # "message": verify received arrays; "store": load the committed blob
+    finalized_only: bool = False  # train only from models the validator quorum finalized
     attack: dict = field(default_factory=dict)
 
 
@@ -68,6 +69,7 @@ def settings_from_node_config(node_config: dict) -> ClientSettings:
         data_path=Path(str(node_config["flchain-data"])) if opt("flchain-data") else None,
         task=str(node_config.get("flchain-task", "digits")),
         model_source=str(node_config.get("flchain-model-source", "message")),
+        finalized_only=bool(int(node_config.get("flchain-finalized-only", 0))),
     )
 
 
@@ -127,6 +129,19 @@ def verify_received(chain: ChainClient, task: int, round_number: int, arrays: di
         )
 
 
+def require_finalized(chain: ChainClient, task: int, round_number: int) -> None:
+    """Refuse to train from a model the validator quorum has not finalized."""
+    if chain.validation is None:
+        raise FlchainError("finalized-only training needs a deployment with the ValidationQuorum contract")
+    if not chain.validation.functions.isFinalized(task, round_number).call():
+        count = chain.validation.functions.attestations(task, round_number).call()
+        quorum = chain.validation.functions.quorum().call()
+        raise FlchainError(
+            f"round {round_number} of task {task} is not finalized ({count} of {quorum} attestations): "
+            "refusing to train from it"
+        )
+
+
 def answer_challenge(settings: ClientSettings, message: Message, context: Context) -> Message:
     """Sign the server's nonce bound to chain id, run id and this node's id."""
     identity = identity_for(settings)
@@ -149,6 +164,8 @@ def train_locally(settings: ClientSettings, message: Message, context: Context) 
     config = message.content.config_records["config"]
     task_id, parent_round = int(config[CONFIG_TASK]), int(config[CONFIG_PARENT_ROUND])
     received = record_to_arrays(message.content.array_records["arrays"])
+    if settings.finalized_only:
+        require_finalized(identity.chain, task_id, parent_round)
     if settings.model_source == "store":
         arrays = load_committed_model(identity.chain, task_id, parent_round)
     else:
@@ -235,6 +252,7 @@ def _for_partition(settings: ClientSettings, context: Context) -> ClientSettings
         data_seed=settings.data_seed,
         task=settings.task,
         model_source=settings.model_source,
+        finalized_only=settings.finalized_only,
         attack=settings.attacks.get(pid, {}),
     )
 

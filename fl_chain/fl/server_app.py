@@ -24,7 +24,14 @@ from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task
 from fl_chain.config import RunConfig
 from fl_chain.errors import FlchainError
 from fl_chain.fl.selection import Selector
-from fl_chain.fl.strategy import ChainContext, ChainStrategy, RoundReport, ScoringPolicy, arrays_to_record
+from fl_chain.fl.strategy import (
+    ChainContext,
+    ChainStrategy,
+    RoundReport,
+    ScoringPolicy,
+    arrays_to_record,
+    wait_for_finalization,
+)
 from fl_chain.fl.training import evaluate, get_arrays, set_arrays
 from fl_chain.store import ModelStore
 from fl_chain.store_http import BlobServer
@@ -109,6 +116,7 @@ def run_federation(
         config_hash = keccak(text=config.to_json())
         task_id = create_task(client, coordinator, config_hash, store.base_uri)
         receipt = commit_round(client, coordinator, task_id, 0, digest, "", ZERO_HASH, {})
+        wait_for_finalization(client, task_id, 0, config.federation.wait_finalized)
         loss, accuracy = test(initial)
         strategy = ChainStrategy(
             build_strategy(config),
@@ -137,6 +145,7 @@ def run_federation(
             if config.selection.mode == "reputation"
             else None,
             round_seconds=config.selection.round_seconds,
+            wait_finalized=config.federation.wait_finalized,
             batch_size=config.task.batch_size,
         )
         strategy.record(

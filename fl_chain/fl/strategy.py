@@ -33,6 +33,22 @@ CONFIG_TASK = "flchain-task"
 CONFIG_PARENT_ROUND = "flchain-parent-round"
 
 
+def wait_for_finalization(client: ChainClient, task: int, round_number: int, timeout: float) -> None:
+    """Block until the validator quorum finalized the round (no-op if timeout <= 0)."""
+    if timeout <= 0:
+        return
+    if client.validation is None:
+        raise RuntimeError("federation.wait_finalized needs a deployment with the ValidationQuorum contract")
+    deadline = time.monotonic() + timeout
+    while not client.validation.functions.isFinalized(task, round_number).call():
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"flchain: round {round_number} of task {task} was not finalized by the validators within "
+                f"{timeout:.0f} s"
+            )
+        time.sleep(0.2)
+
+
 def short_reason(text: str, limit: int = 300) -> str:
     """The informative line of a client error (Flower wraps them in tracebacks), shortened."""
     wrapped = re.search(r"<class '[\w.]+'>:<'(.*)'>\s*$", str(text), re.DOTALL)
@@ -167,11 +183,13 @@ class ChainStrategy(Strategy):
         selector: Selector | None = None,
         round_seconds: float = 0.0,
         batch_size: int = 32,
+        wait_finalized: float = 0.0,
     ) -> None:
         self.inner = inner
         self.scoring = scoring or ScoringPolicy()
         self.selector = selector
         self.round_seconds = round_seconds
+        self.wait_finalized = wait_finalized
         self.batch_size = batch_size
         self._selected: dict[int, str] = {}
         self.chain = chain
@@ -445,6 +463,10 @@ class ChainStrategy(Strategy):
         )
         self.chain.parent_hash = digest
         seconds["commit"] = time.monotonic() - started
+        if self.wait_finalized > 0:
+            started = time.monotonic()
+            wait_for_finalization(self.chain.client, self.chain.task, server_round, self.wait_finalized)
+            seconds["finalize"] = time.monotonic() - started
         client = self.chain.client
         suspended = [e["node"] for e in client.events(client.reputation, "AutoSuspended", receipt)]
         for who in suspended:
