@@ -58,5 +58,5 @@ def test_demo_with_validators_finalizes_every_round(tmp_path: Path) -> None:
     result = run_demo(config, 3, tmp_path / "demo", plot=False, validators=2)
     assert result.chain_rounds == 3
     attested = result.extra["attestations"]
-    assert sorted((a.round for a in attested)) == [0, 0, 1, 1, 2, 2]  # both validators, every round
+    assert sorted(a.round for a in attested) == [0, 0, 1, 1, 2, 2]  # both validators, every round
     assert all("finalize" in r.seconds for r in result.reports[1:])
