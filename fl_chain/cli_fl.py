@@ -164,6 +164,12 @@ def server(
         Path | None, typer.Option(help="Directory with ca.crt, server.pem, server.key for TLS")
     ] = None,
     insecure: Annotated[bool, typer.Option(help="Allow plain HTTP on a non-loopback interface")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue a task from its last on-chain round (e.g. after a crash)")
+    ] = False,
+    task: Annotated[
+        int | None, typer.Option(help="Task to resume (default: this coordinator's newest)")
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Start a SuperLink, submit the flchain ServerApp and stream its progress until the run ends."""
@@ -194,6 +200,20 @@ def server(
         os.environ[PASSWORD_ENV] = read_password(Path(run_config.chain.coordinator_key))
     coordinator = coordinator_account(client, run_config)
     load_task(run_config.task.name)
+    resume_task, already = None, 0
+    if resume:
+        from fl_chain.fl.server_app import newest_owned_task, resume_point
+
+        resume_task = task if task is not None else newest_owned_task(client, coordinator.address)
+        _, already, _, model_hash, _ = resume_point(client, coordinator, resume_task)  # fetch + verify now
+        console.print(
+            f"resuming task {resume_task} after round {already} (model 0x{model_hash.hex()[:12]}…, verified)"
+        )
+        if already >= run_config.federation.rounds:
+            console.print(f"task {resume_task} already has {already} rounds: nothing to do")
+            return
+    elif task is not None:
+        raise FlchainError("--task is only used with --resume")
 
     run_dir = home_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +221,7 @@ def server(
     run_file = run_dir / "run.json"
     if not run_config.store.dir:
         run_config.store.dir = str(home_dir / "store")
-    write_run_file(run_file, run_config, home_dir, report_path)
+    write_run_file(run_file, run_config, home_dir, report_path, resume_task)
     connect_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     app_dir, flwr_home = prepare_app(run_dir, f"{connect_host}:{port}", certificates)
 
@@ -218,17 +238,17 @@ def server(
             f"connect nodes with: flchain client --superlink {connect_host}:{port} --key KEY"
         )
         runner = submit_run(app_dir, flwr_home, run_file, run_dir / "serverapp.log")
-        reports = _follow(runner, run_dir / "serverapp.log", report_path, run_config.federation.rounds)
+        expected = run_config.federation.rounds - already + (0 if resume else 1)
+        reports = _follow(runner, run_dir / "serverapp.log", report_path, expected)
     finally:
         if runner is not None:
             runner.stop()
         link.stop()
         signal.signal(signal.SIGTERM, previous)
     console.print(summary_table(reports, "rounds committed on-chain"))
-    expected = run_config.federation.rounds + 1
     if len(reports) != expected:
         raise FlchainError(
-            f"the run failed after {max(len(reports) - 1, 0)} of {run_config.federation.rounds} rounds: "
+            f"the run failed: {len(reports)} of {expected} expected rounds committed: "
             f"{_last_error(run_dir / 'serverapp.log')} (logs in {run_dir})"
         )
     console.print(f"run complete; logs and reports in {run_dir}")
@@ -288,7 +308,7 @@ def client(
     rpc: RpcOpt = None,
 ) -> None:
     """Start a SuperNode running this node's ClientApp; runs until Ctrl-C."""
-    from fl_chain.fl.processes import start_supernode
+    from fl_chain.fl.processes import Managed, start_supernode
 
     match = re.fullmatch(r"(\d+)/(\d+)", partition)
     if not match or not int(match.group(1)) < int(match.group(2)):
@@ -326,9 +346,13 @@ def client(
     if data is not None:
         node_config["flchain-data"] = str(data.resolve())
     log = state_home(home) / "nodes" / f"{account.address}.log"
-    node = start_supernode(
-        superlink, port or free_port(), node_config, log, root_certificates, {PASSWORD_ENV: password}
-    )
+
+    def launch() -> Managed:
+        return start_supernode(
+            superlink, port or free_port(), node_config, log, root_certificates, {PASSWORD_ENV: password}
+        )
+
+    node = launch()
     console.print(f"node {account.address} ({status}) -> SuperLink {superlink} (pid {node.pid}, log {log})")
     from fl_chain.chain.watcher import ChainWatcher
 
@@ -336,10 +360,19 @@ def client(
     watcher = ChainWatcher(chain, None, from_block=chain.w3.eth.block_number + 1)
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        while node.proc.poll() is None:
+        while True:
             _report_chain_events(watcher, account.address)
             time.sleep(0.5)
-        raise FlchainError(f"the SuperNode exited with code {node.proc.returncode}; see {log}")
+            if node.proc.poll() is not None:
+                # The SuperNode gives up when its SuperLink goes away (server crash or restart): keep the
+                # node in the federation by starting it again, so a resumed server finds it.
+                err_console.print(
+                    f"SuperNode exited with code {node.proc.returncode} (SuperLink {superlink} gone?); "
+                    f"restarting it in 2 s; see {log}"
+                )
+                node.stop()
+                time.sleep(2.0)
+                node = launch()
     except KeyboardInterrupt:
         console.print("stopping the node")
     finally:

@@ -119,15 +119,19 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
     assert _processes_with(marker) == []
 
 
-def test_tls_server_and_clients(tmp_path: Path) -> None:
-    """The same path over TLS: certificates from scripts/make-certs.sh, clients verify with ca.crt."""
+def test_server_killed_mid_run_resumes_from_the_chain(tmp_path: Path) -> None:
+    """kill -9 of the whole server side after round 1; `flchain server --resume` continues at round 2.
+    Runs over TLS (certificates from scripts/make-certs.sh; clients verify the SuperLink with ca.crt)."""
+    from fl_chain.fl.processes import descendants
+
     certs = tmp_path / "certs"
     root = Path(__file__).resolve().parents[1]
     subprocess.run(
         ["sh", str(root / "scripts" / "make-certs.sh"), str(certs)], check=True, capture_output=True
     )
+    tls = ["--certificates", str(certs)]
     home = tmp_path / "home"
-    marker = f"flchain-tls-{uuid.uuid4()}"
+    marker = f"flchain-resume-{uuid.uuid4()}"
     env = {
         **os.environ,
         "FLCHAIN_KEY_PASSWORD": PASSWORD,
@@ -137,7 +141,7 @@ def test_tls_server_and_clients(tmp_path: Path) -> None:
     h = ["--home", str(home)]
     _run("chain", "up", "--detach", "--port", str(free_port()), *h, env=env)
     clients: list[subprocess.Popen] = []
-    server = None
+    servers: list[subprocess.Popen] = []
     try:
         keys = [tmp_path / f"node{i}.json" for i in range(2)]
         for key in keys:
@@ -145,25 +149,44 @@ def test_tls_server_and_clients(tmp_path: Path) -> None:
             _run("node", "apply", "--key", str(key), *h, env=env)
             _run("node", "approve", "0x" + json.loads(key.read_text())["address"], *h, env=env)
         config = tmp_path / "run.toml"
-        config.write_text("[federation]\nrounds = 1\n\n[task]\nlocal_epochs = 1\n")
+        config.write_text("[federation]\nrounds = 3\n\n[task]\nlocal_epochs = 1\n")
         port = free_port()
-        args = ["server", "--config", str(config), "--port", str(port), "--certificates", str(certs), *h]
-        server = _spawn(args, tmp_path / "server.out", env)
+        server_args = ["server", "--config", str(config), "--port", str(port), *tls, *h]
+        servers.append(_spawn(server_args, tmp_path / "s1.out", env))
         for i, key in enumerate(keys):
             args = ["client", "--key", str(key), "--superlink", f"localhost:{port}", "--partition", f"{i}/2"]
             args += ["--root-certificates", str(certs / "ca.crt"), *h]
             clients.append(_spawn(args, tmp_path / f"client{i}.out", env))
-        server.wait(timeout=300)
-        assert server.returncode == 0, (tmp_path / "server.out").read_text()
         chain = open_chain(home / "deployment.json")
-        task = int(chain.ledger.functions.taskCount().call())
-        assert round_count(chain, task) == 2
-        assert len(contributions(chain, task, 1)) == 2
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if chain.ledger.functions.taskCount().call() and round_count(chain, 1) >= 2:
+                break
+            time.sleep(0.2)
+        assert round_count(chain, 1) >= 2, (tmp_path / "s1.out").read_text()
+        # Crash: SIGKILL the server and everything it started (SuperLink, SuperExec, ServerApp).
+        victims = [servers[0].pid, *descendants(servers[0].pid)]
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        servers[0].wait(timeout=10)
+        crashed_at = round_count(chain, 1)
+        assert crashed_at < 4
+
+        resumed = _spawn([*server_args, "--resume"], tmp_path / "s2.out", env)
+        servers.append(resumed)
+        resumed.wait(timeout=300)
+        output = (tmp_path / "s2.out").read_text()
+        assert resumed.returncode == 0, output
+        assert f"resuming task 1 after round {crashed_at - 1}" in output
+        assert round_count(chain, 1) == 4  # rounds 0-3, none twice
+        logs = chain.ledger.events.RoundCommitted().get_logs(from_block=0, argument_filters={"task": 1})
+        assert [e["args"]["round"] for e in logs] == [0, 1, 2, 3]
+        from fl_chain.chain.audit import audit_task
+
+        assert all(f.ok for f in audit_task(chain, 1))  # parent chain unbroken, blobs verified
     finally:
-        for proc in clients:
+        for proc in clients + servers:
             _stop(proc)
-        if server is not None:
-            _stop(server)
         subprocess.run([*FLCHAIN, "chain", "down", *h], env=env, capture_output=True, timeout=60, check=False)
     time.sleep(0.5)
     assert _processes_with(marker) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from logging import INFO
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,12 @@ from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp import strategy as flwr_strategies
 from flwr.serverapp.strategy import Strategy
+from flwr.supercore import log
 
 from fl_chain.chain.client import ChainClient, open_chain
 from fl_chain.chain.deployment import DEPLOYMENT_FILE
 from fl_chain.chain.identity import PASSWORD_ENV, load_key
-from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task
+from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task, get_round, require_task, round_count
 from fl_chain.config import RunConfig
 from fl_chain.errors import FlchainError
 from fl_chain.fl.selection import Selector
@@ -33,7 +35,7 @@ from fl_chain.fl.strategy import (
     wait_for_finalization,
 )
 from fl_chain.fl.training import evaluate, get_arrays, set_arrays
-from fl_chain.store import ModelStore
+from fl_chain.store import ModelStore, arrays_from_bytes, fetch_blob
 from fl_chain.store_http import BlobServer
 from fl_chain.tasks import load_task
 
@@ -84,8 +86,12 @@ def run_federation(
     home: Path,
     report_path: Path | None = None,
     on_round: Callable[[RoundReport], None] | None = None,
+    resume_task: int | None = None,
 ) -> list[RoundReport]:
-    """Everything the server does in one run; returns the per-round reports (round 0 first)."""
+    """Everything the server does in one run; returns the per-round reports (round 0 first).
+
+    With `resume_task` the run continues that task from its last on-chain round: the model is fetched
+    by its on-chain URI and verified, round numbers continue, nothing is committed twice."""
     deployment = Path(config.chain.deployment) if config.chain.deployment else home / DEPLOYMENT_FILE
     client = open_chain(deployment, config.chain.rpc or None)
     coordinator = coordinator_account(client, config)
@@ -112,11 +118,19 @@ def run_federation(
         public = public or f"http://{config.store.http_host}:{blob_server.port}/"
     store = ModelStore(store_dir, public)
     try:
-        digest, uri = store.put_arrays(initial)
-        config_hash = keccak(text=config.to_json())
-        task_id = create_task(client, coordinator, config_hash, store.base_uri)
-        receipt = commit_round(client, coordinator, task_id, 0, digest, "", ZERO_HASH, {})
-        wait_for_finalization(client, task_id, 0, config.federation.wait_finalized)
+        offset, receipt = 0, None
+        if resume_task is not None:
+            task_id, offset, initial, digest, uri = resume_point(client, coordinator, resume_task)
+            if offset >= config.federation.rounds:
+                log(INFO, "flchain: task %s already has %s rounds; nothing to resume", task_id, offset)
+                return []
+            log(INFO, "flchain: resuming task %s after round %s (model 0x%s)", task_id, offset, digest.hex())
+        else:
+            digest, uri = store.put_arrays(initial)
+            config_hash = keccak(text=config.to_json())
+            task_id = create_task(client, coordinator, config_hash, store.base_uri)
+            receipt = commit_round(client, coordinator, task_id, 0, digest, "", ZERO_HASH, {})
+            wait_for_finalization(client, task_id, 0, config.federation.wait_finalized)
         loss, accuracy = test(initial)
         strategy = ChainStrategy(
             build_strategy(config),
@@ -147,18 +161,20 @@ def run_federation(
             round_seconds=config.selection.round_seconds,
             wait_finalized=config.federation.wait_finalized,
             batch_size=config.task.batch_size,
+            round_offset=offset,
         )
-        strategy.record(
-            RoundReport(
-                round=0,
-                accuracy=accuracy,
-                loss=loss,
-                model_hash="0x" + digest.hex(),
-                uri=uri,
-                tx="0x" + bytes(receipt["transactionHash"]).hex(),
-                gas=int(receipt["gasUsed"]),
+        if receipt is not None:
+            strategy.record(
+                RoundReport(
+                    round=0,
+                    accuracy=accuracy,
+                    loss=loss,
+                    model_hash="0x" + digest.hex(),
+                    uri=uri,
+                    tx="0x" + bytes(receipt["transactionHash"]).hex(),
+                    gas=int(receipt["gasUsed"]),
+                )
             )
-        )
         train_config = ConfigRecord(
             {
                 "local-epochs": config.task.local_epochs,
@@ -170,7 +186,7 @@ def run_federation(
         strategy.start(
             grid,
             arrays_to_record(initial),
-            num_rounds=config.federation.rounds,
+            num_rounds=config.federation.rounds - offset,
             timeout=config.federation.round_timeout,
             train_config=train_config,
         )
@@ -180,17 +196,51 @@ def run_federation(
             blob_server.stop()
 
 
-def write_run_file(path: Path, config: RunConfig, home: Path, report_path: Path) -> None:
+def resume_point(
+    client: ChainClient, coordinator: LocalAccount, task: int
+) -> tuple[int, int, dict, bytes, str]:
+    """(task, last round, its verified model, its hash, its URI) of a task this coordinator owns."""
+    require_task(client, task)
+    owner = client.ledger.functions.getTask(task).call()[0]
+    if owner.lower() != coordinator.address.lower():
+        raise FlchainError(f"task {task} is owned by {owner}, not by this coordinator {coordinator.address}")
+    last = round_count(client, task) - 1
+    if last < 0:
+        raise FlchainError(f"task {task} has no committed round to resume from")
+    record = get_round(client, task, last)
+    model = arrays_from_bytes(fetch_blob(record.uri, record.model_hash))
+    return task, last, model, record.model_hash, record.uri
+
+
+def newest_owned_task(client: ChainClient, coordinator: str) -> int:
+    """The newest task created by this coordinator."""
+    for task in range(int(client.ledger.functions.taskCount().call()), 0, -1):
+        if client.ledger.functions.getTask(task).call()[0].lower() == coordinator.lower():
+            return task
+    raise FlchainError(f"no task owned by {coordinator} to resume")
+
+
+def write_run_file(
+    path: Path, config: RunConfig, home: Path, report_path: Path, resume_task: int | None = None
+) -> None:
     """The run description the Deployment Engine's ServerApp reads (path passed in run config)."""
     path.write_text(
-        json.dumps({"config": json.loads(config.to_json()), "home": str(home), "report": str(report_path)})
+        json.dumps(
+            {
+                "config": json.loads(config.to_json()),
+                "home": str(home),
+                "report": str(report_path),
+                "resume_task": resume_task,
+            }
+        )
     )
 
 
-def read_run_file(path: Path) -> tuple[RunConfig, Path, Path]:
+def read_run_file(path: Path) -> tuple[RunConfig, Path, Path, int | None]:
     """Inverse of write_run_file."""
     data = json.loads(path.read_text())
-    return RunConfig.from_json(json.dumps(data["config"])), Path(data["home"]), Path(data["report"])
+    config = RunConfig.from_json(json.dumps(data["config"]))
+    return config, Path(data["home"]), Path(data["report"]), data.get("resume_task")
 
 
 def make_server_app(config: RunConfig, home: Path, on_round: Callable[[RoundReport], None] | None = None):
@@ -214,8 +264,8 @@ def main(grid: Grid, context: Context) -> None:
     run_file = context.run_config.get(RUN_CONFIG_KEY)
     if not run_file:
         raise FlchainError(f"run config has no {RUN_CONFIG_KEY!r}: start runs with `flchain server`")
-    config, home, report = read_run_file(Path(str(run_file)))
-    run_federation(grid, config, home, report)
+    config, home, report, resume_task = read_run_file(Path(str(run_file)))
+    run_federation(grid, config, home, report, resume_task=resume_task)
 
 
 __all__ = ["RoundReport", "app", "asdict", "make_server_app", "run_federation"]

@@ -184,12 +184,15 @@ class ChainStrategy(Strategy):
         round_seconds: float = 0.0,
         batch_size: int = 32,
         wait_finalized: float = 0.0,
+        round_offset: int = 0,
     ) -> None:
         self.inner = inner
         self.scoring = scoring or ScoringPolicy()
         self.selector = selector
         self.round_seconds = round_seconds
         self.wait_finalized = wait_finalized
+        # On-chain round = round_offset + Flower's round (a resumed run continues the numbering).
+        self.round_offset = round_offset
         self.batch_size = batch_size
         self._selected: dict[int, str] = {}
         self.chain = chain
@@ -307,7 +310,7 @@ class ChainStrategy(Strategy):
         self._previous = record_to_arrays(arrays)
         config = ConfigRecord(dict(config))
         config[CONFIG_TASK] = self.chain.task
-        config[CONFIG_PARENT_ROUND] = server_round - 1
+        config[CONFIG_PARENT_ROUND] = self.round_offset + server_round - 1
         allowed = self._allowed(grid)
         if self.selector is not None:
             by_address = {self.verified[n]: n for n in allowed}
@@ -378,6 +381,7 @@ class ChainStrategy(Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Filter, score, aggregate with the wrapped strategy, store, evaluate and commit the round."""
         seconds = {"train": time.monotonic() - self._train_started}
+        server_round = self.round_offset + server_round  # the on-chain round from here on
         replies = list(replies)
         answered_ids = {r.metadata.src_node_id for r in replies if not r.has_error()}
         missed = sorted({a for n, a in self._selected.items() if n not in answered_ids})
@@ -529,7 +533,7 @@ class ChainStrategy(Strategy):
         """Federated evaluation (if the wrapped strategy does any) only on verified nodes."""
         config = ConfigRecord(dict(config))
         config[CONFIG_TASK] = self.chain.task
-        config[CONFIG_PARENT_ROUND] = server_round
+        config[CONFIG_PARENT_ROUND] = self.round_offset + server_round
         return self.inner.configure_evaluate(
             server_round, arrays, config, VerifiedGrid(grid, self._allowed(grid))
         )
