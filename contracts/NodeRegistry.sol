@@ -103,12 +103,7 @@ contract NodeRegistry is AccessControl {
             n.status = Status.Pending;
             emit NodeStatusChanged(msg.sender, Status.None, Status.Pending, msg.sender);
         }
-        n.cores = capacity.cores;
-        n.memoryMb = capacity.memoryMb;
-        n.samplesPerSec = capacity.samplesPerSec;
-        n.appliedAt = uint64(block.timestamp);
-        n.endpoint = endpoint;
-        emit NodeApplied(msg.sender, capacity.cores, capacity.memoryMb, capacity.samplesPerSec, endpoint);
+        _recordApplication(n, capacity, endpoint);
     }
 
     /// @notice Join without a registrar by proof of work (open registration only): the node becomes
@@ -125,12 +120,7 @@ contract NodeRegistry is AccessControl {
         bytes32 work = workHash(msg.sender, nonce);
         if (uint256(work) >= powTarget) revert InsufficientWork(work, powTarget);
         _addresses.push(msg.sender);
-        n.cores = capacity.cores;
-        n.memoryMb = capacity.memoryMb;
-        n.samplesPerSec = capacity.samplesPerSec;
-        n.appliedAt = uint64(block.timestamp);
-        n.endpoint = endpoint;
-        emit NodeApplied(msg.sender, capacity.cores, capacity.memoryMb, capacity.samplesPerSec, endpoint);
+        _recordApplication(n, capacity, endpoint);
         emit WorkAccepted(msg.sender, nonce, work);
         _setStatus(msg.sender, Status.None, Status.Active);
     }
@@ -259,6 +249,15 @@ contract NodeRegistry is AccessControl {
             nodes[i] = a;
             statuses[i] = _nodes[a].status;
         }
+    }
+
+    function _recordApplication(Node storage n, Capacity calldata capacity, string calldata endpoint) private {
+        n.cores = capacity.cores;
+        n.memoryMb = capacity.memoryMb;
+        n.samplesPerSec = capacity.samplesPerSec;
+        n.appliedAt = uint64(block.timestamp);
+        n.endpoint = endpoint;
+        emit NodeApplied(msg.sender, capacity.cores, capacity.memoryMb, capacity.samplesPerSec, endpoint);
     }
 
     function _setStatus(address node, Status from, Status to) private {

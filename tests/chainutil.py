@@ -58,3 +58,13 @@ def new_nodes(chain: LocalChain, count: int, approve: bool = True) -> list[Local
 def ema(old: int, score: int, alpha: int) -> int:
     """Python reference of Reputation's moving average (integer fixed point)."""
     return (old * (SCALE - alpha) + score * alpha) // SCALE
+
+
+def home_with_deployment(chain: LocalChain, tmp_path: Path) -> Path:
+    """A state directory holding the chain's deployment file, with the admin's dev key for CLI calls."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    deployment = chain.client.deployment
+    deployment.dev_keys = {"admin": "0x" + chain.admin.key.hex().removeprefix("0x")}
+    deployment.save(home / "deployment.json")
+    return home

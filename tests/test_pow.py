@@ -14,7 +14,7 @@ from fl_chain.chain.identity import write_keystore
 from fl_chain.chain.pow import difficulty_of, mine, target_for, work_hash
 from fl_chain.cli import run
 from fl_chain.errors import FlchainError
-from tests.chainutil import LocalChain
+from tests.chainutil import LocalChain, home_with_deployment
 
 CAPACITY = (2, 2048, 100)
 
@@ -72,11 +72,7 @@ def test_apply_with_pow_through_the_cli(
     chain: LocalChain, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLCHAIN_KEY_PASSWORD", "pw")
-    home = tmp_path / "home"
-    home.mkdir()
-    deployment = chain.client.deployment
-    deployment.dev_keys = {"admin": "0x" + chain.admin.key.hex().removeprefix("0x")}
-    deployment.save(home / "deployment.json")
+    home = home_with_deployment(chain, tmp_path)
     key = tmp_path / "node.json"
     write_keystore(key, "pw")
     h = ["--home", str(home)]

@@ -17,7 +17,7 @@ from fl_chain.fl.training import get_arrays
 from fl_chain.fl.validator import Validator
 from fl_chain.store import ModelStore
 from fl_chain.tasks.digits import build_model, server_data
-from tests.chainutil import LocalChain
+from tests.chainutil import LocalChain, home_with_deployment
 
 
 def _validators(chain: LocalChain, count: int) -> list:
@@ -95,11 +95,7 @@ def test_validator_and_pull_finalized_through_the_cli(
     from fl_chain.cli import run
 
     monkeypatch.setenv("FLCHAIN_KEY_PASSWORD", "pw")
-    home = tmp_path / "home"
-    home.mkdir()
-    deployment = chain.client.deployment
-    deployment.dev_keys = {"admin": "0x" + chain.admin.key.hex().removeprefix("0x")}
-    deployment.save(home / "deployment.json")
+    home = home_with_deployment(chain, tmp_path)
     h = ["--home", str(home)]
     key = tmp_path / "validator.json"
     address = write_keystore(key, "pw")
