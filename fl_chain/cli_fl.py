@@ -495,6 +495,9 @@ def watch(
     from_block: Annotated[int | None, typer.Option(help="Start here (default: the deployment block)")] = None,
     cursor: Annotated[Path | None, typer.Option(help="Cursor file (default: HOME/watch-cursor.json)")] = None,
     once: Annotated[bool, typer.Option(help="Print what is new and exit")] = False,
+    ws: Annotated[
+        str | None, typer.Option(help="ws(s):// URL of the node: subscribe to new blocks instead of polling")
+    ] = None,
     home: HomeOpt = None,
     deployment: DeploymentOpt = None,
     rpc: RpcOpt = None,

@@ -143,3 +143,26 @@ def test_rpc_that_drops_is_retried_without_skipping(chain: LocalChain, tmp_path:
                 interval=0.05, on_retry=on_retry)  # fmt: skip
     assert retries[:2] == [0.05, 0.1]  # exponential backoff
     assert [e.args["node"] for e in got if e.name == "NodeApplied"] == [n.address for n in nodes]
+
+
+def test_websocket_subscription_wakes_the_watcher(chain: LocalChain, tmp_path: Path, anvil_process) -> None:
+    import time
+
+    watcher = ChainWatcher(chain.client, tmp_path / "c.json")
+    watcher.poll()
+    got: list = []
+    started = time.monotonic()
+
+    def produce() -> None:
+        time.sleep(1.0)
+        new_nodes(chain, 1, approve=False)
+
+    threading.Thread(target=produce, daemon=True).start()
+    watcher.run(
+        got.append,
+        stop=lambda: any(e.name == "NodeApplied" for e in got) or time.monotonic() - started > 20,
+        ws_url=f"ws://127.0.0.1:{anvil_process.port}",
+    )
+    applied = [e for e in got if e.name == "NodeApplied"]
+    assert len(applied) == 1
+    assert time.monotonic() - started < 10

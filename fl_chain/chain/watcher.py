@@ -4,8 +4,9 @@ confirmations, with reorganisations detected by block hash and orphaned events r
 Guarantees: every event of the canonical chain up to `head - confirmations` is delivered exactly once
 per cursor file, in (block, log index) order, across restarts; an event whose block is later orphaned
 is delivered again with `removed=True` before the canonical replacement events. Reorgs deeper than
-`REORG_WINDOW` blocks are reported as an error (never silently skipped). Polling over HTTP(S);
-connection failures are retried with exponential backoff without advancing the cursor.
+`REORG_WINDOW` blocks are reported as an error (never silently skipped). Data is read over HTTP(S);
+with a ws(s):// URL the watcher subscribes to new heads and polls as soon as a block arrives (instead
+of on a timer). Connection failures are retried with exponential backoff without advancing the cursor.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from eth_utils import event_abi_to_log_topic
-from web3 import Web3
 from web3.exceptions import BlockNotFound
 
 from fl_chain.chain.client import ChainClient
@@ -222,8 +222,13 @@ class ChainWatcher:
         interval: float = 0.5,
         on_retry: Callable[[str, float], None] | None = None,
         max_backoff: float = 16.0,
+        ws_url: str | None = None,
     ) -> None:
-        """Poll until `stop()`; connection errors back off exponentially and never advance the cursor."""
+        """Poll until `stop()`; connection errors back off exponentially and never advance the cursor.
+        With `ws_url`, a newHeads subscription wakes the watcher for every block."""
+        if ws_url:
+            self._run_subscribed(ws_url, on_event, stop, on_retry, max_backoff)
+            return
         backoff = interval
         while not stop():
             try:
@@ -241,7 +246,40 @@ class ChainWatcher:
                 on_event(event)
             time.sleep(interval)
 
+    def _deliver(self, on_event: Callable[[ChainEvent], None]) -> None:
+        for event in self.poll():
+            on_event(event)
 
-def checksum(value: str) -> str:
-    """Checksummed address for display."""
-    return Web3.to_checksum_address(value)
+    def _run_subscribed(
+        self,
+        ws_url: str,
+        on_event: Callable[[ChainEvent], None],
+        stop: Callable[[], bool],
+        on_retry: Callable[[str, float], None] | None,
+        max_backoff: float,
+    ) -> None:
+        import asyncio
+
+        from web3 import AsyncWeb3, WebSocketProvider
+
+        async def subscribe() -> None:
+            async with AsyncWeb3(WebSocketProvider(ws_url)) as w3:
+                await w3.eth.subscribe("newHeads")
+                self._deliver(on_event)  # anything that happened before the subscription
+                async for _ in w3.socket.process_subscriptions():
+                    self._deliver(on_event)
+                    if stop():
+                        return
+
+        backoff = 0.5
+        while not stop():
+            try:
+                asyncio.run(subscribe())
+                backoff = 0.5
+            except FlchainError:
+                raise
+            except Exception as exc:  # the socket dropped: resubscribe, the cursor did not move
+                if on_retry is not None:
+                    on_retry(f"{type(exc).__name__}: {exc}", backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, max_backoff)
