@@ -4,7 +4,7 @@ PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 NPMSTAMP:= node_modules/.installed
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench bench-robustness clean
 
 setup: $(STAMP) $(NPMSTAMP)
 
@@ -33,8 +33,15 @@ format: setup
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
 
+# Measurements outside `make test`; each writes its table to docs/.
 bench: setup
 	$(PY) bench/gas.py
+	$(PY) bench/pow.py
+	$(PY) bench/audit.py
+
+# About 25 minutes on 2 cores: 48 federated runs.
+bench-robustness: setup
+	$(PY) bench/robustness.py
 
 clean:
 	rm -rf build .flchain .pytest_cache
