@@ -481,6 +481,13 @@ def describe_event(event) -> str:
         text = f"node {args['node']}: {NODE_STATUS[args['from']]} -> {NODE_STATUS[args['to']]}"
     elif event.name == "ReputationUpdated":
         text = f"reputation of {args['node']}: {args['value'] / 1e6:.4f}"
+    elif event.name == "RoundFinalized":
+        text = f"round {args['round']} of task {args['task']} finalized by {args['attestations']} validators"
+    elif event.name == "Attested":
+        text = (
+            f"task {args['task']} round {args['round']}: {args['validator']} attested, "
+            f"metric {args['metric'] / 1e6:.4f}"
+        )
     elif event.name == "ContributionRecorded":
         text = f"task {args['task']} round {args['round']}: {args['node']} scored {args['score'] / 1e6:.4f}"
     else:

@@ -77,6 +77,8 @@ def test_validator_attests_commits_it_sees_through_the_watcher(chain: LocalChain
     attested = [a for a in map(validator.handle, watcher.poll()) if a is not None]
     assert len(attested) == 1 and attested[0].round == 0 and 0.0 <= attested[0].accuracy <= 0.3
     assert client.validation.functions.isFinalized(task, 0).call()  # quorum 1
+    kinds = [e.kind for e in watcher.poll()]  # the watcher delivers the attestation and the finalization
+    assert "attestation" in kinds and "round_finalized" in kinds
     assert [a for a in map(validator.handle, watcher.poll()) if a is not None] == []  # nothing twice
     # A tampered blob is refused: nothing is attested.
     digest1, _ = store.put_arrays({k: v + 1 for k, v in get_arrays(build_model(0)).items()})

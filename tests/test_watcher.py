@@ -166,3 +166,27 @@ def test_websocket_subscription_wakes_the_watcher(chain: LocalChain, tmp_path: P
     applied = [e for e in got if e.name == "NodeApplied"]
     assert len(applied) == 1
     assert time.monotonic() - started < 10
+
+
+def test_interval_blocks_with_confirmations(tmp_path: Path) -> None:
+    """A PoW-style chain (blocks every 0.5 s): an event arrives only after N more blocks."""
+    import time
+
+    from fl_chain.chain.localnode import free_port, start_chain, stop_pid
+    from tests.chainutil import fresh_deployment
+
+    process = start_chain("anvil", free_port(), tmp_path / "anvil.log", block_time=0.5)
+    try:
+        chain = fresh_deployment(process)
+        watcher = ChainWatcher(chain.client, tmp_path / "c.json", confirmations=2)
+        watcher.poll()
+        node = new_nodes(chain, 1, approve=False)[0]
+        applied_block = chain.client.w3.eth.block_number
+        delivered, deadline = [], time.monotonic() + 15
+        while not delivered and time.monotonic() < deadline:
+            delivered = [e for e in watcher.poll() if e.name == "NodeApplied"]
+            time.sleep(0.1)
+        assert [e.args["node"] for e in delivered] == [node.address]
+        assert chain.client.w3.eth.block_number >= delivered[0].block_number + 2 >= applied_block + 1
+    finally:
+        stop_pid(process.pid)

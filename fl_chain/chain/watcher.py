@@ -36,6 +36,8 @@ KINDS = {
     "AutoSuspended": "auto_suspended",
     "RoundMissed": "round_missed",
     "Penalized": "penalized",
+    "Attested": "attestation",
+    "RoundFinalized": "round_finalized",
 }
 
 
@@ -111,15 +113,18 @@ class ChainWatcher:
             start = client.deployment.deployed_block if from_block is None else from_block
             self.cursor = Cursor(block=start - 1)
         self._decoders: dict[bytes, tuple[str, Any]] = {}
-        for name, contract in (
+        watched = [
             ("NodeRegistry", client.registry),
             ("Reputation", client.reputation),
             ("ModelLedger", client.ledger),
-        ):
+        ]
+        if client.validation is not None:
+            watched.append(("ValidationQuorum", client.validation))
+        for name, contract in watched:
             for item in contract.abi:
                 if item.get("type") == "event" and item["name"] in KINDS:
                     self._decoders[event_abi_to_log_topic(item)] = (name, contract.events[item["name"]]())
-        self.addresses = [c.address for c in (client.registry, client.reputation, client.ledger)]
+        self.addresses = [contract.address for _, contract in watched]
 
     def _block_hash(self, number: int) -> str | None:
         try:
