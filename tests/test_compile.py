@@ -47,7 +47,7 @@ def test_compile_is_cached_and_rebuilt_on_change(project_copy: Path, monkeypatch
     monkeypatch.setattr(compile_mod.solcx, "compile_standard", counting)
     assert compile_contracts() == first and calls == []  # unchanged sources: served from the cache
     source = project_copy / "contracts" / "Reputation.sol"
-    source.write_text(source.read_text().replace("uint64 public alpha;", "uint64 public alpha; // edited"))
+    source.write_text(source.read_text() + "\n// edited\n")
     compile_contracts()
     assert calls == [1]
 
