@@ -19,6 +19,10 @@ def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the contract sources with the real node_modules linked in."""
     shutil.copytree(contracts_dir(), tmp_path / "contracts")
     (tmp_path / "node_modules").symlink_to(node_modules())
+    cache = contracts_dir().parent / "build" / "contracts.json"
+    if cache.exists():  # the session's chain fixture usually compiled already: start from its cache
+        (tmp_path / "build").mkdir()
+        shutil.copy(cache, tmp_path / "build" / "contracts.json")
     monkeypatch.setenv("FLCHAIN_ROOT", str(tmp_path))
     return tmp_path
 

@@ -64,7 +64,7 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
                 _run("node", "approve", "0x" + json.loads(key.read_text())["address"], *h, env=env)
         addresses = ["0x" + json.loads(k.read_text())["address"] for k in keys]
         config = tmp_path / "run.toml"
-        config.write_text("[federation]\nrounds = 2\nmin_nodes = 2\n\n[task]\nlocal_epochs = 2\n")
+        config.write_text("[federation]\nrounds = 2\nmin_nodes = 2\n\n[task]\nlocal_epochs = 1\n")
         port = free_port()
         server_log = tmp_path / "server.out"
         server = _spawn(["server", "--config", str(config), "--port", str(port), *h], server_log, env)

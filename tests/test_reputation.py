@@ -114,7 +114,7 @@ _round = st.tuples(
 )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rounds=st.lists(_round, min_size=1, max_size=6))
 def test_on_chain_reputation_equals_python_reference(anvil_process: ChainProcess, rounds) -> None:
     chain = fresh_deployment(anvil_process)
