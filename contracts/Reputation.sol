@@ -12,10 +12,12 @@ interface ISuspender {
 /// @title Reputation
 /// @notice Per-node trust, a fixed-point number in [0, SCALE] (SCALE = 1e6 means 1.0). Each committed
 ///         round updates it (integer division, rounding down):
-///         - scored participant: `new = (old * (SCALE - alpha) + score * alpha) / SCALE`
+///         - scored participant: `new = (old * (SCALE - alpha) + score * alpha) / SCALE`, but never below
+///           min(old, suspendThreshold): contribution scores alone do not suspend a node
 ///         - selected but no answer in time (missed): `new = old * (SCALE - missDecay) / SCALE`
 ///         - reply rejected as malformed or outlier (penalized): `new = old * (SCALE - penalty) / SCALE`
-///         A node whose reputation falls below `suspendThreshold` is suspended in the registry at once;
+///         A node whose reputation falls below `suspendThreshold` (through penalties or missed rounds) is
+///         suspended in the registry at once;
 ///         only the registrar can reinstate it (approve), which resets it to `initialReputation`.
 /// @dev One concern: reputation. Only the ledger (LEDGER_ROLE) feeds scores, only the registry
 ///      (REGISTRY_ROLE) reports status changes, only the admin changes parameters. Reputation is per
@@ -157,10 +159,13 @@ contract Reputation is AccessControl {
             // Bounded by SCALE^2 (1e12): no overflow, so the arithmetic is unchecked.
             unchecked {
                 uint256 updated = (uint256(r.value) * keep + s * a) / SCALE;
+                // Low contribution alone lowers trust only down to the threshold: a node is suspended
+                // for misbehaviour (rejected replies, missed rounds), not for having atypical data.
+                uint256 floor = r.value < p.suspendThreshold ? r.value : p.suspendThreshold;
+                if (updated < floor) updated = floor;
                 r.value = uint64(updated);
                 r.updates += 1;
                 emit ReputationUpdated(node, updated);
-                if (updated < p.suspendThreshold) _suspend(node, updated);
                 ++i;
             }
         }

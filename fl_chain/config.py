@@ -69,7 +69,7 @@ class StoreSection:
 class ScoringSection:
     """Contribution scoring and reply limits."""
 
-    method: str = "loss-delta"  # loss-delta | loo | gtg-shapley | cosine | data-size
+    method: str = "cosine"  # cosine | loss-delta | loo | gtg-shapley | data-size
     max_update_norm: float = 1000.0
     shapley_budget: int = 64  # validation evaluations per round for gtg-shapley
     reject_outliers: bool = False  # drop and penalize updates far from the median update

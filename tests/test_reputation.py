@@ -83,10 +83,13 @@ def test_decay_penalty_suspension_and_reinstatement(chain: LocalChain) -> None:
     record = rep.recordOf(nodes[2]).call()
     assert (record[2], record[3]) == (0, 2)  # missed count, penalty count
 
-    # Low scores also suspend: 0.65 -> 0.455 -> 0.3185 -> 0.22295 < 0.25.
-    for expected in ("Active", "Active", "Suspended"):
+    # Low scores alone lower reputation only down to the threshold: 0.65 -> 0.455 -> 0.3185 -> 0.25.
+    for expected in (455_000, 318_500, 250_000, 250_000):
         rounds.commit([(nodes[0], 0)])
-        assert client.node_status(nodes[0]) == expected
+        assert rep.reputationOf(nodes[0]).call() == expected
+    assert client.node_status(nodes[0]) == "Active"
+    rounds.commit(missed=[nodes[0]])  # ...and then misbehaviour crosses it: 0.25 * 0.9 < 0.25
+    assert client.node_status(nodes[0]) == "Suspended"
 
 
 def test_reputation_writes_are_role_restricted(chain: LocalChain) -> None:

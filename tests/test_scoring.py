@@ -78,12 +78,14 @@ def test_gtg_between_round_truncation() -> None:
     assert inp.evaluations == 2
 
 
-def test_normalise_to_fixed_point() -> None:
-    assert normalise({"a": 2.0, "b": 1.0, "c": -5.0, "d": float("nan")}) == {
+def test_normalise_to_fixed_point_relative_to_the_typical_contribution() -> None:
+    # positive values 4, 2, 1: median 2 -> a and b at or above it score SCALE, c half, harm and NaN 0
+    assert normalise({"a": 4.0, "b": 2.0, "c": 1.0, "d": -5.0, "e": float("nan")}) == {
         "a": SCALE,
-        "b": SCALE // 2,
-        "c": 0,
+        "b": SCALE,
+        "c": SCALE // 2,
         "d": 0,
+        "e": 0,
     }
     assert normalise({"a": -1.0}) == {"a": 0}
 

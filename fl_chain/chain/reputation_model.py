@@ -53,10 +53,9 @@ class ReputationModel:
         for node, score in scores:
             if not self.active.get(node):
                 raise ValueError(f"{node} is not active")
-            self.values[node] = (self.values[node] * (SCALE - p.alpha) + score * p.alpha) // SCALE
-            if self.values[node] < p.threshold:
-                self.suspend(node)
-                suspended.append(node)
+            old = self.values[node]
+            updated = (old * (SCALE - p.alpha) + score * p.alpha) // SCALE
+            self.values[node] = max(updated, min(old, p.threshold))  # scores alone never suspend
         for nodes, factor in ((missed, SCALE - p.miss_decay), (penalized, SCALE - p.penalty)):
             for node in nodes:
                 if not self.active.get(node):

@@ -1,7 +1,8 @@
 """Contribution scores: how much each participant's update is worth to the federation this round.
 
 All methods share one interface (`SCORERS[name](round_input) -> raw score per participant`); raw scores
-are normalised per round to fixed-point integers in [0, SCALE] (`normalise`). Cost is counted in
+are normalised per round to fixed-point integers in [0, SCALE] relative to the round's median positive
+score (`normalise`). Cost is counted in
 evaluations of the server's validation loss (one forward pass over the validation split):
 
 - `loss-delta`: apply the update alone to the previous model; the validation-loss drop.
@@ -178,12 +179,21 @@ SCORERS: dict[str, Callable[[RoundInput], dict[str, float]]] = {
 
 
 def normalise(raw: Mapping[str, float]) -> dict[str, int]:
-    """Per-round fixed-point scores in [0, SCALE]: positive values relative to the best one."""
-    best = max((v for v in raw.values() if np.isfinite(v)), default=0.0)
-    if best <= 0:
+    """Per-round fixed-point scores in [0, SCALE], relative to the round's typical contribution:
+    score = clip(raw / m, 0, 1) x SCALE with m the median of the positive raw scores. A participant
+    contributing at least as much as the typical one scores SCALE; one contributing nothing or harm 0.
+
+    (Relative to the median rather than to the best one: near convergence honest contributions are
+    small and uneven, and dividing by the single best would push ordinary honest nodes towards 0 and,
+    through the reputation contract, into suspension.)
+    """
+    positive = [v for v in raw.values() if np.isfinite(v) and v > 0]
+    if not positive:
         return dict.fromkeys(raw, 0)
+    typical = float(np.median(positive))
     return {
-        who: round(SCALE * min(max(v, 0.0), best) / best) if np.isfinite(v) else 0 for who, v in raw.items()
+        who: round(SCALE * min(max(v, 0.0), typical) / typical) if np.isfinite(v) else 0
+        for who, v in raw.items()
     }
 
 

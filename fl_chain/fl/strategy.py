@@ -144,7 +144,7 @@ class RoundReport:
 class ScoringPolicy:
     """How replies are scored and which are rejected as outliers."""
 
-    method: str = "loss-delta"
+    method: str = "cosine"
     shapley_budget: int = 64
     reject_outliers: bool = False
     outlier_norm_ratio: float = 3.0
