@@ -209,10 +209,6 @@ class ChainClient:
             raise FlchainError(f"{what}: transaction {tx_hash.hex()} reverted")
         return receipt
 
-    def has_role(self, contract: Contract, role: str, address: str) -> bool:
-        """Whether `address` holds `role` on `contract`."""
-        return bool(contract.functions.hasRole(role_id(role), Web3.to_checksum_address(address)).call())
-
     def fund(self, faucet: LocalAccount, to: str, wei: int) -> None:
         """Send ether from a faucet account (local chains: the development admin)."""
         tx = {

@@ -50,18 +50,6 @@ def load_key(path: Path, password: str) -> LocalAccount:
     return Account.from_key(key)
 
 
-def load_private_key_or_keystore(spec: str, password: str | None) -> LocalAccount:
-    """An account from a keystore path, or from a 0x-prefixed raw private key (for automation)."""
-    if spec.startswith("0x") and len(spec) == 66 and not Path(spec).exists():
-        try:
-            return Account.from_key(spec)
-        except ValueError:
-            raise FlchainError("--key: not a valid private key") from None
-    if password is None:
-        raise FlchainError(f"a password is needed for keystore {spec} (set {PASSWORD_ENV})")
-    return load_key(Path(spec), password)
-
-
 def _read_keystore(path: Path) -> dict:
     if not path.exists():
         raise FlchainError(f"keystore {path} not found")

@@ -125,6 +125,14 @@ def start_chain(
     return chain
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state, ppid, pgrp, ...), or None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def pid_alive(pid: int) -> bool:
     """True if a process with this PID exists (and is not a zombie we own)."""
     try:
@@ -139,11 +147,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError, IndexError):
-        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+    fields = proc_stat(pid)
+    return fields is None or fields[0] != "Z"  # no /proc (other OS): trust kill(0)
 
 
 def stop_pid(pid: int, timeout: float = 5.0) -> None:

@@ -193,6 +193,7 @@ class ChainStrategy(Strategy):
         self.wait_finalized = wait_finalized
         # On-chain round = round_offset + Flower's round (a resumed run continues the numbering).
         self.round_offset = round_offset
+        self._samples_per_sec: dict[str, int] = {}  # declared capacity, read once per node per run
         self.batch_size = batch_size
         self._selected: dict[int, str] = {}
         self.chain = chain
@@ -328,8 +329,10 @@ class ChainStrategy(Strategy):
     def _sized(self, message: Message) -> Message:
         """A copy of the message whose config tells the node how many mini-batches fit its capacity."""
         address = self.verified[message.metadata.dst_node_id]
-        _, capacity, _, _ = self.chain.client.registry.functions.getNode(address).call()
-        steps = local_steps(int(capacity[2]), self.round_seconds, self.batch_size)
+        if address not in self._samples_per_sec:
+            _, capacity, _, _ = self.chain.client.registry.functions.getNode(address).call()
+            self._samples_per_sec[address] = int(capacity[2])
+        steps = local_steps(self._samples_per_sec[address], self.round_seconds, self.batch_size)
         if steps is None:
             return message
         content = RecordDict(dict(message.content.items()))
