@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +22,7 @@ from fl_chain.cli_common import (
     read_password,
 )
 from fl_chain.errors import FlchainError
+from fl_chain.proctree import detect_cores, detect_memory_mb
 
 app = typer.Typer(help="Node identity and registration.", no_args_is_help=True)
 
@@ -41,22 +41,6 @@ def keygen(
     password = read_password(out, confirm=True)
     address = write_keystore(out, password, overwrite=force)
     console.print(f"wrote {out}  address {address}")
-
-
-def detect_cores() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def detect_memory_mb() -> int:
-    """Total memory in MB, from /proc/meminfo (0 if unknown)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return 0
 
 
 def ensure_gas(client: ChainClient, address: str) -> None:

@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 from eth_utils import keccak
 
 from fl_chain.chain.client import open_chain
@@ -122,7 +123,7 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
 def test_server_killed_mid_run_resumes_from_the_chain(tmp_path: Path) -> None:
     """kill -9 of the whole server side after round 1; `flchain server --resume` continues at round 2.
     Runs over TLS (certificates from scripts/make-certs.sh; clients verify the SuperLink with ca.crt)."""
-    from fl_chain.fl.processes import descendants
+    from fl_chain.proctree import descendants
 
     certs = tmp_path / "certs"
     root = Path(__file__).resolve().parents[1]
@@ -193,16 +194,13 @@ def test_server_killed_mid_run_resumes_from_the_chain(tmp_path: Path) -> None:
 
 
 def _processes_with(marker: str) -> list[str]:
-    """Live processes whose environment carries the marker."""
+    """Live processes whose environment carries the marker (with their full command lines)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for proc in psutil.process_iter():
         try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                stat = (entry / "stat").read_text()
-                if stat.rsplit(")", 1)[1].split()[0] != "Z":
-                    found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes()[:120]!r}")
-        except OSError:
+            if any(marker in value for value in proc.environ().values()):
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(f"{proc.pid}: {' '.join(proc.cmdline())[:120]!r}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import socket
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fl_chain.chain.client import connect
-from fl_chain.chain.localnode import free_port, pid_alive, start_chain, stop_pid
+from fl_chain.chain.localnode import anvil_binary, anvil_platform, free_port, pid_alive, start_chain, stop_pid
 from fl_chain.errors import FlchainError
 
 
@@ -40,6 +41,44 @@ def test_missing_node_tools_point_to_make_setup(tmp_path: Path, monkeypatch: pyt
     for backend in ("anvil", "ganache"):
         with pytest.raises(FlchainError, match="run `make setup`"):
             start_chain(backend, free_port(), tmp_path / "d.log")
+
+
+@pytest.mark.parametrize(
+    ("system", "machine", "expected"),
+    [
+        ("Linux", "x86_64", "linux-amd64"),
+        ("Linux", "aarch64", "linux-arm64"),
+        ("Darwin", "arm64", "darwin-arm64"),
+        ("Darwin", "x86_64", "darwin-amd64"),
+        ("Windows", "AMD64", "win32-amd64"),
+    ],
+)
+def test_anvil_binary_is_the_platform_package_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, system: str, machine: str, expected: str
+) -> None:
+    monkeypatch.setattr(platform, "system", lambda: system)
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    monkeypatch.setenv("FLCHAIN_ROOT", str(tmp_path))
+    assert anvil_platform() == expected
+    with pytest.raises(FlchainError, match=rf"anvil for {expected} not found .*run `make setup`"):
+        anvil_binary()
+    # What the @foundry-rs/anvil wrapper's postinstall downloads when the platform package is absent.
+    name = "anvil.exe" if system == "Windows" else "anvil"
+    fallback = tmp_path / "node_modules/@foundry-rs/anvil" / name
+    fallback.parent.mkdir(parents=True)
+    fallback.touch()
+    assert anvil_binary() == fallback
+    binary = tmp_path / f"node_modules/@foundry-rs/anvil-{expected}/bin/{name}"
+    binary.parent.mkdir(parents=True)
+    binary.touch()
+    assert anvil_binary() == binary
+
+
+def test_anvil_on_a_platform_without_a_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(platform, "machine", lambda: "riscv64")
+    monkeypatch.setenv("FLCHAIN_ROOT", str(tmp_path))
+    with pytest.raises(FlchainError, match=r"anvil has no build for .*-riscv64.*need no local chain"):
+        anvil_binary()
 
 
 def test_unknown_backend(tmp_path: Path) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
+import platform
 import socket
 import subprocess
 import time
@@ -15,12 +14,17 @@ from pathlib import Path
 import requests
 
 from fl_chain.errors import FlchainError
-from fl_chain.paths import require_node_tool
+from fl_chain.paths import node_modules, require_node_tool
+from fl_chain.proctree import cmdline, pid_alive, stop_pid  # pid_alive, stop_pid: also imported from here
 
 # Well-known development mnemonic (anvil's default); its keys are public, for local chains only.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 BACKENDS = ("anvil", "ganache")
 CHAIN_IDS = {"anvil": 31337, "ganache": 1337}
+# Platforms @foundry-rs/anvil ships a binary for, as its per-platform packages name them.
+ANVIL_PLATFORMS = ("linux-amd64", "linux-arm64", "darwin-amd64", "darwin-arm64", "win32-amd64")
+_SYSTEMS = {"linux": "linux", "darwin": "darwin", "windows": "win32"}
+_MACHINES = {"x86_64": "amd64", "amd64": "amd64", "x64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 @dataclass
@@ -57,10 +61,37 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def anvil_platform() -> str:
+    """This machine in @foundry-rs/anvil's package naming, e.g. linux-amd64 or darwin-arm64."""
+    system, machine = platform.system().lower(), platform.machine().lower()
+    return f"{_SYSTEMS.get(system, system)}-{_MACHINES.get(machine, machine)}"
+
+
+def anvil_binary() -> Path:
+    """The anvil executable for this platform installed by `npm ci`: the per-platform package's binary
+    (or the one the @foundry-rs/anvil wrapper downloaded itself), never the wrapper script, which would
+    run anvil as a child of node."""
+    target = anvil_platform()
+    name = "anvil.exe" if target.startswith("win32-") else "anvil"
+    modules = node_modules()
+    for path in (modules / f"@foundry-rs/anvil-{target}/bin/{name}", modules / f"@foundry-rs/anvil/{name}"):
+        if path.is_file():
+            return path
+    if target not in ANVIL_PLATFORMS:
+        raise FlchainError(
+            f"anvil has no build for {target} (only {', '.join(ANVIL_PLATFORMS)}): use --backend ganache "
+            "or an existing node; nodes that only run `flchain client` need no local chain"
+        )
+    raise FlchainError(
+        f"anvil for {target} not found under {modules}: run `make setup` (installs it); "
+        "nodes that only run `flchain client` need no local chain"
+    )
+
+
 def _command(backend: str, host: str, port: int, block_time: float | None, accounts: int) -> list[str]:
     if backend == "anvil":
-        binary = require_node_tool("@foundry-rs/anvil-linux-amd64/bin/anvil", "anvil")
-        cmd = [str(binary), "--host", host, "--port", str(port), "--mnemonic", DEV_MNEMONIC]
+        # Spawn the platform binary directly so the PID we hold is anvil itself.
+        cmd = [str(anvil_binary()), "--host", host, "--port", str(port), "--mnemonic", DEV_MNEMONIC]
         cmd += ["--accounts", str(accounts), "--chain-id", str(CHAIN_IDS["anvil"])]
         if block_time:
             cmd += ["--block-time", str(block_time)]
@@ -123,58 +154,6 @@ def start_chain(
         stop_pid(proc.pid)
         raise
     return chain
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name (state, ppid, pgrp, ...), or None if gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process with this PID exists (and is not a zombie we own)."""
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    fields = proc_stat(pid)
-    return fields is None or fields[0] != "Z"  # no /proc (other OS): trust kill(0)
-
-
-def stop_pid(pid: int, timeout: float = 5.0) -> None:
-    """Stop a process by PID: SIGTERM, then SIGKILL after `timeout` seconds."""
-    if not pid_alive(pid):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def cmdline(pid: int) -> str:
-    """The command line of a process, or '' if it is gone."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def write_pidfile(path: Path, chain: ChainProcess) -> None:

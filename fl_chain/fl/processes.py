@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_chain.chain.localnode import proc_stat
 from fl_chain.errors import FlchainError
+from fl_chain.proctree import descendants, group_alive, stop_pids
 
 CERT_FILES = ("ca.crt", "server.pem", "server.key")
 APP_PYPROJECT = """[build-system]
@@ -67,48 +67,11 @@ class Managed:
                 continue
         # Children of the group (SuperExec, app processes) may outlive the leader briefly.
         deadline = time.monotonic() + 5.0
-        while _group_alive(self.proc.pid) and time.monotonic() < deadline:
+        while group_alive(self.proc.pid) and time.monotonic() < deadline:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             time.sleep(0.1)
-        for pid in tree:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                if not _alive(pid):
-                    break
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
-                deadline = time.monotonic() + 3.0
-                while _alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    fields = proc_stat(pid)
-    return fields is not None and fields[0] != "Z"
-
-
-def descendants(root: int) -> list[int]:
-    """PIDs of all live descendants of `root` (children first)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = proc_stat(int(entry.name))
-            if fields is not None:
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        fields = proc_stat(int(entry.name)) if entry.name.isdigit() else None
-        if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        stop_pids(tree, timeout=3.0)
 
 
 def _bin(name: str) -> str:
