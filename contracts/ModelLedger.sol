@@ -2,18 +2,8 @@
 pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-
-/// @notice The part of Reputation the ledger needs.
-interface IReputation {
-    /// @notice Fold one round's outcomes into reputations; reverts with InactiveParticipant(node) if a
-    ///         scored participant is not Active in the registry.
-    function recordRound(
-        address[] calldata nodes,
-        uint256[] calldata scores,
-        address[] calldata missed,
-        address[] calldata penalized
-    ) external;
-}
+import {ILedgerRounds} from "./interfaces/ILedgerRounds.sol";
+import {IReputation} from "./interfaces/IReputation.sol";
 
 /// @title ModelLedger
 /// @notice Tamper-proof history of model versions per training task: every round's model hash, where
@@ -21,9 +11,10 @@ interface IReputation {
 /// @dev One concern: model versions and contributions. Per round it stores two slots; participants
 ///      and scores go to events (ContributionRecorded) and to Reputation, so gas grows only by a few
 ///      thousand per participant. "Participants must be active" is enforced by Reputation, which
-///      holds an exact mirror of the registry's Active status (see Reputation). A blob URI is stored only when it differs from the task's default
-///      location `blobBase || hex(modelHash)`.
-contract ModelLedger is AccessControl {
+///      holds an exact mirror of the registry's Active status (see Reputation). A blob URI is stored
+///      only when it differs from the task's default location `blobBase || hex(modelHash)`.
+///      Implements ILedgerRounds (read by ValidationQuorum); its `Round` is ILedgerRounds.Round.
+contract ModelLedger is AccessControl, ILedgerRounds {
     /// @notice Role of the federated-learning coordinator, the only account that creates tasks and
     ///         commits rounds.
     bytes32 public constant COORDINATOR_ROLE = keccak256("COORDINATOR_ROLE");
@@ -36,14 +27,7 @@ contract ModelLedger is AccessControl {
         string blobBase;
     }
 
-    /// @notice A committed round. Round 0 is the initial model.
-    struct Round {
-        bytes32 modelHash;
-        uint64 blockNumber;
-        uint64 timestamp;
-        uint32 participantCount;
-    }
-
+    /// @notice Reputation contract fed with every round's scores, missed and penalized nodes.
     IReputation public immutable reputation;
     /// @notice Number of tasks created; task ids are 1..taskCount.
     uint256 public taskCount;
@@ -66,8 +50,6 @@ contract ModelLedger is AccessControl {
     error LengthMismatch(uint256 participants, uint256 scores);
     /// @notice Participants must be sorted by address, strictly ascending (this also forbids duplicates).
     error ParticipantsNotSorted(uint256 index);
-    /// @notice The round was never committed.
-    error UnknownRound(uint256 task, uint256 round);
 
     /// @notice A task was created.
     event TaskCreated(uint256 indexed task, address indexed owner, bytes32 configHash, string blobBase);
@@ -165,11 +147,8 @@ contract ModelLedger is AccessControl {
         return _tasks[task].nextRound;
     }
 
-    /// @notice One committed round.
-    /// @param task Task id.
-    /// @param round Round number.
-    /// @return The round record.
-    function getRound(uint256 task, uint256 round) public view returns (Round memory) {
+    /// @inheritdoc ILedgerRounds
+    function getRound(uint256 task, uint256 round) public view override returns (Round memory) {
         Round memory r = _rounds[task][round];
         if (r.modelHash == bytes32(0)) revert UnknownRound(task, round);
         return r;
@@ -197,6 +176,8 @@ contract ModelLedger is AccessControl {
         return string.concat(_tasks[task].blobBase, _hex(r.modelHash));
     }
 
+    /// @dev Revert unless the caller owns the task, `round` is its next round, the model hash is not
+    ///      zero and `parentHash` is the previous round's model hash (zero for round 0).
     function _checkSequence(uint256 task, uint256 round, bytes32 modelHash, bytes32 parentHash) private view {
         uint256 expected = _ownedTask(task).nextRound;
         if (round != expected) revert RoundOutOfOrder(task, expected, round);
@@ -205,7 +186,9 @@ contract ModelLedger is AccessControl {
         if (parentHash != parent) revert ParentMismatch(task, parent, parentHash);
     }
 
-    /// @dev The sort check shares this loop: a revert undoes the events, and one pass is cheaper.
+    /// @dev Emit one ContributionRecorded per participant and check that participants are sorted
+    ///      strictly ascending. The sort check shares this loop: a revert undoes the events, and one
+    ///      pass is cheaper.
     function _emitContributions(
         uint256 task,
         uint256 round,
@@ -224,12 +207,14 @@ contract ModelLedger is AccessControl {
         }
     }
 
+    /// @dev The task's storage record; reverts UnknownTask, or NotTaskOwner unless the caller owns it.
     function _ownedTask(uint256 task) private view returns (Task storage t) {
         t = _tasks[task];
         if (t.owner == address(0)) revert UnknownTask(task);
         if (t.owner != msg.sender) revert NotTaskOwner(task, msg.sender);
     }
 
+    /// @dev The 64 lowercase hex digits of `value`, without a 0x prefix.
     function _hex(bytes32 value) private pure returns (string memory) {
         bytes16 digits = "0123456789abcdef";
         bytes memory out = new bytes(64);

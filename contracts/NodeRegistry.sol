@@ -2,19 +2,16 @@
 pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-
-/// @notice Contract the registry tells about every change of a node's Active status (the Reputation
-///         contract), so the per-round commit can check eligibility in the slot it updates anyway.
-interface IStatusHook {
-    /// @notice Called by the registry in the same transaction as the status change.
-    function statusChanged(address node, bool active) external;
-}
+import {IStatusHook} from "./interfaces/IStatusHook.sol";
+import {ISuspender} from "./interfaces/ISuspender.sol";
 
 /// @title NodeRegistry
 /// @notice Who may take part in a federation. Nodes are identified by their Ethereum address,
 ///         apply with their declared capacity, and are approved, suspended or revoked by a registrar.
 /// @dev One concern: node identity and status. Reputation lives in `Reputation`, rounds in `ModelLedger`.
-contract NodeRegistry is AccessControl {
+///      Implements ISuspender, through which Reputation suspends nodes; pushes every change of Active
+///      status to an IStatusHook (Reputation).
+contract NodeRegistry is AccessControl, ISuspender {
     /// @notice Role allowed to approve, suspend and revoke nodes.
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
     /// @notice Role allowed to suspend nodes automatically (granted to the Reputation contract).
@@ -160,9 +157,9 @@ contract NodeRegistry is AccessControl {
         emit StatusHookSet(address(hook));
     }
 
-    /// @notice Suspend an active or pending node; it can be approved again later.
-    /// @param node Address of the node.
-    function suspend(address node) external {
+    /// @inheritdoc ISuspender
+    /// @dev Allowed to REGISTRAR_ROLE and SUSPENDER_ROLE (the Reputation contract).
+    function suspend(address node) external override {
         if (!hasRole(REGISTRAR_ROLE, msg.sender) && !hasRole(SUSPENDER_ROLE, msg.sender)) {
             revert AccessControlUnauthorizedAccount(msg.sender, REGISTRAR_ROLE);
         }
@@ -185,20 +182,6 @@ contract NodeRegistry is AccessControl {
     /// @return True if the node's status is Active.
     function isActive(address node) external view returns (bool) {
         return _nodes[node].status == Status.Active;
-    }
-
-    /// @notice Index of the first address in `nodes` that is not active.
-    /// @dev One call for a whole participant list keeps the ledger's commit cheap.
-    /// @param nodes Addresses to check.
-    /// @return index Position of the first inactive node, or type(uint256).max if all are active.
-    function firstInactive(address[] calldata nodes) external view returns (uint256 index) {
-        for (uint256 i = 0; i < nodes.length; ) {
-            if (_nodes[nodes[i]].status != Status.Active) return i;
-            unchecked {
-                ++i;
-            }
-        }
-        return type(uint256).max;
     }
 
     /// @notice Status of a node.
@@ -251,6 +234,7 @@ contract NodeRegistry is AccessControl {
         }
     }
 
+    /// @dev Store a node's declared capacity and endpoint with the application time; emits NodeApplied.
     function _recordApplication(Node storage n, Capacity calldata capacity, string calldata endpoint) private {
         n.cores = capacity.cores;
         n.memoryMb = capacity.memoryMb;
@@ -260,6 +244,8 @@ contract NodeRegistry is AccessControl {
         emit NodeApplied(msg.sender, capacity.cores, capacity.memoryMb, capacity.samplesPerSec, endpoint);
     }
 
+    /// @dev The only writer of a node's status: emits NodeStatusChanged and tells the status hook when
+    ///      the node becomes or stops being Active.
     function _setStatus(address node, Status from, Status to) private {
         _nodes[node].status = to;
         emit NodeStatusChanged(node, from, to, msg.sender);

@@ -2,12 +2,9 @@
 pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-
-/// @notice The part of NodeRegistry that Reputation uses to suspend a node automatically.
-interface ISuspender {
-    /// @notice Suspend a node (Reputation holds SUSPENDER_ROLE).
-    function suspend(address node) external;
-}
+import {IReputation} from "./interfaces/IReputation.sol";
+import {IStatusHook} from "./interfaces/IStatusHook.sol";
+import {ISuspender} from "./interfaces/ISuspender.sol";
 
 /// @title Reputation
 /// @notice Per-node trust, a fixed-point number in [0, SCALE] (SCALE = 1e6 means 1.0). Each committed
@@ -24,8 +21,9 @@ interface ISuspender {
 ///      node and carries across tasks. The registry pushes every change of a node's Active status in
 ///      the same transaction (`statusChanged`), so the record holds an exact mirror of it; scoring an
 ///      inactive node reverts. Keeping that bit in the slot the commit updates anyway saves the commit
-///      a cold read of the registry per participant (~2.2k gas each).
-contract Reputation is AccessControl {
+///      a cold read of the registry per participant (~2.2k gas each). Implements IReputation (called
+///      by ModelLedger) and IStatusHook (called by NodeRegistry); suspends through ISuspender.
+contract Reputation is AccessControl, IReputation, IStatusHook {
     /// @notice Fixed-point scale of reputations, scores and parameters: 1e6 == 1.0.
     uint256 public constant SCALE = 1_000_000;
     /// @notice Role of the ModelLedger, the only writer of round outcomes.
@@ -60,27 +58,11 @@ contract Reputation is AccessControl {
 
     /// @notice A parameter was outside [0, SCALE] (alpha must also be non-zero).
     error InvalidParameter(string name, uint256 value);
-    /// @notice A score was above SCALE.
-    error ScoreOutOfRange(address node, uint256 score);
-    /// @notice `nodes` and `scores` had different lengths.
-    error LengthMismatch(uint256 nodes, uint256 scores);
-    /// @notice A scored node is not Active in the registry.
-    error InactiveParticipant(address node);
 
     /// @notice The parameters changed.
     event ParametersChanged(
         uint32 alpha, uint32 initialReputation, uint32 missDecay, uint32 penalty, uint32 suspendThreshold
     );
-    /// @notice A node's reputation changed (enrollment, reinstatement or a round outcome).
-    event ReputationUpdated(address indexed node, uint256 value);
-    /// @notice The mirrored Active status of a node changed (pushed by the registry).
-    event EligibilityChanged(address indexed node, bool active);
-    /// @notice A selected node did not answer in time; its reputation decayed.
-    event RoundMissed(address indexed node);
-    /// @notice A node's reply was rejected as malformed or as an outlier; it was penalized.
-    event Penalized(address indexed node);
-    /// @notice A node's reputation fell below the threshold and it was suspended.
-    event AutoSuspended(address indexed node, uint256 value);
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE.
     /// @param registry_ Registry to suspend nodes in (must grant this contract SUSPENDER_ROLE).
@@ -115,12 +97,11 @@ contract Reputation is AccessControl {
         return _params.initialReputation;
     }
 
-    /// @notice Mirror a change of the node's Active status. The first activation enrolls the node with
-    ///         the starting reputation (so no commit pays for a fresh storage slot); a reinstatement of a
-    ///         node below the threshold resets it to the starting reputation.
-    /// @param node Address of the node.
-    /// @param active Whether the node is now Active in the registry.
-    function statusChanged(address node, bool active) external onlyRole(REGISTRY_ROLE) {
+    /// @inheritdoc IStatusHook
+    /// @dev Only REGISTRY_ROLE. Mirrors the status into the node's record. The first activation enrolls
+    ///      the node with the starting reputation (so no commit pays for a fresh storage slot); a
+    ///      reinstatement of a node below the threshold resets it to the starting reputation.
+    function statusChanged(address node, bool active) external override onlyRole(REGISTRY_ROLE) {
         Record storage r = _records[node];
         r.active = active;
         emit EligibilityChanged(node, active);
@@ -133,19 +114,16 @@ contract Reputation is AccessControl {
         }
     }
 
-    /// @notice Fold one round's outcomes into reputations; scored participants must be Active.
-    /// @dev Bounded by the nodes selected in one round, never by all nodes. Missed and penalized nodes
-    ///      that are no longer Active are skipped (they may have been suspended since selection).
-    /// @param nodes Scored participants of the round.
-    /// @param scores Their scores in SCALE units, same order.
-    /// @param missed Nodes selected but without an answer in time.
-    /// @param penalized Nodes whose reply was rejected as malformed or as an outlier.
+    /// @inheritdoc IReputation
+    /// @dev Only LEDGER_ROLE. Bounded by the nodes selected in one round, never by all nodes. Missed and
+    ///      penalized nodes that are no longer Active are skipped (they may have been suspended since
+    ///      selection).
     function recordRound(
         address[] calldata nodes,
         uint256[] calldata scores,
         address[] calldata missed,
         address[] calldata penalized
-    ) external onlyRole(LEDGER_ROLE) {
+    ) external override onlyRole(LEDGER_ROLE) {
         if (nodes.length != scores.length) revert LengthMismatch(nodes.length, scores.length);
         Parameters memory p = _params;
         uint256 a = p.alpha;
@@ -206,6 +184,8 @@ contract Reputation is AccessControl {
         return _records[node].updates;
     }
 
+    /// @dev Scale an Active node's reputation by `factor` / SCALE for a missed round (`miss`) or a
+    ///      penalty, count it, and suspend the node if it falls below `threshold`.
     function _shrink(address node, uint256 factor, uint256 threshold, bool miss) private {
         Record storage r = _records[node];
         if (!r.active) return;
@@ -222,11 +202,13 @@ contract Reputation is AccessControl {
         if (updated < threshold) _suspend(node, updated);
     }
 
+    /// @dev Suspend a node in the registry; the registry calls back statusChanged(node, false).
     function _suspend(address node, uint256 value) private {
         emit AutoSuspended(node, value);
         registry.suspend(node); // calls back statusChanged(node, false)
     }
 
+    /// @dev Validate and store all parameters; emits ParametersChanged.
     function _setParameters(Parameters memory p) private {
         if (p.alpha == 0 || p.alpha > SCALE) revert InvalidParameter("alpha", p.alpha);
         if (p.initialReputation > SCALE) revert InvalidParameter("initialReputation", p.initialReputation);

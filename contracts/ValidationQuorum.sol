@@ -2,20 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-
-/// @notice The part of ModelLedger the quorum reads.
-interface ILedgerRounds {
-    /// @notice A committed round of the ledger.
-    struct Round {
-        bytes32 modelHash;
-        uint64 blockNumber;
-        uint64 timestamp;
-        uint32 participantCount;
-    }
-
-    /// @notice The committed round; reverts UnknownRound if it was never committed.
-    function getRound(uint256 task, uint256 round) external view returns (Round memory);
-}
+import {ILedgerRounds} from "./interfaces/ILedgerRounds.sol";
 
 /// @title ValidationQuorum
 /// @notice Consensus on committed models: validators fetch a round's model, evaluate it on their own
@@ -120,6 +107,7 @@ contract ValidationQuorum is AccessControl {
         return plusOne - 1;
     }
 
+    /// @dev Validate and store the quorum; emits QuorumChanged.
     function _setQuorum(uint256 quorum_) private {
         if (quorum_ == 0) revert InvalidQuorum(quorum_);
         quorum = quorum_;

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title ILedgerRounds
+/// @notice The part of ModelLedger that ValidationQuorum reads: committed rounds.
+/// @dev Implemented by `ModelLedger`, whose `Round` is this struct (not a copy of it).
+interface ILedgerRounds {
+    /// @notice A committed round: the model hash, the block number and timestamp of the commit, and
+    ///         the number of scored participants. Round 0 is the initial model.
+    struct Round {
+        bytes32 modelHash;
+        uint64 blockNumber;
+        uint64 timestamp;
+        uint32 participantCount;
+    }
+
+    /// @notice The round was never committed.
+    error UnknownRound(uint256 task, uint256 round);
+
+    /// @notice One committed round; reverts with UnknownRound if it was never committed.
+    /// @param task Task id.
+    /// @param round Round number.
+    /// @return The round record.
+    function getRound(uint256 task, uint256 round) external view returns (Round memory);
+}
