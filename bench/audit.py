@@ -18,10 +18,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from fl_chain.chain import bootstrap  # noqa: E402
 from fl_chain.chain.audit import audit_reputation, audit_task  # noqa: E402
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task  # noqa: E402
-from fl_chain.chain.localnode import free_port, start_chain, stop_pid  # noqa: E402
-from fl_chain.demo import register_nodes  # noqa: E402
 from fl_chain.store import ModelStore  # noqa: E402
 
 
@@ -31,17 +30,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        chain = start_chain("anvil", free_port(), Path(tmp) / "anvil.log")
+        local = bootstrap.start_local(Path(tmp))
         try:
-            from fl_chain.chain.client import ChainClient, connect
-            from fl_chain.chain.deploy import deploy_contracts, dev_account
-
-            w3 = connect(chain.rpc_url)
-            admin, coordinator = dev_account(0), dev_account(1)
-            deployment = deploy_contracts(w3, admin, coordinator.address, chain.rpc_url, "anvil")
-            deployment.dev_keys = {"admin": "0x" + admin.key.hex().removeprefix("0x")}
-            client = ChainClient(w3, deployment)
-            nodes = [n.address for n in register_nodes(client, 5)]
+            client, coordinator = local.client, local.coordinator
+            nodes = [n.address for n in bootstrap.register_nodes(client, 5)]
             store = ModelStore(Path(tmp) / "store")
             task = create_task(client, coordinator, b"\x01" * 32, store.base_uri)
             parent = ZERO_HASH
@@ -58,7 +50,7 @@ def main() -> None:
             findings += audit_reputation(client)
             reputation_seconds = time.perf_counter() - started
         finally:
-            stop_pid(chain.pid)
+            local.stop()
     assert all(f.ok for f in findings)
     text = (
         "# Audit time\n\n"

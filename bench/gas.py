@@ -12,16 +12,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from eth_account import Account
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fl_chain.chain.client import ChainClient, connect  # noqa: E402
-from fl_chain.chain.deploy import deploy_contracts, dev_account  # noqa: E402
-from fl_chain.chain.localnode import free_port, start_chain, stop_pid  # noqa: E402
+from fl_chain.chain import bootstrap  # noqa: E402
+from fl_chain.chain.registry import Capacity  # noqa: E402
 
 SIZES = (0, 1, 10, 50, 100)
 REPEATS = 2  # the second commit of each size is the steady state (all slots already non-zero)
@@ -36,11 +34,11 @@ def budget(n: int) -> int:
 def main() -> None:
     """Measure and report."""
     with tempfile.TemporaryDirectory() as tmp:
-        chain = start_chain("anvil", free_port(), Path(tmp) / "anvil.log")
+        local = bootstrap.start_local(Path(tmp))
         try:
-            rows = measure(chain.rpc_url)
+            rows = measure(local)
         finally:
-            stop_pid(chain.pid)
+            local.stop()
     table = Table(title="ModelLedger.commitRound gas (anvil, steady state)")
     for col in ("participants", "gas", "budget 120k+12k·n", "gas / budget", "marginal gas / participant"):
         table.add_column(col, justify="right")
@@ -79,20 +77,11 @@ def main() -> None:
     print(f"wrote {out}")
 
 
-def measure(rpc_url: str) -> list[tuple[int, int]]:
-    """Commit rounds of each size twice on a fresh deployment; return (participants, gas) pairs."""
-    w3 = connect(rpc_url)
-    admin, coordinator = dev_account(0), dev_account(1)
-    deployment = deploy_contracts(w3, admin, coordinator.address, rpc_url, "anvil")
-    client = ChainClient(w3, deployment)
-    nodes = sorted(
-        (Account.from_key(secrets.token_bytes(32)) for _ in range(max(SIZES))),
-        key=lambda a: int(a.address, 16),
-    )
-    for node in nodes:
-        client.fund(admin, node.address, 10**17)
-        client.transact(node, client.registry.functions.register((2, 4096, 100), ""))
-        client.transact(admin, client.registry.functions.approve(node.address))
+def measure(local: bootstrap.LocalDeployment) -> list[tuple[int, int]]:
+    """Commit rounds of each size twice on a fresh deployment; return (participants, gas) pairs.
+    commitRound is called raw on purpose: this measures the contract, not the Python wrapper."""
+    client, coordinator = local.client, local.coordinator
+    nodes = bootstrap.register_nodes(client, max(SIZES), capacity=Capacity(2, 4096, 100))
     ledger = client.ledger.functions
     client.transact(coordinator, ledger.createTask(b"\x01" * 32, "file:///store/"))
     parent = b"\0" * 32

@@ -10,7 +10,7 @@ import click
 import requests
 import typer
 
-from fl_chain import cli_chain, cli_fl, cli_node
+from fl_chain import cli_chain, cli_fl, cli_ledger, cli_node
 from fl_chain.cli_common import err_console
 from fl_chain.errors import FlchainError
 
@@ -25,11 +25,11 @@ app.add_typer(cli_node.app, name="node")
 app.command("server")(cli_fl.server)
 app.command("client")(cli_fl.client)
 app.command("demo")(cli_fl.demo)
-app.command("status")(cli_fl.status)
-app.command("audit")(cli_fl.audit)
-app.command("watch")(cli_fl.watch)
-app.command("pull")(cli_fl.pull)
-app.command("validator")(cli_fl.validator)
+app.command("status")(cli_ledger.status)
+app.command("audit")(cli_ledger.audit)
+app.command("watch")(cli_ledger.watch)
+app.command("pull")(cli_ledger.pull)
+app.command("validator")(cli_ledger.validator)
 
 
 def run(args: list[str] | None = None) -> int:

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from fl_chain.chain.client import NODE_STATUS, ChainClient, connect
+from fl_chain.chain import bootstrap, ledger, registry
+from fl_chain.chain.client import connect
 from fl_chain.chain.compile import compile_contracts
-from fl_chain.chain.deploy import deploy_contracts, dev_account
+from fl_chain.chain.deploy import deploy_contracts
 from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
 from fl_chain.chain.identity import load_key
 from fl_chain.chain.localnode import (
@@ -20,7 +20,6 @@ from fl_chain.chain.localnode import (
     ChainProcess,
     pid_alive,
     read_pidfile,
-    start_chain,
     stop_pid,
     write_pidfile,
 )
@@ -35,6 +34,7 @@ from fl_chain.cli_common import (
 )
 from fl_chain.errors import FlchainError
 from fl_chain.paths import state_home
+from fl_chain.views import key_value_table
 
 app = typer.Typer(help="Compile, start, deploy and inspect the flchain contracts.", no_args_is_help=True)
 PIDFILE = "chain.json"
@@ -55,43 +55,32 @@ def compile_cmd(
 def start_local_deployment(
     home: Path, backend: str, port: int, host: str, block_time: float | None, detach: bool
 ) -> tuple[ChainProcess, Deployment]:
-    """Start a local chain, deploy the contracts with development keys and write both state files."""
+    """Start a local chain (refusing a second one from the same state directory), deploy the contracts
+    with development keys, and record the chain in the PID file so `chain down` can stop it."""
     existing = read_pidfile(home / PIDFILE)
     if existing is not None:
         raise FlchainError(
             f"a chain started from {home} is already running (pid {existing.pid}, port "
             f"{existing.port}): run `flchain chain down` first or use another --home"
         )
-    chain = start_chain(backend, port, home / "chain.log", host, block_time, detach=detach)
+    local = bootstrap.start_local(home, backend, port, host, block_time, detach)
     try:
-        w3 = connect(chain.rpc_url)
-        admin, coordinator = dev_account(0), dev_account(1)
-        deployment = deploy_contracts(w3, admin, coordinator.address, chain.rpc_url, backend)
-        deployment.dev_keys = {
-            "admin": "0x" + admin.key.hex().removeprefix("0x"),
-            "registrar": "0x" + admin.key.hex().removeprefix("0x"),
-            "coordinator": "0x" + coordinator.key.hex().removeprefix("0x"),
-        }
-        deployment.save(home / DEPLOYMENT_FILE)
-        write_pidfile(home / PIDFILE, chain)
+        write_pidfile(home / PIDFILE, local.process)
     except BaseException:
-        stop_pid(chain.pid)
+        local.stop()
         raise
-    return chain, deployment
+    return local.process, local.client.deployment
 
 
 def _print_deployment(deployment: Deployment, extra: dict[str, str] | None = None) -> None:
-    table = Table(title="flchain deployment", show_header=False)
-    table.add_row("chain id", str(deployment.chain_id))
-    table.add_row("RPC URL", deployment.rpc_url)
-    table.add_row("backend", deployment.backend)
-    for name, address in deployment.contracts.items():
-        table.add_row(name, address)
-    for role, address in deployment.roles.items():
-        table.add_row(f"role: {role}", address)
-    for key, value in (extra or {}).items():
-        table.add_row(key, value)
-    console.print(table)
+    rows = {
+        "chain id": str(deployment.chain_id),
+        "RPC URL": deployment.rpc_url,
+        "backend": deployment.backend,
+    }
+    rows.update(deployment.contracts)
+    rows.update({f"role: {role}": address for role, address in deployment.roles.items()})
+    console.print(key_value_table("flchain deployment", {**rows, **(extra or {})}))
 
 
 @app.command("up")
@@ -108,32 +97,27 @@ def up(
     """Start a local chain, deploy the contracts, grant roles and write the deployment file."""
     home_dir = state_home(home)
     chain, deployment = start_local_deployment(home_dir, backend, port, host, block_time, detach)
-    _print_deployment(
-        deployment,
-        {
-            "pid": str(chain.pid),
-            "deployment file": str(home_dir / DEPLOYMENT_FILE),
-            "log": chain.log,
-        },
-    )
-    if detach:
-        console.print(f"{backend} running in the background; stop it with `flchain chain down`")
-        return
-    console.print(f"{backend} running (pid {chain.pid}); press Ctrl-C to stop")
-
-    def _terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
+    try:  # from here on, whatever happens (Ctrl-C included), a foreground chain is stopped by its PID
+        extra = {"pid": str(chain.pid), "deployment file": str(home_dir / DEPLOYMENT_FILE), "log": chain.log}
+        _print_deployment(deployment, extra)
+        if detach:
+            console.print(f"{backend} running in the background; stop it with `flchain chain down`")
+            return
+        console.print(f"{backend} running (pid {chain.pid}); press Ctrl-C to stop")
+        signal.signal(signal.SIGTERM, _terminate)
         while pid_alive(chain.pid):
             time.sleep(0.5)
         raise FlchainError(f"the {backend} node exited unexpectedly; see {chain.log}")
     except KeyboardInterrupt:
         console.print("stopping the chain")
     finally:
-        stop_pid(chain.pid)
-        (home_dir / PIDFILE).unlink(missing_ok=True)
+        if not detach:
+            stop_pid(chain.pid)
+            (home_dir / PIDFILE).unlink(missing_ok=True)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command("down")
@@ -172,24 +156,13 @@ def deploy(
     _print_deployment(result, {"deployment file": str(path)})
 
 
-def count_nodes(client: ChainClient, page: int = 200) -> dict[str, int]:
-    """Number of registered nodes per status, read page by page."""
-    counts = dict.fromkeys(NODE_STATUS[1:], 0)
-    total = client.registry.functions.nodeCount().call()
-    for offset in range(0, total, page):
-        _, statuses = client.registry.functions.listNodes(offset, page).call()
-        for status in statuses:
-            counts[NODE_STATUS[status]] += 1
-    return counts
-
-
 @app.command("status")
 def status(home: HomeOpt = None, deployment: DeploymentOpt = None, rpc: RpcOpt = None) -> None:
     """Show the deployment, node counts by status, tasks and committed rounds."""
     client = chain_from_options(home, deployment, rpc)
-    counts = count_nodes(client)
-    tasks = client.ledger.functions.taskCount().call()
-    rounds = sum(client.ledger.functions.roundCount(t).call() for t in range(1, tasks + 1))
+    counts = registry.count_by_status(client)
+    tasks = ledger.task_count(client)
+    rounds = sum(ledger.round_count(client, t) for t in range(1, tasks + 1))
     extra = {"block": str(client.w3.eth.block_number)}
     extra.update({f"nodes {k.lower()}": str(v) for k, v in counts.items()})
     extra["tasks"] = str(tasks)

@@ -7,19 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from rich.console import Console
 from web3 import Web3
 
 from fl_chain.chain.client import ChainClient, open_chain
 from fl_chain.chain.deployment import DEPLOYMENT_FILE
-from fl_chain.chain.identity import PASSWORD_ENV, load_key
+from fl_chain.chain.identity import PASSWORD_ENV, resolve_account
 from fl_chain.errors import FlchainError
 from fl_chain.paths import state_home
+from fl_chain.views import console, err_console
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+__all__ = ["console", "err_console"]
 
 HomeOpt = Annotated[
     Path | None,
@@ -51,13 +49,12 @@ def read_password(path: Path, confirm: bool = False) -> str:
 
 
 def acting_account(client: ChainClient, key: Path | None, role: str) -> LocalAccount:
-    """The account a write is sent from: --key, else the local chain's development key for `role`."""
-    if key is not None:
-        return load_key(key, read_password(key))
-    dev = client.deployment.dev_keys.get(role)
-    if dev:
-        return Account.from_key(dev)
-    raise FlchainError(f"this deployment has no local {role} key: pass --key with the {role}'s keystore")
+    """The account a write is sent from: --key (password from the environment or a prompt), else the
+    local chain's development key for `role`."""
+    if key is None and not client.deployment.dev_keys.get(role):
+        raise FlchainError(f"this deployment has no local {role} key: pass --key with the {role}'s keystore")
+    password = read_password(key) if key is not None else None
+    return resolve_account(client.deployment.dev_keys, role, key, password)
 
 
 def checksum(address: str, what: str = "address") -> str:

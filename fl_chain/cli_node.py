@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from fl_chain.chain.client import NODE_STATUS, ChainClient
+from fl_chain.chain import enrolment, registry, reputation, validation
+from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import keystore_address, load_key, write_keystore
+from fl_chain.chain.registry import Capacity
 from fl_chain.cli_common import (
     DeploymentOpt,
     HomeOpt,
@@ -23,10 +26,9 @@ from fl_chain.cli_common import (
 )
 from fl_chain.errors import FlchainError
 from fl_chain.proctree import detect_cores, detect_memory_mb
+from fl_chain.views import columns_table, fixed, key_value_table
 
 app = typer.Typer(help="Node identity and registration.", no_args_is_help=True)
-
-GAS_ALLOWANCE_WEI = 10**18  # what a local chain's faucet gives a new node for its transactions
 
 
 @app.command("keygen")
@@ -41,18 +43,6 @@ def keygen(
     password = read_password(out, confirm=True)
     address = write_keystore(out, password, overwrite=force)
     console.print(f"wrote {out}  address {address}")
-
-
-def ensure_gas(client: ChainClient, address: str) -> None:
-    """On a local chain, top up a new node from the development faucet; elsewhere, explain."""
-    if client.w3.eth.get_balance(address) > 0:
-        return
-    faucet = client.deployment.dev_keys.get("admin")
-    if not faucet:
-        raise FlchainError(f"account {address} has no ether to pay for gas on {client.deployment.rpc_url}")
-    from eth_account import Account
-
-    client.fund(Account.from_key(faucet), address, GAS_ALLOWANCE_WEI)
 
 
 @app.command("apply")
@@ -80,38 +70,28 @@ def apply(
 
         console.print("measuring training throughput (1 s)...")
         samples_per_sec = measure_samples_per_sec()
-    capacity = (cores or detect_cores(), memory_mb or detect_memory_mb(), samples_per_sec)
-    if not 0 < capacity[0] < 2**16:
-        raise FlchainError(f"--cores {capacity[0]}: expected 1..65535")
+    capacity = Capacity(cores or detect_cores(), memory_mb or detect_memory_mb(), samples_per_sec)
     if pow:
-        nonce = _mine_proof(client, account.address)
-        ensure_gas(client, account.address)
-        receipt = client.transact(
-            account, client.registry.functions.registerWithWork(capacity, endpoint, nonce)
-        )
+        with _mining_progress(client) as advance:
+            receipt, tried = enrolment.apply(client, account, capacity, endpoint, True, advance)
+        console.print(f"found nonce after {tried:,} hashes")
     else:
-        ensure_gas(client, account.address)
-        receipt = client.transact(account, client.registry.functions.register(capacity, endpoint))
+        receipt, _ = enrolment.apply(client, account, capacity, endpoint)
     console.print(
-        f"{account.address} applied (cores={capacity[0]}, memory={capacity[1]} MB, "
-        f"samples/s={capacity[2]}); status {client.node_status(account.address)}; "
+        f"{account.address} applied (cores={capacity.cores}, memory={capacity.memory_mb} MB, "
+        f"samples/s={capacity.samples_per_sec}); status {registry.status_of(client, account.address)}; "
         f"tx {receipt['transactionHash'].hex()}"
     )
 
 
-def _mine_proof(client: ChainClient, address: str) -> int:
-    """Mine a registration proof with a progress bar and an estimate of the expected time."""
+@contextmanager
+def _mining_progress(client: ChainClient) -> Iterator[Callable[[int], None]]:
+    """A progress bar for mining, after an estimate of the expected time."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from fl_chain.chain.pow import difficulty_of, hash_rate, mine
+    from fl_chain.chain.pow import hash_rate
 
-    registry = client.registry.functions
-    if not registry.openRegistration().call():
-        raise FlchainError(
-            "open registration is off on this registry: apply without --pow and ask the registrar"
-        )
-    target = int(registry.powTarget().call())
-    difficulty = difficulty_of(target)
+    _, difficulty = enrolment.proof_difficulty(client)
     rate = hash_rate()
     console.print(
         f"mining a registration proof: {difficulty:,.0f} hashes expected, ~{difficulty / rate:.1f} s "
@@ -125,15 +105,7 @@ def _mine_proof(client: ChainClient, address: str) -> int:
     )
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task("mine", total=difficulty)
-        nonce, tried = mine(
-            client.deployment.chain_id,
-            client.registry.address,
-            address,
-            target,
-            progress=lambda n: progress.advance(bar, n),
-        )
-    console.print(f"found nonce {nonce} after {tried:,} hashes")
-    return nonce
+        yield lambda n: progress.advance(bar, n)
 
 
 @app.command("open-registration")
@@ -154,7 +126,7 @@ def open_registration(
         raise FlchainError(f"--difficulty {difficulty}: expected >= 1")
     client = chain_from_options(home, deployment, rpc)
     admin = acting_account(client, key, "admin")
-    client.transact(admin, client.registry.functions.setOpenRegistration(not close, target_for(difficulty)))
+    registry.set_open_registration(client, admin, not close, target_for(difficulty))
     state = "off" if close else f"on, difficulty {difficulty:,} hashes per identity"
     console.print(f"open registration {state}")
 
@@ -169,26 +141,20 @@ def validator_role(
     rpc: RpcOpt = None,
 ) -> None:
     """Grant (or revoke) VALIDATOR_ROLE on the ValidationQuorum contract (admin)."""
-    from fl_chain.chain.client import role_id
-
     client = chain_from_options(home, deployment, rpc)
-    if client.validation is None:
-        raise FlchainError("this deployment has no ValidationQuorum contract")
+    validation.quorum_contract(client)
     node = checksum(address)
     admin = acting_account(client, key, "admin")
-    fn = client.validation.functions.revokeRole if revoke else client.validation.functions.grantRole
-    client.transact(admin, fn(role_id("VALIDATOR_ROLE"), node))
+    validation.set_validator(client, admin, node, granted=not revoke)
     console.print(f"{node}: VALIDATOR_ROLE {'revoked' if revoke else 'granted'}")
 
 
 def _registrar_action(action: str, address: str, key: Path | None, home, deployment, rpc) -> None:
     client = chain_from_options(home, deployment, rpc)
     node = checksum(address)
-    registrar = acting_account(client, key, "registrar")
-    fn = getattr(client.registry.functions, action)(node)
-    receipt = client.transact(registrar, fn)
+    receipt = registry.registrar_action(client, acting_account(client, key, "registrar"), action, node)
     console.print(
-        f"{node}: {client.node_status(node)} (tx {receipt['transactionHash'].hex()}, "
+        f"{node}: {registry.status_of(client, node)} (tx {receipt['transactionHash'].hex()}, "
         f"gas {receipt['gasUsed']})"
     )
 
@@ -239,17 +205,17 @@ def show(
     """Show one node's registry record and reputation."""
     client = chain_from_options(home, deployment, rpc)
     node = keystore_address(Path(address)) if Path(address).is_file() else checksum(address)
-    status, capacity, applied_at, endpoint = client.registry.functions.getNode(node).call()
-    reputation = client.reputation.functions.reputationOf(node).call()
-    table = Table(title=f"node {node}", show_header=False)
-    table.add_row("status", NODE_STATUS[status])
-    table.add_row("cores", str(capacity[0]))
-    table.add_row("memory MB", str(capacity[1]))
-    table.add_row("samples/s", str(capacity[2]))
-    table.add_row("applied at (unix)", str(applied_at))
-    table.add_row("endpoint", endpoint or "-")
-    table.add_row("reputation", f"{reputation / 1e6:.6f}")
-    console.print(table)
+    record = registry.get_node(client, node)
+    rows = {
+        "status": record.status,
+        "cores": str(record.capacity.cores),
+        "memory MB": str(record.capacity.memory_mb),
+        "samples/s": str(record.capacity.samples_per_sec),
+        "applied at (unix)": str(record.applied_at),
+        "endpoint": record.endpoint or "-",
+        "reputation": fixed(reputation.reputation_of(client, node), 6),
+    }
+    console.print(key_value_table(f"node {node}", rows))
 
 
 @app.command("list")
@@ -262,13 +228,8 @@ def list_nodes(
 ) -> None:
     """List registered nodes page by page, with status and reputation."""
     client = chain_from_options(home, deployment, rpc)
-    addresses, statuses = client.registry.functions.listNodes(offset, limit).call()
-    total = client.registry.functions.nodeCount().call()
-    table = Table(title=f"nodes {offset + 1 if addresses else 0}-{offset + len(addresses)} of {total}")
-    table.add_column("address")
-    table.add_column("status")
-    table.add_column("reputation", justify="right")
-    for address, status in zip(addresses, statuses, strict=True):
-        rep = client.reputation.functions.reputationOf(address).call()
-        table.add_row(address, NODE_STATUS[status], f"{rep / 1e6:.4f}")
-    console.print(table)
+    page = registry.list_nodes(client, offset, limit)
+    total = registry.node_count(client)
+    rows = [(a, status, fixed(reputation.reputation_of(client, a))) for a, status in page]
+    title = f"nodes {offset + 1 if page else 0}-{offset + len(page)} of {total}"
+    console.print(columns_table(title, ("address", "status", "reputation"), rows))

@@ -8,19 +8,19 @@ import json
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from eth_account import Account
 
-from fl_chain.chain.client import ChainClient, connect
-from fl_chain.chain.deploy import deploy_contracts, dev_account
-from fl_chain.chain.deployment import DEPLOYMENT_FILE
-from fl_chain.chain.localnode import free_port, start_chain, stop_pid
+from fl_chain.chain import bootstrap, ledger
+from fl_chain.chain import validation as quorum
+from fl_chain.chain.client import ChainClient
 from fl_chain.chain.reputation_model import ReputationParams
 from fl_chain.config import RunConfig
-from fl_chain.fl.strategy import RoundReport
+from fl_chain.fl.report import RoundReport, RunEntry, RunEvents
 
 
 @dataclass
@@ -37,125 +37,103 @@ class DemoResult:
     extra: dict = field(default_factory=dict)
 
 
-def register_nodes(client: ChainClient, count: int, approve: bool = True) -> list[Account]:
-    """New keys, funded from the development faucet, registered and (by default) approved."""
-    admin = Account.from_key(client.deployment.dev_keys["admin"])
-    nodes = [Account.from_key(secrets.token_bytes(32)) for _ in range(count)]
-    for node in nodes:
-        client.fund(admin, node.address, 10**17)
-        client.transact(node, client.registry.functions.register((1, 1024, 0), ""))
-        if approve:
-            client.transact(admin, client.registry.functions.approve(node.address))
-    return nodes
-
-
 def run_demo(
     config: RunConfig,
     clients: int,
     home: Path,
     backend: str = "anvil",
     attacks: dict[int, dict] | None = None,
-    on_round: Callable[[RoundReport], None] | None = None,
+    on_entry: Callable[[RunEntry], None] | None = None,
     plot: bool = True,
     reputation_params: ReputationParams | None = None,
     validators: int = 0,
 ) -> DemoResult:
     """Run the demo; `home` receives the deployment file, the store, rounds.jsonl and the plot."""
-    from flwr.simulation import run_simulation
-
-    from fl_chain.fl.client_app import SimulationSettings, make_client_app
-    from fl_chain.fl.server_app import make_server_app
-
     home.mkdir(parents=True, exist_ok=True)
     for stale in ("rounds.jsonl", "store"):
         target = home / stale
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    chain = start_chain(backend, free_port(), home / "chain.log")
+    local = bootstrap.start_local(home, backend, reputation_params=reputation_params)
     try:
-        w3 = connect(chain.rpc_url)
-        admin, coordinator = dev_account(0), dev_account(1)
-        deployment = deploy_contracts(
-            w3,
-            admin,
-            coordinator.address,
-            chain.rpc_url,
-            backend,
-            (reputation_params or ReputationParams()).as_tuple(),
-        )
-        deployment.dev_keys = {
-            "admin": "0x" + admin.key.hex().removeprefix("0x"),
-            "registrar": "0x" + admin.key.hex().removeprefix("0x"),
-            "coordinator": "0x" + coordinator.key.hex().removeprefix("0x"),
-        }
-        deployment_path = home / DEPLOYMENT_FILE
-        deployment.save(deployment_path)
-        client = ChainClient(w3, deployment)
-        nodes = register_nodes(client, clients)
+        client = local.client
+        nodes = bootstrap.register_nodes(client, clients)
         validation = start_validators(client, validators, config) if validators else None
         if validators:
             config.federation.wait_finalized = config.federation.wait_finalized or 120.0
-        config.chain.deployment = str(deployment_path)
+        config.chain.deployment = str(home / "deployment.json")
         config.federation.min_nodes = min(config.federation.min_nodes, clients)
-        settings = SimulationSettings(
-            deployment=deployment_path,
-            keys=["0x" + n.key.hex().removeprefix("0x") for n in nodes],
-            partitioning=config.task.partitioning,
-            alpha=config.task.alpha,
-            data_seed=config.task.seed,
-            task=config.task.name,
-            attacks=attacks or {},
-            finalized_only=validators > 0,
-        )
-        reports: list[RoundReport] = []
-
-        def collect(report: RoundReport) -> None:
-            reports.append(report)
-            if on_round:
-                on_round(report)
-
-        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        events = RunEvents(home / "rounds.jsonl", on_entry)
         try:
-            run_simulation(
-                server_app=make_server_app(config, home, collect),
-                client_app=make_client_app(settings),
-                num_supernodes=clients,
-                backend_config={
-                    "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                    "init_args": {"num_cpus": 2},
-                },
+            simulate(
+                config, home, events, [bootstrap.hex_key(n) for n in nodes], attacks or {}, validators > 0
             )
         finally:
             if validation is not None:
                 validation.stop()
-        task = int(client.ledger.functions.taskCount().call())
+        task = ledger.task_count(client)
         result = DemoResult(
-            reports=reports,
+            reports=events.rounds,
             task=task,
             home=home,
-            deployment=deployment_path,
+            deployment=home / "deployment.json",
             nodes=[n.address for n in nodes],
-            chain_rounds=int(client.ledger.functions.roundCount(task).call()) if task else 0,
+            chain_rounds=ledger.round_count(client, task) if task else 0,
             extra={"attestations": validation.attested if validation else []},
         )
-        (home / "demo-result.json").write_text(
-            json.dumps(
-                {"task": task, "nodes": result.nodes, "reports": [asdict(r) for r in reports]}, indent=1
-            )
-        )
-        if plot and reports:
-            result.plot = plot_accuracy(reports, home / "accuracy.png")
+        _write_result(result)
+        if plot and result.reports:
+            result.plot = plot_accuracy(result.reports, home / "accuracy.png")
         return result
     finally:
-        stop_pid(chain.pid)
+        local.stop()
         _stop_ray()
+
+
+def simulate(
+    config: RunConfig,
+    home: Path,
+    events: RunEvents,
+    keys: list[str],
+    attacks: dict[int, dict],
+    finalized_only: bool,
+) -> None:
+    """One run of the flchain ServerApp and ClientApp on Flower's Simulation Engine, one node per key."""
+    from flwr.simulation import run_simulation
+
+    from fl_chain.fl.client_app import SimulatedNodes, make_client_app
+    from fl_chain.fl.node_config import NodeConfig
+    from fl_chain.fl.server_app import make_server_app
+
+    nodes = SimulatedNodes(
+        NodeConfig(
+            deployment=Path(config.chain.deployment),
+            partitioning=config.task.partitioning,
+            alpha=config.task.alpha,
+            data_seed=config.task.seed,
+            task=config.task.name,
+            finalized_only=finalized_only,
+        ),
+        keys,
+        attacks,
+    )
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    run_simulation(
+        server_app=make_server_app(config, home, events),
+        client_app=make_client_app(nodes),
+        num_supernodes=len(keys),
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": 2}},
+    )
+
+
+def _write_result(result: DemoResult) -> None:
+    data = {"task": result.task, "nodes": result.nodes, "reports": [asdict(r) for r in result.reports]}
+    (result.home / "demo-result.json").write_text(json.dumps(data, indent=1))
 
 
 class ValidatorThreads:
     """In-process validators for the demo: one watcher loop attesting for every validator key."""
 
     def __init__(self, workers: list) -> None:
-        import threading
-
         from fl_chain.chain.watcher import ChainWatcher
 
         self.workers = workers
@@ -186,7 +164,6 @@ class ValidatorThreads:
 
 def start_validators(client: ChainClient, count: int, config: RunConfig) -> ValidatorThreads:
     """Create, fund and authorise `count` validator keys and start attesting."""
-    from fl_chain.chain.client import role_id
     from fl_chain.fl.validator import Validator
     from fl_chain.tasks import load_task
 
@@ -196,10 +173,8 @@ def start_validators(client: ChainClient, count: int, config: RunConfig) -> Vali
     workers = []
     for _ in range(count):
         account = Account.from_key(secrets.token_bytes(32))
-        client.fund(admin, account.address, 10**17)
-        client.transact(
-            admin, client.validation.functions.grantRole(role_id("VALIDATOR_ROLE"), account.address)
-        )
+        client.fund(admin, account.address, bootstrap.NODE_FUNDS_WEI)
+        quorum.set_validator(client, admin, account.address)
         workers.append(Validator(client, account, held_out, task.build_model))
     return ValidatorThreads(workers)
 

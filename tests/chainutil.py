@@ -1,32 +1,19 @@
-"""Helpers for tests that run against a real local chain."""
+"""Helpers for tests that run against a real local chain (thin wrappers over chain/bootstrap.py)."""
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.chain.client import ChainClient, connect
-from fl_chain.chain.deploy import deploy_contracts, dev_account
-from fl_chain.chain.localnode import ChainProcess, free_port, start_chain, stop_pid
+from fl_chain.chain import bootstrap
+from fl_chain.chain.bootstrap import LocalDeployment
+from fl_chain.chain.fixedpoint import SCALE
+from fl_chain.chain.localnode import ChainProcess, free_port, start_chain
+from fl_chain.chain.registry import Capacity
 
-SCALE = 1_000_000
-
-
-@dataclass
-class LocalChain:
-    """A chain process plus a fresh deployment on it."""
-
-    process: ChainProcess
-    client: ChainClient
-    admin: LocalAccount
-    coordinator: LocalAccount
-
-    def stop(self) -> None:
-        stop_pid(self.process.pid)
+LocalChain = LocalDeployment  # a chain process plus a fresh deployment on it
+TEST_CAPACITY = Capacity(4, 8192, 100)
 
 
 def launch(backend: str, log_dir: Path) -> ChainProcess:
@@ -36,23 +23,12 @@ def launch(backend: str, log_dir: Path) -> ChainProcess:
 
 def fresh_deployment(process: ChainProcess) -> LocalChain:
     """Deploy the contracts anew onto a running chain."""
-    w3 = connect(process.rpc_url)
-    admin, coordinator = dev_account(0), dev_account(1)
-    deployment = deploy_contracts(w3, admin, coordinator.address, process.rpc_url, process.backend)
-    return LocalChain(process, ChainClient(w3, deployment), admin, coordinator)
+    return bootstrap.deploy_local(process)
 
 
 def new_nodes(chain: LocalChain, count: int, approve: bool = True) -> list[LocalAccount]:
     """Funded, registered (and by default approved) node accounts, sorted by address."""
-    client = chain.client
-    nodes = [Account.from_key(secrets.token_bytes(32)) for _ in range(count)]
-    nodes.sort(key=lambda a: int(a.address, 16))
-    for node in nodes:
-        client.fund(chain.admin, node.address, 10**18)
-        client.transact(node, client.registry.functions.register((4, 8192, 100), ""))
-        if approve:
-            client.transact(chain.admin, client.registry.functions.approve(node.address))
-    return nodes
+    return bootstrap.register_nodes(chain.client, count, approve, TEST_CAPACITY, funds=10**18)
 
 
 def ema(old: int, score: int, alpha: int) -> int:
@@ -61,10 +37,8 @@ def ema(old: int, score: int, alpha: int) -> int:
 
 
 def home_with_deployment(chain: LocalChain, tmp_path: Path) -> Path:
-    """A state directory holding the chain's deployment file, with the admin's dev key for CLI calls."""
+    """A state directory holding the chain's deployment file (with its development keys) for CLI calls."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    deployment = chain.client.deployment
-    deployment.dev_keys = {"admin": "0x" + chain.admin.key.hex().removeprefix("0x")}
-    deployment.save(home / "deployment.json")
+    chain.client.deployment.save(home / "deployment.json")
     return home

@@ -8,6 +8,7 @@ import pytest
 from eth_account import Account
 
 from fl_chain.chain.client import role_id
+from fl_chain.chain.registry import status_of
 from fl_chain.errors import FlchainError
 from tests.chainutil import SCALE, LocalChain, ema, new_nodes
 
@@ -88,7 +89,7 @@ def test_registry_lifecycle_and_its_errors(chain: LocalChain) -> None:
     client = chain.client
     node = new_nodes(chain, 1, approve=False)[0]
     reg = client.registry.functions
-    assert client.node_status(node.address) == "Pending"
+    assert status_of(client, node.address) == "Pending"
     with pytest.raises(FlchainError, match="AlreadyRegistered"):
         client.transact(node, reg.register((1, 1, 1), ""))
     with pytest.raises(FlchainError, match="InvalidCapacity"):
@@ -98,7 +99,7 @@ def test_registry_lifecycle_and_its_errors(chain: LocalChain) -> None:
     with pytest.raises(FlchainError, match=r"InvalidTransition.*from=Active, to=Active"):
         client.transact(chain.admin, reg.approve(node.address))
     client.transact(chain.admin, reg.suspend(node.address))
-    assert client.node_status(node.address) == "Suspended"
+    assert status_of(client, node.address) == "Suspended"
     client.transact(node, reg.register((8, 2048, 50), "grpc://node:1"))  # update capacity while suspended
     status, capacity, _, endpoint = reg.getNode(node.address).call()
     assert (status, tuple(capacity), endpoint) == (3, (8, 2048, 50), "grpc://node:1")

@@ -12,6 +12,7 @@ from eth_account import Account
 
 from fl_chain.chain.identity import write_keystore
 from fl_chain.chain.pow import difficulty_of, mine, target_for, work_hash
+from fl_chain.chain.registry import status_of
 from fl_chain.cli import run
 from fl_chain.errors import FlchainError
 from tests.chainutil import LocalChain, home_with_deployment
@@ -55,7 +56,7 @@ def test_work_is_verified_bound_and_gated(chain: LocalChain) -> None:
         client.transact(other, reg.registerWithWork(CAPACITY, "", bad))
 
     receipt = client.transact(node, reg.registerWithWork(CAPACITY, "tcp://node", nonce))
-    assert client.node_status(node.address) == "Active"
+    assert status_of(client, node.address) == "Active"
     assert client.events(client.registry, "WorkAccepted", receipt)[0]["nonce"] == nonce
     assert client.reputation.functions.reputationOf(node.address).call() == 500_000  # enrolled
     # Reuse: the node cannot register again with the same (or any) proof.
@@ -83,4 +84,4 @@ def test_apply_with_pow_through_the_cli(
     out = capsys.readouterr().out
     assert "4,096 hashes expected" in out and "found nonce" in out and "Active" in out
     address = "0x" + json.loads(key.read_text())["address"]
-    assert chain.client.node_status(address) == "Active"
+    assert status_of(chain.client, address) == "Active"

@@ -7,8 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fl_chain.chain.fixedpoint import SCALE
 from fl_chain.chain.localnode import ChainProcess
-from fl_chain.chain.reputation_model import SCALE, ReputationModel, ReputationParams
+from fl_chain.chain.registry import status_of
+from fl_chain.chain.reputation_model import ReputationModel, ReputationParams
 from fl_chain.errors import FlchainError
 from tests.chainutil import LocalChain, fresh_deployment, new_nodes
 
@@ -65,7 +67,7 @@ def test_decay_penalty_suspension_and_reinstatement(chain: LocalChain) -> None:
 
     # A second penalty drops node 2 below 0.25: suspended automatically, in the same transaction.
     receipt = rounds.commit(penalized=[nodes[2]])
-    assert client.node_status(nodes[2]) == "Suspended"
+    assert status_of(client, nodes[2]) == "Suspended"
     suspended = client.events(client.reputation, "AutoSuspended", receipt)
     assert suspended == [{"node": nodes[2], "value": 125_000}]
     assert client.events(client.registry, "NodeStatusChanged", receipt)[0]["by"] == client.reputation.address
@@ -79,7 +81,7 @@ def test_decay_penalty_suspension_and_reinstatement(chain: LocalChain) -> None:
     with pytest.raises(FlchainError, match="lacks REGISTRAR_ROLE"):
         client.transact(chain.coordinator, client.registry.functions.approve(nodes[2]))
     client.transact(chain.admin, client.registry.functions.approve(nodes[2]))
-    assert rep.reputationOf(nodes[2]).call() == 500_000 and client.node_status(nodes[2]) == "Active"
+    assert rep.reputationOf(nodes[2]).call() == 500_000 and status_of(client, nodes[2]) == "Active"
     record = rep.recordOf(nodes[2]).call()
     assert (record[2], record[3]) == (0, 2)  # missed count, penalty count
 
@@ -87,9 +89,9 @@ def test_decay_penalty_suspension_and_reinstatement(chain: LocalChain) -> None:
     for expected in (455_000, 318_500, 250_000, 250_000):
         rounds.commit([(nodes[0], 0)])
         assert rep.reputationOf(nodes[0]).call() == expected
-    assert client.node_status(nodes[0]) == "Active"
+    assert status_of(client, nodes[0]) == "Active"
     rounds.commit(missed=[nodes[0]])  # ...and then misbehaviour crosses it: 0.25 * 0.9 < 0.25
-    assert client.node_status(nodes[0]) == "Suspended"
+    assert status_of(client, nodes[0]) == "Suspended"
 
 
 def test_reputation_writes_are_role_restricted(chain: LocalChain) -> None:
@@ -144,4 +146,4 @@ def test_on_chain_reputation_equals_python_reference(anvil_process: ChainProcess
                 model.approve(nodes[i])
         for n in nodes:
             assert client.reputation.functions.reputationOf(n).call() == model.values[n]
-            assert (client.node_status(n) == "Active") == model.active[n]
+            assert (status_of(client, n) == "Active") == model.active[n]

@@ -10,9 +10,8 @@ import pytest
 import requests
 from eth_utils import keccak
 
-from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task
+from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task, load_model, verify_model
 from fl_chain.errors import FlchainError
-from fl_chain.fl.client_app import load_committed_model, verify_received
 from fl_chain.store import (
     BlobIntegrityError,
     ModelStore,
@@ -74,17 +73,17 @@ def test_client_refuses_tampered_blob_and_mismatched_model(chain: LocalChain, tm
     client = chain.client
     task = create_task(client, chain.coordinator, b"\x05" * 32, store.base_uri)
     commit_round(client, chain.coordinator, task, 0, digest, "", ZERO_HASH, {})
-    loaded = load_committed_model(client, task, 0)
+    loaded = load_model(client, task, 0)[1]
     assert hash_arrays(loaded) == digest
-    verify_received(client, task, 0, _arrays())
+    verify_model(client, task, 0, _arrays())
 
     blob = store.local_path(digest)
     data = bytearray(blob.read_bytes())
     data[-1] ^= 0xFF
     blob.write_bytes(bytes(data))
     with pytest.raises(BlobIntegrityError) as info:
-        load_committed_model(client, task, 0)
+        load_model(client, task, 0)[1]
     assert f"expected hash 0x{digest.hex()}" in str(info.value)
     assert f"got 0x{keccak(bytes(data)).hex()}" in str(info.value)
     with pytest.raises(FlchainError, match=r"does not match round 0 .* expected hash 0x"):
-        verify_received(client, task, 0, _arrays(1))
+        verify_model(client, task, 0, _arrays(1))

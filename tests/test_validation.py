@@ -118,9 +118,19 @@ def test_validator_and_pull_finalized_through_the_cli(
     assert run(["pull", "--finalized", "--task", str(task), "--out", str(target), *h]) == 0
     assert target.exists() and "round 0" in capsys.readouterr().out
 
+    # A round of a user task (another architecture) is evaluated with that task's model and data.
+    from tests.user_task import build_model as user_model
+
+    user_task = create_task(client, chain.coordinator, b"\x06" * 32, store.base_uri)
+    digest, _ = store.put_arrays(get_arrays(user_model(0)))
+    commit_round(client, chain.coordinator, user_task, 0, digest, "", ZERO_HASH, {})
+    args = ["validator", "--key", str(key), "--task-spec", "tests.user_task:TASK", "--task", str(user_task)]
+    assert run([*args, "--once", *h]) == 0
+    assert f"attested task {user_task} round 0" in capsys.readouterr().out
+
 
 def test_finalized_only_client_refuses_unfinalized_models(chain: LocalChain) -> None:
-    from fl_chain.fl.client_app import require_finalized
+    from fl_chain.chain.validation import require_finalized
 
     client = chain.client
     task = create_task(client, chain.coordinator, b"\x04" * 32, "")

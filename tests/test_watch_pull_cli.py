@@ -44,3 +44,34 @@ def test_watch_once_resumes_and_pull_verifies(
     code = run(["pull", "--task", str(task), "--out", str(target), *h])
     assert_one_line_error(code, capsys.readouterr().err, "tampered", f"expected hash 0x{digest1.hex()}")
     assert keccak(target.read_bytes()) == digest1  # the earlier good copy is not overwritten
+
+
+def test_watch_ws_subscribes_through_the_given_url(chain: LocalChain, tmp_path: Path) -> None:
+    """`--ws URL` reaches the watcher: an unreachable websocket is retried and named, while plain HTTP
+    polling of the same deployment would have worked silently."""
+    import os
+    import subprocess
+    import sys
+
+    from fl_chain.chain.localnode import free_port
+
+    home = tmp_path / "home"
+    home.mkdir()
+    chain.client.deployment.save(home / "deployment.json")
+    dead_ws = f"ws://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fl_chain", "watch", "--ws", dead_ws, "--home", str(home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        out, err = proc.communicate(timeout=8)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert f"new blocks from {dead_ws}" in out
+    assert "RPC unavailable" in err and "retrying" in err, err
+    code = run(["watch", "--ws", "http://127.0.0.1:1", "--home", str(home)])
+    assert code == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fl_chain.chain.registry import status_of
 from fl_chain.chain.watcher import ChainWatcher
 from fl_chain.errors import FlchainError
 from tests.chainutil import LocalChain, new_nodes
@@ -72,7 +73,7 @@ def test_reorg_retracts_orphaned_events_and_delivers_canonical_ones(
     retracted = [e for e in after if e.removed]
     assert [e.name for e in retracted if e.name == "NodeApplied"] == ["NodeApplied"]
     assert all(e.block_hash == orphan_hash for e in retracted)
-    assert client.node_status(node.address) == "None"  # the registration is gone from the chain
+    assert status_of(client, node.address) == "None"  # the registration is gone from the chain
     # The node registers again: delivered from the new canonical block.
     client.transact(node, client.registry.functions.register((1, 1, 1), ""))
     redelivered = [e for e in watcher.poll() if e.name == "NodeApplied"]

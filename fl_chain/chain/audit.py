@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fl_chain.chain import ledger, registry, reputation
 from fl_chain.chain.client import ChainClient
+from fl_chain.chain.fixedpoint import from_fixed
 from fl_chain.chain.ledger import ZERO_HASH, round_count
 from fl_chain.chain.reputation_model import ReputationModel, ReputationParams
 from fl_chain.errors import FlchainError
@@ -44,7 +46,8 @@ def audit_task(client: ChainClient, task: int) -> list[Finding]:
             findings.append(Finding(where, "commit event", False, "no RoundCommitted event"))
             continue
         model_hash, parent = bytes(event["args"]["modelHash"]), bytes(event["args"]["parentHash"])
-        stored = bytes(client.ledger.functions.getRound(task, rnd).call()[0])
+        record = ledger.get_round(client, task, rnd)
+        stored = record.model_hash
         findings.append(
             Finding(where, "hash", stored == model_hash, "" if stored == model_hash else "event/state differ")
         )
@@ -52,7 +55,7 @@ def audit_task(client: ChainClient, task: int) -> list[Finding]:
         detail = "" if ok else f"parent 0x{parent.hex()[:12]}… != previous 0x{previous.hex()[:12]}…"
         findings.append(Finding(where, "parent chain", ok, detail))
         previous = model_hash
-        uri = client.ledger.functions.roundUri(task, rnd).call()
+        uri = record.uri
         try:
             fetch_blob(uri, model_hash)
             findings.append(Finding(where, "blob", True, uri))
@@ -64,7 +67,7 @@ def audit_task(client: ChainClient, task: int) -> list[Finding]:
         inactive = [
             c["args"]["node"]
             for c in contributions.get(rnd, [])
-            if not client.registry.functions.isActive(c["args"]["node"]).call(block_identifier=block - 1)
+            if not registry.is_active(client, c["args"]["node"], block - 1)
         ]
         findings.append(
             Finding(
@@ -114,9 +117,20 @@ def audit_reputation(client: ChainClient) -> list[Finding]:
             model.apply_round([], penalized=[args["node"]])
     findings = []
     for node in sorted(model.values):
-        on_chain = int(client.reputation.functions.reputationOf(node).call())
-        active = client.node_status(node) == "Active"
+        on_chain = reputation.reputation_of(client, node)
+        active = registry.status_of(client, node) == "Active"
         ok = on_chain == model.values[node] and active == model.active.get(node, False)
-        detail = f"{on_chain / 1e6:.6f}" if ok else f"chain {on_chain} / recomputed {model.values[node]}"
+        detail = (
+            f"{from_fixed(on_chain):.6f}" if ok else f"chain {on_chain} / recomputed {model.values[node]}"
+        )
         findings.append(Finding(f"node {node}", "reputation", ok, detail))
     return findings
+
+
+def audit_all(client: ChainClient, task: int | None = None) -> list[Finding]:
+    """Every check of one task (or of every task) and of every node's reputation."""
+    tasks = [task] if task is not None else range(1, ledger.task_count(client) + 1)
+    if task is not None:
+        ledger.require_task(client, task)
+    findings = [f for t in tasks for f in audit_task(client, t)]
+    return findings + audit_reputation(client)

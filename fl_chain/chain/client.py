@@ -222,10 +222,6 @@ class ChainClient:
         }
         self.send_signed(faucet, tx, "fund")
 
-    def node_status(self, address: str) -> str:
-        """Registry status name of an address."""
-        return NODE_STATUS[self.registry.functions.statusOf(Web3.to_checksum_address(address)).call()]
-
     def events(self, contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, Any]]:
         """Decoded `name` events of `contract` in a receipt (other contracts' logs are skipped)."""
         return [dict(e["args"]) for e in contract.events[name]().process_receipt(receipt, errors=DISCARD)]

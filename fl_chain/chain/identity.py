@@ -60,3 +60,31 @@ def _read_keystore(path: Path) -> dict:
     if not isinstance(data, dict) or ("crypto" not in data and "Crypto" not in data):
         raise FlchainError(f"{path}: not an Ethereum keystore (no 'crypto' field)")
     return data
+
+
+def password_from_env(path: Path) -> str:
+    """A keystore's password from FLCHAIN_KEY_PASSWORD (processes without a terminal: apps, servers)."""
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None:
+        raise FlchainError(f"set {PASSWORD_ENV} to decrypt the keystore {path}")
+    return password
+
+
+def resolve_account(
+    dev_keys: dict[str, str],
+    role: str,
+    key: Path | None = None,
+    password: str | None = None,
+    private_key: str | None = None,
+) -> LocalAccount:
+    """The one way an acting account is chosen: an explicit private key (simulated nodes), else the
+    keystore `key` (password given, else from FLCHAIN_KEY_PASSWORD), else the local chain's development
+    key for `role` from the deployment file; otherwise a one-line error naming what to pass."""
+    if private_key:
+        return Account.from_key(private_key)
+    if key is not None:
+        return load_key(key, password if password is not None else password_from_env(key))
+    dev = dev_keys.get(role)
+    if dev:
+        return Account.from_key(dev)
+    raise FlchainError(f"no {role} key: this deployment has no local {role} key, pass the {role}'s keystore")

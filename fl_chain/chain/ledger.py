@@ -1,4 +1,5 @@
-"""ModelLedger operations used by the coordinator, clients and `flchain status`."""
+"""ModelLedger: tasks, committed rounds and contributions; the one verified way to load a committed
+model (`load_model`). Reads go through `ChainClient.call`, writes through `ChainClient.transact`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from web3.types import TxReceipt
 
 from fl_chain.chain.client import ChainClient, ReceiptTimeout
 from fl_chain.errors import FlchainError
+from fl_chain.store import arrays_from_bytes, fetch_blob, hash_arrays
 
 ZERO_HASH = b"\0" * 32
 
@@ -117,7 +119,60 @@ def reconcile_commit(
 
 def round_count(client: ChainClient, task: int) -> int:
     """Number of committed rounds of a task (round 0 included)."""
-    return int(client.ledger.functions.roundCount(task).call())
+    return int(client.call(client.ledger.functions.roundCount(task)))
+
+
+def task_count(client: ChainClient) -> int:
+    """Number of tasks created on this deployment (ids are 1..count)."""
+    return int(client.call(client.ledger.functions.taskCount()))
+
+
+def task_owner(client: ChainClient, task: int) -> str:
+    """The coordinator that created a task."""
+    require_task(client, task)
+    return str(client.call(client.ledger.functions.getTask(task))[0])
+
+
+def newest_task(client: ChainClient, task: int | None = None) -> int:
+    """`task` if given (checked to exist), else the newest task; a one-line error if there is none."""
+    if task is not None:
+        require_task(client, task)
+        return task
+    count = task_count(client)
+    if count == 0:
+        raise FlchainError("no task has been created on this deployment yet")
+    return count
+
+
+def newest_owned_task(client: ChainClient, coordinator: str) -> int:
+    """The newest task created by this coordinator."""
+    for task in range(task_count(client), 0, -1):
+        if task_owner(client, task).lower() == coordinator.lower():
+            return task
+    raise FlchainError(f"no task owned by {coordinator} to resume")
+
+
+def fetch_model_blob(client: ChainClient, task: int, round_number: int) -> tuple[RoundRecord, bytes]:
+    """A committed round and its model blob, fetched by the on-chain URI and verified against the hash."""
+    record = get_round(client, task, round_number)
+    return record, fetch_blob(record.uri, record.model_hash)
+
+
+def load_model(client: ChainClient, task: int, round_number: int) -> tuple[RoundRecord, dict]:
+    """A committed round and its model (named arrays), fetched and verified (`fetch_model_blob`)."""
+    record, blob = fetch_model_blob(client, task, round_number)
+    return record, arrays_from_bytes(blob)
+
+
+def verify_model(client: ChainClient, task: int, round_number: int, arrays: Mapping) -> None:
+    """Refuse arrays that are not the model committed on-chain for `round_number`."""
+    expected = get_round(client, task, round_number).model_hash
+    actual = hash_arrays(arrays)
+    if actual != expected:
+        raise FlchainError(
+            f"received model does not match round {round_number} of task {task} on-chain: "
+            f"expected hash 0x{expected.hex()}, got 0x{actual.hex()}"
+        )
 
 
 def get_round(client: ChainClient, task: int, round_number: int) -> RoundRecord:
@@ -138,5 +193,5 @@ def contributions(client: ChainClient, task: int, round_number: int) -> dict[str
 
 def require_task(client: ChainClient, task: int) -> None:
     """Raise a one-line error if the task does not exist."""
-    if not 1 <= task <= int(client.ledger.functions.taskCount().call()):
+    if not 1 <= task <= task_count(client):
         raise FlchainError(f"task {task} does not exist on this deployment")

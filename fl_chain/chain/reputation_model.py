@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-SCALE = 1_000_000
+from fl_chain.chain.fixedpoint import SCALE
 
 
 @dataclass(frozen=True)

@@ -268,7 +268,8 @@ class ChainWatcher:
         from web3 import AsyncWeb3, WebSocketProvider
 
         async def subscribe() -> None:
-            async with AsyncWeb3(WebSocketProvider(ws_url)) as w3:
+            # One connection attempt per try: the loop below backs off and tells the user, not web3 silently.
+            async with AsyncWeb3(WebSocketProvider(ws_url, max_connection_retries=1)) as w3:
                 await w3.eth.subscribe("newHeads")
                 self._deliver(on_event)  # anything that happened before the subscription
                 async for _ in w3.socket.process_subscriptions():

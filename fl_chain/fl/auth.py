@@ -11,8 +11,6 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
-AUTH_RECORD = "flchain-auth"
-
 
 def challenge_text(chain_id: int, run_id: int, node_id: int, nonce: str) -> str:
     """The exact statement a node signs."""

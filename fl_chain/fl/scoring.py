@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SCALE = 1_000_000
+from fl_chain.chain.fixedpoint import SCALE
+
 Arrays = Mapping[str, np.ndarray]
 
 
@@ -221,3 +222,35 @@ def find_outliers(previous: Arrays, updates: Mapping[str, Arrays], norm_ratio: f
         elif ref_norm > 0 and float(delta @ reference) < 0:
             flagged[who] = "outlier: update points away from the median update"
     return flagged
+
+
+@dataclass(frozen=True)
+class ScoringPolicy:
+    """How a round's accepted updates are scored."""
+
+    method: str = "cosine"
+    shapley_budget: int = 64
+    seed: int = 0
+
+
+def score_round(
+    policy: ScoringPolicy,
+    previous: Arrays,
+    updates: Mapping[str, Arrays],
+    weights: Mapping[str, float],
+    validation_loss: Callable[[Arrays], float] | None,
+    round_number: int,
+) -> tuple[dict[str, float], dict[str, int]]:
+    """(raw scores, fixed-point scores) of one round's accepted updates; empty when there are none."""
+    if not updates:
+        return {}, {}
+    inp = RoundInput(
+        previous,
+        updates,
+        weights,
+        validation_loss,
+        budget=policy.shapley_budget,
+        seed=policy.seed + round_number,
+    )
+    raw = SCORERS[policy.method](inp)
+    return raw, normalise(raw)

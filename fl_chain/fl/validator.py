@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
+from fl_chain.chain import ledger, validation
 from fl_chain.chain.client import ChainClient
+from fl_chain.chain.fixedpoint import to_fixed
 from fl_chain.chain.watcher import ChainEvent
-from fl_chain.errors import FlchainError
-from fl_chain.store import arrays_from_bytes, fetch_blob
 
 
 @dataclass
@@ -38,8 +38,7 @@ class Validator:
         build_model: Callable[[int], object],
         task: int | None = None,
     ) -> None:
-        if client.validation is None:
-            raise FlchainError("this deployment has no ValidationQuorum contract: redeploy with this version")
+        validation.quorum_contract(client, "a validator")
         self.client, self.account, self.data, self.build_model, self.task = (
             client,
             account,
@@ -55,7 +54,7 @@ class Validator:
         task, rnd = int(event.args["task"]), int(event.args["round"])
         if self.task is not None and task != self.task:
             return None
-        if self.client.validation.functions.hasAttested(task, rnd, self.account.address).call():
+        if validation.has_attested(self.client, task, rnd, self.account.address):
             return None
         return self.attest(task, rnd)
 
@@ -63,16 +62,17 @@ class Validator:
         """Fetch, verify, evaluate and attest one round."""
         from fl_chain.fl.training import evaluate, set_arrays
 
-        model_hash = bytes(self.client.ledger.functions.getRound(task, rnd).call()[0])
-        uri = self.client.ledger.functions.roundUri(task, rnd).call()
-        arrays = arrays_from_bytes(fetch_blob(uri, model_hash))
+        record, arrays = ledger.load_model(self.client, task, rnd)
         model = self.build_model(0)
         set_arrays(model, arrays)
         _, accuracy = evaluate(model, *self.data)
-        receipt = self.client.transact(
-            self.account,
-            self.client.validation.functions.attest(task, rnd, model_hash, round(accuracy * 1_000_000)),
+        receipt = validation.attest(
+            self.client, self.account, task, rnd, record.model_hash, to_fixed(accuracy)
         )
         return Attestation(
-            task, rnd, "0x" + model_hash.hex(), accuracy, "0x" + bytes(receipt["transactionHash"]).hex()
+            task,
+            rnd,
+            "0x" + record.model_hash.hex(),
+            accuracy,
+            "0x" + bytes(receipt["transactionHash"]).hex(),
         )

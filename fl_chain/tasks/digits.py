@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fl_chain.errors import FlchainError
-from fl_chain.tasks.base import DataSpec, TaskSpec
+from fl_chain.tasks.base import DataSpec, TaskSpec, load_xy_npz
 from fl_chain.tasks.partition import partition_indices
 
 SPLIT_SEED = 1234  # the train/validation/test split is fixed so every process agrees on it
@@ -59,21 +59,10 @@ def server_data(seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A client's own data: an .npz file with arrays `x` (n, 64) and `y` (n,)."""
-    if not path.exists():
-        raise FlchainError(f"data file {path} does not exist")
-    try:
-        with np.load(path) as data:
-            x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
-    except (OSError, ValueError, KeyError) as exc:
-        raise FlchainError(f"{path}: expected an .npz file with arrays 'x' and 'y' ({exc})") from None
-    if x.ndim != 2 or x.shape[1] != 64 or len(x) != len(y):
-        raise FlchainError(
-            f"{path}: 'x' must have shape (n, 64) and 'y' shape (n,), got {x.shape}, {y.shape}"
-        )
-    return x, y
+    """A participant's own digits data: an .npz file with arrays `x` (n, 64) and `y` (n,)."""
+    return load_xy_npz(path, features=64)
 
 
 def digits_task() -> TaskSpec:
     """The digits TaskSpec."""
-    return TaskSpec("digits", build_model, client_data, server_data)
+    return TaskSpec("digits", build_model, client_data, server_data, load_npz)

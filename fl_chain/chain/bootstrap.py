@@ -1,0 +1,108 @@
+"""A local federation's chain in one call: start anvil or ganache, deploy the contracts with the
+development keys (admin = registrar = account 0, coordinator = account 1) and, for demos, tests and
+benches, register funded node keys. Used by `flchain chain up`, `flchain demo`, the tests and the
+benches, so there is one way to do it."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from fl_chain.chain import registry
+from fl_chain.chain.client import ChainClient, connect
+from fl_chain.chain.deploy import deploy_contracts, dev_account
+from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
+from fl_chain.chain.localnode import ChainProcess, free_port, start_chain, stop_pid
+from fl_chain.chain.reputation_model import ReputationParams
+
+NODE_FUNDS_WEI = 10**17  # enough gas money for a node's registration and a long run
+DEMO_CAPACITY = registry.Capacity(1, 1024, 0)
+
+
+def hex_key(account: LocalAccount) -> str:
+    """0x-prefixed private key of an account."""
+    return "0x" + account.key.hex().removeprefix("0x")
+
+
+@dataclass
+class LocalDeployment:
+    """A chain process this program started, the contracts on it and its development accounts."""
+
+    process: ChainProcess
+    client: ChainClient
+    admin: LocalAccount
+    coordinator: LocalAccount
+
+    def stop(self) -> None:
+        """Stop the chain process by its PID."""
+        stop_pid(self.process.pid)
+
+
+def deploy_local(
+    process: ChainProcess,
+    reputation_params: ReputationParams | None = None,
+    quorum: int = 1,
+    save_to: Path | None = None,
+) -> LocalDeployment:
+    """Deploy the contracts onto a running local chain with the development keys recorded in the
+    deployment (written to `save_to` if given)."""
+    w3 = connect(process.rpc_url)
+    admin, coordinator = dev_account(0), dev_account(1)
+    params = (reputation_params or ReputationParams()).as_tuple()
+    deployment: Deployment = deploy_contracts(
+        w3, admin, coordinator.address, process.rpc_url, process.backend, params, quorum
+    )
+    deployment.dev_keys = {
+        "admin": hex_key(admin),
+        "registrar": hex_key(admin),
+        "coordinator": hex_key(coordinator),
+    }
+    if save_to is not None:
+        deployment.save(save_to)
+    return LocalDeployment(process, ChainClient(w3, deployment), admin, coordinator)
+
+
+def start_local(
+    home: Path,
+    backend: str = "anvil",
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    block_time: float | None = None,
+    detach: bool = False,
+    reputation_params: ReputationParams | None = None,
+) -> LocalDeployment:
+    """Start a chain (on a free port unless given), deploy, and write HOME/deployment.json; the chain is
+    stopped again if anything after its start fails."""
+    process = start_chain(
+        backend, port or free_port(host), home / "chain.log", host, block_time, detach=detach
+    )
+    try:
+        return deploy_local(process, reputation_params, save_to=home / DEPLOYMENT_FILE)
+    except BaseException:
+        stop_pid(process.pid)
+        raise
+
+
+def register_nodes(
+    client: ChainClient,
+    count: int,
+    approve: bool = True,
+    capacity: registry.Capacity = DEMO_CAPACITY,
+    funds: int = NODE_FUNDS_WEI,
+) -> list[LocalAccount]:
+    """New node keys, funded from the development faucet, registered and (by default) approved;
+    sorted by address (the order the ledger lists participants in)."""
+    admin = Account.from_key(client.deployment.dev_keys["admin"])
+    nodes = sorted(
+        (Account.from_key(secrets.token_bytes(32)) for _ in range(count)), key=lambda a: int(a.address, 16)
+    )
+    for node in nodes:
+        client.fund(admin, node.address, funds)
+        registry.register(client, node, capacity)
+        if approve:
+            registry.registrar_action(client, admin, "approve", node.address)
+    return nodes

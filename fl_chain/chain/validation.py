@@ -1,0 +1,97 @@
+"""ValidationQuorum: validators' attestations and round finality."""
+
+from __future__ import annotations
+
+import time
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from fl_chain.chain.client import ChainClient, role_id
+from fl_chain.errors import FlchainError
+
+VALIDATOR_ROLE = "VALIDATOR_ROLE"
+
+
+def quorum_contract(client: ChainClient, why: str = "this command") -> Contract:
+    """The ValidationQuorum contract, or a one-line error for deployments made before it existed."""
+    if client.validation is None:
+        raise FlchainError(f"{why} needs a deployment with the ValidationQuorum contract: redeploy")
+    return client.validation
+
+
+def is_finalized(client: ChainClient, task: int, round_number: int) -> bool:
+    """True once the quorum attested the round's hash."""
+    return bool(client.call(quorum_contract(client).functions.isFinalized(task, round_number)))
+
+
+def attestation_count(client: ChainClient, task: int, round_number: int) -> int:
+    """Distinct validators that attested the round's hash."""
+    return int(client.call(quorum_contract(client).functions.attestations(task, round_number)))
+
+
+def quorum(client: ChainClient) -> int:
+    """Attestations needed to finalize a round."""
+    return int(client.call(quorum_contract(client).functions.quorum()))
+
+
+def latest_finalized(client: ChainClient, task: int) -> int:
+    """The newest finalized round of a task (reverts if none)."""
+    return int(client.call(quorum_contract(client).functions.latestFinalized(task)))
+
+
+def has_attested(client: ChainClient, task: int, round_number: int, validator: str) -> bool:
+    """True if this validator already attested the round."""
+    fn = quorum_contract(client).functions.hasAttested(
+        task, round_number, Web3.to_checksum_address(validator)
+    )
+    return bool(client.call(fn))
+
+
+def is_validator(client: ChainClient, address: str) -> bool:
+    """True if the address holds VALIDATOR_ROLE."""
+    fn = quorum_contract(client).functions.hasRole(role_id(VALIDATOR_ROLE), Web3.to_checksum_address(address))
+    return bool(client.call(fn))
+
+
+def set_validator(client: ChainClient, admin: LocalAccount, address: str, granted: bool = True) -> TxReceipt:
+    """Grant or revoke VALIDATOR_ROLE (admin)."""
+    functions = quorum_contract(client).functions
+    fn = functions.grantRole if granted else functions.revokeRole
+    return client.transact(admin, fn(role_id(VALIDATOR_ROLE), Web3.to_checksum_address(address)))
+
+
+def attest(
+    client: ChainClient, validator: LocalAccount, task: int, round_number: int, model_hash: bytes, metric: int
+) -> TxReceipt:
+    """Attest (hash, fixed-point metric) for a committed round."""
+    fn = quorum_contract(client).functions.attest(task, round_number, model_hash, metric)
+    return client.transact(validator, fn)
+
+
+def require_finalized(client: ChainClient, task: int, round_number: int) -> None:
+    """Refuse a round the validator quorum has not finalized."""
+    quorum_contract(client, "finalized-only training")
+    if not is_finalized(client, task, round_number):
+        raise FlchainError(
+            f"round {round_number} of task {task} is not finalized "
+            f"({attestation_count(client, task, round_number)} of {quorum(client)} attestations): "
+            "refusing to train from it"
+        )
+
+
+def wait_finalized(client: ChainClient, task: int, round_number: int, timeout: float) -> None:
+    """Block until the validator quorum finalized the round (no-op if timeout <= 0)."""
+    if timeout <= 0:
+        return
+    quorum_contract(client, "federation.wait_finalized")
+    deadline = time.monotonic() + timeout
+    while not is_finalized(client, task, round_number):
+        if time.monotonic() > deadline:
+            raise FlchainError(
+                f"round {round_number} of task {task} was not finalized by the validators within "
+                f"{timeout:.0f} s"
+            )
+        time.sleep(0.2)

@@ -1,0 +1,206 @@
+"""`flchain status`, `audit`, `watch`, `pull`, `validator`: commands that read the ledger (and, for the
+validator, attest to it). Any participant with the deployment file can run them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fl_chain.chain import ledger, registry, reputation
+from fl_chain.cli_common import (
+    DeploymentOpt,
+    HomeOpt,
+    RpcOpt,
+    chain_from_options,
+    console,
+    err_console,
+    read_password,
+)
+from fl_chain.errors import FlchainError
+from fl_chain.paths import state_home
+from fl_chain.views import columns_table, describe_event, fixed, short
+
+
+def status(
+    task: Annotated[int | None, typer.Option(help="Task id (default: the newest)")] = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Rounds (hash, URI, participants, scores) and reputations, read from the chain."""
+    chain = chain_from_options(home, deployment, rpc)
+    if task is None and ledger.task_count(chain) == 0:
+        console.print("no task has been created on this deployment yet")
+        return
+    task_id = ledger.newest_task(chain, task)
+    rounds = []
+    for rnd in range(ledger.round_count(chain, task_id)):
+        record = ledger.get_round(chain, task_id, rnd)
+        scores = ledger.contributions(chain, task_id, rnd)
+        shown = ", ".join(f"{short(a, 6)} ({fixed(s, 2)})" for a, s in sorted(scores.items())) or "-"
+        rounds.append((str(rnd), short("0x" + record.model_hash.hex()), record.uri, shown))
+    console.print(
+        columns_table(
+            f"task {task_id}: committed rounds",
+            ("round", "model hash", "URI", "participants (score)"),
+            rounds,
+        )
+    )
+    nodes = [
+        (
+            address,
+            node_status,
+            fixed(reputation.reputation_of(chain, address)),
+            str(reputation.updates_of(chain, address)),
+        )
+        for address, node_status in registry.iter_nodes(chain)
+    ]
+    console.print(
+        columns_table(
+            "reputation (1.0 = 1,000,000 on-chain)", ("node", "status", "reputation", "rounds scored"), nodes
+        )
+    )
+
+
+def audit(
+    task: Annotated[int | None, typer.Option(help="Task id (default: every task)")] = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Replay the ledger: blobs reachable and hashing correctly, parent chain unbroken, participants
+    active, reputation recomputed from events equal to the chain. Exits 1 on any discrepancy."""
+    from fl_chain.chain.audit import audit_all
+
+    chain = chain_from_options(home, deployment, rpc)
+    started = time.monotonic()
+    findings = audit_all(chain, task)
+    rows = [
+        (f.where, f.check, "[green]ok[/green]" if f.ok else "[red]FAIL[/red]", f.detail) for f in findings
+    ]
+    console.print(columns_table("audit", ("where", "check", "result", "detail"), rows))
+    bad = [f for f in findings if not f.ok]
+    console.print(f"{len(findings)} checks, {len(bad)} discrepancies, {time.monotonic() - started:.1f} s")
+    if bad:
+        raise FlchainError(
+            f"audit found {len(bad)} discrepancies: " + "; ".join(f"{f.where} {f.check}" for f in bad)
+        )
+
+
+def watch(
+    confirmations: Annotated[
+        int, typer.Option(help="Deliver events with this many confirmations", min=0)
+    ] = 0,
+    from_block: Annotated[int | None, typer.Option(help="Start here (default: the deployment block)")] = None,
+    cursor: Annotated[Path | None, typer.Option(help="Cursor file (default: HOME/watch-cursor.json)")] = None,
+    once: Annotated[bool, typer.Option(help="Print what is new and exit")] = False,
+    ws: Annotated[
+        str | None, typer.Option(help="ws(s):// URL of the node: subscribe to new blocks instead of polling")
+    ] = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Print flchain events live, resuming from the cursor; reorganised events are retracted."""
+    from fl_chain.chain.watcher import ChainWatcher
+
+    if ws is not None and not ws.startswith(("ws://", "wss://")):
+        raise FlchainError(f"--ws {ws!r}: expected a ws:// or wss:// URL")
+    chain = chain_from_options(home, deployment, rpc)
+    watcher = ChainWatcher(chain, cursor or state_home(home) / "watch-cursor.json", confirmations, from_block)
+
+    def show(event) -> None:
+        console.print(describe_event(event), highlight=False)
+
+    if once:
+        for event in watcher.poll():
+            show(event)
+        return
+    how = f"new blocks from {ws}" if ws else "polling"
+    console.print(
+        f"watching {chain.deployment.rpc_url} ({how}) from block {watcher.cursor.block + 1}; Ctrl-C to stop"
+    )
+    try:
+        watcher.run(show, on_retry=_retry_notice, ws_url=ws)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def _retry_notice(message: str, wait: float) -> None:
+    err_console.print(f"RPC unavailable ({message}); retrying in {wait:.1f} s")
+
+
+def pull(
+    task: Annotated[int | None, typer.Option(help="Task id (default: the newest)")] = None,
+    finalized: Annotated[bool, typer.Option(help="Only a model finalized by the validator quorum")] = False,
+    out: Annotated[Path | None, typer.Option(help="Where to write the model (.safetensors)")] = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Download the newest committed model by its on-chain URI, verify its hash and write it."""
+    from fl_chain.chain import validation
+
+    chain = chain_from_options(home, deployment, rpc)
+    task_id = ledger.newest_task(chain, task)
+    rounds = ledger.round_count(chain, task_id)
+    if rounds == 0:
+        raise FlchainError(f"task {task_id} has no committed round yet")
+    newest = validation.latest_finalized(chain, task_id) if finalized else rounds - 1
+    record, blob = ledger.fetch_model_blob(chain, task_id, newest)
+    target = out or Path(f"model-task{task_id}-round{record.round}.safetensors")
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(target)
+    console.print(
+        f"task {task_id} round {record.round}: hash 0x{record.model_hash.hex()} verified, "
+        f"{len(blob):,} bytes -> {target}"
+    )
+
+
+def validator(
+    key: Annotated[Path, typer.Option(help="Keystore of an account holding VALIDATOR_ROLE")],
+    model_task: Annotated[
+        str,
+        typer.Option("--task-spec", help="ML task of the rounds: digits, or module:attr naming a TaskSpec"),
+    ] = "digits",
+    data: Annotated[
+        Path | None, typer.Option(help="Own held-out data (.npz with x, y); default: the task's test split")
+    ] = None,
+    task: Annotated[int | None, typer.Option(help="Only this task (default: every task)")] = None,
+    confirmations: Annotated[
+        int, typer.Option(help="Attest commits with this many confirmations", min=0)
+    ] = 0,
+    once: Annotated[bool, typer.Option(help="Attest what is new and exit")] = False,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Run a validator: on every round commit seen by the watcher, fetch and verify the model, evaluate
+    it on this validator's own data and attest (hash, accuracy) on-chain."""
+    from fl_chain.fl.validator_run import ValidatorRun
+
+    run = ValidatorRun.open(
+        chain_from_options(home, deployment, rpc),
+        key,
+        read_password(key),
+        model_task,
+        data,
+        task,
+        confirmations,
+        state_home(home),
+    )
+    if once:
+        run.once(console.print, err_console.print)
+        return
+    console.print(
+        f"validator {run.worker.account.address} watching {run.worker.client.deployment.rpc_url}; "
+        "Ctrl-C to stop"
+    )
+    try:
+        run.forever(console.print, err_console.print)
+    except KeyboardInterrupt:
+        console.print("stopped")

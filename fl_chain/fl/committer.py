@@ -1,0 +1,103 @@
+"""RoundCommitter: the coordinator's write path for one task. Stores a model in the content-addressed
+store, commits the round (hash, parent, scores, missed, penalized) to the ModelLedger, optionally waits
+for the validator quorum, and reports which nodes the Reputation contract suspended. It alone holds the
+task's parent hash, so rounds chain correctly whatever calls it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+from web3.types import TxReceipt
+
+from fl_chain.chain import ledger, validation
+from fl_chain.chain.client import ChainClient
+from fl_chain.store import ModelStore, canonical_bytes
+
+
+@dataclass
+class Commit:
+    """What one commit produced."""
+
+    round: int
+    model_hash: bytes
+    uri: str
+    receipt: TxReceipt
+    suspended: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tx(self) -> str:
+        """Transaction hash (0x hex)."""
+        return "0x" + bytes(self.receipt["transactionHash"]).hex()
+
+    @property
+    def gas(self) -> int:
+        """Gas the commit used."""
+        return int(self.receipt["gasUsed"])
+
+
+class RoundCommitter:
+    """Commits the rounds of one task, in order, from one coordinator account."""
+
+    def __init__(
+        self,
+        client: ChainClient,
+        coordinator: LocalAccount,
+        task: int,
+        store: ModelStore,
+        parent_hash: bytes = ledger.ZERO_HASH,
+        wait_finalized: float = 0.0,
+    ) -> None:
+        self.client = client
+        self.coordinator = coordinator
+        self.task = task
+        self.store = store
+        self.parent_hash = parent_hash
+        self.wait_finalized = wait_finalized
+
+    @classmethod
+    def new_task(
+        cls, client: ChainClient, coordinator: LocalAccount, store: ModelStore, config_hash: bytes, **kwargs
+    ) -> RoundCommitter:
+        """Create a task on-chain (blobs published under the store's base URI) and a committer for it."""
+        task = ledger.create_task(client, coordinator, config_hash, store.base_uri)
+        return cls(client, coordinator, task, store, **kwargs)
+
+    def commit(
+        self,
+        round_number: int,
+        arrays: Mapping[str, np.ndarray],
+        scores: Mapping[str, int] | None = None,
+        missed: Sequence[str] = (),
+        penalized: Sequence[str] = (),
+    ) -> Commit:
+        """Store the model, commit the round, wait for finality if configured; the parent moves on."""
+        seconds: dict[str, float] = {}
+        started = time.monotonic()
+        digest, uri = self.store.put(canonical_bytes(arrays))
+        seconds["store"] = time.monotonic() - started
+        started = time.monotonic()
+        receipt = ledger.commit_round(
+            self.client,
+            self.coordinator,
+            self.task,
+            round_number,
+            digest,
+            "",
+            self.parent_hash,
+            dict(scores or {}),
+            list(missed),
+            list(penalized),
+        )
+        self.parent_hash = digest
+        seconds["commit"] = time.monotonic() - started
+        if self.wait_finalized > 0:
+            started = time.monotonic()
+            validation.wait_finalized(self.client, self.task, round_number, self.wait_finalized)
+            seconds["finalize"] = time.monotonic() - started
+        suspended = [e["node"] for e in self.client.events(self.client.reputation, "AutoSuspended", receipt)]
+        return Commit(round_number, digest, uri, receipt, suspended, seconds)

@@ -1,0 +1,93 @@
+"""NodeSupervisor: what `flchain client` does once its inputs are checked. Runs this node's SuperNode
+(with its `NodeConfig`), restarts it when the SuperLink goes away so a restarted or resumed server finds
+the node again, and reports the chain events that concern the node from its own ChainWatcher."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fl_chain.chain.client import ChainClient
+from fl_chain.chain.identity import PASSWORD_ENV
+from fl_chain.chain.localnode import free_port
+from fl_chain.chain.watcher import ChainEvent, ChainWatcher
+from fl_chain.errors import FlchainError
+from fl_chain.fl.node_config import NodeConfig
+from fl_chain.fl.processes import Managed, start_supernode
+
+RESTART_DELAY = 2.0
+
+
+@dataclass
+class NodeSupervisor:
+    """One node's SuperNode and chain watcher (see the module docstring)."""
+
+    chain: ChainClient
+    address: str
+    node: NodeConfig
+    superlink: str
+    log: Path
+    password: str
+    root_certificates: Path | None = None
+    port: int | None = None
+    _process: Managed | None = None
+
+    def start(self) -> Managed:
+        """Start the SuperNode; the keystore password reaches its app processes by environment only."""
+        self._process = start_supernode(
+            self.superlink,
+            self.port or free_port(),
+            self.node.to_node_config(),
+            self.log,
+            self.root_certificates,
+            {PASSWORD_ENV: self.password},
+        )
+        return self._process
+
+    def run(self, on_event: Callable[[ChainEvent], None], on_notice: Callable[[str], None]) -> None:
+        """Supervise until interrupted (Ctrl-C / SIGTERM arrive as KeyboardInterrupt); always stops the
+        SuperNode by PID on the way out."""
+        watcher = ChainWatcher(self.chain, None, from_block=self.chain.w3.eth.block_number + 1)
+        if self._process is None:
+            self.start()
+        try:
+            while True:
+                self._report(watcher, on_event, on_notice)
+                time.sleep(0.5)
+                if self._process.proc.poll() is not None:
+                    on_notice(
+                        f"SuperNode exited with code {self._process.proc.returncode} "
+                        f"(SuperLink {self.superlink} gone?); restarting it in {RESTART_DELAY:g} s; "
+                        f"see {self.log}"
+                    )
+                    self._process.stop()
+                    time.sleep(RESTART_DELAY)
+                    self.start()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the SuperNode (and everything it started) by PID."""
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def _report(
+        self, watcher: ChainWatcher, on_event: Callable[[ChainEvent], None], on_notice: Callable[[str], None]
+    ) -> None:
+        """Round commits, and this node's reputation and status changes, as the chain has them."""
+        try:
+            events = watcher.poll()
+        except FlchainError:
+            raise
+        except Exception as exc:  # the RPC is down: try again on the next tick, the cursor did not move
+            on_notice(f"chain unavailable: {type(exc).__name__}")
+            return
+        for event in events:
+            mine = str(event.args.get("node", "")).lower() == self.address.lower()
+            if event.name == "RoundCommitted" or (
+                mine and event.name in ("ReputationUpdated", "NodeStatusChanged")
+            ):
+                on_event(event)

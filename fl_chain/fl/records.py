@@ -1,0 +1,50 @@
+"""What travels in Flower messages between the coordinator and the nodes: message types, record and
+config keys, and the array <-> record converters. Both the ServerApp and the ClientApp import this
+module (and nothing of each other), so it stays free of web3 and torch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+AUTH_ACTION = "flchain_auth"  # the ClientApp's @app.query("flchain_auth")
+AUTH_MESSAGE_TYPE = f"query.{AUTH_ACTION}"
+AUTH_RECORD = "flchain-auth"  # ConfigRecord: "nonce" (server -> node), "address" + "signature" (reply)
+
+# Train/evaluate config keys set by the coordinator. The on-chain task id has its own key, distinct from
+# the node-config key "flchain-task" that names the ML task (see fl/node_config.py).
+CONFIG_TASK_ID = "flchain-task-id"
+CONFIG_PARENT_ROUND = "flchain-parent-round"
+CONFIG_LOCAL_STEPS = "local-steps"  # mini-batches sized to the node's declared capacity
+WEIGHT_KEY = "num-examples"  # the metric Flower's strategies weight replies by
+
+
+def record_to_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
+    """Named numpy arrays of an ArrayRecord (insertion order kept)."""
+    return {name: array.numpy() for name, array in record.items()}
+
+
+def arrays_to_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
+    """An ArrayRecord holding exactly these arrays."""
+    return ArrayRecord({name: Array(np.ascontiguousarray(value)) for name, value in arrays.items()})
+
+
+def reply_parts(reply: Message) -> tuple[ArrayRecord, MetricRecord] | str:
+    """The one ArrayRecord and one MetricRecord of a training reply, or why the reply is malformed."""
+    records = list(reply.content.array_records.values())
+    metrics = list(reply.content.metric_records.values())
+    if len(records) != 1 or len(metrics) != 1:
+        return "reply must hold exactly one ArrayRecord and one MetricRecord"
+    return records[0], metrics[0]
+
+
+def with_config(message: Message, values: Mapping[str, int | float | str]) -> Message:
+    """A copy of an outgoing message whose ConfigRecords also hold `values`."""
+    content = RecordDict(dict(message.content.items()))
+    for key, record in message.content.config_records.items():
+        content[key] = ConfigRecord({**dict(record), **values})
+    return Message(
+        content=content, message_type=message.metadata.message_type, dst_node_id=message.metadata.dst_node_id
+    )

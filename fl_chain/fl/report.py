@@ -1,0 +1,126 @@
+"""What a federated run tells the world: round reports, node verdicts (verified / refused) and the run's
+end. The ServerApp emits them to a `RunEvents` sink: a JSON-lines file (the only channel between the
+ServerApp process and `flchain server`) and/or a callback (the demo and notebooks, in process)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from logging import INFO, WARNING
+from pathlib import Path
+
+from flwr.supercore import log
+
+
+@dataclass
+class RoundReport:
+    """What happened in one round."""
+
+    round: int
+    participants: list[str] = field(default_factory=list)
+    scores: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+    accuracy: float = 0.0
+    loss: float = 0.0
+    model_hash: str = ""
+    uri: str = ""
+    tx: str = ""
+    gas: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    missed: list[str] = field(default_factory=list)
+    penalized: list[str] = field(default_factory=list)
+    suspended: list[str] = field(default_factory=list)
+    reputations: dict[str, int] = field(default_factory=dict)
+    raw_scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class NodeNotice:
+    """A node's verdict at the join gate: "verified" or "refused" (with the reason)."""
+
+    node_id: int
+    verdict: str
+    address: str = ""
+    reason: str = ""
+
+
+@dataclass
+class RunEnd:
+    """The run finished (ok) or failed (with the error)."""
+
+    ok: bool
+    error: str = ""
+
+
+RunEntry = RoundReport | NodeNotice | RunEnd
+_TYPES: dict[str, type] = {"round": RoundReport, "node": NodeNotice, "end": RunEnd}
+_NAMES = {cls: name for name, cls in _TYPES.items()}
+
+
+def encode_entry(entry: RunEntry) -> str:
+    """One JSON line for an entry."""
+    return json.dumps({"type": _NAMES[type(entry)], **asdict(entry)})
+
+
+def decode_entry(line: str) -> RunEntry | None:
+    """The entry of a JSON line (None for blank lines or unknown types, so newer writers stay readable)."""
+    if not line.strip():
+        return None
+    data = json.loads(line)
+    cls = _TYPES.get(data.pop("type", "round"))
+    if cls is None:
+        return None
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class RunEvents:
+    """Where a run's entries go: appended to a JSON-lines file and/or handed to a callback, and logged."""
+
+    def __init__(self, path: Path | None = None, callback: Callable[[RunEntry], None] | None = None) -> None:
+        self.path = path
+        self.callback = callback
+        self.rounds: list[RoundReport] = []
+
+    def emit(self, entry: RunEntry) -> None:
+        """Record one entry."""
+        if isinstance(entry, RoundReport):
+            self.rounds.append(entry)
+            log(
+                INFO, "flchain: round %s committed, hash %s, gas %s", entry.round, entry.model_hash, entry.gas
+            )
+        elif isinstance(entry, NodeNotice):
+            level = INFO if entry.verdict == "verified" else WARNING
+            log(level, "flchain: node %s %s %s %s", entry.node_id, entry.verdict, entry.address, entry.reason)
+        if self.path is not None:
+            with open(self.path, "a") as fh:
+                fh.write(encode_entry(entry) + "\n")
+        if self.callback is not None:
+            self.callback(entry)
+
+
+class RunEventsReader:
+    """Reads a run's JSON-lines file incrementally (only complete lines), as the ServerApp writes it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+
+    def new_entries(self) -> list[RunEntry]:
+        """Entries written since the last call."""
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset)
+            data = fh.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        entries = [decode_entry(line) for line in complete.decode().splitlines()]
+        return [e for e in entries if e is not None]
+
+
+def read_reports(path: Path) -> list[RoundReport]:
+    """Every round report of a run file."""
+    return [e for e in RunEventsReader(path).new_entries() if isinstance(e, RoundReport)]

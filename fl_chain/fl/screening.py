@@ -1,0 +1,96 @@
+"""Which training replies may reach aggregation. Pure: replies in, verdicts out, nothing on-chain. Every
+reply is decoded once; one bad reply never aborts a round."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import Message
+
+from fl_chain.fl.gate import short_reason
+from fl_chain.fl.records import WEIGHT_KEY, record_to_arrays, reply_parts
+from fl_chain.fl.scoring import find_outliers
+from fl_chain.fl.validation import check_metrics, check_update
+
+
+@dataclass(frozen=True)
+class ScreeningPolicy:
+    """Limits a reply must meet."""
+
+    max_update_norm: float = 1e3
+    weight_key: str = WEIGHT_KEY
+    reject_outliers: bool = False
+    outlier_norm_ratio: float = 3.0
+
+
+@dataclass
+class Screened:
+    """The outcome of screening one round's replies; participants are named by address."""
+
+    accepted: list[Message] = field(default_factory=list)  # in the order received, for the strategy
+    updates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    answered: set[int] = field(default_factory=set)  # node ids that replied without an error
+    dropped: dict[str, str] = field(default_factory=dict)  # who -> reason
+    penalized: set[str] = field(default_factory=set)  # verified senders of unusable or outlier replies
+
+
+def screen_replies(
+    replies: Iterable[Message],
+    verified: Mapping[int, str],
+    previous: Mapping[str, np.ndarray],
+    policy: ScreeningPolicy,
+) -> Screened:
+    """Sort replies into accepted and dropped (with reasons); verified senders of unusable or (with
+    `reject_outliers`) outlier updates are marked for a penalty."""
+    out = Screened()
+    for reply in replies:
+        node_id = reply.metadata.src_node_id
+        who = verified.get(node_id, f"node {node_id}")
+        if reply.has_error():
+            out.dropped[who] = f"error reply: {short_reason(reply.error.reason)}"
+            continue
+        out.answered.add(node_id)
+        if node_id not in verified:
+            out.dropped[who] = "reply from an unverified node"
+            continue
+        reason, arrays, weight = _check(reply, previous, policy)
+        if reason:
+            out.dropped[who] = reason
+            out.penalized.add(who)
+            continue
+        out.accepted.append(reply)
+        out.updates[who], out.weights[who] = arrays, weight
+    if policy.reject_outliers:
+        _drop_outliers(out, verified, previous, policy.outlier_norm_ratio)
+    return out
+
+
+def _check(
+    reply: Message, previous: Mapping[str, np.ndarray], policy: ScreeningPolicy
+) -> tuple[str | None, dict[str, np.ndarray], float]:
+    parts = reply_parts(reply)
+    if isinstance(parts, str):
+        return parts, {}, 0.0
+    record, metrics = parts
+    try:
+        arrays = record_to_arrays(record)
+    except Exception as exc:  # undecodable arrays of any kind
+        return f"undecodable arrays ({exc})", {}, 0.0
+    reason = check_update(arrays, previous, policy.max_update_norm) or check_metrics(
+        metrics, policy.weight_key
+    )
+    return reason, arrays, 0.0 if reason else float(metrics[policy.weight_key])
+
+
+def _drop_outliers(
+    out: Screened, verified: Mapping[int, str], previous: Mapping[str, np.ndarray], ratio: float
+) -> None:
+    outliers = find_outliers(previous, out.updates, ratio)
+    for who, reason in outliers.items():
+        out.dropped[who] = reason
+        out.penalized.add(who)
+        del out.updates[who], out.weights[who]
+    out.accepted = [r for r in out.accepted if verified[r.metadata.src_node_id] not in outliers]

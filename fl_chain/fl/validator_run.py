@@ -1,0 +1,78 @@
+"""ValidatorRun: what `flchain validator` does. Loads the validator's key (it must hold VALIDATOR_ROLE),
+the ML task the rounds train (digits or a user TaskSpec) and its held-out data, and attests every
+round commit its ChainWatcher delivers; a bad blob is reported, never attested, and the run goes on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fl_chain.chain import validation
+from fl_chain.chain.client import ChainClient
+from fl_chain.chain.identity import load_key
+from fl_chain.chain.watcher import ChainEvent, ChainWatcher
+from fl_chain.errors import FlchainError
+from fl_chain.fl.validator import Validator
+from fl_chain.tasks import load_task
+from fl_chain.views import short
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class ValidatorRun:
+    """A validator and the watcher feeding it."""
+
+    worker: Validator
+    watcher: ChainWatcher
+
+    @classmethod
+    def open(
+        cls,
+        client: ChainClient,
+        key: Path,
+        password: str,
+        task_spec: str,
+        data: Path | None,
+        task: int | None,
+        confirmations: int,
+        home: Path,
+    ) -> ValidatorRun:
+        """Check the key's role, load the task and its held-out data, resume the validator's cursor."""
+        account = load_key(key, password)
+        validation.quorum_contract(client, "a validator")
+        if not validation.is_validator(client, account.address):
+            raise FlchainError(
+                f"{account.address} lacks VALIDATOR_ROLE: ask the admin (flchain node validator-role)"
+            )
+        spec = load_task(task_spec)
+        held_out = spec.read_file(data) if data is not None else spec.server_data(0)[1]
+        worker = Validator(client, account, held_out, spec.build_model, task)
+        cursor = home / f"validator-{account.address}.cursor.json"
+        return cls(worker, ChainWatcher(client, cursor, confirmations))
+
+    def handle(self, event: ChainEvent, say: Say, complain: Say) -> None:
+        """Attest one event if it is a new commit; report the outcome."""
+        try:
+            done = self.worker.handle(event)
+        except FlchainError as exc:  # a bad blob is reported, not attested, and the validator goes on
+            complain(f"round {event.args.get('round')} of task {event.args.get('task')}: {exc}")
+            return
+        if done is not None:
+            say(
+                f"attested task {done.task} round {done.round}: accuracy {100 * done.accuracy:.2f} %, "
+                f"hash {short(done.model_hash)}, tx {short(done.tx)}"
+            )
+
+    def once(self, say: Say, complain: Say) -> None:
+        """Attest what is new and return."""
+        for event in self.watcher.poll():
+            self.handle(event, say, complain)
+
+    def forever(self, say: Say, complain: Say) -> None:
+        """Attest as commits arrive until interrupted; RPC outages are retried with backoff."""
+        self.watcher.run(
+            lambda event: self.handle(event, say, complain),
+            on_retry=lambda message, wait: complain(f"RPC unavailable ({message}); retry in {wait:.1f} s"),
+        )

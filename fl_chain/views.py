@@ -1,0 +1,120 @@
+"""How flchain shows things in a terminal: run progress lines, round and ledger tables, chain events.
+Pure rendering (rich); the commands decide what to show."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from fl_chain.chain.client import NODE_STATUS
+from fl_chain.chain.fixedpoint import from_fixed
+from fl_chain.fl.report import NodeNotice, RoundReport, RunEntry
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def short(value: str, keep: int = 10) -> str:
+    """A long hex string shortened to its start and end."""
+    return value if len(value) <= 2 * keep + 1 else f"{value[:keep]}…{value[-6:]}"
+
+
+def print_round(report: RoundReport) -> None:
+    """One progress line per committed round, then its dropped replies."""
+    refused = f", refused {len(report.refused)}" if report.refused else ""
+    dropped = f", dropped {len(report.dropped)}" if report.dropped else ""
+    times = " ".join(f"{k} {v:.2f}s" for k, v in report.seconds.items())
+    console.print(
+        f"[bold]round {report.round}[/bold]: accuracy {100 * report.accuracy:.2f} %, loss {report.loss:.4f}, "
+        f"{len(report.participants)} participants{refused}{dropped}, hash {short(report.model_hash)}, "
+        f"gas {report.gas:,}" + (f", {times}" if times else "")
+    )
+    for who, reason in report.dropped.items():
+        console.print(f"    dropped reply from {who}: {reason}", highlight=False)
+    for who in report.suspended:
+        console.print(f"    {who} suspended automatically (reputation below the threshold)", highlight=False)
+
+
+def print_notice(notice: NodeNotice) -> None:
+    """A node's verdict at the join gate (each verdict is emitted once per node and reason)."""
+    who = f"node {notice.node_id}" + (f" ({notice.address})" if notice.address else "")
+    if notice.verdict == "verified":
+        console.print(f"  {who} verified", highlight=False)
+    else:
+        console.print(f"  refused {who}: {notice.reason}", highlight=False)
+
+
+def print_entry(entry: RunEntry) -> None:
+    """Show a run event as it arrives (the run's end is shown by the command)."""
+    if isinstance(entry, RoundReport):
+        print_round(entry)
+    elif isinstance(entry, NodeNotice):
+        print_notice(entry)
+
+
+def summary_table(reports: list[RoundReport], title: str) -> Table:
+    """Round, participants, accuracy, hash, gas, tx."""
+    table = Table(title=title)
+    for col in ("round", "participants", "accuracy", "loss", "model hash", "gas", "tx"):
+        table.add_column(col, justify="right" if col in ("round", "participants", "gas") else "left")
+    for r in reports:
+        table.add_row(
+            str(r.round),
+            str(len(r.participants)),
+            f"{100 * r.accuracy:.2f} %",
+            f"{r.loss:.4f}",
+            short(r.model_hash),
+            f"{r.gas:,}",
+            short(r.tx),
+        )
+    return table
+
+
+def key_value_table(title: str, rows: dict[str, str]) -> Table:
+    """A two-column table without header."""
+    table = Table(title=title, show_header=False)
+    for key, value in rows.items():
+        table.add_row(key, value)
+    return table
+
+
+def columns_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    """A table with these columns and rows."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def fixed(value: int, digits: int = 4) -> str:
+    """A fixed-point on-chain value as a decimal."""
+    return f"{from_fixed(value):.{digits}f}"
+
+
+def describe_event(event) -> str:
+    """One line for a chain event."""
+    args = event.args
+    prefix = "RETRACTED " if event.removed else ""
+    if event.name == "RoundCommitted":
+        text = (
+            f"round {args['round']} of task {args['task']} committed: hash {short(args['modelHash'])}, "
+            f"{args['participantCount']} participants"
+        )
+    elif event.name == "NodeStatusChanged":
+        text = f"node {args['node']}: {NODE_STATUS[args['from']]} -> {NODE_STATUS[args['to']]}"
+    elif event.name == "ReputationUpdated":
+        text = f"reputation of {args['node']}: {fixed(args['value'])}"
+    elif event.name == "RoundFinalized":
+        text = f"round {args['round']} of task {args['task']} finalized by {args['attestations']} validators"
+    elif event.name == "Attested":
+        text = (
+            f"task {args['task']} round {args['round']}: {args['validator']} attested, "
+            f"metric {fixed(args['metric'])}"
+        )
+    elif event.name == "ContributionRecorded":
+        text = f"task {args['task']} round {args['round']}: {args['node']} scored {fixed(args['score'])}"
+    else:
+        text = f"{event.name} " + ", ".join(f"{k}={v}" for k, v in args.items())
+    return f"{prefix}block {event.block_number}: {text}"

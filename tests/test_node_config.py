@@ -1,0 +1,98 @@
+"""NodeConfig is the one schema between `flchain client` and the ClientApp: what the command writes into
+the SuperNode's --node-config is what the app reads back, through Flower's own parser."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from flwr.common.config import parse_config_args
+
+from fl_chain.chain.identity import write_keystore
+from fl_chain.chain.localnode import free_port
+from fl_chain.errors import FlchainError
+from fl_chain.fl.node_config import NodeConfig
+from fl_chain.fl.processes import format_node_config
+from tests.chainutil import LocalChain, home_with_deployment
+
+
+def test_round_trip_through_flowers_parser(tmp_path: Path) -> None:
+    data = tmp_path / "mine.npz"
+    data.write_bytes(b"")
+    config = NodeConfig(
+        deployment=tmp_path / "deployment.json",
+        rpc="http://10.1.2.3:8545",
+        key_path=tmp_path / "node.json",
+        partition_id=2,
+        num_partitions=5,
+        partitioning="dirichlet",
+        alpha=0.3,
+        data_seed=7,
+        data_path=data,
+        task="tests.user_task:TASK",
+        model_source="store",
+        finalized_only=True,
+    )
+    parsed = parse_config_args([format_node_config(config.to_node_config())])
+    assert NodeConfig.from_node_config(parsed) == config
+
+
+def test_bad_node_config_values_are_one_line_errors(tmp_path: Path) -> None:
+    base = {"flchain-deployment": str(tmp_path / "d.json")}
+    with pytest.raises(FlchainError, match="no 'flchain-deployment'"):
+        NodeConfig.from_node_config({})
+    with pytest.raises(FlchainError, match=r"--partitioning \(node config 'flchain-partitioning'\) 'zipf'"):
+        NodeConfig.from_node_config({**base, "flchain-partitioning": "zipf"})
+    with pytest.raises(FlchainError, match=r"node config 'flchain-alpha': cannot read 'lots'"):
+        NodeConfig.from_node_config({**base, "flchain-alpha": "lots"})
+
+
+def test_flchain_client_hands_its_task_and_seed_to_the_supernode(chain: LocalChain, tmp_path: Path) -> None:
+    """The SuperNode that `flchain client` starts carries the ML task and partition seed it was given
+    (before, every real node trained digits with seed 42 whatever it was told); SIGTERM stops it all."""
+    home = home_with_deployment(chain, tmp_path)
+    key = tmp_path / "node.json"
+    write_keystore(key, "s3cret-pw-Zq")
+    env = {**os.environ, "FLCHAIN_KEY_PASSWORD": "s3cret-pw-Zq", "COLUMNS": "200"}
+    args = ["client", "--key", str(key), "--superlink", f"127.0.0.1:{free_port()}", "--home", str(home)]
+    args += ["--task", "tests.user_task:TASK", "--data-seed", "7", "--partition", "1/3"]
+    client = subprocess.Popen(
+        [sys.executable, "-m", "fl_chain", *args], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        supernode = _wait_for_child(client.pid, "flower-supernode")
+        cmdline = supernode.cmdline()
+        parsed = parse_config_args([cmdline[cmdline.index("--node-config") + 1]])
+        node = NodeConfig.from_node_config(parsed)
+        assert (node.task, node.data_seed, node.partition_id, node.num_partitions) == (
+            "tests.user_task:TASK",
+            7,
+            1,
+            3,
+        )
+        assert node.key_path == key.resolve() and "s3cret-pw-Zq" not in " ".join(
+            cmdline
+        )  # the password is not argv
+    finally:
+        client.send_signal(signal.SIGTERM)
+        client.wait(timeout=30)
+    assert not supernode.is_running() or supernode.status() == psutil.STATUS_ZOMBIE
+
+
+def _wait_for_child(pid: int, name: str, timeout: float = 30.0) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(pid).children(recursive=True):
+            try:
+                if any(name in part for part in child.cmdline()):
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        time.sleep(0.2)
+    raise AssertionError(f"no {name} process under {pid}")

@@ -1,0 +1,219 @@
+"""ChainStrategy and its parts driven directly, as Flower tests its strategies: mock replies built in
+the test, a real anvil chain underneath, no Flower process. The wrapped strategy is Flower's FedAvg."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from eth_account.signers.local import LocalAccount
+from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore.task_identity import TaskIdentity
+
+from fl_chain.chain import ledger
+from fl_chain.fl.auth import sign_challenge
+from fl_chain.fl.committer import RoundCommitter
+from fl_chain.fl.records import (
+    AUTH_RECORD,
+    CONFIG_PARENT_ROUND,
+    CONFIG_TASK_ID,
+    arrays_to_record,
+    record_to_arrays,
+)
+from fl_chain.fl.report import NodeNotice, RoundReport, RunEvents
+from fl_chain.fl.screening import ScreeningPolicy, screen_replies
+from fl_chain.fl.strategy import ChainStrategy, Evaluation, RoundPolicy
+from fl_chain.store import ModelStore, hash_arrays
+from tests.chainutil import LocalChain, new_nodes
+
+RUN_ID = 77
+INITIAL = {"w": np.zeros((3, 2), dtype=np.float32), "b": np.zeros(2, dtype=np.float32)}
+Reply = Callable[[Message], Message | None]
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    """Flower stamps outgoing messages with the ServerApp's identity; set one as its runtime would."""
+    saved = (TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id)
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = RUN_ID, 1, 0
+    yield
+    TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = saved
+
+
+class FakeGrid(Grid):
+    """A Grid whose nodes are functions from a message to their reply (None: no answer in time)."""
+
+    def __init__(self, nodes: dict[int, Reply]) -> None:
+        self.nodes = nodes
+        self.sent: list[Message] = []
+
+    def set_run(self, run) -> None:
+        """Unused."""
+
+    @property
+    def run(self):
+        """A run with a fixed id."""
+        return SimpleNamespace(run_id=RUN_ID)
+
+    def create_message(self, *args, **kwargs) -> Message:
+        """Unused by the strategies."""
+        raise NotImplementedError
+
+    def get_node_ids(self) -> Iterable[int]:
+        """Every fake node is connected."""
+        return list(self.nodes)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Unused."""
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Unused."""
+        raise NotImplementedError
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+        """Each addressed node's reply, if it gives one."""
+        replies = []
+        for message in messages:
+            self.sent.append(message)
+            reply = self.nodes[message.metadata.dst_node_id](message)
+            if reply is not None:
+                replies.append(reply)
+        return replies
+
+
+def node(
+    account: LocalAccount, chain_id: int, node_id: int, delta: float, examples: int = 10, **bad
+) -> Reply:
+    """An honest node that answers the join challenge and adds `delta` to every weight when training;
+    `bad` makes it misbehave: nan=True poisons its update, silent=True never answers training."""
+
+    def reply(message: Message) -> Message | None:
+        if AUTH_RECORD in message.content.config_records:
+            nonce = str(message.content.config_records[AUTH_RECORD]["nonce"])
+            signature = sign_challenge(account, chain_id, RUN_ID, node_id, nonce)
+            answer = ConfigRecord({"address": account.address, "signature": signature})
+            return Message(RecordDict({AUTH_RECORD: answer}), reply_to=message)
+        if bad.get("silent"):
+            return None
+        arrays = {k: v + np.float32(delta) for k, v in record_to_arrays(message.content["arrays"]).items()}
+        if bad.get("nan"):
+            arrays["w"][0, 0] = np.nan
+        metrics = MetricRecord({"num-examples": examples})
+        return Message(RecordDict({"arrays": arrays_to_record(arrays), "metrics": metrics}), reply_to=message)
+
+    return reply
+
+
+def train_round(
+    strategy: ChainStrategy, grid: FakeGrid, rnd: int, arrays: dict
+) -> tuple[dict, list[Message]]:
+    """What Flower's Strategy.start does for one training round."""
+    messages = list(strategy.configure_train(rnd, arrays_to_record(arrays), ConfigRecord({"lr": 0.1}), grid))
+    replies = grid.send_and_receive(messages)
+    record, _ = strategy.aggregate_train(rnd, replies)
+    return record_to_arrays(record), messages
+
+
+def test_rounds_commit_screen_and_score_without_flower_processes(chain: LocalChain, tmp_path: Path) -> None:
+    client, chain_id = chain.client, chain.client.deployment.chain_id
+    honest_a, honest_b, poisoner, stranger = new_nodes(chain, 3) + new_nodes(chain, 1, approve=False)
+    grid = FakeGrid(
+        {
+            1: node(honest_a, chain_id, 1, 0.1, examples=10),
+            2: node(honest_b, chain_id, 2, 0.4, examples=30),
+            3: node(poisoner, chain_id, 3, 0.2, nan=True),
+            4: node(stranger, chain_id, 4, 0.3),
+        }
+    )
+    entries: list = []
+    committer = RoundCommitter.new_task(
+        client, chain.coordinator, ModelStore(tmp_path / "store"), b"\x01" * 32
+    )
+    round0 = committer.commit(0, INITIAL)
+    strategy = ChainStrategy(
+        FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2),
+        committer,
+        Evaluation(test_metrics=lambda arrays: (float(np.abs(arrays["w"]).sum()), 0.5)),
+        RoundPolicy(min_nodes=2, auth_timeout=5, screening=ScreeningPolicy(max_update_norm=10.0)),
+        events=RunEvents(callback=entries.append),
+    )
+
+    model, messages = train_round(strategy, grid, 1, INITIAL)
+
+    # The unregistered node was refused at the gate and never asked to train.
+    assert {m.metadata.dst_node_id for m in messages} == {1, 2, 3}
+    refused = [e for e in entries if isinstance(e, NodeNotice) and e.verdict == "refused"]
+    assert [(e.address, "not active" in e.reason) for e in refused] == [(stranger.address, True)]
+    config = messages[0].content.config_records["config"]
+    assert (config[CONFIG_TASK_ID], config[CONFIG_PARENT_ROUND], config["lr"]) == (committer.task, 0, 0.1)
+    # FedAvg of the two usable updates, weighted 10:30; the NaN update never reached aggregation.
+    np.testing.assert_allclose(model["w"], np.full((3, 2), 0.25 * 0.1 + 0.75 * 0.4), rtol=1e-6)
+    assert model["w"].dtype == np.float32
+    on_chain = ledger.get_round(client, committer.task, 1)
+    assert on_chain.model_hash == hash_arrays(model)
+    report = [e for e in entries if isinstance(e, RoundReport)][-1]
+    assert report.participants == sorted([honest_a.address, honest_b.address])
+    assert report.penalized == [poisoner.address] and "NaN" in report.dropped[poisoner.address]
+    assert ledger.contributions(client, committer.task, 1) == report.scores
+    assert report.tx and report.gas > 0 and report.model_hash == "0x" + on_chain.model_hash.hex()
+    logs = client.ledger.events.RoundCommitted().get_logs(
+        from_block=0, argument_filters={"task": committer.task}
+    )
+    assert bytes(logs[1]["args"]["parentHash"]) == round0.model_hash
+
+    # Round 2: honest_b stays silent (missed); the poisoner's second penalty takes it below the threshold.
+    grid.nodes[2] = node(honest_b, chain_id, 2, 0.0, silent=True)
+    model2, messages2 = train_round(strategy, grid, 2, model)
+    assert messages2[0].content.config_records["config"][CONFIG_PARENT_ROUND] == 1
+    report2 = [e for e in entries if isinstance(e, RoundReport)][-1]
+    assert report2.missed == [honest_b.address]
+    assert report2.participants == [honest_a.address]
+    assert report2.penalized == [poisoner.address] and report2.suspended == [poisoner.address]
+    np.testing.assert_allclose(model2["w"], model["w"] + np.float32(0.1), rtol=1e-6)
+    assert ledger.round_count(client, committer.task) == 3
+
+
+def test_screening_sorts_replies_and_names_every_reason() -> None:
+    grid = FakeGrid({})
+    outgoing = {
+        n: Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n, message_type="train")
+        for n in range(1, 7)
+    }
+
+    def reply(n: int, arrays: dict | None = None, metrics: dict | None = None) -> Message:
+        content = RecordDict()
+        if arrays is not None:
+            content["arrays"] = arrays_to_record(arrays)
+        if metrics is not None:
+            content["metrics"] = MetricRecord(metrics)
+        return Message(content, reply_to=outgoing[n])
+
+    good = {k: v + 1 for k, v in INITIAL.items()}
+    replies = [
+        reply(1, good, {"num-examples": 5}),
+        reply(2, {"w": np.zeros((2, 2), np.float32), "b": INITIAL["b"]}, {"num-examples": 5}),
+        reply(3, good, {}),
+        reply(4, good),
+        Message(
+            Error(code=1, reason="Traceback ...\nFlchainError: node is not active"), reply_to=outgoing[5]
+        ),
+        reply(6, good, {"num-examples": 5}),
+    ]
+    verified = {n: f"0x{n:040x}" for n in range(1, 6)}  # node 6 never proved an address
+    out = screen_replies(replies, verified, INITIAL, ScreeningPolicy())
+    assert [r.metadata.src_node_id for r in out.accepted] == [1]
+    assert out.weights == {verified[1]: 5.0} and set(out.updates) == {verified[1]}
+    assert "shape (2, 2), expected (3, 2)" in out.dropped[verified[2]]
+    assert "num-examples" in out.dropped[verified[3]]
+    assert "exactly one ArrayRecord and one MetricRecord" in out.dropped[verified[4]]
+    assert out.dropped[verified[5]] == "error reply: node is not active"
+    assert out.dropped["node 6"] == "reply from an unverified node"
+    assert out.penalized == {verified[2], verified[3], verified[4]}  # error replies are missed, not penalized
+    assert out.answered == {1, 2, 3, 4, 6}
+    assert grid.sent == []
