@@ -17,7 +17,6 @@ from fl_chain.cli_common import (
     DeploymentOpt,
     HomeOpt,
     RpcOpt,
-    chain_from_options,
     console,
     deployment_path,
     err_console,
@@ -193,11 +192,8 @@ def client(
     """Start a SuperNode running this node's ClientApp; runs until Ctrl-C."""
     import re
 
-    from fl_chain.chain import registry
-    from fl_chain.chain.identity import load_key
     from fl_chain.fl.node_config import NodeConfig, parse_partition
     from fl_chain.fl.node_supervisor import NodeSupervisor
-    from fl_chain.tasks import load_task
 
     if not re.fullmatch(r"[^:\s]+:\d+", superlink):
         raise FlchainError(f"--superlink {superlink!r}: expected HOST:PORT")
@@ -216,30 +212,16 @@ def client(
         model_source=model_source,
         finalized_only=finalized_only,
     ).validate()
-    load_task(task)  # a task that does not import fails here, not in every app process
-    password = read_password(key)
-    account = load_key(key, password)
-    chain = chain_from_options(home, deployment, rpc)
-    status = registry.status_of(chain, account.address)
-    if status != "Active":
+    supervisor = NodeSupervisor.open(node, key, read_password(key), superlink, state_home(home))
+    supervisor.root_certificates, supervisor.port = root_certificates, port
+    if supervisor.status != "Active":
         err_console.print(
-            f"warning: {account.address} is {status} in the NodeRegistry; the server will refuse this node "
-            "until a registrar approves it"
+            f"warning: {supervisor.address} is {supervisor.status} in the NodeRegistry; the server will "
+            "refuse this node until a registrar approves it"
         )
-    log = state_home(home) / "nodes" / f"{account.address}.log"
-    supervisor = NodeSupervisor(
-        chain, account.address, node, superlink, log, password, root_certificates, port
-    )
     with sigterm_as_interrupt():
-        try:
-            process = supervisor.start()
-            console.print(
-                f"node {account.address} ({status}) -> SuperLink {superlink} (pid {process.pid}, log {log})"
-            )
-            supervisor.run(
-                lambda e: console.print("chain: " + describe_event(e), highlight=False), err_console.print
-            )
-        except KeyboardInterrupt:
-            console.print("stopping the node")
-        finally:
-            supervisor.stop()
+        supervisor.serve(
+            lambda e: console.print("chain: " + describe_event(e), highlight=False),
+            console.print,
+            err_console.print,
+        )

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from fl_chain.chain import ledger, registry, reputation
+from fl_chain.chain import ledger, quorum, registry, reputation
 from fl_chain.cli_common import (
     DeploymentOpt,
     HomeOpt,
@@ -142,14 +142,12 @@ def pull(
     rpc: RpcOpt = None,
 ) -> None:
     """Download the newest committed model by its on-chain URI, verify its hash and write it."""
-    from fl_chain.chain import validation
-
     chain = chain_from_options(home, deployment, rpc)
     task_id = ledger.newest_task(chain, task)
     rounds = ledger.round_count(chain, task_id)
     if rounds == 0:
         raise FlchainError(f"task {task_id} has no committed round yet")
-    newest = validation.latest_finalized(chain, task_id) if finalized else rounds - 1
+    newest = quorum.latest_finalized(chain, task_id) if finalized else rounds - 1
     record, blob = ledger.fetch_model_blob(chain, task_id, newest)
     target = out or Path(f"model-task{task_id}-round{record.round}.safetensors")
     tmp = target.with_suffix(target.suffix + ".tmp")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from fl_chain.chain import enrolment, registry, reputation, validation
+from fl_chain.chain import enrolment, quorum, registry, reputation
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import keystore_address, load_key, write_keystore
 from fl_chain.chain.registry import Capacity
@@ -142,10 +142,10 @@ def validator_role(
 ) -> None:
     """Grant (or revoke) VALIDATOR_ROLE on the ValidationQuorum contract (admin)."""
     client = chain_from_options(home, deployment, rpc)
-    validation.quorum_contract(client)
+    quorum.quorum_contract(client)
     node = checksum(address)
     admin = acting_account(client, key, "admin")
-    validation.set_validator(client, admin, node, granted=not revoke)
+    quorum.set_validator(client, admin, node, granted=not revoke)
     console.print(f"{node}: VALIDATOR_ROLE {'revoked' if revoke else 'granted'}")
 
 

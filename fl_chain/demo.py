@@ -15,8 +15,7 @@ from pathlib import Path
 
 from eth_account import Account
 
-from fl_chain.chain import bootstrap, ledger
-from fl_chain.chain import validation as quorum
+from fl_chain.chain import bootstrap, ledger, quorum
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.reputation_model import ReputationParams
 from fl_chain.config import RunConfig

@@ -52,6 +52,7 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
     marker = f"flchain-e2e-{uuid.uuid4()}"  # inherited by every process the commands start
     env = {**os.environ, "FLCHAIN_KEY_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     env["FLCHAIN_TEST_MARKER"] = marker
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # the user task's module, on every node
     h = ["--home", str(home)]
     _run("chain", "up", "--detach", "--port", str(free_port()), *h, env=env)
     clients: list[subprocess.Popen] = []
@@ -65,7 +66,11 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
                 _run("node", "approve", "0x" + json.loads(key.read_text())["address"], *h, env=env)
         addresses = ["0x" + json.loads(k.read_text())["address"] for k in keys]
         config = tmp_path / "run.toml"
-        config.write_text("[federation]\nrounds = 2\nmin_nodes = 2\n\n[task]\nlocal_epochs = 1\n")
+        # A user task (another architecture than digits): every node must train what the server runs.
+        config.write_text(
+            "[federation]\nrounds = 2\nmin_nodes = 2\n\n"
+            '[task]\nname = "tests.user_task:TASK"\nlocal_epochs = 1\n'
+        )
         port = free_port()
         server_log = tmp_path / "server.out"
         server = _spawn(["server", "--config", str(config), "--port", str(port), *h], server_log, env)
@@ -78,6 +83,8 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
                 f"127.0.0.1:{port}",
                 "--partition",
                 f"{i}/3",
+                "--task",
+                "tests.user_task:TASK",
                 *h,
             ]
             clients.append(_spawn(args, tmp_path / f"client{i}.out", env))

@@ -130,7 +130,7 @@ def test_validator_and_pull_finalized_through_the_cli(
 
 
 def test_finalized_only_client_refuses_unfinalized_models(chain: LocalChain) -> None:
-    from fl_chain.chain.validation import require_finalized
+    from fl_chain.chain.quorum import require_finalized
 
     client = chain.client
     task = create_task(client, chain.coordinator, b"\x04" * 32, "")

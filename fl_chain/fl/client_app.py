@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fl_chain.chain import ledger, registry, validation
+from fl_chain.chain import ledger, quorum, registry
 from fl_chain.chain.client import ChainClient, open_chain
 from fl_chain.chain.identity import resolve_account
 from fl_chain.errors import FlchainError
@@ -79,7 +79,7 @@ def starting_model(settings: NodeConfig, chain: ChainClient, config: ConfigRecor
     round (or the committed blob itself), finalized by the validators if the node requires it."""
     task_id, parent_round = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND])
     if settings.finalized_only:
-        validation.require_finalized(chain, task_id, parent_round)
+        quorum.require_finalized(chain, task_id, parent_round)
     if settings.model_source == "store":
         return ledger.load_model(chain, task_id, parent_round)[1]
     ledger.verify_model(chain, task_id, parent_round, received)

@@ -13,7 +13,7 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
-from fl_chain.chain import ledger, validation
+from fl_chain.chain import ledger, quorum
 from fl_chain.chain.client import ChainClient
 from fl_chain.store import ModelStore, canonical_bytes
 
@@ -38,6 +38,16 @@ class Commit:
     def gas(self) -> int:
         """Gas the commit used."""
         return int(self.receipt["gasUsed"])
+
+    def report_fields(self) -> dict[str, str | int | list[str]]:
+        """What a round report says about the commit (fl/report.py's field names)."""
+        return {
+            "model_hash": "0x" + self.model_hash.hex(),
+            "uri": self.uri,
+            "tx": self.tx,
+            "gas": self.gas,
+            "suspended": list(self.suspended),
+        }
 
 
 class RoundCommitter:
@@ -97,7 +107,7 @@ class RoundCommitter:
         seconds["commit"] = time.monotonic() - started
         if self.wait_finalized > 0:
             started = time.monotonic()
-            validation.wait_finalized(self.client, self.task, round_number, self.wait_finalized)
+            quorum.wait_finalized(self.client, self.task, round_number, self.wait_finalized)
             seconds["finalize"] = time.monotonic() - started
         suspended = [e["node"] for e in self.client.events(self.client.reputation, "AutoSuspended", receipt)]
         return Commit(round_number, digest, uri, receipt, suspended, seconds)

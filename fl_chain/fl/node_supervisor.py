@@ -32,7 +32,25 @@ class NodeSupervisor:
     password: str
     root_certificates: Path | None = None
     port: int | None = None
+    status: str = ""  # the node's registry status when it started
     _process: Managed | None = None
+
+    @classmethod
+    def open(cls, node: NodeConfig, key: Path, password: str, superlink: str, home: Path) -> NodeSupervisor:
+        """Check everything before starting anything: the task imports, the key decrypts, the chain
+        answers; the node's log goes to HOME/nodes/ADDRESS.log."""
+        from fl_chain.chain import registry
+        from fl_chain.chain.client import open_chain
+        from fl_chain.chain.identity import load_key
+        from fl_chain.tasks import load_task
+
+        load_task(node.task)  # a task that does not import fails here, not in every app process
+        account = load_key(key, password)
+        chain = open_chain(node.deployment, node.rpc)
+        log = home / "nodes" / f"{account.address}.log"
+        supervisor = cls(chain, account.address, node, superlink, log, password)
+        supervisor.status = registry.status_of(chain, account.address)
+        return supervisor
 
     def start(self) -> Managed:
         """Start the SuperNode; the keystore password reaches its app processes by environment only."""
@@ -45,6 +63,23 @@ class NodeSupervisor:
             {PASSWORD_ENV: self.password},
         )
         return self._process
+
+    def serve(
+        self,
+        on_event: Callable[[ChainEvent], None],
+        say: Callable[[str], None],
+        complain: Callable[[str], None],
+    ) -> None:
+        """Start, say so, supervise until Ctrl-C or SIGTERM (as KeyboardInterrupt), and stop by PID."""
+        try:
+            process = self.start()
+            say(f"node {self.address} ({self.status}) -> SuperLink {self.superlink} (pid {process.pid})")
+            say(f"node log: {self.log}")
+            self.run(on_event, complain)
+        except KeyboardInterrupt:
+            say("stopping the node")
+        finally:
+            self.stop()
 
     def run(self, on_event: Callable[[ChainEvent], None], on_notice: Callable[[str], None]) -> None:
         """Supervise until interrupted (Ctrl-C / SIGTERM arrive as KeyboardInterrupt); always stops the

@@ -139,8 +139,11 @@ def wait_port(host: str, port: int, proc: Managed, timeout: float = 60.0) -> Non
     raise FlchainError(f"{proc.name} did not listen on {host}:{port} within {timeout:.0f} s; see {proc.log}")
 
 
-def start_superlink(host: str, port: int, log: Path, certificates: Path | None) -> Managed:
-    """A SuperLink whose Fleet, Control and ServerAppIo APIs share one HTTP port."""
+def start_superlink(
+    host: str, port: int, log: Path, certificates: Path | None, env: dict[str, str] | None = None
+) -> Managed:
+    """A SuperLink whose Fleet, Control and ServerAppIo APIs share one HTTP port; `env` reaches the
+    ServerApp processes it starts (the coordinator's keystore password, never on a command line)."""
     cmd = [
         _bin("flower-superlink"),
         "--host",
@@ -155,7 +158,7 @@ def start_superlink(host: str, port: int, log: Path, certificates: Path | None) 
         cmd += ["--ssl-keyfile", str(files["server.key"])]
     else:
         cmd += ["--insecure"]
-    link = spawn("SuperLink", cmd, log)
+    link = spawn("SuperLink", cmd, log, env)
     try:
         wait_port("127.0.0.1" if host in ("0.0.0.0", "::") else host, port, link)
     except BaseException:

@@ -158,17 +158,7 @@ def start_task(
     )
     commit = committer.commit(0, initial)
     loss, accuracy = evaluation.test_metrics(initial)
-    events.emit(
-        RoundReport(
-            round=0,
-            accuracy=accuracy,
-            loss=loss,
-            model_hash="0x" + commit.model_hash.hex(),
-            uri=commit.uri,
-            tx=commit.tx,
-            gas=commit.gas,
-        )
-    )
+    events.emit(RoundReport(round=0, accuracy=accuracy, loss=loss, **commit.report_fields()))
     return committer
 
 

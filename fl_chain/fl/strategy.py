@@ -157,15 +157,11 @@ class ChainStrategy(Strategy):
             dropped=screened.dropped,
             accuracy=accuracy,
             loss=loss,
-            model_hash="0x" + commit.model_hash.hex(),
-            uri=commit.uri,
-            tx=commit.tx,
-            gas=commit.gas,
             missed=missed,
             penalized=sorted(screened.penalized),
-            suspended=commit.suspended,
             reputations=reputation.reputations(self.committer.client, known),
             raw_scores={k: float(v) for k, v in raw.items()},
+            **commit.report_fields(),
         )
 
     def _chain_config(self, parent_round: int) -> dict[str, int]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.chain import ledger, validation
+from fl_chain.chain import ledger, quorum
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.fixedpoint import to_fixed
 from fl_chain.chain.watcher import ChainEvent
@@ -38,7 +38,7 @@ class Validator:
         build_model: Callable[[int], object],
         task: int | None = None,
     ) -> None:
-        validation.quorum_contract(client, "a validator")
+        quorum.quorum_contract(client, "a validator")
         self.client, self.account, self.data, self.build_model, self.task = (
             client,
             account,
@@ -54,7 +54,7 @@ class Validator:
         task, rnd = int(event.args["task"]), int(event.args["round"])
         if self.task is not None and task != self.task:
             return None
-        if validation.has_attested(self.client, task, rnd, self.account.address):
+        if quorum.has_attested(self.client, task, rnd, self.account.address):
             return None
         return self.attest(task, rnd)
 
@@ -66,9 +66,7 @@ class Validator:
         model = self.build_model(0)
         set_arrays(model, arrays)
         _, accuracy = evaluate(model, *self.data)
-        receipt = validation.attest(
-            self.client, self.account, task, rnd, record.model_hash, to_fixed(accuracy)
-        )
+        receipt = quorum.attest(self.client, self.account, task, rnd, record.model_hash, to_fixed(accuracy))
         return Attestation(
             task,
             rnd,

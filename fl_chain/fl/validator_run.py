@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_chain.chain import validation
+from fl_chain.chain import quorum
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import load_key
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher
@@ -41,8 +41,8 @@ class ValidatorRun:
     ) -> ValidatorRun:
         """Check the key's role, load the task and its held-out data, resume the validator's cursor."""
         account = load_key(key, password)
-        validation.quorum_contract(client, "a validator")
-        if not validation.is_validator(client, account.address):
+        quorum.quorum_contract(client, "a validator")
+        if not quorum.is_validator(client, account.address):
             raise FlchainError(
                 f"{account.address} lacks VALIDATOR_ROLE: ask the admin (flchain node validator-role)"
             )

@@ -1,4 +1,4 @@
-"""ValidationQuorum: validators' attestations and round finality."""
+"""ValidationQuorum wrapper: validators' attestations and round finality."""
 
 from __future__ import annotations
 
