@@ -38,6 +38,7 @@ class FederationSection:
     round_timeout: float = 300.0
     auth_timeout: float = 120.0
     wait_finalized: float = 0.0  # > 0: after each commit wait up to this long for the validator quorum
+    aggregation: str = "plain"  # plain: the strategy as is | trust: FLTrust weighting around it
     strategy_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,11 +70,15 @@ class StoreSection:
 class ScoringSection:
     """Contribution scoring and reply limits."""
 
-    method: str = "cosine"  # cosine | loss-delta | loo | gtg-shapley | data-size
+    method: str = "fltrust"  # fltrust | cosine | loss-delta | loo | gtg-shapley | data-size
     max_update_norm: float = 1000.0
     shapley_budget: int = 64  # validation evaluations per round for gtg-shapley
-    reject_outliers: bool = False  # drop and penalize updates far from the median update
+    reject_outliers: bool = False  # drop and penalize updates far from the median update (legacy rule)
     outlier_norm_ratio: float = 3.0
+    evidence: bool = True  # penalize on evidence anchored in the server's root update (fl/evidence.py)
+    evidence_window: int = 3  # penalize when `evidence_needed` of a node's last `evidence_window`
+    evidence_needed: int = 2  # updates were suspect
+    claim_cap: float = 2.0  # claimed examples count at most this x the round's median claim (0: off)
 
 
 @dataclass
@@ -179,12 +184,24 @@ def validate(config: RunConfig, source: str) -> None:
     for name in ("local_epochs", "batch_size"):
         if getattr(task, name) < 1:
             raise FlchainError(f"{source}: field 'task.{name}': expected >= 1")
-    methods = ("loss-delta", "loo", "gtg-shapley", "cosine", "data-size")
+    methods = ("loss-delta", "loo", "gtg-shapley", "cosine", "fltrust", "data-size")
     if config.scoring.method not in methods:
         raise FlchainError(
             f"{source}: field 'scoring.method': expected one of {', '.join(methods)}, "
             f"got {config.scoring.method!r}"
         )
+    if fed.aggregation not in ("plain", "trust"):
+        raise FlchainError(
+            f"{source}: field 'federation.aggregation': expected plain or trust, got {fed.aggregation!r}"
+        )
+    sc = config.scoring
+    if not 1 <= sc.evidence_needed <= sc.evidence_window:
+        raise FlchainError(
+            f"{source}: field 'scoring.evidence_needed': expected 1..evidence_window ({sc.evidence_window}), "
+            f"got {sc.evidence_needed}"
+        )
+    if sc.claim_cap < 0:
+        raise FlchainError(f"{source}: field 'scoring.claim_cap': expected >= 0 (0: off), got {sc.claim_cap}")
     if config.selection.mode not in ("uniform", "reputation"):
         raise FlchainError(
             f"{source}: field 'selection.mode': expected uniform or reputation, got {config.selection.mode!r}"

@@ -217,3 +217,25 @@ def test_screening_sorts_replies_and_names_every_reason() -> None:
     assert out.penalized == {verified[2], verified[3], verified[4]}  # error replies are missed, not penalized
     assert out.answered == {1, 2, 3, 4, 6}
     assert grid.sent == []
+
+
+def test_a_claim_of_a_billion_examples_buys_no_more_than_the_cap(chain: LocalChain, tmp_path: Path) -> None:
+    """Plain FedAvg weights replies by their claimed example counts; a claim counts at most
+    claim_cap (2) x the round's median claim, so a liar cannot own the aggregate."""
+    chain_id = chain.client.deployment.chain_id
+    nodes = new_nodes(chain, 4)
+    grid = FakeGrid({i + 1: node(n, chain_id, i + 1, 0.1, examples=10) for i, n in enumerate(nodes[:3])})
+    grid.nodes[4] = node(nodes[3], chain_id, 4, 1.0, examples=10**9)
+    committer = RoundCommitter.new_task(
+        chain.client, chain.coordinator, ModelStore(tmp_path / "s"), b"\x02" * 32
+    )
+    committer.commit(0, INITIAL)
+    strategy = ChainStrategy(
+        FedAvg(fraction_evaluate=0.0, min_train_nodes=4, min_available_nodes=4),
+        committer,
+        Evaluation(test_metrics=lambda arrays: (0.0, 0.0)),
+        RoundPolicy(min_nodes=4, auth_timeout=5),
+    )
+    model, _ = train_round(strategy, grid, 1, INITIAL)
+    # weights 10, 10, 10 and min(1e9, 2 x 10) = 20: (30 x 0.1 + 20 x 1.0) / 50
+    np.testing.assert_allclose(model["w"], np.full((3, 2), 0.46), rtol=1e-5)

@@ -48,3 +48,24 @@ def with_config(message: Message, values: Mapping[str, int | float | str]) -> Me
     return Message(
         content=content, message_type=message.metadata.message_type, dst_node_id=message.metadata.dst_node_id
     )
+
+
+def with_update(
+    reply: Message,
+    arrays: Mapping[str, np.ndarray] | None = None,
+    weight: float | None = None,
+    weight_key: str = WEIGHT_KEY,
+) -> Message:
+    """A copy of a training reply (same sender and metadata) with other arrays and/or another weight
+    metric, for wrappers that rescale or reweight updates before the wrapped strategy aggregates."""
+    parts = reply_parts(reply)
+    if isinstance(parts, str):
+        raise ValueError(parts)
+    record, metrics = parts
+    new_metrics = MetricRecord(dict(metrics))
+    if weight is not None:
+        new_metrics[weight_key] = float(weight)
+    content = RecordDict(
+        {"arrays": arrays_to_record(arrays) if arrays is not None else record, "metrics": new_metrics}
+    )
+    return Message(content=content, metadata=reply.metadata)

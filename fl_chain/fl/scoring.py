@@ -17,6 +17,10 @@ evaluations of the server's validation loss (one forward pass over the validatio
   permutation is used.
 - `cosine`: cosine of i's update with the coordinate-wise median update, in the spirit of CGSV
   (Xu et al. 2021); needs no validation data. Cost: no evaluation, O(n d).
+- `fltrust`: ReLU(cos(update_i, g0)) with the server's root update g0 (FLTrust, Cao et al. 2021): the
+  reference is the server's own training on its clean root set, not the other replies, so it holds with
+  a majority of attackers. Cost: one local training on the root set per round (shared with the
+  evidence test and trust-weighted aggregation), O(n d).
 - `data-size`: number of training examples reported (the naive baseline). Cost: nothing.
 
 The value of a coalition S is v(S) = -L(FedAvg(S)), with v(∅) = -L(previous global model).
@@ -47,6 +51,7 @@ class RoundInput:
     validation_loss: Callable[[Arrays], float] | None = None
     budget: int = 64  # evaluations per round for gtg-shapley
     seed: int = 0
+    root: np.ndarray | None = None  # the server's root update g0, flattened (fl/anchor.py)
     evaluations: int = field(default=0, init=False)
 
     def loss(self, arrays: Arrays) -> float:
@@ -165,6 +170,17 @@ def cosine_scores(inp: RoundInput) -> dict[str, float]:
     return scores
 
 
+def fltrust_scores(inp: RoundInput) -> dict[str, float]:
+    """ReLU(cos(update_i, g0)) with the server's root update g0 (FLTrust's trust score)."""
+    if inp.root is None:
+        raise ValueError("the fltrust score needs the server's root update (a validation split)")
+    from fl_chain.fl.trust import trust_scores
+
+    return trust_scores(
+        {who: _flat_delta(arrays, inp.previous) for who, arrays in inp.updates.items()}, inp.root
+    )
+
+
 def data_size_scores(inp: RoundInput) -> dict[str, float]:
     """The number of examples each participant reports."""
     return {who: float(inp.weights[who]) for who in inp.updates}
@@ -175,6 +191,7 @@ SCORERS: dict[str, Callable[[RoundInput], dict[str, float]]] = {
     "loo": leave_one_out_scores,
     "gtg-shapley": gtg_shapley_scores,
     "cosine": cosine_scores,
+    "fltrust": fltrust_scores,
     "data-size": data_size_scores,
 }
 
@@ -240,6 +257,7 @@ def score_round(
     weights: Mapping[str, float],
     validation_loss: Callable[[Arrays], float] | None,
     round_number: int,
+    root: np.ndarray | None = None,
 ) -> tuple[dict[str, float], dict[str, int]]:
     """(raw scores, fixed-point scores) of one round's accepted updates; empty when there are none."""
     if not updates:
@@ -251,6 +269,7 @@ def score_round(
         validation_loss,
         budget=policy.shapley_budget,
         seed=policy.seed + round_number,
+        root=root,
     )
     raw = SCORERS[policy.method](inp)
     return raw, normalise(raw)

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from flwr.app import Message
 
+from fl_chain.fl.anchor import flat_delta
+from fl_chain.fl.evidence import EvidenceBook
 from fl_chain.fl.gate import short_reason
-from fl_chain.fl.records import WEIGHT_KEY, record_to_arrays, reply_parts
+from fl_chain.fl.records import WEIGHT_KEY, record_to_arrays, reply_parts, with_update
 from fl_chain.fl.scoring import find_outliers
 from fl_chain.fl.validation import check_metrics, check_update
 
@@ -23,6 +25,7 @@ class ScreeningPolicy:
     weight_key: str = WEIGHT_KEY
     reject_outliers: bool = False
     outlier_norm_ratio: float = 3.0
+    claim_cap: float = 2.0  # a claimed example count counts at most this x the round's median claim (0: off)
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Screened:
     answered: set[int] = field(default_factory=set)  # node ids that replied without an error
     dropped: dict[str, str] = field(default_factory=dict)  # who -> reason
     penalized: set[str] = field(default_factory=set)  # verified senders of unusable or outlier replies
+    capped: dict[str, float] = field(default_factory=dict)  # who -> the example count it claimed
 
 
 def screen_replies(
@@ -65,7 +69,42 @@ def screen_replies(
         out.updates[who], out.weights[who] = arrays, weight
     if policy.reject_outliers:
         _drop_outliers(out, verified, previous, policy.outlier_norm_ratio)
+    if policy.claim_cap > 0:
+        _cap_claims(out, verified, policy)
     return out
+
+
+def _cap_claims(out: Screened, verified: Mapping[int, str], policy: ScreeningPolicy) -> None:
+    """No claimed example count buys more than `claim_cap` x the round's median claim of weight: the
+    wrapped strategy aggregates the capped replies. (Below half liars the median is honest; against a
+    majority, trust-weighted aggregation ignores claims altogether.)"""
+    if not out.weights:
+        return
+    cap = policy.claim_cap * float(np.median(list(out.weights.values())))
+    for i, reply in enumerate(out.accepted):
+        who = verified[reply.metadata.src_node_id]
+        if out.weights[who] > cap:
+            out.capped[who] = out.weights[who]
+            out.weights[who] = cap
+            out.accepted[i] = with_update(reply, weight=cap, weight_key=policy.weight_key)
+
+
+def judge_with_evidence(
+    out: Screened,
+    verified: Mapping[int, str],
+    book: EvidenceBook,
+    root: np.ndarray,
+    previous: Mapping[str, np.ndarray],
+) -> None:
+    """Anchored evidence (fl/evidence.py): suspect updates leave this round's aggregate, with the reason;
+    those whose evidence adds up are penalized."""
+    deltas = {who: flat_delta(arrays, previous) for who, arrays in out.updates.items()}
+    suspect, penalized = book.observe(deltas, root)
+    for who, reason in suspect.items():
+        out.dropped[who] = ("penalized: " + penalized[who]) if who in penalized else f"suspect: {reason}"
+        del out.updates[who], out.weights[who]
+    out.penalized |= set(penalized)
+    out.accepted = [r for r in out.accepted if verified[r.metadata.src_node_id] not in suspect]
 
 
 def _check(

@@ -4,9 +4,10 @@ split. Everything it reports goes to a `RunEvents` sink (fl/report.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
@@ -22,7 +23,9 @@ from fl_chain.chain.deployment import DEPLOYMENT_FILE
 from fl_chain.chain.identity import resolve_account
 from fl_chain.config import RunConfig
 from fl_chain.errors import FlchainError
+from fl_chain.fl.anchor import RootAnchor
 from fl_chain.fl.committer import RoundCommitter
+from fl_chain.fl.evidence import EvidenceBook, EvidencePolicy
 from fl_chain.fl.records import arrays_to_record
 from fl_chain.fl.report import RoundReport, RunEnd, RunEvents
 from fl_chain.fl.run_spec import RUN_CONFIG_KEY, RunSpec
@@ -30,6 +33,7 @@ from fl_chain.fl.scoring import ScoringPolicy
 from fl_chain.fl.screening import ScreeningPolicy
 from fl_chain.fl.selection import Selector
 from fl_chain.fl.strategy import ChainStrategy, Evaluation, RoundPolicy
+from fl_chain.fl.trust_strategy import TrustWeighted
 from fl_chain.store import ModelStore
 from fl_chain.store_http import BlobServer
 from fl_chain.tasks import load_task
@@ -56,6 +60,22 @@ def build_strategy(config: RunConfig) -> Strategy:
         raise FlchainError(f"federation.strategy_args for {fed.strategy}: {exc}") from None
 
 
+def wrapped_strategy(config: RunConfig, evaluation: Evaluation) -> Strategy:
+    """The configured Flower strategy, inside FLTrust weighting when `federation.aggregation = "trust"`."""
+    inner = build_strategy(config)
+    if config.federation.aggregation == "trust" and evaluation.root is not None:
+        return TrustWeighted(inner, evaluation.root)
+    return inner
+
+
+def evidence_book(config: RunConfig) -> EvidenceBook | None:
+    """The run's book of anchored evidence, when `scoring.evidence` is on."""
+    sc = config.scoring
+    if not sc.evidence:
+        return None
+    return EvidenceBook(EvidencePolicy(window=sc.evidence_window, needed=sc.evidence_needed))
+
+
 def round_policy(config: RunConfig) -> RoundPolicy:
     """The coordinator's per-round rules from the run configuration."""
     sc = config.scoring
@@ -63,7 +83,10 @@ def round_policy(config: RunConfig) -> RoundPolicy:
         min_nodes=config.federation.min_nodes,
         auth_timeout=config.federation.auth_timeout,
         screening=ScreeningPolicy(
-            sc.max_update_norm, reject_outliers=sc.reject_outliers, outlier_norm_ratio=sc.outlier_norm_ratio
+            sc.max_update_norm,
+            reject_outliers=sc.reject_outliers,
+            outlier_norm_ratio=sc.outlier_norm_ratio,
+            claim_cap=sc.claim_cap,
         ),
         scoring=ScoringPolicy(sc.method, sc.shapley_budget, config.task.seed),
         round_seconds=config.selection.round_seconds,
@@ -87,7 +110,7 @@ def selector_for(config: RunConfig) -> Selector | None:
 
 def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np.ndarray]]:
     """The server's evaluation hooks on its validation and test splits, and the initial model."""
-    from fl_chain.fl.training import evaluate, get_arrays, set_arrays
+    from fl_chain.fl.training import evaluate, get_arrays, set_arrays, train
 
     (x_val, y_val), (x_test, y_test) = task.server_data(seed)
     model = task.build_model(seed)
@@ -101,7 +124,26 @@ def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np
         return run
 
     validation = metrics_on(x_val, y_val)
-    return Evaluation(metrics_on(x_test, y_test), lambda arrays: validation(arrays)[0]), initial
+    root_model = task.build_model(seed)
+
+    def train_on_root(arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        # The nodes' local settings, on the server's clean validation split (the root set).
+        set_arrays(root_model, arrays)
+        train(
+            root_model,
+            x_val,
+            y_val,
+            epochs=int(config.get("local-epochs", 1)),
+            lr=float(config.get("lr", 0.05)),
+            batch_size=int(config.get("batch-size", 32)),
+            seed=int(config.get("seed", 0)),
+        )
+        return get_arrays(root_model)
+
+    evaluation = Evaluation(
+        metrics_on(x_test, y_test), lambda arrays: validation(arrays)[0], RootAnchor(train_on_root)
+    )
+    return evaluation, initial
 
 
 def coordinator_account(client: ChainClient, config: RunConfig) -> LocalAccount:
@@ -186,13 +228,14 @@ def run_federation(
                 client, coordinator, resume_task, store, record.model_hash, config.federation.wait_finalized
             )
         strategy = ChainStrategy(
-            build_strategy(config),
+            wrapped_strategy(config, evaluation),
             committer,
             evaluation,
             round_policy(config),
             selector_for(config),
             events,
             offset,
+            evidence_book(config),
         )
         strategy.start(
             grid,
@@ -211,13 +254,16 @@ def run_federation(
     return events.rounds
 
 
-def make_server_app(config: RunConfig, home: Path, events: RunEvents) -> ServerApp:
-    """A ServerApp with a fixed configuration (simulation and notebooks)."""
+def make_server_app(
+    config: RunConfig, home: Path, events: RunEvents, wrap_grid: Callable[[Grid], Grid] | None = None
+) -> ServerApp:
+    """A ServerApp with a fixed configuration (simulation and notebooks); `wrap_grid` lets experiments
+    put a Grid wrapper between Flower and the coordinator (fl/collusion.py)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, config, home, events)
+        run_federation(wrap_grid(grid) if wrap_grid else grid, config, home, events)
 
     return app
 

@@ -18,7 +18,9 @@ from flwr.supercore import log
 
 from fl_chain.chain import registry, reputation
 from fl_chain.chain.fixedpoint import from_fixed
+from fl_chain.fl.anchor import RootAnchor
 from fl_chain.fl.committer import RoundCommitter
+from fl_chain.fl.evidence import EvidenceBook
 from fl_chain.fl.gate import NodeGate, VerifiedGrid
 from fl_chain.fl.records import (
     CONFIG_LOCAL_STEPS,
@@ -30,7 +32,7 @@ from fl_chain.fl.records import (
 )
 from fl_chain.fl.report import RoundReport, RunEvents
 from fl_chain.fl.scoring import ScoringPolicy, score_round
-from fl_chain.fl.screening import Screened, ScreeningPolicy, screen_replies
+from fl_chain.fl.screening import Screened, ScreeningPolicy, judge_with_evidence, screen_replies
 from fl_chain.fl.selection import Selector, local_steps
 
 Arrays = Mapping[str, np.ndarray]
@@ -54,6 +56,7 @@ class Evaluation:
 
     test_metrics: Callable[[Arrays], tuple[float, float]]
     validation_loss: Callable[[Arrays], float] | None = None
+    root: RootAnchor | None = None  # the server's root update g0 (fl/anchor.py), if it has a root set
 
 
 class ChainStrategy(Strategy):
@@ -69,6 +72,7 @@ class ChainStrategy(Strategy):
         selector: Selector | None = None,
         events: RunEvents | None = None,
         round_offset: int = 0,
+        evidence: EvidenceBook | None = None,
     ) -> None:
         self.inner = inner
         self.committer = committer
@@ -76,6 +80,7 @@ class ChainStrategy(Strategy):
         self.policy = policy or RoundPolicy()
         self.selector = selector
         self.events = events or RunEvents()
+        self.evidence = evidence  # anchored evidence of harm (needs evaluation.root)
         self.gate = NodeGate(committer.client, self.events)
         # On-chain round = round_offset + Flower's round (a resumed run continues the numbering).
         self.round_offset = round_offset
@@ -83,6 +88,7 @@ class ChainStrategy(Strategy):
         self._capacity: dict[str, int] = {}  # declared samples/s, read once per node per run
         self._selected: dict[int, str] = {}
         self._previous: dict[str, np.ndarray] = {}
+        self._train_config: dict = {}
         self._train_started = 0.0
 
     # ---------------------------------------------------------------- training
@@ -96,6 +102,7 @@ class ChainStrategy(Strategy):
             allowed = self._select(allowed)
         self._previous = record_to_arrays(arrays)
         config = ConfigRecord({**dict(config), **self._chain_config(server_round - 1)})
+        self._train_config = dict(config)
         messages = self.inner.configure_train(server_round, arrays, config, VerifiedGrid(grid, allowed))
         messages = [self._sized(m) for m in messages]
         self._selected = {
@@ -111,6 +118,9 @@ class ChainStrategy(Strategy):
         on_chain_round = self.round_offset + server_round
         seconds = {"train": time.monotonic() - self._train_started}
         screened = screen_replies(replies, self.gate.verified, self._previous, self.policy.screening)
+        root = self._root_update()
+        if self.evidence is not None and root is not None:
+            judge_with_evidence(screened, self.gate.verified, self.evidence, root, self._previous)
         missed = sorted(a for n, a in self._selected.items() if n not in screened.answered)
         if self.selector is not None:
             answered = [a for n, a in self._selected.items() if n in screened.answered]
@@ -123,6 +133,7 @@ class ChainStrategy(Strategy):
             screened.weights,
             self.evaluation.validation_loss,
             on_chain_round,
+            root,
         )
         seconds["score"] = time.monotonic() - started
         model, metrics = self._aggregate(on_chain_round, screened)
@@ -163,6 +174,13 @@ class ChainStrategy(Strategy):
             raw_scores={k: float(v) for k, v in raw.items()},
             **commit.report_fields(),
         )
+
+    def _root_update(self) -> np.ndarray | None:
+        """g0 for this round, when something needs it and the server has a root set."""
+        needed = self.evidence is not None or self.policy.scoring.method == "fltrust"
+        if not needed or self.evaluation.root is None:
+            return None
+        return self.evaluation.root.delta(self._previous, self._train_config)
 
     def _chain_config(self, parent_round: int) -> dict[str, int]:
         return {CONFIG_TASK_ID: self.committer.task, CONFIG_PARENT_ROUND: self.round_offset + parent_round}

@@ -1,0 +1,90 @@
+"""Evidence of harm, anchored in the server's root update g0 (fl/anchor.py), accumulated over rounds.
+
+A contribution score only says how much a reply helped; a penalty needs evidence. Per round, an
+update is *suspect* when it points against the server's descent direction (cos(delta, g0) below
+`min_cosine`), when its size is far outside the root update's (norm ratio above `max_norm_ratio`:
+boosting; below `min_norm_ratio`: a free-rider returning the model it got), or when it is a copy of
+another node's update (colluding Sybils; honest nodes never send identical updates). Deviation from
+the other replies is never evidence: with non-IID data honest updates differ, and with a majority of
+attackers the other replies are the attackers'.
+
+A node is penalized for a suspect update only when at least `needed` of its last `window`
+participations were suspect (one bad round never is); a copy is penalized at once (two honest nodes
+never send the same update). Pure: verdicts in, penalties out; the coordinator keeps the book for the
+run."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fl_chain.fl.trust import cosine
+
+
+@dataclass(frozen=True)
+class EvidencePolicy:
+    """When an update is suspect, and how much suspicion makes a penalty."""
+
+    min_cosine: float = -0.05  # honest non-IID updates measured down to -0.03 in a late round
+    max_norm_ratio: float = 4.0  # honest updates measured at 0.1-2.5 x the root update (Dirichlet 0.1)
+    min_norm_ratio: float = 0.01
+    duplicate_cosine: float = 0.9999
+    window: int = 3
+    needed: int = 2
+
+
+def suspicions(
+    deltas: Mapping[str, np.ndarray], root: np.ndarray, policy: EvidencePolicy
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(suspect this round: who -> why, copies: who -> why) for one round's accepted updates."""
+    root_norm = float(np.linalg.norm(root))
+    suspect: dict[str, str] = {}
+    for who, delta in deltas.items():
+        ratio = float(np.linalg.norm(delta)) / root_norm if root_norm > 0 else 1.0
+        cos = cosine(delta, root)
+        if ratio < policy.min_norm_ratio:
+            suspect[who] = f"update {ratio:.3f} x the root update's size (returns the model it got)"
+        elif ratio > policy.max_norm_ratio:
+            suspect[who] = f"update {ratio:.1f} x the root update's size (boosted)"
+        elif cos < policy.min_cosine:
+            suspect[who] = f"update points against the server's root update (cosine {cos:.2f})"
+    return suspect, copies(deltas, policy.duplicate_cosine)
+
+
+def copies(deltas: Mapping[str, np.ndarray], threshold: float) -> dict[str, str]:
+    """Participants whose non-zero update is (almost) identical to another participant's."""
+    names = [w for w in sorted(deltas) if np.linalg.norm(deltas[w]) > 0]
+    found: dict[str, str] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if cosine(deltas[a], deltas[b]) >= threshold:
+                found.setdefault(a, f"update identical to {b}'s (collusion)")
+                found.setdefault(b, f"update identical to {a}'s (collusion)")
+    return found
+
+
+@dataclass
+class EvidenceBook:
+    """Each node's recent verdicts in this run, and the penalties they add up to."""
+
+    policy: EvidencePolicy = field(default_factory=EvidencePolicy)
+    history: dict[str, deque] = field(default_factory=dict)
+
+    def observe(
+        self, deltas: Mapping[str, np.ndarray], root: np.ndarray
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Record one round's verdicts; return (suspect this round: who -> why, penalized now: who ->
+        the evidence)."""
+        suspect, copied = suspicions(deltas, root, self.policy)
+        penalized: dict[str, str] = {}
+        for who in deltas:
+            past = self.history.setdefault(who, deque(maxlen=self.policy.window))
+            past.append(who in suspect or who in copied)
+            if who in copied:
+                penalized[who] = copied[who]
+            elif who in suspect and sum(past) >= self.policy.needed:
+                penalized[who] = f"{suspect[who]}; {sum(past)} of its last {len(past)} updates suspect"
+        return {**suspect, **copied}, penalized

@@ -1,0 +1,127 @@
+"""The anchored defence on constructed cases with known answers: FLTrust's trust and aggregate, the
+evidence book (no penalty for one bad round, at once for copies), the trust-weighted wrapper around
+Flower's FedAvg, and the experiment attacks (on-off, Sybils, ALIE, IPM)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore.task_identity import TaskIdentity
+
+from fl_chain.fl.anchor import RootAnchor
+from fl_chain.fl.attacks import apply_attack
+from fl_chain.fl.collusion import alie_z, colluding_deltas
+from fl_chain.fl.evidence import EvidenceBook, EvidencePolicy, suspicions
+from fl_chain.fl.records import arrays_to_record, record_to_arrays
+from fl_chain.fl.trust import trust_scores, trust_weighted_delta
+from fl_chain.fl.trust_strategy import TrustWeighted
+from tests.test_strategy import FakeGrid
+
+ROOT = np.array([2.0, 0.0])
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    saved = (TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id)
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 9, 1, 0
+    yield
+    TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = saved
+
+
+def test_fltrust_trust_and_aggregate_known_answer() -> None:
+    deltas = {"a": np.array([1.0, 1.0]), "b": np.array([3.0, 0.0]), "flip": np.array([-1.0, 0.0])}
+    trust = trust_scores(deltas, ROOT)
+    assert trust == pytest.approx({"a": 2**-0.5, "b": 1.0, "flip": 0.0})
+    # Each update rescaled to |g0| = 2, weighted by trust: the sign-flipped one has no say.
+    expected = (2**-0.5 * np.array([2**0.5, 2**0.5]) + 1.0 * np.array([2.0, 0.0])) / (1 + 2**-0.5)
+    np.testing.assert_allclose(trust_weighted_delta(deltas, ROOT), expected)
+    assert trust_weighted_delta({"flip": np.array([-1.0, 0.0])}, ROOT) is None
+
+
+def test_evidence_needs_two_suspect_rounds_and_copies_are_penalized_at_once() -> None:
+    book = EvidenceBook(EvidencePolicy(window=3, needed=2))
+    honest, flip = np.array([1.0, 0.2]), np.array([-1.0, 0.1])
+    rounds = [
+        {"honest": honest, "flip": flip, "odd": np.array([-0.5, 1.0])},  # odd: one bad round only
+        {"honest": honest, "flip": flip, "odd": np.array([0.8, -0.3])},
+        {"honest": honest, "flip": flip, "odd": np.array([0.9, 0.5])},
+    ]
+    penalties = [book.observe(r, ROOT)[1] for r in rounds]
+    assert [sorted(p) for p in penalties] == [[], ["flip"], ["flip"]]
+    assert "2 of its last 2 updates suspect" in penalties[1]["flip"]
+    suspect, copied = suspicions(
+        {"s1": np.array([0.3, 0.9]), "s2": np.array([0.3, 0.9]), "lazy": np.zeros(2), "big": ROOT * 5},
+        ROOT,
+        EvidencePolicy(),
+    )
+    assert set(copied) == {"s1", "s2"} and "collusion" in copied["s1"]
+    assert "returns the model it got" in suspect["lazy"] and "boosted" in suspect["big"]
+    assert EvidenceBook().observe({"s1": np.array([0.3, 0.9]), "s2": np.array([0.3, 0.9])}, ROOT)[
+        1
+    ].keys() == {
+        "s1",
+        "s2",
+    }
+
+
+def test_trust_weighted_wrapper_around_fedavg_ignores_claims() -> None:
+    previous = {"w": np.zeros(2, np.float32)}
+    updates = {
+        1: (np.array([1.0, 1.0]), 10),
+        2: (np.array([3.0, 0.0]), 10),
+        3: (np.array([-1.0, 0.0]), 10**9),
+    }
+    anchor = RootAnchor(lambda arrays, config: {"w": (arrays["w"] + ROOT).astype(np.float32)})
+    strategy = TrustWeighted(FedAvg(fraction_evaluate=0.0), anchor)
+    outgoing = {
+        n: Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n, message_type="train")
+        for n in updates
+    }
+    grid = FakeGrid(dict.fromkeys(updates, lambda message: None))
+    strategy.configure_train(1, arrays_to_record(previous), ConfigRecord({"lr": 0.1}), grid)
+    replies = [
+        Message(
+            RecordDict(
+                {
+                    "arrays": arrays_to_record({"w": d.astype(np.float32)}),
+                    "metrics": MetricRecord({"num-examples": n}),
+                }
+            ),
+            reply_to=outgoing[node],
+        )
+        for node, (d, n) in updates.items()
+    ]
+    record, _ = strategy.aggregate_train(1, replies)
+    expected = trust_weighted_delta({k: d for k, (d, _) in updates.items()}, ROOT)
+    np.testing.assert_allclose(record_to_arrays(record)["w"], expected, rtol=1e-6)
+
+
+def test_on_off_and_sybil_attacks() -> None:
+    received = {"w": np.zeros(4, np.float32)}
+    trained = {"w": np.ones(4, np.float32)}
+    on_off = {"kind": "on-off", "after": 2, "then": {"kind": "sign-flip"}}
+    np.testing.assert_array_equal(apply_attack(on_off, received, trained, 2)["w"], trained["w"])
+    np.testing.assert_array_equal(apply_attack(on_off, received, trained, 3)["w"], -trained["w"])
+    sybil = {"kind": "sybil", "std": 0.5, "seed": 7}
+    a = apply_attack(sybil, received, trained, 4)["w"]
+    b = apply_attack(sybil, received, {"w": np.full(4, 2, np.float32)}, 4)["w"]
+    np.testing.assert_array_equal(a, b)  # identical whatever each Sybil trained
+    assert not np.array_equal(a, apply_attack(sybil, received, trained, 5)["w"])  # new noise each round
+
+
+def test_alie_and_ipm_known_answers() -> None:
+    assert alie_z(10, 3) == pytest.approx(0.5244, abs=1e-3)  # s = 3, Phi^-1(0.7)
+    deltas = {
+        0: np.array([1.0, 2.0]),
+        1: np.array([3.0, 2.0]),
+        2: np.array([2.0, 5.0]),
+        3: np.array([2.0, 3.0]),
+    }
+    sent = colluding_deltas(deltas, {2: {"kind": "alie", "z": 1.0}, 3: {"kind": "ipm", "epsilon": 0.5}})
+    mean, std = np.array([2.0, 3.0]), np.array([np.sqrt(0.5), np.sqrt(1.5)])
+    np.testing.assert_allclose(sent[2], mean - std)
+    np.testing.assert_allclose(sent[3], -0.5 * mean)
