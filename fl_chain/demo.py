@@ -117,11 +117,25 @@ def simulate(
     )
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     run_simulation(
-        server_app=make_server_app(config, home, events),
+        server_app=make_server_app(config, home, events, _collusion(keys, attacks)),
         client_app=make_client_app(nodes),
         num_supernodes=len(keys),
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": 2}},
     )
+
+
+def _collusion(keys: list[str], attacks: dict[int, dict]):
+    """A Grid wrapper for coordinated attacks (ALIE, IPM) among the simulated nodes, or None."""
+    from fl_chain.fl.attacks import COORDINATED
+
+    colluders = {
+        Account.from_key(keys[pid]).address: a for pid, a in attacks.items() if a.get("kind") in COORDINATED
+    }
+    if not colluders:
+        return None
+    from fl_chain.fl.collusion import CollusionGrid
+
+    return lambda grid: CollusionGrid(grid, colluders)
 
 
 def _write_result(result: DemoResult) -> None:

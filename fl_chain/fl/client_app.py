@@ -88,7 +88,7 @@ def starting_model(settings: NodeConfig, chain: ChainClient, config: ConfigRecor
 
 def train_locally(settings: NodeConfig, message: Message, context: Context) -> Message:
     """Verify the model against the chain, train on the local partition, return weights + metrics."""
-    from fl_chain.fl.attacks import apply_attack
+    from fl_chain.fl.attacks import active_attack, apply_attack
     from fl_chain.fl.training import get_arrays, set_arrays, train
     from fl_chain.tasks import load_task
 
@@ -109,7 +109,8 @@ def train_locally(settings: NodeConfig, message: Message, context: Context) -> M
             settings.data_path,
         )
     )
-    if settings.attack.get("kind") == "label-flip":
+    round_number = int(config[CONFIG_PARENT_ROUND]) + 1
+    if active_attack(settings.attack, round_number).get("kind") == "label-flip":
         y = y.max() - y  # every label mapped to another class, consistently
     model = task.build_model(0)
     set_arrays(model, arrays)
@@ -124,7 +125,7 @@ def train_locally(settings: NodeConfig, message: Message, context: Context) -> M
         proximal_mu=float(config.get("proximal-mu", 0.0)),
         steps=int(config[CONFIG_LOCAL_STEPS]) if CONFIG_LOCAL_STEPS in config else None,
     )
-    updated = apply_attack(settings.attack, arrays, get_arrays(model))
+    updated = apply_attack(settings.attack, arrays, get_arrays(model), round_number)
     content = RecordDict(
         {
             "arrays": arrays_to_record(updated),

@@ -35,12 +35,11 @@ def short_reason(text: str, limit: int = 300) -> str:
     return (lines[-1] if lines else "unknown error")[:limit]
 
 
-class VerifiedGrid(Grid):
-    """A view of the Grid that only shows nodes allowed to take part; everything else delegates."""
+class DelegatingGrid(Grid):
+    """A Grid that passes everything to another one; subclasses change what they need."""
 
-    def __init__(self, grid: Grid, allowed: set[int]) -> None:
+    def __init__(self, grid: Grid) -> None:
         self._grid = grid
-        self._allowed = allowed
 
     def set_run(self, run) -> None:
         """Delegate."""
@@ -56,12 +55,12 @@ class VerifiedGrid(Grid):
         return self._grid.create_message(*args, **kwargs)
 
     def get_node_ids(self) -> Iterable[int]:
-        """Only the allowed nodes that are connected."""
-        return [n for n in self._grid.get_node_ids() if n in self._allowed]
+        """Delegate."""
+        return self._grid.get_node_ids()
 
     def get_nodes(self):
-        """Only the allowed nodes."""
-        return [n for n in self._grid.get_nodes() if n.node_id in self._allowed]
+        """Delegate."""
+        return self._grid.get_nodes()
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         """Delegate."""
@@ -76,6 +75,22 @@ class VerifiedGrid(Grid):
     ) -> Iterable[Message]:
         """Delegate."""
         return self._grid.send_and_receive(messages, timeout=timeout)
+
+
+class VerifiedGrid(DelegatingGrid):
+    """A view of the Grid that only shows nodes allowed to take part."""
+
+    def __init__(self, grid: Grid, allowed: set[int]) -> None:
+        super().__init__(grid)
+        self._allowed = allowed
+
+    def get_node_ids(self) -> Iterable[int]:
+        """Only the allowed nodes that are connected."""
+        return [n for n in self._grid.get_node_ids() if n in self._allowed]
+
+    def get_nodes(self):
+        """Only the allowed nodes."""
+        return [n for n in self._grid.get_nodes() if n.node_id in self._allowed]
 
 
 class NodeGate:
