@@ -39,9 +39,10 @@ bench: setup
 	$(PY) bench/pow.py
 	$(PY) bench/audit.py
 
-# About 25 minutes on 2 cores: 48 federated runs.
+# About 45 minutes on 2 cores: 99 + 15 federated runs (the grid, then its headline cells over 3 seeds).
 bench-robustness: setup
 	$(PY) bench/robustness.py
+	$(PY) bench/robustness_seeds.py
 
 clean:
 	rm -rf build .flchain .pytest_cache

@@ -1,10 +1,9 @@
-"""Robustness experiment: attacker fractions x defences x attacks on digits, fixed seeds.
+"""Robustness grid: data partitioning x attacker fraction x attack x defence, 10 nodes on digits.
 
-For each run: a fresh local chain, 10 simulated nodes (the first k are attackers), Flower's
-Simulation Engine, on-chain reputation. Writes docs/robustness.md (table), docs/robustness.png
-(mean reputation of attackers vs honest nodes per round) and docs/robustness.json (raw results).
-Usage: .venv/bin/python bench/robustness.py [--clients 10] [--rounds 8] [--quick]
-Runtime: about 20 s per run on 2 cores (48 runs by default).
+For each run: a fresh local chain, 10 simulated nodes (the first k attack), Flower's Simulation Engine,
+on-chain reputation; fixed seeds. Writes docs/robustness.md (tables against the targets),
+docs/robustness.json (raw results) and docs/robustness.png.
+Usage: .venv/bin/python bench/robustness.py [--rounds 8] [--quick]   (about 25 s per run on 2 cores)
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import tempfile
 import time
@@ -23,201 +21,161 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
+from fl_chain.chain.fixedpoint import from_fixed  # noqa: E402
 from fl_chain.chain.reputation_model import ReputationParams  # noqa: E402
 from fl_chain.config import RunConfig  # noqa: E402
 from fl_chain.demo import run_demo  # noqa: E402
 
-ATTACKS = {
+CLIENTS = 10
+ATTACKS: dict[str, dict] = {
     "sign-flip": {"kind": "sign-flip", "scale": 1.0},
-    "noise": {"kind": "noise", "std": 0.5},
+    "noise": {"kind": "noise", "std": 0.3},
     "label-flip": {"kind": "label-flip"},
     "free-rider": {"kind": "free-rider"},
-    "scale": {"kind": "scale", "scale": 10.0},
+    "boost x5": {"kind": "scale", "scale": 5.0},
+    "boost x3 (under the filter)": {"kind": "scale", "scale": 3.0},
+    "ALIE": {"kind": "alie"},
+    "IPM": {"kind": "ipm", "epsilon": 0.5},
+    "on-off (sign-flip from round 4)": {"kind": "on-off", "after": 3, "then": {"kind": "sign-flip"}},
+    "Sybils (identical)": {"kind": "sybil", "std": 0.3, "seed": 1},
+    "mixed": {},  # attacker i runs MIXED[i % len(MIXED)]
 }
-DEFENCES = ("FedAvg", "FedAvg + reputation", "MultiKrum + reputation")
-FRACTIONS = (0.0, 0.1, 0.3, 0.5)
+MIXED = ("sign-flip", "noise", "boost x5", "label-flip", "ALIE")
+DATA = {"IID": ("iid", 0.5), "Dir 1.0": ("dirichlet", 1.0), "Dir 0.3": ("dirichlet", 0.3)}
+DATA |= {"Dir 0.1": ("dirichlet", 0.1), "shards": ("shards", 0.5)}
+DEFENCES = ("none", "median (legacy)", "anchored (default)", "anchored + trust", "MultiKrum")
 console = Console()
 
 
-def configure(defence: str, attackers: int, clients: int, rounds: int) -> tuple[RunConfig, ReputationParams]:
+def configure(defence: str, data: str, attackers: int, rounds: int) -> tuple[RunConfig, ReputationParams]:
     """Run configuration and on-chain reputation parameters of one defence."""
     config = RunConfig()
-    config.federation.rounds = rounds
-    config.federation.min_nodes = 2
-    config.task.local_epochs = 3
-    config.scoring.method = "cosine"
+    config.federation.rounds, config.federation.min_nodes, config.task.local_epochs = rounds, 2, 3
+    config.task.partitioning, config.task.alpha = DATA[data]
     params = ReputationParams()
-    if defence == "FedAvg":  # no defence: uniform sampling, no outlier rejection, no auto-suspension
+    if defence in ("none", "MultiKrum"):  # no flchain defence: every reply aggregated, nobody suspended
+        config.scoring.method, config.scoring.evidence, config.scoring.claim_cap = "cosine", False, 0.0
         params = ReputationParams(threshold=0)
-    else:
-        config.selection.mode = "reputation"
-        config.scoring.reject_outliers = True
-    if defence.startswith("MultiKrum"):
+    if defence == "MultiKrum":
         config.federation.strategy = "MultiKrum"
         config.federation.strategy_args = {
             "num_malicious_nodes": attackers,
-            "num_nodes_to_select": max(1, clients - attackers),
+            "num_nodes_to_select": max(1, CLIENTS - attackers),
         }
+    if defence == "median (legacy)":  # the earlier rule: distance from the median update is evidence
+        config.scoring.method, config.scoring.evidence, config.scoring.reject_outliers = "cosine", False, True
+        config.selection.mode = "reputation"
+    if defence == "anchored + trust":
+        config.federation.aggregation = "trust"
     return config, params
 
 
-def run_one(defence: str, attack: str, fraction: float, clients: int, rounds: int) -> dict:
-    """One run; returns its metrics."""
-    attackers = round(fraction * clients)
-    config, params = configure(defence, attackers, clients, rounds)
-    attacks = {i: {**ATTACKS[attack], "seed": i} for i in range(attackers)}
+def attacks_for(attack: str, attackers: int) -> dict[int, dict]:
+    """The attack of each attacking node (partition ids 0..k-1)."""
+    out = {}
+    for i in range(attackers):
+        name = MIXED[i % len(MIXED)] if attack == "mixed" else attack
+        preset = ATTACKS[name]
+        out[i] = {**preset, "seed": preset.get("seed", i)}
+    return out
+
+
+def run_one(defence: str, data: str, attack: str, fraction: float, rounds: int, seed: int = 42) -> dict:
+    """One run (data partition and training seeded by `seed`); returns its metrics."""
+    attackers = round(fraction * CLIENTS)
+    config, params = configure(defence, data, attackers, rounds)
+    config.task.seed = seed
     with tempfile.TemporaryDirectory() as tmp:
-        result = run_demo(config, clients, Path(tmp), attacks=attacks, plot=False, reputation_params=params)
+        result = run_demo(
+            config,
+            CLIENTS,
+            Path(tmp),
+            attacks=attacks_for(attack, attackers),
+            plot=False,
+            reputation_params=params,
+        )
     bad = set(result.nodes[:attackers])
-    suspended: set[str] = set()
-    all_suspended_round = None
+    suspended, penalized_honest, all_suspended = set(), set(), None
     attacker_rep, honest_rep = [], []
     for report in result.reports:
         suspended |= set(report.suspended)
-        if bad and all_suspended_round is None and bad <= suspended:
-            all_suspended_round = report.round
+        penalized_honest |= set(report.penalized) - bad
+        if bad and all_suspended is None and bad <= suspended:
+            all_suspended = report.round
         reps = report.reputations
-        a = [reps[n] / 1e6 for n in bad if n in reps]
-        h = [reps[n] / 1e6 for n in result.nodes[attackers:] if n in reps]
+        a = [from_fixed(reps[n]) for n in bad if n in reps]
+        h = [from_fixed(reps[n]) for n in result.nodes[attackers:] if n in reps]
         attacker_rep.append(sum(a) / len(a) if a else None)
         honest_rep.append(sum(h) / len(h) if h else None)
-    true_pos = len(suspended & bad)
-    honest_suspended = len(suspended - bad)
     return {
         "defence": defence,
-        "attack": attack,
+        "data": data,
+        "attack": attack if attackers else "none",
         "fraction": fraction,
         "attackers": attackers,
+        "seed": seed,
         "final_accuracy": result.reports[-1].accuracy,
-        "precision": true_pos / len(suspended) if suspended else None,
-        "recall": true_pos / len(bad) if bad else None,
-        "honest_suspended_share": honest_suspended / (clients - attackers),
-        "rounds_until_all_suspended": all_suspended_round,
+        "attackers_suspended": len(suspended & bad),
+        "honest_suspended": len(suspended - bad),
+        "honest_penalized": len(penalized_honest),
+        "rounds_until_all_suspended": all_suspended,
+        "gas_last_round": result.reports[-1].gas,
         "attacker_reputation": attacker_rep,
         "honest_reputation": honest_rep,
         "accuracy": [r.accuracy for r in result.reports],
     }
 
 
-def _fmt(value: float | None, pct: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{100 * value:.1f} %" if pct else f"{value:.2f}"
-
-
-def write_outputs(results: list[dict], clients: int, rounds: int, minutes: float) -> None:
-    """docs/robustness.md, .png and .json."""
-    docs = ROOT / "docs"
-    docs.mkdir(exist_ok=True)
-    (docs / "robustness.json").write_text(json.dumps(results, indent=1))
-    clean = {r["defence"]: r["final_accuracy"] for r in results if r["fraction"] == 0}
-    lines = [
-        "# Robustness of contribution scoring, reputation and selection",
-        "",
-        f"Generated by `bench/robustness.py` ({clients} simulated nodes on digits, {rounds} rounds, 3 local "
-        "epochs, IID partitions, seeds fixed; cosine scoring; the first k nodes attack). "
-        f"{len(results)} runs in {minutes:.0f} min on 2 cores.",
-        "",
-        "- **FedAvg**: the wrapped strategy samples uniformly, every well-formed reply is aggregated, "
-        "reputation is recorded but never suspends (threshold 0).",
-        "- **+ reputation**: reputation x reliability sampling, updates far from the median update are "
-        "rejected and penalized on-chain, nodes below reputation 0.25 are suspended by the contract.",
-        "- Accuracy is the server's held-out test split after the last round; clean-run accuracy per "
-        "defence: " + ", ".join(f"{d} {100 * a:.1f} %" for d, a in clean.items()) + ".",
-        "- Precision/recall: of suspended nodes that were attackers / of attackers that were suspended. "
-        "'all susp.' is the first round after which every attacker was suspended.",
-        "",
-        "| attack | attackers | defence | final accuracy | vs clean | precision | recall | honest susp. "
-        "| all susp. | rep. attackers (last) | rep. honest (last) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+def grid(quick: bool) -> list[tuple[str, str, str, float]]:
+    """(defence, data, attack, fraction) of every run."""
+    if quick:
+        return [
+            ("anchored (default)", "Dir 0.1", "none", 0.0),
+            ("anchored (default)", "Dir 0.3", "sign-flip", 0.3),
+            ("anchored + trust", "IID", "ALIE", 0.5),
+        ]
+    attacks = list(ATTACKS)
+    runs = [(d, data, "none", 0.0) for data in DATA for d in DEFENCES[:4]]
+    runs += [("anchored (default)", data, a, 0.3) for data in ("IID", "Dir 0.3") for a in attacks]
+    runs += [("none", "IID", a, 0.3) for a in attacks]
+    runs += [
+        (d, "IID", a, 0.3) for d in ("median (legacy)", "MultiKrum", "anchored + trust") for a in MIXED[:3]
     ]
-    for r in results:
-        delta = 100 * (r["final_accuracy"] - clean.get(r["defence"], math.nan))
-        lines.append(
-            f"| {r['attack'] if r['attackers'] else 'none'} | {100 * r['fraction']:.0f} % | {r['defence']} | "
-            f"{_fmt(r['final_accuracy'], True)} | {delta:+.1f} | {_fmt(r['precision'])} | "
-            f"{_fmt(r['recall'])} | "
-            f"{_fmt(r['honest_suspended_share'], True)} | {r['rounds_until_all_suspended'] or '-'} | "
-            f"{_fmt(r['attacker_reputation'][-1])} | {_fmt(r['honest_reputation'][-1])} |"
-        )
-    lines += ["", "![reputation per round](robustness.png)", ""]
-    (docs / "robustness.md").write_text("\n".join(lines))
-    plot(results, docs / "robustness.png")
-
-
-def plot(results: list[dict], path: Path) -> None:
-    """Mean reputation of attackers and honest nodes per round, 30 % attackers, defended FedAvg."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    chosen = [r for r in results if r["defence"] == "FedAvg + reputation" and r["fraction"] == 0.3]
-    if not chosen:
-        return
-    fig, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 3), sharey=True)
-    for ax, r in zip(list(axes) if len(chosen) > 1 else [axes], chosen, strict=True):
-        rounds = range(len(r["honest_reputation"]))
-        ax.plot(
-            rounds, [v if v is not None else float("nan") for v in r["honest_reputation"]], label="honest"
-        )
-        ax.plot(
-            rounds,
-            [v if v is not None else float("nan") for v in r["attacker_reputation"]],
-            label="attackers",
-        )
-        ax.axhline(0.25, color="grey", lw=0.8, ls="--")
-        ax.set_title(r["attack"])
-        ax.set_xlabel("round")
-    (list(axes) if len(chosen) > 1 else [axes])[0].set_ylabel("mean reputation")
-    (list(axes) if len(chosen) > 1 else [axes])[0].legend()
-    fig.suptitle("30 % attackers, FedAvg + reputation (dashed: suspension threshold)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    runs += [(d, "IID", a, 0.5) for d in ("anchored (default)", "anchored + trust") for a in attacks]
+    runs += [("anchored + trust", "IID", a, 0.7) for a in attacks]
+    runs += [("anchored (default)", "IID", a, f) for a, f in (("sign-flip", 0.7), ("ALIE", 0.7))]
+    runs += [("anchored (default)", "IID", a, 0.1) for a in ("sign-flip", "ALIE")]
+    return runs
 
 
 def main() -> None:
     """Run the grid and write the outputs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--quick", action="store_true", help="30 %% attackers only, sign-flip and noise")
+    parser.add_argument("--quick", action="store_true", help="three headline cells (about 1.5 min)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where the results go")
     args = parser.parse_args()
     logging.getLogger("flwr").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    fractions = (0.0, 0.3) if args.quick else FRACTIONS
-    attacks = ("sign-flip", "noise") if args.quick else tuple(ATTACKS)
-    grid = [(d, "sign-flip", 0.0) for d in DEFENCES] if 0.0 in fractions else []
-    grid += [(d, a, f) for f in fractions if f > 0 for a in attacks for d in DEFENCES]
-    started = time.monotonic()
-    results = []
-    for i, (defence, attack, fraction) in enumerate(grid, 1):
+    runs = grid(args.quick)
+    started, results = time.monotonic(), []
+    for i, (defence, data, attack, fraction) in enumerate(runs, 1):
         t = time.monotonic()
-        r = run_one(defence, attack, fraction, args.clients, args.rounds)
+        r = run_one(defence, data, attack, fraction, args.rounds)
         results.append(r)
         console.print(
-            f"[{i}/{len(grid)}] {attack if fraction else 'clean':10} {100 * fraction:3.0f} % {defence:24} "
-            f"acc {100 * r['final_accuracy']:5.1f} %  recall {_fmt(r['recall'])}  "
-            f"honest susp {_fmt(r['honest_suspended_share'], True)}  ({time.monotonic() - t:.0f} s)"
+            f"[{i}/{len(runs)}] {data:8} {attack:32} {100 * fraction:3.0f} % {defence:20} "
+            f"acc {100 * r['final_accuracy']:5.1f} %  "
+            f"attackers susp {r['attackers_suspended']}/{r['attackers']} "
+            f"(all by {r['rounds_until_all_suspended']})  honest susp {r['honest_suspended']} "
+            f"pen {r['honest_penalized']}  ({time.monotonic() - t:.0f} s)"
         )
-    write_outputs(results, args.clients, args.rounds, (time.monotonic() - started) / 60)
-    table = Table(title="robustness (see docs/robustness.md)")
-    for col in ("attack", "attackers", "defence", "accuracy", "recall", "honest susp.", "all susp."):
-        table.add_column(col)
-    for r in results:
-        table.add_row(
-            r["attack"] if r["attackers"] else "none",
-            f"{100 * r['fraction']:.0f} %",
-            r["defence"],
-            _fmt(r["final_accuracy"], True),
-            _fmt(r["recall"]),
-            _fmt(r["honest_suspended_share"], True),
-            str(r["rounds_until_all_suspended"] or "-"),
-        )
-    console.print(table)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "robustness.json").write_text(json.dumps(results, indent=1))  # progress survives a stop
+    from robustness_report import write_report
+
+    write_report(results, args.out, args.rounds, (time.monotonic() - started) / 60)
 
 
 if __name__ == "__main__":
