@@ -24,6 +24,7 @@ from fl_chain.cli_common import (
 )
 from fl_chain.config import RunConfig, load_config
 from fl_chain.errors import FlchainError
+from fl_chain.fl.report import NodeNotice, RunEntry
 from fl_chain.paths import state_home
 from fl_chain.views import describe_event, print_entry, summary_table
 
@@ -86,8 +87,9 @@ def demo(
         f"{run_config.federation.strategy}, {backend} chain, {split} partitions"
     )
     started = time.monotonic()
+    # Simulated nodes all verify; only refusals are news (a line per node would bury 100-node runs).
     result = run_demo(
-        run_config, clients, home.resolve(), backend, on_entry=print_entry, validators=validators
+        run_config, clients, home.resolve(), backend, on_entry=_demo_entry, validators=validators
     )
     if validators:
         console.print(
@@ -102,6 +104,11 @@ def demo(
     )
     if result.chain_rounds != expected or len(result.reports) != expected:
         raise FlchainError(f"the run ended early: {len(result.reports)} of {expected} rounds committed")
+
+
+def _demo_entry(entry: RunEntry) -> None:
+    if not (isinstance(entry, NodeNotice) and entry.verdict == "verified"):
+        print_entry(entry)
 
 
 def _quiet_simulation() -> None:

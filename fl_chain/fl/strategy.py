@@ -118,7 +118,10 @@ class ChainStrategy(Strategy):
         on_chain_round = self.round_offset + server_round
         seconds = {"train": time.monotonic() - self._train_started}
         screened = screen_replies(replies, self.gate.verified, self._previous, self.policy.screening)
+        started = time.monotonic()
         root = self._root_update()
+        if root is not None:
+            seconds["anchor"] = time.monotonic() - started  # the server's own training on its root set
         if self.evidence is not None and root is not None:
             judge_with_evidence(screened, self.gate.verified, self.evidence, root, self._previous)
         missed = sorted(a for n, a in self._selected.items() if n not in screened.answered)
