@@ -28,8 +28,8 @@ from fl_chain.fl.trust import cosine
 class EvidencePolicy:
     """When an update is suspect, and how much suspicion makes a penalty."""
 
-    min_cosine: float = -0.05  # honest non-IID updates measured down to -0.03 in a late round
-    max_norm_ratio: float = 4.0  # honest updates measured at 0.1-2.5 x the root update (Dirichlet 0.1)
+    min_cosine: float = -0.05  # single honest updates dip lower (docs/anchor-calibration.md): hence `needed`
+    max_norm_ratio: float = 4.0  # honest updates measured at 0.08-2.52 x (docs/anchor-calibration.md)
     min_norm_ratio: float = 0.01
     duplicate_cosine: float = 0.9999
     window: int = 3

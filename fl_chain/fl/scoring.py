@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fl_chain.chain.fixedpoint import SCALE
+from fl_chain.fl.trust import trust_scores
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -174,8 +175,6 @@ def fltrust_scores(inp: RoundInput) -> dict[str, float]:
     """ReLU(cos(update_i, g0)) with the server's root update g0 (FLTrust's trust score)."""
     if inp.root is None:
         raise ValueError("the fltrust score needs the server's root update (a validation split)")
-    from fl_chain.fl.trust import trust_scores
-
     return trust_scores(
         {who: _flat_delta(arrays, inp.previous) for who, arrays in inp.updates.items()}, inp.root
     )

@@ -38,7 +38,6 @@ class Screened:
     answered: set[int] = field(default_factory=set)  # node ids that replied without an error
     dropped: dict[str, str] = field(default_factory=dict)  # who -> reason
     penalized: set[str] = field(default_factory=set)  # verified senders of unusable or outlier replies
-    capped: dict[str, float] = field(default_factory=dict)  # who -> the example count it claimed
 
 
 def screen_replies(
@@ -84,7 +83,6 @@ def _cap_claims(out: Screened, verified: Mapping[int, str], policy: ScreeningPol
     for i, reply in enumerate(out.accepted):
         who = verified[reply.metadata.src_node_id]
         if out.weights[who] > cap:
-            out.capped[who] = out.weights[who]
             out.weights[who] = cap
             out.accepted[i] = with_update(reply, weight=cap, weight_key=policy.weight_key)
 
