@@ -44,7 +44,15 @@ ATTACKS: dict[str, dict] = {
 MIXED = ("sign-flip", "noise", "boost x5", "label-flip", "ALIE")
 DATA = {"IID": ("iid", 0.5), "Dir 1.0": ("dirichlet", 1.0), "Dir 0.3": ("dirichlet", 0.3)}
 DATA |= {"Dir 0.1": ("dirichlet", 0.1), "shards": ("shards", 0.5)}
-DEFENCES = ("none", "median (legacy)", "anchored (default)", "anchored + trust", "MultiKrum")
+DEFENCES = (
+    "none",
+    "median (legacy)",
+    "anchored (default)",
+    "anchored + trust",
+    "anchored + clip",
+    "MultiKrum",
+)
+DEFENCES += ("Bulyan",)
 console = Console()
 
 
@@ -54,8 +62,9 @@ def configure(defence: str, data: str, attackers: int, rounds: int) -> tuple[Run
     config.federation.rounds, config.federation.min_nodes, config.task.local_epochs = rounds, 2, 3
     config.task.partitioning, config.task.alpha = DATA[data]
     params = ReputationParams()
-    if defence in ("none", "MultiKrum"):  # no flchain defence: every reply aggregated, nobody suspended
+    if defence in ("none", "MultiKrum", "Bulyan"):  # no flchain defence: all aggregated, nobody suspended
         config.scoring.method, config.scoring.evidence, config.scoring.claim_cap = "cosine", False, 0.0
+        config.scoring.step_ratio = 0.0
         params = ReputationParams(threshold=0)
     if defence == "MultiKrum":
         config.federation.strategy = "MultiKrum"
@@ -63,9 +72,15 @@ def configure(defence: str, data: str, attackers: int, rounds: int) -> tuple[Run
             "num_malicious_nodes": attackers,
             "num_nodes_to_select": max(1, CLIENTS - attackers),
         }
+    if defence == "Bulyan":  # Flower's; needs n >= 4 f + 3, so at most 1 attacker of 10
+        config.federation.strategy = "Bulyan"
+        config.federation.strategy_args = {"num_malicious_nodes": attackers}
     if defence == "median (legacy)":  # the earlier rule: distance from the median update is evidence
         config.scoring.method, config.scoring.evidence, config.scoring.reject_outliers = "cosine", False, True
+        config.scoring.step_ratio = 0.0
         config.selection.mode = "reputation"
+    if defence == "anchored + clip":  # the default plus each update clipped to 1 x the root update
+        config.scoring.clip_ratio = 1.0
     if defence == "anchored + trust":
         config.federation.aggregation = "trust"
     return config, params
@@ -136,8 +151,11 @@ def grid(quick: bool) -> list[tuple[str, str, str, float]]:
             ("anchored + trust", "IID", "ALIE", 0.5),
         ]
     attacks = list(ATTACKS)
-    runs = [(d, data, "none", 0.0) for data in DATA for d in DEFENCES[:4]]
+    runs = [(d, data, "none", 0.0) for data in DATA for d in DEFENCES[:5]]
     runs += [("anchored (default)", data, a, 0.3) for data in ("IID", "Dir 0.3") for a in attacks]
+    boosts = ("boost x5", "boost x3 (under the filter)", "mixed")
+    runs += [("anchored + clip", data, a, 0.3) for data in ("IID", "Dir 0.3") for a in boosts]
+    runs += [("anchored (default)", "Dir 0.1", a, 0.3) for a in ("sign-flip", "label-flip", "boost x5")]
     runs += [("none", "IID", a, 0.3) for a in attacks]
     runs += [
         (d, "IID", a, 0.3) for d in ("median (legacy)", "MultiKrum", "anchored + trust") for a in MIXED[:3]
@@ -145,7 +163,7 @@ def grid(quick: bool) -> list[tuple[str, str, str, float]]:
     runs += [(d, "IID", a, 0.5) for d in ("anchored (default)", "anchored + trust") for a in attacks]
     runs += [("anchored + trust", "IID", a, 0.7) for a in attacks]
     runs += [("anchored (default)", "IID", a, f) for a, f in (("sign-flip", 0.7), ("ALIE", 0.7))]
-    runs += [("anchored (default)", "IID", a, 0.1) for a in ("sign-flip", "ALIE")]
+    runs += [(d, "IID", a, 0.1) for d in ("anchored (default)", "Bulyan") for a in ("sign-flip", "ALIE")]
     return runs
 
 

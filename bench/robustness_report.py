@@ -59,9 +59,11 @@ def write_report(results: list[dict], out: Path, rounds: int, minutes: float) ->
         "ReLU(cos(update, g0)); suspect updates, judged against the server's root update g0, leave the "
         "aggregate; a penalty needs 2 suspect updates in a node's last 3, or a copy of another node's "
         "update; "
-        "claims capped at 2x the median claim); **anchored + trust** (the same, aggregated with FLTrust "
-        "weighting around FedAvg); **MultiKrum** (Flower's, told the number of attackers, no flchain "
-        "penalties).",
+        "claims capped at 2x the median claim; a round's aggregate step at most 1x the root update's "
+        "norm); **anchored + clip** (the same, each update also clipped to 1x the root update's norm); "
+        "**anchored + trust** (the same, aggregated with FLTrust weighting around FedAvg); **MultiKrum** "
+        "and **Bulyan** (Flower's, told the number of attackers, no flchain penalties; Bulyan needs "
+        "n >= 4f + 3, so only at 10 %).",
         "",
         "## Target 1: clean data, no honest node punished, accuracy within 1 point of FedAvg",
         "",
@@ -83,8 +85,16 @@ def write_report(results: list[dict], out: Path, rounds: int, minutes: float) ->
     ]
     for title, fraction in sections:
         rows = []
-        for data in ("IID", "Dir 0.3"):
-            for defence in ("anchored (default)", "anchored + trust", "none", "median (legacy)", "MultiKrum"):
+        for data in ("IID", "Dir 0.3", "Dir 0.1"):
+            for defence in (
+                "anchored (default)",
+                "anchored + clip",
+                "anchored + trust",
+                "none",
+                "median (legacy)",
+                "MultiKrum",
+                "Bulyan",
+            ):
                 rows += _attack_rows(results, fraction, data, defence, clean.get((data, defence)))
         if rows:
             lines += ["", f"## {title}", "", *HEADER, *rows]

@@ -79,6 +79,8 @@ class ScoringSection:
     evidence_window: int = 3  # penalize when `evidence_needed` of a node's last `evidence_window`
     evidence_needed: int = 2  # updates were suspect
     claim_cap: float = 2.0  # claimed examples count at most this x the round's median claim (0: off)
+    clip_ratio: float = 0.0  # > 0: clip each update to this x the server's root update norm (0: off)
+    step_ratio: float = 1.0  # > 0: the aggregate moves the model at most this x the root update (0: off)
 
 
 @dataclass
@@ -202,6 +204,11 @@ def validate(config: RunConfig, source: str) -> None:
         )
     if sc.claim_cap < 0:
         raise FlchainError(f"{source}: field 'scoring.claim_cap': expected >= 0 (0: off), got {sc.claim_cap}")
+    for name in ("clip_ratio", "step_ratio"):
+        if getattr(sc, name) < 0:
+            raise FlchainError(
+                f"{source}: field 'scoring.{name}': expected >= 0 (0: off), got {getattr(sc, name)}"
+            )
     if config.selection.mode not in ("uniform", "reputation"):
         raise FlchainError(
             f"{source}: field 'selection.mode': expected uniform or reputation, got {config.selection.mode!r}"

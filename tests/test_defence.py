@@ -16,7 +16,9 @@ from fl_chain.fl.anchor import RootAnchor
 from fl_chain.fl.attacks import apply_attack
 from fl_chain.fl.collusion import alie_z, colluding_deltas
 from fl_chain.fl.evidence import EvidenceBook, EvidencePolicy, suspicions
+from fl_chain.fl.influence import bound_influence, bound_step
 from fl_chain.fl.records import arrays_to_record, record_to_arrays
+from fl_chain.fl.screening import Screened
 from fl_chain.fl.trust import trust_scores, trust_weighted_delta
 from fl_chain.fl.trust_strategy import TrustWeighted
 from tests.test_strategy import FakeGrid
@@ -98,6 +100,46 @@ def test_trust_weighted_wrapper_around_fedavg_ignores_claims() -> None:
     record, _ = strategy.aggregate_train(1, replies)
     expected = trust_weighted_delta({k: d for k, (d, _) in updates.items()}, ROOT)
     np.testing.assert_allclose(record_to_arrays(record)["w"], expected, rtol=1e-6)
+
+
+def test_step_bound_shortens_only_steps_longer_than_the_root_update() -> None:
+    previous = {"w": np.ones(2, np.float32), "b": np.zeros(1, np.float32)}
+    root = np.array([3.0, 0.0, 4.0])  # ||g0|| = 5
+    long_step = {"w": np.array([7.0, 1.0], np.float32), "b": np.array([8.0], np.float32)}  # delta (6,0,8)
+    shortened, factor = bound_step(long_step, previous, root, 1.0)
+    assert factor == pytest.approx(0.5)
+    np.testing.assert_allclose(shortened["w"], [4.0, 1.0])
+    np.testing.assert_allclose(shortened["b"], [4.0])
+    assert shortened["w"].dtype == np.float32
+    short_step = {"w": np.array([2.0, 1.0], np.float32), "b": np.array([1.0], np.float32)}
+    untouched, factor = bound_step(short_step, previous, root, 1.0)
+    assert factor == 1.0
+    np.testing.assert_array_equal(untouched["w"], short_step["w"])
+
+
+def test_per_update_clip_bounds_a_boosted_reply_and_rewrites_what_the_strategy_aggregates() -> None:
+    previous = {"w": np.zeros(2, np.float32)}
+    root = np.array([1.0, 0.0])
+    replies = {1: np.array([0.5, 0.0]), 2: np.array([4.0, 3.0])}  # node 2 boosted to 5 x ||g0||
+    screened = Screened()
+    for node, delta in replies.items():
+        arrays = {"w": delta.astype(np.float32)}
+        outgoing = Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type="train")
+        screened.accepted.append(
+            Message(
+                RecordDict(
+                    {"arrays": arrays_to_record(arrays), "metrics": MetricRecord({"num-examples": 10})}
+                ),
+                reply_to=outgoing,
+            )
+        )
+        screened.updates[f"0x{node}"] = arrays
+    verified = {m.metadata.src_node_id: f"0x{m.metadata.src_node_id}" for m in screened.accepted}
+    clipped = bound_influence(screened, verified, root, previous, 2.0)
+    assert clipped == {"0x2": pytest.approx(0.4)}
+    sent = record_to_arrays(screened.accepted[1].content.array_records["arrays"])["w"]
+    np.testing.assert_allclose(sent, [1.6, 1.2], rtol=1e-6)
+    np.testing.assert_allclose(screened.updates["0x1"]["w"], [0.5, 0.0])
 
 
 def test_on_off_and_sybil_attacks() -> None:

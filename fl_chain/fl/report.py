@@ -34,6 +34,8 @@ class RoundReport:
     suspended: list[str] = field(default_factory=list)
     reputations: dict[str, int] = field(default_factory=dict)
     raw_scores: dict[str, float] = field(default_factory=dict)
+    clipped: dict[str, float] = field(default_factory=dict)  # who -> factor its update was scaled by
+    step_scaled: float = 1.0  # factor the aggregate's step was shortened by (fl/influence.py)
 
 
 @dataclass

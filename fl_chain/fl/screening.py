@@ -38,6 +38,7 @@ class Screened:
     answered: set[int] = field(default_factory=set)  # node ids that replied without an error
     dropped: dict[str, str] = field(default_factory=dict)  # who -> reason
     penalized: set[str] = field(default_factory=set)  # verified senders of unusable or outlier replies
+    clipped: dict[str, float] = field(default_factory=dict)  # who -> factor its update was scaled by
 
 
 def screen_replies(

@@ -26,6 +26,7 @@ from fl_chain.errors import FlchainError
 from fl_chain.fl.anchor import RootAnchor
 from fl_chain.fl.committer import RoundCommitter
 from fl_chain.fl.evidence import EvidenceBook, EvidencePolicy
+from fl_chain.fl.influence import InfluencePolicy
 from fl_chain.fl.records import arrays_to_record
 from fl_chain.fl.report import RoundReport, RunEnd, RunEvents
 from fl_chain.fl.run_spec import RUN_CONFIG_KEY, RunSpec
@@ -88,6 +89,7 @@ def round_policy(config: RunConfig) -> RoundPolicy:
             outlier_norm_ratio=sc.outlier_norm_ratio,
             claim_cap=sc.claim_cap,
         ),
+        influence=InfluencePolicy(sc.clip_ratio, sc.step_ratio),
         scoring=ScoringPolicy(sc.method, sc.shapley_budget, config.task.seed),
         round_seconds=config.selection.round_seconds,
         batch_size=config.task.batch_size,

@@ -22,6 +22,7 @@ from fl_chain.fl.anchor import RootAnchor
 from fl_chain.fl.committer import RoundCommitter
 from fl_chain.fl.evidence import EvidenceBook
 from fl_chain.fl.gate import NodeGate, VerifiedGrid
+from fl_chain.fl.influence import InfluencePolicy, bound_influence, bound_step
 from fl_chain.fl.records import (
     CONFIG_LOCAL_STEPS,
     CONFIG_PARENT_ROUND,
@@ -46,6 +47,7 @@ class RoundPolicy:
     auth_timeout: float = 120.0  # how long to wait for `min_nodes` verified nodes
     screening: ScreeningPolicy = field(default_factory=ScreeningPolicy)
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
+    influence: InfluencePolicy = field(default_factory=InfluencePolicy)
     round_seconds: float = 0.0  # > 0: size each node's local work to its declared samples/s
     batch_size: int = 32
 
@@ -124,6 +126,10 @@ class ChainStrategy(Strategy):
             seconds["anchor"] = time.monotonic() - started  # the server's own training on its root set
         if self.evidence is not None and root is not None:
             judge_with_evidence(screened, self.gate.verified, self.evidence, root, self._previous)
+        if root is not None and self.policy.influence.clip_ratio > 0:
+            bound_influence(
+                screened, self.gate.verified, root, self._previous, self.policy.influence.clip_ratio
+            )
         missed = sorted(a for n, a in self._selected.items() if n not in screened.answered)
         if self.selector is not None:
             answered = [a for n, a in self._selected.items() if n in screened.answered]
@@ -140,8 +146,12 @@ class ChainStrategy(Strategy):
         )
         seconds["score"] = time.monotonic() - started
         model, metrics = self._aggregate(on_chain_round, screened)
+        step = 1.0
+        if root is not None and self.policy.influence.step_ratio > 0:
+            model, step = bound_step(model, self._previous, root, self.policy.influence.step_ratio)
         commit = self.committer.commit(on_chain_round, model, scores, missed, sorted(screened.penalized))
         report = self._report(on_chain_round, screened, raw, scores, missed, commit, model)
+        report.step_scaled = round(step, 4)
         report.seconds = {k: round(v, 3) for k, v in {**seconds, **commit.seconds}.items()}
         self.events.emit(report)
         return arrays_to_record(model), metrics
@@ -175,12 +185,18 @@ class ChainStrategy(Strategy):
             penalized=sorted(screened.penalized),
             reputations=reputation.reputations(self.committer.client, known),
             raw_scores={k: float(v) for k, v in raw.items()},
+            clipped={k: round(v, 4) for k, v in screened.clipped.items()},
             **commit.report_fields(),
         )
 
     def _root_update(self) -> np.ndarray | None:
         """g0 for this round, when something needs it and the server has a root set."""
-        needed = self.evidence is not None or self.policy.scoring.method == "fltrust"
+        needed = (
+            self.evidence is not None
+            or self.policy.scoring.method == "fltrust"
+            or self.policy.influence.clip_ratio > 0
+            or self.policy.influence.step_ratio > 0
+        )
         if not needed or self.evaluation.root is None:
             return None
         return self.evaluation.root.delta(self._previous, self._train_config)

@@ -1,0 +1,77 @@
+"""Bounded influence, anchored in the server's root update g0 (fl/anchor.py): how far one update, and
+one round's aggregate, may move the model. Neither bound is a penalty (a clipped node is not accused of
+anything); both stop a boosted update, or a majority of them, from buying influence by size alone. The
+bounds scale with ||g0||, never with the other replies, so attackers cannot raise them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from fl_chain.fl.anchor import flat_delta
+from fl_chain.fl.records import with_update
+from fl_chain.fl.screening import Screened
+
+
+@dataclass(frozen=True)
+class InfluencePolicy:
+    """Bounds in multiples of ||g0|| (0: off). Per-update clipping is off by default: it shortens honest
+    non-IID updates too (docs/robustness.md measures what it costs); the step bound costs nothing there."""
+
+    clip_ratio: float = 0.0
+    step_ratio: float = 1.0
+
+
+def bound_influence(
+    out: Screened,
+    verified: Mapping[int, str],
+    root: np.ndarray,
+    previous: Mapping[str, np.ndarray],
+    ratio: float,
+) -> dict[str, float]:
+    """Clip every accepted update to `ratio` x the root update's norm (norm bounding, Sun et al. 2019,
+    anchored in g0 rather than in the other replies, so a majority cannot raise the bound): a boosted
+    update then weighs no more than an honest one of the same direction. Returns who -> the factor its
+    update was scaled by (only those clipped)."""
+    bound = ratio * float(np.linalg.norm(root))
+    if bound <= 0:
+        return {}
+    clipped: dict[str, float] = {}
+    for i, reply in enumerate(out.accepted):
+        who = verified[reply.metadata.src_node_id]
+        norm = float(np.linalg.norm(flat_delta(out.updates[who], previous)))
+        if norm <= bound:
+            continue
+        factor = bound / norm
+        arrays = {
+            k: (previous[k] + (np.asarray(v, np.float64) - previous[k]) * factor).astype(v.dtype, copy=False)
+            for k, v in out.updates[who].items()
+        }
+        out.updates[who] = arrays
+        out.accepted[i] = with_update(reply, arrays=arrays)
+        clipped[who] = factor
+    out.clipped = clipped
+    return clipped
+
+
+def bound_step(
+    model: Mapping[str, np.ndarray], previous: Mapping[str, np.ndarray], root: np.ndarray, ratio: float
+) -> tuple[dict[str, np.ndarray], float]:
+    """The aggregate, its step from `previous` shortened to at most `ratio` x ||g0|| (a trust region
+    around the server's own step), and the factor applied (1.0: untouched). Honest aggregates measured
+    at 0.3-0.8 x ||g0|| on IID to Dir 0.1 data (docs/robustness.md), so a bound of 1 leaves them alone
+    and stops a majority of boosted updates from overshooting."""
+    bound = ratio * float(np.linalg.norm(root))
+    norm = float(np.linalg.norm(flat_delta(model, previous)))
+    if bound <= 0 or norm <= bound:
+        return dict(model), 1.0
+    factor = bound / norm
+    shortened = {
+        k: (previous[k] + (np.asarray(model[k], np.float64) - previous[k]) * factor).astype(
+            model[k].dtype, copy=False
+        )
+        for k in previous
+    }
+    return shortened, factor
