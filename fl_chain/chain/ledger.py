@@ -133,6 +133,11 @@ def task_owner(client: ChainClient, task: int) -> str:
     return str(client.call(client.ledger.functions.getTask(task))[0])
 
 
+def task_config_hash(client: ChainClient, task: int) -> bytes:
+    """The configHash a task was created with (its identity: fl/task_identity.py)."""
+    return bytes(client.call(client.ledger.functions.getTask(task))[2])
+
+
 def newest_task(client: ChainClient, task: int | None = None) -> int:
     """`task` if given (checked to exist), else the newest task; a one-line error if there is none."""
     if task is not None:

@@ -1,5 +1,6 @@
-"""The ClientApp: proves its Ethereum identity, checks the model it is given against the chain, trains
-on its own partition only and returns weights and metrics. Nothing but weights leaves the node.
+"""flchain's own ClientApp: the flchain mod (fl/chain_mod.py) proves the node's Ethereum identity and
+checks the model it is given against the chain; the app trains on its own partition only and returns
+weights and metrics. Nothing but weights leaves the node.
 
 Settings come from the SuperNode's node config (`NodeConfig`, written by `flchain client`) or, in
 simulation, from the demo's `SimulatedNodes`; torch is imported only when training, so the identity
@@ -10,94 +11,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from eth_account.signers.local import LocalAccount
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fl_chain.chain import ledger, quorum, registry
-from fl_chain.chain.client import ChainClient, open_chain
-from fl_chain.chain.identity import resolve_account
-from fl_chain.errors import FlchainError
-from fl_chain.fl.auth import sign_challenge
+from fl_chain.fl.chain_mod import make_flchain_mod, settings_from_node_config
 from fl_chain.fl.node_config import NodeConfig
 from fl_chain.fl.records import (
-    AUTH_ACTION,
-    AUTH_RECORD,
     CONFIG_LOCAL_STEPS,
     CONFIG_PARENT_ROUND,
-    CONFIG_TASK_ID,
     WEIGHT_KEY,
     arrays_to_record,
     record_to_arrays,
 )
+from fl_chain.fl.task_identity import task_app_id
 from fl_chain.tasks.base import DataSpec
 
 
-class ClientIdentity:
-    """The node's key and its view of the chain (its own deployment file and RPC, not the server's)."""
-
-    def __init__(self, settings: NodeConfig) -> None:
-        self.chain: ChainClient = open_chain(settings.deployment, settings.rpc)
-        self.account: LocalAccount = resolve_account(
-            {}, "node", settings.key_path, private_key=settings.private_key
-        )
-
-    def require_active(self) -> None:
-        """Refuse to work if this node's address is not active on-chain."""
-        status = registry.status_of(self.chain, self.account.address)
-        if status != "Active":
-            raise FlchainError(
-                f"node {self.account.address} is not active in the NodeRegistry (status {status}): "
-                "apply with `flchain node apply` and ask the registrar to approve it"
-            )
-
-
-_IDENTITIES: dict[tuple, ClientIdentity] = {}
-
-
-def identity_for(settings: NodeConfig) -> ClientIdentity:
-    """Cached per process: a simulation actor serves many messages; a SuperNode's process serves one."""
-    cache_key = (settings.deployment, settings.key_path, settings.private_key, settings.rpc)
-    if cache_key not in _IDENTITIES:
-        _IDENTITIES[cache_key] = ClientIdentity(settings)
-    return _IDENTITIES[cache_key]
-
-
-def answer_challenge(settings: NodeConfig, message: Message, context: Context) -> Message:
-    """Sign the server's nonce bound to chain id, run id and this node's id."""
-    identity = identity_for(settings)
-    identity.require_active()
-    nonce = str(message.content.config_records[AUTH_RECORD]["nonce"])
-    chain_id = identity.chain.deployment.chain_id
-    signature = sign_challenge(identity.account, chain_id, context.run_id, context.node_id, nonce)
-    answer = ConfigRecord({"address": identity.account.address, "signature": signature})
-    return Message(RecordDict({AUTH_RECORD: answer}), reply_to=message)
-
-
-def starting_model(settings: NodeConfig, chain: ChainClient, config: ConfigRecord, received: dict) -> dict:
-    """The model to train from: the received arrays verified against the on-chain hash of the parent
-    round (or the committed blob itself), finalized by the validators if the node requires it."""
-    task_id, parent_round = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND])
-    if settings.finalized_only:
-        quorum.require_finalized(chain, task_id, parent_round)
-    if settings.model_source == "store":
-        return ledger.load_model(chain, task_id, parent_round)[1]
-    ledger.verify_model(chain, task_id, parent_round, received)
-    return received
-
-
 def train_locally(settings: NodeConfig, message: Message, context: Context) -> Message:
-    """Verify the model against the chain, train on the local partition, return weights + metrics."""
+    """Train on the local partition from the model the flchain mod verified; return weights + metrics."""
     from fl_chain.fl.attacks import active_attack, apply_attack
     from fl_chain.fl.training import get_arrays, set_arrays, train
     from fl_chain.tasks import load_task
 
-    identity = identity_for(settings)
-    identity.require_active()
     config = message.content.config_records["config"]
-    arrays = starting_model(
-        settings, identity.chain, config, record_to_arrays(message.content.array_records["arrays"])
-    )
+    arrays = record_to_arrays(message.content.array_records["arrays"])
     task = load_task(settings.task)
     x, y = task.client_data(
         DataSpec(
@@ -151,17 +88,15 @@ class SimulatedNodes:
 
 
 def make_client_app(simulated: SimulatedNodes | None = None) -> ClientApp:
-    """A ClientApp for simulated nodes, or (default) reading each node's settings from its node config."""
-    app = ClientApp()
+    """A ClientApp for simulated nodes, or (default) reading each node's settings from its node config.
+    Identity, registration and model checks are the flchain mod's (fl/chain_mod.py), as in any app."""
 
     def resolve(context: Context) -> NodeConfig:
         if simulated is None:
-            return NodeConfig.from_node_config(dict(context.node_config))
+            return settings_from_node_config(context)
         return simulated.for_context(context)
 
-    @app.query(AUTH_ACTION)
-    def query(message: Message, context: Context) -> Message:
-        return answer_challenge(resolve(context), message, context)
+    app = ClientApp(mods=[make_flchain_mod(resolve, lambda settings: task_app_id(settings.task))])
 
     @app.train()
     def train_fn(message: Message, context: Context) -> Message:

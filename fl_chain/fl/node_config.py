@@ -96,7 +96,8 @@ class NodeConfig:
         """Inverse of `to_node_config`; a one-line error for a missing or malformed value."""
         if node_config.get("flchain-deployment") in (None, ""):
             raise FlchainError(
-                "node config has no 'flchain-deployment': start the node with `flchain client`"
+                "node config has no 'flchain-deployment': start the node with `flchain client`, or give "
+                "flower-supernode --node-config \"flchain-deployment='FILE' flchain-key='KEYSTORE'\""
             )
         types = {f.name: f.type for f in fields(cls)}
         values: dict[str, Any] = {}

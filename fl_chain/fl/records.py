@@ -9,8 +9,10 @@ from collections.abc import Mapping
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-AUTH_ACTION = "flchain_auth"  # the ClientApp's @app.query("flchain_auth")
-AUTH_MESSAGE_TYPE = f"query.{AUTH_ACTION}"
+# The join challenge travels as a "train" message holding only the AUTH_RECORD: Flower runs a ClientApp's
+# mods only for message types the app registered a function for, and every ClientApp that trains has
+# registered "train", so the flchain mod can answer it in any app without the app's help.
+AUTH_MESSAGE_TYPE = "train"
 AUTH_RECORD = "flchain-auth"  # ConfigRecord: "nonce" (server -> node), "address" + "signature" (reply)
 
 # Train/evaluate config keys set by the coordinator. The on-chain task id has its own key, distinct from

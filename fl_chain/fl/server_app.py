@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp import strategy as flwr_strategies
@@ -25,15 +24,12 @@ from fl_chain.config import RunConfig
 from fl_chain.errors import FlchainError
 from fl_chain.fl.anchor import RootAnchor
 from fl_chain.fl.committer import RoundCommitter
-from fl_chain.fl.evidence import EvidenceBook, EvidencePolicy
-from fl_chain.fl.influence import InfluencePolicy
+from fl_chain.fl.policies import evidence_book, round_policy, selector_for
 from fl_chain.fl.records import arrays_to_record
 from fl_chain.fl.report import RoundReport, RunEnd, RunEvents
 from fl_chain.fl.run_spec import RUN_CONFIG_KEY, RunSpec
-from fl_chain.fl.scoring import ScoringPolicy
-from fl_chain.fl.screening import ScreeningPolicy
-from fl_chain.fl.selection import Selector
-from fl_chain.fl.strategy import ChainStrategy, Evaluation, RoundPolicy
+from fl_chain.fl.strategy import ChainStrategy, Evaluation
+from fl_chain.fl.task_identity import identity_hash, task_app_id
 from fl_chain.fl.trust_strategy import TrustWeighted
 from fl_chain.store import ModelStore
 from fl_chain.store_http import BlobServer
@@ -67,47 +63,6 @@ def wrapped_strategy(config: RunConfig, evaluation: Evaluation) -> Strategy:
     if config.federation.aggregation == "trust" and evaluation.root is not None:
         return TrustWeighted(inner, evaluation.root)
     return inner
-
-
-def evidence_book(config: RunConfig) -> EvidenceBook | None:
-    """The run's book of anchored evidence, when `scoring.evidence` is on."""
-    sc = config.scoring
-    if not sc.evidence:
-        return None
-    return EvidenceBook(EvidencePolicy(window=sc.evidence_window, needed=sc.evidence_needed))
-
-
-def round_policy(config: RunConfig) -> RoundPolicy:
-    """The coordinator's per-round rules from the run configuration."""
-    sc = config.scoring
-    return RoundPolicy(
-        min_nodes=config.federation.min_nodes,
-        auth_timeout=config.federation.auth_timeout,
-        screening=ScreeningPolicy(
-            sc.max_update_norm,
-            reject_outliers=sc.reject_outliers,
-            outlier_norm_ratio=sc.outlier_norm_ratio,
-            claim_cap=sc.claim_cap,
-        ),
-        influence=InfluencePolicy(sc.clip_ratio, sc.step_ratio),
-        scoring=ScoringPolicy(sc.method, sc.shapley_budget, config.task.seed),
-        round_seconds=config.selection.round_seconds,
-        batch_size=config.task.batch_size,
-    )
-
-
-def selector_for(config: RunConfig) -> Selector | None:
-    """Reputation x reliability sampling, or None when the wrapped strategy samples."""
-    if config.selection.mode != "reputation":
-        return None
-    sel = config.selection
-    return Selector(
-        fraction=config.federation.fraction_train,
-        min_nodes=config.federation.min_nodes,
-        sharpness=sel.sharpness,
-        exploration=sel.exploration,
-        seed=config.task.seed,
-    )
 
 
 def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np.ndarray]]:
@@ -197,7 +152,7 @@ def start_task(
         client,
         coordinator,
         store,
-        keccak(text=config.to_json()),
+        identity_hash(initial, task_app_id(config.task.name)),
         wait_finalized=config.federation.wait_finalized,
     )
     commit = committer.commit(0, initial)

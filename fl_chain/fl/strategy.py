@@ -7,22 +7,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from logging import INFO, WARNING
+from dataclasses import dataclass, replace
+from logging import ERROR, INFO, WARNING
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy import Result, Strategy
 from flwr.supercore import log
 
 from fl_chain.chain import registry, reputation
 from fl_chain.chain.fixedpoint import from_fixed
-from fl_chain.fl.anchor import RootAnchor
+from fl_chain.errors import FlchainError
+from fl_chain.fl.anchor import RootAnchor, RootTrainer
 from fl_chain.fl.committer import RoundCommitter
 from fl_chain.fl.evidence import EvidenceBook
 from fl_chain.fl.gate import NodeGate, VerifiedGrid
-from fl_chain.fl.influence import InfluencePolicy, bound_influence, bound_step
+from fl_chain.fl.influence import bound_influence, bound_step
+from fl_chain.fl.ledger_session import LedgerSession
+from fl_chain.fl.policies import RoundPolicy, evidence_book, round_policy
 from fl_chain.fl.records import (
     CONFIG_LOCAL_STEPS,
     CONFIG_PARENT_ROUND,
@@ -31,32 +34,20 @@ from fl_chain.fl.records import (
     record_to_arrays,
     with_config,
 )
-from fl_chain.fl.report import RoundReport, RunEvents
-from fl_chain.fl.scoring import ScoringPolicy, score_round
-from fl_chain.fl.screening import Screened, ScreeningPolicy, judge_with_evidence, screen_replies
+from fl_chain.fl.report import RoundReport, RunEnd, RunEvents
+from fl_chain.fl.scoring import score_round
+from fl_chain.fl.screening import Screened, judge_with_evidence, screen_replies
 from fl_chain.fl.selection import Selector, local_steps
 
 Arrays = Mapping[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class RoundPolicy:
-    """How the coordinator runs a round around the wrapped strategy."""
-
-    min_nodes: int = 1
-    auth_timeout: float = 120.0  # how long to wait for `min_nodes` verified nodes
-    screening: ScreeningPolicy = field(default_factory=ScreeningPolicy)
-    scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
-    influence: InfluencePolicy = field(default_factory=InfluencePolicy)
-    round_seconds: float = 0.0  # > 0: size each node's local work to its declared samples/s
-    batch_size: int = 32
+EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """The coordinator's own view of a model: validation loss (scoring) and test (loss, accuracy)."""
 
-    test_metrics: Callable[[Arrays], tuple[float, float]]
+    test_metrics: Callable[[Arrays], tuple[float, float]] | None = None
     validation_loss: Callable[[Arrays], float] | None = None
     root: RootAnchor | None = None  # the server's root update g0 (fl/anchor.py), if it has a root set
 
@@ -68,22 +59,44 @@ class ChainStrategy(Strategy):
     def __init__(
         self,
         inner: Strategy,
-        committer: RoundCommitter,
-        evaluation: Evaluation,
+        committer: RoundCommitter | None = None,
+        evaluation: Evaluation | None = None,
         policy: RoundPolicy | None = None,
         selector: Selector | None = None,
         events: RunEvents | None = None,
         round_offset: int = 0,
         evidence: EvidenceBook | None = None,
+        *,
+        ledger: LedgerSession | None = None,
+        app: str = "",
+        root_fn: RootTrainer | None = None,
     ) -> None:
+        """flchain's own ServerApp passes a `committer` for its task; anyone's ServerApp passes a `ledger`
+        (fl/ledger_session.py): the task is created on-chain from the initial arrays when `start` runs,
+        identified by the model's architecture and `app` (the id its nodes' flchain mod is given).
+        `root_fn(arrays, train_config) -> arrays` trains on the server's own clean root set: with it,
+        scores are FLTrust trust and penalties need anchored evidence; without it, scores are cosine
+        similarities to the aggregate and nobody is penalized for the content of an update."""
+        if committer is None and ledger is None:
+            raise FlchainError(
+                "ChainStrategy needs a ledger: ChainStrategy(strategy, ledger=LedgerSession...)"
+            )
         self.inner = inner
         self.committer = committer
-        self.evaluation = evaluation
-        self.policy = policy or RoundPolicy()
+        self.ledger = ledger
+        self.app = app
+        root = RootAnchor(root_fn) if root_fn is not None else None
+        self.evaluation = evaluation or Evaluation(root=root)
+        config = ledger.config if ledger is not None else None
+        self.policy = policy or (round_policy(config) if config is not None else RoundPolicy())
+        if self.evaluation.root is None and self.policy.scoring.method == "fltrust":
+            self.policy = replace(self.policy, scoring=replace(self.policy.scoring, method="cosine"))
         self.selector = selector
-        self.events = events or RunEvents()
+        self.events = events or (ledger.events if ledger is not None else RunEvents())
+        if evidence is None and config is not None and self.evaluation.root is not None:
+            evidence = evidence_book(config)
         self.evidence = evidence  # anchored evidence of harm (needs evaluation.root)
-        self.gate = NodeGate(committer.client, self.events)
+        self.gate = NodeGate(committer.client if committer else ledger.client, self.events)
         # On-chain round = round_offset + Flower's round (a resumed run continues the numbering).
         self.round_offset = round_offset
         self.min_nodes = max(self.policy.min_nodes, int(getattr(inner, "min_available_nodes", 1)))
@@ -92,6 +105,56 @@ class ChainStrategy(Strategy):
         self._previous: dict[str, np.ndarray] = {}
         self._train_config: dict = {}
         self._train_started = 0.0
+        self._evaluate_fn: EvaluateFn | None = None
+        self._evaluated: dict[int, MetricRecord | None] = {}  # Flower round -> the user's metrics
+
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: EvaluateFn | None = None,
+    ) -> Result:
+        """Flower's round loop; with a ledger, the task is created on-chain first (round 0 = the initial
+        arrays) and the run's end goes to the run events. `evaluate_fn` is the user's centralized
+        evaluation, called once per round: its metrics go on the round reports and to Flower's result."""
+        self._evaluate_fn = evaluate_fn
+        try:
+            if self.committer is None:
+                initial = record_to_arrays(initial_arrays)
+                self.committer, commit = self.ledger.open_task(initial, self.app)
+                metrics = self._user_metrics(0, initial_arrays)
+                self.events.emit(RoundReport(round=0, **_metric_fields(metrics), **commit.report_fields()))
+            result = super().start(
+                grid,
+                initial_arrays,
+                num_rounds,
+                timeout,
+                train_config,
+                evaluate_config,
+                self._evaluate_once if evaluate_fn is not None else None,
+            )
+        except BaseException as exc:
+            if self.ledger is not None:
+                self.events.emit(RunEnd(False, str(exc) if isinstance(exc, FlchainError) else repr(exc)))
+            raise
+        if self.ledger is not None:
+            self.events.emit(RunEnd(True))
+        return result
+
+    def _user_metrics(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if self._evaluate_fn is None:
+            return None
+        if server_round not in self._evaluated:
+            self._evaluated[server_round] = self._evaluate_fn(server_round, arrays)
+        return self._evaluated[server_round]
+
+    def _evaluate_once(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        """Flower's centralized evaluation hook: the metrics the round report already computed."""
+        return self._user_metrics(server_round, arrays)
 
     # ---------------------------------------------------------------- training
     def configure_train(
@@ -145,12 +208,14 @@ class ChainStrategy(Strategy):
             root,
         )
         seconds["score"] = time.monotonic() - started
-        model, metrics = self._aggregate(on_chain_round, screened)
+        model, metrics, aggregated = self._aggregate(on_chain_round, screened)
+        if not aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
+            scores, raw = {}, {}
         step = 1.0
         if root is not None and self.policy.influence.step_ratio > 0:
             model, step = bound_step(model, self._previous, root, self.policy.influence.step_ratio)
         commit = self.committer.commit(on_chain_round, model, scores, missed, sorted(screened.penalized))
-        report = self._report(on_chain_round, screened, raw, scores, missed, commit, model)
+        report = self._report(server_round, screened, raw, scores, missed, commit, model)
         report.step_scaled = round(step, 4)
         report.seconds = {k: round(v, 3) for k, v in {**seconds, **commit.seconds}.items()}
         self.events.emit(report)
@@ -158,20 +223,36 @@ class ChainStrategy(Strategy):
 
     def _aggregate(
         self, on_chain_round: int, screened: Screened
-    ) -> tuple[dict[str, np.ndarray], MetricRecord | None]:
+    ) -> tuple[dict[str, np.ndarray], MetricRecord | None, bool]:
         """The wrapped strategy's aggregate of the accepted replies, in the model's own dtypes (so the
-        committed hash is over exactly what the nodes receive next); the previous model if none."""
+        committed hash is over exactly what the nodes receive next), and whether there was one; else
+        the previous model."""
         if not screened.accepted:
             log(WARNING, "flchain: round %s has no usable update; the model is unchanged", on_chain_round)
-            return dict(self._previous), None
+            return dict(self._previous), None, False
         arrays, metrics = self.inner.aggregate_train(on_chain_round, screened.accepted)
-        if arrays is None:
-            return dict(self._previous), metrics
-        aggregated = record_to_arrays(arrays)
-        return {k: aggregated[k].astype(v.dtype, copy=False) for k, v in self._previous.items()}, metrics
+        aggregated = record_to_arrays(arrays) if arrays is not None else {}
+        if set(aggregated) != set(self._previous):
+            log(
+                ERROR,
+                "flchain: %s returned %s in round %s; the model is unchanged and nobody is credited",
+                type(self.inner).__name__,
+                "no arrays"
+                if arrays is None
+                else f"arrays {sorted(aggregated)} for {sorted(self._previous)}",
+                on_chain_round,
+            )
+            return dict(self._previous), metrics, False
+        model = {k: aggregated[k].astype(v.dtype, copy=False) for k, v in self._previous.items()}
+        return model, metrics, True
 
-    def _report(self, on_chain_round, screened, raw, scores, missed, commit, model) -> RoundReport:
-        loss, accuracy = self.evaluation.test_metrics(model)
+    def _report(self, server_round, screened, raw, scores, missed, commit, model) -> RoundReport:
+        on_chain_round = self.round_offset + server_round
+        if self.evaluation.test_metrics is not None:
+            loss, accuracy = self.evaluation.test_metrics(model)
+            fields = {"loss": loss, "accuracy": accuracy}
+        else:
+            fields = _metric_fields(self._user_metrics(server_round, arrays_to_record(model)))
         known = sorted(set(self.gate.known.values()))
         return RoundReport(
             round=on_chain_round,
@@ -179,13 +260,12 @@ class ChainStrategy(Strategy):
             scores=scores,
             refused=dict(self.gate.round_refused),
             dropped=screened.dropped,
-            accuracy=accuracy,
-            loss=loss,
             missed=missed,
             penalized=sorted(screened.penalized),
             reputations=reputation.reputations(self.committer.client, known),
             raw_scores={k: float(v) for k, v in raw.items()},
             clipped={k: round(v, 4) for k, v in screened.clipped.items()},
+            **fields,
             **commit.report_fields(),
         )
 
@@ -241,3 +321,18 @@ class ChainStrategy(Strategy):
         """Log the wrapped strategy's summary and the chain settings."""
         log(INFO, "\tChainStrategy around %s, task %s", type(self.inner).__name__, self.committer.task)
         self.inner.summary()
+
+
+def _metric_fields(metrics: MetricRecord | None) -> dict:
+    """Report fields from a user's MetricRecord: all of it, plus its accuracy and loss if it names them."""
+    if not metrics:
+        return {}
+    values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    fields: dict = {"metrics": values}
+    for field_name, hints in (("accuracy", ("accuracy", "acc")), ("loss", ("loss",))):
+        found = next((values[k] for k in values if k.lower() in hints), None)
+        if found is None:
+            found = next((values[k] for k in values if hints[-1] in k.lower()), None)
+        if found is not None:
+            fields[field_name] = found
+    return fields
