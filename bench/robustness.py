@@ -79,8 +79,8 @@ def configure(defence: str, data: str, attackers: int, rounds: int) -> tuple[Run
         config.scoring.method, config.scoring.evidence, config.scoring.reject_outliers = "cosine", False, True
         config.scoring.step_ratio = 0.0
         config.selection.mode = "reputation"
-    if defence == "anchored + clip":  # the default plus each update clipped to 1 x the root update
-        config.scoring.clip_ratio = 1.0
+    if defence == "anchored + clip":  # the default plus each update clipped to 2 x the root update
+        config.scoring.clip_ratio = 2.0
     if defence == "anchored + trust":
         config.federation.aggregation = "trust"
     return config, params

@@ -59,8 +59,9 @@ def write_report(results: list[dict], out: Path, rounds: int, minutes: float) ->
         "ReLU(cos(update, g0)); suspect updates, judged against the server's root update g0, leave the "
         "aggregate; a penalty needs 2 suspect updates in a node's last 3, or a copy of another node's "
         "update; "
-        "claims capped at 2x the median claim; a round's aggregate step at most 1x the root update's "
-        "norm); **anchored + clip** (the same, each update also clipped to 1x the root update's norm); "
+        "claims capped at 2x the median claim; a round's aggregate step at most 1.5x the root update's "
+        "norm, the root training matched to a median node's work); **anchored + clip** (the same, each "
+        "update also clipped to 2x the root update's norm); "
         "**anchored + trust** (the same, aggregated with FLTrust weighting around FedAvg); **MultiKrum** "
         "and **Bulyan** (Flower's, told the number of attackers, no flchain penalties; Bulyan needs "
         "n >= 4f + 3, so only at 10 %).",

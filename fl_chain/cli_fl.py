@@ -124,7 +124,9 @@ def _quiet_simulation() -> None:
 
 
 def server(
-    config: Annotated[Path, typer.Option(help="TOML run configuration, e.g. configs/demo.toml")],
+    config: Annotated[
+        Path | None, typer.Option(help="TOML run configuration, e.g. configs/demo.toml (default: built-in)")
+    ] = None,
     rounds: Annotated[int | None, typer.Option(help="Override federation.rounds")] = None,
     host: Annotated[str, typer.Option(help="Interface the SuperLink listens on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="SuperLink port (Fleet + Control API)")] = 9100,
@@ -139,8 +141,15 @@ def server(
         int | None, typer.Option(help="Task to resume (default: this coordinator's newest)")
     ] = None,
     home: HomeOpt = None,
+    app: Annotated[
+        Path | None,
+        typer.Option(
+            help="A Flower App directory whose ServerApp uses ChainStrategy (default: flchain's own)"
+        ),
+    ] = None,
 ) -> None:
-    """Start a SuperLink, submit the flchain ServerApp and stream its progress until the run ends."""
+    """Start a SuperLink, submit the flchain ServerApp (or --app's) and stream its progress until the run
+    ends."""
     from fl_chain.fl.server_run import ServerOptions, ServerRun
 
     run_config = config_with_overrides(config, rounds)
@@ -158,6 +167,7 @@ def server(
         resume=resume,
         task=task,
         password=read_password(Path(key)) if key else None,
+        app=app,
     )
     run = ServerRun(options).check()
     if run.resume_task is not None:

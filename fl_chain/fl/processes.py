@@ -211,15 +211,27 @@ def prepare_app(run_dir: Path, address: str, certificates: Path | None) -> tuple
     return app_dir, flwr_home
 
 
-def submit_run(app_dir: Path, flwr_home: Path, run_file: Path, log: Path) -> Managed:
-    """`flwr run` the app against the prepared connection, streaming the ServerApp's logs to `log`."""
-    cmd = [
-        _bin("flwr"),
-        "run",
-        str(app_dir),
-        "flchain",
-        "--run-config",
-        f"flchain-run='{run_file}'",
-        "--stream",
-    ]
+def submit_run(app_dir: Path, flwr_home: Path, run_file: Path | None, log: Path) -> Managed:
+    """`flwr run` the app against the prepared connection, streaming the ServerApp's logs to `log`;
+    `run_file` (flchain's own app) travels in the run config."""
+    cmd = [_bin("flwr"), "run", str(app_dir), "flchain", "--stream"]
+    if run_file is not None:
+        cmd += ["--run-config", f"flchain-run='{run_file}'"]
     return spawn("flwr run", cmd, log, {"FLWR_HOME": str(flwr_home)})
+
+
+def check_app_dir(app: Path) -> None:
+    """A one-line error unless `app` is a Flower App directory (pyproject.toml with [tool.flwr.app])."""
+    import tomllib
+
+    pyproject = app / "pyproject.toml"
+    if not pyproject.is_file():
+        raise FlchainError(f"--app {app}: no pyproject.toml (expected a Flower App directory)")
+    try:
+        data = tomllib.loads(pyproject.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise FlchainError(f"{pyproject}: not valid TOML ({exc})") from None
+    components = data.get("tool", {}).get("flwr", {}).get("app", {}).get("components", {})
+    for name in ("serverapp", "clientapp"):
+        if not components.get(name):
+            raise FlchainError(f"{pyproject}: field 'tool.flwr.app.components.{name}' is missing")

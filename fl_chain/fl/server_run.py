@@ -15,8 +15,10 @@ from fl_chain.chain.identity import PASSWORD_ENV, resolve_account
 from fl_chain.chain.localnode import port_in_use
 from fl_chain.config import RunConfig
 from fl_chain.errors import FlchainError
+from fl_chain.fl.ledger_session import RUN_ENV
 from fl_chain.fl.processes import (
     Managed,
+    check_app_dir,
     check_certificates,
     is_loopback,
     prepare_app,
@@ -42,6 +44,7 @@ class ServerOptions:
     resume: bool = False
     task: int | None = None
     password: str | None = None  # of the coordinator keystore; handed to the ServerApp's environment
+    app: Path | None = None  # a Flower App directory whose ServerApp uses ChainStrategy (else flchain's own)
 
 
 @dataclass
@@ -49,23 +52,23 @@ class RunResult:
     """How a run ended."""
 
     reports: list[RoundReport]
-    expected: int
+    expected: int | None  # None: the app decides how many rounds it runs
     run_dir: Path
     end: RunEnd | None = None
     log_tail: str = ""
 
     def raise_for_failure(self) -> None:
         """A one-line error unless every expected round was committed and the run ended cleanly."""
-        if self.end is not None and self.end.ok and len(self.reports) == self.expected:
+        if self.end is not None and self.end.ok and self.expected in (None, len(self.reports)):
             return
         why = (
             self.end.error
             if self.end is not None and self.end.error
             else self.log_tail or "no ServerApp output"
         )
+        of = f" of {self.expected} expected" if self.expected is not None else ""
         raise FlchainError(
-            f"the run failed: {len(self.reports)} of {self.expected} expected rounds committed: {why} "
-            f"(logs in {self.run_dir})"
+            f"the run failed: {len(self.reports)}{of} rounds committed: {why} (logs in {self.run_dir})"
         )
 
 
@@ -87,8 +90,10 @@ class ServerRun:
         return f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.options.port}"
 
     @property
-    def expected_rounds(self) -> int:
-        """Round reports this run will emit (round 0 only for a new task)."""
+    def expected_rounds(self) -> int | None:
+        """Round reports this run will emit (round 0 only for a new task); None for a user's app."""
+        if self.options.app is not None:
+            return None
         return self.options.config.federation.rounds - self.already + (0 if self.resume_task else 1)
 
     def check(self) -> ServerRun:
@@ -105,11 +110,16 @@ class ServerRun:
             check_certificates(opts.certificates)
         if opts.task is not None and not opts.resume:
             raise FlchainError("--task is only used with --resume")
+        if opts.app is not None:
+            check_app_dir(opts.app)
+            if opts.resume:
+                raise FlchainError("--resume works with flchain's own app only, not with --app")
         client = open_chain(opts.deployment, opts.config.chain.rpc or None)
         key = Path(opts.config.chain.coordinator_key) if opts.config.chain.coordinator_key else None
         coordinator = resolve_account(client.deployment.dev_keys, "coordinator", key, opts.password)
         self.coordinator = coordinator.address
-        load_task(opts.config.task.name)
+        if opts.app is None:
+            load_task(opts.config.task.name)
         if opts.resume:
             self.resume_task = (
                 opts.task if opts.task is not None else ledger.newest_owned_task(client, coordinator.address)
@@ -137,6 +147,8 @@ class ServerRun:
         spec.write(run_dir / "run.json")
         app_dir, flwr_home = prepare_app(run_dir, self.connect_address, opts.certificates)
         secrets = {PASSWORD_ENV: opts.password} if opts.password is not None else {}
+        if opts.app is not None:  # the user's ServerApp finds its LedgerSession through the environment
+            app_dir, secrets = opts.app.resolve(), {**secrets, RUN_ENV: str(run_dir / "run.json")}
         try:
             link = start_superlink(
                 opts.host, opts.port, run_dir / "superlink.log", opts.certificates, secrets
@@ -146,7 +158,8 @@ class ServerRun:
                 f"SuperLink on {opts.host}:{opts.port} (pid {link.pid}); coordinator {self.coordinator}; "
                 f"connect nodes with: flchain client --superlink {self.connect_address} --key KEY"
             )
-            runner = submit_run(app_dir, flwr_home, run_dir / "run.json", run_dir / "serverapp.log")
+            run_file = run_dir / "run.json" if opts.app is None else None  # a user's app has no such key
+            runner = submit_run(app_dir, flwr_home, run_file, run_dir / "serverapp.log")
             self._processes.append(runner)
             return self._follow(runner, spec.events, run_dir, on_entry)
         finally:

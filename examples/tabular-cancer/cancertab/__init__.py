@@ -1,0 +1,1 @@
+"""cancertab: a Flower App (tabular classifier) with flchain's on-chain accounting."""

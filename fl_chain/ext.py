@@ -1,0 +1,21 @@
+"""flchain inside your own Flower App: the three names an app needs.
+
+Server side, around any Flower strategy instance (FedAvg, your own subclass, ...)::
+
+    strategy = ChainStrategy(FedAvg(...), ledger=LedgerSession.from_context(context))
+    strategy.start(grid=grid, initial_arrays=..., num_rounds=..., evaluate_fn=my_central_eval)
+
+Client side, one mod::
+
+    app = ClientApp(mods=[flchain_mod])
+
+Run with `flchain server --app PATH` (which starts the SuperLink and hands the app its ledger) and nodes
+started by `flchain client --key KEY`, or by plain `flower-supernode --node-config
+"flchain-deployment='FILE' flchain-key='KEYSTORE'"` with FLCHAIN_KEY_PASSWORD in its environment."""
+
+from fl_chain.fl.chain_mod import flchain_mod, make_flchain_mod
+from fl_chain.fl.ledger_session import LedgerSession
+from fl_chain.fl.strategy import ChainStrategy
+from fl_chain.fl.task_identity import identity_hash
+
+__all__ = ["ChainStrategy", "LedgerSession", "flchain_mod", "identity_hash", "make_flchain_mod"]
