@@ -1,0 +1,151 @@
+"""The flchain client mod (fl/chain_mod.py) in front of a user's train function, against a real anvil
+chain: what reaches the user's code, and the one-line refusals for everything that must not."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eth_account import Account
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from fl_chain.fl.auth import recover_signer
+from fl_chain.fl.chain_mod import make_flchain_mod, settings_from_node_config
+from fl_chain.fl.ledger_session import LedgerSession
+from fl_chain.fl.node_config import NodeConfig
+from fl_chain.fl.records import (
+    AUTH_MESSAGE_TYPE,
+    AUTH_RECORD,
+    CONFIG_PARENT_ROUND,
+    CONFIG_TASK_ID,
+    arrays_to_record,
+)
+from fl_chain.fl.task_identity import identity_hash
+from fl_chain.store import ModelStore
+from tests.chainutil import LocalChain, home_with_deployment, new_nodes
+
+APP = "myapp/1.0"
+RUN_ID, NODE_ID = 5, 42
+MODEL = {"conv.weight": np.ones((2, 1, 3, 3), np.float32), "fc.bias": np.zeros(3, np.float32)}
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    saved = (TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id)
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = RUN_ID, 1, 0
+    yield
+    TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = saved
+
+
+class UserTrain:
+    """The user's train function: records that it ran and returns `model` (default: what it got)."""
+
+    def __init__(self, model: dict[str, np.ndarray] | None = None) -> None:
+        self.calls = 0
+        self.model = model
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        self.calls += 1
+        arrays = self.model if self.model is not None else MODEL
+        metrics = MetricRecord({"num-examples": 10})
+        return Message(RecordDict({"arrays": arrays_to_record(arrays), "metrics": metrics}), reply_to=message)
+
+
+@pytest.fixture()
+def task(chain: LocalChain, tmp_path: Path) -> int:
+    """A task whose round 0 is MODEL, created the way a user's ServerApp does (LedgerSession)."""
+    session = LedgerSession(chain.client, chain.coordinator, ModelStore(tmp_path / "store"))
+    committer, _ = session.open_task(MODEL, APP)
+    return committer.task
+
+
+def _context(node_config: dict | None = None) -> Context:
+    return Context(RUN_ID, NODE_ID, node_config or {}, RecordDict(), {})
+
+
+def _train_message(task: int, arrays: dict[str, np.ndarray]) -> Message:
+    config = ConfigRecord({CONFIG_TASK_ID: task, CONFIG_PARENT_ROUND: 0, "lr": 0.1})
+    content = RecordDict({"arrays": arrays_to_record(arrays), "config": config})
+    return Message(content, dst_node_id=NODE_ID, message_type="train")
+
+
+def _mod_for(chain: LocalChain, tmp_path: Path, private_key: str, app: str = APP):
+    deployment = home_with_deployment(chain, tmp_path) / "deployment.json"
+    settings = NodeConfig(deployment=deployment, private_key=private_key)
+    return make_flchain_mod(lambda context: settings, app)
+
+
+def test_an_active_node_with_the_task_model_reaches_the_user_code(
+    chain: LocalChain, tmp_path: Path, task: int
+) -> None:
+    node = new_nodes(chain, 1)[0]
+    mod, user = _mod_for(chain, tmp_path, node.key.hex()), UserTrain()
+    reply = mod(_train_message(task, MODEL), _context(), user)
+    assert user.calls == 1 and not reply.has_error()
+
+
+def test_the_join_challenge_is_answered_by_the_mod_alone(
+    chain: LocalChain, tmp_path: Path, task: int
+) -> None:
+    node = new_nodes(chain, 1)[0]
+    mod, user = _mod_for(chain, tmp_path, node.key.hex()), UserTrain()
+    challenge = Message(
+        RecordDict({AUTH_RECORD: ConfigRecord({"nonce": "abc"})}),
+        dst_node_id=NODE_ID,
+        message_type=AUTH_MESSAGE_TYPE,
+    )
+    answer = mod(challenge, _context(), user).content.config_records[AUTH_RECORD]
+    assert user.calls == 0
+    assert answer["address"] == node.address
+    signer = recover_signer(
+        chain.client.deployment.chain_id, RUN_ID, NODE_ID, "abc", str(answer["signature"])
+    )
+    assert signer == node.address
+
+
+def _refusal(reply: Message) -> str:
+    assert reply.has_error()
+    reason = str(reply.error.reason)
+    assert "\n" not in reason and reason.startswith("flchain: ")
+    return reason
+
+
+def test_another_app_or_architecture_is_refused_naming_both_hashes(
+    chain: LocalChain, tmp_path: Path, task: int
+) -> None:
+    node = new_nodes(chain, 1)[0]
+    on_chain = "0x" + identity_hash(MODEL, APP).hex()
+    user = UserTrain()
+    other_app = _mod_for(chain, tmp_path, node.key.hex(), app="otherapp/2.0")
+    reason = _refusal(other_app(_train_message(task, MODEL), _context(), user))
+    assert on_chain in reason and "0x" + identity_hash(MODEL, "otherapp/2.0").hex() in reason
+    # A node whose own model is another architecture: it trains, but never sends that model.
+    bigger = {**MODEL, "fc.bias": np.zeros(4, np.float32)}
+    mod = _mod_for(chain, tmp_path, node.key.hex())
+    reason = _refusal(mod(_train_message(task, MODEL), _context(), UserTrain(bigger)))
+    assert "this node's trained model does not match the task" in reason and on_chain in reason
+    assert user.calls == 0
+
+
+def test_a_tampered_model_an_inactive_node_and_a_missing_key_are_refused(
+    chain: LocalChain, tmp_path: Path, task: int
+) -> None:
+    node = new_nodes(chain, 1)[0]
+    user = UserTrain()
+    mod = _mod_for(chain, tmp_path, node.key.hex())
+    tampered = {k: v + 1 for k, v in MODEL.items()}
+    assert "does not match round 0" in _refusal(mod(_train_message(task, tampered), _context(), user))
+
+    stranger = Account.create()  # a key this deployment never registered (e.g. another chain's)
+    mod = _mod_for(chain, tmp_path, stranger.key.hex())
+    assert "not active" in _refusal(mod(_train_message(task, MODEL), _context(), user))
+
+    deployment = home_with_deployment(chain, tmp_path) / "deployment.json"
+    keyless = make_flchain_mod(settings_from_node_config, APP)
+    context = _context({"flchain-deployment": str(deployment)})
+    assert "no 'flchain-key'" in _refusal(keyless(_train_message(task, MODEL), context, user))
+    assert "no 'flchain-deployment'" in _refusal(keyless(_train_message(task, MODEL), _context(), user))
+    assert user.calls == 0
