@@ -239,3 +239,54 @@ def test_a_claim_of_a_billion_examples_buys_no_more_than_the_cap(chain: LocalCha
     model, _ = train_round(strategy, grid, 1, INITIAL)
     # weights 10, 10, 10 and min(1e9, 2 x 10) = 20: (30 x 0.1 + 20 x 1.0) / 50
     np.testing.assert_allclose(model["w"], np.full((3, 2), 0.46), rtol=1e-5)
+
+
+class NoArrays(FedAvg):
+    """A user's strategy subclass whose aggregation yields no model (a bug flchain must survive)."""
+
+    def aggregate_train(self, server_round, replies):
+        """Drop everything."""
+        return None, None
+
+
+def test_chain_strategy_in_a_users_server_app_with_a_ledger_session(
+    chain: LocalChain, tmp_path: Path
+) -> None:
+    """ChainStrategy(strategy, ledger=...) around a user's strategy instance, run by Flower's own `start`:
+    the task is created from the initial arrays, the user's evaluate_fn metrics land in the reports (one
+    call per round), and a strategy that returns no arrays commits the unchanged model crediting nobody."""
+    from fl_chain.fl.ledger_session import LedgerSession
+    from fl_chain.fl.report import RunEnd
+    from fl_chain.fl.task_identity import identity_hash
+
+    client, chain_id = chain.client, chain.client.deployment.chain_id
+    a, b = new_nodes(chain, 2)
+    grid = FakeGrid({1: node(a, chain_id, 1, 0.1), 2: node(b, chain_id, 2, 0.3)})
+    entries: list = []
+    session = LedgerSession(
+        client, chain.coordinator, ModelStore(tmp_path / "store"), RunEvents(callback=entries.append)
+    )
+    calls: list[int] = []
+
+    def evaluate_fn(server_round: int, arrays) -> MetricRecord:
+        calls.append(server_round)
+        return MetricRecord({"acc": float(np.mean(arrays.to_numpy_ndarrays()[0])), "val_loss": 1.0})
+
+    inner = FedAvg(fraction_evaluate=0.0, min_available_nodes=2)
+    strategy = ChainStrategy(inner, ledger=session, app="user/1")
+    result = strategy.start(grid, arrays_to_record(INITIAL), num_rounds=1, evaluate_fn=evaluate_fn)
+    task = strategy.committer.task
+    assert ledger.task_config_hash(client, task) == identity_hash(INITIAL, "user/1")
+    reports = [e for e in entries if isinstance(e, RoundReport)]
+    assert [r.round for r in reports] == [0, 1] and calls == [0, 1]
+    assert reports[1].accuracy == pytest.approx(0.2) and reports[1].metrics["val_loss"] == 1.0
+    assert reports[1].participants == sorted([a.address, b.address])
+    assert result.evaluate_metrics_serverapp[1]["acc"] == pytest.approx(0.2)
+    assert isinstance(entries[-1], RunEnd) and entries[-1].ok
+
+    entries.clear()
+    broken = ChainStrategy(NoArrays(fraction_evaluate=0.0, min_available_nodes=2), ledger=session)
+    broken.start(grid, arrays_to_record(INITIAL), num_rounds=1)
+    report = [e for e in entries if isinstance(e, RoundReport)][-1]
+    assert report.scores == {} and report.participants == []
+    assert ledger.get_round(client, broken.committer.task, 1).model_hash == hash_arrays(INITIAL)
