@@ -149,3 +149,24 @@ def test_a_tampered_model_an_inactive_node_and_a_missing_key_are_refused(
     assert "no 'flchain-key'" in _refusal(keyless(_train_message(task, MODEL), context, user))
     assert "no 'flchain-deployment'" in _refusal(keyless(_train_message(task, MODEL), _context(), user))
     assert user.calls == 0
+
+
+def test_a_key_decrypted_once_reaches_app_processes_only_for_its_own_keystore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flchain client` hands its app processes the decrypted key by environment (no scrypt per
+    message); it is used only for the keystore it belongs to."""
+    import json
+
+    from fl_chain.chain.identity import DECRYPTED_KEY_ENV, PASSWORD_ENV, resolve_account
+    from fl_chain.errors import FlchainError
+
+    mine, other = Account.create(), Account.create()
+    keystore = tmp_path / "node.json"
+    keystore.write_text(json.dumps(Account.encrypt(mine.key, "pw", kdf="scrypt", iterations=2)))
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    monkeypatch.setenv(DECRYPTED_KEY_ENV, "0x" + mine.key.hex().removeprefix("0x"))
+    assert resolve_account({}, "node", keystore).address == mine.address
+    monkeypatch.setenv(DECRYPTED_KEY_ENV, "0x" + other.key.hex().removeprefix("0x"))
+    with pytest.raises(FlchainError, match=PASSWORD_ENV):
+        resolve_account({}, "node", keystore)

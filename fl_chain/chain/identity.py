@@ -13,6 +13,10 @@ from web3 import Web3
 from fl_chain.errors import FlchainError
 
 PASSWORD_ENV = "FLCHAIN_KEY_PASSWORD"
+# The key `flchain client` decrypted once, handed to the app processes its SuperNode starts (Flower starts
+# one per message): only through their environment, which no other local user can read; never on disk
+# in clear, never logged. It is used only for the keystore whose address it matches.
+DECRYPTED_KEY_ENV = "FLCHAIN_NODE_KEY"
 
 
 def write_keystore(path: Path, password: str, overwrite: bool = False) -> str:
@@ -38,6 +42,19 @@ def keystore_address(path: Path) -> str:
     if "address" not in data:
         raise FlchainError(f"{path}: keystore has no 'address' field")
     return Web3.to_checksum_address("0x" + data["address"].removeprefix("0x"))
+
+
+def key_from_environment(path: Path) -> LocalAccount | None:
+    """The already decrypted key of keystore `path` from DECRYPTED_KEY_ENV, if it is that keystore's."""
+    secret = os.environ.get(DECRYPTED_KEY_ENV)
+    if not secret:
+        return None
+    try:
+        account = Account.from_key(secret)
+    except ValueError:
+        return None
+    address = str(_read_keystore(path).get("address", "")).lower().removeprefix("0x")
+    return account if account.address.lower().removeprefix("0x") == address else None
 
 
 def load_key(path: Path, password: str) -> LocalAccount:
@@ -83,7 +100,8 @@ def resolve_account(
     if private_key:
         return Account.from_key(private_key)
     if key is not None:
-        return load_key(key, password if password is not None else password_from_env(key))
+        decrypted = key_from_environment(key) if password is None else None
+        return decrypted or load_key(key, password if password is not None else password_from_env(key))
     dev = dev_keys.get(role)
     if dev:
         return Account.from_key(dev)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fl_chain.chain.client import ChainClient
-from fl_chain.chain.identity import PASSWORD_ENV
+from fl_chain.chain.identity import DECRYPTED_KEY_ENV
 from fl_chain.chain.localnode import free_port
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher
 from fl_chain.errors import FlchainError
@@ -29,7 +29,7 @@ class NodeSupervisor:
     node: NodeConfig
     superlink: str
     log: Path
-    password: str
+    secret_key: str = field(repr=False)  # decrypted once here; app processes get it by environment
     root_certificates: Path | None = None
     port: int | None = None
     status: str = ""  # the node's registry status when it started
@@ -48,19 +48,22 @@ class NodeSupervisor:
         account = load_key(key, password)
         chain = open_chain(node.deployment, node.rpc)
         log = home / "nodes" / f"{account.address}.log"
-        supervisor = cls(chain, account.address, node, superlink, log, password)
+        supervisor = cls(
+            chain, account.address, node, superlink, log, "0x" + account.key.hex().removeprefix("0x")
+        )
         supervisor.status = registry.status_of(chain, account.address)
         return supervisor
 
     def start(self) -> Managed:
-        """Start the SuperNode; the keystore password reaches its app processes by environment only."""
+        """Start the SuperNode; the decrypted key reaches its app processes by environment only (each
+        message's app process would otherwise spend ~0.7 s on the keystore's scrypt)."""
         self._process = start_supernode(
             self.superlink,
             self.port or free_port(),
             self.node.to_node_config(),
             self.log,
             self.root_certificates,
-            {PASSWORD_ENV: self.password},
+            {DECRYPTED_KEY_ENV: self.secret_key},
         )
         return self._process
 
