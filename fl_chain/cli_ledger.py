@@ -169,6 +169,10 @@ def validator(
         Path | None, typer.Option(help="Own held-out data (.npz with x, y); default: the task's test split")
     ] = None,
     task: Annotated[int | None, typer.Option(help="Only this task (default: every task)")] = None,
+    evaluate: Annotated[
+        str | None,
+        typer.Option(help="A Flower App's evaluate_fn(round, ArrayRecord) -> MetricRecord, as module:attr"),
+    ] = None,
     confirmations: Annotated[
         int, typer.Option(help="Attest commits with this many confirmations", min=0)
     ] = 0,
@@ -190,6 +194,7 @@ def validator(
         task,
         confirmations,
         state_home(home),
+        evaluate,
     )
     if once:
         run.once(console.print, err_console.print)

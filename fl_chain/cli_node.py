@@ -146,6 +146,8 @@ def validator_role(
     node = checksum(address)
     admin = acting_account(client, key, "admin")
     quorum.set_validator(client, admin, node, granted=not revoke)
+    if not revoke:  # a validator pays gas for its attestations (topped up on a local chain)
+        enrolment.ensure_gas(client, node)
     console.print(f"{node}: VALIDATOR_ROLE {'revoked' if revoke else 'granted'}")
 
 

@@ -177,7 +177,7 @@ class ValidatorThreads:
 
 def start_validators(client: ChainClient, count: int, config: RunConfig) -> ValidatorThreads:
     """Create, fund and authorise `count` validator keys and start attesting."""
-    from fl_chain.fl.validator import Validator
+    from fl_chain.fl.validator import Validator, task_accuracy
     from fl_chain.tasks import load_task
 
     admin = Account.from_key(client.deployment.dev_keys["admin"])
@@ -188,7 +188,7 @@ def start_validators(client: ChainClient, count: int, config: RunConfig) -> Vali
         account = Account.from_key(secrets.token_bytes(32))
         client.fund(admin, account.address, bootstrap.NODE_FUNDS_WEI)
         quorum.set_validator(client, admin, account.address)
-        workers.append(Validator(client, account, held_out, task.build_model))
+        workers.append(Validator(client, account, task_accuracy(task.build_model, held_out)))
     return ValidatorThreads(workers)
 
 

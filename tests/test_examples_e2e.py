@@ -84,6 +84,16 @@ def test_example_app_runs_on_the_ledger(example: str, tmp_path: Path) -> None:
         assert not any(r.penalized or r.dropped for r in reports), output  # honest nodes, nobody accused
         # The app's own evaluate_fn metrics are on the reports; training helped.
         assert reports[-1].metrics["accuracy"] == reports[-1].accuracy > reports[0].accuracy + 0.3
+        if example == "cnn-digits":  # a validator attests with the app's own evaluate_fn
+            validator = tmp_path / "validator.json"
+            _run("node", "keygen", "--out", str(validator), env=env)
+            _run("node", "validator-role", "0x" + json.loads(validator.read_text())["address"], *h, env=env)
+            evaluate = "cnndigits.server_app:central_evaluate"
+            app_env = {**env, "PYTHONPATH": str(EXAMPLES / example)}
+            out = _run(
+                "validator", "--key", str(validator), "--evaluate", evaluate, "--once", *h, env=app_env
+            )
+            assert f"attested task {task} round 3: accuracy {100 * reports[-1].accuracy:.2f} %" in out, out
     finally:
         for proc in (node0, server):
             if proc is not None:

@@ -14,7 +14,7 @@ from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task
 from fl_chain.chain.watcher import ChainWatcher
 from fl_chain.errors import FlchainError
 from fl_chain.fl.training import get_arrays
-from fl_chain.fl.validator import Validator
+from fl_chain.fl.validator import Validator, task_accuracy
 from fl_chain.store import ModelStore
 from fl_chain.tasks.digits import build_model, server_data
 from tests.chainutil import LocalChain, home_with_deployment
@@ -68,7 +68,7 @@ def test_validator_attests_commits_it_sees_through_the_watcher(chain: LocalChain
     store = ModelStore(tmp_path / "store")
     (account,) = _validators(chain, 1)
     (x_test, y_test) = server_data(0)[1]
-    validator = Validator(client, account, (x_test, y_test), build_model)
+    validator = Validator(client, account, task_accuracy(build_model, (x_test, y_test)))
     watcher = ChainWatcher(client, tmp_path / "cursor.json")
     watcher.poll()
     task = create_task(client, chain.coordinator, b"\x02" * 32, store.base_uri)

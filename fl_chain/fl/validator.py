@@ -14,6 +14,7 @@ from fl_chain.chain import ledger, quorum
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.fixedpoint import to_fixed
 from fl_chain.chain.watcher import ChainEvent
+from fl_chain.errors import FlchainError
 
 
 @dataclass
@@ -34,18 +35,13 @@ class Validator:
         self,
         client: ChainClient,
         account: LocalAccount,
-        data: tuple[np.ndarray, np.ndarray],
-        build_model: Callable[[int], object],
+        accuracy_of: Callable[[int, dict[str, np.ndarray]], float],
         task: int | None = None,
     ) -> None:
+        """`accuracy_of(round, arrays)`: the task's own evaluation on this validator's held-out data
+        (`task_accuracy` for a TaskSpec, `evaluate_fn_accuracy` for a Flower App's evaluate_fn)."""
         quorum.quorum_contract(client, "a validator")
-        self.client, self.account, self.data, self.build_model, self.task = (
-            client,
-            account,
-            data,
-            build_model,
-            task,
-        )
+        self.client, self.account, self.accuracy_of, self.task = client, account, accuracy_of, task
 
     def handle(self, event: ChainEvent) -> Attestation | None:
         """Attest a newly committed round; other events (and retractions) are ignored."""
@@ -60,12 +56,10 @@ class Validator:
 
     def attest(self, task: int, rnd: int) -> Attestation:
         """Fetch, verify, evaluate and attest one round."""
-        from fl_chain.fl.training import evaluate, set_arrays
-
         record, arrays = ledger.load_model(self.client, task, rnd)
-        model = self.build_model(0)
-        set_arrays(model, arrays)
-        _, accuracy = evaluate(model, *self.data)
+        accuracy = float(self.accuracy_of(rnd, arrays))
+        if not 0.0 <= accuracy <= 1.0:
+            raise FlchainError(f"the evaluation returned accuracy {accuracy}: expected a fraction in 0..1")
         receipt = quorum.attest(self.client, self.account, task, rnd, record.model_hash, to_fixed(accuracy))
         return Attestation(
             task,
@@ -74,3 +68,33 @@ class Validator:
             accuracy,
             "0x" + bytes(receipt["transactionHash"]).hex(),
         )
+
+
+def task_accuracy(
+    build_model: Callable[[int], object], data: tuple[np.ndarray, np.ndarray]
+) -> Callable[[int, dict[str, np.ndarray]], float]:
+    """Accuracy of a TaskSpec's model with the given arrays on (x, y)."""
+
+    def accuracy_of(rnd: int, arrays: dict[str, np.ndarray]) -> float:
+        from fl_chain.fl.training import evaluate, set_arrays
+
+        model = build_model(0)
+        set_arrays(model, arrays)
+        return evaluate(model, *data)[1]
+
+    return accuracy_of
+
+
+def evaluate_fn_accuracy(evaluate_fn: Callable) -> Callable[[int, dict[str, np.ndarray]], float]:
+    """Accuracy from a Flower App's own `evaluate_fn(server_round, ArrayRecord) -> MetricRecord` (the one
+    its ServerApp gives `strategy.start`): the metric named "accuracy" (or "acc")."""
+    from fl_chain.fl.records import arrays_to_record
+
+    def accuracy_of(rnd: int, arrays: dict[str, np.ndarray]) -> float:
+        metrics = evaluate_fn(rnd, arrays_to_record(arrays)) or {}
+        for name in ("accuracy", "acc"):
+            if name in metrics:
+                return float(metrics[name])
+        raise FlchainError(f"the evaluate_fn returned no 'accuracy' metric (got {sorted(metrics)})")
+
+    return accuracy_of

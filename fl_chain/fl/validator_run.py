@@ -13,8 +13,8 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import load_key
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher
 from fl_chain.errors import FlchainError
-from fl_chain.fl.validator import Validator
-from fl_chain.tasks import load_task
+from fl_chain.fl.validator import Validator, evaluate_fn_accuracy, task_accuracy
+from fl_chain.tasks import load_object, load_task
 from fl_chain.views import short
 
 Say = Callable[[str], None]
@@ -38,17 +38,25 @@ class ValidatorRun:
         task: int | None,
         confirmations: int,
         home: Path,
+        evaluate: str | None = None,
     ) -> ValidatorRun:
-        """Check the key's role, load the task and its held-out data, resume the validator's cursor."""
+        """Check the key's role, load the task's evaluation (a TaskSpec and its held-out data, or a Flower
+        App's evaluate_fn named by `evaluate`), resume the validator's cursor."""
         account = load_key(key, password)
         quorum.quorum_contract(client, "a validator")
         if not quorum.is_validator(client, account.address):
             raise FlchainError(
                 f"{account.address} lacks VALIDATOR_ROLE: ask the admin (flchain node validator-role)"
             )
-        spec = load_task(task_spec)
-        held_out = spec.read_file(data) if data is not None else spec.server_data(0)[1]
-        worker = Validator(client, account, held_out, spec.build_model, task)
+        if evaluate is not None:
+            if data is not None:
+                raise FlchainError("--data is for a TaskSpec; an --evaluate function reads its own data")
+            accuracy_of = evaluate_fn_accuracy(load_object(evaluate, "--evaluate"))
+        else:
+            spec = load_task(task_spec)
+            held_out = spec.read_file(data) if data is not None else spec.server_data(0)[1]
+            accuracy_of = task_accuracy(spec.build_model, held_out)
+        worker = Validator(client, account, accuracy_of, task)
         cursor = home / f"validator-{account.address}.cursor.json"
         return cls(worker, ChainWatcher(client, cursor, confirmations))
 

@@ -18,15 +18,22 @@ def load_task(name: str) -> TaskSpec:
         return digits_task()
     if ":" not in name:
         raise FlchainError(f"unknown task {name!r}: expected 'digits' or 'module:attr'")
-    module_name, attr = name.split(":", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise FlchainError(f"task {name!r}: cannot import {module_name} ({exc})") from None
-    if not hasattr(module, attr):
-        raise FlchainError(f"task {name!r}: module {module_name} has no attribute {attr!r}")
-    obj = getattr(module, attr)
+    obj = load_object(name, "task")
     spec = obj if isinstance(obj, TaskSpec) else obj() if callable(obj) else None
     if not isinstance(spec, TaskSpec):
         raise FlchainError(f"task {name!r}: expected a TaskSpec or a callable returning one")
     return spec
+
+
+def load_object(name: str, what: str) -> object:
+    """The object "package.module:attr" names, or a one-line error saying which part failed."""
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise FlchainError(f"{what} {name!r}: expected 'module:attr'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FlchainError(f"{what} {name!r}: cannot import {module_name} ({exc})") from None
+    if not hasattr(module, attr):
+        raise FlchainError(f"{what} {name!r}: module {module_name} has no attribute {attr!r}")
+    return getattr(module, attr)
