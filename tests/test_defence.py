@@ -12,7 +12,7 @@ from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
 
-from fl_chain.fl.anchor import RootAnchor
+from fl_chain.fl.anchor import NODE_EXAMPLES_KEY, RootAnchor
 from fl_chain.fl.attacks import apply_attack
 from fl_chain.fl.collusion import alie_z, colluding_deltas
 from fl_chain.fl.evidence import EvidenceBook, EvidencePolicy, suspicions
@@ -56,7 +56,7 @@ def test_evidence_needs_two_suspect_rounds_and_copies_are_penalized_at_once() ->
     assert [sorted(p) for p in penalties] == [[], ["flip"], ["flip"]]
     assert "2 of its last 2 updates suspect" in penalties[1]["flip"]
     suspect, copied = suspicions(
-        {"s1": np.array([0.3, 0.9]), "s2": np.array([0.3, 0.9]), "lazy": np.zeros(2), "big": ROOT * 5},
+        {"s1": np.array([0.3, 0.9]), "s2": np.array([0.3, 0.9]), "lazy": np.zeros(2), "big": ROOT * 7},
         ROOT,
         EvidencePolicy(),
     )
@@ -167,3 +167,26 @@ def test_alie_and_ipm_known_answers() -> None:
     mean, std = np.array([2.0, 3.0]), np.array([np.sqrt(0.5), np.sqrt(1.5)])
     np.testing.assert_allclose(sent[2], mean - std)
     np.testing.assert_allclose(sent[3], -0.5 * mean)
+
+
+def test_root_training_is_told_a_median_nodes_work_and_size_rules_need_it() -> None:
+    seen: list[dict] = []
+
+    def trainer(arrays, config):
+        seen.append(dict(config))
+        return {"w": (arrays["w"] + ROOT).astype(np.float32)}
+
+    anchor = RootAnchor(trainer, matches_node_work=True)
+    previous = {"w": np.zeros(2, np.float32)}
+    anchor.node_examples = 96.0
+    anchor.delta(previous, {"local-epochs": 1})
+    anchor.delta(previous, {"local-epochs": 1})  # same model, config and work: computed once
+    anchor.node_examples = 500.0
+    anchor.delta(previous, {"local-epochs": 1})
+    assert [c[NODE_EXAMPLES_KEY] for c in seen] == [96.0, 500.0]
+    # Without a matched root the size of an update says nothing: only direction, copies and zero count.
+    deltas = {"big": 50 * ROOT, "zero": np.zeros(2), "against": -ROOT}
+    suspect, _ = suspicions(deltas, ROOT, EvidencePolicy(), sizes=False)
+    assert sorted(suspect) == ["against", "zero"]
+    suspect, _ = suspicions(deltas, ROOT, EvidencePolicy(), sizes=True)
+    assert sorted(suspect) == ["against", "big", "zero"]
