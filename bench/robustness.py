@@ -173,11 +173,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="three headline cells (about 1.5 min)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where the results go")
+    parser.add_argument(
+        "--rerun",
+        default="",
+        help="only defences starting with this (e.g. 'anchored'); the other cells are kept from --out's JSON",
+    )
     args = parser.parse_args()
     logging.getLogger("flwr").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     runs = grid(args.quick)
     started, results = time.monotonic(), []
+    if args.rerun:
+        kept = json.loads((args.out / "robustness.json").read_text())
+        results = [r for r in kept if not r["defence"].startswith(args.rerun)]
+        runs = [run for run in runs if run[0].startswith(args.rerun)]
     for i, (defence, data, attack, fraction) in enumerate(runs, 1):
         t = time.monotonic()
         r = run_one(defence, data, attack, fraction, args.rounds)

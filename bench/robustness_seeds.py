@@ -21,6 +21,9 @@ from robustness import run_one  # noqa: E402
 HEADLINE = [  # (defence, data, attack, fraction): one per target
     ("anchored (default)", "Dir 0.1", "none", 0.0),
     ("none", "Dir 0.1", "none", 0.0),
+    ("anchored (default)", "Dir 0.3", "none", 0.0),
+    ("none", "Dir 0.3", "none", 0.0),
+    ("anchored (default)", "IID", "boost x5", 0.5),
     ("anchored (default)", "Dir 0.3", "mixed", 0.3),
     ("anchored (default)", "IID", "mixed", 0.5),
     ("anchored + trust", "IID", "mixed", 0.7),

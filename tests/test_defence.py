@@ -12,7 +12,7 @@ from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
 
-from fl_chain.fl.anchor import NODE_EXAMPLES_KEY, RootAnchor
+from fl_chain.fl.anchor import RootAnchor
 from fl_chain.fl.attacks import apply_attack
 from fl_chain.fl.collusion import alie_z, colluding_deltas
 from fl_chain.fl.evidence import EvidenceBook, EvidencePolicy, suspicions
@@ -106,13 +106,13 @@ def test_step_bound_shortens_only_steps_longer_than_the_root_update() -> None:
     previous = {"w": np.ones(2, np.float32), "b": np.zeros(1, np.float32)}
     root = np.array([3.0, 0.0, 4.0])  # ||g0|| = 5
     long_step = {"w": np.array([7.0, 1.0], np.float32), "b": np.array([8.0], np.float32)}  # delta (6,0,8)
-    shortened, factor = bound_step(long_step, previous, root, 1.0)
+    shortened, factor = bound_step(long_step, previous, float(np.linalg.norm(root)), 1.0)
     assert factor == pytest.approx(0.5)
     np.testing.assert_allclose(shortened["w"], [4.0, 1.0])
     np.testing.assert_allclose(shortened["b"], [4.0])
     assert shortened["w"].dtype == np.float32
     short_step = {"w": np.array([2.0, 1.0], np.float32), "b": np.array([1.0], np.float32)}
-    untouched, factor = bound_step(short_step, previous, root, 1.0)
+    untouched, factor = bound_step(short_step, previous, float(np.linalg.norm(root)), 1.0)
     assert factor == 1.0
     np.testing.assert_array_equal(untouched["w"], short_step["w"])
 
@@ -135,7 +135,7 @@ def test_per_update_clip_bounds_a_boosted_reply_and_rewrites_what_the_strategy_a
         )
         screened.updates[f"0x{node}"] = arrays
     verified = {m.metadata.src_node_id: f"0x{m.metadata.src_node_id}" for m in screened.accepted}
-    clipped = bound_influence(screened, verified, root, previous, 2.0)
+    clipped = bound_influence(screened, verified, float(np.linalg.norm(root)), previous, 2.0)
     assert clipped == {"0x2": pytest.approx(0.4)}
     sent = record_to_arrays(screened.accepted[1].content.array_records["arrays"])["w"]
     np.testing.assert_allclose(sent, [1.6, 1.2], rtol=1e-6)
@@ -169,24 +169,15 @@ def test_alie_and_ipm_known_answers() -> None:
     np.testing.assert_allclose(sent[3], -0.5 * mean)
 
 
-def test_root_training_is_told_a_median_nodes_work_and_size_rules_need_it() -> None:
-    seen: list[dict] = []
-
-    def trainer(arrays, config):
-        seen.append(dict(config))
-        return {"w": (arrays["w"] + ROOT).astype(np.float32)}
-
-    anchor = RootAnchor(trainer, matches_node_work=True)
-    previous = {"w": np.zeros(2, np.float32)}
-    anchor.node_examples = 96.0
-    anchor.delta(previous, {"local-epochs": 1})
-    anchor.delta(previous, {"local-epochs": 1})  # same model, config and work: computed once
-    anchor.node_examples = 500.0
-    anchor.delta(previous, {"local-epochs": 1})
-    assert [c[NODE_EXAMPLES_KEY] for c in seen] == [96.0, 500.0]
-    # Without a matched root the size of an update says nothing: only direction, copies and zero count.
-    deltas = {"big": 50 * ROOT, "zero": np.zeros(2), "against": -ROOT}
-    suspect, _ = suspicions(deltas, ROOT, EvidencePolicy(), sizes=False)
+def test_sizes_are_judged_against_g0_scaled_to_a_median_nodes_examples_or_not_at_all() -> None:
+    anchor = RootAnchor(
+        lambda arrays, config: {"w": (arrays["w"] + ROOT).astype(np.float32)}, root_examples=100
+    )
+    # |g0| = 2 from 100 root examples; a median node trained on 300: an honest update of ~6 is expected.
+    assert anchor.size_reference(ROOT, 300.0) == pytest.approx(6.0)
+    assert RootAnchor(anchor.train_on_root).size_reference(ROOT, 300.0) is None  # root set size unknown
+    deltas = {"big": 50 * ROOT, "zero": np.zeros(2), "against": -ROOT, "honest": 3 * ROOT}
+    suspect, _ = suspicions(deltas, ROOT, EvidencePolicy(), reference=6.0)
+    assert sorted(suspect) == ["against", "big", "zero"]  # honest: 6 / 6 = 1x the reference
+    suspect, _ = suspicions(deltas, ROOT, EvidencePolicy(), reference=None)  # directions and zero only
     assert sorted(suspect) == ["against", "zero"]
-    suspect, _ = suspicions(deltas, ROOT, EvidencePolicy(), sizes=True)
-    assert sorted(suspect) == ["against", "big", "zero"]

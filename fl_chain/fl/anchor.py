@@ -4,12 +4,14 @@ root update g0 is the yardstick for contribution (cosine with g0), for evidence 
 and for trust-weighted aggregation (fl/trust.py). For the embedded digits task the root set is the
 server's validation split; a user task's `server_data` validation split plays the same role.
 
-Magnitudes are comparable only when the root training does as much work as a node: FLTrust has server
-and clients run the same number of local iterations. The coordinator tells the trainer how many examples
-a median node trained on this round (NODE_EXAMPLES_KEY in its config); flchain's own trainer runs that
-many mini-batches' worth of steps. A trainer that does so is declared with `matches_node_work`; only
-then are norm-based rules (boosting and free-riding evidence, influence bounds) applied, because with an
-unmatched root set an honest node with 5x the root set's data sends a 5-10x larger update."""
+Sizes need a yardstick scaled to a node's work: FLTrust has server and clients run the same number of
+local iterations, while here nodes train epochs over data sets of any size, so an honest node with 3.5x
+the root set's data sends an update several times |g0| (measured 8.5x in examples/cnn-digits). With the
+root set's size known (`root_examples`), the size reference is |g0| x (a median node's claimed examples /
+root examples): local steps, and to first order the update's size, grow with the examples trained on.
+Without it, no size rule applies (boosting and free-riding evidence, influence bounds); directions do.
+g0 itself is always the root training's own update: its direction is the yardstick for contribution
+and for evidence of harm."""
 
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ import numpy as np
 from fl_chain.store import hash_arrays
 
 Arrays = Mapping[str, np.ndarray]
-NODE_EXAMPLES_KEY = "flchain-node-examples"  # a median node's (capped) claimed examples this round
 RootTrainer = Callable[[Arrays, Mapping[str, Any]], dict[str, np.ndarray]]
 
 
@@ -34,17 +35,21 @@ class RootAnchor:
     """g0 for the current global model, computed once per model and training config (the coordinator,
     its scoring and a trust-weighted aggregator may all ask in the same round)."""
 
-    def __init__(self, train_on_root: RootTrainer, matches_node_work: bool = False) -> None:
+    def __init__(self, train_on_root: RootTrainer, root_examples: int | None = None) -> None:
         self.train_on_root = train_on_root
-        self.matches_node_work = matches_node_work
-        self.node_examples: float | None = None  # set by the coordinator once a round's claims are in
-        self._key: bytes | None = None
-        self._delta: np.ndarray | None = None
+        self.root_examples = root_examples
+
+    _key: bytes | None = None
+    _delta: np.ndarray | None = None
+
+    def size_reference(self, root: np.ndarray, node_examples: float | None) -> float | None:
+        """The update size an honest median node's update is measured against, or None (no size rules)."""
+        if not self.root_examples or not node_examples:
+            return None
+        return float(np.linalg.norm(root)) * node_examples / self.root_examples
 
     def delta(self, previous: Arrays, config: Mapping[str, Any]) -> np.ndarray:
         """Flattened root update g0 = trained - previous."""
-        if self.node_examples is not None:
-            config = {**config, NODE_EXAMPLES_KEY: self.node_examples}
         key = hash_arrays(previous) + repr(sorted(config.items())).encode()
         if key != self._key:
             trained = self.train_on_root(previous, config)

@@ -29,7 +29,7 @@ class EvidencePolicy:
     """When an update is suspect, and how much suspicion makes a penalty."""
 
     min_cosine: float = -0.05  # single honest updates dip lower (docs/anchor-calibration.md): hence `needed`
-    max_norm_ratio: float = 6.0  # honest updates measured at 0.13-4.76 x (docs/anchor-calibration.md)
+    max_norm_ratio: float = 6.0  # honest updates measured at 0.15-4.65 x (docs/anchor-calibration.md)
     min_norm_ratio: float = 0.01
     duplicate_cosine: float = 0.9999
     window: int = 3
@@ -37,27 +37,31 @@ class EvidencePolicy:
 
 
 def suspicions(
-    deltas: Mapping[str, np.ndarray], root: np.ndarray, policy: EvidencePolicy, sizes: bool = True
+    deltas: Mapping[str, np.ndarray],
+    root: np.ndarray,
+    policy: EvidencePolicy,
+    reference: float | None = -1.0,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """(suspect this round: who -> why, copies: who -> why) for one round's accepted updates; without
-    `sizes` (a root update whose size says nothing about a node's: fl/anchor.py) only directions and
-    copies count, and a zero update still marks a free-rider."""
-    root_norm = float(np.linalg.norm(root))
+    """(suspect this round: who -> why, copies: who -> why) for one round's accepted updates. Sizes are
+    measured against `reference` (default: |g0|); with None (no size yardstick: fl/anchor.py) only
+    directions and copies count, and a zero update still marks a free-rider."""
+    if reference is not None and reference < 0:
+        reference = float(np.linalg.norm(root))
     suspect: dict[str, str] = {}
     for who, delta in deltas.items():
         norm = float(np.linalg.norm(delta))
-        ratio = norm / root_norm if root_norm > 0 else 1.0
+        ratio = norm / reference if reference else 1.0
         cos = cosine(delta, root)
-        if not sizes:
+        if reference is None:
             if norm == 0:
                 suspect[who] = "update is zero (returns the model it got)"
             elif cos < policy.min_cosine:
                 suspect[who] = f"update points against the server's root update (cosine {cos:.2f})"
             continue
         if ratio < policy.min_norm_ratio:
-            suspect[who] = f"update {ratio:.3f} x the root update's size (returns the model it got)"
+            suspect[who] = f"update {ratio:.3f} x an honest update's expected size (returns the model it got)"
         elif ratio > policy.max_norm_ratio:
-            suspect[who] = f"update {ratio:.1f} x the root update's size (boosted)"
+            suspect[who] = f"update {ratio:.1f} x an honest update's expected size (boosted)"
         elif cos < policy.min_cosine:
             suspect[who] = f"update points against the server's root update (cosine {cos:.2f})"
     return suspect, copies(deltas, policy.duplicate_cosine)
@@ -83,11 +87,11 @@ class EvidenceBook:
     history: dict[str, deque] = field(default_factory=dict)
 
     def observe(
-        self, deltas: Mapping[str, np.ndarray], root: np.ndarray, sizes: bool = True
+        self, deltas: Mapping[str, np.ndarray], root: np.ndarray, reference: float | None = -1.0
     ) -> tuple[dict[str, str], dict[str, str]]:
-        """Record one round's verdicts; return (suspect this round: who -> why, penalized now: who ->
-        the evidence)."""
-        suspect, copied = suspicions(deltas, root, self.policy, sizes)
+        """Record one round's verdicts (sizes against `reference`, see `suspicions`); return (suspect
+        this round: who -> why, penalized now: who -> the evidence)."""
+        suspect, copied = suspicions(deltas, root, self.policy, reference)
         penalized: dict[str, str] = {}
         for who in deltas:
             past = self.history.setdefault(who, deque(maxlen=self.policy.window))

@@ -27,7 +27,7 @@ class InfluencePolicy:
 def bound_influence(
     out: Screened,
     verified: Mapping[int, str],
-    root: np.ndarray,
+    reference: float,
     previous: Mapping[str, np.ndarray],
     ratio: float,
 ) -> dict[str, float]:
@@ -35,7 +35,7 @@ def bound_influence(
     anchored in g0 rather than in the other replies, so a majority cannot raise the bound): a boosted
     update then weighs no more than an honest one of the same direction. Returns who -> the factor its
     update was scaled by (only those clipped)."""
-    bound = ratio * float(np.linalg.norm(root))
+    bound = ratio * reference
     if bound <= 0:
         return {}
     clipped: dict[str, float] = {}
@@ -57,13 +57,13 @@ def bound_influence(
 
 
 def bound_step(
-    model: Mapping[str, np.ndarray], previous: Mapping[str, np.ndarray], root: np.ndarray, ratio: float
+    model: Mapping[str, np.ndarray], previous: Mapping[str, np.ndarray], reference: float, ratio: float
 ) -> tuple[dict[str, np.ndarray], float]:
     """The aggregate, its step from `previous` shortened to at most `ratio` x ||g0|| (a trust region
     around the server's own step), and the factor applied (1.0: untouched). Honest FedAvg steps measured
-    at up to 1.67 x ||g0|| on Dir 0.1 data (docs/anchor-calibration.md), so a bound of 1.5 shortens
-    them by 10 % at worst and stops a majority of boosted updates from overshooting."""
-    bound = ratio * float(np.linalg.norm(root))
+    at up to 1.63 x the size reference on Dir 0.1 data (docs/anchor-calibration.md), so a bound of
+    1.5 shortens them by 8 % at worst and stops a majority of boosted updates from overshooting."""
+    bound = ratio * reference
     norm = float(np.linalg.norm(flat_delta(model, previous)))
     if bound <= 0 or norm <= bound:
         return dict(model), 1.0

@@ -94,12 +94,12 @@ def judge_with_evidence(
     book: EvidenceBook,
     root: np.ndarray,
     previous: Mapping[str, np.ndarray],
-    sizes: bool = True,
+    reference: float | None = None,
 ) -> None:
     """Anchored evidence (fl/evidence.py): suspect updates leave this round's aggregate, with the reason;
-    those whose evidence adds up are penalized. `sizes`: the root update's size is a yardstick too."""
+    those whose evidence adds up are penalized. `reference`: the size yardstick (fl/anchor.py), if any."""
     deltas = {who: flat_delta(arrays, previous) for who, arrays in out.updates.items()}
-    suspect, penalized = book.observe(deltas, root, sizes)
+    suspect, penalized = book.observe(deltas, root, reference)
     for who, reason in suspect.items():
         out.dropped[who] = ("penalized: " + penalized[who]) if who in penalized else f"suspect: {reason}"
         del out.updates[who], out.weights[who]

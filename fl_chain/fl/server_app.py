@@ -4,7 +4,6 @@ split. Everything it reports goes to a `RunEvents` sink (fl/report.py)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from fl_chain.chain.deployment import DEPLOYMENT_FILE
 from fl_chain.chain.identity import resolve_account
 from fl_chain.config import RunConfig
 from fl_chain.errors import FlchainError
-from fl_chain.fl.anchor import NODE_EXAMPLES_KEY, RootAnchor
+from fl_chain.fl.anchor import RootAnchor
 from fl_chain.fl.committer import RoundCommitter
 from fl_chain.fl.policies import evidence_book, round_policy, selector_for
 from fl_chain.fl.records import arrays_to_record
@@ -85,29 +84,23 @@ def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np
     root_model = task.build_model(seed)
 
     def train_on_root(arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        # The nodes' local settings on the server's clean validation split (the root set), for as many
-        # steps as a median node takes this round (so update sizes are comparable: fl/anchor.py).
-        epochs, batch = int(config.get("local-epochs", 1)), int(config.get("batch-size", 32))
-        steps = None
-        if NODE_EXAMPLES_KEY in config:
-            steps = max(1, epochs) * max(1, math.ceil(float(config[NODE_EXAMPLES_KEY]) / batch))
+        # The nodes' local settings, on the server's clean validation split (the root set).
         set_arrays(root_model, arrays)
         train(
             root_model,
             x_val,
             y_val,
-            epochs=epochs,
+            epochs=int(config.get("local-epochs", 1)),
             lr=float(config.get("lr", 0.05)),
-            batch_size=batch,
+            batch_size=int(config.get("batch-size", 32)),
             seed=int(config.get("seed", 0)),
-            steps=steps,
         )
         return get_arrays(root_model)
 
     evaluation = Evaluation(
         metrics_on(x_test, y_test),
         lambda arrays: validation(arrays)[0],
-        RootAnchor(train_on_root, matches_node_work=True),
+        RootAnchor(train_on_root, root_examples=len(y_val)),
     )
     return evaluation, initial
 

@@ -70,17 +70,17 @@ class ChainStrategy(Strategy):
         ledger: LedgerSession | None = None,
         app: str = "",
         root_fn: RootTrainer | None = None,
-        root_matches_nodes: bool = False,
+        root_examples: int | None = None,
     ) -> None:
         """flchain's own ServerApp passes a `committer` for its task; anyone's ServerApp passes a `ledger`
         (fl/ledger_session.py): the task is created on-chain from the initial arrays when `start` runs,
         identified by the model's architecture and `app` (the id its nodes' flchain mod is given).
         `root_fn(arrays, train_config) -> arrays` trains on the server's own clean root set: with it,
         scores are FLTrust trust and penalties need anchored evidence; without it, scores are cosine
-        similarities to the aggregate and nobody is penalized for the content of an update. Declare
-        `root_matches_nodes` only if `root_fn` trains as many steps as a node with
-        train_config["flchain-node-examples"] examples would: then update sizes are judged too
-        (boosting, free-riding, influence bounds); otherwise only directions and copies are."""
+        similarities to the aggregate and nobody is penalized for the content of an update. With
+        `root_examples` (the root set's size; for nodes and root_fn that train epochs) update sizes are
+        judged too, against |g0| scaled to a median node's claimed examples (boosting, free-riding,
+        influence bounds: fl/anchor.py); otherwise only directions and copies are."""
         if committer is None and ledger is None:
             raise FlchainError(
                 "ChainStrategy needs a ledger: ChainStrategy(strategy, ledger=LedgerSession...)"
@@ -89,7 +89,7 @@ class ChainStrategy(Strategy):
         self.committer = committer
         self.ledger = ledger
         self.app = app
-        root = RootAnchor(root_fn, root_matches_nodes) if root_fn is not None else None
+        root = RootAnchor(root_fn, root_examples) if root_fn is not None else None
         self.evaluation = evaluation or Evaluation(root=root)
         config = ledger.config if ledger is not None else None
         self.policy = policy or (round_policy(config) if config is not None else RoundPolicy())
@@ -188,16 +188,19 @@ class ChainStrategy(Strategy):
         seconds = {"train": time.monotonic() - self._train_started}
         screened = screen_replies(replies, self.gate.verified, self._previous, self.policy.screening)
         started = time.monotonic()
-        root = self._root_update(screened)
+        root = self._root_update()
+        reference = None  # the size of a median honest update, when the root set's size is known
         if root is not None:
             seconds["anchor"] = time.monotonic() - started  # the server's own training on its root set
-        # Sizes are comparable to the root update's only if the root training matched a node's work.
-        sized = root is not None and self.evaluation.root.matches_node_work
+            claims = list(screened.weights.values())
+            reference = self.evaluation.root.size_reference(
+                root, float(np.median(claims)) if claims else None
+            )
         if self.evidence is not None and root is not None:
-            judge_with_evidence(screened, self.gate.verified, self.evidence, root, self._previous, sized)
-        if sized and self.policy.influence.clip_ratio > 0:
+            judge_with_evidence(screened, self.gate.verified, self.evidence, root, self._previous, reference)
+        if reference is not None and self.policy.influence.clip_ratio > 0:
             bound_influence(
-                screened, self.gate.verified, root, self._previous, self.policy.influence.clip_ratio
+                screened, self.gate.verified, reference, self._previous, self.policy.influence.clip_ratio
             )
         missed = sorted(a for n, a in self._selected.items() if n not in screened.answered)
         if self.selector is not None:
@@ -218,8 +221,8 @@ class ChainStrategy(Strategy):
         if not aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
             scores, raw = {}, {}
         step = 1.0
-        if sized and self.policy.influence.step_ratio > 0:
-            model, step = bound_step(model, self._previous, root, self.policy.influence.step_ratio)
+        if reference is not None and self.policy.influence.step_ratio > 0:
+            model, step = bound_step(model, self._previous, reference, self.policy.influence.step_ratio)
         commit = self.committer.commit(on_chain_round, model, scores, missed, sorted(screened.penalized))
         report = self._report(server_round, screened, raw, scores, missed, commit, model)
         report.step_scaled = round(step, 4)
@@ -275,9 +278,8 @@ class ChainStrategy(Strategy):
             **commit.report_fields(),
         )
 
-    def _root_update(self, screened: Screened) -> np.ndarray | None:
-        """g0 for this round, when something needs it and the server has a root set; the root training
-        is told how many examples a median node trained on (fl/anchor.py)."""
+    def _root_update(self) -> np.ndarray | None:
+        """g0 for this round, when something needs it and the server has a root set."""
         needed = (
             self.evidence is not None
             or self.policy.scoring.method == "fltrust"
@@ -286,9 +288,7 @@ class ChainStrategy(Strategy):
         )
         if not needed or self.evaluation.root is None:
             return None
-        anchor = self.evaluation.root
-        anchor.node_examples = float(np.median(list(screened.weights.values()))) if screened.weights else None
-        return anchor.delta(self._previous, self._train_config)
+        return self.evaluation.root.delta(self._previous, self._train_config)
 
     def _chain_config(self, parent_round: int) -> dict[str, int]:
         return {CONFIG_TASK_ID: self.committer.task, CONFIG_PARENT_ROUND: self.round_offset + parent_round}
