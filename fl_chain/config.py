@@ -79,8 +79,8 @@ class ScoringSection:
     evidence_window: int = 3  # penalize when `evidence_needed` of a node's last `evidence_window`
     evidence_needed: int = 2  # updates were suspect
     claim_cap: float = 2.0  # claimed examples count at most this x the round's median claim (0: off)
-    clip_ratio: float = 0.0  # > 0: clip each update to this x the server's root update norm (0: off)
-    step_ratio: float = 1.5  # > 0: the aggregate moves the model at most this x the root update (0: off)
+    clip_ratio: float = 0.0  # > 0: clip each update to this x the size reference (0: off)
+    step_ratio: float = 1.5  # > 0: a round's step is at most this x the size reference (0: off)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Bounded influence, anchored in the server's root update g0 (fl/anchor.py): how far one update, and
 one round's aggregate, may move the model. Neither bound is a penalty (a clipped node is not accused of
 anything); both stop a boosted update, or a majority of them, from buying influence by size alone. The
-bounds scale with ||g0||, never with the other replies, so attackers cannot raise them."""
+bounds are multiples of the size reference (|g0| scaled to a median node's examples), never of the
+other replies, so attackers cannot raise them."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from fl_chain.fl.screening import Screened
 
 @dataclass(frozen=True)
 class InfluencePolicy:
-    """Bounds in multiples of ||g0|| (0: off). Per-update clipping is off by default: it shortens honest
-    non-IID updates too (docs/robustness.md measures what it costs); the step bound costs nothing there."""
+    """Bounds in multiples of the size reference (0: off). Per-update clipping is off by default: it
+    shortens honest non-IID updates too (docs/robustness.md measures what it costs); the step bound costs nothing there."""
 
     clip_ratio: float = 0.0
     step_ratio: float = 1.5
@@ -31,7 +32,7 @@ def bound_influence(
     previous: Mapping[str, np.ndarray],
     ratio: float,
 ) -> dict[str, float]:
-    """Clip every accepted update to `ratio` x the root update's norm (norm bounding, Sun et al. 2019,
+    """Clip every accepted update to `ratio` x the size reference (norm bounding, Sun et al. 2019,
     anchored in g0 rather than in the other replies, so a majority cannot raise the bound): a boosted
     update then weighs no more than an honest one of the same direction. Returns who -> the factor its
     update was scaled by (only those clipped)."""
@@ -59,7 +60,7 @@ def bound_influence(
 def bound_step(
     model: Mapping[str, np.ndarray], previous: Mapping[str, np.ndarray], reference: float, ratio: float
 ) -> tuple[dict[str, np.ndarray], float]:
-    """The aggregate, its step from `previous` shortened to at most `ratio` x ||g0|| (a trust region
+    """The aggregate, its step from `previous` shortened to at most `ratio` x the reference (a trust region
     around the server's own step), and the factor applied (1.0: untouched). Honest FedAvg steps measured
     at up to 1.63 x the size reference on Dir 0.1 data (docs/anchor-calibration.md), so a bound of
     1.5 shortens them by 8 % at worst and stops a majority of boosted updates from overshooting."""
