@@ -19,7 +19,8 @@ from fl_chain.fl.screening import Screened
 @dataclass(frozen=True)
 class InfluencePolicy:
     """Bounds in multiples of the size reference (0: off). Per-update clipping is off by default: it
-    shortens honest non-IID updates too (docs/robustness.md measures what it costs); the step bound costs nothing there."""
+    shortens honest non-IID updates too (docs/robustness.md measures what it costs); the step bound
+    shortens honest steps by 8 % at worst (docs/anchor-calibration.md)."""
 
     clip_ratio: float = 0.0
     step_ratio: float = 1.5
