@@ -77,7 +77,7 @@ class ChainStrategy(Strategy):
         identified by the model's architecture and `app` (the id its nodes' flchain mod is given).
         `root_fn(arrays, train_config) -> arrays` trains on the server's own clean root set: with it,
         scores are FLTrust trust and penalties need anchored evidence; without it, scores are cosine
-        similarities to the aggregate and nobody is penalized for the content of an update. With
+        similarities with the median update and nobody is penalized for the content of an update. With
         `root_examples` (the root set's size; for nodes and root_fn that train epochs) update sizes are
         judged too, against |g0| scaled to a median node's claimed examples (boosting, free-riding,
         influence bounds: fl/anchor.py); otherwise only directions and copies are."""
