@@ -9,10 +9,12 @@ query stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from fl_chain.fl.chain_mod import make_flchain_mod, settings_from_node_config
 from fl_chain.fl.node_config import NodeConfig
@@ -29,7 +31,7 @@ from fl_chain.tasks.base import DataSpec
 
 def train_locally(settings: NodeConfig, message: Message, context: Context) -> Message:
     """Train on the local partition from the model the flchain mod verified; return weights + metrics."""
-    from fl_chain.fl.attacks import active_attack, apply_attack
+    from fl_chain.fl.attacks import active_attack
     from fl_chain.fl.training import get_arrays, set_arrays, train
     from fl_chain.tasks import load_task
 
@@ -62,14 +64,35 @@ def train_locally(settings: NodeConfig, message: Message, context: Context) -> M
         proximal_mu=float(config.get("proximal-mu", 0.0)),
         steps=int(config[CONFIG_LOCAL_STEPS]) if CONFIG_LOCAL_STEPS in config else None,
     )
-    updated = apply_attack(settings.attack, arrays, get_arrays(model), round_number)
     content = RecordDict(
         {
-            "arrays": arrays_to_record(updated),
+            "arrays": arrays_to_record(get_arrays(model)),
             "metrics": MetricRecord({WEIGHT_KEY: len(y), "train-loss": loss}),
         }
     )
     return Message(content, reply_to=message)
+
+
+def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
+    """Experiments only: a simulated attacker rewrites its trained model *outside* the flchain mod, as a
+    real attacker would who changed its own client, so the node-side checks do not stop it first."""
+
+    def attack_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        reply = call_next(message, context)
+        attack = resolve(context).attack
+        if not attack or reply.has_error() or not message.metadata.message_type.startswith("train"):
+            return reply
+        if "arrays" not in message.content.array_records or "arrays" not in reply.content.array_records:
+            return reply  # the join challenge and its answer carry no model
+        from fl_chain.fl.attacks import apply_attack
+
+        received = record_to_arrays(message.content.array_records["arrays"])
+        trained = record_to_arrays(reply.content.array_records["arrays"])
+        round_number = int(message.content.config_records["config"][CONFIG_PARENT_ROUND]) + 1
+        reply.content["arrays"] = arrays_to_record(apply_attack(attack, received, trained, round_number))
+        return reply
+
+    return attack_mod
 
 
 @dataclass(frozen=True)
@@ -96,7 +119,10 @@ def make_client_app(simulated: SimulatedNodes | None = None) -> ClientApp:
             return settings_from_node_config(context)
         return simulated.for_context(context)
 
-    app = ClientApp(mods=[make_flchain_mod(resolve, lambda settings: task_app_id(settings.task))])
+    mods = [make_flchain_mod(resolve, lambda settings: task_app_id(settings.task))]
+    if simulated is not None and simulated.attacks:
+        mods.insert(0, make_attack_mod(resolve))
+    app = ClientApp(mods=mods)
 
     @app.train()
     def train_fn(message: Message, context: Context) -> Message:
