@@ -96,8 +96,9 @@ def up(
 ) -> None:
     """Start a local chain, deploy the contracts, grant roles and write the deployment file."""
     home_dir = state_home(home)
-    chain, deployment = start_local_deployment(home_dir, backend, port, host, block_time, detach)
-    try:  # from here on, whatever happens (Ctrl-C included), a foreground chain is stopped by its PID
+    chain = None
+    try:  # whatever happens (Ctrl-C included, even right after start-up), a foreground chain is stopped
+        chain, deployment = start_local_deployment(home_dir, backend, port, host, block_time, detach)
         extra = {"pid": str(chain.pid), "deployment file": str(home_dir / DEPLOYMENT_FILE), "log": chain.log}
         _print_deployment(deployment, extra)
         if detach:
@@ -111,7 +112,7 @@ def up(
     except KeyboardInterrupt:
         console.print("stopping the chain")
     finally:
-        if not detach:
+        if not detach and chain is not None:
             stop_pid(chain.pid)
             (home_dir / PIDFILE).unlink(missing_ok=True)
 
