@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from fl_chain.chain.localnode import ChainProcess, stop_pid
 from tests.chainutil import LocalChain, fresh_deployment, launch
+
+
+@contextmanager
+def flower_server_identity(run_id: int) -> Iterator[None]:
+    """Flower stamps messages built outside its runtime with the ServerApp's identity: set one, as the
+    runtime would, and restore the previous one after."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    saved = (TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id)
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = run_id, 1, 0
+    try:
+        yield
+    finally:
+        TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = saved
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from eth_account import Account
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from fl_chain.fl.auth import recover_signer
 from fl_chain.fl.chain_mod import make_flchain_mod, settings_from_node_config
@@ -26,6 +25,7 @@ from fl_chain.fl.records import (
 from fl_chain.fl.task_identity import identity_hash
 from fl_chain.store import ModelStore
 from tests.chainutil import LocalChain, home_with_deployment, new_nodes
+from tests.conftest import flower_server_identity
 
 APP = "myapp/1.0"
 RUN_ID, NODE_ID = 5, 42
@@ -34,10 +34,9 @@ MODEL = {"conv.weight": np.ones((2, 1, 3, 3), np.float32), "fc.bias": np.zeros(3
 
 @pytest.fixture(autouse=True)
 def server_identity() -> Iterator[None]:
-    saved = (TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id)
-    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = RUN_ID, 1, 0
-    yield
-    TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = saved
+    """Messages built in this test carry a ServerApp identity, as Flower's runtime would give them."""
+    with flower_server_identity(RUN_ID):
+        yield
 
 
 class UserTrain:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
-from flwr.supercore.task_identity import TaskIdentity
 
 from fl_chain.fl.anchor import RootAnchor
 from fl_chain.fl.attacks import apply_attack
@@ -21,6 +20,7 @@ from fl_chain.fl.records import arrays_to_record, record_to_arrays
 from fl_chain.fl.screening import Screened
 from fl_chain.fl.trust import trust_scores, trust_weighted_delta
 from fl_chain.fl.trust_strategy import TrustWeighted
+from tests.conftest import flower_server_identity
 from tests.test_strategy import FakeGrid
 
 ROOT = np.array([2.0, 0.0])
@@ -28,10 +28,9 @@ ROOT = np.array([2.0, 0.0])
 
 @pytest.fixture(autouse=True)
 def server_identity() -> Iterator[None]:
-    saved = (TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id)
-    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 9, 1, 0
-    yield
-    TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = saved
+    """Messages built in this test carry a ServerApp identity, as Flower's runtime would give them."""
+    with flower_server_identity(9):
+        yield
 
 
 def test_fltrust_trust_and_aggregate_known_answer() -> None:

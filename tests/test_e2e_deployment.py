@@ -37,6 +37,16 @@ def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
         return subprocess.Popen([*FLCHAIN, *args], stdout=fh, stderr=subprocess.STDOUT, env=env)
 
 
+def registered_keys(tmp_path: Path, count: int, home_args: list[str], env: dict[str, str]) -> list[Path]:
+    """`count` node keystores, applied and approved through the CLI."""
+    keys = [tmp_path / f"node{i}.json" for i in range(count)]
+    for key in keys:
+        _run("node", "keygen", "--out", str(key), env=env)
+        _run("node", "apply", "--key", str(key), *home_args, env=env)
+        _run("node", "approve", "0x" + json.loads(key.read_text())["address"], *home_args, env=env)
+    return keys
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -151,11 +161,7 @@ def test_server_killed_mid_run_resumes_from_the_chain(tmp_path: Path) -> None:
     clients: list[subprocess.Popen] = []
     servers: list[subprocess.Popen] = []
     try:
-        keys = [tmp_path / f"node{i}.json" for i in range(2)]
-        for key in keys:
-            _run("node", "keygen", "--out", str(key), env=env)
-            _run("node", "apply", "--key", str(key), *h, env=env)
-            _run("node", "approve", "0x" + json.loads(key.read_text())["address"], *h, env=env)
+        keys = registered_keys(tmp_path, 2, h, env)
         config = tmp_path / "run.toml"
         config.write_text("[federation]\nrounds = 3\n\n[task]\nlocal_epochs = 1\n")
         port = free_port()

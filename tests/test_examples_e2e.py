@@ -19,7 +19,7 @@ from fl_chain.chain.localnode import free_port
 from fl_chain.fl.processes import start_supernode
 from fl_chain.fl.report import read_reports
 from fl_chain.fl.task_identity import identity_hash
-from tests.test_e2e_deployment import FLCHAIN, PASSWORD, _processes_with, _run, _spawn, _stop
+from tests.test_e2e_deployment import FLCHAIN, PASSWORD, _processes_with, _run, _spawn, _stop, registered_keys
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 APPS = {"cnn-digits": "cnndigits/1.0", "tabular-cancer": ""}  # the app id each one's ChainStrategy uses
@@ -35,11 +35,7 @@ def test_example_app_runs_on_the_ledger(example: str, tmp_path: Path) -> None:
     _run("chain", "up", "--detach", "--port", str(free_port()), *h, env=env)
     server, node0, node1 = None, None, None
     try:
-        keys = [tmp_path / f"node{i}.json" for i in range(2)]
-        for key in keys:
-            _run("node", "keygen", "--out", str(key), env=env)
-            _run("node", "apply", "--key", str(key), *h, env=env)
-            _run("node", "approve", "0x" + json.loads(key.read_text())["address"], *h, env=env)
+        keys = registered_keys(tmp_path, 2, h, env)
         addresses = {"0x" + json.loads(k.read_text())["address"].lower() for k in keys}
         port = free_port()
         server_log = tmp_path / "server.out"

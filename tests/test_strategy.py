@@ -13,7 +13,6 @@ from eth_account.signers.local import LocalAccount
 from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
-from flwr.supercore.task_identity import TaskIdentity
 
 from fl_chain.chain import ledger
 from fl_chain.fl.auth import sign_challenge
@@ -30,6 +29,7 @@ from fl_chain.fl.screening import ScreeningPolicy, screen_replies
 from fl_chain.fl.strategy import ChainStrategy, Evaluation, RoundPolicy
 from fl_chain.store import ModelStore, hash_arrays
 from tests.chainutil import LocalChain, new_nodes
+from tests.conftest import flower_server_identity
 
 RUN_ID = 77
 INITIAL = {"w": np.zeros((3, 2), dtype=np.float32), "b": np.zeros(2, dtype=np.float32)}
@@ -38,11 +38,9 @@ Reply = Callable[[Message], Message | None]
 
 @pytest.fixture(autouse=True)
 def server_identity() -> Iterator[None]:
-    """Flower stamps outgoing messages with the ServerApp's identity; set one as its runtime would."""
-    saved = (TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id)
-    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = RUN_ID, 1, 0
-    yield
-    TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = saved
+    """Messages built in this test carry a ServerApp identity, as Flower's runtime would give them."""
+    with flower_server_identity(RUN_ID):
+        yield
 
 
 class FakeGrid(Grid):
