@@ -97,6 +97,10 @@ def up(
     """Start a local chain, deploy the contracts, grant roles and write the deployment file."""
     home_dir = state_home(home)
     chain = None
+    if not detach:
+        # A shell starting us in the background (`cmd &`) sets SIGINT to "ignore", which Python keeps;
+        # this command promises that Ctrl-C (SIGINT) stops it, so it takes the signal back.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:  # whatever happens (Ctrl-C included, even right after start-up), a foreground chain is stopped
         chain, deployment = start_local_deployment(home_dir, backend, port, host, block_time, detach)
         extra = {"pid": str(chain.pid), "deployment file": str(home_dir / DEPLOYMENT_FILE), "log": chain.log}

@@ -37,10 +37,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    # Started in the background by a shell, SIGINT arrives ignored; Ctrl-C must still stop the command.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def config_with_overrides(config_path: Path | None, rounds: int | None) -> RunConfig:
