@@ -6,7 +6,7 @@ server's validation split; a user task's `server_data` validation split plays th
 
 Sizes need a yardstick scaled to a node's work: FLTrust has server and clients run the same number of
 local iterations, while here nodes train epochs over data sets of any size, so an honest node with 3.5x
-the root set's data sends an update several times |g0| (measured 8.5x in examples/cnn-digits). With the
+the root set's data sends an update several times |g0| (examples/cnn-digits). With the
 root set's size known (`root_examples`), the size reference is |g0| x (a median node's claimed examples /
 root examples): local steps, and to first order the update's size, grow with the examples trained on.
 Without it, no size rule applies (boosting and free-riding evidence, influence bounds); directions do.
@@ -38,9 +38,8 @@ class RootAnchor:
     def __init__(self, train_on_root: RootTrainer, root_examples: int | None = None) -> None:
         self.train_on_root = train_on_root
         self.root_examples = root_examples
-
-    _key: bytes | None = None
-    _delta: np.ndarray | None = None
+        self._key: bytes | None = None
+        self._delta: np.ndarray | None = None
 
     def size_reference(self, root: np.ndarray, node_examples: float | None) -> float | None:
         """The update size an honest median node's update is measured against, or None (no size rules)."""

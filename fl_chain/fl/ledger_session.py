@@ -97,8 +97,8 @@ class LedgerSession:
         return cls.from_deployment(
             str(deployment),
             str(store),
-            str(run_config.get("flchain-rpc") or "") or None,
-            str(run_config.get("flchain-coordinator-key") or "") or None,
+            _optional(run_config, "flchain-rpc"),
+            _optional(run_config, "flchain-coordinator-key"),
         )
 
     def open_task(self, initial: Mapping[str, np.ndarray], app: str = "") -> tuple[RoundCommitter, Commit]:
@@ -112,3 +112,8 @@ class LedgerSession:
             wait_finalized=self.config.federation.wait_finalized,
         )
         return committer, committer.commit(0, initial)
+
+
+def _optional(run_config: Mapping, key: str) -> str | None:
+    """A run-config string, None when absent or empty."""
+    return str(run_config.get(key) or "") or None

@@ -5,7 +5,7 @@ ServerApp process and `flchain server`) and/or a callback (the demo and notebook
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from logging import INFO, WARNING
 from pathlib import Path
@@ -127,3 +127,18 @@ class RunEventsReader:
 def read_reports(path: Path) -> list[RoundReport]:
     """Every round report of a run file."""
     return [e for e in RunEventsReader(path).new_entries() if isinstance(e, RoundReport)]
+
+
+def metric_fields(metrics: Mapping[str, object] | None) -> dict:
+    """Report fields from a user's MetricRecord: all of it, plus its accuracy and loss if it names them."""
+    if not metrics:
+        return {}
+    values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    fields: dict = {"metrics": values}
+    for field_name, hints in (("accuracy", ("accuracy", "acc")), ("loss", ("loss",))):
+        found = next((values[k] for k in values if k.lower() in hints), None)
+        if found is None:
+            found = next((values[k] for k in values if hints[-1] in k.lower()), None)
+        if found is not None:
+            fields[field_name] = found
+    return fields

@@ -34,7 +34,7 @@ from fl_chain.fl.records import (
     record_to_arrays,
     with_config,
 )
-from fl_chain.fl.report import RoundReport, RunEnd, RunEvents
+from fl_chain.fl.report import RoundReport, RunEnd, RunEvents, metric_fields
 from fl_chain.fl.scoring import score_round
 from fl_chain.fl.screening import Screened, judge_with_evidence, screen_replies
 from fl_chain.fl.selection import Selector, local_steps
@@ -131,7 +131,7 @@ class ChainStrategy(Strategy):
                 initial = record_to_arrays(initial_arrays)
                 self.committer, commit = self.ledger.open_task(initial, self.app)
                 metrics = self._user_metrics(0, initial_arrays)
-                self.events.emit(RoundReport(round=0, **_metric_fields(metrics), **commit.report_fields()))
+                self.events.emit(RoundReport(round=0, **metric_fields(metrics), **commit.report_fields()))
             result = super().start(
                 grid,
                 initial_arrays,
@@ -261,7 +261,7 @@ class ChainStrategy(Strategy):
             loss, accuracy = self.evaluation.test_metrics(model)
             fields = {"loss": loss, "accuracy": accuracy}
         else:
-            fields = _metric_fields(self._user_metrics(server_round, arrays_to_record(model)))
+            fields = metric_fields(self._user_metrics(server_round, arrays_to_record(model)))
         known = sorted(set(self.gate.known.values()))
         return RoundReport(
             round=on_chain_round,
@@ -330,18 +330,3 @@ class ChainStrategy(Strategy):
         """Log the wrapped strategy's summary and the chain settings."""
         log(INFO, "\tChainStrategy around %s, task %s", type(self.inner).__name__, self.committer.task)
         self.inner.summary()
-
-
-def _metric_fields(metrics: MetricRecord | None) -> dict:
-    """Report fields from a user's MetricRecord: all of it, plus its accuracy and loss if it names them."""
-    if not metrics:
-        return {}
-    values = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    fields: dict = {"metrics": values}
-    for field_name, hints in (("accuracy", ("accuracy", "acc")), ("loss", ("loss",))):
-        found = next((values[k] for k in values if k.lower() in hints), None)
-        if found is None:
-            found = next((values[k] for k in values if hints[-1] in k.lower()), None)
-        if found is not None:
-            fields[field_name] = found
-    return fields

@@ -89,12 +89,14 @@ def evaluate_fn_accuracy(evaluate_fn: Callable) -> Callable[[int, dict[str, np.n
     """Accuracy from a Flower App's own `evaluate_fn(server_round, ArrayRecord) -> MetricRecord` (the one
     its ServerApp gives `strategy.start`): the metric named "accuracy" (or "acc")."""
     from fl_chain.fl.records import arrays_to_record
+    from fl_chain.fl.report import metric_fields
 
     def accuracy_of(rnd: int, arrays: dict[str, np.ndarray]) -> float:
-        metrics = evaluate_fn(rnd, arrays_to_record(arrays)) or {}
-        for name in ("accuracy", "acc"):
-            if name in metrics:
-                return float(metrics[name])
-        raise FlchainError(f"the evaluate_fn returned no 'accuracy' metric (got {sorted(metrics)})")
+        fields = metric_fields(evaluate_fn(rnd, arrays_to_record(arrays)))
+        if "accuracy" not in fields:
+            raise FlchainError(
+                f"the evaluate_fn returned no accuracy metric (got {sorted(fields.get('metrics', {}))})"
+            )
+        return fields["accuracy"]
 
     return accuracy_of
