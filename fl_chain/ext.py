@@ -13,9 +13,32 @@ Run with `flchain server --app PATH` (which starts the SuperLink and hands the a
 started by `flchain client --key KEY`, or by plain `flower-supernode --node-config
 "flchain-deployment='FILE' flchain-key='KEYSTORE'"` with FLCHAIN_KEY_PASSWORD in its environment."""
 
-from fl_chain.fl.chain_mod import flchain_mod, make_flchain_mod
-from fl_chain.fl.ledger_session import LedgerSession
-from fl_chain.fl.strategy import ChainStrategy
-from fl_chain.fl.task_identity import identity_hash
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fl_chain.fl.chain_mod import flchain_mod, make_flchain_mod
+    from fl_chain.fl.ledger_session import LedgerSession
+    from fl_chain.fl.strategy import ChainStrategy
+    from fl_chain.fl.task_identity import identity_hash
+
+# Each name is imported on first use: a ClientApp module that takes only the mod must not pay for the
+# server side (web3, the strategy) in every process Flower starts for a message.
+_SOURCES = {
+    "ChainStrategy": "fl_chain.fl.strategy",
+    "LedgerSession": "fl_chain.fl.ledger_session",
+    "flchain_mod": "fl_chain.fl.chain_mod",
+    "make_flchain_mod": "fl_chain.fl.chain_mod",
+    "identity_hash": "fl_chain.fl.task_identity",
+}
 
 __all__ = ["ChainStrategy", "LedgerSession", "flchain_mod", "identity_hash", "make_flchain_mod"]
+
+
+def __getattr__(name: str) -> Any:
+    """The exported object `name`, imported from its module on first access."""
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'fl_chain.ext' has no attribute {name!r}")
+    return getattr(import_module(_SOURCES[name]), name)

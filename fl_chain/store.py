@@ -14,9 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
-import fsspec
 import numpy as np
-from eth_utils import keccak
+from eth_hash.auto import keccak
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
@@ -40,6 +39,18 @@ def model_hash(blob: bytes) -> bytes:
 def hash_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
     """Model hash of named arrays."""
     return model_hash(canonical_bytes(arrays))
+
+
+def require_model_hash(
+    expected: bytes, arrays: Mapping[str, np.ndarray], task: int, round_number: int
+) -> None:
+    """Refuse arrays that are not the model committed for `round_number` of `task` (hash `expected`)."""
+    actual = hash_arrays(arrays)
+    if actual != expected:
+        raise FlchainError(
+            f"received model does not match round {round_number} of task {task} on-chain: "
+            f"expected hash 0x{expected.hex()}, got 0x{actual.hex()}"
+        )
 
 
 def arrays_from_bytes(blob: bytes) -> dict[str, np.ndarray]:
@@ -84,6 +95,8 @@ def fetch_blob(uri: str, expected: bytes, timeout: float = 30.0) -> bytes:
     """Read a blob from any fsspec URI and verify it hashes to `expected`."""
     scheme = urlparse(uri).scheme or "file"
     options = {"client_kwargs": {"timeout": _aiohttp_timeout(timeout)}} if scheme in ("http", "https") else {}
+    import fsspec  # imported here: the flchain mod hashes arrays in every app process and never reads
+
     try:
         with fsspec.open(uri, "rb", **options) as fh:
             blob = fh.read()

@@ -22,6 +22,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from fl_chain.chain.deployment import Deployment
+from fl_chain.chain.node_reads import NODE_STATUS
 from fl_chain.errors import FlchainError
 
 ROLE_NAMES = {
@@ -38,7 +39,6 @@ ROLE_NAMES = {
         )
     },
 }
-NODE_STATUS = ("None", "Pending", "Active", "Suspended", "Revoked")
 
 
 class ReceiptTimeout(FlchainError):

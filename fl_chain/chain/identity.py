@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
+from typing import TYPE_CHECKING
 
 from fl_chain.errors import FlchainError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+# eth-account (~0.7 s to import) is imported inside the functions that sign or decrypt: the flchain mod
+# reads a keystore's address in every app process Flower starts, and needs no key for that.
 
 PASSWORD_ENV = "FLCHAIN_KEY_PASSWORD"
 # The key `flchain client` decrypted once, handed to the app processes its SuperNode starts (Flower starts
@@ -25,6 +28,8 @@ def write_keystore(path: Path, password: str, overwrite: bool = False) -> str:
         raise FlchainError(f"{path} already exists: refusing to overwrite a key (use --force)")
     if not password:
         raise FlchainError("an empty keystore password is not allowed")
+    from eth_account import Account
+
     account = Account.create()
     keystore = Account.encrypt(account.key, password)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,12 +41,18 @@ def write_keystore(path: Path, password: str, overwrite: bool = False) -> str:
     return account.address
 
 
-def keystore_address(path: Path) -> str:
-    """The address stored in a keystore file, read without the password."""
+def keystore_address(path: Path, checksum: bool = True) -> str:
+    """The address stored in a keystore file, read without the password (EIP-55 checksummed, or
+    lowercase when `checksum` is False)."""
     data = _read_keystore(path)
     if "address" not in data:
         raise FlchainError(f"{path}: keystore has no 'address' field")
-    return Web3.to_checksum_address("0x" + data["address"].removeprefix("0x"))
+    address = "0x" + str(data["address"]).lower().removeprefix("0x")
+    if not checksum:
+        return address
+    from eth_utils import to_checksum_address
+
+    return to_checksum_address(address)
 
 
 def key_from_environment(path: Path) -> LocalAccount | None:
@@ -49,6 +60,8 @@ def key_from_environment(path: Path) -> LocalAccount | None:
     secret = os.environ.get(DECRYPTED_KEY_ENV)
     if not secret:
         return None
+    from eth_account import Account
+
     try:
         account = Account.from_key(secret)
     except ValueError:
@@ -59,6 +72,8 @@ def key_from_environment(path: Path) -> LocalAccount | None:
 
 def load_key(path: Path, password: str) -> LocalAccount:
     """Decrypt a keystore; a wrong password is a one-line error naming the file."""
+    from eth_account import Account
+
     data = _read_keystore(path)
     try:
         key = Account.decrypt(data, password)
@@ -97,6 +112,8 @@ def resolve_account(
     """The one way an acting account is chosen: an explicit private key (simulated nodes), else the
     keystore `key` (password given, else from FLCHAIN_KEY_PASSWORD), else the local chain's development
     key for `role` from the deployment file; otherwise a one-line error naming what to pass."""
+    from eth_account import Account
+
     if private_key:
         return Account.from_key(private_key)
     if key is not None:

@@ -13,7 +13,7 @@ from web3.types import TxReceipt
 
 from fl_chain.chain.client import ChainClient, ReceiptTimeout
 from fl_chain.errors import FlchainError
-from fl_chain.store import arrays_from_bytes, fetch_blob, hash_arrays
+from fl_chain.store import arrays_from_bytes, fetch_blob, require_model_hash
 
 ZERO_HASH = b"\0" * 32
 
@@ -171,13 +171,7 @@ def load_model(client: ChainClient, task: int, round_number: int) -> tuple[Round
 
 def verify_model(client: ChainClient, task: int, round_number: int, arrays: Mapping) -> None:
     """Refuse arrays that are not the model committed on-chain for `round_number`."""
-    expected = get_round(client, task, round_number).model_hash
-    actual = hash_arrays(arrays)
-    if actual != expected:
-        raise FlchainError(
-            f"received model does not match round {round_number} of task {task} on-chain: "
-            f"expected hash 0x{expected.hex()}, got 0x{actual.hex()}"
-        )
+    require_model_hash(get_round(client, task, round_number).model_hash, arrays, task, round_number)
 
 
 def get_round(client: ChainClient, task: int, round_number: int) -> RoundRecord:

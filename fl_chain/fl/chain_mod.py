@@ -13,18 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from logging import ERROR
+from typing import TYPE_CHECKING
 
-from eth_account.signers.local import LocalAccount
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.common.constant import ErrorCode
 from flwr.supercore import log
 
-from fl_chain.chain import ledger, quorum, registry
-from fl_chain.chain.client import ChainClient, open_chain
-from fl_chain.chain.identity import resolve_account
+from fl_chain.chain.deployment import Deployment
+from fl_chain.chain.identity import keystore_address
+from fl_chain.chain.node_reads import NodeReads, NodeRoundView
 from fl_chain.errors import FlchainError
-from fl_chain.fl.auth import sign_challenge
 from fl_chain.fl.node_config import NodeConfig
 from fl_chain.fl.records import (
     AUTH_RECORD,
@@ -34,12 +33,23 @@ from fl_chain.fl.records import (
     record_to_arrays,
 )
 from fl_chain.fl.task_identity import require_identity
+from fl_chain.store import require_model_hash
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from fl_chain.chain.client import ChainClient
+
+# Flower runs every message in a fresh process, so this module imports neither web3 nor eth-account:
+# a training message costs one batched chain read (fl_chain/chain/node_reads.py) and no key. The key is
+# needed only to sign the join challenge, web3 only for the opt-in finalized_only / model_source="store".
 
 Resolver = Callable[[Context], NodeConfig]
 
 
 class NodeIdentity:
-    """The node's key and its view of the chain (its own deployment file and RPC, not the server's)."""
+    """The node's address and its view of the chain (its own deployment file and RPC, not the server's);
+    its key is loaded only when it has something to sign."""
 
     def __init__(self, settings: NodeConfig) -> None:
         if settings.key_path is None and settings.private_key is None:
@@ -47,26 +57,51 @@ class NodeIdentity:
                 "node config has no 'flchain-key': give the node's keystore (its password in "
                 "FLCHAIN_KEY_PASSWORD)"
             )
-        self.chain: ChainClient = open_chain(settings.deployment, settings.rpc)
-        self.account: LocalAccount = resolve_account(
-            {}, "node", settings.key_path, private_key=settings.private_key
+        self.settings = settings
+        deployment = Deployment.load(settings.deployment)
+        self.reads = NodeReads(
+            settings.rpc or deployment.rpc_url,
+            deployment.chain_id,
+            deployment.contracts["NodeRegistry"],
+            deployment.contracts["ModelLedger"],
+            str(settings.deployment),
         )
-        self._task_hashes: dict[int, bytes] = {}
+        self._account: LocalAccount | None = None
+        self._chain: ChainClient | None = None
+        self.address = (
+            keystore_address(settings.key_path, checksum=False)
+            if settings.private_key is None and settings.key_path is not None
+            else self.account.address
+        )
 
-    def require_active(self) -> None:
-        """Refuse to work if this node's address is not active on-chain."""
-        status = registry.status_of(self.chain, self.account.address)
+    @property
+    def account(self) -> LocalAccount:
+        """The node's key: decrypted (or taken from `flchain client`'s environment) on first use."""
+        if self._account is None:
+            from fl_chain.chain.identity import resolve_account
+
+            self._account = resolve_account(
+                {}, "node", self.settings.key_path, private_key=self.settings.private_key
+            )
+        return self._account
+
+    @property
+    def chain(self) -> ChainClient:
+        """A web3 connection, for the opt-in checks that need more than NodeReads."""
+        if self._chain is None:
+            from fl_chain.chain.client import open_chain
+
+            self._chain = open_chain(self.settings.deployment, self.settings.rpc)
+        return self._chain
+
+    def require_active(self, status: str | None = None) -> None:
+        """Refuse to work if this node's address is not Active on-chain (`status` if already read)."""
+        status = status if status is not None else self.reads.status(self.address)
         if status != "Active":
             raise FlchainError(
-                f"node {self.account.address} is not active in the NodeRegistry (status {status}): "
+                f"node {self.address} is not active in the NodeRegistry (status {status}): "
                 "apply with `flchain node apply` and ask the registrar to approve it"
             )
-
-    def task_hash(self, task: int) -> bytes:
-        """The task's on-chain configHash (fixed at creation, so read once per process)."""
-        if task not in self._task_hashes:
-            self._task_hashes[task] = ledger.task_config_hash(self.chain, task)
-        return self._task_hashes[task]
 
 
 _IDENTITIES: dict[tuple, NodeIdentity] = {}
@@ -99,12 +134,12 @@ def make_flchain_mod(
             if is_challenge(message):
                 return answer_challenge(settings, message, context)
             identity = identity_for(settings)
-            identity.require_active()
             if kind.startswith("train"):
-                task = check_received_model(settings, identity, message, app_id)
+                expected = check_received_model(settings, identity, message, app_id)
                 reply = call_next(message, context)
-                check_reply_model(identity, task, reply, app_id)
+                check_reply_model(expected, reply, app_id)
                 return reply
+            identity.require_active()
             return call_next(message, context)
         except FlchainError as exc:
             log(ERROR, "flchain: refused %s: %s", kind, exc)
@@ -124,10 +159,12 @@ def is_challenge(message: Message) -> bool:
 
 def answer_challenge(settings: NodeConfig, message: Message, context: Context) -> Message:
     """Sign the server's nonce bound to chain id, run id and this node's id."""
+    from fl_chain.fl.auth import sign_challenge
+
     identity = identity_for(settings)
     identity.require_active()
     nonce = str(message.content.config_records[AUTH_RECORD]["nonce"])
-    chain_id = identity.chain.deployment.chain_id
+    chain_id = identity.reads.chain_id
     signature = sign_challenge(identity.account, chain_id, context.run_id, context.node_id, nonce)
     answer = ConfigRecord({"address": identity.account.address, "signature": signature})
     return Message(RecordDict({AUTH_RECORD: answer}), reply_to=message)
@@ -151,26 +188,37 @@ def model_record(message: Message) -> tuple[str, ArrayRecord]:
     return records[0]
 
 
-def check_received_model(settings: NodeConfig, identity: NodeIdentity, message: Message, app: str) -> int:
-    """Verify the model to train from against the chain (or, with model_source = "store", replace it by
-    the committed blob); returns the task id."""
+def check_received_model(settings: NodeConfig, identity: NodeIdentity, message: Message, app: str) -> bytes:
+    """Check the node is Active and the model to train from is the task's and the parent round's (one
+    batched chain read), or with model_source = "store" replace it by the committed blob; returns the
+    task's configHash, which the reply is checked against."""
     config = chain_config(message)
     task, parent_round = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND])
     name, record = model_record(message)
     received = record_to_arrays(record)
-    require_identity(identity.task_hash(task), received, app, "the received model")
+    view: NodeRoundView = identity.reads.round_view(identity.address, task, parent_round)
+    identity.require_active(view.status)
+    if view.config_hash is None:
+        raise FlchainError(f"task {task} does not exist on-chain ({identity.settings.deployment})")
+    require_identity(view.config_hash, received, app, "the received model")
+    if view.model_hash is None:
+        raise FlchainError(f"round {parent_round} of task {task} is not committed on-chain")
     if settings.finalized_only:
+        from fl_chain.chain import quorum
+
         quorum.require_finalized(identity.chain, task, parent_round)
     if settings.model_source == "store":
+        from fl_chain.chain import ledger
+
         message.content[name] = arrays_to_record(ledger.load_model(identity.chain, task, parent_round)[1])
-    else:
-        ledger.verify_model(identity.chain, task, parent_round, received)
-    return task
+        return view.config_hash
+    require_model_hash(view.model_hash, received, task, parent_round)
+    return view.config_hash
 
 
-def check_reply_model(identity: NodeIdentity, task: int, reply: Message, app: str) -> None:
+def check_reply_model(config_hash: bytes, reply: Message, app: str) -> None:
     """Refuse to send a trained model that is not the task's architecture (a node running another model)."""
     if reply.has_error():
         return
     _, record = model_record(reply)
-    require_identity(identity.task_hash(task), record_to_arrays(record), app, "this node's trained model")
+    require_identity(config_hash, record_to_arrays(record), app, "this node's trained model")

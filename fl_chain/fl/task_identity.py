@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 
 import numpy as np
-from eth_utils import keccak
+from eth_hash.auto import keccak
 
 from fl_chain.errors import FlchainError
 
@@ -29,7 +29,7 @@ def task_app_id(task: str) -> str:
 def identity_hash(arrays: Mapping[str, np.ndarray], app: str = "") -> bytes:
     """The bytes32 configHash of a task whose model has these arrays and whose app is `app`."""
     text = json.dumps({"app": app, "arrays": architecture(arrays)}, separators=(",", ":"))
-    return keccak(text=text)
+    return keccak(text.encode())
 
 
 def require_identity(expected: bytes, arrays: Mapping[str, np.ndarray], app: str, what: str) -> None:
