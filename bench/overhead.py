@@ -1,0 +1,483 @@
+"""What flchain costs on top of plain Flower: the same Flower App with and without its flchain lines,
+side by side in one invocation, on the Deployment Engine (SuperLink + SuperNodes on loopback) and on the
+Simulation Engine (`flwr run` against a `--simulation` SuperLink).
+
+The plain variant is a copy of the app with the flchain lines removed (those marked `# flchain` and the
+`fl_chain` imports; `ClientApp(mods=[...])  # flchain` becomes `ClientApp()`), so both run the same app
+code, data and Flower processes. Every repeat runs both variants back to back (alternating which goes
+first), and the table reports the median of the paired ratios (these machines are noisy).
+
+Per training round, from the ServerApp's own timestamps (FLWR_LOG_LEVEL=DEBUG adds them):
+- wall: time between consecutive "[ROUND k/N]" lines, the last round ending at "Strategy execution
+  finished"; the median over rounds 2..N (round 1 pays the first app processes' start);
+- CPU: user + system seconds of every process the run used (chain node, SuperLink, SuperNodes, their
+  SuperExec and app processes), sampled 4×/s from /proc via psutil, over the same interval;
+- peak memory: the largest sum of their resident set sizes seen during the run.
+
+Usage: .venv/bin/python bench/overhead.py [--app examples/cnn-digits] [--nodes 3] [--rounds 5]
+       [--repeats 3] [--engines deployment,simulation] [--out docs/overhead]
+Writes OUT.md and OUT.json. Takes ~15 min with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fl_chain.chain import bootstrap  # noqa: E402
+from fl_chain.chain.identity import PASSWORD_ENV  # noqa: E402
+from fl_chain.chain.localnode import free_port  # noqa: E402
+from fl_chain.fl.processes import Managed, spawn, start_superlink, start_supernode  # noqa: E402
+from fl_chain.fl.simulated_keys import RUN_CONFIG_KEY, write_simulated_keys  # noqa: E402
+
+PASSWORD = "overhead-bench"
+ROUND_LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}).*\[ROUND (\d+)/(\d+)\]")
+END_LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}).*Strategy execution finished")
+console = Console()
+
+
+@dataclass
+class RunResult:
+    """One run of one variant: per-round wall and CPU seconds and the run's peak memory."""
+
+    engine: str
+    variant: str
+    repeat: int
+    round_wall: list[float]
+    round_cpu: list[float]
+    peak_rss_mb: float
+    total_s: float
+
+    @property
+    def wall(self) -> float:
+        """Median wall seconds of a steady round (rounds 2..N)."""
+        return statistics.median(self.round_wall[1:] or self.round_wall)
+
+    @property
+    def cpu(self) -> float:
+        """Median CPU seconds of a steady round."""
+        return statistics.median(self.round_cpu[1:] or self.round_cpu)
+
+
+def plain_variant(app: Path, dest: Path) -> int:
+    """Copy `app` to `dest` without its flchain lines; returns how many lines were removed or changed."""
+    shutil.copytree(app, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    changed = 0
+    for source in dest.rglob("*.py"):
+        lines = []
+        for line in source.read_text().splitlines(keepends=True):
+            if line.startswith(("from fl_chain", "import fl_chain")):
+                changed += 1
+            elif "# flchain" in line:
+                changed += 1
+                if "ClientApp(" in line:
+                    lines.append(
+                        re.sub(r"ClientApp\(.*\)", "ClientApp()", line.split("  # flchain")[0]) + "\n"
+                    )
+            else:
+                lines.append(line)
+        source.write_text("".join(lines))
+        if "fl_chain" in source.read_text().replace("flchain", ""):
+            raise SystemExit(f"{source}: flchain code left after removing the marked lines")
+    return changed
+
+
+class TreeSampler:
+    """Samples CPU seconds and resident memory of process trees (4×/s) until stopped."""
+
+    def __init__(self, roots: list[int]) -> None:
+        self.roots = list(roots)
+        self.samples: list[tuple[float, float]] = []  # (wall clock, cumulative CPU seconds)
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def add_root(self, pid: int) -> None:
+        """Also sample this process tree (a process started after sampling began)."""
+        self.roots.append(pid)
+
+    def start(self) -> TreeSampler:
+        """Begin sampling in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Take a last sample and stop."""
+        self._stop.set()
+        self._thread.join()
+
+    def cpu_at(self, when: float) -> float:
+        """Cumulative CPU seconds at wall-clock time `when` (the nearest sample at or before it)."""
+        before = [cpu for t, cpu in self.samples if t <= when]
+        return before[-1] if before else 0.0
+
+    def _loop(self) -> None:
+        while True:
+            self._sample()
+            if self._stop.wait(0.25):
+                self._sample()
+                return
+
+    def _sample(self) -> None:
+        # An ended process's CPU is not lost: its parent (the SuperExec for app processes, raylet for
+        # Ray workers) reaps it, and the kernel adds it to the parent's children_* times.
+        cpu = 0.0
+        rss = 0
+        for root in self.roots:
+            try:
+                tree = [psutil.Process(root)]
+                tree += tree[0].children(recursive=True)
+            except psutil.Error:
+                continue
+            for proc in tree:
+                try:
+                    times = proc.cpu_times()
+                    # children_* hold the CPU of app processes the SuperExec already reaped
+                    cpu += times.user + times.system + times.children_user + times.children_system
+                    rss += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+        self.samples.append((time.time(), cpu))
+        self.peak_rss = max(self.peak_rss, rss)
+
+
+def _stamp(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def round_times(log: str) -> list[tuple[float, float]]:
+    """(start, end) wall-clock times of each training round in a ServerApp log with timestamps."""
+    starts = [_stamp(m.group(1)) for m in ROUND_LINE.finditer(log)]
+    end = END_LINE.search(log)
+    if not starts or end is None:
+        raise RuntimeError("no round timestamps in the ServerApp log (did the run fail?)")
+    bounds = [*starts, _stamp(end.group(1))]
+    return list(zip(bounds, bounds[1:], strict=False))
+
+
+@dataclass
+class Setup:
+    """What both variants share: the chain, node keys and the two app copies."""
+
+    work: Path
+    deployment: Path
+    store: Path
+    keystores: list[Path]
+    keys: list[str]
+    apps: dict[str, Path]
+    chain_pid: int
+    run_config: dict[str, str | int | float] = field(default_factory=dict)
+
+
+def run_config_text(values: dict[str, str | int | float]) -> str:
+    """Flower's `k=v k2='s'` syntax."""
+    return " ".join(f"{k}='{v}'" if isinstance(v, str) else f"{k}={v}" for k, v in values.items())
+
+
+def deployment_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunResult:
+    """One run on the Deployment Engine: a SuperLink, `nodes` SuperNodes and `flwr run`."""
+    run_dir = setup.work / f"deployment-{variant}-{repeat}"
+    flchain = variant == "flchain"
+    env = {"FLWR_LOG_LEVEL": "DEBUG", PASSWORD_ENV: PASSWORD}
+    port = free_port()
+    processes: list[Managed] = []
+    sampler = TreeSampler([setup.chain_pid] if flchain else [])
+    try:
+        link = start_superlink("127.0.0.1", port, run_dir / "superlink.log", None, env)
+        processes.append(link)
+        sampler.add_root(link.pid)
+        for i in range(nodes):
+            node_config: dict[str, str | int | float] = {"partition-id": i, "num-partitions": nodes}
+            if flchain:
+                node_config |= {
+                    "flchain-deployment": str(setup.deployment),
+                    "flchain-key": str(setup.keystores[i]),
+                }
+            node = start_supernode(
+                f"127.0.0.1:{port}", free_port(), node_config, run_dir / f"node{i}.log", None, env
+            )
+            processes.append(node)
+            sampler.add_root(node.pid)
+        run_config = dict(setup.run_config)
+        if flchain:
+            run_config |= {"flchain-deployment": str(setup.deployment), "flchain-store": str(setup.store)}
+        home = _flwr_home(run_dir, port, simulation=False)
+        return _submit(setup, variant, "deployment", repeat, run_dir, home, run_config, sampler, processes)
+    finally:
+        sampler.stop()
+        for proc in reversed(processes):
+            proc.stop()
+
+
+def simulation_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunResult:
+    """One run on the Simulation Engine: `flwr run` against a SuperLink started with --simulation."""
+    run_dir = setup.work / f"simulation-{variant}-{repeat}"
+    flchain = variant == "flchain"
+    env = {"FLWR_LOG_LEVEL": "DEBUG"}
+    port = free_port()
+    processes: list[Managed] = []
+    sampler = TreeSampler([setup.chain_pid] if flchain else [])
+    try:
+        cmd = [str(Path(sys.executable).parent / "flower-superlink"), "--insecure", "--simulation"]
+        cmd += ["--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", str(port)]
+        link = spawn("SuperLink", cmd, run_dir / "superlink.log", env)
+        processes.append(link)
+        sampler.add_root(link.pid)
+        _wait_port(port)
+        run_config = dict(setup.run_config)
+        if flchain:
+            keys = write_simulated_keys(run_dir / "simulated-keys.json", setup.deployment, setup.keys[:nodes])
+            run_config |= {
+                "flchain-deployment": str(setup.deployment),
+                "flchain-store": str(setup.store),
+                RUN_CONFIG_KEY: str(keys),
+            }
+        home = _flwr_home(run_dir, port, simulation=True)
+        extra = ["--federation-config", f"num-supernodes={nodes}"]
+        return _submit(
+            setup, variant, "simulation", repeat, run_dir, home, run_config, sampler, processes, extra
+        )
+    finally:
+        sampler.stop()
+        for proc in reversed(processes):
+            proc.stop()
+
+
+def _wait_port(port: int, timeout: float = 60.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"SuperLink did not listen on port {port}")
+
+
+def _flwr_home(run_dir: Path, port: int, simulation: bool) -> Path:
+    home = run_dir / "flwr-home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "bench"\n\n[superlink.bench]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+    )
+    return home
+
+
+def _submit(
+    setup: Setup,
+    variant: str,
+    engine: str,
+    repeat: int,
+    run_dir: Path,
+    flwr_home: Path,
+    run_config: dict[str, str | int | float],
+    sampler: TreeSampler,
+    processes: list[Managed],
+    extra: list[str] | None = None,
+) -> RunResult:
+    log = run_dir / "serverapp.log"
+    cmd = [str(Path(sys.executable).parent / "flwr"), "run", str(setup.apps[variant]), "bench", "--stream"]
+    cmd += ["--run-config", run_config_text(run_config), *(extra or [])]
+    sampler.start()
+    started = time.time()
+    result = subprocess.run(
+        cmd,
+        env={**os.environ, "FLWR_HOME": str(flwr_home)},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        timeout=1200,
+        check=False,
+    )
+    total = time.time() - started
+    time.sleep(0.5)  # one more sample after the last round
+    sampler.stop()
+    text = log.read_text(errors="replace")
+    if result.returncode != 0 or "Strategy execution finished" not in text:
+        tail = "\n".join(text.splitlines()[-15:])
+        raise RuntimeError(f"{engine} {variant} run {repeat} failed (see {log}):\n{tail}")
+    rounds = round_times(text)
+    walls = [end - start for start, end in rounds]
+    cpus = [sampler.cpu_at(end) - sampler.cpu_at(start) for start, end in rounds]
+    return RunResult(engine, variant, repeat, walls, cpus, sampler.peak_rss / 2**20, total)
+
+
+def prepare(work: Path, app: Path, nodes: int) -> tuple[Setup, bootstrap.LocalDeployment, int]:
+    """Chain, registered node keys (keystores for SuperNodes, raw keys for simulated nodes), both apps."""
+    from eth_account import Account
+
+    local = bootstrap.start_local(work / "chain")
+    accounts = bootstrap.register_nodes(local.client, nodes)
+    keystores = []
+    for i, account in enumerate(accounts):
+        path = work / "keys" / f"node{i}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(Account.encrypt(account.key, PASSWORD)))
+        keystores.append(path)
+    apps = {"flchain": work / "app-flchain", "plain": work / "app-plain"}
+    shutil.copytree(app, apps["flchain"], ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    changed = plain_variant(app, apps["plain"])
+    setup = Setup(
+        work=work,
+        deployment=work / "chain" / "deployment.json",
+        store=work / "store",
+        keystores=keystores,
+        keys=["0x" + a.key.hex().removeprefix("0x") for a in accounts],
+        apps=apps,
+        chain_pid=local.process.pid,
+    )
+    return setup, local, changed
+
+
+def summarize(results: list[RunResult]) -> list[dict]:
+    """Per engine: medians of each variant and the median of the paired ratios."""
+    rows = []
+    for engine in sorted({r.engine for r in results}):
+        pairs = []
+        for repeat in sorted({r.repeat for r in results if r.engine == engine}):
+            by = {r.variant: r for r in results if r.engine == engine and r.repeat == repeat}
+            if {"plain", "flchain"} <= set(by):
+                pairs.append((by["plain"], by["flchain"]))
+        if not pairs:
+            continue
+        row: dict = {"engine": engine, "pairs": len(pairs)}
+        for metric, get in (
+            ("wall", lambda r: r.wall),
+            ("cpu", lambda r: r.cpu),
+            ("rss", lambda r: r.peak_rss_mb),
+        ):
+            row[f"{metric}_plain"] = statistics.median(get(p) for p, _ in pairs)
+            row[f"{metric}_flchain"] = statistics.median(get(f) for _, f in pairs)
+            row[f"{metric}_ratio"] = statistics.median(get(f) / get(p) for p, f in pairs)
+        rows.append(row)
+    return rows
+
+
+def write_report(
+    out: Path, args: argparse.Namespace, results: list[RunResult], rows: list[dict], changed: int
+) -> None:
+    """OUT.json with every run, OUT.md with the table."""
+    targets = {"deployment": 1.10, "simulation": 1.05}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "runs": [asdict(r) for r in results],
+                "summary": rows,
+            },
+            indent=1,
+        )
+    )
+    lines = [
+        "# flchain's overhead over plain Flower",
+        "",
+        f"Measured by `bench/overhead.py` on {os.cpu_count()} cores: the Flower App `{args.app}` with its "
+        f"flchain lines ({changed} lines: the `fl_chain` imports and the lines marked `# flchain`) and "
+        f"without them, {args.nodes} nodes, {args.rounds} rounds, {args.repeats} paired repeats per engine "
+        "(the two variants back to back, alternating which goes first). Per steady training round (rounds "
+        "2..N, from the ServerApp's own log timestamps): wall seconds, CPU seconds of every process the run "
+        "used (flchain's runs include the chain node), and the run's peak resident memory summed over those "
+        "processes. Ratios are medians of the paired ratios.",
+        "",
+        "| engine | wall plain s | wall flchain s | wall ratio | target | CPU plain s | CPU flchain s | CPU ratio "
+        "| peak RSS plain MB | peak RSS flchain MB | RSS ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    table = Table(title="flchain / plain Flower per training round (median of paired runs)")
+    for col in ("engine", "wall plain", "wall flchain", "ratio", "target", "CPU ratio", "RSS ratio"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        target = targets.get(r["engine"], 0)
+        lines.append(
+            f"| {r['engine']} | {r['wall_plain']:.2f} | {r['wall_flchain']:.2f} | {r['wall_ratio']:.3f} | "
+            f"≤ {target:.2f} | {r['cpu_plain']:.2f} | {r['cpu_flchain']:.2f} | {r['cpu_ratio']:.3f} | "
+            f"{r['rss_plain']:.0f} | {r['rss_flchain']:.0f} | {r['rss_ratio']:.3f} |"
+        )
+        table.add_row(
+            r["engine"],
+            f"{r['wall_plain']:.2f}",
+            f"{r['wall_flchain']:.2f}",
+            f"{r['wall_ratio']:.3f}",
+            f"≤ {target:.2f}",
+            f"{r['cpu_ratio']:.3f}",
+            f"{r['rss_ratio']:.3f}",
+        )
+    lines += ["", "Every run (wall and CPU seconds per round, rounds 1..N):", ""]
+    lines += [
+        "| engine | variant | repeat | wall per round | CPU per round | peak RSS MB | run s |",
+        "|---|---|---:|---|---|---:|---:|",
+    ]
+    for r in results:
+        walls = " ".join(f"{w:.2f}" for w in r.round_wall)
+        cpus = " ".join(f"{c:.2f}" for c in r.round_cpu)
+        lines.append(
+            f"| {r.engine} | {r.variant} | {r.repeat} | {walls} | {cpus} | {r.peak_rss_mb:.0f} | {r.total_s:.1f} |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    console.print(table)
+    console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
+def main() -> None:
+    """Measure both variants on each engine and write the report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app", type=Path, default=ROOT / "examples" / "cnn-digits")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--local-epochs", type=int, default=1)
+    parser.add_argument("--engines", default="deployment,simulation")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "overhead")
+    args = parser.parse_args()
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    runners = {"deployment": deployment_run, "simulation": simulation_run}
+    if unknown := set(engines) - set(runners):
+        raise SystemExit(f"--engines: unknown {sorted(unknown)} (expected deployment, simulation)")
+    results: list[RunResult] = []
+    with tempfile.TemporaryDirectory(prefix="flchain-overhead-") as tmp:
+        setup, local, changed = prepare(Path(tmp), args.app.resolve(), args.nodes)
+        setup.run_config = {
+            "num-server-rounds": args.rounds,
+            "local-epochs": args.local_epochs,
+            "min-nodes": args.nodes,
+        }
+        try:
+            for engine in engines:
+                for repeat in range(args.repeats):
+                    order = ("plain", "flchain") if repeat % 2 == 0 else ("flchain", "plain")
+                    for variant in order:
+                        console.print(f"{engine} {variant} run {repeat + 1}/{args.repeats} ...")
+                        result = runners[engine](setup, variant, repeat, args.nodes)
+                        console.print(
+                            f"  round wall {result.wall:.2f} s, CPU {result.cpu:.2f} s, "
+                            f"peak RSS {result.peak_rss_mb:.0f} MB"
+                        )
+                        results.append(result)
+        finally:
+            local.stop()
+    write_report(args.out, args, results, summarize(results), changed)
+
+
+if __name__ == "__main__":
+    main()
