@@ -11,7 +11,7 @@ Per training round, from the ServerApp's own timestamps (FLWR_LOG_LEVEL=DEBUG ad
 - wall: time between consecutive "[ROUND k/N]" lines, the last round ending at "Strategy execution
   finished"; the median over rounds 2..N (round 1 pays the first app processes' start);
 - CPU: user + system seconds of every process the run used (chain node, SuperLink, SuperNodes, their
-  SuperExec and app processes), sampled 4×/s from /proc via psutil, over the same interval;
+  SuperExec and app processes), sampled four times a second from /proc via psutil, over the same interval;
 - peak memory: the largest sum of their resident set sizes seen during the run.
 
 Usage: .venv/bin/python bench/overhead.py [--app examples/cnn-digits] [--nodes 3] [--rounds 5]
@@ -22,6 +22,7 @@ Writes OUT.md and OUT.json. Takes ~15 min with the defaults.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -101,8 +102,19 @@ def plain_variant(app: Path, dest: Path) -> int:
     return changed
 
 
+def declare_run_config(pyproject: Path, keys: tuple[str, ...]) -> None:
+    """Declare flchain's run-config keys in an app's [tool.flwr.app.config] (Flower refuses run-config
+    overrides of undeclared keys), as a user running `flwr run` outside `flchain server` does."""
+    text = pyproject.read_text()
+    header = "[tool.flwr.app.config]\n"
+    if header not in text:
+        raise SystemExit(f"{pyproject}: no [tool.flwr.app.config] table")
+    missing = "".join(f'{key} = ""\n' for key in keys if f"{key} =" not in text)
+    pyproject.write_text(text.replace(header, header + missing, 1))
+
+
 class TreeSampler:
-    """Samples CPU seconds and resident memory of process trees (4×/s) until stopped."""
+    """Samples CPU seconds and resident memory of process trees (four times a second) until stopped."""
 
     def __init__(self, roots: list[int]) -> None:
         self.roots = list(roots)
@@ -171,7 +183,7 @@ def round_times(log: str) -> list[tuple[float, float]]:
     if not starts or end is None:
         raise RuntimeError("no round timestamps in the ServerApp log (did the run fail?)")
     bounds = [*starts, _stamp(end.group(1))]
-    return list(zip(bounds, bounds[1:], strict=False))
+    return list(itertools.pairwise(bounds))
 
 
 @dataclass
@@ -278,9 +290,8 @@ def _wait_port(port: int, timeout: float = 60.0) -> None:
 def _flwr_home(run_dir: Path, port: int, simulation: bool) -> Path:
     home = run_dir / "flwr-home"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(
-        f'[superlink]\ndefault = "bench"\n\n[superlink.bench]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
-    )
+    connection = f'[superlink.bench]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+    (home / "config.toml").write_text(f'[superlink]\ndefault = "bench"\n\n{connection}')
     return home
 
 
@@ -336,6 +347,9 @@ def prepare(work: Path, app: Path, nodes: int) -> tuple[Setup, bootstrap.LocalDe
         keystores.append(path)
     apps = {"flchain": work / "app-flchain", "plain": work / "app-plain"}
     shutil.copytree(app, apps["flchain"], ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    declare_run_config(
+        apps["flchain"] / "pyproject.toml", ("flchain-deployment", "flchain-store", RUN_CONFIG_KEY)
+    )
     changed = plain_variant(app, apps["plain"])
     setup = Setup(
         work=work,
@@ -400,8 +414,8 @@ def write_report(
         "used (flchain's runs include the chain node), and the run's peak resident memory summed over those "
         "processes. Ratios are medians of the paired ratios.",
         "",
-        "| engine | wall plain s | wall flchain s | wall ratio | target | CPU plain s | CPU flchain s | CPU ratio "
-        "| peak RSS plain MB | peak RSS flchain MB | RSS ratio |",
+        "| engine | wall plain s | wall flchain s | wall ratio | target | CPU plain s | CPU flchain s "
+        "| CPU ratio | peak RSS plain MB | peak RSS flchain MB | RSS ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     table = Table(title="flchain / plain Flower per training round (median of paired runs)")
@@ -431,9 +445,8 @@ def write_report(
     for r in results:
         walls = " ".join(f"{w:.2f}" for w in r.round_wall)
         cpus = " ".join(f"{c:.2f}" for c in r.round_cpu)
-        lines.append(
-            f"| {r.engine} | {r.variant} | {r.repeat} | {walls} | {cpus} | {r.peak_rss_mb:.0f} | {r.total_s:.1f} |"
-        )
+        memory = f"{r.peak_rss_mb:.0f} | {r.total_s:.1f}"
+        lines.append(f"| {r.engine} | {r.variant} | {r.repeat} | {walls} | {cpus} | {memory} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     console.print(table)
     console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")

@@ -54,6 +54,13 @@ def is_active(client: ChainClient, address: str, block: int | str = "latest") ->
     return bool(client.call(client.registry.functions.isActive(_address(address)), block))
 
 
+def active_of(client: ChainClient, addresses: list[str]) -> dict[str, bool]:
+    """Whether each address is Active, read in one batch request."""
+    fn = client.registry.functions.isActive
+    values = client.call_many([fn(_address(a)) for a in addresses])
+    return {a: bool(v) for a, v in zip(addresses, values, strict=True)}
+
+
 def get_node(client: ChainClient, address: str) -> NodeRecord:
     """The registry entry of an address."""
     status, capacity, applied_at, endpoint = client.call(client.registry.functions.getNode(_address(address)))

@@ -20,5 +20,8 @@ def updates_of(client: ChainClient, address: str) -> int:
 
 
 def reputations(client: ChainClient, addresses: Iterable[str]) -> dict[str, int]:
-    """Reputation (fixed point) of each address."""
-    return {a: reputation_of(client, a) for a in addresses}
+    """Reputation (fixed point) of each address, read in one batch request."""
+    addresses = list(addresses)
+    fn = client.reputation.functions.reputationOf
+    values = client.call_many([fn(Web3.to_checksum_address(a)) for a in addresses])
+    return {a: int(v) for a, v in zip(addresses, values, strict=True)}

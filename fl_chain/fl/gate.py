@@ -136,8 +136,9 @@ class NodeGate:
         """Challenge every connected node not yet verified; verified nodes are re-checked on-chain."""
         if self._challenges is None:
             self._challenges = Challenges(self.client.deployment.chain_id, int(grid.run.run_id))
+        active = registry.active_of(self.client, list(self.verified.values()))
         for node_id, address in list(self.verified.items()):
-            if not registry.is_active(self.client, address):
+            if not active[address]:
                 del self.verified[node_id]
                 self._refuse(node_id, f"address {address} is no longer active in the NodeRegistry", address)
         pending = [n for n in grid.get_node_ids() if n not in self.verified and self._worth_asking(n)]
