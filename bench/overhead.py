@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -47,7 +48,14 @@ sys.path.insert(0, str(ROOT))
 from fl_chain.chain import bootstrap  # noqa: E402
 from fl_chain.chain.identity import PASSWORD_ENV  # noqa: E402
 from fl_chain.chain.localnode import free_port  # noqa: E402
-from fl_chain.fl.processes import Managed, spawn, start_superlink, start_supernode  # noqa: E402
+from fl_chain.fl.processes import (  # noqa: E402
+    Managed,
+    start_simulation_superlink,
+    start_superlink,
+    start_supernode,
+    write_flwr_home,
+)
+from fl_chain.fl.simulated_keys import ENV_VAR as SIMULATED_KEYS_ENV  # noqa: E402
 from fl_chain.fl.simulated_keys import RUN_CONFIG_KEY, write_simulated_keys  # noqa: E402
 
 PASSWORD = "overhead-bench"
@@ -232,7 +240,7 @@ def deployment_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunRe
         run_config = dict(setup.run_config)
         if flchain:
             run_config |= {"flchain-deployment": str(setup.deployment), "flchain-store": str(setup.store)}
-        home = _flwr_home(run_dir, port, simulation=False)
+        home = write_flwr_home(run_dir / "flwr-home", f"127.0.0.1:{port}")
         return _submit(setup, variant, "deployment", repeat, run_dir, home, run_config, sampler, processes)
     finally:
         sampler.stop()
@@ -249,12 +257,9 @@ def simulation_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunRe
     processes: list[Managed] = []
     sampler = TreeSampler([setup.chain_pid] if flchain else [])
     try:
-        cmd = [str(Path(sys.executable).parent / "flower-superlink"), "--insecure", "--simulation"]
-        cmd += ["--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", str(port)]
-        link = spawn("SuperLink", cmd, run_dir / "superlink.log", env)
+        link = start_simulation_superlink(port, run_dir / "superlink.log", env)
         processes.append(link)
         sampler.add_root(link.pid)
-        _wait_port(port)
         run_config = dict(setup.run_config)
         if flchain:
             keys = write_simulated_keys(run_dir / "simulated-keys.json", setup.deployment, setup.keys[:nodes])
@@ -263,8 +268,9 @@ def simulation_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunRe
                 "flchain-store": str(setup.store),
                 RUN_CONFIG_KEY: str(keys),
             }
-        home = _flwr_home(run_dir, port, simulation=True)
-        extra = ["--federation-config", f"num-supernodes={nodes}"]
+        home = write_flwr_home(run_dir / "flwr-home", f"127.0.0.1:{port}")
+        # one CPU per simulated node, as flchain demo and run_simulation_app.py give it
+        extra = ["--federation-config", f"num-supernodes={nodes} client-resources-num-cpus=1"]
         return _submit(
             setup, variant, "simulation", repeat, run_dir, home, run_config, sampler, processes, extra
         )
@@ -274,25 +280,40 @@ def simulation_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunRe
             proc.stop()
 
 
-def _wait_port(port: int, timeout: float = 60.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"SuperLink did not listen on port {port}")
-
-
-def _flwr_home(run_dir: Path, port: int, simulation: bool) -> Path:
-    home = run_dir / "flwr-home"
-    home.mkdir(parents=True, exist_ok=True)
-    connection = f'[superlink.bench]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
-    (home / "config.toml").write_text(f'[superlink]\ndefault = "bench"\n\n{connection}')
-    return home
+def run_simulation_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunResult:
+    """One run with the deprecated in-process `run_simulation` (bench/run_simulation_app.py), the path
+    `flchain demo` takes: measured to decide whether the demo should move to `flwr run`."""
+    run_dir = setup.work / f"run_simulation-{variant}-{repeat}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    flchain = variant == "flchain"
+    env = {**os.environ, "FLWR_LOG_LEVEL": "DEBUG"}
+    run_config = dict(setup.run_config)
+    if flchain:
+        keys = write_simulated_keys(run_dir / "simulated-keys.json", setup.deployment, setup.keys[:nodes])
+        env[SIMULATED_KEYS_ENV] = str(keys)
+        run_config |= {"flchain-deployment": str(setup.deployment), "flchain-store": str(setup.store)}
+    log = run_dir / "serverapp.log"
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "run_simulation_app.py"),
+        str(setup.apps[variant]),
+        str(nodes),
+    ]
+    cmd.append(json.dumps(run_config))
+    sampler = TreeSampler([setup.chain_pid] if flchain else [])
+    started = time.time()
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    sampler.add_root(proc.pid)
+    sampler.start()
+    try:
+        returncode = proc.wait(timeout=1200)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        sampler.stop()
+    return _result(variant, "run_simulation", repeat, log, returncode, time.time() - started, sampler)
 
 
 def _submit(
@@ -308,7 +329,7 @@ def _submit(
     extra: list[str] | None = None,
 ) -> RunResult:
     log = run_dir / "serverapp.log"
-    cmd = [str(Path(sys.executable).parent / "flwr"), "run", str(setup.apps[variant]), "bench", "--stream"]
+    cmd = [str(Path(sys.executable).parent / "flwr"), "run", str(setup.apps[variant]), "flchain", "--stream"]
     cmd += ["--run-config", run_config_text(run_config), *(extra or [])]
     sampler.start()
     started = time.time()
@@ -323,8 +344,20 @@ def _submit(
     total = time.time() - started
     time.sleep(0.5)  # one more sample after the last round
     sampler.stop()
+    return _result(variant, engine, repeat, log, result.returncode, total, sampler)
+
+
+def _result(
+    variant: str,
+    engine: str,
+    repeat: int,
+    log: Path,
+    returncode: int,
+    total: float,
+    sampler: TreeSampler,
+) -> RunResult:
     text = log.read_text(errors="replace")
-    if result.returncode != 0 or "Strategy execution finished" not in text:
+    if returncode != 0 or "Strategy execution finished" not in text:
         tail = "\n".join(text.splitlines()[-15:])
         raise RuntimeError(f"{engine} {variant} run {repeat} failed (see {log}):\n{tail}")
     rounds = round_times(text)
@@ -387,11 +420,34 @@ def summarize(results: list[RunResult]) -> list[dict]:
     return rows
 
 
+def simulation_paths(results: list[RunResult]) -> list[str]:
+    """Markdown comparing the two ways to run the Simulation Engine, per variant (medians over repeats)."""
+    engines = ("simulation", "run_simulation")
+    if not all(any(r.engine == e for r in results) for e in engines):
+        return []
+    lines = [
+        "",
+        "## Simulation: `flwr run` against a simulation SuperLink vs the deprecated `run_simulation`",
+        "",
+        "| variant | run s, flwr run | run s, run_simulation | round s, flwr run | round s, run_simulation |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for variant in ("plain", "flchain"):
+        runs = {e: [r for r in results if r.engine == e and r.variant == variant] for e in engines}
+        total = {e: statistics.median(r.total_s for r in runs[e]) for e in engines}
+        wall = {e: statistics.median(r.wall for r in runs[e]) for e in engines}
+        lines.append(
+            f"| {variant} | {total['simulation']:.1f} | {total['run_simulation']:.1f} | "
+            f"{wall['simulation']:.2f} | {wall['run_simulation']:.2f} |"
+        )
+    return lines
+
+
 def write_report(
     out: Path, args: argparse.Namespace, results: list[RunResult], rows: list[dict], changed: int
 ) -> None:
     """OUT.json with every run, OUT.md with the table."""
-    targets = {"deployment": 1.10, "simulation": 1.05}
+    targets = {"deployment": 1.10, "simulation": 1.05, "run_simulation": 1.05}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(
         json.dumps(
@@ -437,6 +493,7 @@ def write_report(
             f"{r['cpu_ratio']:.3f}",
             f"{r['rss_ratio']:.3f}",
         )
+    lines += simulation_paths(results)
     lines += ["", "Every run (wall and CPU seconds per round, rounds 1..N):", ""]
     lines += [
         "| engine | variant | repeat | wall per round | CPU per round | peak RSS MB | run s |",
@@ -452,21 +509,30 @@ def write_report(
     console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # so the `finally` blocks stop every process started
+
+
 def main() -> None:
     """Measure both variants on each engine and write the report."""
+    signal.signal(signal.SIGTERM, _interrupted)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", type=Path, default=ROOT / "examples" / "cnn-digits")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--local-epochs", type=int, default=1)
-    parser.add_argument("--engines", default="deployment,simulation")
+    parser.add_argument("--engines", default="deployment,simulation,run_simulation")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "overhead")
     args = parser.parse_args()
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    runners = {"deployment": deployment_run, "simulation": simulation_run}
+    runners = {
+        "deployment": deployment_run,
+        "simulation": simulation_run,
+        "run_simulation": run_simulation_run,
+    }
     if unknown := set(engines) - set(runners):
-        raise SystemExit(f"--engines: unknown {sorted(unknown)} (expected deployment, simulation)")
+        raise SystemExit(f"--engines: unknown {sorted(unknown)} (expected {', '.join(runners)})")
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory(prefix="flchain-overhead-") as tmp:
         setup, local, changed = prepare(Path(tmp), args.app.resolve(), args.nodes)

@@ -22,6 +22,7 @@ from fl_chain.cli_common import (
     chain_from_options,
     checksum,
     console,
+    deployment_path,
     read_password,
 )
 from fl_chain.errors import FlchainError
@@ -149,6 +150,28 @@ def validator_role(
     if not revoke:  # a validator pays gas for its attestations (topped up on a local chain)
         enrolment.ensure_gas(client, node)
     console.print(f"{node}: VALIDATOR_ROLE {'revoked' if revoke else 'granted'}")
+
+
+@app.command("simulated-keys")
+def simulated_keys(
+    count: Annotated[int, typer.Option("--count", min=1, max=1000, help="How many simulated nodes")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the keys file (mode 0600)")],
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Register COUNT throwaway node keys on a local development chain (funded, approved) and write them
+    for a Flower App's simulated nodes: pass `--run-config "flchain-simulated-keys='FILE'"` to `flwr run`."""
+    from fl_chain.chain import bootstrap
+    from fl_chain.fl.simulated_keys import RUN_CONFIG_KEY, write_simulated_keys
+
+    client = chain_from_options(home, deployment, rpc)
+    if not client.deployment.dev_keys.get("admin"):
+        raise FlchainError("simulated keys need a local development chain (`flchain chain up`): no admin key")
+    accounts = bootstrap.register_nodes(client, count)
+    keys = ["0x" + a.key.hex().removeprefix("0x") for a in accounts]
+    write_simulated_keys(out, deployment_path(home, deployment), keys)
+    console.print(f"{count} simulated nodes registered and approved; run config: {RUN_CONFIG_KEY}='{out}'")
 
 
 def _registrar_action(action: str, address: str, key: Path | None, home, deployment, rpc) -> None:

@@ -96,3 +96,21 @@ def _wait_for_child(pid: int, name: str, timeout: float = 30.0) -> psutil.Proces
                 continue
         time.sleep(0.2)
     raise AssertionError(f"no {name} process under {pid}")
+
+
+def test_simulated_nodes_take_their_key_by_partition_id(tmp_path: Path) -> None:
+    from fl_chain.fl.simulated_keys import simulated_node_settings, write_simulated_keys
+
+    keys = ["0x" + "11" * 32, "0x" + "22" * 32]
+    path = write_simulated_keys(tmp_path / "keys.json", tmp_path / "deployment.json", keys)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    node = simulated_node_settings(path, {"partition-id": 1, "num-partitions": 2})
+    assert node.private_key == keys[1] and node.deployment == (tmp_path / "deployment.json").resolve()
+    assert (node.partition_id, node.num_partitions) == (1, 2)
+    with pytest.raises(FlchainError, match=r"keys.json: no key for simulated node 2 \(the file has 2\)"):
+        simulated_node_settings(path, {"partition-id": 2, "num-partitions": 3})
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(FlchainError, match=r"bad.json: not JSON"):
+        simulated_node_settings(tmp_path / "bad.json", {"partition-id": 0, "num-partitions": 1})
+    with pytest.raises(FlchainError, match=r"'flchain-simulated-keys': cannot read .*missing.json"):
+        simulated_node_settings(tmp_path / "missing.json", {"partition-id": 0, "num-partitions": 1})

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from logging import ERROR
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
@@ -33,8 +32,7 @@ from fl_chain.fl.records import (
     arrays_to_record,
     record_to_arrays,
 )
-from fl_chain.fl.simulated_keys import RUN_CONFIG_KEY as SIMULATED_KEYS
-from fl_chain.fl.simulated_keys import simulated_node_settings
+from fl_chain.fl.simulated_keys import keys_file, simulated_node_settings
 from fl_chain.fl.task_identity import require_identity
 from fl_chain.store import require_model_hash
 
@@ -122,9 +120,9 @@ def settings_from_node_config(context: Context) -> NodeConfig:
     """The node's settings from its SuperNode's node config; on the Simulation Engine, where nodes have
     no node config of their own, from the keys file the run config names (fl/simulated_keys.py)."""
     node_config = dict(context.node_config)
-    keys_file = context.run_config.get(SIMULATED_KEYS)
-    if keys_file and "flchain-key" not in node_config:
-        return simulated_node_settings(Path(str(keys_file)), node_config)
+    simulated = keys_file(context.run_config)
+    if simulated is not None and "flchain-key" not in node_config:
+        return simulated_node_settings(simulated, node_config)
     return NodeConfig.from_node_config(node_config)
 
 

@@ -167,6 +167,24 @@ def start_superlink(
     return link
 
 
+def start_simulation_superlink(port: int, log: Path, env: dict[str, str] | None = None) -> Managed:
+    """A loopback SuperLink running the Simulation Engine (`flwr run ... --federation-config
+    "num-supernodes=N"` decides how many simulated nodes a run gets)."""
+    cmd = [
+        _bin("flower-superlink"),
+        "--insecure",
+        "--simulation",
+        "--disable-runtime-dependency-installation",
+    ]
+    link = spawn("SuperLink", [*cmd, "--host", "127.0.0.1", "--port", str(port)], log, env)
+    try:
+        wait_port("127.0.0.1", port, link)
+    except BaseException:
+        link.stop()
+        raise
+    return link
+
+
 def start_supernode(
     superlink: str,
     port: int,
@@ -202,13 +220,17 @@ def prepare_app(run_dir: Path, address: str, certificates: Path | None) -> tuple
     app_dir = run_dir / "app"
     app_dir.mkdir(parents=True, exist_ok=True)
     (app_dir / "pyproject.toml").write_text(APP_PYPROJECT)
-    flwr_home = run_dir / "flwr-home"
+    return app_dir, write_flwr_home(run_dir / "flwr-home", address, certificates)
+
+
+def write_flwr_home(flwr_home: Path, address: str, certificates: Path | None = None) -> Path:
+    """A FLWR_HOME whose default connection, named "flchain", is the SuperLink at `address`."""
     flwr_home.mkdir(parents=True, exist_ok=True)
     security = f'root-certificates = "{certificates / "ca.crt"}"' if certificates else "insecure = true"
     (flwr_home / "config.toml").write_text(
         f'[superlink]\ndefault = "flchain"\n\n[superlink.flchain]\naddress = "{address}"\n{security}\n'
     )
-    return app_dir, flwr_home
+    return flwr_home
 
 
 def submit_run(app_dir: Path, flwr_home: Path, run_file: Path | None, log: Path) -> Managed:

@@ -1,13 +1,15 @@
-"""Keys for a Flower App's simulated nodes: on the Simulation Engine every node shares one run config and
-has no node config of its own beyond its partition id, so the flchain mod finds a simulated node's key in
-a keys file the run config names (`flchain-simulated-keys`): the deployment file and one private key per
-partition id. The keys are throwaway keys of a local development chain (as `flchain demo` uses), so the
-file holds them in clear, readable by its owner only; a real node uses its keystore (`flchain-key`)."""
+"""Keys for a Flower App's simulated nodes. On the Simulation Engine every node shares one run config and
+has no node config of its own beyond its partition id, so the flchain mod finds a simulated node's key in a
+keys file the run config names (`flchain-simulated-keys`; for `flwr.simulation.run_simulation`, which has
+no run config, the environment variable FLCHAIN_SIMULATED_KEYS): the deployment file and one private key
+per partition id. The keys are throwaway keys of a local development chain (as `flchain demo` uses), so
+the file holds them in clear, readable by its owner only; a real node uses its keystore (`flchain-key`)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -17,6 +19,13 @@ from fl_chain.errors import FlchainError
 from fl_chain.fl.node_config import NodeConfig
 
 RUN_CONFIG_KEY = "flchain-simulated-keys"
+ENV_VAR = "FLCHAIN_SIMULATED_KEYS"
+
+
+def keys_file(run_config: Mapping[str, Any]) -> Path | None:
+    """The simulated-keys file a run names, if any."""
+    named = run_config.get(RUN_CONFIG_KEY) or os.environ.get(ENV_VAR)
+    return Path(str(named)) if named else None
 
 
 def write_simulated_keys(path: Path, deployment: Path, keys: list[str]) -> Path:

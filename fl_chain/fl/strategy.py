@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from logging import ERROR, INFO, WARNING
 
@@ -108,6 +109,10 @@ class ChainStrategy(Strategy):
         self._selected: dict[int, str] = {}
         self._previous: dict[str, np.ndarray] = {}
         self._train_config: dict = {}
+        # g0 needs only the global model and the round's config, so the server trains on its root set
+        # while the nodes train, not after their replies arrive (one worker: one root training at a time).
+        self._root_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-root")
+        self._root_future: Future[np.ndarray] | None = None
         self._train_started = 0.0
         self._evaluate_fn: EvaluateFn | None = None
         self._evaluated: dict[int, MetricRecord | None] = {}  # Flower round -> the user's metrics
@@ -178,6 +183,7 @@ class ChainStrategy(Strategy):
             m.metadata.dst_node_id: self.gate.verified[m.metadata.dst_node_id] for m in messages
         }
         self._train_started = time.monotonic()
+        self._root_future = self._start_root_update()
         return messages
 
     def aggregate_train(
@@ -188,10 +194,11 @@ class ChainStrategy(Strategy):
         seconds = {"train": time.monotonic() - self._train_started}
         screened = screen_replies(replies, self.gate.verified, self._previous, self.policy.screening)
         started = time.monotonic()
-        root = self._root_update()
+        root = self._root_future.result() if self._root_future is not None else None
+        self._root_future = None
         reference = None  # the size of a median honest update, when the root set's size is known
         if root is not None:
-            seconds["anchor"] = time.monotonic() - started  # the server's own training on its root set
+            seconds["anchor"] = time.monotonic() - started  # waiting for the root training, if still running
             claims = list(screened.weights.values())
             reference = self.evaluation.root.size_reference(
                 root, float(np.median(claims)) if claims else None
@@ -278,8 +285,9 @@ class ChainStrategy(Strategy):
             **commit.report_fields(),
         )
 
-    def _root_update(self) -> np.ndarray | None:
-        """g0 for this round, when something needs it and the server has a root set."""
+    def _start_root_update(self) -> Future[np.ndarray] | None:
+        """g0 for this round, computed in the background, when something needs it and the server has a
+        root set."""
         needed = (
             self.evidence is not None
             or self.policy.scoring.method == "fltrust"
@@ -288,7 +296,7 @@ class ChainStrategy(Strategy):
         )
         if not needed or self.evaluation.root is None:
             return None
-        return self.evaluation.root.delta(self._previous, self._train_config)
+        return self._root_pool.submit(self.evaluation.root.delta, self._previous, self._train_config)
 
     def _chain_config(self, parent_round: int) -> dict[str, int]:
         return {CONFIG_TASK_ID: self.committer.task, CONFIG_PARENT_ROUND: self.round_offset + parent_round}
