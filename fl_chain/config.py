@@ -35,7 +35,9 @@ class FederationSection:
     strategy: str = "FedAvg"
     fraction_train: float = 1.0
     min_nodes: int = 2
-    round_timeout: float = 300.0
+    round_timeout: float = 300.0  # the longest a round waits for replies
+    round_timeout_floor: float = 30.0  # after a complete round: wait factor x the median round, at least this
+    round_timeout_factor: float = 3.0
     auth_timeout: float = 120.0
     wait_finalized: float = 0.0  # > 0: after each commit wait up to this long for the validator quorum
     aggregation: str = "plain"  # plain: the strategy as is | trust: FLTrust weighting around it
@@ -176,6 +178,9 @@ def validate(config: RunConfig, source: str) -> None:
         )
     if fed.min_nodes < 1:
         raise FlchainError(f"{source}: field 'federation.min_nodes': expected >= 1, got {fed.min_nodes}")
+    for name in ("round_timeout", "round_timeout_floor", "round_timeout_factor"):
+        if getattr(fed, name) <= 0:
+            raise FlchainError(f"{source}: field 'federation.{name}': expected > 0, got {getattr(fed, name)}")
     if task.partitioning not in ("iid", "dirichlet", "shards"):
         raise FlchainError(
             f"{source}: field 'task.partitioning': expected iid, dirichlet or shards, "

@@ -87,3 +87,67 @@ def test_group_alive_follows_the_group() -> None:
 def test_machine_facts() -> None:
     assert detect_cores() >= 1
     assert detect_memory_mb() > 0
+
+
+# A command that starts a non-detached chain node and a Flower-like process tree (a child in its own
+# process group with a grandchild in a session of its own, as Flower's SuperExec is), then waits.
+COMMAND = """
+import sys, time
+from pathlib import Path
+from fl_chain.chain.localnode import free_port, start_chain
+from fl_chain.fl.processes import spawn
+tag, log = sys.argv[1], Path(sys.argv[2])
+chain = start_chain("anvil", free_port(), log / "anvil.log")
+code = "import subprocess, time; subprocess.Popen(['setsid', 'sleep', '301']); time.sleep(300)"
+spawn("tree", [sys.executable, "-c", code, tag], log / "tree.log", {"FLCHAIN_TEST_MARKER": tag})
+print(chain.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def _pids_with(tag: str) -> list[int]:
+    """Live processes whose command line or environment carries `tag` (read from /proc, never cut)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                command = fh.read()
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                environ = fh.read()
+            with open(f"/proc/{entry}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (tag.encode() in command or tag.encode() in environ):
+            found.append(int(entry))
+    return found
+
+
+def test_sigkill_of_a_command_takes_what_it_started_with_it(tmp_path) -> None:
+    tag = f"flchain-watchdog-{uuid.uuid4()}"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", COMMAND, tag, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "FLCHAIN_TEST_MARKER": tag},
+    )
+    try:
+        chain_pid = int(parent.stdout.readline())
+        deadline = time.monotonic() + 20
+        while len(_pids_with(tag)) < 4 and time.monotonic() < deadline:  # parent, anvil, child, grandchild
+            time.sleep(0.1)
+        started = set(_pids_with(tag))
+        assert chain_pid in started and len(started) >= 4, started
+        time.sleep(1.0)  # the watchdog snapshots the trees twice a second
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while _pids_with(tag) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _pids_with(tag) == []
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        stop_pids(_pids_with(tag), timeout=2)

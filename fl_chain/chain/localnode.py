@@ -13,6 +13,7 @@ from pathlib import Path
 
 import requests
 
+from fl_chain import watchdog
 from fl_chain.errors import FlchainError
 from fl_chain.paths import node_modules, require_node_tool
 from fl_chain.proctree import cmdline, pid_alive, stop_pid  # pid_alive, stop_pid: also imported from here
@@ -147,6 +148,8 @@ def start_chain(
             stdin=subprocess.DEVNULL,
             start_new_session=detach,
         )
+    if not detach:  # a detached chain is meant to outlive this command (`flchain chain down` stops it)
+        watchdog.watch(proc.pid)
     chain = ChainProcess(backend, proc.pid, port, host, str(log_path))
     try:
         wait_for_rpc(chain.rpc_url, proc=proc)

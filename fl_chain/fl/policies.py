@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fl_chain.config import RunConfig
+from fl_chain.fl.deadline_grid import DeadlinePolicy
 from fl_chain.fl.evidence import EvidenceBook, EvidencePolicy
 from fl_chain.fl.influence import InfluencePolicy
 from fl_chain.fl.scoring import ScoringPolicy
@@ -24,6 +25,7 @@ class RoundPolicy:
     influence: InfluencePolicy = field(default_factory=InfluencePolicy)
     round_seconds: float = 0.0  # > 0: size each node's local work to its declared samples/s
     batch_size: int = 32
+    deadline: DeadlinePolicy = field(default_factory=DeadlinePolicy)  # when a round stops waiting
 
 
 def evidence_book(config: RunConfig) -> EvidenceBook | None:
@@ -50,6 +52,9 @@ def round_policy(config: RunConfig) -> RoundPolicy:
         scoring=ScoringPolicy(sc.method, sc.shapley_budget, config.task.seed),
         round_seconds=config.selection.round_seconds,
         batch_size=config.task.batch_size,
+        deadline=DeadlinePolicy(
+            config.federation.round_timeout_floor, config.federation.round_timeout_factor
+        ),
     )
 
 

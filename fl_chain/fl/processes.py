@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fl_chain import watchdog
 from fl_chain.errors import FlchainError
 from fl_chain.proctree import descendants, group_alive, stop_pids
 
@@ -72,6 +73,7 @@ class Managed:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             time.sleep(0.1)
         stop_pids(tree, timeout=3.0)
+        watchdog.forget(self.proc.pid)
 
 
 def _bin(name: str) -> str:
@@ -98,6 +100,7 @@ def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = Non
             },
             start_new_session=True,
         )
+    watchdog.watch(proc.pid)  # stopped with its tree even if this process is SIGKILLed
     return Managed(name, proc, log)
 
 

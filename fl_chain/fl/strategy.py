@@ -22,6 +22,7 @@ from fl_chain.chain.fixedpoint import from_fixed
 from fl_chain.errors import FlchainError
 from fl_chain.fl.anchor import RootAnchor, RootTrainer
 from fl_chain.fl.committer import RoundCommitter
+from fl_chain.fl.deadline_grid import DeadlineGrid
 from fl_chain.fl.evidence import EvidenceBook
 from fl_chain.fl.gate import NodeGate, VerifiedGrid
 from fl_chain.fl.influence import bound_influence, bound_step
@@ -114,6 +115,7 @@ class ChainStrategy(Strategy):
         self._root_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-root")
         self._root_future: Future[np.ndarray] | None = None
         self._train_started = 0.0
+        self._deadline_grid: DeadlineGrid | None = None  # set by `start`; flchain's own loop may not use it
         self._evaluate_fn: EvaluateFn | None = None
         self._evaluated: dict[int, MetricRecord | None] = {}  # Flower round -> the user's metrics
 
@@ -137,8 +139,9 @@ class ChainStrategy(Strategy):
                 self.committer, commit = self.ledger.open_task(initial, self.app)
                 metrics = self._user_metrics(0, initial_arrays)
                 self.events.emit(RoundReport(round=0, **metric_fields(metrics), **commit.report_fields()))
+            self._deadline_grid = DeadlineGrid(grid, self.policy.deadline)
             result = super().start(
-                grid,
+                self._deadline_grid,
                 initial_arrays,
                 num_rounds,
                 timeout,
@@ -172,6 +175,8 @@ class ChainStrategy(Strategy):
         """Authenticate newcomers, then let the wrapped strategy sample among verified nodes."""
         self.gate.start_round()
         allowed = self.gate.wait_for(grid, self.min_nodes, self.policy.auth_timeout)
+        if self._deadline_grid is not None:  # nodes that failed to reply and were not heard from since
+            allowed -= self._deadline_grid.absent_nodes()
         if self.selector is not None:
             allowed = self._select(allowed)
         self._previous = record_to_arrays(arrays)
