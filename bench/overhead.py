@@ -1,6 +1,7 @@
 """What flchain costs on top of plain Flower: the same Flower App with and without its flchain lines,
 side by side in one invocation, on the Deployment Engine (SuperLink + SuperNodes on loopback) and on the
-Simulation Engine (`flwr run` against a `--simulation` SuperLink).
+Simulation Engine (`flwr run` against a `--simulation` SuperLink, and the deprecated in-process
+`run_simulation` that `flchain demo` uses, to decide which of the two the demo should take).
 
 The plain variant is a copy of the app with the flchain lines removed (those marked `# flchain` and the
 `fl_chain` imports; `ClientApp(mods=[...])  # flchain` becomes `ClientApp()`), so both run the same app
@@ -14,9 +15,10 @@ Per training round, from the ServerApp's own timestamps (FLWR_LOG_LEVEL=DEBUG ad
   SuperExec and app processes), sampled four times a second from /proc via psutil, over the same interval;
 - peak memory: the largest sum of their resident set sizes seen during the run.
 
-Usage: .venv/bin/python bench/overhead.py [--app examples/cnn-digits] [--nodes 3] [--rounds 5]
-       [--repeats 3] [--engines deployment,simulation] [--out docs/overhead]
-Writes OUT.md and OUT.json. Takes ~15 min with the defaults.
+Usage: .venv/bin/python bench/overhead.py [--app examples/cnn-digits] [--nodes 3] [--rounds 8]
+       [--repeats 3] [--engines deployment,simulation,run_simulation] [--out docs/overhead]
+       [--from-json OUT.json]   (rewrite OUT.md from saved runs)
+Writes OUT.md and OUT.json. Takes ~25 min with the defaults.
 """
 
 from __future__ import annotations
@@ -493,6 +495,22 @@ def write_report(
             f"{r['cpu_ratio']:.3f}",
             f"{r['rss_ratio']:.3f}",
         )
+    lines += [
+        "",
+        "## What flchain adds to a round, and what shapes the figures",
+        "",
+        "- Server, per round: one transaction (`commitRound`: gas estimate, send, receipt), the model "
+        "written to the store (fsynced) and hashed, reputations of the known nodes in one batched read; "
+        "with a `root_fn` (cnn-digits has one) the server's own training on its root set, which runs "
+        "while the nodes train.",
+        "- Node, per training message: the flchain mod imports no web3 or eth-account (Flower starts a "
+        "new process per message), reads chain id, its status, the task's configHash and the parent "
+        "round's hash in one JSON-RPC batch, and hashes the received model.",
+        "- Flower's own `send_and_receive` polls for replies every 3 s, and a SuperNode asks for work every "
+        "3 s; a Deployment round therefore lasts a whole number of those polls, and a few hundred "
+        "milliseconds can move it by one. flchain's rounds poll for replies with a back-off from 0.05 s "
+        "to 0.5 s (fl_chain/fl/deadline_grid.py), so they end when the last reply is in.",
+    ]
     lines += simulation_paths(results)
     lines += ["", "Every run (wall and CPU seconds per round, rounds 1..N):", ""]
     lines += [
@@ -513,18 +531,34 @@ def _interrupted(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # so the `finally` blocks stop every process started
 
 
+def rewrite_report(saved: Path, out: Path) -> None:
+    """The report again from saved runs (for a changed report layout; nothing is re-measured)."""
+    data = json.loads(saved.read_text())
+    results = [RunResult(**run) for run in data["runs"]]
+    args = argparse.Namespace(**data["args"])
+    for name in ("nodes", "rounds", "repeats"):
+        setattr(args, name, int(getattr(args, name)))
+    with tempfile.TemporaryDirectory() as tmp:
+        changed = plain_variant(Path(args.app), Path(tmp) / "plain")
+    write_report(out, args, results, summarize(results), changed)
+
+
 def main() -> None:
     """Measure both variants on each engine and write the report."""
     signal.signal(signal.SIGTERM, _interrupted)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", type=Path, default=ROOT / "examples" / "cnn-digits")
     parser.add_argument("--nodes", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--engines", default="deployment,simulation,run_simulation")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "overhead")
+    parser.add_argument("--from-json", type=Path, help="rewrite OUT.md from the runs of a saved OUT.json")
     args = parser.parse_args()
+    if args.from_json is not None:
+        rewrite_report(args.from_json, args.out)
+        return
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     runners = {
         "deployment": deployment_run,

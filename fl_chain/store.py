@@ -9,6 +9,7 @@ can re-hash a downloaded blob. Writes go to a local directory (file://); reads a
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,13 +74,37 @@ class ModelStore:
         return self.base_uri + digest.hex()
 
     def put(self, blob: bytes) -> tuple[bytes, str]:
-        """Store a blob under its hash (atomically); return (hash, uri)."""
+        """Store a blob under its hash, durably: written to a temporary file, fsynced, renamed, and the
+        directory fsynced, so a hash that goes on-chain afterwards always names a blob that survives a
+        crash. A full disk or an unwritable directory is a one-line error (nothing is committed then).
+        Returns (hash, uri)."""
         digest = model_hash(blob)
         path = self.directory / digest.hex()
-        if not path.exists():
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(blob)
+        if path.exists():
+            return digest, self.uri_for(digest)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(blob)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             tmp.replace(path)
+            directory = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise FlchainError(
+                f"cannot store model blob {digest.hex()[:12]}… in {self.directory}: "
+                f"{exc.strerror or exc} (the round is not committed)"
+            ) from None
         return digest, self.uri_for(digest)
 
     def put_arrays(self, arrays: Mapping[str, np.ndarray]) -> tuple[bytes, str]:

@@ -9,7 +9,8 @@ watchdog stops every process still registered, together with the descendants it 
 SuperExec runs in a session of its own and its app processes are orphaned once the SuperNode dies, so
 they are found from a snapshot of the tree taken while everything was alive).
 
-Protocol (one line per message on the watchdog's stdin): `watch PID` or `forget PID`. A PID is recorded
+Protocol (one line per message on the watchdog's stdin): `watch PID`, `forget PID`, or `exit` (the
+command is exiting normally: stop what is still registered now). A PID is recorded
 with its creation time, so a PID reused after its process ended is never signalled.
 """
 
@@ -63,6 +64,7 @@ class Watchdog:
 
     def close(self) -> None:
         """Normal exit: whatever is still registered is stopped, then the watchdog exits."""
+        self._send("exit")
         if self._proc.stdin is not None and not self._proc.stdin.closed:
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()
@@ -128,6 +130,8 @@ def run(parent: int) -> None:
                 break  # EOF: the parent exited or died
             pending += chunk
             *lines, pending = pending.split(b"\n")
+            if any(line.strip() == b"exit" for line in lines):
+                break  # the command is exiting normally (a forked child may still hold the pipe open)
             for line in lines:
                 verb, _, value = line.decode(errors="replace").partition(" ")
                 if not value.strip().isdigit():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import requests
 from eth_utils import keccak
 
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task, load_model, verify_model
+from fl_chain.chain.ledger import round_count as ledger_round_count_of
 from fl_chain.errors import FlchainError
 from fl_chain.store import (
     BlobIntegrityError,
@@ -87,3 +89,33 @@ def test_client_refuses_tampered_blob_and_mismatched_model(chain: LocalChain, tm
     assert f"got 0x{keccak(bytes(data)).hex()}" in str(info.value)
     with pytest.raises(FlchainError, match=r"does not match round 0 .* expected hash 0x"):
         verify_model(client, task, 0, _arrays(1))
+
+
+def test_a_full_disk_commits_nothing_and_leaves_no_partial_blob(
+    chain: LocalChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blob is fsynced before its hash goes on-chain; when the disk is full (ENOSPC injected at the
+    fsync, as a full filesystem reports delayed allocation), the round is not committed, the error names
+    the store, and once space is back the same round commits."""
+    import errno
+
+    from fl_chain.fl.committer import RoundCommitter
+
+    store = ModelStore(tmp_path / "store")
+    committer = RoundCommitter.new_task(chain.client, chain.coordinator, store, b"\x06" * 32)
+    committer.commit(0, _arrays())
+    real_fsync = os.fsync
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(
+        FlchainError, match=rf"cannot store model blob .* in {store.directory}: No space left"
+    ):
+        committer.commit(1, _arrays(1))
+    assert ledger_round_count_of(chain.client, committer.task) == 1  # round 0 only
+    assert sorted(p.name for p in store.directory.iterdir()) == [hash_arrays(_arrays()).hex()]
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    committer.commit(1, _arrays(1))
+    assert ledger_round_count_of(chain.client, committer.task) == 2

@@ -89,7 +89,8 @@ class DeadlineGrid(DelegatingGrid):
                 )
                 break
             connected = set(self.get_node_ids())
-            if not any(destination[m] in connected for m in owed):
+            known = all(m in destination for m in owed)  # never end early on a node we cannot name
+            if known and not any(destination[m] in connected for m in owed):
                 log(WARNING, "flchain: %d node(s) owing a reply disconnected; the round goes on", len(owed))
                 break
             time.sleep(pause)
