@@ -464,7 +464,8 @@ def write_report(
     lines = [
         "# flchain's overhead over plain Flower",
         "",
-        f"Measured by `bench/overhead.py` on {os.cpu_count()} cores: the Flower App `{args.app}` with its "
+        f"Measured by `bench/overhead.py` on {os.cpu_count()} cores: the Flower App "
+        f"`examples/{Path(args.app).name}` (local-epochs={args.local_epochs}) with its "
         f"flchain lines ({changed} lines: the `fl_chain` imports and the lines marked `# flchain`) and "
         f"without them, {args.nodes} nodes, {args.rounds} rounds, {args.repeats} paired repeats per engine "
         "(the two variants back to back, alternating which goes first). Per steady training round (rounds "
@@ -510,6 +511,8 @@ def write_report(
         "3 s; a Deployment round therefore lasts a whole number of those polls, and a few hundred "
         "milliseconds can move it by one. flchain's rounds poll for replies with a back-off from 0.05 s "
         "to 0.5 s (fl_chain/fl/deadline_grid.py), so they end when the last reply is in.",
+        "- CPU is sampled four times a second: for simulated rounds of a few tenths of a second the CPU "
+        "figures are rough; the wall times come from the ServerApp's own timestamps.",
     ]
     lines += simulation_paths(results)
     lines += ["", "Every run (wall and CPU seconds per round, rounds 1..N):", ""]
@@ -538,8 +541,9 @@ def rewrite_report(saved: Path, out: Path) -> None:
     args = argparse.Namespace(**data["args"])
     for name in ("nodes", "rounds", "repeats"):
         setattr(args, name, int(getattr(args, name)))
+    app = Path(args.app) if Path(args.app).exists() else ROOT / "examples" / Path(args.app).name
     with tempfile.TemporaryDirectory() as tmp:
-        changed = plain_variant(Path(args.app), Path(tmp) / "plain")
+        changed = plain_variant(app, Path(tmp) / "plain")
     write_report(out, args, results, summarize(results), changed)
 
 

@@ -180,3 +180,29 @@ def test_sizes_are_judged_against_g0_scaled_to_a_median_nodes_examples_or_not_at
     assert sorted(suspect) == ["against", "big", "zero"]  # honest: 6 / 6 = 1x the reference
     suspect, _ = suspicions(deltas, ROOT, EvidencePolicy(), reference=None)  # directions and zero only
     assert sorted(suspect) == ["against", "zero"]
+
+
+def test_directions_are_evidence_only_while_g0_improves_the_held_out_loss() -> None:
+    """Known answers for RootAnchor.improves (a quadratic held-out loss around a target) and for
+    suspicions with directions off: a node pointing against g0 is suspect only in rounds where g0 helps."""
+    target = {"w": np.array([1.0, 1.0])}
+
+    def held_out(arrays) -> float:
+        return float(np.sum((np.asarray(arrays["w"], np.float64) - target["w"]) ** 2))
+
+    start = {"w": np.array([0.0, 0.0])}
+    assert RootAnchor.improves(start, np.array([0.5, 0.5]), held_out)  # 2.0 -> 0.5
+    converged = {"w": np.array([1.0, 1.0])}
+    assert not RootAnchor.improves(converged, np.array([0.1, -0.1]), held_out)  # 0 -> 0.02: g0 is noise
+    near = {"w": np.array([0.9, 0.9])}  # 0.02 -> 0.0197: 1.5 % better, not more than the 2 % margin
+    assert not RootAnchor.improves(near, np.array([0.00075, 0.00075]), held_out)
+    assert RootAnchor.improves(near, np.array([0.00075, 0.00075]), held_out, margin=0.01)
+    assert RootAnchor.improves(start, np.array([-1.0, 0.0]), None)  # no held-out loss: directions count
+
+    root = np.array([1.0, 0.0])
+    deltas = {"against": np.array([-1.0, 0.2]), "along": np.array([1.0, 0.1])}
+    policy = EvidencePolicy()
+    assert set(suspicions(deltas, root, policy, None)[0]) == {"against"}
+    assert suspicions(deltas, root, policy, None, directions=False)[0] == {}
+    zero = {"free-rider": np.zeros(2)}  # a zero update is evidence whatever g0's direction is worth
+    assert set(suspicions(zero, root, policy, None, directions=False)[0]) == {"free-rider"}

@@ -49,6 +49,7 @@ class FakeGrid(Grid):
     def __init__(self, nodes: dict[int, Reply]) -> None:
         self.nodes = nodes
         self.sent: list[Message] = []
+        self._replies: dict[str, Message] = {}  # pushed message id -> its reply, until pulled
 
     def set_run(self, run) -> None:
         """Unused."""
@@ -67,12 +68,20 @@ class FakeGrid(Grid):
         return list(self.nodes)
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        """Unused."""
-        raise NotImplementedError
+        """Each message gets an id (as Flower's grids give one) and its node's reply, if any, is kept."""
+        ids = []
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = f"m{len(self.sent)}"
+            self.sent.append(message)
+            reply = self.nodes[message.metadata.dst_node_id](message)
+            if reply is not None:
+                self._replies[message.metadata.message_id] = reply
+            ids.append(message.metadata.message_id)
+        return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        """Unused."""
-        raise NotImplementedError
+        """The replies that arrived for these ids."""
+        return [self._replies.pop(i) for i in list(message_ids) if i in self._replies]
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
         """Each addressed node's reply, if it gives one."""

@@ -20,10 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from fl_chain.fl.trust import unflatten
 from fl_chain.store import hash_arrays
 
 Arrays = Mapping[str, np.ndarray]
 RootTrainer = Callable[[Arrays, Mapping[str, Any]], dict[str, np.ndarray]]
+HeldOutLoss = Callable[[Arrays], float | None]  # the server's loss on data it does not train on
+
+
+def previous_vector(previous: Arrays) -> np.ndarray:
+    """The model as one float64 vector (array order of `previous`, as flat_delta)."""
+    return np.concatenate([np.asarray(previous[k], np.float64).ravel() for k in previous])
 
 
 def flat_delta(update: Arrays, previous: Arrays) -> np.ndarray:
@@ -46,6 +53,21 @@ class RootAnchor:
         if not self.root_examples or not node_examples:
             return None
         return float(np.linalg.norm(root)) * node_examples / self.root_examples
+
+    @staticmethod
+    def improves(
+        previous: Arrays, root: np.ndarray, held_out_loss: HeldOutLoss | None, margin: float = 0.02
+    ) -> bool:
+        """Whether g0 still improves the server's held-out loss (data it does not train on) by more
+        than `margin` (relative): only then is its direction evidence. Measured on cnn-digits (3 IID
+        nodes, 10 local epochs, seeds 0-2): once g0 stops improving the test loss (round 3-4), honest
+        updates' cosines with g0 drift below zero (-0.1 to -0.25) and stay there; in round 3 of one seed
+        g0 improved it by 0.0 % while an honest node was at -0.12. True without a held-out loss."""
+        if held_out_loss is None:
+            return True
+        before = held_out_loss(previous)
+        after = held_out_loss(unflatten(previous_vector(previous) + root, previous))
+        return before is None or after is None or after < before * (1.0 - margin)
 
     def delta(self, previous: Arrays, config: Mapping[str, Any]) -> np.ndarray:
         """Flattened root update g0 = trained - previous."""

@@ -13,6 +13,7 @@ Used by the demo harness (`run_demo(attacks=...)`) only; nothing here runs in a 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
@@ -47,22 +48,74 @@ def colluding_deltas(
     return out
 
 
+@dataclass
+class _PushedRound:
+    """Training messages pushed together and the replies that arrived for them so far."""
+
+    messages: list[Message]
+    ids: set[str]
+    replies: list[Message] = field(default_factory=list)
+
+
 class CollusionGrid(DelegatingGrid):
-    """Passes messages through; rewrites the training replies of colluding addresses (see above)."""
+    """Passes messages through; rewrites the training replies of colluding addresses (see above), both
+    when a round is sent at once (send_and_receive) and when it is pushed and pulled piecemeal (as
+    ChainStrategy's DeadlineGrid does): then the colluders' replies are held back until every reply of
+    their round has arrived, since they are computed from all of them."""
 
     def __init__(self, grid, colluders: Mapping[str, Mapping[str, object]]) -> None:
         super().__init__(grid)
         self.colluders = {a.lower(): attack for a, attack in colluders.items()}
         self._address: dict[int, str] = {}  # node id -> address, learned from the join answers
+        self._rounds: dict[str, _PushedRound] = {}  # pushed training message id -> its round
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
         """Deliver, then rewrite the colluders' training replies."""
         messages = list(messages)
         replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        self._learn_addresses(replies)
+        return self._rewrite(messages, replies)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Deliver; remember which training messages went out together."""
+        messages = list(messages)
+        ids = list(self._grid.push_messages(messages))
+        if any("arrays" in m.content.array_records for m in messages):
+            pushed = _PushedRound(messages, set(ids))
+            self._rounds.update(dict.fromkeys(ids, pushed))
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Replies as they arrive; a round's colluders' only once the whole round is in (rewritten)."""
+        out: list[Message] = []
+        held = {r.metadata.reply_to_message_id for p in self._rounds.values() for r in p.replies}
+        # a reply already pulled and held back must not be asked for again (Flower answers that with
+        # a "Message Unavailable" error reply)
+        for reply in self._grid.pull_messages([i for i in message_ids if i not in held]):
+            pushed = self._rounds.get(reply.metadata.reply_to_message_id)
+            if pushed is None:
+                out.append(reply)
+                continue
+            pushed.replies.append(reply)
+            if not self._is_colluder(reply):
+                out.append(reply)  # an honest reply goes on at once (and is kept for the colluders')
+            if len(pushed.replies) == len(pushed.ids):
+                out += [r for r in self._rewrite(pushed.messages, pushed.replies) if self._is_colluder(r)]
+                for message_id in pushed.ids:
+                    self._rounds.pop(message_id, None)
+        return out
+
+    def _is_colluder(self, reply: Message) -> bool:
+        return self._address.get(reply.metadata.src_node_id) in self.colluders
+
+    def _learn_addresses(self, replies: list[Message]) -> None:
         for reply in replies:
             answer = None if reply.has_error() else reply.content.config_records.get(AUTH_RECORD)
             if answer is not None and "address" in answer:
                 self._address[reply.metadata.src_node_id] = str(answer["address"]).lower()
+
+    def _rewrite(self, messages: list[Message], replies: list[Message]) -> list[Message]:
+        replies = list(replies)
         train = [m for m in messages if "arrays" in m.content.array_records]
         if not train:
             return replies

@@ -95,11 +95,13 @@ def judge_with_evidence(
     root: np.ndarray,
     previous: Mapping[str, np.ndarray],
     reference: float | None = None,
+    directions: bool = True,
 ) -> None:
     """Anchored evidence (fl/evidence.py): suspect updates leave this round's aggregate, with the reason;
-    those whose evidence adds up are penalized. `reference`: the size yardstick (fl/anchor.py), if any."""
+    those whose evidence adds up are penalized. `reference`: the size yardstick (fl/anchor.py), if any;
+    `directions`: whether g0's direction is evidence this round (RootAnchor.improves)."""
     deltas = {who: flat_delta(arrays, previous) for who, arrays in out.updates.items()}
-    suspect, penalized = book.observe(deltas, root, reference)
+    suspect, penalized = book.observe(deltas, root, reference, directions)
     for who, reason in suspect.items():
         out.dropped[who] = ("penalized: " + penalized[who]) if who in penalized else f"suspect: {reason}"
         del out.updates[who], out.weights[who]

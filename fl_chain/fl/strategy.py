@@ -113,8 +113,9 @@ class ChainStrategy(Strategy):
         # g0 needs only the global model and the round's config, so the server trains on its root set
         # while the nodes train, not after their replies arrive (one worker: one root training at a time).
         self._root_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-root")
-        self._root_future: Future[np.ndarray] | None = None
+        self._root_future: Future[tuple[np.ndarray, bool]] | None = None
         self._train_started = 0.0
+        self._round = 0  # Flower's current round (what the app's evaluate_fn is called with)
         self._deadline_grid: DeadlineGrid | None = None  # set by `start`; flchain's own loop may not use it
         self._evaluate_fn: EvaluateFn | None = None
         self._evaluated: dict[int, MetricRecord | None] = {}  # Flower round -> the user's metrics
@@ -188,6 +189,7 @@ class ChainStrategy(Strategy):
             m.metadata.dst_node_id: self.gate.verified[m.metadata.dst_node_id] for m in messages
         }
         self._train_started = time.monotonic()
+        self._round = server_round
         self._root_future = self._start_root_update()
         return messages
 
@@ -199,7 +201,7 @@ class ChainStrategy(Strategy):
         seconds = {"train": time.monotonic() - self._train_started}
         screened = screen_replies(replies, self.gate.verified, self._previous, self.policy.screening)
         started = time.monotonic()
-        root = self._root_future.result() if self._root_future is not None else None
+        root, directions = self._root_future.result() if self._root_future is not None else (None, True)
         self._root_future = None
         reference = None  # the size of a median honest update, when the root set's size is known
         if root is not None:
@@ -209,7 +211,9 @@ class ChainStrategy(Strategy):
                 root, float(np.median(claims)) if claims else None
             )
         if self.evidence is not None and root is not None:
-            judge_with_evidence(screened, self.gate.verified, self.evidence, root, self._previous, reference)
+            judge_with_evidence(
+                screened, self.gate.verified, self.evidence, root, self._previous, reference, directions
+            )
         if reference is not None and self.policy.influence.clip_ratio > 0:
             bound_influence(
                 screened, self.gate.verified, reference, self._previous, self.policy.influence.clip_ratio
@@ -290,9 +294,9 @@ class ChainStrategy(Strategy):
             **commit.report_fields(),
         )
 
-    def _start_root_update(self) -> Future[np.ndarray] | None:
-        """g0 for this round, computed in the background, when something needs it and the server has a
-        root set."""
+    def _start_root_update(self) -> Future[tuple[np.ndarray, bool]] | None:
+        """g0 for this round and whether its direction is evidence (RootAnchor.improves), computed in the
+        background, when something needs g0 and the server has a root set."""
         needed = (
             self.evidence is not None
             or self.policy.scoring.method == "fltrust"
@@ -301,7 +305,30 @@ class ChainStrategy(Strategy):
         )
         if not needed or self.evaluation.root is None:
             return None
-        return self._root_pool.submit(self.evaluation.root.delta, self._previous, self._train_config)
+        return self._root_pool.submit(self._root_update, dict(self._previous), dict(self._train_config))
+
+    def _root_update(self, previous: dict[str, np.ndarray], config: dict) -> tuple[np.ndarray, bool]:
+        root = self.evaluation.root.delta(previous, config)
+        return root, self._directions_count(previous, root)
+
+    def _directions_count(self, previous: dict[str, np.ndarray], root: np.ndarray) -> bool:
+        """Whether g0's direction is evidence this round. In anyone's Flower App (a ledger session: any
+        model, any local training) only while g0 improves the 'loss' of the app's evaluate_fn (called
+        with the model g0 leads to): with long local training honest updates drift against an overfit g0
+        (cnn-digits, 10 epochs: an honest node was suspended after 5 rounds without this). flchain's own
+        tasks keep directions as evidence in every round: their calibration (docs/anchor-calibration.md)
+        shows honest directions hold, and ALIE colluders are caught in rounds where g0 no longer
+        improves the test loss (tests/test_robustness_quick.py)."""
+        if self.evidence is None or self.ledger is None or self._evaluate_fn is None:
+            return True
+        evaluate_fn, server_round = self._evaluate_fn, self._round
+
+        def loss(arrays: Mapping[str, np.ndarray]) -> float | None:
+            metrics = evaluate_fn(server_round, arrays_to_record(dict(arrays)))
+            value = metrics.get("loss") if metrics is not None else None
+            return float(value) if isinstance(value, int | float) else None
+
+        return RootAnchor.improves(previous, root, loss, self.evidence.policy.min_root_improvement)
 
     def _chain_config(self, parent_round: int) -> dict[str, int]:
         return {CONFIG_TASK_ID: self.committer.task, CONFIG_PARENT_ROUND: self.round_offset + parent_round}
