@@ -57,6 +57,16 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def stop_commands(procs: list[subprocess.Popen | None], home_args: list[str], env: dict[str, str]) -> None:
+    """Stop the commands a test started (SIGTERM, as Ctrl-C would), then its detached chain."""
+    for proc in procs:
+        if proc is not None:
+            _stop(proc)
+    subprocess.run(
+        [*FLCHAIN, "chain", "down", *home_args], env=env, capture_output=True, timeout=60, check=False
+    )
+
+
 def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
     home = tmp_path / "home"
     marker = f"flchain-e2e-{uuid.uuid4()}"  # inherited by every process the commands start
@@ -126,11 +136,7 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
             client_out = (tmp_path / f"client{i}.out").read_text()
             assert "round 2 of task" in client_out and "committed" in client_out, client_out
     finally:
-        for proc in clients:
-            _stop(proc)
-        if server is not None:
-            _stop(server)
-        subprocess.run([*FLCHAIN, "chain", "down", *h], env=env, capture_output=True, timeout=60, check=False)
+        stop_commands([*clients, server], h, env)
 
     # Every process the commands started (chain, SuperLink, SuperNodes, SuperExecs, app processes) is gone.
     time.sleep(0.5)

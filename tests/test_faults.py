@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fl_chain.chain.localnode import free_port
 from fl_chain.fl.report import read_reports
-from tests.test_e2e_deployment import FLCHAIN, PASSWORD, _processes_with, _run, _spawn, _stop, registered_keys
+from tests.test_e2e_deployment import PASSWORD, _processes_with, _run, _spawn, registered_keys, stop_commands
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -94,10 +94,6 @@ def test_node_deaths_mid_run(tmp_path: Path) -> None:
             }
         assert credited[4] == {addresses[0]}
     finally:
-        for proc in clients:
-            _stop(proc)
-        if server is not None:
-            _stop(server)
-        subprocess.run([*FLCHAIN, "chain", "down", *h], env=env, capture_output=True, timeout=60, check=False)
+        stop_commands([*clients, server], h, env)
     time.sleep(0.5)
     assert _processes_with(marker) == []
