@@ -130,8 +130,6 @@ def run(parent: int) -> None:
                 break  # EOF: the parent exited or died
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            if any(line.strip() == b"exit" for line in lines):
-                break  # the command is exiting normally (a forked child may still hold the pipe open)
             for line in lines:
                 verb, _, value = line.decode(errors="replace").partition(" ")
                 if not value.strip().isdigit():
@@ -141,6 +139,8 @@ def run(parent: int) -> None:
                     snapshots[pid] = [proc]
                 elif verb == "forget":
                     snapshots.pop(pid, None)
+            if any(line.strip() == b"exit" for line in lines):
+                break  # the command is exiting normally (a forked child may still hold the pipe open)
         if os.getppid() != parent:
             break  # reparented: the parent is gone even if another process holds the pipe open
         for pid, tree in snapshots.items():
