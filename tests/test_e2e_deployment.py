@@ -143,9 +143,15 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
     assert _processes_with(marker) == []
 
 
-def test_server_killed_mid_run_resumes_from_the_chain(tmp_path: Path) -> None:
-    """kill -9 of the whole server side after round 1; `flchain server --resume` continues at round 2.
-    Runs over TLS (certificates from scripts/make-certs.sh; clients verify the SuperLink with ca.crt)."""
+def test_coordinator_faults_lose_and_double_nothing(tmp_path: Path) -> None:
+    """The coordinator fails at three exact moments and `flchain server --resume` continues each time:
+    (1) its store directory is gone when round 2's blob is written (a real ENOTDIR): the run stops with
+    a one-line error naming the store and nothing is committed; (2) it is SIGKILLed after round 2's
+    commit, before round 3 samples; (3) it is SIGKILLed after round 3's blob is stored, before its commit.
+    Rounds 0-3 land once each, in order, and the audit is clean. Runs over TLS (certificates from
+    scripts/make-certs.sh; clients verify the SuperLink with ca.crt)."""
+    from fl_chain.chain.audit import audit_task
+    from fl_chain.failpoints import FAILPOINT_ENV
     from fl_chain.proctree import descendants
 
     certs = tmp_path / "certs"
@@ -161,18 +167,31 @@ def test_server_killed_mid_run_resumes_from_the_chain(tmp_path: Path) -> None:
         "FLCHAIN_KEY_PASSWORD": PASSWORD,
         "PYTHONUNBUFFERED": "1",
         "FLCHAIN_TEST_MARKER": marker,
+        "COLUMNS": "200",
     }
     h = ["--home", str(home)]
     _run("chain", "up", "--detach", "--port", str(free_port()), *h, env=env)
     clients: list[subprocess.Popen] = []
     servers: list[subprocess.Popen] = []
+
+    def serve(log: str, *extra: str, failpoint: str = "") -> subprocess.Popen:
+        server = _spawn([*server_args, *extra], tmp_path / log, {**env, FAILPOINT_ENV: failpoint})
+        servers.append(server)
+        return server
+
+    def crashed(server: subprocess.Popen) -> None:
+        """The ServerApp killed itself at its failpoint; the rest of the coordinator's machine follows."""
+        server.wait(timeout=300)
+        for pid in descendants(server.pid):
+            os.kill(pid, signal.SIGKILL)
+
     try:
         keys = registered_keys(tmp_path, 2, h, env)
         config = tmp_path / "run.toml"
         config.write_text("[federation]\nrounds = 3\n\n[task]\nlocal_epochs = 1\n")
         port = free_port()
         server_args = ["server", "--config", str(config), "--port", str(port), *tls, *h]
-        servers.append(_spawn(server_args, tmp_path / "s1.out", env))
+        first = serve("s1.out")
         for i, key in enumerate(keys):
             args = ["client", "--key", str(key), "--superlink", f"localhost:{port}", "--partition", f"{i}/2"]
             args += ["--root-certificates", str(certs / "ca.crt"), *h]
@@ -182,27 +201,34 @@ def test_server_killed_mid_run_resumes_from_the_chain(tmp_path: Path) -> None:
         while time.monotonic() < deadline:
             if chain.ledger.functions.taskCount().call() and round_count(chain, 1) >= 2:
                 break
-            time.sleep(0.2)
-        assert round_count(chain, 1) >= 2, (tmp_path / "s1.out").read_text()
-        # Crash: SIGKILL the server and everything it started (SuperLink, SuperExec, ServerApp).
-        victims = [servers[0].pid, *descendants(servers[0].pid)]
-        for pid in victims:
-            os.kill(pid, signal.SIGKILL)
-        servers[0].wait(timeout=10)
-        crashed_at = round_count(chain, 1)
-        assert crashed_at < 4
+            time.sleep(0.05)
+        store = home / "store"
+        store.rename(home / "store.moved")  # round 2 trains now; its blob finds no directory
+        store.write_text("not a directory")
+        first.wait(timeout=300)
+        output = (tmp_path / "s1.out").read_text()
+        assert first.returncode != 0, output
+        assert "cannot store model blob" in output and str(store) in output, output
+        assert "Traceback" not in output
+        assert round_count(chain, 1) == 2  # rounds 0 and 1; round 2 not committed without its blob
 
-        resumed = _spawn([*server_args, "--resume"], tmp_path / "s2.out", env)
-        servers.append(resumed)
-        resumed.wait(timeout=300)
-        output = (tmp_path / "s2.out").read_text()
-        assert resumed.returncode == 0, output
-        assert f"resuming task 1 after round {crashed_at - 1}" in output
-        assert round_count(chain, 1) == 4  # rounds 0-3, none twice
+        store.unlink()  # the operator fixes the disk
+        (home / "store.moved").rename(store)
+        crashed(serve("s2.out", "--resume", failpoint="after-commit@2"))
+        assert "resuming task 1 after round 1" in (tmp_path / "s2.out").read_text()
+        assert round_count(chain, 1) == 3  # killed after round 2's commit, before round 3
+
+        crashed(serve("s3.out", "--resume", failpoint="after-store@3"))
+        assert round_count(chain, 1) == 3  # killed between round 3's store and its commit
+        assert len(list(store.iterdir())) == 4  # rounds 0-2 and round 3's blob, durable but uncommitted
+
+        last = serve("s4.out", "--resume")
+        last.wait(timeout=300)
+        output = (tmp_path / "s4.out").read_text()
+        assert last.returncode == 0, output
+        assert "resuming task 1 after round 2" in output
         logs = chain.ledger.events.RoundCommitted().get_logs(from_block=0, argument_filters={"task": 1})
-        assert [e["args"]["round"] for e in logs] == [0, 1, 2, 3]
-        from fl_chain.chain.audit import audit_task
-
+        assert [e["args"]["round"] for e in logs] == [0, 1, 2, 3]  # none lost, none twice
         assert all(f.ok for f in audit_task(chain, 1))  # parent chain unbroken, blobs verified
     finally:
         for proc in clients + servers:

@@ -15,6 +15,7 @@ from web3.types import TxReceipt
 
 from fl_chain.chain import ledger, quorum
 from fl_chain.chain.client import ChainClient
+from fl_chain.failpoints import failpoint
 from fl_chain.store import ModelStore, canonical_bytes
 
 
@@ -90,6 +91,7 @@ class RoundCommitter:
         started = time.monotonic()
         digest, uri = self.store.put(canonical_bytes(arrays))
         seconds["store"] = time.monotonic() - started
+        failpoint("after-store", round_number)
         started = time.monotonic()
         receipt = ledger.commit_round(
             self.client,
@@ -110,4 +112,5 @@ class RoundCommitter:
             quorum.wait_finalized(self.client, self.task, round_number, self.wait_finalized)
             seconds["finalize"] = time.monotonic() - started
         suspended = [e["node"] for e in self.client.events(self.client.reputation, "AutoSuspended", receipt)]
+        failpoint("after-commit", round_number)
         return Commit(round_number, digest, uri, receipt, suspended, seconds)
