@@ -53,23 +53,30 @@ def compile_cmd(
 
 
 def start_local_deployment(
-    home: Path, backend: str, port: int, host: str, block_time: float | None, detach: bool
-) -> tuple[ChainProcess, Deployment]:
+    home: Path,
+    backend: str,
+    port: int,
+    host: str,
+    block_time: float | None,
+    detach: bool,
+    state: Path | None = None,
+) -> tuple[ChainProcess, Deployment, bool]:
     """Start a local chain (refusing a second one from the same state directory), deploy the contracts
-    with development keys, and record the chain in the PID file so `chain down` can stop it."""
+    with development keys (unless `state` already holds them), and record the chain in the PID file so
+    `chain down` can stop it. Returns the process, the deployment and whether it was resumed."""
     existing = read_pidfile(home / PIDFILE)
     if existing is not None:
         raise FlchainError(
             f"a chain started from {home} is already running (pid {existing.pid}, port "
             f"{existing.port}): run `flchain chain down` first or use another --home"
         )
-    local = bootstrap.start_local(home, backend, port, host, block_time, detach)
+    local = bootstrap.start_local(home, backend, port, host, block_time, detach, state=state)
     try:
         write_pidfile(home / PIDFILE, local.process)
     except BaseException:
         local.stop()
         raise
-    return local.process, local.client.deployment
+    return local.process, local.client.deployment, local.resumed
 
 
 def _print_deployment(deployment: Deployment, extra: dict[str, str] | None = None) -> None:
@@ -92,6 +99,14 @@ def up(
         float | None, typer.Option("--block-time", help="Seconds between blocks (default: instant)")
     ] = None,
     detach: Annotated[bool, typer.Option(help="Return after start-up; stop with `chain down`")] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="anvil: keep the chain in this file; loaded when it exists (nothing is deployed again), "
+            "written when the chain stops",
+        ),
+    ] = None,
     home: HomeOpt = None,
 ) -> None:
     """Start a local chain, deploy the contracts, grant roles and write the deployment file."""
@@ -102,8 +117,12 @@ def up(
         # this command promises that Ctrl-C (SIGINT) stops it, so it takes the signal back.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:  # whatever happens (Ctrl-C included, even right after start-up), a foreground chain is stopped
-        chain, deployment = start_local_deployment(home_dir, backend, port, host, block_time, detach)
+        chain, deployment, resumed = start_local_deployment(
+            home_dir, backend, port, host, block_time, detach, state.resolve() if state else None
+        )
         extra = {"pid": str(chain.pid), "deployment file": str(home_dir / DEPLOYMENT_FILE), "log": chain.log}
+        if state is not None:
+            extra["state file"] = f"{state} ({'resumed' if resumed else 'new'})"
         _print_deployment(deployment, extra)
         if detach:
             console.print(f"{backend} running in the background; stop it with `flchain chain down`")

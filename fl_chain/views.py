@@ -8,7 +8,7 @@ from rich.table import Table
 
 from fl_chain.chain.client import NODE_STATUS
 from fl_chain.chain.fixedpoint import from_fixed
-from fl_chain.fl.report import NodeNotice, RoundReport, RunEntry
+from fl_chain.fl.report import NodeNotice, RoundReport, RunEntry, RunNotice
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -50,6 +50,8 @@ def print_entry(entry: RunEntry) -> None:
         print_round(entry)
     elif isinstance(entry, NodeNotice):
         print_notice(entry)
+    elif isinstance(entry, RunNotice):
+        console.print(f"  {entry.message}", highlight=False, style="yellow")
 
 
 def summary_table(reports: list[RoundReport], title: str) -> Table:

@@ -1,4 +1,4 @@
-"""Faults on real processes (Deployment Engine on loopback, anvil): nodes die mid-run."""
+"""Faults on real processes (Deployment Engine on loopback, anvil): nodes die, the chain node restarts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
+
+import numpy as np
 
 from fl_chain.chain.localnode import free_port
 from fl_chain.fl.report import read_reports
@@ -97,3 +100,102 @@ def test_node_deaths_mid_run(tmp_path: Path) -> None:
         stop_commands([*clients, server], h, env)
     time.sleep(0.5)
     assert _processes_with(marker) == []
+
+
+def test_chain_node_restart_mid_run(tmp_path: Path) -> None:
+    """anvil keeps its chain in a state file; as round 2 starts it is stopped (`flchain chain down`) and,
+    8 s later, started again from that file on the same port. Whoever needs the chain meanwhile (the
+    nodes' mods as they take up round 2's work, the server) says it is waiting, waits with backoff and
+    continues: nobody is counted missing for the chain's outage, every round lands once, in order, and
+    the audit is clean. (The server's own wait at a commit is pinned down by the test below.)"""
+    from fl_chain.chain.audit import audit_task
+    from fl_chain.chain.client import open_chain
+
+    home = tmp_path / "home"
+    marker = f"flchain-fault-{uuid.uuid4()}"
+    env = {**os.environ, "FLCHAIN_KEY_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env["FLCHAIN_TEST_MARKER"] = marker
+    h = ["--home", str(home)]
+    chain_args = [
+        "chain",
+        "up",
+        "--detach",
+        "--port",
+        str(free_port()),
+        "--state",
+        str(tmp_path / "s.json"),
+        *h,
+    ]
+    assert "(new)" in _run(*chain_args, env=env)
+    clients: list[subprocess.Popen] = []
+    server = None
+    try:
+        keys = registered_keys(tmp_path, 2, h, env)
+        addresses = {"0x" + json.loads(k.read_text())["address"].lower() for k in keys}
+        config = tmp_path / "run.toml"
+        config.write_text("[federation]\nrounds = 3\n\n[task]\nlocal_epochs = 1\n")
+        port = free_port()
+        server_log = tmp_path / "server.out"
+        server = _spawn(["server", "--config", str(config), "--port", str(port), *h], server_log, env)
+        for i, key in enumerate(keys):
+            args = ["client", "--key", str(key), "--superlink", f"127.0.0.1:{port}", "--partition", f"{i}/2"]
+            clients.append(_spawn([*args, *h], tmp_path / f"client{i}.out", env))
+
+        _wait_for(lambda: "round 1: accuracy" in server_log.read_text(), 300, "round 1")
+        _run("chain", "down", *h, env=env)
+        time.sleep(8)
+        assert "(resumed)" in _run(*chain_args, env=env)
+
+        server.wait(timeout=400)
+        output = server_log.read_text()
+        assert server.returncode == 0, output
+        said = output + "".join((tmp_path / f"client{i}.out").read_text() for i in range(2))
+        assert "is not answering" in said and "answers again after" in said, said
+        assert "Traceback" not in output
+        chain = open_chain(home / "deployment.json")
+        logs = chain.ledger.events.RoundCommitted().get_logs(from_block=0, argument_filters={"task": 1})
+        assert [e["args"]["round"] for e in logs] == [0, 1, 2, 3]  # none lost, none twice
+        assert all(f.ok for f in audit_task(chain, 1))
+        reports = read_reports(next((home / "runs").glob("*/rounds.jsonl")))
+        for report in reports[1:]:
+            assert {a.lower() for a in report.participants} == addresses and not report.missed, report
+    finally:
+        stop_commands([*clients, server], h, env)
+    time.sleep(0.5)
+    assert _processes_with(marker) == []
+
+
+def test_a_commit_waits_out_a_chain_restart(tmp_path: Path) -> None:
+    """The coordinator's commit meets a stopped anvil (state kept in a file): it reports the wait, waits
+    with backoff, and lands the round once when the node is back; the next round follows on its parent."""
+    from fl_chain.chain import bootstrap, ledger
+    from fl_chain.chain.localnode import start_chain, stop_pid
+    from fl_chain.fl.committer import RoundCommitter
+    from fl_chain.store import ModelStore
+
+    state, port = tmp_path / "state.json", free_port()
+    first = start_chain("anvil", port, tmp_path / "anvil.log", state=state)
+    local = bootstrap.deploy_local(first)
+    said: list[str] = []
+    local.client.on_outage(said.append)
+    committer = RoundCommitter.new_task(
+        local.client, local.coordinator, ModelStore(tmp_path / "store"), b"\x01" * 32
+    )
+    arrays = {"w": np.zeros(3, dtype=np.float32)}
+    committer.commit(0, arrays)
+    stop_pid(first.pid)  # SIGTERM: anvil writes its state file
+    restarted: list = []
+    back = threading.Timer(
+        3.0, lambda: restarted.append(start_chain("anvil", port, tmp_path / "a2.log", state=state))
+    )
+    back.start()
+    try:
+        committer.commit(1, {"w": np.ones(3, dtype=np.float32)})  # sent into the gap
+        committer.commit(2, {"w": np.full(3, 2, dtype=np.float32)})
+        assert ledger.round_count(local.client, committer.task) == 3
+        assert said[0].startswith(f"the chain node at http://127.0.0.1:{port} is not answering")
+        assert "answers again after" in said[1] and len(said) == 2
+    finally:
+        back.join()
+        for process in restarted:
+            stop_pid(process.pid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ from fl_chain.errors import FlchainError
 from tests.chainutil import LocalChain, new_nodes
 
 
-def _reads(chain: LocalChain, chain_id: int | None = None, rpc: str | None = None) -> NodeReads:
+def _reads(
+    chain: LocalChain, chain_id: int | None = None, rpc: str | None = None, patience: float = 60.0
+) -> NodeReads:
     deployment = chain.client.deployment
     return NodeReads(
         rpc or deployment.rpc_url,
@@ -25,6 +28,7 @@ def _reads(chain: LocalChain, chain_id: int | None = None, rpc: str | None = Non
         deployment.contracts["NodeRegistry"],
         deployment.contracts["ModelLedger"],
         "deployment.json",
+        patience=patience,
     )
 
 
@@ -64,8 +68,10 @@ def test_wrong_chain_reset_chain_and_unreachable_node_are_one_line_errors(chain:
         FlchainError, match=r"no NodeRegistry at 0x1212.* restarted or reset since deployment"
     ):
         reset.status(address)
+    started = time.monotonic()
     with pytest.raises(FlchainError, match=r"cannot reach the Ethereum node at http://127.0.0.1:9/"):
-        _reads(chain, rpc="http://127.0.0.1:9/").status(address)
+        _reads(chain, rpc="http://127.0.0.1:9/", patience=1.0).status(address)
+    assert 0.5 < time.monotonic() - started < 5  # waited (with backoff) for a restart, then gave up
     with pytest.raises(FlchainError, match=r"expected http://HOST:PORT"):
         _reads(chain, rpc="ws://127.0.0.1:8545")
 

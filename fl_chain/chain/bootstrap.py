@@ -11,6 +11,7 @@ from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 from fl_chain.chain import registry
 from fl_chain.chain.client import ChainClient, connect
@@ -18,6 +19,7 @@ from fl_chain.chain.deploy import deploy_contracts, dev_account
 from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
 from fl_chain.chain.localnode import ChainProcess, free_port, start_chain, stop_pid
 from fl_chain.chain.reputation_model import ReputationParams
+from fl_chain.errors import FlchainError
 
 NODE_FUNDS_WEI = 10**17  # enough gas money for a node's registration and a long run
 DEMO_CAPACITY = registry.Capacity(1, 1024, 0)
@@ -36,6 +38,7 @@ class LocalDeployment:
     client: ChainClient
     admin: LocalAccount
     coordinator: LocalAccount
+    resumed: bool = False  # the chain was loaded from a state file holding this deployment
 
     def stop(self) -> None:
         """Stop the chain process by its PID."""
@@ -74,17 +77,37 @@ def start_local(
     block_time: float | None = None,
     detach: bool = False,
     reputation_params: ReputationParams | None = None,
+    state: Path | None = None,
 ) -> LocalDeployment:
     """Start a chain (on a free port unless given), deploy, and write HOME/deployment.json; the chain is
-    stopped again if anything after its start fails."""
+    stopped again if anything after its start fails. With `state` (anvil) the chain is kept in that
+    file across restarts: when it already holds HOME's deployment, nothing is deployed again."""
+    resuming = state is not None and state.is_file() and (home / DEPLOYMENT_FILE).is_file()
     process = start_chain(
-        backend, port or free_port(host), home / "chain.log", host, block_time, detach=detach
+        backend, port or free_port(host), home / "chain.log", host, block_time, detach=detach, state=state
     )
     try:
+        if resuming:
+            return _resume_local(process, home / DEPLOYMENT_FILE, state)
         return deploy_local(process, reputation_params, save_to=home / DEPLOYMENT_FILE)
     except BaseException:
         stop_pid(process.pid)
         raise
+
+
+def _resume_local(process: ChainProcess, deployment_path: Path, state: Path) -> LocalDeployment:
+    deployment = Deployment.load(deployment_path)
+    w3 = connect(process.rpc_url)
+    registry_address = Web3.to_checksum_address(deployment.contracts["NodeRegistry"])
+    if w3.eth.chain_id != deployment.chain_id or not w3.eth.get_code(registry_address):
+        raise FlchainError(
+            f"{state} does not hold the contracts of {deployment_path}: start with another --state "
+            "file (or remove it to deploy afresh)"
+        )
+    if deployment.rpc_url != process.rpc_url:  # restarted on another port: nodes read the file
+        deployment.rpc_url = process.rpc_url
+        deployment.save(deployment_path)
+    return LocalDeployment(process, ChainClient(w3, deployment), dev_account(0), dev_account(1), resumed=True)
 
 
 def register_nodes(

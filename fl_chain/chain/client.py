@@ -3,6 +3,7 @@ reverts into one-line messages naming the custom error (and the role an account 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from web3.exceptions import (
     ContractCustomError,
     ContractLogicError,
     TimeExhausted,
+    TransactionNotFound,
     Web3RPCError,
 )
 from web3.logs import DISCARD
@@ -23,6 +25,7 @@ from web3.types import TxReceipt
 
 from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.node_reads import NODE_STATUS
+from fl_chain.chain.patient_http import DEFAULT_PATIENCE, PatientHTTPProvider
 from fl_chain.errors import FlchainError
 
 ROLE_NAMES = {
@@ -54,13 +57,15 @@ def role_id(name: str) -> bytes:
     return b"\0" * 32 if name == "DEFAULT_ADMIN_ROLE" else keccak(text=name)
 
 
-def connect(rpc_url: str, timeout: float = 10.0) -> Web3:
-    """A Web3 connection that has answered once, or a one-line error naming the URL."""
+def connect(rpc_url: str, timeout: float = 10.0, patience: float = DEFAULT_PATIENCE) -> Web3:
+    """A Web3 connection that has answered once, or a one-line error naming the URL. Later requests
+    wait up to `patience` seconds for a node that went away (chain/patient_http.py)."""
     if rpc_url.startswith(("ws://", "wss://")):
         raise FlchainError(f"RPC URL {rpc_url}: use the node's http(s):// endpoint for commands")
     if not rpc_url.startswith(("http://", "https://")):
         raise FlchainError(f"RPC URL {rpc_url!r}: expected http://HOST:PORT or https://...")
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    provider = PatientHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, patience=0)
+    w3 = Web3(provider)
     # web3's validation middleware asks eth_chainId before every call and transaction, doubling the
     # round trips of a round's commit; open_chain checks the chain id once and every transaction is
     # signed with the deployment's chain id, so the node rejects a transaction for another chain anyway.
@@ -71,6 +76,7 @@ def connect(rpc_url: str, timeout: float = 10.0) -> Web3:
         raise FlchainError(
             f"cannot reach the Ethereum node at {rpc_url} (is it running? `flchain chain up` starts one)"
         ) from None
+    provider.patience = patience  # it answered once: from now on a restart is waited out, not fatal
     return w3
 
 
@@ -164,6 +170,8 @@ class ChainClient:
             return fn.call(block_identifier=block)
         except (ContractCustomError, ContractLogicError) as exc:
             raise FlchainError(f"{self._fn_name(fn)}: {self.describe_revert(exc)}") from None
+        except Web3RPCError as exc:  # e.g. a node that keeps no state for an old block
+            raise FlchainError(f"{self._fn_name(fn)} at block {block}: {_rpc_message(exc)}") from None
 
     def call_many(self, fns: list[ContractFunction]) -> list[Any]:
         """Read several views in one JSON-RPC batch request (one round trip instead of len(fns))."""
@@ -213,7 +221,7 @@ class ChainClient:
         """Sign and send a prepared transaction dict and wait for a successful receipt."""
         signed = account.sign_transaction(tx)
         try:
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            tx_hash = self._send_raw(signed.raw_transaction, bytes(signed.hash))
             receipt = self.w3.eth.wait_for_transaction_receipt(
                 tx_hash, timeout=timeout, poll_latency=self.poll_latency
             )
@@ -224,6 +232,24 @@ class ChainClient:
         if receipt["status"] != 1:
             raise FlchainError(f"{what}: transaction {tx_hash.hex()} reverted")
         return receipt
+
+    def _send_raw(self, raw: bytes, tx_hash: bytes) -> bytes:
+        # A send retried after a lost answer meets its own first copy ("already known", or "nonce too
+        # low" once mined): the transaction is on its way, so its receipt is waited for, not an error.
+        try:
+            return bytes(self.w3.eth.send_raw_transaction(raw))
+        except Web3RPCError:
+            try:
+                self.w3.eth.get_transaction(tx_hash)
+            except TransactionNotFound:
+                raise
+            return tx_hash
+
+    def on_outage(self, report: Callable[[str], None]) -> None:
+        """Where messages about the chain node going away and coming back go (default: stderr)."""
+        provider = self.w3.provider
+        if isinstance(provider, PatientHTTPProvider):
+            provider.report = report
 
     def fund(self, faucet: LocalAccount, to: str, wei: int) -> None:
         """Send ether from a faucet account (local chains: the development admin)."""

@@ -89,14 +89,21 @@ def anvil_binary() -> Path:
     )
 
 
-def _command(backend: str, host: str, port: int, block_time: float | None, accounts: int) -> list[str]:
+def _command(
+    backend: str, host: str, port: int, block_time: float | None, accounts: int, state: Path | None = None
+) -> list[str]:
     if backend == "anvil":
         # Spawn the platform binary directly so the PID we hold is anvil itself.
         cmd = [str(anvil_binary()), "--host", host, "--port", str(port), "--mnemonic", DEV_MNEMONIC]
         cmd += ["--accounts", str(accounts), "--chain-id", str(CHAIN_IDS["anvil"])]
         if block_time:
             cmd += ["--block-time", str(block_time)]
+        if state is not None:  # loaded at start if present, written (blocks and logs too) when stopped;
+            # with the historical states `flchain audit` can still read old blocks after a restart
+            cmd += ["--state", str(state), "--preserve-historical-states"]
         return cmd
+    if state is not None:
+        raise FlchainError(f"--state: only anvil keeps its chain across restarts here, not {backend}")
     if backend == "ganache":
         cli = require_node_tool("ganache/dist/node/cli.js", "ganache")
         # Spawn node on cli.js directly so the PID we hold is the chain itself.
@@ -131,13 +138,15 @@ def start_chain(
     block_time: float | None = None,
     accounts: int = 20,
     detach: bool = False,
+    state: Path | None = None,
 ) -> ChainProcess:
-    """Start a local node and wait until it answers; raise FlchainError if the port is taken."""
+    """Start a local node and wait until it answers; raise FlchainError if the port is taken. With
+    `state` (anvil) the chain is loaded from that file if it exists and written back when stopped."""
     if backend not in BACKENDS:
         raise FlchainError(f"unknown chain backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if port_in_use(port, host):
         raise FlchainError(f"port {port} on {host} is already in use: choose another with --port")
-    cmd = _command(backend, host, port, block_time, accounts)
+    cmd = _command(backend, host, port, block_time, accounts, state)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         # A detached chain gets its own session so the shell's Ctrl-C does not reach it.

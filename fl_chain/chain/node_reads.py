@@ -12,6 +12,7 @@ against web3's reading of the same contracts on a real chain.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +23,7 @@ from eth_hash.auto import keccak
 from fl_chain.errors import FlchainError
 
 NODE_STATUS = ("None", "Pending", "Active", "Suspended", "Revoked")
+NODE_PATIENCE = 60.0  # seconds a node waits for a restarting chain node before refusing work
 
 
 @cache
@@ -55,7 +57,14 @@ class NodeReads:
     """The node's chain reads: one HTTP request per question set, a one-line error for every failure."""
 
     def __init__(
-        self, rpc_url: str, chain_id: int, registry: str, ledger: str, source: str, timeout: float = 10.0
+        self,
+        rpc_url: str,
+        chain_id: int,
+        registry: str,
+        ledger: str,
+        source: str,
+        timeout: float = 10.0,
+        patience: float = NODE_PATIENCE,
     ) -> None:
         if not rpc_url.startswith(("http://", "https://")):
             raise FlchainError(f"RPC URL {rpc_url!r}: expected http://HOST:PORT or https://...")
@@ -65,6 +74,7 @@ class NodeReads:
         self.ledger = ledger
         self.source = source  # the deployment file, named in errors
         self.timeout = timeout
+        self.patience = patience  # seconds a restarting chain node is waited for before giving up
 
     def status(self, address: str) -> str:
         """The NodeRegistry status of `address` (None, Pending, Active, Suspended, Revoked)."""
@@ -129,17 +139,30 @@ class NodeReads:
         request = urllib.request.Request(
             self.rpc_url, json.dumps(body).encode(), {"Content-Type": "application/json"}
         )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                answers = json.loads(response.read())
-        except (OSError, ValueError):
-            raise FlchainError(
-                f"cannot reach the Ethereum node at {self.rpc_url} (is it running? `flchain chain up` "
-                "starts one)"
-            ) from None
+        answers = self._post(request)
         if not isinstance(answers, list) or len(answers) != len(calls):
             raise FlchainError(f"{self.rpc_url} does not answer JSON-RPC batch requests")
         return sorted(answers, key=lambda a: a.get("id", -1))
+
+    def _post(self, request: urllib.request.Request) -> Any:
+        # A chain node that restarts is away for seconds: wait for it (with backoff) rather than refuse
+        # the round's work, which would count this node as missing for the chain's outage.
+        give_up = time.monotonic() + self.patience
+        wait = 0.25
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.loads(response.read())
+            except ValueError:
+                raise FlchainError(f"{self.rpc_url} did not answer JSON-RPC") from None
+            except OSError:
+                if time.monotonic() + wait > give_up:
+                    raise FlchainError(
+                        f"cannot reach the Ethereum node at {self.rpc_url} (is it running? `flchain chain "
+                        "up` starts one)"
+                    ) from None
+                time.sleep(wait)
+                wait = min(wait * 2, 5.0)
 
 
 def _result(answer: dict[str, Any], rpc_url: str) -> str:

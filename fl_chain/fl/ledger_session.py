@@ -56,13 +56,9 @@ class LedgerSession:
         client = open_chain(Path(deployment), rpc)
         key = Path(coordinator_key) if coordinator_key else None
         coordinator = resolve_account(client.deployment.dev_keys, "coordinator", key)
-        return cls(
-            client,
-            coordinator,
-            ModelStore(Path(store_dir)),
-            RunEvents(Path(events) if events else None),
-            config or RunConfig(),
-        )
+        run_events = RunEvents(Path(events) if events else None)
+        client.on_outage(run_events.notice)
+        return cls(client, coordinator, ModelStore(Path(store_dir)), run_events, config or RunConfig())
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> LedgerSession:

@@ -50,6 +50,13 @@ class NodeNotice:
 
 
 @dataclass
+class RunNotice:
+    """Something the operator should see while the run goes on (e.g. the chain node is away)."""
+
+    message: str
+
+
+@dataclass
 class RunEnd:
     """The run finished (ok) or failed (with the error)."""
 
@@ -57,8 +64,8 @@ class RunEnd:
     error: str = ""
 
 
-RunEntry = RoundReport | NodeNotice | RunEnd
-_TYPES: dict[str, type] = {"round": RoundReport, "node": NodeNotice, "end": RunEnd}
+RunEntry = RoundReport | NodeNotice | RunNotice | RunEnd
+_TYPES: dict[str, type] = {"round": RoundReport, "node": NodeNotice, "notice": RunNotice, "end": RunEnd}
 _NAMES = {cls: name for name, cls in _TYPES.items()}
 
 
@@ -87,6 +94,10 @@ class RunEvents:
         self.callback = callback
         self.rounds: list[RoundReport] = []
 
+    def notice(self, message: str) -> None:
+        """Emit a RunNotice (a callback for `ChainClient.on_outage`)."""
+        self.emit(RunNotice(message))
+
     def emit(self, entry: RunEntry) -> None:
         """Record one entry."""
         if isinstance(entry, RoundReport):
@@ -97,6 +108,8 @@ class RunEvents:
         elif isinstance(entry, NodeNotice):
             level = INFO if entry.verdict == "verified" else WARNING
             log(level, "flchain: node %s %s %s %s", entry.node_id, entry.verdict, entry.address, entry.reason)
+        elif isinstance(entry, RunNotice):
+            log(WARNING, "flchain: %s", entry.message)
         if self.path is not None:
             with open(self.path, "a") as fh:
                 fh.write(encode_entry(entry) + "\n")

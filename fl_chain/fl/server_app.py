@@ -172,6 +172,7 @@ def run_federation(
     by its on-chain URI and verified, round numbers continue, nothing is committed twice."""
     deployment = Path(config.chain.deployment) if config.chain.deployment else home / DEPLOYMENT_FILE
     client = open_chain(deployment, config.chain.rpc or None)
+    client.on_outage(events.notice)
     coordinator = coordinator_account(client, config)
     evaluation, initial = task_evaluation(load_task(config.task.name), config.task.seed)
     with open_store(config, home) as store:
