@@ -60,3 +60,54 @@ def test_dropped_commit_is_sent_again_once(chain: LocalChain) -> None:
     assert receipt["status"] == 1 and round_count(client, task) == 2
     logs = client.ledger.events.RoundCommitted().get_logs(from_block=0, argument_filters={"task": task})
     assert [e["args"]["round"] for e in logs] == [0, 1]
+
+
+def test_commits_and_watcher_through_a_lossy_delaying_rpc(chain: LocalChain, anvil_process, tmp_path) -> None:
+    """The coordinator and a watcher talk to the chain through a proxy that delays every request and
+    loses a third of the replies after the node has acted on the request (a sent transaction whose answer
+    never comes back, then is sent again). Twelve rounds land once each, in order; the coordinator sent
+    no transaction twice; the watcher delivers every round's event once, in order, none skipped."""
+    import numpy as np
+
+    from fl_chain.chain.client import ChainClient, connect
+    from fl_chain.chain.watcher import ChainWatcher
+    from fl_chain.fl.committer import RoundCommitter
+    from fl_chain.store import ModelStore
+    from tests.rpc_proxy import RpcProxy
+
+    proxy = RpcProxy(anvil_process.port, seed=7)
+    lossy = ChainClient(connect(proxy.url), chain.client.deployment)
+    committer = RoundCommitter.new_task(lossy, chain.coordinator, ModelStore(tmp_path / "s"), b"\x05" * 32)
+    watcher = ChainWatcher(lossy, tmp_path / "cursor.json")
+    seen: list[int] = []
+    retries: list[str] = []
+    nonce_before = chain.client.w3.eth.get_transaction_count(chain.coordinator.address)
+    proxy.delay, proxy.reply_loss = 0.01, 0.33
+    done = threading.Event()
+    listener = threading.Thread(
+        target=watcher.run,
+        kwargs={
+            "on_event": lambda e: (
+                seen.append(e.args["round"])
+                if e.name == "RoundCommitted" and e.args["task"] == committer.task
+                else None
+            ),
+            "stop": lambda: done.is_set() and len(seen) >= 12,
+            "interval": 0.05,
+            "on_retry": lambda message, wait: retries.append(message),
+        },
+        daemon=True,
+    )
+    listener.start()
+    for n in range(12):
+        committer.commit(n, {"w": np.full(4, n, dtype=np.float32)})
+    done.set()
+    listener.join(timeout=60)
+    proxy.reply_loss = 0.0
+    assert proxy.replies_lost > 5 and retries  # the faults did happen, on both paths
+    logs = chain.client.ledger.events.RoundCommitted().get_logs(
+        from_block=0, argument_filters={"task": committer.task}
+    )
+    assert [e["args"]["round"] for e in logs] == list(range(12))
+    assert chain.client.w3.eth.get_transaction_count(chain.coordinator.address) == nonce_before + 12
+    assert seen == list(range(12))

@@ -3,7 +3,6 @@ reorganisations (anvil_reorg) with retraction, a cursor past the head, an RPC th
 
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from fl_chain.chain.registry import status_of
 from fl_chain.chain.watcher import ChainWatcher
 from fl_chain.errors import FlchainError
 from tests.chainutil import LocalChain, new_nodes
+from tests.rpc_proxy import RpcProxy
 
 
 def _rpc(chain: LocalChain, method: str, *params) -> object:
@@ -87,46 +87,10 @@ def test_cursor_past_head_is_a_clear_error(chain: LocalChain, tmp_path: Path) ->
         watcher.poll()
 
 
-class _Proxy:
-    """A TCP proxy in front of the chain that can drop every connection and refuse new ones."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.up = threading.Event()
-        self.up.set()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            if not self.up.is_set():
-                conn.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                if not self.up.is_set():
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            s.close()
-
-
 def test_rpc_that_drops_is_retried_without_skipping(chain: LocalChain, tmp_path: Path, anvil_process) -> None:
     from fl_chain.chain.client import ChainClient, connect
 
-    proxy = _Proxy(anvil_process.port)
+    proxy = RpcProxy(anvil_process.port)
     client = ChainClient(connect(f"http://127.0.0.1:{proxy.port}"), chain.client.deployment)
     watcher = ChainWatcher(client, tmp_path / "c.json")
     watcher.poll()

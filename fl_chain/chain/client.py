@@ -245,6 +245,18 @@ class ChainClient:
                 raise
             return tx_hash
 
+    def with_patience(self, seconds: float, report: Callable[[str], None] | None = None) -> ChainClient:
+        """A client on its own connection that waits at most `seconds` for a node that went away (for
+        a caller that retries longer outages by itself, like the watcher); `report` as in on_outage."""
+        provider = self.w3.provider
+        if not isinstance(provider, PatientHTTPProvider):
+            return self
+        own = PatientHTTPProvider(str(provider.endpoint_uri), provider.request_kwargs, patience=seconds)
+        own.report = report or provider.report
+        w3 = Web3(own)
+        w3.middleware_onion.remove("validation")
+        return ChainClient(w3, self.deployment, self.poll_latency)
+
     def on_outage(self, report: Callable[[str], None]) -> None:
         """Where messages about the chain node going away and coming back go (default: stderr)."""
         provider = self.w3.provider

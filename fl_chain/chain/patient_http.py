@@ -23,7 +23,12 @@ from fl_chain.errors import FlchainError
 DEFAULT_PATIENCE = 300.0  # seconds a chain node may be away before the command gives up
 FIRST_WAIT = 0.25
 LONGEST_WAIT = 5.0
-_UNREACHABLE = (requests.ConnectionError, requests.Timeout)
+REPORT_AFTER = 1.0  # seconds away before the operator is told (single lost answers are not)
+_UNREACHABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+class ChainUnreachable(FlchainError):
+    """The chain node did not answer within the provider's patience."""
 
 
 def print_to_stderr(message: str) -> None:
@@ -41,6 +46,7 @@ class _PatientSession(HTTPSessionManager):
     def make_post_request(self, endpoint_uri: Any, data: bytes | dict[str, Any], **kwargs: Any) -> bytes:
         """POST, retrying with backoff while the node cannot be reached."""
         away_since: float | None = None
+        reported = False
         wait = FIRST_WAIT
         while True:
             try:
@@ -49,21 +55,22 @@ class _PatientSession(HTTPSessionManager):
                 if self._provider.patience <= 0:
                     raise
                 now = time.monotonic()
-                if away_since is None:
-                    away_since = now
+                away_since = now if away_since is None else away_since
+                if not reported and now - away_since >= REPORT_AFTER:  # a lost answer is no news
+                    reported = True
                     self._provider.report(
                         f"the chain node at {endpoint_uri} is not answering ({type(exc).__name__}); "
                         f"waiting for it, up to {self._provider.patience:.0f} s"
                     )
                 if now - away_since + wait > self._provider.patience:
-                    raise FlchainError(
+                    raise ChainUnreachable(
                         f"the chain node at {endpoint_uri} has not answered for "
                         f"{now - away_since:.0f} s; gave up (is it running?)"
                     ) from None
                 time.sleep(wait)
                 wait = min(wait * 2, LONGEST_WAIT)
                 continue
-            if away_since is not None:
+            if reported and away_since is not None:
                 self._provider.report(
                     f"the chain node at {endpoint_uri} answers again after "
                     f"{time.monotonic() - away_since:.1f} s; continuing"
@@ -84,4 +91,5 @@ class PatientHTTPProvider(HTTPProvider):
         super().__init__(endpoint_uri, request_kwargs=request_kwargs, exception_retry_configuration=None)
         self.patience = patience
         self.report = report
+        self.request_kwargs = request_kwargs or {}
         self._request_session_manager = _PatientSession(self)

@@ -22,9 +22,11 @@ from eth_utils import event_abi_to_log_topic
 from web3.exceptions import BlockNotFound
 
 from fl_chain.chain.client import ChainClient
+from fl_chain.chain.patient_http import ChainUnreachable
 from fl_chain.errors import FlchainError
 
 REORG_WINDOW = 64
+WATCHER_REQUEST_PATIENCE = 3.0  # seconds one request is retried before the poll fails
 KINDS = {
     "NodeApplied": "node_applied",
     "NodeStatusChanged": "node_status",
@@ -103,7 +105,10 @@ class ChainWatcher:
         from_block: int | None = None,
         batch_blocks: int = 2000,
     ) -> None:
-        self.client = client
+        # A connection of its own that rides out a lost answer or two (a poll is many requests and
+        # fails whole) but not an outage: `run` retries those forever and reports every retry, where
+        # the shared client would wait up to its patience and then give up.
+        self.client = client.with_patience(WATCHER_REQUEST_PATIENCE, report=lambda message: None)
         self.cursor_path = cursor_path
         self.confirmations = confirmations
         self.batch_blocks = batch_blocks
@@ -239,9 +244,9 @@ class ChainWatcher:
             try:
                 events = self.poll()
                 backoff = interval
-            except FlchainError:
-                raise
             except Exception as exc:  # RPC dropped: requests/websocket errors of every kind
+                if _fatal(exc):
+                    raise
                 if on_retry is not None:
                     on_retry(f"{type(exc).__name__}: {exc}", backoff)
                 time.sleep(backoff)
@@ -282,10 +287,16 @@ class ChainWatcher:
             try:
                 asyncio.run(subscribe())
                 backoff = 0.5
-            except FlchainError:
-                raise
             except Exception as exc:  # the socket dropped: resubscribe, the cursor did not move
+                if _fatal(exc):
+                    raise
                 if on_retry is not None:
                     on_retry(f"{type(exc).__name__}: {exc}", backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, max_backoff)
+
+
+def _fatal(exc: Exception) -> bool:
+    """Errors a retry cannot mend (a cursor past the head, a deep reorg), as opposed to a node that
+    dropped the connection or is away (ChainUnreachable), which the watcher waits out."""
+    return isinstance(exc, FlchainError) and not isinstance(exc, ChainUnreachable)

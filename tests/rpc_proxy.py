@@ -1,0 +1,72 @@
+"""A TCP proxy in front of a chain node for fault tests: it can refuse and drop connections, delay
+requests, and lose replies (the request reaches the node, its answer never comes back)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import threading
+import time
+
+
+class RpcProxy:
+    """Forwards 127.0.0.1:`port` (its own) to the node's port; faults are switched on by attributes."""
+
+    def __init__(self, target_port: int, seed: int = 0) -> None:
+        self.target = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.up = threading.Event()  # cleared: every connection is dropped and new ones refused
+        self.up.set()
+        self.delay = 0.0  # seconds each request waits before it is forwarded
+        self.reply_loss = 0.0  # probability that a reply is swallowed and its connection closed
+        self.replies_lost = 0
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        """The proxy's JSON-RPC URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        """Stop accepting connections."""
+        self.server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                conn.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(conn, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, conn, False), daemon=True).start()
+
+    def _lose_this_reply(self) -> bool:
+        with self._lock:
+            lost = self._random.random() < self.reply_loss
+            self.replies_lost += lost
+            return lost
+
+    def _pipe(self, a: socket.socket, b: socket.socket, request: bool) -> None:
+        try:
+            while data := a.recv(65536):
+                if not self.up.is_set():
+                    break
+                if request and self.delay:
+                    time.sleep(self.delay)
+                if not request and self._lose_this_reply():
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):  # shutdown, not only close: the peer must see the connection end now
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
