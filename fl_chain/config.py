@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from fl_chain.errors import FlchainError
+from fl_chain.errors import FlchainError, read_text_file
 
 STRATEGIES = ("FedAvg", "FedProx", "Krum", "MultiKrum", "FedMedian", "FedTrimmedAvg", "Bulyan")
 
@@ -156,7 +156,7 @@ def load_config(path: Path | None) -> RunConfig:
     if not path.exists():
         raise FlchainError(f"config file {path} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(read_text_file(path, "config file"))
     except tomllib.TOMLDecodeError as exc:
         raise FlchainError(f"{path}: invalid TOML ({exc})") from None
     return from_mapping(data, str(path))

@@ -51,4 +51,4 @@ def test_malformed_signature_is_refused() -> None:
     challenges = Challenges(31337, 7)
     challenges.issue(11)
     address, reason = challenges.verify(11, Account.create().address, "0x1234")
-    assert address is None and reason == "malformed signature"
+    assert address is None and reason.startswith("malformed signature")

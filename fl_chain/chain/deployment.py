@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fl_chain.errors import FlchainError
+from fl_chain.errors import FlchainError, read_text_file
 
 DEPLOYMENT_FILE = "deployment.json"
 _REQUIRED = ("chain_id", "rpc_url", "contracts", "abis", "roles")
@@ -47,7 +47,7 @@ class Deployment:
                 "or pass --deployment"
             )
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_text_file(path, "deployment file"))
         except ValueError as exc:
             raise FlchainError(f"{path}: not valid JSON ({exc})") from None
         if not isinstance(data, dict):
@@ -55,6 +55,9 @@ class Deployment:
         for key in _REQUIRED:
             if key not in data:
                 raise FlchainError(f"{path}: missing field {key!r}")
+        for key, kind in (("chain_id", int), ("rpc_url", str), ("contracts", dict), ("abis", dict)):
+            if not isinstance(data[key], kind) or isinstance(data[key], bool):
+                raise FlchainError(f"{path}: field {key!r}: expected {kind.__name__}")
         for name in ("NodeRegistry", "Reputation", "ModelLedger"):
             if name not in data["contracts"] or name not in data["abis"]:
                 raise FlchainError(f"{path}: field 'contracts' has no address or ABI for {name}")

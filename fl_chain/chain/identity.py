@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fl_chain.errors import FlchainError
+from fl_chain.errors import FlchainError, read_text_file
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -48,6 +49,8 @@ def keystore_address(path: Path, checksum: bool = True) -> str:
     if "address" not in data:
         raise FlchainError(f"{path}: keystore has no 'address' field")
     address = "0x" + str(data["address"]).lower().removeprefix("0x")
+    if not re.fullmatch(r"0x[0-9a-f]{40}", address):
+        raise FlchainError(f"{path}: field 'address': expected 40 hex digits")
     if not checksum:
         return address
     from eth_utils import to_checksum_address
@@ -77,8 +80,13 @@ def load_key(path: Path, password: str) -> LocalAccount:
     data = _read_keystore(path)
     try:
         key = Account.decrypt(data, password)
-    except ValueError:
-        raise FlchainError(f"wrong password for keystore {path}") from None
+    except ValueError as exc:
+        if "MAC mismatch" in str(exc):
+            raise FlchainError(f"wrong password for keystore {path}") from None
+        raise FlchainError(f"{path}: damaged keystore ({str(exc)[:80]})") from None
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:
+        # a keystore whose JSON parses but whose crypto section is missing fields or mistyped
+        raise FlchainError(f"{path}: damaged keystore ({type(exc).__name__}: {str(exc)[:80]})") from None
     return Account.from_key(key)
 
 
@@ -86,7 +94,7 @@ def _read_keystore(path: Path) -> dict:
     if not path.exists():
         raise FlchainError(f"keystore {path} not found")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text_file(path, "keystore"))
     except ValueError:
         raise FlchainError(f"{path}: not a JSON keystore") from None
     if not isinstance(data, dict) or ("crypto" not in data and "Crypto" not in data):

@@ -23,7 +23,7 @@ from web3.exceptions import BlockNotFound
 
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.patient_http import ChainUnreachable
-from fl_chain.errors import FlchainError
+from fl_chain.errors import FlchainError, read_text_file
 
 REORG_WINDOW = 64
 WATCHER_REQUEST_PATIENCE = 3.0  # seconds one request is retried before the poll fails
@@ -81,9 +81,18 @@ class Cursor:
     def load(cls, path: Path) -> Cursor:
         """Read a cursor file, with a one-line error if it is not one."""
         try:
-            return cls(**json.loads(path.read_text()))
+            cursor = cls(**json.loads(read_text_file(path, "watcher cursor file")))
         except (ValueError, TypeError) as exc:
-            raise FlchainError(f"{path}: not a watcher cursor file ({exc})") from None
+            raise FlchainError(f"{path}: not a watcher cursor file ({str(exc)[:100]})") from None
+        if (
+            not isinstance(cursor.block, int)
+            or not isinstance(cursor.hashes, dict)
+            or not isinstance(cursor.delivered, dict)
+            or not all(isinstance(h, str | None) for h in cursor.hashes.values())
+            or not all(isinstance(e, list) for e in cursor.delivered.values())
+        ):
+            raise FlchainError(f"{path}: not a watcher cursor file (fields of the wrong type)")
+        return cursor
 
 
 def _jsonable(value: Any) -> Any:

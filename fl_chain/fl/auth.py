@@ -4,12 +4,16 @@ the address. Flower's own node authentication needs TLS and NIST curves, so this
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
+
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
 
 
 def challenge_text(chain_id: int, run_id: int, node_id: int, nonce: str) -> str:
@@ -46,12 +50,18 @@ class Challenges:
         self._pending[node_id] = nonce
         return nonce
 
-    def verify(self, node_id: int, claimed: str, signature: str) -> tuple[str | None, str]:
+    def verify(self, node_id: int, claimed: object, signature: object) -> tuple[str | None, str]:
         """(address, "") if the node signed its current nonce with the key of `claimed`,
-        else (None, reason). A nonce is consumed by the first answer, right or wrong."""
+        else (None, reason). A nonce is consumed by the first answer, right or wrong. Answers are
+        attacker-controlled: anything but a 0x address and a 65-byte 0x signature is refused by its
+        form, and no reason quotes more of it than an address."""
         nonce = self._pending.pop(node_id, None)
         if nonce is None:
             return None, "no challenge outstanding for this node (replayed answer)"
+        if not isinstance(claimed, str) or not ADDRESS.fullmatch(claimed):
+            return None, "malformed address (expected 0x and 40 hex digits)"
+        if not isinstance(signature, str) or not SIGNATURE.fullmatch(signature):
+            return None, "malformed signature (expected 0x and 130 hex digits)"
         signer = recover_signer(self.chain_id, self.run_id, node_id, nonce, signature)
         if signer is None:
             return None, "malformed signature"

@@ -174,10 +174,10 @@ class NodeGate:
         if answer is None or "address" not in answer or "signature" not in answer:
             self._refuse(node_id, "malformed identity answer")
             return
-        claimed = str(answer["address"])
-        address, reason = self._challenges.verify(node_id, claimed, str(answer["signature"]))
+        claimed = answer["address"]
+        address, reason = self._challenges.verify(node_id, claimed, answer["signature"])
         if address is None:
-            self._refuse(node_id, reason, claimed)
+            self._refuse(node_id, reason, str(claimed) if reason.startswith("signature is from") else None)
             return
         address = Web3.to_checksum_address(address)
         self.known[node_id] = address

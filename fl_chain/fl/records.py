@@ -21,11 +21,32 @@ CONFIG_TASK_ID = "flchain-task-id"
 CONFIG_PARENT_ROUND = "flchain-parent-round"
 CONFIG_LOCAL_STEPS = "local-steps"  # mini-batches sized to the node's declared capacity
 WEIGHT_KEY = "num-examples"  # the metric Flower's strategies weight replies by
+MAX_ARRAY_HEADER = 65_536  # bytes an .npy header may take beyond the array's data (numpy's own limit)
 
 
 def record_to_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
     """Named numpy arrays of an ArrayRecord (insertion order kept)."""
     return {name: array.numpy() for name, array in record.items()}
+
+
+def record_mismatch(record: ArrayRecord, reference: Mapping[str, np.ndarray]) -> str | None:
+    """Why `record` cannot be an update of the `reference` arrays, judged from its metadata alone
+    (count, names, shapes, dtypes, byte sizes), or None. A reply built to exhaust memory or time (arrays
+    far larger than the model's, millions of tiny arrays) is refused here, before any array is decoded."""
+    if len(record) != len(reference):
+        return f"{len(record)} arrays, expected the model's {len(reference)}"
+    for name, array in record.items():
+        expected = reference.get(name)
+        if expected is None:
+            return f"unexpected array {name[:64]!r}"
+        shape = tuple(array.shape)
+        if shape != expected.shape:
+            return f"array {name!r} has shape {shape[:8]}, expected {expected.shape}"
+        if array.dtype != expected.dtype.name:
+            return f"array {name!r} has dtype {str(array.dtype)[:32]}, expected {expected.dtype}"
+        if len(array.data) > expected.nbytes + MAX_ARRAY_HEADER:
+            return f"array {name!r} carries {len(array.data):,} bytes for {expected.nbytes:,} of data"
+    return None
 
 
 def arrays_to_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from flwr.supercore import log
 
+from fl_chain.errors import FlchainError
+
 
 @dataclass
 class RoundReport:
@@ -79,11 +81,31 @@ def decode_entry(line: str) -> RunEntry | None:
     if not line.strip():
         return None
     data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
     cls = _TYPES.get(data.pop("type", "round"))
     if cls is None:
         return None
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    values = {}
+    for f in fields(cls):
+        if f.name in data:
+            kind = _JSON_KINDS[str(f.type).split("[")[0]]
+            value = data[f.name]
+            if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kind):
+                raise ValueError(f"field {f.name!r} is not {f.type!s}")
+            values[f.name] = value
+    return cls(**values)
+
+
+# The JSON value kinds each annotated field type accepts (entries are read back by `flchain server`).
+_JSON_KINDS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+}
 
 
 class RunEvents:
@@ -133,8 +155,15 @@ class RunEventsReader:
             data = fh.read()
         complete = data[: data.rfind(b"\n") + 1]
         self._offset += len(complete)
-        entries = [decode_entry(line) for line in complete.decode().splitlines()]
-        return [e for e in entries if e is not None]
+        entries = []
+        for line in complete.split(b"\n"):
+            try:
+                entry = decode_entry(line.decode())
+            except (ValueError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+                raise FlchainError(f"{self.path}: a line is not a run entry ({str(exc)[:100]})") from None
+            if entry is not None:
+                entries.append(entry)
+        return entries
 
 
 def read_reports(path: Path) -> list[RoundReport]:

@@ -12,7 +12,7 @@ from flwr.app import Message
 from fl_chain.fl.anchor import flat_delta
 from fl_chain.fl.evidence import EvidenceBook
 from fl_chain.fl.gate import short_reason
-from fl_chain.fl.records import WEIGHT_KEY, record_to_arrays, reply_parts, with_update
+from fl_chain.fl.records import WEIGHT_KEY, record_mismatch, record_to_arrays, reply_parts, with_update
 from fl_chain.fl.scoring import find_outliers
 from fl_chain.fl.validation import check_metrics, check_update
 
@@ -116,6 +116,9 @@ def _check(
     if isinstance(parts, str):
         return parts, {}, 0.0
     record, metrics = parts
+    mismatch = record_mismatch(record, previous)
+    if mismatch:
+        return mismatch, {}, 0.0
     try:
         arrays = record_to_arrays(record)
     except Exception as exc:  # undecodable arrays of any kind
