@@ -108,11 +108,23 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
                 *h,
             ]
             clients.append(_spawn(args, tmp_path / f"client{i}.out", env))
+        secrets = _secrets(keys)
+        command_lines: list[str] = []
+        while server.poll() is None and len(command_lines) < 400:  # sample the process list meanwhile
+            command_lines += _processes_with(marker)
+            time.sleep(0.5)
         server.wait(timeout=400)
         output = server_log.read_text()
         assert server.returncode == 0, output + "".join(
             (tmp_path / f"client{i}.out").read_text() for i in range(3)
         )
+        # Neither a node's private key nor the keystore password shows in any process list or in any
+        # file the run wrote (logs, reports, run specs, the store), only inside the encrypted keystores.
+        assert command_lines and not [c for c in command_lines if any(x in c.lower() for x in secrets)]
+        written = [f for f in tmp_path.rglob("*") if f.is_file() and f not in keys]
+        assert len(written) > 10
+        leaked = [f for f in written if any(x.encode() in f.read_bytes().lower() for x in secrets)]
+        assert leaked == []
 
         # The unregistered node was named as refused; the registered ones were verified.
         unregistered = addresses[2]
@@ -238,6 +250,14 @@ def test_coordinator_faults_lose_and_double_nothing(tmp_path: Path) -> None:
     assert _processes_with(marker) == []
 
 
+def _secrets(keys: list[Path]) -> list[str]:
+    """The password and every node's private key (hex, lowercase, with and without 0x)."""
+    from fl_chain.chain.identity import load_key
+
+    hexes = [load_key(k, PASSWORD).key.hex().removeprefix("0x").lower() for k in keys]
+    return [PASSWORD.lower(), *hexes]
+
+
 def _processes_with(marker: str) -> list[str]:
     """Live processes whose environment carries the marker (with their full command lines)."""
     found = []
@@ -245,7 +265,7 @@ def _processes_with(marker: str) -> list[str]:
         try:
             if any(marker in value for value in proc.environ().values()):
                 if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(f"{proc.pid}: {' '.join(proc.cmdline())[:120]!r}")
+                    found.append(f"{proc.pid}: {' '.join(proc.cmdline())!r}")
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
