@@ -48,3 +48,21 @@ def home(tmp_path: Path) -> Path:
     path = tmp_path / "home"
     path.mkdir()
     return path
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """With FLCHAIN_RELIABILITY_JSON set (bench/reliability.py does), each test's outcome is appended
+    there as a JSON line, for docs/reliability.md."""
+    import json
+    import os
+
+    target = os.environ.get("FLCHAIN_RELIABILITY_JSON")
+    if target and (report.when == "call" or report.outcome != "passed"):
+        with open(target, "a") as fh:
+            line = {
+                "kind": "test",
+                "id": report.nodeid,
+                "outcome": report.outcome,
+                "seconds": report.duration,
+            }
+            fh.write(json.dumps(line) + "\n")
