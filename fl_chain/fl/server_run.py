@@ -215,4 +215,9 @@ def last_error_line(log: Path) -> str:
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in log.read_text(errors="replace").splitlines()]
     lines = [ln for ln in lines if ln]
     errors = [ln for ln in lines if "error" in ln.lower()]
-    return (errors or lines or [""])[-1][:300]
+    if errors:
+        return errors[-1][:300]
+    # No error was logged: the app process was killed or died without a word.
+    return "the ServerApp stopped without reporting an error (killed?)" + (
+        f"; its last log line: {lines[-1][:200]}" if lines else ""
+    )
