@@ -52,6 +52,7 @@ from fl_chain.chain.identity import PASSWORD_ENV  # noqa: E402
 from fl_chain.chain.localnode import free_port  # noqa: E402
 from fl_chain.fl.processes import (  # noqa: E402
     Managed,
+    format_node_config,
     start_simulation_superlink,
     start_superlink,
     start_supernode,
@@ -210,11 +211,6 @@ class Setup:
     run_config: dict[str, str | int | float] = field(default_factory=dict)
 
 
-def run_config_text(values: dict[str, str | int | float]) -> str:
-    """Flower's `k=v k2='s'` syntax."""
-    return " ".join(f"{k}='{v}'" if isinstance(v, str) else f"{k}={v}" for k, v in values.items())
-
-
 def deployment_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunResult:
     """One run on the Deployment Engine: a SuperLink, `nodes` SuperNodes and `flwr run`."""
     run_dir = setup.work / f"deployment-{variant}-{repeat}"
@@ -332,7 +328,7 @@ def _submit(
 ) -> RunResult:
     log = run_dir / "serverapp.log"
     cmd = [str(Path(sys.executable).parent / "flwr"), "run", str(setup.apps[variant]), "flchain", "--stream"]
-    cmd += ["--run-config", run_config_text(run_config), *(extra or [])]
+    cmd += ["--run-config", format_node_config(run_config), *(extra or [])]  # same k=v syntax
     sampler.start()
     started = time.time()
     result = subprocess.run(
