@@ -111,3 +111,17 @@ def test_commits_and_watcher_through_a_lossy_delaying_rpc(chain: LocalChain, anv
     assert [e["args"]["round"] for e in logs] == list(range(12))
     assert chain.client.w3.eth.get_transaction_count(chain.coordinator.address) == nonce_before + 12
     assert seen == list(range(12))
+
+
+def test_a_refused_transaction_is_a_one_line_error_not_a_lookup_failure(chain: LocalChain) -> None:
+    """A send the node refuses (here: no funds for gas) is not mistaken for a copy of an earlier send:
+    the node's reason is the error."""
+    import pytest
+    from eth_account import Account
+
+    from fl_chain.errors import FlchainError
+
+    broke = Account.create()
+    fn = chain.client.ledger.functions.createTask(b"\x07" * 32, "file:///s/")
+    with pytest.raises(FlchainError, match=r"(?i)insufficient funds"):
+        chain.client.transact(broke, fn, gas=200_000)

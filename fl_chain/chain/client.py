@@ -238,11 +238,11 @@ class ChainClient:
         # low" once mined): the transaction is on its way, so its receipt is waited for, not an error.
         try:
             return bytes(self.w3.eth.send_raw_transaction(raw))
-        except Web3RPCError:
+        except Web3RPCError as refused:
             try:
                 self.w3.eth.get_transaction(tx_hash)
             except TransactionNotFound:
-                raise
+                raise refused from None  # not a copy of ours: the node's refusal stands
             return tx_hash
 
     def with_patience(self, seconds: float, report: Callable[[str], None] | None = None) -> ChainClient:
