@@ -119,3 +119,51 @@ def test_a_full_disk_commits_nothing_and_leaves_no_partial_blob(
     monkeypatch.setattr(os, "fsync", real_fsync)
     committer.commit(1, _arrays(1))
     assert ledger_round_count_of(chain.client, committer.task) == 2
+
+
+@pytest.fixture()
+def small_filesystem(tmp_path: Path) -> Path:
+    """A 256 KiB tmpfs (a real filesystem that fills up and can be made read-only), unmounted after."""
+    import subprocess
+
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:  # needs root with CAP_SYS_ADMIN; the ENOSPC test above runs everywhere
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
+
+
+def test_a_really_full_or_read_only_filesystem_commits_nothing(
+    chain: LocalChain, small_filesystem: Path
+) -> None:
+    """On a real 256 KiB filesystem: a model that does not fit is a one-line error naming the store and
+    nothing is committed or left behind; remounted read-only, the same; with space back, it commits."""
+    import subprocess
+
+    from fl_chain.fl.committer import RoundCommitter
+
+    store = ModelStore(small_filesystem / "store")
+    committer = RoundCommitter.new_task(chain.client, chain.coordinator, store, b"\x08" * 32)
+    committer.commit(0, _arrays())
+    too_big = {"w": np.ones((400, 400), np.float32)}  # 640 kB
+    with pytest.raises(
+        FlchainError, match=rf"cannot store model blob .* in {store.directory}: No space left"
+    ):
+        committer.commit(1, too_big)
+    assert ledger_round_count_of(chain.client, committer.task) == 1
+    assert len(list(store.directory.iterdir())) == 1  # round 0's blob only, no partial file
+    subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+    with pytest.raises(FlchainError, match=rf"in {store.directory}: Read-only file system"):
+        committer.commit(1, _arrays(1))
+    assert ledger_round_count_of(chain.client, committer.task) == 1
+    subprocess.run(["mount", "-o", "remount,rw,size=2m", str(small_filesystem)], check=True)
+    committer.commit(1, too_big)
+    assert ledger_round_count_of(chain.client, committer.task) == 2
