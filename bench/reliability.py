@@ -48,6 +48,17 @@ FAULTS: dict[str, tuple[str, str, str]] = {
         "one-line error naming the store; round not committed; no partial blob; same round commits once "
         "space is back",
     ),
+    "tests/test_store.py::test_a_really_full_or_read_only_filesystem_commits_nothing": (
+        "The store's filesystem is full, then read-only",
+        "a real 256 KiB tmpfs: a 640 kB model (ENOSPC), then `mount -o remount,ro` (EROFS)",
+        "one-line error naming the store each time; nothing committed, no partial blob; commits once "
+        "space is back",
+    ),
+    "tests/test_lost_receipt.py::test_a_refused_transaction_is_a_one_line_error_not_a_lookup_failure": (
+        "The node refuses a transaction (no funds for gas)",
+        "a send from an unfunded account",
+        "the node's reason as a one-line error (not mistaken for a resent copy)",
+    ),
     "tests/test_e2e_deployment.py::test_coordinator_faults_lose_and_double_nothing": (
         "The store directory is gone; the coordinator is killed between store and commit and between "
         "commit and the next round's sampling",
