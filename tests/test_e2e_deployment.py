@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import psutil
+import pytest
 from eth_utils import keccak
 
 from fl_chain.chain.client import open_chain
@@ -155,6 +156,7 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
     assert _processes_with(marker) == []
 
 
+@pytest.mark.timeout(600)  # four server starts; each waits for the SuperNodes' reconnect backoff (<= 20 s)
 def test_coordinator_faults_lose_and_double_nothing(tmp_path: Path) -> None:
     """The coordinator fails at three exact moments and `flchain server --resume` continues each time:
     (1) its store directory is gone when round 2's blob is written (a real ENOTDIR): the run stops with
