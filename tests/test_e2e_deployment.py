@@ -20,6 +20,7 @@ from eth_utils import keccak
 from fl_chain.chain.client import open_chain
 from fl_chain.chain.ledger import contributions, get_round, round_count
 from fl_chain.chain.localnode import free_port
+from fl_chain.fl.report import read_reports
 
 PASSWORD = "e2e password"
 FLCHAIN = [sys.executable, "-m", "fl_chain"]
@@ -162,6 +163,9 @@ def test_coordinator_faults_lose_and_double_nothing(tmp_path: Path) -> None:
     (1) its store directory is gone when round 2's blob is written (a real ENOTDIR): the run stops with
     a one-line error naming the store and nothing is committed; (2) it is SIGKILLed after round 2's
     commit, before round 3 samples; (3) it is SIGKILLed after round 3's blob is stored, before its commit.
+    Then, while round 3 trains, (4) the chain node stops (`flchain chain down`; anvil keeps its chain in a
+    `--state` file) and starts again 8 s later: whoever needs the chain meanwhile (the nodes' mods, the
+    server) says it is waiting and continues, and nobody is counted missing for the chain's outage.
     Rounds 0-3 land once each, in order, and the audit is clean. Runs over TLS (certificates from
     scripts/make-certs.sh; clients verify the SuperLink with ca.crt)."""
     from fl_chain.chain.audit import audit_task
@@ -184,7 +188,17 @@ def test_coordinator_faults_lose_and_double_nothing(tmp_path: Path) -> None:
         "COLUMNS": "200",
     }
     h = ["--home", str(home)]
-    _run("chain", "up", "--detach", "--port", str(free_port()), *h, env=env)
+    chain_args = [
+        "chain",
+        "up",
+        "--detach",
+        "--port",
+        str(free_port()),
+        "--state",
+        str(tmp_path / "s.json"),
+        *h,
+    ]
+    assert "(new)" in _run(*chain_args, env=env)
     clients: list[subprocess.Popen] = []
     servers: list[subprocess.Popen] = []
 
@@ -237,10 +251,22 @@ def test_coordinator_faults_lose_and_double_nothing(tmp_path: Path) -> None:
         assert len(list(store.iterdir())) == 4  # rounds 0-2 and round 3's blob, durable but uncommitted
 
         last = serve("s4.out", "--resume")
+        deadline = time.monotonic() + 240
+        while (tmp_path / "s4.out").read_text().count(" verified") < 2:  # round 3 starts now
+            assert time.monotonic() < deadline and last.poll() is None, (tmp_path / "s4.out").read_text()
+            time.sleep(0.2)
+        _run("chain", "down", *h, env=env)
+        time.sleep(8)
+        assert "(resumed)" in _run(*chain_args, env=env)
         last.wait(timeout=300)
         output = (tmp_path / "s4.out").read_text()
         assert last.returncode == 0, output
         assert "resuming task 1 after round 2" in output
+        said = output + "".join((tmp_path / f"client{i}.out").read_text() for i in range(2))
+        assert "is not answering" in said and "answers again after" in said, said
+        assert "Traceback" not in said
+        (final,) = [r for r in read_reports(max((home / "runs").glob("*/rounds.jsonl"))) if r.round == 3]
+        assert len(final.participants) == 2 and not final.missed, final  # nobody missed for the outage
         logs = chain.ledger.events.RoundCommitted().get_logs(from_block=0, argument_filters={"task": 1})
         assert [e["args"]["round"] for e in logs] == [0, 1, 2, 3]  # none lost, none twice
         assert all(f.ok for f in audit_task(chain, 1))  # parent chain unbroken, blobs verified

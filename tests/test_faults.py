@@ -55,7 +55,7 @@ def test_node_deaths_mid_run(tmp_path: Path) -> None:
         addresses = ["0x" + json.loads(k.read_text())["address"].lower() for k in keys]
         config = tmp_path / "run.toml"
         config.write_text(
-            "[federation]\nrounds = 4\nmin_nodes = 1\nround_timeout = 120.0\n"
+            "[federation]\nrounds = 3\nmin_nodes = 1\nround_timeout = 120.0\n"
             "round_timeout_floor = 5.0\nround_timeout_factor = 2.0\n\n[task]\nlocal_epochs = 1\n"
         )
         port = free_port()
@@ -85,80 +85,17 @@ def test_node_deaths_mid_run(tmp_path: Path) -> None:
         output = server_log.read_text()
         assert server.returncode == 0, output
         reports = {r.round: r for r in read_reports(next((home / "runs").glob("*/rounds.jsonl")))}
-        assert sorted(reports) == [0, 1, 2, 3, 4]
+        assert sorted(reports) == [0, 1, 2, 3]
         credited = {n: {a.lower() for a in r.participants} for n, r in reports.items()}
         assert credited[1] == set(addresses)
         assert [a.lower() for a in reports[2].missed] == [addresses[2]], reports[2]
         assert credited[2] == set(addresses[:2])
         assert reports[2].seconds["train"] < 120  # the derived deadline, not the round_timeout, ended it
-        for later in (3, 4):  # node 2 is not sampled again: neither missed again nor credited
+        for later in (3,):  # node 2 is not sampled again: neither missed again nor credited
             assert addresses[2] not in credited[later] and addresses[2] not in {
                 a.lower() for a in reports[later].missed
             }
-        assert credited[4] == {addresses[0]}
-    finally:
-        stop_commands([*clients, server], h, env)
-    time.sleep(0.5)
-    assert _processes_with(marker) == []
-
-
-def test_chain_node_restart_mid_run(tmp_path: Path) -> None:
-    """anvil keeps its chain in a state file; as round 2 starts it is stopped (`flchain chain down`) and,
-    8 s later, started again from that file on the same port. Whoever needs the chain meanwhile (the
-    nodes' mods as they take up round 2's work, the server) says it is waiting, waits with backoff and
-    continues: nobody is counted missing for the chain's outage, every round lands once, in order, and
-    the audit is clean. (The server's own wait at a commit is pinned down by the test below.)"""
-    from fl_chain.chain.audit import audit_task
-    from fl_chain.chain.client import open_chain
-
-    home = tmp_path / "home"
-    marker = f"flchain-fault-{uuid.uuid4()}"
-    env = {**os.environ, "FLCHAIN_KEY_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    env["FLCHAIN_TEST_MARKER"] = marker
-    h = ["--home", str(home)]
-    chain_args = [
-        "chain",
-        "up",
-        "--detach",
-        "--port",
-        str(free_port()),
-        "--state",
-        str(tmp_path / "s.json"),
-        *h,
-    ]
-    assert "(new)" in _run(*chain_args, env=env)
-    clients: list[subprocess.Popen] = []
-    server = None
-    try:
-        keys = registered_keys(tmp_path, 2, h, env)
-        addresses = {"0x" + json.loads(k.read_text())["address"].lower() for k in keys}
-        config = tmp_path / "run.toml"
-        config.write_text("[federation]\nrounds = 3\n\n[task]\nlocal_epochs = 1\n")
-        port = free_port()
-        server_log = tmp_path / "server.out"
-        server = _spawn(["server", "--config", str(config), "--port", str(port), *h], server_log, env)
-        for i, key in enumerate(keys):
-            args = ["client", "--key", str(key), "--superlink", f"127.0.0.1:{port}", "--partition", f"{i}/2"]
-            clients.append(_spawn([*args, *h], tmp_path / f"client{i}.out", env))
-
-        _wait_for(lambda: "round 1: accuracy" in server_log.read_text(), 300, "round 1")
-        _run("chain", "down", *h, env=env)
-        time.sleep(8)
-        assert "(resumed)" in _run(*chain_args, env=env)
-
-        server.wait(timeout=400)
-        output = server_log.read_text()
-        assert server.returncode == 0, output
-        said = output + "".join((tmp_path / f"client{i}.out").read_text() for i in range(2))
-        assert "is not answering" in said and "answers again after" in said, said
-        assert "Traceback" not in output
-        chain = open_chain(home / "deployment.json")
-        logs = chain.ledger.events.RoundCommitted().get_logs(from_block=0, argument_filters={"task": 1})
-        assert [e["args"]["round"] for e in logs] == [0, 1, 2, 3]  # none lost, none twice
-        assert all(f.ok for f in audit_task(chain, 1))
-        reports = read_reports(next((home / "runs").glob("*/rounds.jsonl")))
-        for report in reports[1:]:
-            assert {a.lower() for a in report.participants} == addresses and not report.missed, report
+        assert credited[3] == {addresses[0]}
     finally:
         stop_commands([*clients, server], h, env)
     time.sleep(0.5)

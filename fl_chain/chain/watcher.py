@@ -254,7 +254,7 @@ class ChainWatcher:
                 events = self.poll()
                 backoff = interval
             except Exception as exc:  # RPC dropped: requests/websocket errors of every kind
-                if _fatal(exc):
+                if is_fatal(exc):
                     raise
                 if on_retry is not None:
                     on_retry(f"{type(exc).__name__}: {exc}", backoff)
@@ -297,7 +297,7 @@ class ChainWatcher:
                 asyncio.run(subscribe())
                 backoff = 0.5
             except Exception as exc:  # the socket dropped: resubscribe, the cursor did not move
-                if _fatal(exc):
+                if is_fatal(exc):
                     raise
                 if on_retry is not None:
                     on_retry(f"{type(exc).__name__}: {exc}", backoff)
@@ -305,7 +305,7 @@ class ChainWatcher:
                 backoff = min(backoff * 2, max_backoff)
 
 
-def _fatal(exc: Exception) -> bool:
+def is_fatal(exc: Exception) -> bool:
     """Errors a retry cannot mend (a cursor past the head, a deep reorg), as opposed to a node that
     dropped the connection or is away (ChainUnreachable), which the watcher waits out."""
     return isinstance(exc, FlchainError) and not isinstance(exc, ChainUnreachable)

@@ -12,8 +12,7 @@ from pathlib import Path
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import DECRYPTED_KEY_ENV
 from fl_chain.chain.localnode import free_port
-from fl_chain.chain.watcher import ChainEvent, ChainWatcher
-from fl_chain.errors import FlchainError
+from fl_chain.chain.watcher import ChainEvent, ChainWatcher, is_fatal
 from fl_chain.fl.node_config import NodeConfig
 from fl_chain.fl.processes import Managed, start_supernode
 
@@ -118,9 +117,9 @@ class NodeSupervisor:
         """Round commits, and this node's reputation and status changes, as the chain has them."""
         try:
             events = watcher.poll()
-        except FlchainError:
-            raise
         except Exception as exc:  # the RPC is down: try again on the next tick, the cursor did not move
+            if is_fatal(exc):
+                raise
             on_notice(f"chain unavailable: {type(exc).__name__}")
             return
         for event in events:
