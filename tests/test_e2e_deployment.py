@@ -263,7 +263,8 @@ def test_coordinator_faults_lose_and_double_nothing(tmp_path: Path) -> None:
         assert last.returncode == 0, output
         assert "resuming task 1 after round 2" in output
         said = output + "".join((tmp_path / f"client{i}.out").read_text() for i in range(2))
-        assert "is not answering" in said and "answers again after" in said, said
+        # the server says so if a commit met the gap; a node's client does if its watcher did
+        assert "is not answering" in said or "chain unavailable" in said, said
         assert "Traceback" not in said
         (final,) = [r for r in read_reports(max((home / "runs").glob("*/rounds.jsonl"))) if r.round == 3]
         assert len(final.participants) == 2 and not final.missed, final  # nobody missed for the outage
