@@ -66,3 +66,25 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
                 "seconds": report.duration,
             }
             fh.write(json.dumps(line) + "\n")
+
+
+@pytest.fixture(autouse=True)
+def _no_detached_chain_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that started a detached chain (`flchain chain up --detach`) stops it in its own clean-up;
+    if that clean-up is cut short (a pytest-timeout firing inside it), the chain is still stopped here,
+    by the PID its home's PID file records."""
+    yield
+    tmp_path = request.node.funcargs.get("tmp_path")
+    if tmp_path is None:
+        return
+    from fl_chain.chain.localnode import read_pidfile
+    from fl_chain.cli_chain import PIDFILE
+    from fl_chain.errors import FlchainError
+
+    for pidfile in Path(tmp_path).rglob(PIDFILE):
+        try:
+            chain = read_pidfile(pidfile)
+        except FlchainError:  # a file of that name that is not a PID file
+            continue
+        if chain is not None:
+            stop_pid(chain.pid)
