@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import socket
 import threading
 import time
+
+
+_METHOD = re.compile(rb'"method"\s*:\s*"([A-Za-z0-9_]+)"')
 
 
 class RpcProxy:
@@ -22,6 +26,7 @@ class RpcProxy:
         self.delay = 0.0  # seconds each request waits before it is forwarded
         self.reply_loss = 0.0  # probability that a reply is swallowed and its connection closed
         self.replies_lost = 0
+        self.lost_methods: set[str] = set()  # JSON-RPC methods whose reply was swallowed at least once
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -45,23 +50,30 @@ class RpcProxy:
                 conn.close()
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target))
-            threading.Thread(target=self._pipe, args=(conn, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, conn, False), daemon=True).start()
+            # what the connection last asked for, so a lost reply can be told apart by method
+            asked: list[str] = [""]
+            threading.Thread(target=self._pipe, args=(conn, upstream, True, asked), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, conn, False, asked), daemon=True).start()
 
-    def _lose_this_reply(self) -> bool:
+    def _lose_this_reply(self, method: str) -> bool:
         with self._lock:
             lost = self._random.random() < self.reply_loss
             self.replies_lost += lost
+            if lost:
+                self.lost_methods.add(method)
             return lost
 
-    def _pipe(self, a: socket.socket, b: socket.socket, request: bool) -> None:
+    def _pipe(self, a: socket.socket, b: socket.socket, request: bool, asked: list[str]) -> None:
         try:
             while data := a.recv(65536):
                 if not self.up.is_set():
                     break
-                if request and self.delay:
-                    time.sleep(self.delay)
-                if not request and self._lose_this_reply():
+                if request:
+                    if found := _METHOD.search(data):
+                        asked[0] = found.group(1).decode()
+                    if self.delay:
+                        time.sleep(self.delay)
+                if not request and self._lose_this_reply(asked[0]):
                     break
                 b.sendall(data)
         except OSError:
