@@ -3,10 +3,25 @@ PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 NPMSTAMP:= node_modules/.installed
+VENDOR  := fl_chain/dashboard/static/vendor
 
-.PHONY: setup demo test lint format bench bench-robustness clean
+.PHONY: setup browser demo dashboard test lint format bench bench-robustness notebooks clean
 
-setup: $(STAMP) $(NPMSTAMP)
+setup: $(STAMP) $(NPMSTAMP) $(VENDOR)/.copied
+
+# The dashboard's chart library, from the pinned npm package into the Python package (no CDN at run time).
+$(VENDOR)/.copied: $(NPMSTAMP)
+	mkdir -p $(VENDOR)
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	touch $@
+
+# The browser for the dashboard's tests: Debian's Chromium and ChromeDriver (never a browser download).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null)) || \
+	  (echo "make: cannot install Debian's chromium and chromium-driver (needs root and apt);" \
+	        "the dashboard's browser tests will be skipped" >&2)
 
 # Re-install only when the pinned dependency files change (idempotent and quick when done).
 $(STAMP): pyproject.toml
@@ -22,16 +37,25 @@ $(NPMSTAMP): package.json package-lock.json
 demo: setup
 	.venv/bin/flchain demo
 
+# The demo with its dashboard open beside it (http://127.0.0.1:8600/); stays up until Ctrl-C.
+dashboard: setup
+	.venv/bin/flchain demo --dashboard
+
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-test: setup lint
+test: setup browser lint
 	.venv/bin/pytest -q
 
 format: setup
 	.venv/bin/ruff format .
 	.venv/bin/ruff check --fix .
+
+# Executes every notebook in place with its outputs and plots, for readers of the repository
+# (about 2 minutes); `make test` executes copies of them and writes nothing back.
+notebooks: setup
+	$(PY) scripts/execute_notebooks.py
 
 # Measurements outside `make test`; each writes its table to docs/.
 bench: setup

@@ -10,7 +10,7 @@ import click
 import requests
 import typer
 
-from fl_chain import cli_chain, cli_fl, cli_ledger, cli_node
+from fl_chain import cli_chain, cli_dashboard, cli_fl, cli_ledger, cli_node
 from fl_chain.cli_common import err_console
 from fl_chain.errors import FlchainError
 
@@ -30,6 +30,7 @@ app.command("audit")(cli_ledger.audit)
 app.command("watch")(cli_ledger.watch)
 app.command("pull")(cli_ledger.pull)
 app.command("validator")(cli_ledger.validator)
+app.command("dashboard")(cli_dashboard.dashboard)
 
 
 def run(args: list[str] | None = None) -> int:

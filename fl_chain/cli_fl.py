@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,9 @@ from fl_chain.errors import FlchainError
 from fl_chain.fl.report import NodeNotice, RunEntry
 from fl_chain.paths import state_home
 from fl_chain.views import describe_event, print_entry, summary_table
+
+if TYPE_CHECKING:
+    from fl_chain.chain.bootstrap import LocalDeployment
 
 
 @contextmanager
@@ -69,9 +72,13 @@ def demo(
     validators: Annotated[
         int, typer.Option(help="Validators that attest every round; clients train only from finalized models")
     ] = 0,
+    dashboard: Annotated[
+        bool,
+        typer.Option("--dashboard", help="Serve `flchain dashboard` beside the run; stays up until Ctrl-C"),
+    ] = False,
+    dashboard_port: Annotated[int, typer.Option(help="Port of --dashboard (on 127.0.0.1)")] = 8600,
 ) -> None:
     """Everything on one machine: local chain, contracts, node keys, Simulation Engine, summary, plot."""
-    from fl_chain.demo import run_demo
 
     if backend not in BACKENDS:
         raise FlchainError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -89,10 +96,43 @@ def demo(
         f"flchain demo: {clients} simulated nodes, {run_config.federation.rounds} rounds, "
         f"{run_config.federation.strategy}, {backend} chain, {split} partitions"
     )
+    if not dashboard:
+        _run_demo_and_report(run_config, clients, home.resolve(), backend, validators)
+        return
+    from fl_chain.chain import bootstrap
+    from fl_chain.dashboard.serve import DashboardServer, check_address
+
+    check_address("127.0.0.1", dashboard_port, allow_remote=False)  # before anything is started
+    home.resolve().mkdir(parents=True, exist_ok=True)
+    local = bootstrap.start_local(home.resolve(), backend)
+    board = None
+    try:
+        board = DashboardServer(local.client, port=dashboard_port, reports=home.resolve() / "rounds.jsonl")
+        console.print(f"dashboard: {board.start().url}")
+        _run_demo_and_report(run_config, clients, home.resolve(), backend, validators, local)
+        console.print(f"the chain and the dashboard stay up at {board.url}: Ctrl-C stops both")
+        board.wait()
+    finally:
+        if board is not None:
+            board.stop()
+        local.stop()
+
+
+def _run_demo_and_report(
+    run_config: RunConfig,
+    clients: int,
+    home: Path,
+    backend: str,
+    validators: int,
+    local: LocalDeployment | None = None,
+) -> None:
+    """Run the demo (on `local`'s chain if given) and print its summary; an error if rounds are missing."""
+    from fl_chain.demo import run_demo
+
     started = time.monotonic()
     # Simulated nodes all verify; only refusals are news (a line per node would bury 100-node runs).
     result = run_demo(
-        run_config, clients, home.resolve(), backend, on_entry=_demo_entry, validators=validators
+        run_config, clients, home, backend, on_entry=_demo_entry, validators=validators, local=local
     )
     if validators:
         console.print(

@@ -46,13 +46,18 @@ def run_demo(
     plot: bool = True,
     reputation_params: ReputationParams | None = None,
     validators: int = 0,
+    local: bootstrap.LocalDeployment | None = None,
 ) -> DemoResult:
-    """Run the demo; `home` receives the deployment file, the store, rounds.jsonl and the plot."""
+    """Run the demo; `home` receives the deployment file, the store, rounds.jsonl and the plot.
+    With `local` (a chain started by `bootstrap.start_local(home, ...)`), the run uses that chain and
+    leaves it running, so its ledger can be read afterwards; otherwise the demo's own chain is stopped."""
     home.mkdir(parents=True, exist_ok=True)
     for stale in ("rounds.jsonl", "store"):
         target = home / stale
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    local = bootstrap.start_local(home, backend, reputation_params=reputation_params)
+    own_chain = local is None
+    if local is None:
+        local = bootstrap.start_local(home, backend, reputation_params=reputation_params)
     try:
         client = local.client
         nodes = bootstrap.register_nodes(client, clients)
@@ -84,7 +89,8 @@ def run_demo(
             result.plot = plot_accuracy(result.reports, home / "accuracy.png")
         return result
     finally:
-        local.stop()
+        if own_chain:
+            local.stop()
         _stop_ray()
 
 

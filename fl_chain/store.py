@@ -118,18 +118,27 @@ class ModelStore:
 
 def fetch_blob(uri: str, expected: bytes, timeout: float = 30.0) -> bytes:
     """Read a blob from any fsspec URI and verify it hashes to `expected`."""
+    blob = read_blob(uri, timeout)
+    verify_blob(blob, expected, uri)
+    return blob
+
+
+def read_blob(uri: str, timeout: float = 30.0, max_bytes: int | None = None) -> bytes:
+    """The bytes at any fsspec URI, unverified; a one-line error if missing, unreadable or (with
+    `max_bytes`) larger than that."""
     scheme = urlparse(uri).scheme or "file"
     options = {"client_kwargs": {"timeout": _aiohttp_timeout(timeout)}} if scheme in ("http", "https") else {}
     import fsspec  # imported here: the flchain mod hashes arrays in every app process and never reads
 
     try:
         with fsspec.open(uri, "rb", **options) as fh:
-            blob = fh.read()
+            blob = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
     except FileNotFoundError:
         raise FlchainError(f"model blob {uri} not found") from None
     except Exception as exc:
         raise FlchainError(f"cannot read model blob {uri}: {type(exc).__name__}: {exc}") from None
-    verify_blob(blob, expected, uri)
+    if max_bytes is not None and len(blob) > max_bytes:
+        raise FlchainError(f"model blob {uri} is larger than {max_bytes} bytes")
     return blob
 
 

@@ -10,7 +10,6 @@ import socket
 import threading
 import time
 
-
 _METHOD = re.compile(rb'"method"\s*:\s*"([A-Za-z0-9_]+)"')
 
 

@@ -1,0 +1,146 @@
+"""Keep the dashboard's picture of the ledger current: a thread polls the chain's events (no
+confirmations, a few times a second), looks up the block times and gas they do not carry, reads the
+server's reports when it runs beside the server, and publishes a new numbered snapshot on change."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fl_chain.chain.client import ChainClient
+from fl_chain.chain.watcher import ChainEvent, ChainWatcher
+from fl_chain.dashboard.ledger_view import ChainFacts, LedgerView
+from fl_chain.fl.report import RoundReport, RunEventsReader
+
+POLL_INTERVAL = 0.25  # seconds between polls: a new block shows on the page well within 2 s
+
+
+class LedgerSync:
+    """The dashboard's source of truth: `snapshot()` is the newest picture, `version` counts changes."""
+
+    def __init__(self, client: ChainClient, reports: Path | None = None) -> None:
+        self.client = client
+        self.watcher = ChainWatcher(client, None, confirmations=0)
+        self.view = LedgerView()
+        self.facts = ChainFacts()
+        self.reports_path = reports
+        self._reports: RunEventsReader | None = None
+        self.accuracy_by_hash: dict[str, float] = {}
+        self.version = 0
+        self.status = "starting"
+        self._lock = threading.Lock()
+        self._snapshot: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The newest picture of the ledger, with its version and the chain's head."""
+        with self._lock:
+            return self._snapshot
+
+    def step(self) -> bool:
+        """One poll; True if the picture changed (a new snapshot was published)."""
+        events = self.watcher.poll()
+        self._learn_facts(events)
+        changed = self.view.apply(events)
+        changed = self._read_reports() or changed
+        head = self.watcher.cursor.block
+        if changed or not self._snapshot or self._snapshot["chain"]["head"] != head or self.status != "live":
+            self.status = "live"
+            self._publish(head)
+            return True
+        return False
+
+    def _learn_facts(self, events: list[ChainEvent]) -> None:
+        w3 = self.watcher.client.w3
+        for event in events:
+            if event.removed:
+                continue
+            if event.block_number not in self.facts.block_time:
+                self.facts.block_time[event.block_number] = int(
+                    w3.eth.get_block(event.block_number)["timestamp"]
+                )
+            if event.name == "RoundCommitted" and event.tx_hash not in self.facts.tx_gas:
+                self.facts.tx_gas[event.tx_hash] = int(
+                    w3.eth.get_transaction_receipt(event.tx_hash)["gasUsed"]
+                )
+
+    def _read_reports(self) -> bool:
+        if self.reports_path is None:
+            return False
+        try:
+            size = self.reports_path.stat().st_size
+        except FileNotFoundError:
+            return False
+        if self._reports is None or size < self._reports._offset:  # a new run replaced the file
+            self._reports = RunEventsReader(self.reports_path)
+        changed = False
+        for entry in self._reports.new_entries():
+            if isinstance(entry, RoundReport) and entry.model_hash:
+                self.accuracy_by_hash[entry.model_hash.lower()] = entry.accuracy
+                changed = True
+        return changed
+
+    def _publish(self, head: int) -> None:
+        deployment = self.client.deployment
+        picture = self.view.snapshot(self.facts, self.accuracy_by_hash)
+        quorum = None
+        if self.client.validation is not None:
+            quorum = int(self.client.call(self.client.validation.functions.quorum()))
+        picture["chain"] = {
+            "chain_id": deployment.chain_id,
+            "rpc": deployment.rpc_url,
+            "head": head,
+            "quorum": quorum,
+            "contracts": deployment.contracts,
+            "status": self.status,
+        }
+        with self._lock:
+            self.version += 1
+            picture["version"] = self.version
+            self._snapshot = picture
+
+    def _set_status(self, status: str) -> None:
+        with self._lock:
+            if self._snapshot and self.status != status:
+                self.version += 1
+                self._snapshot = {
+                    **self._snapshot,
+                    "version": self.version,
+                    "chain": {**self._snapshot["chain"], "status": status},
+                }
+            self.status = status
+
+    def run(self) -> None:
+        """Poll until `stop()`; an unreachable chain is shown on the page and retried with backoff."""
+        backoff = POLL_INTERVAL
+        while not self._stop.is_set():
+            try:
+                self.step()
+                backoff = POLL_INTERVAL
+            except Exception as exc:  # the chain went away or answered garbage: say so, keep trying
+                self._set_status(f"not live: {str(exc)[:200]}")
+                backoff = min(backoff * 2, 5.0)
+            self._stop.wait(backoff)
+
+    def start(self) -> LedgerSync:
+        """Run the first poll here (so errors surface at start) and the rest in a daemon thread."""
+        self.step()
+        self._thread = threading.Thread(target=self.run, name="ledger-sync", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def wait_version(self, after: int, timeout: float) -> int:
+        """Block until the version exceeds `after` or `timeout` passes; the current version."""
+        deadline = time.monotonic() + timeout
+        while self.version <= after and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.version
