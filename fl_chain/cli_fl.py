@@ -136,7 +136,8 @@ def _run_demo_and_report(
     )
     if validators:
         console.print(
-            f"{validators} validators attested {len(result.extra['attestations'])} times; quorum {validators}"
+            f"{validators} validators attested {len(result.extra['attestations'])} times; "
+            f"quorum {result.extra['quorum']}"
         )
     expected = run_config.federation.rounds + 1
     console.print(summary_table(result.reports, f"task {result.task}: rounds committed on-chain"))

@@ -82,7 +82,10 @@ def run_demo(
             deployment=home / "deployment.json",
             nodes=[n.address for n in nodes],
             chain_rounds=ledger.round_count(client, task) if task else 0,
-            extra={"attestations": validation.attested if validation else []},
+            extra={
+                "attestations": validation.attested if validation else [],
+                "quorum": quorum.quorum(client) if validation else 0,
+            },
         )
         _write_result(result)
         if plot and result.reports:

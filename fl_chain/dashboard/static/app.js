@@ -3,7 +3,7 @@
 // set as textContent or a title attribute, never parsed as HTML.
 "use strict";
 
-const state = { ledger: null, task: null, verified: new Map(), seenRounds: new Set(), charts: [], started: performance.now() };
+const state = { ledger: null, task: null, verified: new Map(), seenRounds: new Set(), charts: [] };
 
 function el(tag, options = {}, ...children) {
   const node = document.createElement(tag);
@@ -65,8 +65,9 @@ function renderTaskSelect(ledger) {
 }
 
 function finality(round, quorum) {
-  if (quorum === null) return "no quorum";
-  return `${round.attestations}/${quorum}${round.finalized ? " finalized" : ""}`;
+  if (quorum === null) return "no quorum contract";
+  const attested = `${round.attestations} attestation${round.attestations === 1 ? "" : "s"}`;
+  return round.finalized ? `finalized (${attested}, quorum ${quorum})` : `${attested} of ${quorum} needed`;
 }
 
 function verifyCell(round) {
@@ -205,7 +206,7 @@ function render() {
   renderEvents(ledger);
   renderCharts(ledger);
   document.body.dataset.version = String(ledger.version);
-  if (!document.body.dataset.firstPaintMs) document.body.dataset.firstPaintMs = String(Math.round(performance.now() - state.started));
+  if (!document.body.dataset.firstPaintMs) document.body.dataset.firstPaintMs = String(Math.round(performance.now())); // since navigation began
 }
 
 async function load() {
