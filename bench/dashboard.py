@@ -59,7 +59,7 @@ def screenshot(work: Path) -> None:
     local = bootstrap.start_local(home)
     board = None
     try:
-        board = DashboardServer(local.client, port=free_port(), reports=home / "rounds.jsonl").start()
+        board = DashboardServer(local.client, port=free_port(), home=home).start()
         config = RunConfig()
         config.federation.rounds = 6
         print("screenshot: demo with 8 nodes, 6 rounds, 2 validators ...", flush=True)

@@ -29,9 +29,9 @@ def dashboard(
 
     check_address(host, port, allow_remote)  # before the chain is even asked
     client = chain_from_options(home, deployment, rpc)
-    reports = state_home(home) / "rounds.jsonl" if deployment is None else None
+    beside = state_home(home) if deployment is None else None  # a server's home: its reports too
     console.print(f"flchain dashboard: reading the ledger on {client.deployment.rpc_url} ...")
-    server = DashboardServer(client, host, port, reports=reports, allow_remote=allow_remote)
+    server = DashboardServer(client, host, port, home=beside, allow_remote=allow_remote)
     if not is_loopback(host):
         err_console.print(
             f"[yellow]warning:[/yellow] serving on {host}: anyone who can reach this address can read the "

@@ -107,7 +107,7 @@ def demo(
     local = bootstrap.start_local(home.resolve(), backend)
     board = None
     try:
-        board = DashboardServer(local.client, port=dashboard_port, reports=home.resolve() / "rounds.jsonl")
+        board = DashboardServer(local.client, port=dashboard_port, home=home.resolve())
         console.print(f"dashboard: {board.start().url}")
         _run_demo_and_report(run_config, clients, home.resolve(), backend, validators, local)
         console.print(f"the chain and the dashboard stay up at {board.url}: Ctrl-C stops both")

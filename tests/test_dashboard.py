@@ -231,3 +231,34 @@ def test_the_ledger_view_folds_events_and_retracts_orphaned_ones() -> None:
     assert "0.100" in picture["nodes"][0]["suspended"]["reason"]
     view.apply([_event("RoundCommitted", 2, 0, removed=True)])
     assert view.snapshot(ChainFacts())["rounds"] == []
+
+
+def test_accuracy_comes_from_the_chain_or_a_server_report_of_the_same_model(chain, tmp_path: Path) -> None:
+    """Beside a server's home (HOME/runs/*/rounds.jsonl) a round gains the accuracy its report gives for
+    that model hash; a report naming a hash the chain does not hold attaches to nothing; a damaged
+    report is shown as such and costs nothing else."""
+    from fl_chain.dashboard.sync import LedgerSync
+    from fl_chain.fl.committer import RoundCommitter
+    from fl_chain.fl.report import RoundReport, RunEvents
+    from fl_chain.store import ModelStore
+
+    committer = RoundCommitter.new_task(
+        chain.client, chain.coordinator, ModelStore(tmp_path / "s"), b"\x09" * 32
+    )
+    first = committer.commit(0, {"w": np.zeros(3, dtype=np.float32)})
+    committer.commit(1, {"w": np.ones(3, dtype=np.float32)})
+    run = tmp_path / "home" / "runs" / "20260101-000000"
+    run.mkdir(parents=True)
+    events = RunEvents(run / "rounds.jsonl")
+    events.emit(RoundReport(round=0, accuracy=0.5, model_hash="0x" + first.model_hash.hex()))
+    events.emit(RoundReport(round=1, accuracy=0.9, model_hash="0x" + "ab" * 32))  # not on this chain
+    sync = LedgerSync(chain.client, tmp_path / "home")
+    sync.step()
+    rounds = {r["round"]: r for r in sync.snapshot()["rounds"] if r["task"] == committer.task}
+    assert rounds[0]["accuracy"] == 0.5 and rounds[0]["accuracy_source"] == "server report"
+    assert rounds[1]["accuracy"] is None
+    (tmp_path / "home" / "runs" / "20260102-000000").mkdir()
+    (tmp_path / "home" / "runs" / "20260102-000000" / "rounds.jsonl").write_text("{not json\n")
+    sync.step()
+    picture = sync.snapshot()
+    assert "not a run entry" in picture["chain"]["report_error"] and picture["chain"]["status"] == "live"

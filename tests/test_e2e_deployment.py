@@ -40,12 +40,22 @@ def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
 
 
 def registered_keys(tmp_path: Path, count: int, home_args: list[str], env: dict[str, str]) -> list[Path]:
-    """`count` node keystores, applied and approved through the CLI."""
+    """`count` node keystores, applied and approved on the chain of `home_args`. In-process, by the same
+    functions `flchain node keygen / apply / approve` call: those commands have their own tests
+    (test_server_three_clients_one_unregistered and tests/test_cli_chain_node.py), and three command
+    start-ups plus a 1 s throughput benchmark per key cost the tests that use this ~10 s a node."""
+    from fl_chain.chain import enrolment, registry
+    from fl_chain.chain.client import open_chain
+    from fl_chain.chain.identity import load_key, resolve_account, write_keystore
+
+    client = open_chain(Path(home_args[home_args.index("--home") + 1]) / "deployment.json")
+    registrar = resolve_account(client.deployment.dev_keys, "registrar")
     keys = [tmp_path / f"node{i}.json" for i in range(count)]
     for key in keys:
-        _run("node", "keygen", "--out", str(key), env=env)
-        _run("node", "apply", "--key", str(key), *home_args, env=env)
-        _run("node", "approve", "0x" + json.loads(key.read_text())["address"], *home_args, env=env)
+        write_keystore(key, env["FLCHAIN_KEY_PASSWORD"])
+        node = load_key(key, env["FLCHAIN_KEY_PASSWORD"])
+        enrolment.apply(client, node, registry.Capacity(1, 1024, 5000))
+        registry.registrar_action(client, registrar, "approve", node.address)
     return keys
 
 

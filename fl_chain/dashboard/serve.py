@@ -46,14 +46,15 @@ def check_address(host: str, port: int, allow_remote: bool) -> None:
 
 
 class DashboardServer:
-    """The dashboard over one chain, served from a background thread."""
+    """The dashboard over one chain, served from a background thread; `home` is a server's or demo's
+    state directory beside it (its run reports add accuracy), if any."""
 
     def __init__(
         self,
         client: ChainClient,
         host: str = "127.0.0.1",
         port: int = 8600,
-        reports: Path | None = None,
+        home: Path | None = None,
         allow_remote: bool = False,
     ) -> None:
         check_address(host, port, allow_remote)
@@ -64,7 +65,7 @@ class DashboardServer:
                 "fl_chain/dashboard/static): run `make setup`"
             )
         self.host, self.port, self.allow_remote = host, port, allow_remote
-        self.sync = LedgerSync(client, reports)
+        self.sync = LedgerSync(client, home)
         self._server = None
         self._thread: threading.Thread | None = None
 

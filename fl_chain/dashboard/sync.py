@@ -12,6 +12,7 @@ from typing import Any
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher
 from fl_chain.dashboard.ledger_view import ChainFacts, LedgerView
+from fl_chain.errors import FlchainError
 from fl_chain.fl.report import RoundReport, RunEventsReader
 
 POLL_INTERVAL = 0.25  # seconds between polls: a new block shows on the page well within 2 s
@@ -20,14 +21,17 @@ POLL_INTERVAL = 0.25  # seconds between polls: a new block shows on the page wel
 class LedgerSync:
     """The dashboard's source of truth: `snapshot()` is the newest picture, `version` counts changes."""
 
-    def __init__(self, client: ChainClient, reports: Path | None = None) -> None:
+    def __init__(self, client: ChainClient, home: Path | None = None) -> None:
+        """`home`: the state directory of a server or demo beside this dashboard, whose run reports
+        (HOME/rounds.jsonl, HOME/runs/*/rounds.jsonl) add the server's accuracy to rounds."""
         self.client = client
         self.watcher = ChainWatcher(client, None, confirmations=0)
         self.view = LedgerView()
         self.facts = ChainFacts()
-        self.reports_path = reports
-        self._reports: RunEventsReader | None = None
+        self.home = home
+        self._readers: dict[Path, RunEventsReader] = {}
         self.accuracy_by_hash: dict[str, float] = {}
+        self.report_error = ""  # a run report beside the chain that could not be read
         self.version = 0
         self.status = "starting"
         self._lock = threading.Lock()
@@ -68,19 +72,27 @@ class LedgerSync:
                 )
 
     def _read_reports(self) -> bool:
-        if self.reports_path is None:
+        if self.home is None:
             return False
-        try:
-            size = self.reports_path.stat().st_size
-        except FileNotFoundError:
-            return False
-        if self._reports is None or size < self._reports._offset:  # a new run replaced the file
-            self._reports = RunEventsReader(self.reports_path)
         changed = False
-        for entry in self._reports.new_entries():
-            if isinstance(entry, RoundReport) and entry.model_hash:
-                self.accuracy_by_hash[entry.model_hash.lower()] = entry.accuracy
-                changed = True
+        for path in [self.home / "rounds.jsonl", *sorted(self.home.glob("runs/*/rounds.jsonl"))]:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            reader = self._readers.get(path)
+            if reader is None or size < reader.offset:  # new, or a new run replaced the file
+                reader = self._readers[path] = RunEventsReader(path)
+            try:
+                entries = reader.new_entries()
+            except FlchainError as exc:  # a damaged report costs its accuracy figures, not the page
+                changed = changed or self.report_error != str(exc)
+                self.report_error = str(exc)
+                continue
+            for entry in entries:
+                if isinstance(entry, RoundReport) and entry.model_hash:
+                    self.accuracy_by_hash[entry.model_hash.lower()] = entry.accuracy
+                    changed = True
         return changed
 
     def _publish(self, head: int) -> None:
@@ -96,6 +108,7 @@ class LedgerSync:
             "quorum": quorum,
             "contracts": deployment.contracts,
             "status": self.status,
+            "report_error": self.report_error,
         }
         with self._lock:
             self.version += 1

@@ -146,6 +146,11 @@ class RunEventsReader:
         self.path = path
         self._offset = 0
 
+    @property
+    def offset(self) -> int:
+        """Bytes of the file read so far (complete lines only)."""
+        return self._offset
+
     def new_entries(self) -> list[RunEntry]:
         """Entries written since the last call."""
         if not self.path.exists():

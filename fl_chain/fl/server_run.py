@@ -27,7 +27,10 @@ from fl_chain.fl.processes import (
 )
 from fl_chain.fl.report import RoundReport, RunEnd, RunEntry, RunEventsReader
 from fl_chain.fl.run_spec import RunSpec
+from fl_chain.proctree import cmdline, descendants
 from fl_chain.tasks import load_task
+
+SERVERAPP_GONE_GRACE = 8.0  # seconds `flwr run` gets to end by itself once the ServerApp process is gone
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ class ServerRun:
             run_file = run_dir / "run.json" if opts.app is None else None  # a user's app has no such key
             runner = submit_run(app_dir, flwr_home, run_file, run_dir / "serverapp.log")
             self._processes.append(runner)
-            return self._follow(runner, spec.events, run_dir, on_entry)
+            return self._follow(runner, spec.events, run_dir, on_entry, link.pid)
         finally:
             self.stop()
 
@@ -178,15 +181,31 @@ class ServerRun:
         return RunSpec(config, self.options.home, run_dir / "rounds.jsonl", self.resume_task)
 
     def _follow(
-        self, runner: Managed, events: Path, run_dir: Path, on_entry: Callable[[RunEntry], None]
+        self,
+        runner: Managed,
+        events: Path,
+        run_dir: Path,
+        on_entry: Callable[[RunEntry], None],
+        superlink_pid: int,
     ) -> RunResult:
         result = RunResult([], self.expected_rounds, run_dir)
         reader = RunEventsReader(events)
+        app_seen = False
+        app_gone_at: float | None = None
         while result.end is None:
             finished = runner.proc.poll() is not None
             _drain(reader, result, on_entry)
             if finished:
                 break
+            # A killed ServerApp is noticed by the SuperLink only when its heartbeats expire (about a
+            # minute), and `flwr run --stream` streams on until then: once the app's process is gone,
+            # `flwr run` gets a few seconds to end by itself (a finished run does), then we stop waiting.
+            if serverapp_running(superlink_pid):
+                app_seen, app_gone_at = True, None
+            elif app_seen:
+                app_gone_at = app_gone_at or time.monotonic()
+                if time.monotonic() - app_gone_at > SERVERAPP_GONE_GRACE:
+                    break
             time.sleep(0.3)
         if result.end is None:  # `flwr run` ended first: give the app's last lines a moment to land
             time.sleep(1.0)
@@ -194,6 +213,11 @@ class ServerRun:
         if result.end is None:  # the app process died without a word: its log is all there is
             result.log_tail = last_error_line(run_dir / "serverapp.log")
         return result
+
+
+def serverapp_running(superlink_pid: int) -> bool:
+    """True while a `flwr-serverapp` process runs under the SuperLink (its SuperExec starts one per run)."""
+    return any("flwr-serverapp" in cmdline(pid) for pid in descendants(superlink_pid))
 
 
 def _drain(reader: RunEventsReader, result: RunResult, on_entry: Callable[[RunEntry], None]) -> None:

@@ -62,6 +62,8 @@ function renderTaskSelect(ledger) {
   document.getElementById("task-line").textContent = task
     ? `owner ${task.owner} · store ${task.blob_base} · config ${short(task.config_hash)} · created ${stamp(task.created)}`
     : "no task on this ledger yet";
+  document.getElementById("report-error").textContent = ledger.chain.report_error
+    ? `the server's report beside the chain could not be read: ${ledger.chain.report_error}` : "";
 }
 
 function finality(round, quorum) {
@@ -122,7 +124,9 @@ function renderRounds(ledger) {
 
 function eventCell(s, extra) {
   if (!s) return el("td");
-  return el("td", { text: `${stamp(s)}${extra ? ` · ${extra}` : ""}`, title: `tx ${s.tx}${s.by ? `\nby ${s.by}` : ""}` });
+  // The transaction that did it, shortened in the cell and whole on hover.
+  const text = `${stamp(s)} · tx ${short(s.tx)}${extra ? ` · ${extra}` : ""}`;
+  return el("td", { text, title: `tx ${s.tx}${s.by ? `\nby ${s.by}` : ""}` });
 }
 
 function renderNodes(ledger) {
