@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -62,3 +65,20 @@ def checksum(address: str, what: str = "address") -> str:
     if not Web3.is_address(address):
         raise FlchainError(f"{what} {address!r} is not an Ethereum address (expected 0x + 40 hex digits)")
     return Web3.to_checksum_address(address)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a long-running command like Ctrl-C does (its `finally` blocks stop what it started)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    # Started in the background by a shell, SIGINT arrives ignored; Ctrl-C must still stop the command.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)

@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from fl_chain.cli_common import DeploymentOpt, HomeOpt, RpcOpt, chain_from_options, console, err_console
+from fl_chain.cli_common import (
+    DeploymentOpt,
+    HomeOpt,
+    RpcOpt,
+    chain_from_options,
+    console,
+    err_console,
+    sigterm_as_interrupt,
+)
 from fl_chain.paths import state_home
 
 
@@ -37,13 +45,14 @@ def dashboard(
             f"[yellow]warning:[/yellow] serving on {host}: anyone who can reach this address can read the "
             "dashboard (it is read-only; the ledger is public to the chain's users anyway)"
         )
-    server.start()
-    picture = server.sync.snapshot()
-    console.print(
-        f"{picture['event_count']} events, {len(picture['rounds'])} rounds, {len(picture['nodes'])} nodes "
-        f"up to block {picture['chain']['head']}; open {server.url} (Ctrl-C stops)"
-    )
-    try:
-        server.wait()
-    finally:
-        server.stop()
+    with sigterm_as_interrupt():
+        server.start()
+        picture = server.sync.snapshot()
+        console.print(
+            f"{picture['event_count']} events, {len(picture['rounds'])} rounds, {len(picture['nodes'])} "
+            f"nodes up to block {picture['chain']['head']}; open {server.url} (Ctrl-C stops)"
+        )
+        try:
+            server.wait()
+        finally:
+            server.stop()

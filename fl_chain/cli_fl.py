@@ -3,10 +3,7 @@ options and hands the work to one function (fl/server_run.py, fl/node_supervisor
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +18,7 @@ from fl_chain.cli_common import (
     deployment_path,
     err_console,
     read_password,
+    sigterm_as_interrupt,
 )
 from fl_chain.config import RunConfig, load_config
 from fl_chain.errors import FlchainError
@@ -30,23 +28,6 @@ from fl_chain.views import describe_event, print_entry, summary_table
 
 if TYPE_CHECKING:
     from fl_chain.chain.bootstrap import LocalDeployment
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends a long-running command like Ctrl-C does (its `finally` blocks stop what it started)."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    # Started in the background by a shell, SIGINT arrives ignored; Ctrl-C must still stop the command.
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
 
 
 def config_with_overrides(config_path: Path | None, rounds: int | None) -> RunConfig:
@@ -104,18 +85,19 @@ def demo(
 
     check_address("127.0.0.1", dashboard_port, allow_remote=False)  # before anything is started
     home.resolve().mkdir(parents=True, exist_ok=True)
-    local = bootstrap.start_local(home.resolve(), backend)
-    board = None
-    try:
-        board = DashboardServer(local.client, port=dashboard_port, home=home.resolve())
-        console.print(f"dashboard: {board.start().url}")
-        _run_demo_and_report(run_config, clients, home.resolve(), backend, validators, local)
-        console.print(f"the chain and the dashboard stay up at {board.url}: Ctrl-C stops both")
-        board.wait()
-    finally:
-        if board is not None:
-            board.stop()
-        local.stop()
+    with sigterm_as_interrupt():
+        local = bootstrap.start_local(home.resolve(), backend)
+        board = None
+        try:
+            board = DashboardServer(local.client, port=dashboard_port, home=home.resolve())
+            console.print(f"dashboard: {board.start().url}")
+            _run_demo_and_report(run_config, clients, home.resolve(), backend, validators, local)
+            console.print(f"the chain and the dashboard stay up at {board.url}: Ctrl-C stops both")
+            board.wait()
+        finally:
+            if board is not None:
+                board.stop()
+            local.stop()
 
 
 def _run_demo_and_report(
