@@ -1,0 +1,101 @@
+"""A node's signature on its update, and the leaf that records the update in a round's commitment.
+
+A node signs (chain id, ledger address, task, round, update hash, weight) with its registered key, so
+its claim "this is what I sent, with this weight, for this round of this task on this chain" can be
+checked by anyone holding the update blob, and shown to a contract: the digest is signed as an
+EIP-191 personal message, which OpenZeppelin's `MessageHashUtils.toEthSignedMessageHash` and
+`ECDSA.recover` reproduce on-chain. The update hash is the model hash of the node's trained arrays
+(store.hash_arrays), the same hash a blob of those arrays is stored under.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_abi import encode
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+
+from fl_chain.errors import FlchainError
+
+UPDATE_DOMAIN = keccak(text="flchain.update.v1")  # a signature for anything else never matches
+LEAF_TYPES = ("address", "bytes32", "uint256", "uint256")  # node, update hash, weight, score
+
+
+@dataclass(frozen=True)
+class SignedUpdate:
+    """What a node signed for one round, and its signature (0x + 130 hex digits)."""
+
+    chain_id: int
+    ledger: str
+    task: int
+    round: int
+    update_hash: bytes
+    weight: int
+    signature: str
+
+    def digest(self) -> bytes:
+        """The 32 bytes the node signs (before the EIP-191 prefix)."""
+        return update_digest(self.chain_id, self.ledger, self.task, self.round, self.update_hash, self.weight)
+
+    def signer(self) -> str:
+        """The checksummed address that signed, or a one-line error for a malformed signature."""
+        try:
+            return Account.recover_message(encode_defunct(primitive=self.digest()), signature=self.signature)
+        except Exception as exc:  # eth_keys raises several kinds for a bad length, v or s
+            raise FlchainError(f"a malformed update signature ({type(exc).__name__})") from None
+
+
+def update_digest(
+    chain_id: int, ledger: str, task: int, round_number: int, update_hash: bytes, weight: int
+) -> bytes:
+    """keccak256(abi.encode(domain, chainId, ledger, task, round, updateHash, weight))."""
+    if len(update_hash) != 32:
+        raise FlchainError(f"an update hash has 32 bytes, not {len(update_hash)}")
+    if weight < 0:
+        raise FlchainError(f"an update's weight is not negative (got {weight})")
+    return keccak(
+        encode(
+            ["bytes32", "uint256", "address", "uint256", "uint256", "bytes32", "uint256"],
+            [UPDATE_DOMAIN, chain_id, to_checksum_address(ledger), task, round_number, update_hash, weight],
+        )
+    )
+
+
+def sign_update(
+    account: LocalAccount,
+    chain_id: int,
+    ledger: str,
+    task: int,
+    round_number: int,
+    update_hash: bytes,
+    weight: int,
+) -> SignedUpdate:
+    """The node's signature on its update for one round."""
+    digest = update_digest(chain_id, ledger, task, round_number, update_hash, weight)
+    signature = account.sign_message(encode_defunct(primitive=digest)).signature
+    return SignedUpdate(
+        chain_id,
+        to_checksum_address(ledger),
+        task,
+        round_number,
+        update_hash,
+        weight,
+        "0x" + bytes(signature).hex(),
+    )
+
+
+@dataclass(frozen=True)
+class UpdateLeaf:
+    """One accepted update in a round's commitment: who, which update, with what weight and score."""
+
+    node: str
+    update_hash: bytes
+    weight: int
+    score: int
+
+    def row(self) -> tuple[str, bytes, int, int]:
+        """The ABI values of the leaf, in LEAF_TYPES order."""
+        return (to_checksum_address(self.node), self.update_hash, self.weight, self.score)
