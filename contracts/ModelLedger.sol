@@ -2,6 +2,8 @@
 pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ILedgerRounds} from "./interfaces/ILedgerRounds.sol";
 import {IReputation} from "./interfaces/IReputation.sol";
 
@@ -14,6 +16,9 @@ import {IReputation} from "./interfaces/IReputation.sol";
 ///      holds an exact mirror of the registry's Active status (see Reputation). A blob URI is stored
 ///      only when it differs from the task's default location `blobBase || hex(modelHash)`.
 ///      Implements ILedgerRounds (read by ValidationQuorum); its `Round` is ILedgerRounds.Round.
+///      A verified round also commits the Merkle root of its accepted updates (one leaf per update:
+///      node, update hash, weight, score; OpenZeppelin StandardMerkleTree encoding), one more slot
+///      whatever the number of participants; a node whose signed update was left out can say so here.
 contract ModelLedger is AccessControl, ILedgerRounds {
     /// @notice Role of the federated-learning coordinator, the only account that creates tasks and
     ///         commits rounds.
@@ -35,6 +40,11 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     mapping(uint256 => Task) private _tasks;
     mapping(uint256 => mapping(uint256 => Round)) private _rounds;
     mapping(uint256 => mapping(uint256 => string)) private _uriOverride;
+    mapping(uint256 => mapping(uint256 => bytes32)) private _updatesRoot;
+    mapping(uint256 => mapping(uint256 => mapping(address => bool))) private _complained;
+
+    /// @notice Domain of a node's signature on its update (fl_chain/chain/update_signing.py).
+    bytes32 public constant UPDATE_DOMAIN = keccak256("flchain.update.v1");
 
     /// @notice No task has this id.
     error UnknownTask(uint256 task);
@@ -50,6 +60,16 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     error LengthMismatch(uint256 participants, uint256 scores);
     /// @notice Participants must be sorted by address, strictly ascending (this also forbids duplicates).
     error ParticipantsNotSorted(uint256 index);
+    /// @notice A verified round needs the root of its accepted updates.
+    error EmptyUpdatesRoot();
+    /// @notice The round was not committed as a verified round (it has no updates root).
+    error NotVerified(uint256 task, uint256 round);
+    /// @notice A complaint is sent by the node whose signature it carries.
+    error NotSigner(address sender, address signer);
+    /// @notice Only an Active node may complain.
+    error NotEligible(address node);
+    /// @notice A node complains about a round at most once.
+    error AlreadyComplained(uint256 task, uint256 round, address node);
 
     /// @notice A task was created.
     event TaskCreated(uint256 indexed task, address indexed owner, bytes32 configHash, string blobBase);
@@ -66,6 +86,12 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     );
     /// @notice One participant's contribution to a committed round.
     event ContributionRecorded(uint256 indexed task, uint256 indexed round, address indexed node, uint256 score);
+    /// @notice A verified round's accepted updates: the Merkle root of their leaves.
+    event UpdatesCommitted(uint256 indexed task, uint256 indexed round, bytes32 updatesRoot);
+    /// @notice A node says its signed update for a verified round was left out of the commitment.
+    event UpdateOmitted(
+        uint256 indexed task, uint256 indexed round, address indexed node, bytes32 updateHash, uint256 weight
+    );
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE.
     /// @param reputation_ Reputation contract fed with scores (and checking participants are active).
@@ -119,6 +145,129 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         address[] calldata missed,
         address[] calldata penalized
     ) external onlyRole(COORDINATOR_ROLE) {
+        _commit(task, round, modelHash, uri, parentHash, participants, scores, missed, penalized);
+    }
+
+    /// @notice Commit one verified round: as `commitRound`, plus the Merkle root of the round's accepted
+    ///         updates, which validators re-derive the model and the scores from.
+    /// @param task Task id.
+    /// @param round Round number; must be the task's next round.
+    /// @param modelHash Canonical hash of the aggregated model.
+    /// @param uri Where the blob is, or empty if it is at the task's default location.
+    /// @param parentHash Model hash of the previous round.
+    /// @param participants Participants, sorted ascending by address; all must be active.
+    /// @param scores Contribution scores in Reputation.SCALE units, same order.
+    /// @param missed Nodes selected for the round that did not answer in time.
+    /// @param penalized Nodes whose reply was rejected.
+    /// @param updatesRoot Root of the leaves (node, update hash, weight, score) of the accepted updates.
+    function commitVerifiedRound(
+        uint256 task,
+        uint256 round,
+        bytes32 modelHash,
+        string calldata uri,
+        bytes32 parentHash,
+        address[] calldata participants,
+        uint256[] calldata scores,
+        address[] calldata missed,
+        address[] calldata penalized,
+        bytes32 updatesRoot
+    ) external onlyRole(COORDINATOR_ROLE) {
+        if (updatesRoot == bytes32(0)) revert EmptyUpdatesRoot();
+        _commit(task, round, modelHash, uri, parentHash, participants, scores, missed, penalized);
+        _updatesRoot[task][round] = updatesRoot;
+        emit UpdatesCommitted(task, round, updatesRoot);
+    }
+
+    /// @notice The Merkle root of a verified round's accepted updates (zero for a round committed
+    ///         without one); reverts UnknownRound for a round never committed.
+    /// @param task Task id.
+    /// @param round Round number.
+    /// @return The root.
+    function updatesRoot(uint256 task, uint256 round) external view returns (bytes32) {
+        getRound(task, round);
+        return _updatesRoot[task][round];
+    }
+
+    /// @notice Whether a leaf is in a verified round's commitment.
+    /// @param task Task id.
+    /// @param round Round number; reverts NotVerified if it has no updates root.
+    /// @param node The update's sender.
+    /// @param updateHash Hash of the update's blob.
+    /// @param weight The weight it was aggregated with.
+    /// @param score The score it was given.
+    /// @param proof Sibling hashes from the leaf to the root.
+    /// @return True if the proof leads to the committed root.
+    function isCommittedUpdate(
+        uint256 task,
+        uint256 round,
+        address node,
+        bytes32 updateHash,
+        uint256 weight,
+        uint256 score,
+        bytes32[] calldata proof
+    ) external view returns (bool) {
+        bytes32 root = _updatesRoot[task][round];
+        if (root == bytes32(0)) revert NotVerified(task, round);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(node, updateHash, weight, score))));
+        return MerkleProof.verifyCalldata(proof, root, leaf);
+    }
+
+    /// @notice The digest a node signs for its update (EIP-191 personal message of these 32 bytes).
+    /// @param task Task id.
+    /// @param round Round number.
+    /// @param updateHash Hash of the update's blob.
+    /// @param weight The weight the node claims.
+    /// @return keccak256(abi.encode(UPDATE_DOMAIN, chain id, this ledger, task, round, updateHash, weight)).
+    function updateDigest(uint256 task, uint256 round, bytes32 updateHash, uint256 weight)
+        public
+        view
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(UPDATE_DOMAIN, block.chainid, address(this), task, round, updateHash, weight));
+    }
+
+    /// @notice A node's complaint that its signed update was left out of a verified round. The
+    ///         contract checks the signature and the sender; whether the update really is missing is
+    ///         for the leaves (validators, `flchain audit`) to show: a false complaint is refuted by a
+    ///         proof (`isCommittedUpdate`).
+    /// @param task Task id.
+    /// @param round A verified round.
+    /// @param updateHash The update the node signed.
+    /// @param weight The weight it signed.
+    /// @param signature The node's signature over `updateDigest`.
+    function complainOmitted(
+        uint256 task,
+        uint256 round,
+        bytes32 updateHash,
+        uint256 weight,
+        bytes calldata signature
+    ) external {
+        if (_updatesRoot[task][round] == bytes32(0)) revert NotVerified(task, round);
+        // MessageHashUtils.toEthSignedMessageHash, inlined: that library pulls in Strings and Bytes, which
+        // need Cancun's mcopy, and these contracts target Shanghai (ganache runs no later fork).
+        bytes32 signed = keccak256(
+            abi.encodePacked("\x19Ethereum Signed Message:\n32", updateDigest(task, round, updateHash, weight))
+        );
+        address signer = ECDSA.recover(signed, signature);
+        if (signer != msg.sender) revert NotSigner(msg.sender, signer);
+        if (!reputation.isEligible(signer)) revert NotEligible(signer);
+        if (_complained[task][round][signer]) revert AlreadyComplained(task, round, signer);
+        _complained[task][round][signer] = true;
+        emit UpdateOmitted(task, round, signer, updateHash, weight);
+    }
+
+    /// @dev The shared body of commitRound and commitVerifiedRound.
+    function _commit(
+        uint256 task,
+        uint256 round,
+        bytes32 modelHash,
+        string calldata uri,
+        bytes32 parentHash,
+        address[] calldata participants,
+        uint256[] calldata scores,
+        address[] calldata missed,
+        address[] calldata penalized
+    ) private {
         _checkSequence(task, round, modelHash, parentHash);
         uint256 n = participants.length;
         if (n != scores.length) revert LengthMismatch(n, scores.length);

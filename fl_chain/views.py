@@ -117,6 +117,13 @@ def describe_event(event) -> str:
         )
     elif event.name == "ContributionRecorded":
         text = f"task {args['task']} round {args['round']}: {args['node']} scored {fixed(args['score'])}"
+    elif event.name == "UpdatesCommitted":
+        text = f"task {args['task']} round {args['round']}: updates root {short(args['updatesRoot'])}"
+    elif event.name == "UpdateOmitted":
+        text = (
+            f"task {args['task']} round {args['round']}: {args['node']} says its signed update "
+            f"{short(args['updateHash'])} (weight {args['weight']}) was left out"
+        )
     else:
         text = f"{event.name} " + ", ".join(f"{k}={v}" for k, v in args.items())
     return f"{prefix}block {event.block_number}: {text}"

@@ -13,8 +13,8 @@ from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fl_chain.chain.update_signing import LEAF_TYPES, SignedUpdate, UpdateLeaf, sign_update
 from fl_chain.errors import FlchainError
-from fl_chain.fl.update_signing import LEAF_TYPES, SignedUpdate, UpdateLeaf, sign_update
 from fl_chain.merkle import StandardTree, process_proof
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,3 +113,68 @@ def test_a_malformed_update_signature_is_a_one_line_error() -> None:
             SignedUpdate(**{**signed.__dict__, "signature": bad}).signer()
     with pytest.raises(FlchainError, match="32 bytes"):
         sign_update(Account.create(), 31337, LEDGER, 1, 2, b"\x07" * 31, 10)
+
+
+def test_a_verified_round_commits_its_updates_root_and_hears_a_left_out_node(chain) -> None:
+    """On a real chain: the ledger's digest is the one nodes sign; the root committed with a verified
+    round proves each leaf (and no altered one); a node left out posts its signed update as a
+    complaint, once, and only with its own signature; a plain round and an empty root are refused."""
+    from fl_chain.chain import bootstrap, ledger
+    from fl_chain.chain.update_signing import update_digest
+
+    client = chain.client
+    nodes = bootstrap.register_nodes(client, 4)
+    task = ledger.create_task(client, chain.coordinator, b"\x01" * 32, "file:///s/")
+    ledger.commit_round(client, chain.coordinator, task, 0, b"\x10" * 32, "", ledger.ZERO_HASH, {})
+    chain_id, address = client.deployment.chain_id, client.ledger.address
+    signed = [
+        sign_update(n, chain_id, address, task, 1, bytes([i + 1]) * 32, 100 + i) for i, n in enumerate(nodes)
+    ]
+    assert bytes(
+        client.call(client.ledger.functions.updateDigest(task, 1, b"\x01" * 32, 100))
+    ) == update_digest(chain_id, address, task, 1, b"\x01" * 32, 100)
+    included = [
+        UpdateLeaf(s.signer(), s.update_hash, s.weight, 500_000) for s in signed[:3]
+    ]  # node 3 left out
+    tree = StandardTree.of(LEAF_TYPES, [leaf.row() for leaf in included])
+    scores = {leaf.node: leaf.score for leaf in included}
+    with pytest.raises(FlchainError, match="EmptyUpdatesRoot"):
+        ledger.commit_round(
+            client, chain.coordinator, task, 1, b"\x11" * 32, "", b"\x10" * 32, scores, updates_root=bytes(32)
+        )
+    ledger.commit_round(
+        client, chain.coordinator, task, 1, b"\x11" * 32, "", b"\x10" * 32, scores, updates_root=tree.root
+    )
+    assert ledger.updates_root(client, task, 1) == tree.root and ledger.updates_root(client, task, 0) is None
+    for leaf in included:
+        assert ledger.is_committed_update(client, task, 1, leaf, tree.proof(leaf.row()))
+    reweighted = UpdateLeaf(
+        included[0].node, included[0].update_hash, included[0].weight * 2, included[0].score
+    )
+    assert not ledger.is_committed_update(client, task, 1, reweighted, tree.proof(included[0].row()))
+
+    left_out = nodes[3]
+    with pytest.raises(FlchainError, match="NotSigner"):
+        ledger.complain_omitted(client, nodes[0], signed[3])  # someone else's signature
+    receipt = ledger.complain_omitted(client, left_out, signed[3])
+    (event,) = client.ledger.events.UpdateOmitted().process_receipt(receipt)
+    assert event["args"]["node"] == left_out.address and event["args"]["updateHash"] == signed[3].update_hash
+    with pytest.raises(FlchainError, match="AlreadyComplained"):
+        ledger.complain_omitted(client, left_out, signed[3])
+    plain = sign_update(left_out, chain_id, address, task, 0, b"\x05" * 32, 1)
+    with pytest.raises(FlchainError, match="NotVerified"):
+        ledger.complain_omitted(client, left_out, plain)
+    outsider = Account.create()
+    client.fund(chain.admin, outsider.address, 10**17)
+    with pytest.raises(FlchainError, match="NotEligible"):
+        ledger.complain_omitted(
+            client, outsider, sign_update(outsider, chain_id, address, task, 1, b"\x06" * 32, 1)
+        )
+    # Visible to every reader: the watcher's events and `flchain audit`.
+    from fl_chain.chain.audit import audit_task
+    from fl_chain.chain.watcher import ChainWatcher
+
+    names = [e.name for e in ChainWatcher(client).poll()]
+    assert names.count("UpdatesCommitted") == 1 and names.count("UpdateOmitted") == 1
+    omitted = [f for f in audit_task(client, task) if f.check == "update omitted"]
+    assert len(omitted) == 1 and left_out.address in omitted[0].detail and not omitted[0].ok

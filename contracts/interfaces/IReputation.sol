@@ -22,6 +22,11 @@ interface IReputation {
     /// @notice A node's reputation fell below the threshold and it was suspended.
     event AutoSuspended(address indexed node, uint256 value);
 
+    /// @notice Whether a node is Active (the registry's status, mirrored here).
+    /// @param node The node.
+    /// @return True if it may take part in rounds.
+    function isEligible(address node) external view returns (bool);
+
     /// @notice Fold one round's outcomes into reputations; scored participants must be Active, else
     ///         the call reverts with InactiveParticipant(node).
     /// @param nodes Scored participants of the round.

@@ -85,12 +85,15 @@ def _solc_binary(build_dir: Path) -> Path:
         return Path(native)
     solcjs = require_node_tool("solc/solc.js", "solcjs (npm package solc)")
     shim = build_dir / "solcjs-shim"
-    # solcjs exits before flushing a pipe (output cut at 64 KiB), so it writes to a file first.
+    # solcjs exits before flushing a pipe (output cut at 64 KiB), so it writes to a file first; and it
+    # reads its input with one non-blocking read, which fails with EAGAIN when the input is larger than
+    # a pipe holds, so the input goes through a file too.
     script = (
         "#!/bin/sh\n"
-        "out=$(mktemp) || exit 1\n"
-        f'node {solcjs} "$@" > "$out"; rc=$?\n'
-        'grep -v \'^>>>\' "$out"; rm -f "$out"; exit $rc\n'
+        "in=$(mktemp) && out=$(mktemp) || exit 1\n"
+        'cat > "$in"\n'
+        f'node {solcjs} "$@" < "$in" > "$out"; rc=$?\n'
+        'grep -v \'^>>>\' "$out"; rm -f "$in" "$out"; exit $rc\n'
     )
     if not shim.exists() or shim.read_text() != script:
         shim.write_text(script)

@@ -12,6 +12,7 @@ from web3.exceptions import TimeExhausted, TransactionNotFound
 from web3.types import TxReceipt
 
 from fl_chain.chain.client import ChainClient, ReceiptTimeout
+from fl_chain.chain.update_signing import SignedUpdate, UpdateLeaf
 from fl_chain.errors import FlchainError
 from fl_chain.store import arrays_from_bytes, fetch_blob, require_model_hash
 
@@ -49,6 +50,7 @@ def commit_round(
     penalized: list[str] | None = None,
     timeout: float = 120.0,
     attempts: int = 5,
+    updates_root: bytes | None = None,
 ) -> TxReceipt:
     """Commit one round; participants are sorted by address as the contract requires. `missed` are
     selected nodes without an answer in time, `penalized` those whose reply was rejected.
@@ -56,10 +58,11 @@ def commit_round(
     If the receipt does not arrive in time, the chain is consulted before anything is re-sent: the round
     already holding this hash means the commit landed (its receipt is returned); a pending transaction
     is waited for again; a dropped one is re-sent. The contract's strict round sequence makes a
-    duplicate impossible in any case; this keeps the coordinator from failing or skipping a round."""
+    duplicate impossible in any case; this keeps the coordinator from failing or skipping a round.
+    With `updates_root` the round is committed as a verified round (`commitVerifiedRound`)."""
     ordered = sorted((Web3.to_checksum_address(a) for a in scores), key=lambda a: int(a, 16))
     lookup = {a.lower(): s for a, s in scores.items()}
-    fn = client.ledger.functions.commitRound(
+    arguments = [
         task,
         round_number,
         model_hash,
@@ -69,7 +72,11 @@ def commit_round(
         [int(lookup[a.lower()]) for a in ordered],
         [Web3.to_checksum_address(a) for a in missed or []],
         [Web3.to_checksum_address(a) for a in penalized or []],
-    )
+    ]
+    if updates_root is None:
+        fn = client.ledger.functions.commitRound(*arguments)
+    else:  # a verified round: the same commit plus the root of its accepted updates (one more slot)
+        fn = client.ledger.functions.commitVerifiedRound(*arguments, updates_root)
     pending: bytes | None = None
     for _ in range(attempts):
         try:
@@ -194,3 +201,25 @@ def require_task(client: ChainClient, task: int) -> None:
     """Raise a one-line error if the task does not exist."""
     if not 1 <= task <= task_count(client):
         raise FlchainError(f"task {task} does not exist on this deployment")
+
+
+def updates_root(client: ChainClient, task: int, round_number: int) -> bytes | None:
+    """The Merkle root of a verified round's accepted updates, or None for a round committed without."""
+    root = bytes(client.call(client.ledger.functions.updatesRoot(task, round_number)))
+    return None if root == ZERO_HASH else root
+
+
+def is_committed_update(
+    client: ChainClient, task: int, round_number: int, leaf: UpdateLeaf, proof: list[bytes]
+) -> bool:
+    """Whether the chain's updates root of the round includes `leaf` (checked by the contract)."""
+    fn = client.ledger.functions.isCommittedUpdate(task, round_number, *leaf.row(), proof)
+    return bool(client.call(fn))
+
+
+def complain_omitted(client: ChainClient, node: LocalAccount, signed: SignedUpdate) -> TxReceipt:
+    """Post a node's signed update on-chain as left out of its verified round (UpdateOmitted)."""
+    fn = client.ledger.functions.complainOmitted(
+        signed.task, signed.round, signed.update_hash, signed.weight, bytes.fromhex(signed.signature[2:])
+    )
+    return client.transact(node, fn)

@@ -34,6 +34,8 @@ KINDS = {
     "TaskCreated": "task_created",
     "RoundCommitted": "round_committed",
     "ContributionRecorded": "contribution",
+    "UpdatesCommitted": "updates_committed",
+    "UpdateOmitted": "update_omitted",
     "ReputationUpdated": "reputation",
     "AutoSuspended": "auto_suspended",
     "RoundMissed": "round_missed",
