@@ -84,8 +84,9 @@ def load_key(path: Path, password: str) -> LocalAccount:
         if "MAC mismatch" in str(exc):
             raise FlchainError(f"wrong password for keystore {path}") from None
         raise FlchainError(f"{path}: damaged keystore ({str(exc)[:80]})") from None
-    except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:
-        # a keystore whose JSON parses but whose crypto section is missing fields or mistyped
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError, AssertionError) as exc:
+        # a keystore whose JSON parses but whose crypto section is missing fields or mistyped (eth_keyfile
+        # checks some fields, such as the MAC's "hmac" prf, with assert)
         raise FlchainError(f"{path}: damaged keystore ({type(exc).__name__}: {str(exc)[:80]})") from None
     return Account.from_key(key)
 
