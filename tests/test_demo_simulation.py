@@ -30,6 +30,7 @@ def test_demo_reaches_90_percent_and_commits_every_round(backend: str, tmp_path:
     assert [r["round"] for r in reports] == [0, 1, 2, 3]
     assert reports[-1]["accuracy"] >= 0.90
     assert all(len(r["participants"]) == 5 for r in reports[1:])
+    assert all(r["signed"] == r["participants"] for r in reports[1:])  # every update signed by its node
     assert not any(r["suspended"] or r["penalized"] for r in reports)  # honest nodes keep their standing
     assert "chain holds 4 rounds (0-3)" in result.stdout
     assert (home / "accuracy.png").stat().st_size > 1000

@@ -178,3 +178,67 @@ def test_a_verified_round_commits_its_updates_root_and_hears_a_left_out_node(cha
     assert names.count("UpdatesCommitted") == 1 and names.count("UpdateOmitted") == 1
     omitted = [f for f in audit_task(client, task) if f.check == "update omitted"]
     assert len(omitted) == 1 and left_out.address in omitted[0].detail and not omitted[0].ok
+
+
+def test_screening_checks_each_replys_signed_update() -> None:
+    """Pure screening with real signatures: a reply's claim must be for the update it carries, its weight,
+    this round, and signed by its sender; a false claim is dropped and penalized; an unsigned reply
+    passes unless the round requires signatures (then it is dropped, not penalized)."""
+    import numpy as np
+    from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+
+    from fl_chain.chain.update_signing import RoundContext
+    from fl_chain.fl.records import UPDATE_RECORD, arrays_to_record
+    from fl_chain.fl.screening import ScreeningPolicy, screen_replies
+    from fl_chain.store import hash_arrays
+    from tests.conftest import flower_server_identity
+
+    previous = {"w": np.zeros(4, np.float32)}
+    context = RoundContext(31337, LEDGER, 3, 7)
+    keys = {n: Account.create() for n in range(1, 9)}
+    verified = {n: k.address for n, k in keys.items()}
+    with flower_server_identity(1):  # Flower stamps messages with the ServerApp's identity
+        outgoing = {
+            n: Message(RecordDict({"c": ConfigRecord({})}), dst_node_id=n, message_type="train") for n in keys
+        }
+
+    def reply(
+        n: int, signer=None, weight: int = 5, claimed: float = 5, rnd: int = 7, other=False, claim=None
+    ):
+        arrays = {"w": np.full(4, n, np.float32)}
+        content = RecordDict(
+            {"arrays": arrays_to_record(arrays), "metrics": MetricRecord({"num-examples": claimed})}
+        )
+        if claim is not None:
+            content[UPDATE_RECORD] = ConfigRecord(claim)
+        elif signer is not None:
+            signed_hash = hash_arrays({"w": np.full(4, -1, np.float32)}) if other else hash_arrays(arrays)
+            signed = sign_update(signer, 31337, LEDGER, 3, rnd, signed_hash, weight)
+            content[UPDATE_RECORD] = ConfigRecord(
+                {"hash": "0x" + signed_hash.hex(), "weight": weight, "signature": signed.signature}
+            )
+        return Message(content, reply_to=outgoing[n])
+
+    replies = [
+        reply(1, keys[1]),  # honest
+        reply(2, keys[1]),  # node 1's signature on node 2's reply
+        reply(3, keys[3], other=True),  # signed another update
+        reply(4, keys[4], weight=5, claimed=50),  # claims more weight than it signed
+        reply(5, keys[5], rnd=6),  # a signature from another round
+        reply(6),  # unsigned
+        reply(7, claim={"hash": "0x12", "weight": 5, "signature": "0x12"}),  # garbage
+        reply(8, keys[8], weight=7, claimed=7.5),  # a fractional claim signs as its integer part
+    ]
+    out = screen_replies(replies, verified, previous, ScreeningPolicy(claim_cap=0), context)
+    assert sorted(out.signed) == sorted([verified[1], verified[8]])
+    assert {r.metadata.src_node_id for r in out.accepted} == {1, 6, 8}
+    assert "signed by" in out.dropped[verified[2]]
+    assert "not the hash of the update sent" in out.dropped[verified[3]]
+    assert "signed weight 5 is not the claimed 50" in out.dropped[verified[4]]
+    assert "or for another round" in out.dropped[verified[5]]
+    assert "hash is not 0x + 64 hex digits" in out.dropped[verified[7]]
+    assert out.penalized == {verified[n] for n in (2, 3, 4, 5, 7)}
+    strict = screen_replies(
+        replies, verified, previous, ScreeningPolicy(claim_cap=0, require_signed=True), context
+    )
+    assert "unsigned update" in strict.dropped[verified[6]] and verified[6] not in strict.penalized

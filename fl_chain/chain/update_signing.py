@@ -10,6 +10,8 @@ EIP-191 personal message, which OpenZeppelin's `MessageHashUtils.toEthSignedMess
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from eth_abi import encode
@@ -99,3 +101,43 @@ class UpdateLeaf:
     def row(self) -> tuple[str, bytes, int, int]:
         """The ABI values of the leaf, in LEAF_TYPES order."""
         return (to_checksum_address(self.node), self.update_hash, self.weight, self.score)
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """What a signed update must be for: this chain, this ledger, this task and round."""
+
+    chain_id: int
+    ledger: str
+    task: int
+    round: int
+
+
+_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+_SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
+
+
+def check_claim(
+    claim: Mapping[str, object], context: RoundContext, sender: str, update_hash: bytes, weight: int
+) -> SignedUpdate:
+    """The claim a reply carries (its "hash", "weight" and "signature"), checked against the update it
+    came with and the round it is for; a one-line FlchainError saying what differs otherwise."""
+    raw_hash, raw_weight, signature = claim.get("hash"), claim.get("weight"), claim.get("signature")
+    if not (isinstance(raw_hash, str) and _HASH.fullmatch(raw_hash)):
+        raise FlchainError("the update claim's hash is not 0x + 64 hex digits")
+    if not isinstance(raw_weight, int) or isinstance(raw_weight, bool) or raw_weight < 0:
+        raise FlchainError("the update claim's weight is not a non-negative integer")
+    if not (isinstance(signature, str) and _SIGNATURE.fullmatch(signature)):
+        raise FlchainError("the update claim's signature is not 0x + 130 hex digits")
+    update = bytes.fromhex(raw_hash[2:])
+    signed = SignedUpdate(
+        context.chain_id, context.ledger, context.task, context.round, update, raw_weight, signature
+    )
+    if signed.update_hash != update_hash:
+        raise FlchainError("the signed update hash is not the hash of the update sent")
+    if signed.weight != weight:
+        raise FlchainError(f"the signed weight {signed.weight} is not the claimed {weight}")
+    signer = signed.signer()
+    if signer.lower() != sender.lower():
+        raise FlchainError(f"the update is signed by {signer}, not by the sender (or for another round)")
+    return signed

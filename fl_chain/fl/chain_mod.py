@@ -29,12 +29,14 @@ from fl_chain.fl.records import (
     AUTH_RECORD,
     CONFIG_PARENT_ROUND,
     CONFIG_TASK_ID,
+    UPDATE_RECORD,
+    WEIGHT_KEY,
     arrays_to_record,
     record_to_arrays,
 )
 from fl_chain.fl.simulated_keys import keys_file, simulated_node_settings
 from fl_chain.fl.task_identity import require_identity
-from fl_chain.store import require_model_hash
+from fl_chain.store import hash_arrays, require_model_hash
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -144,6 +146,7 @@ def make_flchain_mod(
                 expected = check_received_model(settings, identity, message, app_id)
                 reply = call_next(message, context)
                 check_reply_model(expected, reply, app_id)
+                sign_reply(identity, message, reply)
                 return reply
             identity.require_active()
             return call_next(message, context)
@@ -228,3 +231,27 @@ def check_reply_model(config_hash: bytes, reply: Message, app: str) -> None:
         return
     _, record = model_record(reply)
     require_identity(config_hash, record_to_arrays(record), app, "this node's trained model")
+
+
+def sign_reply(identity: NodeIdentity, message: Message, reply: Message) -> None:
+    """Attach the node's signature on the update it sends (chain/update_signing.py): this update, with
+    this weight, for this round of this task, on this chain and ledger. Anyone holding the update can
+    check it; a coordinator that drops or reweights it cannot deny having received it."""
+    if reply.has_error():
+        return
+    from fl_chain.chain.update_signing import sign_update
+
+    config = chain_config(message)
+    task, round_number = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND]) + 1
+    _, record = model_record(reply)
+    metrics = list(reply.content.metric_records.values())
+    claimed = metrics[0].get(WEIGHT_KEY, 0) if len(metrics) == 1 else 0
+    weight = int(claimed) if isinstance(claimed, int | float) and claimed >= 0 else 0
+    reads = identity.reads
+    update_hash = hash_arrays(record_to_arrays(record))
+    signed = sign_update(
+        identity.account, reads.chain_id, reads.ledger, task, round_number, update_hash, weight
+    )
+    reply.content[UPDATE_RECORD] = ConfigRecord(
+        {"hash": "0x" + update_hash.hex(), "weight": weight, "signature": signed.signature}
+    )

@@ -21,6 +21,7 @@ from fl_chain.fl.node_config import NodeConfig
 from fl_chain.fl.records import (
     CONFIG_LOCAL_STEPS,
     CONFIG_PARENT_ROUND,
+    UPDATE_RECORD,
     WEIGHT_KEY,
     arrays_to_record,
     record_to_arrays,
@@ -90,6 +91,12 @@ def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
         trained = record_to_arrays(reply.content.array_records["arrays"])
         round_number = int(message.content.config_records["config"][CONFIG_PARENT_ROUND]) + 1
         reply.content["arrays"] = arrays_to_record(apply_attack(attack, received, trained, round_number))
+        if UPDATE_RECORD in reply.content.config_records:
+            # The attacker controls its client and key: it signs what it really sends, so its poisoned
+            # update is judged on its merits, not caught by a signature it would never get wrong.
+            from fl_chain.fl.chain_mod import identity_for, sign_reply
+
+            sign_reply(identity_for(resolve(context)), message, reply)
         return reply
 
     return attack_mod

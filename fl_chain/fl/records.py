@@ -21,6 +21,10 @@ CONFIG_TASK_ID = "flchain-task-id"
 CONFIG_PARENT_ROUND = "flchain-parent-round"
 CONFIG_LOCAL_STEPS = "local-steps"  # mini-batches sized to the node's declared capacity
 WEIGHT_KEY = "num-examples"  # the metric Flower's strategies weight replies by
+# ConfigRecord a node's mod adds to its training reply: "hash" (0x + the update's model hash), "weight"
+# (int: the claimed WEIGHT_KEY) and "signature" (chain/update_signing.py). Flower's strategies read only
+# the ArrayRecord and the MetricRecord of a reply, so the extra record passes through them.
+UPDATE_RECORD = "flchain-update"
 MAX_ARRAY_HEADER = 65_536  # bytes an .npy header may take beyond the array's data (numpy's own limit)
 
 
@@ -61,6 +65,11 @@ def reply_parts(reply: Message) -> tuple[ArrayRecord, MetricRecord] | str:
     if len(records) != 1 or len(metrics) != 1:
         return "reply must hold exactly one ArrayRecord and one MetricRecord"
     return records[0], metrics[0]
+
+
+def update_claim(reply: Message) -> ConfigRecord | None:
+    """The node's signed claim on its update (UPDATE_RECORD), if the reply carries one."""
+    return reply.content.config_records.get(UPDATE_RECORD)
 
 
 def with_config(message: Message, values: Mapping[str, int | float | str]) -> Message:

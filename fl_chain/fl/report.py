@@ -37,6 +37,7 @@ class RoundReport:
     reputations: dict[str, int] = field(default_factory=dict)
     raw_scores: dict[str, float] = field(default_factory=dict)
     clipped: dict[str, float] = field(default_factory=dict)  # who -> factor its update was scaled by
+    signed: list[str] = field(default_factory=list)  # participants whose update carried a valid signature
     metrics: dict[str, float] = field(default_factory=dict)  # the app's own evaluation, if it has one
     step_scaled: float = 1.0  # factor the aggregate's step was shortened by (fl/influence.py)
 

@@ -9,12 +9,22 @@ from dataclasses import dataclass, field
 import numpy as np
 from flwr.app import Message
 
+from fl_chain.chain.update_signing import RoundContext, SignedUpdate, check_claim
+from fl_chain.errors import FlchainError
 from fl_chain.fl.anchor import flat_delta
 from fl_chain.fl.evidence import EvidenceBook
 from fl_chain.fl.gate import short_reason
-from fl_chain.fl.records import WEIGHT_KEY, record_mismatch, record_to_arrays, reply_parts, with_update
+from fl_chain.fl.records import (
+    WEIGHT_KEY,
+    record_mismatch,
+    record_to_arrays,
+    reply_parts,
+    update_claim,
+    with_update,
+)
 from fl_chain.fl.scoring import find_outliers
 from fl_chain.fl.validation import check_metrics, check_update
+from fl_chain.store import hash_arrays
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,7 @@ class ScreeningPolicy:
     reject_outliers: bool = False
     outlier_norm_ratio: float = 3.0
     claim_cap: float = 2.0  # a claimed example count counts at most this x the round's median claim (0: off)
+    require_signed: bool = False  # refuse a reply without the node's signature on its update
 
 
 @dataclass
@@ -39,6 +50,7 @@ class Screened:
     dropped: dict[str, str] = field(default_factory=dict)  # who -> reason
     penalized: set[str] = field(default_factory=set)  # verified senders of unusable or outlier replies
     clipped: dict[str, float] = field(default_factory=dict)  # who -> factor its update was scaled by
+    signed: dict[str, SignedUpdate] = field(default_factory=dict)  # who -> its signature on its update
 
 
 def screen_replies(
@@ -46,9 +58,13 @@ def screen_replies(
     verified: Mapping[int, str],
     previous: Mapping[str, np.ndarray],
     policy: ScreeningPolicy,
+    context: RoundContext | None = None,
 ) -> Screened:
     """Sort replies into accepted and dropped (with reasons); verified senders of unusable or (with
-    `reject_outliers`) outlier updates are marked for a penalty."""
+    `reject_outliers`) outlier updates are marked for a penalty. With `context`, a reply's signed claim
+    on its update (chain/update_signing.py) must match the update, the sender and this round; a reply
+    that carries a claim which does not is dropped and penalized (the node signed something else or
+    someone else's update), and with `require_signed` an unsigned reply is dropped."""
     out = Screened()
     for reply in replies:
         node_id = reply.metadata.src_node_id
@@ -65,6 +81,15 @@ def screen_replies(
             out.dropped[who] = reason
             out.penalized.add(who)
             continue
+        if context is not None:
+            reason, signed = _check_signature(reply, who, arrays, weight, context, policy.require_signed)
+            if reason:
+                out.dropped[who] = reason
+                if update_claim(reply) is not None:  # a false claim is the node's doing; no claim may not be
+                    out.penalized.add(who)
+                continue
+            if signed is not None:
+                out.signed[who] = signed
         out.accepted.append(reply)
         out.updates[who], out.weights[who] = arrays, weight
     if policy.reject_outliers:
@@ -72,6 +97,24 @@ def screen_replies(
     if policy.claim_cap > 0:
         _cap_claims(out, verified, policy)
     return out
+
+
+def _check_signature(
+    reply: Message,
+    who: str,
+    arrays: Mapping[str, np.ndarray],
+    weight: float,
+    context: RoundContext,
+    required: bool,
+) -> tuple[str | None, SignedUpdate | None]:
+    """(reason to drop, None) or (None, the checked signature or None when unsigned and allowed)."""
+    claim = update_claim(reply)
+    if claim is None:
+        return ("unsigned update (this round requires the node's signature)" if required else None), None
+    try:
+        return None, check_claim(claim, context, who, hash_arrays(arrays), int(weight))
+    except FlchainError as exc:
+        return f"bad update signature: {exc}", None
 
 
 def _cap_claims(out: Screened, verified: Mapping[int, str], policy: ScreeningPolicy) -> None:

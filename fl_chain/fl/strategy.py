@@ -19,6 +19,7 @@ from flwr.supercore import log
 
 from fl_chain.chain import registry, reputation
 from fl_chain.chain.fixedpoint import from_fixed
+from fl_chain.chain.update_signing import RoundContext
 from fl_chain.errors import FlchainError
 from fl_chain.fl.anchor import RootAnchor, RootTrainer
 from fl_chain.fl.committer import RoundCommitter
@@ -199,7 +200,11 @@ class ChainStrategy(Strategy):
         """Screen, score, aggregate with the wrapped strategy, commit and report the round."""
         on_chain_round = self.round_offset + server_round
         seconds = {"train": time.monotonic() - self._train_started}
-        screened = screen_replies(replies, self.gate.verified, self._previous, self.policy.screening)
+        client = self.committer.client
+        context = RoundContext(
+            client.deployment.chain_id, client.ledger.address, self.committer.task, on_chain_round
+        )
+        screened = screen_replies(replies, self.gate.verified, self._previous, self.policy.screening, context)
         started = time.monotonic()
         root, directions = self._root_future.result() if self._root_future is not None else (None, True)
         self._root_future = None
@@ -290,6 +295,7 @@ class ChainStrategy(Strategy):
             reputations=reputation.reputations(self.committer.client, known),
             raw_scores={k: float(v) for k, v in raw.items()},
             clipped={k: round(v, 4) for k, v in screened.clipped.items()},
+            signed=sorted(screened.signed),
             **fields,
             **commit.report_fields(),
         )
