@@ -5,12 +5,11 @@ server's reports when it runs beside the server, and publishes a new numbered sn
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from fl_chain.chain.client import ChainClient
-from fl_chain.chain.watcher import ChainEvent, ChainWatcher
+from fl_chain.chain.watcher import ChainWatcher
 from fl_chain.dashboard.ledger_view import ChainFacts, LedgerView
 from fl_chain.errors import FlchainError
 from fl_chain.fl.report import RoundReport, RunEventsReader
@@ -46,9 +45,10 @@ class LedgerSync:
 
     def step(self) -> bool:
         """One poll; True if the picture changed (a new snapshot was published)."""
-        events = self.watcher.poll()
-        self._learn_facts(events)
-        changed = self.view.apply(events)
+        # The events go into the view before anything else is asked of the chain: the watcher's cursor has
+        # moved past them, so a lookup failing now must not lose them (their facts are retried next poll).
+        changed = self.view.apply(self.watcher.poll())
+        changed = self._learn_facts() or changed
         changed = self._read_reports() or changed
         head = self.watcher.cursor.block
         if changed or not self._snapshot or self._snapshot["chain"]["head"] != head or self.status != "live":
@@ -57,19 +57,22 @@ class LedgerSync:
             return True
         return False
 
-    def _learn_facts(self, events: list[ChainEvent]) -> None:
+    def _learn_facts(self) -> bool:
+        """Block times and commit gas not yet known for the view's events; True if any were learned."""
         w3 = self.watcher.client.w3
-        for event in events:
-            if event.removed:
-                continue
+        learned = False
+        for event in self.view.events:
             if event.block_number not in self.facts.block_time:
+                learned = True
                 self.facts.block_time[event.block_number] = int(
                     w3.eth.get_block(event.block_number)["timestamp"]
                 )
             if event.name == "RoundCommitted" and event.tx_hash not in self.facts.tx_gas:
+                learned = True
                 self.facts.tx_gas[event.tx_hash] = int(
                     w3.eth.get_transaction_receipt(event.tx_hash)["gasUsed"]
                 )
+        return learned
 
     def _read_reports(self) -> bool:
         if self.home is None:
@@ -150,10 +153,3 @@ class LedgerSync:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-    def wait_version(self, after: int, timeout: float) -> int:
-        """Block until the version exceeds `after` or `timeout` passes; the current version."""
-        deadline = time.monotonic() + timeout
-        while self.version <= after and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.version
