@@ -23,6 +23,7 @@ from fl_chain.dashboard.verify import verify_round
 STATIC = Path(__file__).resolve().parent / "static"
 VENDOR_FILES = ("vendor/uPlot.iife.min.js", "vendor/uPlot.min.css")
 HEARTBEAT_SECONDS = 15.0
+VERIFY_PATIENCE = 10.0  # seconds a verification waits for a chain node that is away
 # Chain data is attacker-controlled: the page renders it as text, and this policy forbids any script or
 # style the page did not ship, so a string that slipped into HTML still could not run.
 SECURITY_HEADERS = {
@@ -68,6 +69,10 @@ def make_app(sync: LedgerSync, allowed_hosts: list[str]) -> Starlette:
     """The dashboard app over a running LedgerSync; requests naming another host are refused (a web
     page elsewhere cannot reach the dashboard through DNS rebinding)."""
 
+    # Its own connection, patient for seconds, not minutes: a click on verify while the chain is away
+    # answers "unavailable" soon instead of hanging a request for the shared client's 300 s.
+    verifier = sync.client.with_patience(VERIFY_PATIENCE, report=lambda message: None)
+
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
@@ -99,7 +104,7 @@ def make_app(sync: LedgerSync, allowed_hosts: list[str]) -> Starlette:
             task, round_number = int(request.path_params["task"]), int(request.path_params["round"])
         except ValueError:
             return JSONResponse({"status": "unavailable", "detail": "task and round are numbers"}, 400)
-        result = await asyncio.to_thread(verify_round, sync.client, task, round_number)
+        result = await asyncio.to_thread(verify_round, verifier, task, round_number)
         return JSONResponse(result, headers={"cache-control": "no-store"})
 
     routes = [
