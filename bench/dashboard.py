@@ -30,19 +30,9 @@ from fl_chain.chain.localnode import free_port  # noqa: E402
 from fl_chain.dashboard.serve import DashboardServer  # noqa: E402
 from fl_chain.fl.committer import RoundCommitter  # noqa: E402
 from fl_chain.store import ModelStore  # noqa: E402
-from tests.browser import chromium  # noqa: E402
+from tests.browser import chromium, wait_for  # noqa: E402
 
 DOCS = ROOT / "docs"
-
-
-def _wait(condition, timeout: float, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"bench: timed out after {timeout} s")
 
 
 def _row_count(driver) -> int:
@@ -66,9 +56,13 @@ def screenshot(work: Path) -> None:
         run_demo(config, 8, home, local=local, plot=False, validators=2)
         with chromium(work, 1400, 1300) as driver:
             driver.get(board.url)
-            _wait(lambda: _row_count(driver) == 7, 30)
+            wait_for(lambda: _row_count(driver) == 7, 30, "7 rounds on the page")
             driver.execute_script("document.querySelector('#rounds-table tbody tr button.verify').click()")
-            _wait(lambda: driver.execute_script("return document.querySelector('.verify-result.match')"), 30)
+            wait_for(
+                lambda: driver.execute_script("return document.querySelector('.verify-result.match')"),
+                30,
+                "a verified blob",
+            )
             time.sleep(0.5)
             driver.save_screenshot(str(DOCS / "dashboard.png"))
         print(f"screenshot: {DOCS / 'dashboard.png'}", flush=True)
@@ -108,13 +102,17 @@ def timings(work: Path, rounds: int, nodes: int, loads: int, live: int) -> dict:
         with chromium(work) as driver:
             for _ in range(loads):
                 driver.get(board.url)
-                paint = _wait(lambda: driver.execute_script("return document.body.dataset.firstPaintMs"), 30)
+                paint = wait_for(
+                    lambda: driver.execute_script("return document.body.dataset.firstPaintMs"),
+                    30,
+                    "first paint",
+                )
                 paints.append(int(paint))
-            _wait(lambda: _row_count(driver) == rounds, 30)
+            wait_for(lambda: _row_count(driver) == rounds, 30, "every round on the page")
             for n in range(rounds, rounds + live):
                 commit = committer.commit(n, {"w": rng.standard_normal(256).astype(np.float32)}, {})
                 mined = time.monotonic()  # the receipt is in: the block exists
-                _wait(lambda n=n: _row_count(driver) == n + 1, 30)
+                wait_for(lambda n=n: _row_count(driver) == n + 1, 30, f"round {n}", interval=0.01)
                 live_delays.append(time.monotonic() - mined)
                 assert commit.gas > 0
         return {

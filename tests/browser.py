@@ -4,9 +4,11 @@ browser download. The test is skipped, saying why, where the browser is not inst
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,3 +47,14 @@ def chromium(downloads: Path, width: int = 1400, height: int = 1500) -> Iterator
     finally:
         driver.quit()
         watchdog.forget(pid)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """The first truthy value of `condition()`, polled every `interval` s; TimeoutError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +19,10 @@ from fl_chain.chain.watcher import ChainEvent
 from fl_chain.dashboard.ledger_view import ChainFacts, LedgerView
 from fl_chain.dashboard.verify import _within_store
 from fl_chain.proctree import stop_pid
-from tests.browser import chromium
+from tests.browser import chromium, wait_for
 
 FLCHAIN = [sys.executable, "-m", "fl_chain"]
 HOSTILE_ENDPOINT = "<img src=x onerror=alert(1)>"
-
-
-def _wait(condition, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _rows(driver, table: str) -> list[list[str]]:
@@ -79,7 +68,7 @@ def test_the_dashboard_shows_the_ledger_live_and_verifies_blobs(tmp_path: Path) 
             )
         watchdog.watch(dashboard.pid)
         url = f"http://127.0.0.1:{port}/"
-        _wait(
+        wait_for(
             lambda: "Ctrl-C stops" in (tmp_path / "dashboard.log").read_text(), 60, "the dashboard to serve"
         )
 
@@ -93,13 +82,13 @@ def test_the_dashboard_shows_the_ledger_live_and_verifies_blobs(tmp_path: Path) 
 
         with chromium(tmp_path) as driver:
             driver.get(url)
-            _wait(
+            wait_for(
                 lambda: driver.execute_script("return document.body.dataset.version"), 20, "the first paint"
             )
             driver.execute_script("window.__loadedOnce = true")  # gone if the page ever reloads
 
             # The hostile endpoint is shown literally, and nothing it contains ran or became an element.
-            nodes = _wait(lambda: _rows(driver, "#nodes-table"), 20, "the node table")
+            nodes = wait_for(lambda: _rows(driver, "#nodes-table"), 20, "the node table")
             hostile_row = next(r for r in nodes if r[0] == hostile)
             assert HOSTILE_ENDPOINT in hostile_row and "Pending" in hostile_row
             assert driver.execute_script("return document.querySelectorAll('img').length") == 0
@@ -111,7 +100,7 @@ def test_the_dashboard_shows_the_ledger_live_and_verifies_blobs(tmp_path: Path) 
             config.federation.rounds = 2
             result = run_demo(config, 3, home, local=local, plot=False)
             assert result.chain_rounds == 3
-            rounds = _wait(
+            rounds = wait_for(
                 lambda: len(_rows(driver, "#rounds-table")) == 3 and _rows(driver, "#rounds-table"),
                 20,
                 "3 rounds",
@@ -136,7 +125,7 @@ def test_the_dashboard_shows_the_ledger_live_and_verifies_blobs(tmp_path: Path) 
                 client, local.coordinator, result.task, store, parent_hash=last.model_hash
             )
             commit = committer.commit(3, {"w": np.arange(8, dtype=np.float32)}, {result.nodes[0]: 900_000})
-            shown = _wait(
+            shown = wait_for(
                 lambda: any(r[0] == "3" for r in _rows(driver, "#rounds-table")), 10, "round 3 on the page"
             )
             assert shown and driver.execute_script("return window.__loadedOnce === true")
@@ -148,7 +137,7 @@ def test_the_dashboard_shows_the_ledger_live_and_verifies_blobs(tmp_path: Path) 
                 driver.execute_script(
                     "document.querySelector('#rounds-table tbody tr[data-round=\"3\"] button.verify').click()"
                 )
-                return _wait(
+                return wait_for(
                     lambda: driver.execute_script(
                         "const r = document.querySelector("
                         "'#rounds-table tbody tr[data-round=\"3\"] .verify-result');"
