@@ -11,6 +11,7 @@ fl/node_config.py), so a plain `flower-supernode` works as well as `flchain clie
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from logging import ERROR
 from typing import TYPE_CHECKING
@@ -246,7 +247,10 @@ def sign_reply(identity: NodeIdentity, message: Message, reply: Message) -> None
     _, record = model_record(reply)
     metrics = list(reply.content.metric_records.values())
     claimed = metrics[0].get(WEIGHT_KEY, 0) if len(metrics) == 1 else 0
-    weight = int(claimed) if isinstance(claimed, int | float) and claimed >= 0 else 0
+    # A weight the coordinator will refuse anyway (negative, NaN, infinite, absurd) is signed as 0 rather
+    # than failing the node here: the reply is judged on the coordinator's side, with its reason.
+    plausible = isinstance(claimed, int | float) and math.isfinite(claimed) and 0 <= claimed < 2**63
+    weight = int(claimed) if plausible else 0
     reads = identity.reads
     update_hash = hash_arrays(record_to_arrays(record))
     signed = sign_update(
