@@ -58,124 +58,162 @@ class LedgerView:
 
     def snapshot(self, facts: ChainFacts, accuracy_by_hash: dict[str, float] | None = None) -> dict[str, Any]:
         """The whole picture as JSON-ready data (see the module docstring for where each part comes from)."""
-        accuracy_by_hash = accuracy_by_hash or {}
-        tasks: dict[int, dict[str, Any]] = {}
-        rounds: dict[tuple[int, int], dict[str, Any]] = {}
-        nodes: dict[str, dict[str, Any]] = {}
-        auto_suspended: dict[tuple[str, str], str] = {}
-
-        def node(address: str) -> dict[str, Any]:
-            return nodes.setdefault(
-                address,
-                {
-                    "address": address,
-                    "status": "None",
-                    "reputation": None,
-                    "scored": 0,
-                    "missed": 0,
-                    "penalized": 0,
-                    "capacity": None,
-                    "endpoint": "",
-                    "applied": None,
-                    "approved": None,
-                    "suspended": None,
-                    "history": [],
-                },
-            )
-
+        fold = _Fold(facts)
         for event in self.events:
-            a = event.args
-            if event.name == "TaskCreated":
-                tasks[a["task"]] = {
-                    "task": a["task"],
-                    "owner": a["owner"],
-                    "blob_base": a["blobBase"],
-                    "config_hash": _hex(a["configHash"]),
-                    "created": _stamp(event, facts),
-                    "rounds": 0,
-                }
-            elif event.name == "RoundCommitted":
-                task = tasks.get(a["task"])
-                model_hash = _hex(a["modelHash"])
-                uri = a["uri"] or ((task or {}).get("blob_base", "") + model_hash.removeprefix("0x"))
-                rounds[(a["task"], a["round"])] = {
-                    "task": a["task"],
-                    "round": a["round"],
-                    "model_hash": model_hash,
-                    "parent_hash": _hex(a["parentHash"]),
-                    "uri": uri,
-                    "participants": a["participantCount"],
-                    "gas": facts.tx_gas.get(event.tx_hash),
-                    **_stamp(event, facts),
-                    "contributions": {},
-                    "attestations": 0,
-                    "metrics": [],
-                    "finalized": False,
-                    "accuracy": None,
-                    "accuracy_source": None,
-                }
-                if task is not None:
-                    task["rounds"] += 1
-            elif event.name == "ContributionRecorded":
-                record = rounds.get((a["task"], a["round"]))
-                if record is not None:
-                    record["contributions"][a["node"]] = from_fixed(a["score"])
-                node(a["node"])["scored"] += 1
-            elif event.name == "Attested":
-                record = rounds.get((a["task"], a["round"]))
-                if record is not None:
-                    record["attestations"] += 1
-                    record["metrics"].append(from_fixed(a["metric"]))
-            elif event.name == "RoundFinalized":
-                record = rounds.get((a["task"], a["round"]))
-                if record is not None:
-                    record["finalized"] = True
-            elif event.name == "NodeApplied":
-                entry = node(a["node"])
-                entry["capacity"] = {
-                    "cores": a["cores"],
-                    "memory_mb": a["memoryMb"],
-                    "samples_per_sec": a["samplesPerSec"],
-                }
-                entry["endpoint"] = a["endpoint"]
-                entry["applied"] = _stamp(event, facts)
-            elif event.name == "NodeStatusChanged":
-                entry = node(a["node"])
-                entry["status"] = NODE_STATUS[a["to"]] if 0 <= a["to"] < len(NODE_STATUS) else str(a["to"])
-                stamp = {**_stamp(event, facts), "by": a["by"]}
-                if entry["status"] == "Active":
-                    entry["approved"] = stamp
-                elif entry["status"] == "Suspended":
-                    reason = auto_suspended.get((event.tx_hash, a["node"]), "by the registrar")
-                    entry["suspended"] = {**stamp, "reason": reason}
-            elif event.name == "AutoSuspended":
-                # Emitted just before the registry's status change in the same transaction: say why.
-                auto_suspended[(event.tx_hash, a["node"])] = (
-                    f"reputation fell to {from_fixed(a['value']):.3f}, below the threshold"
-                )
-            elif event.name == "ReputationUpdated":
-                entry = node(a["node"])
-                entry["reputation"] = from_fixed(a["value"])
-                entry["history"].append({**_stamp(event, facts), "value": entry["reputation"]})
-            elif event.name == "RoundMissed":
-                node(a["node"])["missed"] += 1
-            elif event.name == "Penalized":
-                node(a["node"])["penalized"] += 1
-        for record in rounds.values():
+            handler = _HANDLERS.get(event.name)
+            if handler is not None:
+                handler(fold, event, event.args)
+        fold.attach_accuracy(accuracy_by_hash or {})
+        recent = [
+            {"kind": e.kind, "name": e.name, "args": e.args, **_stamp(e, facts)}
+            for e in self.events[-RECENT_EVENTS:]
+        ]
+        return {
+            "tasks": sorted(fold.tasks.values(), key=lambda t: t["task"]),
+            "rounds": [fold.rounds[k] for k in sorted(fold.rounds)],
+            "nodes": sorted(fold.nodes.values(), key=lambda n: (n["applied"] or {}).get("block", 0)),
+            "events": recent[::-1],
+            "event_count": len(self.events),
+        }
+
+
+class _Fold:
+    """The picture being built from one pass over the events; one method per event kind."""
+
+    def __init__(self, facts: ChainFacts) -> None:
+        self.facts = facts
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self.rounds: dict[tuple[int, int], dict[str, Any]] = {}
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.auto_suspended: dict[tuple[str, str], str] = {}  # (tx, node) -> why
+
+    def node(self, address: str) -> dict[str, Any]:
+        """A node's entry, created empty on first sight."""
+        return self.nodes.setdefault(
+            address,
+            {
+                "address": address,
+                "status": "None",
+                "reputation": None,
+                "scored": 0,
+                "missed": 0,
+                "penalized": 0,
+                "capacity": None,
+                "endpoint": "",
+                "applied": None,
+                "approved": None,
+                "suspended": None,
+                "history": [],
+            },
+        )
+
+    def task_created(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        self.tasks[a["task"]] = {
+            "task": a["task"],
+            "owner": a["owner"],
+            "blob_base": a["blobBase"],
+            "config_hash": _hex(a["configHash"]),
+            "created": _stamp(event, self.facts),
+            "rounds": 0,
+        }
+
+    def round_committed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        task = self.tasks.get(a["task"])
+        model_hash = _hex(a["modelHash"])
+        uri = a["uri"] or ((task or {}).get("blob_base", "") + model_hash.removeprefix("0x"))
+        self.rounds[(a["task"], a["round"])] = {
+            "task": a["task"],
+            "round": a["round"],
+            "model_hash": model_hash,
+            "parent_hash": _hex(a["parentHash"]),
+            "uri": uri,
+            "participants": a["participantCount"],
+            "gas": self.facts.tx_gas.get(event.tx_hash),
+            **_stamp(event, self.facts),
+            "contributions": {},
+            "attestations": 0,
+            "metrics": [],
+            "finalized": False,
+            "accuracy": None,
+            "accuracy_source": None,
+        }
+        if task is not None:
+            task["rounds"] += 1
+
+    def contribution(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        record = self.rounds.get((a["task"], a["round"]))
+        if record is not None:
+            record["contributions"][a["node"]] = from_fixed(a["score"])
+        self.node(a["node"])["scored"] += 1
+
+    def attested(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        record = self.rounds.get((a["task"], a["round"]))
+        if record is not None:
+            record["attestations"] += 1
+            record["metrics"].append(from_fixed(a["metric"]))
+
+    def finalized(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        record = self.rounds.get((a["task"], a["round"]))
+        if record is not None:
+            record["finalized"] = True
+
+    def applied(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        entry = self.node(a["node"])
+        entry["capacity"] = {
+            "cores": a["cores"],
+            "memory_mb": a["memoryMb"],
+            "samples_per_sec": a["samplesPerSec"],
+        }
+        entry["endpoint"] = a["endpoint"]
+        entry["applied"] = _stamp(event, self.facts)
+
+    def status_changed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        entry = self.node(a["node"])
+        entry["status"] = NODE_STATUS[a["to"]] if 0 <= a["to"] < len(NODE_STATUS) else str(a["to"])
+        stamp = {**_stamp(event, self.facts), "by": a["by"]}
+        if entry["status"] == "Active":
+            entry["approved"] = stamp
+        elif entry["status"] == "Suspended":
+            reason = self.auto_suspended.get((event.tx_hash, a["node"]), "by the registrar")
+            entry["suspended"] = {**stamp, "reason": reason}
+
+    def auto_suspend(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        # Emitted just before the registry's status change in the same transaction: say why.
+        why = f"reputation fell to {from_fixed(a['value']):.3f}, below the threshold"
+        self.auto_suspended[(event.tx_hash, a["node"])] = why
+
+    def reputation(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        entry = self.node(a["node"])
+        entry["reputation"] = from_fixed(a["value"])
+        entry["history"].append({**_stamp(event, self.facts), "value": entry["reputation"]})
+
+    def missed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        self.node(a["node"])["missed"] += 1
+
+    def penalized(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        self.node(a["node"])["penalized"] += 1
+
+    def attach_accuracy(self, accuracy_by_hash: dict[str, float]) -> None:
+        """Accuracy per round: the validators' mean metric, else the server's report for that hash."""
+        for record in self.rounds.values():
             if record["metrics"]:
                 record["accuracy"] = sum(record["metrics"]) / len(record["metrics"])
                 record["accuracy_source"] = "validators"
             elif record["model_hash"] in accuracy_by_hash:
                 record["accuracy"] = accuracy_by_hash[record["model_hash"]]
                 record["accuracy_source"] = "server report"
-        recent = [
-            {"kind": e.kind, "name": e.name, "args": e.args, **_stamp(e, facts)}
-            for e in self.events[-RECENT_EVENTS:]
-        ]
-        return {
-            "tasks": sorted(tasks.values(), key=lambda t: t["task"]),
-            "rounds": [rounds[k] for k in sorted(rounds)],
-            "nodes": sorted(nodes.values(), key=lambda n: (n["applied"] or {}).get("block", 0)),
-            "events": recent[::-1],
-            "event_count": len(self.events),
-        }
+
+
+_HANDLERS = {
+    "TaskCreated": _Fold.task_created,
+    "RoundCommitted": _Fold.round_committed,
+    "ContributionRecorded": _Fold.contribution,
+    "Attested": _Fold.attested,
+    "RoundFinalized": _Fold.finalized,
+    "NodeApplied": _Fold.applied,
+    "NodeStatusChanged": _Fold.status_changed,
+    "AutoSuspended": _Fold.auto_suspend,
+    "ReputationUpdated": _Fold.reputation,
+    "RoundMissed": _Fold.missed,
+    "Penalized": _Fold.penalized,
+}
