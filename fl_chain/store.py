@@ -59,6 +59,40 @@ def arrays_from_bytes(blob: bytes) -> dict[str, np.ndarray]:
     return dict(st_load(blob))
 
 
+UPDATES_DIR = "updates"  # node update blobs of verified rounds (private to the validators)
+ROUNDS_DIR = "rounds"  # verified rounds' manifests (public)
+
+
+def _write_durably(path: Path, blob: bytes, mode: int, what: str) -> None:
+    """Write `blob` to `path` through a temporary file, fsynced and renamed, with the directory fsynced;
+    an existing file is kept (content-addressed names). A one-line error on a full disk or an
+    unwritable directory."""
+    if path.exists():
+        return
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise FlchainError(
+            f"cannot store {what} in {path.parent}: {exc.strerror or exc} (the round is not committed)"
+        ) from None
+
+
 class ModelStore:
     """A directory of blobs named by their hash; reads from anywhere fsspec can open."""
 
@@ -79,33 +113,31 @@ class ModelStore:
         crash. A full disk or an unwritable directory is a one-line error (nothing is committed then).
         Returns (hash, uri)."""
         digest = model_hash(blob)
-        path = self.directory / digest.hex()
-        if path.exists():
-            return digest, self.uri_for(digest)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(blob)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            tmp.replace(path)
-            directory = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise FlchainError(
-                f"cannot store model blob {digest.hex()[:12]}… in {self.directory}: "
-                f"{exc.strerror or exc} (the round is not committed)"
-            ) from None
+        _write_durably(self.directory / digest.hex(), blob, 0o644, f"model blob {digest.hex()[:12]}…")
         return digest, self.uri_for(digest)
+
+    def put_update(self, blob: bytes) -> bytes:
+        """Store a node's update blob under its hash in `updates/`, readable by this machine's owner only
+        (mode 0700/0600, never served by flchain's HTTP store): updates reveal more about a node's data
+        than the aggregate does, so only the validators are given access (docs/verified-rounds.md)."""
+        digest = model_hash(blob)
+        directory = self.updates_directory
+        directory.mkdir(mode=0o700, exist_ok=True)
+        _write_durably(directory / digest.hex(), blob, 0o600, f"update blob {digest.hex()[:12]}…")
+        return digest
+
+    @property
+    def updates_directory(self) -> Path:
+        """Where this store keeps node update blobs (private)."""
+        return self.directory / UPDATES_DIR
+
+    def put_manifest(self, name: str, blob: bytes) -> str:
+        """Store a verified round's manifest (public: hashes, weights, scores, signatures; no arrays) under
+        `rounds/NAME`; returns its URI."""
+        directory = self.directory / ROUNDS_DIR
+        directory.mkdir(exist_ok=True)
+        _write_durably(directory / name, blob, 0o644, f"round manifest {name}")
+        return self.base_uri + ROUNDS_DIR + "/" + name
 
     def put_arrays(self, arrays: Mapping[str, np.ndarray]) -> tuple[bytes, str]:
         """Store named arrays in canonical form; return (hash, uri)."""
