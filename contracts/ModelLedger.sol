@@ -178,12 +178,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         emit UpdatesCommitted(task, round, updatesRoot);
     }
 
-    /// @notice The Merkle root of a verified round's accepted updates (zero for a round committed
-    ///         without one); reverts UnknownRound for a round never committed.
-    /// @param task Task id.
-    /// @param round Round number.
-    /// @return The root.
-    function updatesRoot(uint256 task, uint256 round) external view returns (bytes32) {
+    /// @inheritdoc ILedgerRounds
+    function updatesRoot(uint256 task, uint256 round) external view override returns (bytes32) {
         getRound(task, round);
         return _updatesRoot[task][round];
     }

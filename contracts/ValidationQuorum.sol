@@ -7,8 +7,11 @@ import {ILedgerRounds} from "./interfaces/ILedgerRounds.sol";
 /// @title ValidationQuorum
 /// @notice Consensus on committed models: validators fetch a round's model, evaluate it on their own
 ///         held-out data and attest (hash, metric); a round is finalized once `quorum` distinct
-///         validators attested the hash the ledger holds.
-/// @dev One concern: attestations. Writes are O(1); no loop over validators.
+///         validators attested the hash the ledger holds. For a verified round (the ledger holds the
+///         Merkle root of its node-signed updates) only `attestVerified` counts: the validator re-derived
+///         the model from those updates. A validator that finds a round does not re-derive disputes it;
+///         once `quorum` validators disputed a round it is disputed and never (or no longer) finalized.
+/// @dev One concern: attestations and disputes. Writes are O(1); no loop over validators.
 contract ValidationQuorum is AccessControl {
     /// @notice Role of the accounts allowed to attest.
     bytes32 public constant VALIDATOR_ROLE = keccak256("VALIDATOR_ROLE");
@@ -22,6 +25,12 @@ contract ValidationQuorum is AccessControl {
     mapping(uint256 => mapping(uint256 => mapping(address => bool))) private _attested;
     mapping(uint256 => mapping(uint256 => bool)) private _finalized;
     mapping(uint256 => uint256) private _latestFinalizedPlusOne;
+    mapping(uint256 => mapping(uint256 => uint256)) private _disputeCount;
+    mapping(uint256 => mapping(uint256 => mapping(address => bool))) private _disputed;
+    mapping(uint256 => mapping(uint256 => bool)) private _roundDisputed;
+
+    /// @notice Longest dispute reason accepted, in bytes (bounds the event's gas).
+    uint256 public constant MAX_REASON_BYTES = 200;
 
     /// @notice The attested hash is not the one the ledger committed for the round.
     error WrongHash(uint256 task, uint256 round, bytes32 committed, bytes32 attested);
@@ -31,6 +40,16 @@ contract ValidationQuorum is AccessControl {
     error InvalidQuorum(uint256 quorum);
     /// @notice No round of the task is finalized yet.
     error NothingFinalized(uint256 task);
+    /// @notice A verified round is attested with attestVerified (the derivation was checked), not attest.
+    error DerivationRequired(uint256 task, uint256 round);
+    /// @notice attestVerified for a round committed without an updates root.
+    error NotVerifiedRound(uint256 task, uint256 round);
+    /// @notice The attested updates root is not the one the ledger committed.
+    error WrongUpdatesRoot(uint256 task, uint256 round, bytes32 committed, bytes32 attested);
+    /// @notice This validator already disputed the round.
+    error AlreadyDisputed(uint256 task, uint256 round, address validator);
+    /// @notice A dispute reason longer than MAX_REASON_BYTES.
+    error ReasonTooLong(uint256 length);
 
     /// @notice The quorum changed.
     event QuorumChanged(uint256 quorum);
@@ -38,6 +57,13 @@ contract ValidationQuorum is AccessControl {
     event Attested(uint256 indexed task, uint256 indexed round, address indexed validator, bytes32 modelHash, uint256 metric);
     /// @notice A round reached the quorum.
     event RoundFinalized(uint256 indexed task, uint256 indexed round, bytes32 modelHash, uint256 attestations);
+    /// @notice A validator re-derived a verified round from its updates and found it correct.
+    event DerivationAttested(uint256 indexed task, uint256 indexed round, address indexed validator, bytes32 updatesRoot);
+    /// @notice A validator found that a round does not re-derive; `leaf` names what differed (a leaf
+    ///         hash, a node address, or zero for the round as a whole).
+    event Disputed(uint256 indexed task, uint256 indexed round, address indexed validator, bytes32 leaf, string reason);
+    /// @notice A round's disputes reached the quorum: it is never (or no longer) finalized.
+    event RoundDisputed(uint256 indexed task, uint256 indexed round, uint256 disputes);
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE (grants VALIDATOR_ROLE, sets the quorum).
     /// @param ledger_ The ModelLedger.
@@ -54,31 +80,104 @@ contract ValidationQuorum is AccessControl {
         _setQuorum(quorum_);
     }
 
-    /// @notice Attest that the committed model of a round is the one evaluated, with its metric.
+    /// @notice Attest that the committed model of a plain round is the one evaluated, with its metric.
     /// @param task Task id.
-    /// @param round Round number (must be committed).
+    /// @param round Round number (must be committed, without an updates root).
     /// @param modelHash Hash of the evaluated model; must equal the committed hash.
     /// @param metric Evaluation metric, e.g. accuracy, in SCALE units (1e6 == 1.0).
     function attest(uint256 task, uint256 round, bytes32 modelHash, uint256 metric) external onlyRole(VALIDATOR_ROLE) {
+        if (ledger.updatesRoot(task, round) != bytes32(0)) revert DerivationRequired(task, round);
+        _attest(task, round, modelHash, metric);
+    }
+
+    /// @notice Attest that a verified round's model re-derives from its committed updates (signatures,
+    ///         eligibility, weights, aggregate and recomputable scores checked) and evaluates to `metric`.
+    /// @param task Task id.
+    /// @param round Round number (must be committed with an updates root).
+    /// @param modelHash Hash of the re-derived model; must equal the committed hash.
+    /// @param updatesRoot The updates root the derivation started from; must equal the committed root.
+    /// @param metric Evaluation metric in SCALE units (1e6 == 1.0).
+    function attestVerified(uint256 task, uint256 round, bytes32 modelHash, bytes32 updatesRoot, uint256 metric)
+        external
+        onlyRole(VALIDATOR_ROLE)
+    {
+        bytes32 committed = ledger.updatesRoot(task, round);
+        if (committed == bytes32(0)) revert NotVerifiedRound(task, round);
+        if (committed != updatesRoot) revert WrongUpdatesRoot(task, round, committed, updatesRoot);
+        _attest(task, round, modelHash, metric);
+        emit DerivationAttested(task, round, msg.sender, updatesRoot);
+    }
+
+    /// @notice Dispute a committed round: it did not re-derive (or a node's update was left out without
+    ///         disclosure). A validator may dispute a round it attested before, on new evidence such as a
+    ///         node's omission complaint. Once `quorum` validators disputed, the round is disputed: it
+    ///         never finalizes, and a finality it already reached is withdrawn (`isFinalized` false).
+    /// @param task Task id.
+    /// @param round Round number (must be committed).
+    /// @param leaf What differed: a leaf hash, a node address (left-padded), or zero for the round.
+    /// @param reason What differed, at most MAX_REASON_BYTES bytes.
+    function dispute(uint256 task, uint256 round, bytes32 leaf, string calldata reason)
+        external
+        onlyRole(VALIDATOR_ROLE)
+    {
+        ledger.getRound(task, round);
+        if (bytes(reason).length > MAX_REASON_BYTES) revert ReasonTooLong(bytes(reason).length);
+        if (_disputed[task][round][msg.sender]) revert AlreadyDisputed(task, round, msg.sender);
+        _disputed[task][round][msg.sender] = true;
+        uint256 count = ++_disputeCount[task][round];
+        emit Disputed(task, round, msg.sender, leaf, reason);
+        if (count >= quorum && !_roundDisputed[task][round]) {
+            _roundDisputed[task][round] = true;
+            emit RoundDisputed(task, round, count);
+        }
+    }
+
+    /// @dev Record one attestation; finalize at the quorum unless the round is disputed.
+    function _attest(uint256 task, uint256 round, bytes32 modelHash, uint256 metric) private {
         bytes32 committed = ledger.getRound(task, round).modelHash;
         if (committed != modelHash) revert WrongHash(task, round, committed, modelHash);
         if (_attested[task][round][msg.sender]) revert AlreadyAttested(task, round, msg.sender);
         _attested[task][round][msg.sender] = true;
         uint256 count = ++_count[task][round];
         emit Attested(task, round, msg.sender, modelHash, metric);
-        if (count >= quorum && !_finalized[task][round]) {
+        if (count >= quorum && !_finalized[task][round] && !_roundDisputed[task][round]) {
             _finalized[task][round] = true;
             if (round + 1 > _latestFinalizedPlusOne[task]) _latestFinalizedPlusOne[task] = round + 1;
             emit RoundFinalized(task, round, modelHash, count);
         }
     }
 
-    /// @notice Whether a round reached the quorum.
+    /// @notice Whether a round reached the quorum and is not disputed.
     /// @param task Task id.
     /// @param round Round number.
     /// @return True if finalized.
     function isFinalized(uint256 task, uint256 round) external view returns (bool) {
-        return _finalized[task][round];
+        return _finalized[task][round] && !_roundDisputed[task][round];
+    }
+
+    /// @notice Whether a quorum of validators disputed a round.
+    /// @param task Task id.
+    /// @param round Round number.
+    /// @return True if disputed.
+    function isDisputed(uint256 task, uint256 round) external view returns (bool) {
+        return _roundDisputed[task][round];
+    }
+
+    /// @notice Number of distinct validators that disputed a round.
+    /// @param task Task id.
+    /// @param round Round number.
+    /// @return Count.
+    function disputeCount(uint256 task, uint256 round) external view returns (uint256) {
+        return _disputeCount[task][round];
+    }
+
+    /// @notice Whether a validator disputed a round.
+    /// @param task Task id.
+    /// @param round Round number.
+    /// @param validator Address of the validator.
+    /// @return True if it disputed.
+    function hasDisputed(uint256 task, uint256 round, address validator) external view returns (bool) {
+        return _disputed[task][round][validator];
     }
 
     /// @notice Number of distinct attestations of a round.
@@ -98,9 +197,11 @@ contract ValidationQuorum is AccessControl {
         return _attested[task][round][validator];
     }
 
-    /// @notice The newest finalized round of a task.
+    /// @notice The newest round of a task that reached the quorum; reverts NothingFinalized if none. A
+    ///         round disputed after it reached the quorum stays counted here: check isFinalized (the
+    ///         Python wrapper walks back past disputed rounds).
     /// @param task Task id.
-    /// @return The round number; reverts NothingFinalized if there is none.
+    /// @return The round number.
     function latestFinalized(uint256 task) external view returns (uint256) {
         uint256 plusOne = _latestFinalizedPlusOne[task];
         if (plusOne == 0) revert NothingFinalized(task);

@@ -115,6 +115,15 @@ def describe_event(event) -> str:
             f"task {args['task']} round {args['round']}: {args['validator']} attested, "
             f"metric {fixed(args['metric'])}"
         )
+    elif event.name == "DerivationAttested":
+        where = f"task {args['task']} round {args['round']}"
+        text = f"{where}: {args['validator']} re-derived the round from its updates"
+    elif event.name == "Disputed":
+        where = f"task {args['task']} round {args['round']}"
+        text = f"{where}: {args['validator']} disputes it: {args['reason']}"
+    elif event.name == "RoundDisputed":
+        where = f"round {args['round']} of task {args['task']}"
+        text = f"{where} disputed by {args['disputes']} validators: it is not final"
     elif event.name == "ContributionRecorded":
         text = f"task {args['task']} round {args['round']}: {args['node']} scored {fixed(args['score'])}"
     elif event.name == "UpdatesCommitted":

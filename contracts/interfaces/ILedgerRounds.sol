@@ -2,7 +2,7 @@
 pragma solidity ^0.8.24;
 
 /// @title ILedgerRounds
-/// @notice The part of ModelLedger that ValidationQuorum reads: committed rounds.
+/// @notice The part of ModelLedger that ValidationQuorum reads: committed rounds and their updates roots.
 /// @dev Implemented by `ModelLedger`, whose `Round` is this struct (not a copy of it).
 interface ILedgerRounds {
     /// @notice A committed round: the model hash, the block number and timestamp of the commit, and
@@ -22,4 +22,10 @@ interface ILedgerRounds {
     /// @param round Round number.
     /// @return The round record.
     function getRound(uint256 task, uint256 round) external view returns (Round memory);
+
+    /// @notice The Merkle root of a verified round's disclosed updates; zero for a plain round.
+    /// @param task Task id.
+    /// @param round Round number; reverts UnknownRound if never committed.
+    /// @return The root.
+    function updatesRoot(uint256 task, uint256 round) external view returns (bytes32);
 }

@@ -1,4 +1,4 @@
-"""ValidationQuorum wrapper: validators' attestations and round finality."""
+"""ValidationQuorum wrapper: validators' attestations and disputes, and round finality."""
 
 from __future__ import annotations
 
@@ -22,8 +22,11 @@ def quorum_contract(client: ChainClient, why: str = "this command") -> Contract:
     return client.validation
 
 
+MAX_REASON_BYTES = 200  # ValidationQuorum.MAX_REASON_BYTES
+
+
 def is_finalized(client: ChainClient, task: int, round_number: int) -> bool:
-    """True once the quorum attested the round's hash."""
+    """True once the quorum attested the round's hash, unless a quorum disputed it."""
     return bool(client.call(quorum_contract(client).functions.isFinalized(task, round_number)))
 
 
@@ -37,9 +40,33 @@ def quorum(client: ChainClient) -> int:
     return int(client.call(quorum_contract(client).functions.quorum()))
 
 
+def is_disputed(client: ChainClient, task: int, round_number: int) -> bool:
+    """True once a quorum of validators disputed the round."""
+    return bool(client.call(quorum_contract(client).functions.isDisputed(task, round_number)))
+
+
+def dispute_count(client: ChainClient, task: int, round_number: int) -> int:
+    """Distinct validators that disputed the round."""
+    return int(client.call(quorum_contract(client).functions.disputeCount(task, round_number)))
+
+
+def has_disputed(client: ChainClient, task: int, round_number: int, validator: str) -> bool:
+    """True if this validator already disputed the round."""
+    fn = quorum_contract(client).functions.hasDisputed(
+        task, round_number, Web3.to_checksum_address(validator)
+    )
+    return bool(client.call(fn))
+
+
 def latest_finalized(client: ChainClient, task: int) -> int:
-    """The newest finalized round of a task (reverts if none)."""
-    return int(client.call(quorum_contract(client).functions.latestFinalized(task)))
+    """The newest finalized round of a task (a one-line error if none). The contract keeps the newest
+    round that reached the quorum; one disputed afterwards is skipped here, walking back at most as far
+    as the rounds that reached the quorum."""
+    newest = int(client.call(quorum_contract(client).functions.latestFinalized(task)))
+    for rnd in range(newest, -1, -1):
+        if is_finalized(client, task, rnd):
+            return rnd
+    raise FlchainError(f"no round of task {task} is finalized (the newest one that was is disputed)")
 
 
 def has_attested(client: ChainClient, task: int, round_number: int, validator: str) -> bool:
@@ -71,9 +98,38 @@ def attest(
     return client.transact(validator, fn)
 
 
+def attest_verified(
+    client: ChainClient,
+    validator: LocalAccount,
+    task: int,
+    round_number: int,
+    model_hash: bytes,
+    updates_root: bytes,
+    metric: int,
+) -> TxReceipt:
+    """Attest that a verified round re-derives from its updates root, with the model's metric."""
+    fn = quorum_contract(client).functions.attestVerified(
+        task, round_number, model_hash, updates_root, metric
+    )
+    return client.transact(validator, fn)
+
+
+def dispute(
+    client: ChainClient, validator: LocalAccount, task: int, round_number: int, leaf: bytes, reason: str
+) -> TxReceipt:
+    """Dispute a round, naming what differed (`leaf`: 32 bytes) and why (cut to MAX_REASON_BYTES)."""
+    text = reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore")
+    fn = quorum_contract(client).functions.dispute(task, round_number, leaf.rjust(32, b"\0"), text)
+    return client.transact(validator, fn)
+
+
 def require_finalized(client: ChainClient, task: int, round_number: int) -> None:
     """Refuse a round the validator quorum has not finalized."""
     quorum_contract(client, "finalized-only training")
+    if is_disputed(client, task, round_number):
+        raise FlchainError(
+            f"round {round_number} of task {task} is disputed by the validators: refusing to train from it"
+        )
     if not is_finalized(client, task, round_number):
         raise FlchainError(
             f"round {round_number} of task {task} is not finalized "
@@ -89,6 +145,12 @@ def wait_finalized(client: ChainClient, task: int, round_number: int, timeout: f
     quorum_contract(client, "federation.wait_finalized")
     deadline = time.monotonic() + timeout
     while not is_finalized(client, task, round_number):
+        if is_disputed(client, task, round_number):
+            raise FlchainError(
+                f"round {round_number} of task {task} was disputed by "
+                f"{dispute_count(client, task, round_number)} validators: it will not be finalized "
+                "(see flchain audit)"
+            )
         if time.monotonic() > deadline:
             raise FlchainError(
                 f"round {round_number} of task {task} was not finalized by the validators within "

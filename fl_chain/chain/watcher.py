@@ -42,6 +42,9 @@ KINDS = {
     "Penalized": "penalized",
     "Attested": "attestation",
     "RoundFinalized": "round_finalized",
+    "DerivationAttested": "derivation_attested",
+    "Disputed": "dispute",
+    "RoundDisputed": "round_disputed",
 }
 
 

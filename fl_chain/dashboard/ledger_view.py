@@ -134,6 +134,9 @@ class _Fold:
             "attestations": 0,
             "metrics": [],
             "finalized": False,
+            "updates_root": None,  # verified rounds: the root of the node-signed updates
+            "disputes": [],  # validators' disputes: {"validator", "reason"}
+            "disputed": False,
             "accuracy": None,
             "accuracy_source": None,
         }
@@ -156,6 +159,21 @@ class _Fold:
         record = self.rounds.get((a["task"], a["round"]))
         if record is not None:
             record["finalized"] = True
+
+    def updates_committed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        record = self.rounds.get((a["task"], a["round"]))
+        if record is not None:
+            record["updates_root"] = _hex(a["updatesRoot"])
+
+    def disputed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        record = self.rounds.get((a["task"], a["round"]))
+        if record is not None:
+            record["disputes"].append({"validator": a["validator"], "reason": a["reason"]})
+
+    def round_disputed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        record = self.rounds.get((a["task"], a["round"]))
+        if record is not None:
+            record["disputed"], record["finalized"] = True, False
 
     def applied(self, event: ChainEvent, a: dict[str, Any]) -> None:
         entry = self.node(a["node"])
@@ -210,6 +228,9 @@ _HANDLERS = {
     "ContributionRecorded": _Fold.contribution,
     "Attested": _Fold.attested,
     "RoundFinalized": _Fold.finalized,
+    "UpdatesCommitted": _Fold.updates_committed,
+    "Disputed": _Fold.disputed,
+    "RoundDisputed": _Fold.round_disputed,
     "NodeApplied": _Fold.applied,
     "NodeStatusChanged": _Fold.status_changed,
     "AutoSuspended": _Fold.auto_suspend,

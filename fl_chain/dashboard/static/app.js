@@ -69,7 +69,11 @@ function renderTaskSelect(ledger) {
 function finality(round, quorum) {
   if (quorum === null) return "no quorum contract";
   const attested = `${round.attestations} attestation${round.attestations === 1 ? "" : "s"}`;
-  return round.finalized ? `finalized (${attested}, quorum ${quorum})` : `${attested} of ${quorum} needed`;
+  const derived = round.updates_root ? ", derivation checked" : "";
+  if (round.disputed) {
+    return `DISPUTED by ${round.disputes.length}: ${round.disputes.map((d) => d.reason).join("; ")}`;
+  }
+  return round.finalized ? `finalized (${attested}${derived}, quorum ${quorum})` : `${attested} of ${quorum} needed`;
 }
 
 function verifyCell(round) {
