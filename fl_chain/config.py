@@ -96,6 +96,18 @@ class SelectionSection:
 
 
 @dataclass
+class LedgerSection:
+    """How rounds are committed."""
+
+    # plain: model hash, parent, scores | verified: also the Merkle root of the node-signed updates, which
+    # validators re-derive the model from before they attest (fl/derivation.py)
+    mode: str = "plain"
+
+
+VERIFIABLE_STRATEGIES = ("FedAvg", "FedProx")  # what a validator can re-derive bit for bit
+
+
+@dataclass
 class RunConfig:
     """The whole configuration of a federated run."""
 
@@ -105,6 +117,7 @@ class RunConfig:
     store: StoreSection = field(default_factory=StoreSection)
     scoring: ScoringSection = field(default_factory=ScoringSection)
     selection: SelectionSection = field(default_factory=SelectionSection)
+    ledger: LedgerSection = field(default_factory=LedgerSection)
 
     def to_json(self) -> str:
         """Canonical JSON (its keccak is the task's config hash)."""
@@ -214,6 +227,18 @@ def validate(config: RunConfig, source: str) -> None:
             raise FlchainError(
                 f"{source}: field 'scoring.{name}': expected >= 0 (0: off), got {getattr(sc, name)}"
             )
+    if config.ledger.mode not in ("plain", "verified"):
+        raise FlchainError(
+            f"{source}: field 'ledger.mode': expected plain or verified, got {config.ledger.mode!r}"
+        )
+    if config.ledger.mode == "verified" and (
+        fed.strategy not in VERIFIABLE_STRATEGIES or fed.aggregation != "plain"
+    ):
+        raise FlchainError(
+            f"{source}: field 'ledger.mode': verified rounds re-derive FedAvg, so they need "
+            f"federation.strategy {' or '.join(VERIFIABLE_STRATEGIES)} and federation.aggregation plain "
+            f"(got {fed.strategy}, {fed.aggregation})"
+        )
     if config.selection.mode not in ("uniform", "reputation"):
         raise FlchainError(
             f"{source}: field 'selection.mode': expected uniform or reputation, got {config.selection.mode!r}"

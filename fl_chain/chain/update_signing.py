@@ -117,22 +117,43 @@ _HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
 
 
+def parse_claim(claim: Mapping[str, object], context: RoundContext) -> SignedUpdate:
+    """The SignedUpdate a reply's claim (its "hash", "weight" and "signature") stands for in this round;
+    a one-line FlchainError naming the malformed field otherwise. The signature is not checked here."""
+    raw_hash, raw_weight, signature = claim.get("hash"), claim.get("weight"), claim.get("signature")
+    if not (isinstance(raw_hash, str) and _HASH.fullmatch(raw_hash)):
+        raise FlchainError("the update claim's hash is not 0x + 64 hex digits")
+    if not isinstance(raw_weight, int) or isinstance(raw_weight, bool) or not 0 <= raw_weight < 2**256:
+        raise FlchainError("the update claim's weight is not a non-negative integer")
+    if not (isinstance(signature, str) and _SIGNATURE.fullmatch(signature)):
+        raise FlchainError("the update claim's signature is not 0x + 130 hex digits")
+    return SignedUpdate(
+        context.chain_id,
+        context.ledger,
+        context.task,
+        context.round,
+        bytes.fromhex(raw_hash[2:]),
+        raw_weight,
+        signature,
+    )
+
+
+def claim_signed_by(claim: Mapping[str, object], context: RoundContext, sender: str) -> SignedUpdate | None:
+    """The claim as a SignedUpdate if `sender` signed it for this round (whatever update it names), else
+    None: what a verified round discloses about a reply it did not aggregate."""
+    try:
+        signed = parse_claim(claim, context)
+        return signed if signed.signer().lower() == sender.lower() else None
+    except FlchainError:
+        return None
+
+
 def check_claim(
     claim: Mapping[str, object], context: RoundContext, sender: str, update_hash: bytes, weight: int
 ) -> SignedUpdate:
     """The claim a reply carries (its "hash", "weight" and "signature"), checked against the update it
     came with and the round it is for; a one-line FlchainError saying what differs otherwise."""
-    raw_hash, raw_weight, signature = claim.get("hash"), claim.get("weight"), claim.get("signature")
-    if not (isinstance(raw_hash, str) and _HASH.fullmatch(raw_hash)):
-        raise FlchainError("the update claim's hash is not 0x + 64 hex digits")
-    if not isinstance(raw_weight, int) or isinstance(raw_weight, bool) or raw_weight < 0:
-        raise FlchainError("the update claim's weight is not a non-negative integer")
-    if not (isinstance(signature, str) and _SIGNATURE.fullmatch(signature)):
-        raise FlchainError("the update claim's signature is not 0x + 130 hex digits")
-    update = bytes.fromhex(raw_hash[2:])
-    signed = SignedUpdate(
-        context.chain_id, context.ledger, context.task, context.round, update, raw_weight, signature
-    )
+    signed = parse_claim(claim, context)
     if signed.update_hash != update_hash:
         raise FlchainError("the signed update hash is not the hash of the update sent")
     if signed.weight != weight:

@@ -16,6 +16,7 @@ from web3.types import TxReceipt
 from fl_chain.chain import ledger, quorum
 from fl_chain.chain.client import ChainClient
 from fl_chain.failpoints import failpoint
+from fl_chain.fl.verified_round import VerifiedRound
 from fl_chain.store import ModelStore, canonical_bytes
 
 
@@ -29,6 +30,8 @@ class Commit:
     receipt: TxReceipt
     suspended: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    updates_root: bytes | None = None  # a verified round's commitment to its node-signed updates
+    published_bytes: int = 0  # update blobs and manifest a verified round stored beside the model
 
     @property
     def tx(self) -> str:
@@ -48,6 +51,8 @@ class Commit:
             "tx": self.tx,
             "gas": self.gas,
             "suspended": list(self.suspended),
+            "updates_root": "0x" + self.updates_root.hex() if self.updates_root else "",
+            "published_bytes": self.published_bytes,
         }
 
 
@@ -85,11 +90,23 @@ class RoundCommitter:
         scores: Mapping[str, int] | None = None,
         missed: Sequence[str] = (),
         penalized: Sequence[str] = (),
+        verified: VerifiedRound | None = None,
     ) -> Commit:
-        """Store the model, commit the round, wait for finality if configured; the parent moves on."""
+        """Store the model, commit the round, wait for finality if configured; the parent moves on. With
+        `verified`, the included updates and the manifest are stored first and the round commits their
+        root (validators re-derive the model from them)."""
         seconds: dict[str, float] = {}
         started = time.monotonic()
         digest, uri = self.store.put(canonical_bytes(arrays))
+        published, root = 0, None
+        if verified is not None:
+            for blob in verified.blobs.values():
+                self.store.put_update(blob)
+                published += len(blob)
+            document = verified.manifest.to_json()
+            self.store.put_manifest(verified.manifest.name(), document)
+            published += len(document)
+            root = verified.root
         seconds["store"] = time.monotonic() - started
         failpoint("after-store", round_number)
         started = time.monotonic()
@@ -104,6 +121,7 @@ class RoundCommitter:
             dict(scores or {}),
             list(missed),
             list(penalized),
+            updates_root=root,
         )
         self.parent_hash = digest
         seconds["commit"] = time.monotonic() - started
@@ -113,4 +131,4 @@ class RoundCommitter:
             seconds["finalize"] = time.monotonic() - started
         suspended = [e["node"] for e in self.client.events(self.client.reputation, "AutoSuspended", receipt)]
         failpoint("after-commit", round_number)
-        return Commit(round_number, digest, uri, receipt, suspended, seconds)
+        return Commit(round_number, digest, uri, receipt, suspended, seconds, root, published)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fl_chain.fl.anchor import flat_delta
+from fl_chain.fl.derivation import clip_update
 from fl_chain.fl.records import with_update
 from fl_chain.fl.screening import Screened
 
@@ -47,10 +48,7 @@ def bound_influence(
         if norm <= bound:
             continue
         factor = bound / norm
-        arrays = {
-            k: (previous[k] + (np.asarray(v, np.float64) - previous[k]) * factor).astype(v.dtype, copy=False)
-            for k, v in out.updates[who].items()
-        }
+        arrays = clip_update(previous, out.updates[who], factor)
         out.updates[who] = arrays
         out.accepted[i] = with_update(reply, arrays=arrays)
         clipped[who] = factor
@@ -70,10 +68,4 @@ def bound_step(
     if bound <= 0 or norm <= bound:
         return dict(model), 1.0
     factor = bound / norm
-    shortened = {
-        k: (previous[k] + (np.asarray(model[k], np.float64) - previous[k]) * factor).astype(
-            model[k].dtype, copy=False
-        )
-        for k in previous
-    }
-    return shortened, factor
+    return clip_update(previous, model, factor), factor

@@ -26,6 +26,7 @@ class RoundPolicy:
     round_seconds: float = 0.0  # > 0: size each node's local work to its declared samples/s
     batch_size: int = 32
     deadline: DeadlinePolicy = field(default_factory=DeadlinePolicy)  # when a round stops waiting
+    verified: bool = False  # commit the node-signed updates' root; aggregate with fl/derivation.py
 
 
 def evidence_book(config: RunConfig) -> EvidenceBook | None:
@@ -47,6 +48,7 @@ def round_policy(config: RunConfig) -> RoundPolicy:
             reject_outliers=sc.reject_outliers,
             outlier_norm_ratio=sc.outlier_norm_ratio,
             claim_cap=sc.claim_cap,
+            require_signed=config.ledger.mode == "verified",
         ),
         influence=InfluencePolicy(sc.clip_ratio, sc.step_ratio),
         scoring=ScoringPolicy(sc.method, sc.shapley_budget, config.task.seed),
@@ -55,6 +57,7 @@ def round_policy(config: RunConfig) -> RoundPolicy:
         deadline=DeadlinePolicy(
             config.federation.round_timeout_floor, config.federation.round_timeout_factor
         ),
+        verified=config.ledger.mode == "verified",
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from flwr.app import Message
 
-from fl_chain.chain.update_signing import RoundContext, SignedUpdate, check_claim
+from fl_chain.chain.update_signing import RoundContext, SignedUpdate, check_claim, claim_signed_by
 from fl_chain.errors import FlchainError
 from fl_chain.fl.anchor import flat_delta
 from fl_chain.fl.evidence import EvidenceBook
@@ -51,6 +51,10 @@ class Screened:
     penalized: set[str] = field(default_factory=set)  # verified senders of unusable or outlier replies
     clipped: dict[str, float] = field(default_factory=dict)  # who -> factor its update was scaled by
     signed: dict[str, SignedUpdate] = field(default_factory=dict)  # who -> its signature on its update
+    # who -> what it signed for this round, also for replies dropped for any reason (a verified round
+    # discloses those as excluded, so their nodes do not complain of omission)
+    claims: dict[str, SignedUpdate] = field(default_factory=dict)
+    originals: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # who -> update as sent
 
 
 def screen_replies(
@@ -76,6 +80,9 @@ def screen_replies(
         if node_id not in verified:
             out.dropped[who] = "reply from an unverified node"
             continue
+        claim = update_claim(reply) if context is not None else None
+        if claim is not None and (signed := claim_signed_by(claim, context, who)) is not None:
+            out.claims[who] = signed
         reason, arrays, weight = _check(reply, previous, policy)
         if reason:
             out.dropped[who] = reason
@@ -92,6 +99,7 @@ def screen_replies(
                 out.signed[who] = signed
         out.accepted.append(reply)
         out.updates[who], out.weights[who] = arrays, weight
+        out.originals[who] = arrays
     if policy.reject_outliers:
         _drop_outliers(out, verified, previous, policy.outlier_norm_ratio)
     if policy.claim_cap > 0:

@@ -20,7 +20,9 @@ from flwr.supercore import log
 from fl_chain.chain import registry, reputation
 from fl_chain.chain.fixedpoint import from_fixed
 from fl_chain.chain.update_signing import RoundContext
+from fl_chain.config import VERIFIABLE_STRATEGIES
 from fl_chain.errors import FlchainError
+from fl_chain.fl import derivation, verified_round
 from fl_chain.fl.anchor import RootAnchor, RootTrainer
 from fl_chain.fl.committer import RoundCommitter
 from fl_chain.fl.deadline_grid import DeadlineGrid
@@ -41,6 +43,8 @@ from fl_chain.fl.report import RoundReport, RunEnd, RunEvents, metric_fields
 from fl_chain.fl.scoring import score_round
 from fl_chain.fl.screening import Screened, judge_with_evidence, screen_replies
 from fl_chain.fl.selection import Selector, local_steps
+from fl_chain.fl.verified_round import canonical_weights
+from fl_chain.store import hash_arrays
 
 Arrays = Mapping[str, np.ndarray]
 EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
@@ -96,6 +100,11 @@ class ChainStrategy(Strategy):
         self.evaluation = evaluation or Evaluation(root=root)
         config = ledger.config if ledger is not None else None
         self.policy = policy or (round_policy(config) if config is not None else RoundPolicy())
+        if self.policy.verified and type(inner).__name__ not in VERIFIABLE_STRATEGIES:
+            raise FlchainError(
+                f"verified rounds re-derive FedAvg: wrap {' or '.join(VERIFIABLE_STRATEGIES)}, "
+                f'not {type(inner).__name__} (or set ledger.mode = "plain")'
+            )
         if self.evaluation.root is None and self.policy.scoring.method == "fltrust":
             self.policy = replace(self.policy, scoring=replace(self.policy.scoring, method="cosine"))
         self.selector = selector
@@ -227,6 +236,9 @@ class ChainStrategy(Strategy):
         if self.selector is not None:
             answered = [a for n, a in self._selected.items() if n in screened.answered]
             self.selector.record(list(self._selected.values()), answered)
+        weights = (
+            canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
+        )
         started = time.monotonic()
         raw, scores = score_round(
             self.policy.scoring,
@@ -238,13 +250,27 @@ class ChainStrategy(Strategy):
             root,
         )
         seconds["score"] = time.monotonic() - started
-        model, metrics, aggregated = self._aggregate(on_chain_round, screened)
+        model, metrics, aggregated = self._aggregate(on_chain_round, screened, weights)
         if not aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
             scores, raw = {}, {}
         step = 1.0
         if reference is not None and self.policy.influence.step_ratio > 0:
             model, step = bound_step(model, self._previous, reference, self.policy.influence.step_ratio)
-        commit = self.committer.commit(on_chain_round, model, scores, missed, sorted(screened.penalized))
+        verified = None
+        if self.policy.verified:
+            verified = verified_round.build(
+                context,
+                screened,
+                scores,
+                self.committer.parent_hash,
+                hash_arrays(model),
+                self.policy.scoring.method,
+                self.policy.screening.claim_cap,
+                step,
+            )
+        commit = self.committer.commit(
+            on_chain_round, model, scores, missed, sorted(screened.penalized), verified
+        )
         report = self._report(server_round, screened, raw, scores, missed, commit, model)
         report.step_scaled = round(step, 4)
         report.seconds = {k: round(v, 3) for k, v in {**seconds, **commit.seconds}.items()}
@@ -252,15 +278,19 @@ class ChainStrategy(Strategy):
         return arrays_to_record(model), metrics
 
     def _aggregate(
-        self, on_chain_round: int, screened: Screened
+        self, on_chain_round: int, screened: Screened, weights: dict[str, int] | None = None
     ) -> tuple[dict[str, np.ndarray], MetricRecord | None, bool]:
         """The wrapped strategy's aggregate of the accepted replies, in the model's own dtypes (so the
         committed hash is over exactly what the nodes receive next), and whether there was one; else
-        the previous model."""
+        the previous model. With `weights` (a verified round) the model is fl/derivation.py's FedAvg of
+        the accepted updates, which validators re-derive bit for bit; the wrapped strategy (FedAvg or
+        FedProx) then only aggregates the replies' metrics."""
         if not screened.accepted:
             log(WARNING, "flchain: round %s has no usable update; the model is unchanged", on_chain_round)
             return dict(self._previous), None, False
         arrays, metrics = self.inner.aggregate_train(on_chain_round, screened.accepted)
+        if weights is not None:
+            return derivation.aggregate(self._previous, screened.updates, weights), metrics, True
         aggregated = record_to_arrays(arrays) if arrays is not None else {}
         if set(aggregated) != set(self._previous):
             log(
