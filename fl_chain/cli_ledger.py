@@ -177,12 +177,19 @@ def validator(
         int, typer.Option(help="Attest commits with this many confirmations", min=0)
     ] = 0,
     once: Annotated[bool, typer.Option(help="Attest what is new and exit")] = False,
+    updates: Annotated[
+        str | None,
+        typer.Option(
+            help="Where verified rounds' update blobs are readable (default: the task's store + updates/)"
+        ),
+    ] = None,
     home: HomeOpt = None,
     deployment: DeploymentOpt = None,
     rpc: RpcOpt = None,
 ) -> None:
     """Run a validator: on every round commit seen by the watcher, fetch and verify the model, evaluate
-    it on this validator's own data and attest (hash, accuracy) on-chain."""
+    it on this validator's own data and attest (hash, accuracy) on-chain. A verified round is re-derived
+    from its node-signed updates first, and disputed on-chain if it does not re-derive."""
     from fl_chain.fl.validator_run import ValidatorRun
 
     run = ValidatorRun.open(
@@ -195,6 +202,7 @@ def validator(
         confirmations,
         state_home(home),
         evaluate,
+        updates,
     )
     if once:
         run.once(console.print, err_console.print)

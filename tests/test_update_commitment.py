@@ -176,7 +176,7 @@ def test_a_verified_round_commits_its_updates_root_and_hears_a_left_out_node(cha
 
     names = [e.name for e in ChainWatcher(client).poll()]
     assert names.count("UpdatesCommitted") == 1 and names.count("UpdateOmitted") == 1
-    omitted = [f for f in audit_task(client, task) if f.check == "update omitted"]
+    omitted = [f for f in audit_task(client, task) if f.check == "complaint"]
     assert len(omitted) == 1 and left_out.address in omitted[0].detail and not omitted[0].ok
 
 

@@ -38,9 +38,6 @@ def audit_task(client: ChainClient, task: int) -> list[Finding]:
     contributions: dict[int, list] = {}
     for e in _logs(client.ledger.events.ContributionRecorded, start, task=task):
         contributions.setdefault(e["args"]["round"], []).append(e)
-    complaints: dict[int, list] = {}
-    for e in _logs(client.ledger.events.UpdateOmitted, start, task=task):
-        complaints.setdefault(e["args"]["round"], []).append(e)
     previous = ZERO_HASH
     for rnd in range(round_count(client, task)):
         where = f"task {task} round {rnd}"
@@ -82,10 +79,9 @@ def audit_task(client: ChainClient, task: int) -> list[Finding]:
                 else f"not active before block {block}: {', '.join(inactive)}",
             )
         )
-        for complaint in complaints.get(rnd, []):  # unanswered until the round's leaves are published
-            a = complaint["args"]
-            detail = f"{a['node']} says its signed update 0x{bytes(a['updateHash']).hex()[:12]}… was left out"
-            findings.append(Finding(where, "update omitted", False, detail))
+    from fl_chain.fl.round_audit import audit_verified_rounds  # re-derivation needs the fl side
+
+    findings.extend(audit_verified_rounds(client, task))  # derivations and omission complaints
     return findings
 
 

@@ -1,6 +1,10 @@
 """A validator: reacts to round commits seen by its ChainWatcher, fetches the committed model by its
 on-chain URI (verified against the hash), evaluates it on its own held-out data and attests
-(hash, accuracy) to the ValidationQuorum contract."""
+(hash, accuracy) to the ValidationQuorum contract. A verified round is first re-derived from its
+node-signed updates (fl/round_check.py): the validator attests "derivation correct" only if everything
+re-derives, and disputes the round otherwise, naming the leaf that differs. A node's complaint that its
+signed update was left out (UpdateOmitted) is disputed when the round's manifest does not disclose that
+update and the commit did not record the node as missed."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.chain.fixedpoint import to_fixed
 from fl_chain.chain.watcher import ChainEvent
 from fl_chain.errors import FlchainError
+from fl_chain.fl.round_check import check_round, fetch_manifest, missed_in
 
 
 @dataclass
@@ -25,6 +30,18 @@ class Attestation:
     round: int
     model_hash: str
     accuracy: float
+    tx: str
+    derivation_seconds: float = 0.0  # time spent re-deriving a verified round (0 for a plain round)
+
+
+@dataclass
+class Dispute:
+    """What a validator disputed, and why."""
+
+    task: int
+    round: int
+    leaf: str
+    reason: str
     tx: str
 
 
@@ -37,37 +54,90 @@ class Validator:
         account: LocalAccount,
         accuracy_of: Callable[[int, dict[str, np.ndarray]], float],
         task: int | None = None,
+        updates_base: str | None = None,
     ) -> None:
         """`accuracy_of(round, arrays)`: the task's own evaluation on this validator's held-out data
-        (`task_accuracy` for a TaskSpec, `evaluate_fn_accuracy` for a Flower App's evaluate_fn)."""
+        (`task_accuracy` for a TaskSpec, `evaluate_fn_accuracy` for a Flower App's evaluate_fn).
+        `updates_base`: where this validator reads verified rounds' update blobs (default: the task's
+        store + "updates/", which must then be readable here)."""
         quorum.quorum_contract(client, "a validator")
         self.client, self.account, self.accuracy_of, self.task = client, account, accuracy_of, task
+        self.updates_base = updates_base
 
-    def handle(self, event: ChainEvent) -> Attestation | None:
-        """Attest a newly committed round; other events (and retractions) are ignored."""
-        if event.name != "RoundCommitted" or event.removed:
+    def handle(self, event: ChainEvent) -> Attestation | Dispute | None:
+        """Attest (or dispute) a newly committed round, judge a node's omission complaint; other events
+        (and retractions) are ignored."""
+        if event.name not in ("RoundCommitted", "UpdateOmitted") or event.removed:
             return None
         task, rnd = int(event.args["task"]), int(event.args["round"])
         if self.task is not None and task != self.task:
             return None
-        if quorum.has_attested(self.client, task, rnd, self.account.address):
+        if event.name == "UpdateOmitted":
+            digest = event.args["updateHash"]  # 0x hex in a ChainEvent, bytes straight from web3
+            digest = bytes.fromhex(digest[2:]) if isinstance(digest, str) else bytes(digest)
+            return self.judge_complaint(task, rnd, str(event.args["node"]), digest)
+        me = self.account.address
+        if quorum.has_attested(self.client, task, rnd, me) or quorum.has_disputed(self.client, task, rnd, me):
             return None
         return self.attest(task, rnd)
 
-    def attest(self, task: int, rnd: int) -> Attestation:
-        """Fetch, verify, evaluate and attest one round."""
+    def attest(self, task: int, rnd: int) -> Attestation | Dispute:
+        """Fetch, verify, evaluate and attest one round; a verified round is re-derived first and
+        disputed if anything differs."""
+        root = ledger.updates_root(self.client, task, rnd)
+        seconds = 0.0
+        if root is not None:
+            check = check_round(self.client, task, rnd, self.updates_base)
+            seconds = check.seconds
+            if check.unreadable and not check.differences:  # cannot vouch: no attestation, no dispute
+                raise FlchainError(f"cannot re-derive the round: {check.unreadable[0]}")
+            if not check.ok:
+                first = check.first()
+                return self._dispute(task, rnd, first.leaf, first.what)
         record, arrays = ledger.load_model(self.client, task, rnd)
         accuracy = float(self.accuracy_of(rnd, arrays))
         if not 0.0 <= accuracy <= 1.0:
             raise FlchainError(f"the evaluation returned accuracy {accuracy}: expected a fraction in 0..1")
-        receipt = quorum.attest(self.client, self.account, task, rnd, record.model_hash, to_fixed(accuracy))
+        if root is None:
+            receipt = quorum.attest(
+                self.client, self.account, task, rnd, record.model_hash, to_fixed(accuracy)
+            )
+        else:
+            receipt = quorum.attest_verified(
+                self.client, self.account, task, rnd, record.model_hash, root, to_fixed(accuracy)
+            )
         return Attestation(
             task,
             rnd,
             "0x" + record.model_hash.hex(),
             accuracy,
             "0x" + bytes(receipt["transactionHash"]).hex(),
+            round(seconds, 3),
         )
+
+    def judge_complaint(self, task: int, rnd: int, node: str, update_hash: bytes) -> Dispute | None:
+        """Dispute the round if the complaining node's signed update is neither disclosed in the manifest
+        nor excused by the commit (recorded as missed). A node whose disclosed update has another hash
+        signed two updates for one round: its complaint is refused (no dispute)."""
+        if quorum.has_disputed(self.client, task, rnd, self.account.address):
+            return None
+        try:
+            manifest, _ = fetch_manifest(self.client, task, rnd)
+        except FlchainError as exc:
+            return self._dispute(task, rnd, b"", f"manifest: {exc}")
+        if manifest.entry_of(node) is not None or node.lower() in missed_in(self.client, task, rnd):
+            return None
+        return self._dispute(
+            task,
+            rnd,
+            bytes(12) + bytes.fromhex(node[2:]),
+            f"omitted: {node}'s update 0x{update_hash.hex()[:16]}",
+        )
+
+    def _dispute(self, task: int, rnd: int, leaf: bytes, reason: str) -> Dispute:
+        leaf = leaf.rjust(32, b"\0") if leaf else bytes(32)
+        receipt = quorum.dispute(self.client, self.account, task, rnd, leaf, reason)
+        return Dispute(task, rnd, "0x" + leaf.hex(), reason, "0x" + bytes(receipt["transactionHash"]).hex())
 
 
 def task_accuracy(

@@ -1,6 +1,7 @@
 """ValidatorRun: what `flchain validator` does. Loads the validator's key (it must hold VALIDATOR_ROLE),
 the ML task the rounds train (digits or a user TaskSpec) and its held-out data, and attests every
-round commit its ChainWatcher delivers; a bad blob is reported, never attested, and the run goes on."""
+round commit its ChainWatcher delivers (re-deriving verified rounds first, and disputing those that do
+not re-derive); a bad blob is reported, never attested, and the run goes on."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import load_key
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher
 from fl_chain.errors import FlchainError
-from fl_chain.fl.validator import Validator, evaluate_fn_accuracy, task_accuracy
+from fl_chain.fl.validator import Dispute, Validator, evaluate_fn_accuracy, task_accuracy
 from fl_chain.tasks import load_object, load_task
 from fl_chain.views import short
 
@@ -39,9 +40,11 @@ class ValidatorRun:
         confirmations: int,
         home: Path,
         evaluate: str | None = None,
+        updates: str | None = None,
     ) -> ValidatorRun:
         """Check the key's role, load the task's evaluation (a TaskSpec and its held-out data, or a Flower
-        App's evaluate_fn named by `evaluate`), resume the validator's cursor."""
+        App's evaluate_fn named by `evaluate`), resume the validator's cursor. `updates`: where verified
+        rounds' update blobs are readable from here (default: the task's store + "updates/")."""
         account = load_key(key, password)
         quorum.quorum_contract(client, "a validator")
         if not quorum.is_validator(client, account.address):
@@ -56,7 +59,7 @@ class ValidatorRun:
             spec = load_task(task_spec)
             held_out = spec.read_file(data) if data is not None else spec.server_data(0)[1]
             accuracy_of = task_accuracy(spec.build_model, held_out)
-        worker = Validator(client, account, accuracy_of, task)
+        worker = Validator(client, account, accuracy_of, task, updates)
         cursor = home / f"validator-{account.address}.cursor.json"
         return cls(worker, ChainWatcher(client, cursor, confirmations))
 
@@ -67,10 +70,13 @@ class ValidatorRun:
         except FlchainError as exc:  # a bad blob is reported, not attested, and the validator goes on
             complain(f"round {event.args.get('round')} of task {event.args.get('task')}: {exc}")
             return
-        if done is not None:
+        if isinstance(done, Dispute):
+            complain(f"disputed task {done.task} round {done.round}: {done.reason} (tx {short(done.tx)})")
+        elif done is not None:
+            derived = " (derivation re-checked)" if done.derivation_seconds else ""
             say(
                 f"attested task {done.task} round {done.round}: accuracy {100 * done.accuracy:.2f} %, "
-                f"hash {short(done.model_hash)}, tx {short(done.tx)}"
+                f"hash {short(done.model_hash)}, tx {short(done.tx)}{derived}"
             )
 
     def once(self, say: Say, complain: Say) -> None:
