@@ -259,3 +259,6 @@ def sign_reply(identity: NodeIdentity, message: Message, reply: Message) -> None
     reply.content[UPDATE_RECORD] = ConfigRecord(
         {"hash": "0x" + update_hash.hex(), "weight": weight, "signature": signed.signature}
     )
+    from fl_chain.fl.inclusion import record_claim
+
+    record_claim(signed)  # so `flchain client` can check the round's manifest for it (fl/inclusion.py)

@@ -12,7 +12,10 @@ from pathlib import Path
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import DECRYPTED_KEY_ENV
 from fl_chain.chain.localnode import free_port
+from fl_chain.chain.update_signing import SignedUpdate
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher, is_fatal
+from fl_chain.errors import FlchainError
+from fl_chain.fl.inclusion import CLAIMS_ENV, check_inclusion, claims_for
 from fl_chain.fl.node_config import NodeConfig
 from fl_chain.fl.processes import Managed, start_supernode
 
@@ -53,6 +56,11 @@ class NodeSupervisor:
         supervisor.status = registry.status_of(chain, account.address)
         return supervisor
 
+    @property
+    def claims(self) -> Path:
+        """The file where this node's app processes record the updates they sign (fl/inclusion.py)."""
+        return self.log.with_suffix(".claims.jsonl")
+
     def start(self) -> Managed:
         """Start the SuperNode; the decrypted key reaches its app processes by environment only (each
         message's app process would otherwise spend ~0.7 s on the keystore's scrypt)."""
@@ -62,7 +70,7 @@ class NodeSupervisor:
             self.node.to_node_config(),
             self.log,
             self.root_certificates,
-            {DECRYPTED_KEY_ENV: self.secret_key},
+            {DECRYPTED_KEY_ENV: self.secret_key, CLAIMS_ENV: str(self.claims)},
         )
         return self._process
 
@@ -111,6 +119,15 @@ class NodeSupervisor:
             self._process.stop()
             self._process = None
 
+    def _inclusion(self, signed: SignedUpdate) -> str:
+        """Check (and if need be complain about) one signed update of this node; one line to show."""
+        from eth_account import Account
+
+        try:
+            return check_inclusion(self.chain, Account.from_key(self.secret_key), signed).line()
+        except FlchainError as exc:
+            return f"task {signed.task} round {signed.round}: inclusion check failed: {exc}"
+
     def _report(
         self, watcher: ChainWatcher, on_event: Callable[[ChainEvent], None], on_notice: Callable[[str], None]
     ) -> None:
@@ -123,6 +140,9 @@ class NodeSupervisor:
             on_notice(f"chain unavailable: {type(exc).__name__}")
             return
         for event in events:
+            if event.name == "UpdatesCommitted" and not event.removed:
+                for signed in claims_for(self.claims, int(event.args["task"]), int(event.args["round"])):
+                    on_notice(self._inclusion(signed))
             mine = str(event.args.get("node", "")).lower() == self.address.lower()
             if event.name == "RoundCommitted" or (
                 mine and event.name in ("ReputationUpdated", "NodeStatusChanged")
