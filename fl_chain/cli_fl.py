@@ -3,6 +3,7 @@ options and hands the work to one function (fl/server_run.py, fl/node_supervisor
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,7 +21,7 @@ from fl_chain.cli_common import (
     read_password,
     sigterm_as_interrupt,
 )
-from fl_chain.config import RunConfig, load_config
+from fl_chain.config import RunConfig, load_config, validate
 from fl_chain.errors import FlchainError
 from fl_chain.fl.report import NodeNotice, RunEntry
 from fl_chain.paths import state_home
@@ -58,6 +59,12 @@ def demo(
         typer.Option("--dashboard", help="Serve `flchain dashboard` beside the run; stays up until Ctrl-C"),
     ] = False,
     dashboard_port: Annotated[int, typer.Option(help="Port of --dashboard (on 127.0.0.1)")] = 8600,
+    verified: Annotated[
+        bool,
+        typer.Option(
+            "--verified", help="Verified rounds (ledger.mode = verified): validators re-derive each aggregate"
+        ),
+    ] = False,
 ) -> None:
     """Everything on one machine: local chain, contracts, node keys, Simulation Engine, summary, plot."""
 
@@ -68,6 +75,9 @@ def demo(
         if non_iid <= 0:
             raise FlchainError(f"--non-iid {non_iid}: the Dirichlet alpha must be > 0")
         run_config.task.partitioning, run_config.task.alpha = "dirichlet", non_iid
+    if verified:
+        run_config.ledger.mode = "verified"
+        validate(run_config, str(config) if config else "--verified")
     if not verbose:
         _quiet_simulation()
     split = (
@@ -110,6 +120,7 @@ def _run_demo_and_report(
 ) -> None:
     """Run the demo (on `local`'s chain if given) and print its summary; an error if rounds are missing."""
     from fl_chain.demo import run_demo
+    from fl_chain.fl.validator import Attestation, Dispute
 
     started = time.monotonic()
     # Simulated nodes all verify; only refusals are news (a line per node would bury 100-node runs).
@@ -117,10 +128,18 @@ def _run_demo_and_report(
         run_config, clients, home, backend, on_entry=_demo_entry, validators=validators, local=local
     )
     if validators:
+        verdicts = result.extra["attestations"]
+        disputes = [v for v in verdicts if isinstance(v, Dispute)]
+        derived = [
+            v.derivation_seconds for v in verdicts if isinstance(v, Attestation) and v.derivation_seconds
+        ]
         console.print(
-            f"{validators} validators attested {len(result.extra['attestations'])} times; "
-            f"quorum {result.extra['quorum']}"
+            f"{validators} validators attested {len(verdicts) - len(disputes)} times"
+            + (f" (each re-derived its round: median {statistics.median(derived):.2f} s)" if derived else "")
+            + f"; {len(disputes)} disputes; quorum {result.extra['quorum']}"
         )
+        for d in disputes:
+            console.print(f"[red]dispute[/red] task {d.task} round {d.round}: {d.reason}", highlight=False)
     expected = run_config.federation.rounds + 1
     console.print(summary_table(result.reports, f"task {result.task}: rounds committed on-chain"))
     console.print(

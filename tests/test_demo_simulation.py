@@ -53,12 +53,38 @@ def test_malformed_replies_are_dropped_and_the_round_commits(tmp_path: Path) -> 
     assert set(last.participants) == {result.nodes[2], result.nodes[3]}
 
 
-def test_demo_with_validators_finalizes_every_round(tmp_path: Path) -> None:
+def test_a_verified_demo_is_rederived_by_every_validator_and_finalized(tmp_path: Path) -> None:
+    """Verified rounds on the Simulation Engine: the nodes sign, the coordinator commits the updates root
+    and publishes update blobs and manifest, both validators re-derive each round before attesting (round 0,
+    the initial model, is a plain round: attested by evaluation alone), every round finalizes, and the
+    audit re-derives every round too."""
+    from fl_chain.chain import bootstrap
+    from fl_chain.chain.audit import audit_task
+    from fl_chain.fl.validator import Attestation
+
     config = RunConfig()
     config.federation.rounds = 2
     config.task.local_epochs = 1
-    result = run_demo(config, 3, tmp_path / "demo", plot=False, validators=2)
+    config.ledger.mode = "verified"
+    config.scoring.method = "cosine"  # scores the validators recompute exactly
+    home = tmp_path / "demo"
+    home.mkdir()
+    local = bootstrap.start_local(home, "anvil")
+    try:
+        result = run_demo(config, 3, home, plot=False, validators=2, local=local)
+        findings = audit_task(local.client, result.task)
+    finally:
+        local.stop()
+    assert all(f.ok for f in findings), [f for f in findings if not f.ok]
+    assert [f.where for f in findings if f.check == "derivation"] == ["task 1 round 1", "task 1 round 2"]
     assert result.chain_rounds == 3
-    attested = result.extra["attestations"]
-    assert sorted(a.round for a in attested) == [0, 0, 1, 1, 2, 2]  # both validators, every round
+    verdicts = result.extra["attestations"]
+    assert all(isinstance(v, Attestation) for v in verdicts), verdicts  # no dispute of an honest run
+    assert sorted(a.round for a in verdicts) == [0, 0, 1, 1, 2, 2]  # both validators, every round
+    assert all((a.derivation_seconds > 0) == (a.round > 0) for a in verdicts)
     assert all("finalize" in r.seconds for r in result.reports[1:])
+    for report in result.reports[1:]:
+        assert report.updates_root.startswith("0x") and report.published_bytes > 0
+        assert report.signed == report.participants and len(report.participants) == 3
+    assert len(list((home / "store" / "updates").iterdir())) == 6  # 3 nodes x 2 rounds, kept private
+    assert len(list((home / "store" / "rounds").iterdir())) == 2

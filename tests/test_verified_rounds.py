@@ -1,0 +1,259 @@
+"""Verified rounds on a real chain: validators re-derive each round from the node-signed updates and
+attest "derivation correct", or dispute naming the leaf; nodes find their own update and complain when it
+was left out. A dishonest coordinator is played by committing cooked rounds through the real committer:
+it drops an update, reweights one, alters a score, swaps in an update nobody signed. A lying validator is
+outvoted; a node that signs two updates for one round has its complaint refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from fl_chain.chain import bootstrap, quorum
+from fl_chain.chain.audit import audit_task
+from fl_chain.chain.update_signing import RoundContext, SignedUpdate, sign_update
+from fl_chain.fl import derivation, verified_round
+from fl_chain.fl.committer import RoundCommitter
+from fl_chain.fl.inclusion import check_inclusion
+from fl_chain.fl.manifest import RoundManifest
+from fl_chain.fl.scoring import ScoringPolicy, score_round
+from fl_chain.fl.screening import Screened
+from fl_chain.fl.validator import Attestation, Dispute, Validator
+from fl_chain.store import ModelStore, arrays_from_bytes, canonical_bytes, hash_arrays
+from tests.chainutil import new_nodes
+
+
+@dataclass
+class Federation:
+    """A task on a real chain with registered nodes, three validators (quorum 2) and a coordinator that
+    builds verified rounds the way ChainStrategy does, optionally cooking them before the commit."""
+
+    chain: object
+    committer: RoundCommitter
+    nodes: list[LocalAccount]
+    validators: list[Validator]
+    model: dict[str, np.ndarray]
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    signed: dict[int, dict[str, SignedUpdate]] = field(default_factory=dict)
+
+    @property
+    def client(self):
+        return self.chain.client
+
+    def round(
+        self, number: int, cook: Callable | None = None, skip_claims: tuple[str, ...] = ()
+    ) -> RoundManifest:
+        """Every node trains and signs; the coordinator screens nothing out, scores by cosine, aggregates,
+        builds the manifest, lets `cook(screened, manifest)` tamper, and commits."""
+        context = RoundContext(
+            self.client.deployment.chain_id, self.client.ledger.address, self.committer.task, number
+        )
+        screened = Screened()
+        self.signed[number] = {}
+        for node in self.nodes:
+            arrays = {
+                k: (v + self.rng.normal(0.05, 0.1, v.shape)).astype(v.dtype) for k, v in self.model.items()
+            }
+            signed = sign_update(
+                node, *vars(context).values(), hash_arrays(arrays), int(self.rng.integers(50, 150))
+            )
+            self.signed[number][node.address] = signed
+            if node.address in skip_claims:  # the coordinator pretends it never got this reply
+                continue
+            screened.claims[node.address] = screened.signed[node.address] = signed
+            screened.updates[node.address] = screened.originals[node.address] = arrays
+            screened.weights[node.address] = float(signed.weight)
+        weights = verified_round.canonical_weights(screened, 2.0)
+        _, scores = score_round(
+            ScoringPolicy("cosine"), self.model, screened.updates, screened.weights, None, number
+        )
+        model = derivation.aggregate(self.model, screened.updates, weights)
+        built = verified_round.build(
+            context, screened, scores, self.committer.parent_hash, hash_arrays(model), "cosine", 2.0, 1.0
+        )
+        if cook is not None:
+            model, scores = cook(built, self.model, model, scores)
+        commit = self.committer.commit(number, model, scores, verified=built)
+        assert commit.updates_root == built.root
+        self.model = model
+        return built.manifest
+
+    def judge(self, number: int) -> list[Attestation | Dispute]:
+        """Each validator handles the round's commit, as its watcher would deliver it."""
+        return [v.attest(self.committer.task, number) for v in self.validators]
+
+
+@pytest.fixture()
+def federation(chain, tmp_path: Path) -> Federation:
+    client = chain.client
+    store = ModelStore(tmp_path / "store")
+    committer = RoundCommitter.new_task(client, chain.coordinator, store, b"\x01" * 32)
+    rng = np.random.default_rng(1)
+    model = {"w": rng.normal(size=(6, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
+    committer.commit(0, model)
+    admin = Account.from_key(client.deployment.dev_keys["admin"])
+    client.transact(admin, quorum.quorum_contract(client).functions.setQuorum(2))
+    validators = []
+    for _ in range(3):
+        account = Account.create()
+        client.fund(admin, account.address, bootstrap.NODE_FUNDS_WEI)
+        quorum.set_validator(client, admin, account.address)
+        validators.append(Validator(client, account, lambda rnd, arrays: 0.5, task=committer.task))
+    return Federation(chain, committer, new_nodes(chain, 4), validators, model)
+
+
+def _task(f: Federation) -> int:
+    return f.committer.task
+
+
+def test_an_honest_verified_round_is_rederived_attested_and_finalized(federation: Federation) -> None:
+    f = federation
+    manifest = f.round(1)
+    verdicts = f.judge(1)
+    assert all(isinstance(v, Attestation) and v.derivation_seconds > 0 for v in verdicts), verdicts
+    assert quorum.is_finalized(f.client, _task(f), 1) and not quorum.is_disputed(f.client, _task(f), 1)
+    assert len(manifest.included) == 4 and not manifest.excluded
+    for node in f.nodes:  # each node finds its own leaf, with the weight it signed
+        inclusion = check_inclusion(f.client, node, f.signed[1][node.address])
+        assert inclusion.status == "included", inclusion
+    store = f.committer.store
+    assert all(
+        (store.updates_directory / e.update[2:]).stat().st_mode & 0o077 == 0 for e in manifest.included
+    )
+    assert store.updates_directory.stat().st_mode & 0o077 == 0  # update blobs: the owner (validators) only
+    findings = audit_task(f.client, _task(f))
+    assert all(x.ok for x in findings), [x for x in findings if not x.ok]
+    assert any(x.check == "derivation" and x.ok for x in findings)
+
+
+def test_a_dropped_update_is_found_by_its_node_and_disputed(federation: Federation) -> None:
+    f = federation
+    f.round(1)
+    f.judge(1)
+    dropped = f.nodes[2]
+    f.round(2, skip_claims=(dropped.address,))
+    verdicts = f.judge(2)  # the manifest is self-consistent: the drop is invisible to the validators alone
+    assert all(isinstance(v, Attestation) for v in verdicts)
+    assert quorum.is_finalized(f.client, _task(f), 2)
+    inclusion = check_inclusion(f.client, dropped, f.signed[2][dropped.address])
+    assert inclusion.status == "omitted" and inclusion.tx, inclusion
+    for node in f.nodes[:2]:
+        assert check_inclusion(f.client, node, f.signed[2][node.address]).status == "included"
+    complaint = _complaint_event(f, 2)
+    disputes = [v.handle(complaint) for v in f.validators]
+    assert all(isinstance(d, Dispute) and "omitted" in d.reason for d in disputes), disputes
+    assert disputes[0].leaf.endswith(dropped.address[2:].lower())  # the dispute names the node
+    assert quorum.is_disputed(f.client, _task(f), 2) and not quorum.is_finalized(f.client, _task(f), 2)
+    failed = [x for x in audit_task(f.client, _task(f)) if not x.ok]
+    assert any("round 2" in x.where and dropped.address in x.detail for x in failed), failed
+
+
+def _complaint_event(f: Federation, number: int):
+    from fl_chain.chain.watcher import ChainWatcher
+
+    events = ChainWatcher(f.client, None, from_block=f.client.deployment.deployed_block).poll()
+    (complaint,) = [e for e in events if e.name == "UpdateOmitted" and int(e.args["round"]) == number]
+    return complaint
+
+
+def _cooked(f: Federation, number: int, cook) -> list[Attestation | Dispute]:
+    f.round(1)
+    f.judge(1)
+    f.round(number, cook=cook)
+    return f.judge(number)
+
+
+def _reweight(built, previous, model, scores):
+    """The coordinator weighs its friend's update 3x in the aggregate and says nothing."""
+    m = built.manifest
+    friend = m.included[0].node
+    weights = derivation.effective_weights({e.node: e.claimed for e in m.included}, m.claim_cap)
+    weights[friend] *= 3
+    updates = {e.node: arrays_from_bytes(built.blobs[e.update]) for e in m.included}
+    cooked = derivation.aggregate(previous, updates, weights)
+    built.manifest = replace(m, model="0x" + hash_arrays(cooked).hex())
+    return cooked, scores
+
+
+def _rescore(built, previous, model, scores):
+    """The coordinator halves one node's score, on-chain and in the leaf alike."""
+    m = built.manifest
+    victim = m.included[1]
+    scores = {**scores, victim.node: victim.score // 2}
+    entries = tuple(replace(e, score=e.score // 2) if e is victim else e for e in m.entries)
+    built.manifest = replace(m, entries=entries)
+    return model, scores
+
+
+def _swap_in(built, previous, model, scores):
+    """The coordinator replaces one node's update by arrays of its own, signed by itself."""
+    m = built.manifest
+    victim = m.included[2]
+    forger = Account.create()
+    fake = {k: v * 0 for k, v in arrays_from_bytes(built.blobs[victim.update]).items()}
+    blob = canonical_bytes(fake)
+    digest = hash_arrays(fake)
+    signed = sign_update(forger, m.chain_id, m.ledger, m.task, m.round, digest, victim.claimed)
+    built.blobs["0x" + digest.hex()] = blob
+    entries = tuple(
+        replace(e, update="0x" + digest.hex(), signature=signed.signature) if e is victim else e
+        for e in m.entries
+    )
+    built.manifest = replace(m, entries=entries)
+    return model, scores
+
+
+@pytest.mark.parametrize(
+    ("cook", "expected"),
+    [(_reweight, "aggregate to"), (_rescore, "score of"), (_swap_in, "not signed by it")],
+    ids=["reweight", "altered-score", "unsigned-swap-in"],
+)
+def test_a_cooked_round_is_disputed_and_never_finalized(federation: Federation, cook, expected: str) -> None:
+    f = federation
+    verdicts = _cooked(f, 2, cook)
+    assert all(isinstance(v, Dispute) and expected in v.reason for v in verdicts), verdicts
+    assert quorum.is_disputed(f.client, _task(f), 2) and not quorum.is_finalized(f.client, _task(f), 2)
+    failed = [x for x in audit_task(f.client, _task(f)) if not x.ok]
+    assert any("round 2" in x.where and x.check == "derivation" for x in failed), failed
+
+
+def test_a_lying_validator_is_outvoted_and_visible(federation: Federation) -> None:
+    f = federation
+    honest_a, honest_b, liar = f.validators
+    f.round(1)
+    honest_a.attest(_task(f), 1)
+    quorum.dispute(f.client, liar.account, _task(f), 1, bytes(32), "says the round is cooked")
+    honest_b.attest(_task(f), 1)
+    assert quorum.is_finalized(f.client, _task(f), 1)  # one false dispute does not block an honest round
+    f.round(2, cook=_rescore)
+    record = f.client.call(f.client.ledger.functions.getRound(_task(f), 2))
+    root = f.client.call(f.client.ledger.functions.updatesRoot(_task(f), 2))
+    quorum.attest_verified(f.client, liar.account, _task(f), 2, bytes(record[0]), bytes(root), 900_000)
+    assert isinstance(honest_a.attest(_task(f), 2), Dispute) and isinstance(
+        honest_b.attest(_task(f), 2), Dispute
+    )
+    assert not quorum.is_finalized(f.client, _task(f), 2)  # its attestation alone finalizes nothing
+    findings = audit_task(f.client, _task(f))
+    assert any(liar.account.address in x.detail and not x.ok for x in findings if "round 2" in x.where)
+
+
+def test_a_node_that_signed_two_updates_for_one_round_is_refused(federation: Federation) -> None:
+    f = federation
+    f.round(1)
+    f.judge(1)
+    node = f.nodes[0]
+    other = sign_update(
+        node, f.client.deployment.chain_id, f.client.ledger.address, _task(f), 1, b"\x09" * 32, 77
+    )
+    assert check_inclusion(f.client, node, other).status == "omitted"  # it complains with the second one
+    complaint = _complaint_event(f, 1)
+    assert [v.handle(complaint) for v in f.validators] == [None, None, None]  # refused: no dispute
+    assert quorum.is_finalized(f.client, _task(f), 1)
+    failed = [x for x in audit_task(f.client, _task(f)) if not x.ok]
+    assert any("two different updates" in x.detail and node.address in x.detail for x in failed), failed
