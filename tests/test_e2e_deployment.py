@@ -18,7 +18,7 @@ import pytest
 from eth_utils import keccak
 
 from fl_chain.chain.client import open_chain
-from fl_chain.chain.ledger import contributions, get_round, round_count
+from fl_chain.chain.ledger import contributions, get_round, round_count, updates_root
 from fl_chain.chain.localnode import free_port
 from fl_chain.fl.report import read_reports
 
@@ -99,9 +99,11 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
         addresses = ["0x" + json.loads(k.read_text())["address"] for k in keys]
         config = tmp_path / "run.toml"
         # A user task (another architecture than digits): every node must train what the server runs.
+        # Verified rounds: the coordinator discloses the signed updates; each node checks its own leaf.
         config.write_text(
             "[federation]\nrounds = 2\nmin_nodes = 2\n\n"
-            '[task]\nname = "tests.user_task:TASK"\nlocal_epochs = 1\n'
+            '[task]\nname = "tests.user_task:TASK"\nlocal_epochs = 1\n\n'
+            '[ledger]\nmode = "verified"\n'
         )
         port = free_port()
         server_log = tmp_path / "server.out"
@@ -154,11 +156,15 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
             assert unregistered.lower() not in participants
             if rnd > 0:
                 assert participants == {a.lower() for a in addresses[:2]}
-        # Each registered node learned of the commits from its own chain watcher.
+                assert updates_root(chain, task, rnd) is not None
+        # Each registered node learned of the commits from its own chain watcher, and found its own
+        # signed update in each verified round's manifest.
         time.sleep(1.5)
         for i in range(2):
             client_out = (tmp_path / f"client{i}.out").read_text()
             assert "round 2 of task" in client_out and "committed" in client_out, client_out
+            for rnd in (1, 2):
+                assert f"task {task} round {rnd}: my update is included" in client_out, client_out
     finally:
         stop_commands([*clients, server], h, env)
 
