@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from logging import ERROR, INFO, WARNING
 
@@ -40,6 +39,7 @@ from fl_chain.fl.records import (
     with_config,
 )
 from fl_chain.fl.report import RoundReport, RunEnd, RunEvents, metric_fields
+from fl_chain.fl.root_round import RootRound
 from fl_chain.fl.scoring import score_round
 from fl_chain.fl.screening import Screened, judge_with_evidence, screen_replies
 from fl_chain.fl.selection import Selector, local_steps
@@ -120,10 +120,13 @@ class ChainStrategy(Strategy):
         self._selected: dict[int, str] = {}
         self._previous: dict[str, np.ndarray] = {}
         self._train_config: dict = {}
-        # g0 needs only the global model and the round's config, so the server trains on its root set
-        # while the nodes train, not after their replies arrive (one worker: one root training at a time).
-        self._root_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-root")
-        self._root_future: Future[tuple[np.ndarray, bool]] | None = None
+        needed = (
+            self.evidence is not None
+            or self.policy.scoring.method == "fltrust"
+            or self.policy.influence.clip_ratio > 0
+            or self.policy.influence.step_ratio > 0
+        )
+        self._root = RootRound(self.evaluation.root, needed, self._directions_count)
         self._train_started = 0.0
         self._round = 0  # Flower's current round (what the app's evaluate_fn is called with)
         self._deadline_grid: DeadlineGrid | None = None  # set by `start`; flchain's own loop may not use it
@@ -200,7 +203,7 @@ class ChainStrategy(Strategy):
         }
         self._train_started = time.monotonic()
         self._round = server_round
-        self._root_future = self._start_root_update()
+        self._root.start(self._previous, self._train_config)
         return messages
 
     def aggregate_train(
@@ -214,28 +217,8 @@ class ChainStrategy(Strategy):
             client.deployment.chain_id, client.ledger.address, self.committer.task, on_chain_round
         )
         screened = screen_replies(replies, self.gate.verified, self._previous, self.policy.screening, context)
-        started = time.monotonic()
-        root, directions = self._root_future.result() if self._root_future is not None else (None, True)
-        self._root_future = None
-        reference = None  # the size of a median honest update, when the root set's size is known
-        if root is not None:
-            seconds["anchor"] = time.monotonic() - started  # waiting for the root training, if still running
-            claims = list(screened.weights.values())
-            reference = self.evaluation.root.size_reference(
-                root, float(np.median(claims)) if claims else None
-            )
-        if self.evidence is not None and root is not None:
-            judge_with_evidence(
-                screened, self.gate.verified, self.evidence, root, self._previous, reference, directions
-            )
-        if reference is not None and self.policy.influence.clip_ratio > 0:
-            bound_influence(
-                screened, self.gate.verified, reference, self._previous, self.policy.influence.clip_ratio
-            )
-        missed = sorted(a for n, a in self._selected.items() if n not in screened.answered)
-        if self.selector is not None:
-            answered = [a for n, a in self._selected.items() if n in screened.answered]
-            self.selector.record(list(self._selected.values()), answered)
+        root, reference = self._judge_with_root(screened, seconds)
+        missed = self._attendance(screened)
         weights = (
             canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
         )
@@ -276,6 +259,36 @@ class ChainStrategy(Strategy):
         report.seconds = {k: round(v, 3) for k, v in {**seconds, **commit.seconds}.items()}
         self.events.emit(report)
         return arrays_to_record(model), metrics
+
+    def _judge_with_root(
+        self, screened: Screened, seconds: dict[str, float]
+    ) -> tuple[np.ndarray | None, float | None]:
+        """With the server's root update g0: leave suspect updates out (and penalize on accumulated
+        evidence), clip updates to the size reference if configured. Returns (g0, the size of a median
+        honest update when the root set's size is known)."""
+        root, directions, waited = self._root.result()
+        if root is None:
+            return None, None
+        seconds["anchor"] = waited  # waiting for the root training, if still running
+        claims = list(screened.weights.values())
+        reference = self.evaluation.root.size_reference(root, float(np.median(claims)) if claims else None)
+        if self.evidence is not None:
+            judge_with_evidence(
+                screened, self.gate.verified, self.evidence, root, self._previous, reference, directions
+            )
+        if reference is not None and self.policy.influence.clip_ratio > 0:
+            bound_influence(
+                screened, self.gate.verified, reference, self._previous, self.policy.influence.clip_ratio
+            )
+        return root, reference
+
+    def _attendance(self, screened: Screened) -> list[str]:
+        """Who was sampled and did not answer (sorted); the selector learns who did."""
+        missed = sorted(a for n, a in self._selected.items() if n not in screened.answered)
+        if self.selector is not None:
+            answered = [a for n, a in self._selected.items() if n in screened.answered]
+            self.selector.record(list(self._selected.values()), answered)
+        return missed
 
     def _aggregate(
         self, on_chain_round: int, screened: Screened, weights: dict[str, int] | None = None
@@ -329,23 +342,6 @@ class ChainStrategy(Strategy):
             **fields,
             **commit.report_fields(),
         )
-
-    def _start_root_update(self) -> Future[tuple[np.ndarray, bool]] | None:
-        """g0 for this round and whether its direction is evidence (RootAnchor.improves), computed in the
-        background, when something needs g0 and the server has a root set."""
-        needed = (
-            self.evidence is not None
-            or self.policy.scoring.method == "fltrust"
-            or self.policy.influence.clip_ratio > 0
-            or self.policy.influence.step_ratio > 0
-        )
-        if not needed or self.evaluation.root is None:
-            return None
-        return self._root_pool.submit(self._root_update, dict(self._previous), dict(self._train_config))
-
-    def _root_update(self, previous: dict[str, np.ndarray], config: dict) -> tuple[np.ndarray, bool]:
-        root = self.evaluation.root.delta(previous, config)
-        return root, self._directions_count(previous, root)
 
     def _directions_count(self, previous: dict[str, np.ndarray], root: np.ndarray) -> bool:
         """Whether g0's direction is evidence this round. In anyone's Flower App (a ledger session: any
