@@ -12,10 +12,11 @@ fl/node_config.py), so a plain `flower-supernode` works as well as `flchain clie
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from logging import ERROR
 from typing import TYPE_CHECKING
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.common.constant import ErrorCode
@@ -146,8 +147,7 @@ def make_flchain_mod(
             if kind.startswith("train"):
                 expected = check_received_model(settings, identity, message, app_id)
                 reply = call_next(message, context)
-                check_reply_model(expected, reply, app_id)
-                sign_reply(identity, message, reply)
+                sign_reply(identity, message, reply, check_reply_model(expected, reply, app_id))
                 return reply
             identity.require_active()
             return call_next(message, context)
@@ -226,25 +226,32 @@ def check_received_model(settings: NodeConfig, identity: NodeIdentity, message: 
     return view.config_hash
 
 
-def check_reply_model(config_hash: bytes, reply: Message, app: str) -> None:
-    """Refuse to send a trained model that is not the task's architecture (a node running another model)."""
+def check_reply_model(config_hash: bytes, reply: Message, app: str) -> dict[str, np.ndarray] | None:
+    """Refuse to send a trained model that is not the task's architecture (a node running another model);
+    the reply's arrays (None for an error reply), decoded once for this check and the signature."""
     if reply.has_error():
-        return
+        return None
     _, record = model_record(reply)
-    require_identity(config_hash, record_to_arrays(record), app, "this node's trained model")
+    arrays = record_to_arrays(record)
+    require_identity(config_hash, arrays, app, "this node's trained model")
+    return arrays
 
 
-def sign_reply(identity: NodeIdentity, message: Message, reply: Message) -> None:
+def sign_reply(
+    identity: NodeIdentity, message: Message, reply: Message, arrays: Mapping[str, np.ndarray] | None = None
+) -> None:
     """Attach the node's signature on the update it sends (chain/update_signing.py): this update, with
     this weight, for this round of this task, on this chain and ledger. Anyone holding the update can
-    check it; a coordinator that drops or reweights it cannot deny having received it."""
+    check it; a coordinator that drops or reweights it cannot deny having received it. `arrays`: the
+    reply's arrays if already decoded."""
     if reply.has_error():
         return
     from fl_chain.chain.update_signing import sign_update
 
     config = chain_config(message)
     task, round_number = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND]) + 1
-    _, record = model_record(reply)
+    if arrays is None:
+        arrays = record_to_arrays(model_record(reply)[1])
     metrics = list(reply.content.metric_records.values())
     claimed = metrics[0].get(WEIGHT_KEY, 0) if len(metrics) == 1 else 0
     # A weight the coordinator will refuse anyway (negative, NaN, infinite, absurd) is signed as 0 rather
@@ -252,7 +259,7 @@ def sign_reply(identity: NodeIdentity, message: Message, reply: Message) -> None
     plausible = isinstance(claimed, int | float) and math.isfinite(claimed) and 0 <= claimed < 2**63
     weight = int(claimed) if plausible else 0
     reads = identity.reads
-    update_hash = hash_arrays(record_to_arrays(record))
+    update_hash = hash_arrays(arrays)
     signed = sign_update(
         identity.account, reads.chain_id, reads.ledger, task, round_number, update_hash, weight
     )
