@@ -45,6 +45,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
 
     /// @notice Domain of a node's signature on its update (fl_chain/chain/update_signing.py).
     bytes32 public constant UPDATE_DOMAIN = keccak256("flchain.update.v1");
+    /// @notice Domain of a coordinator's ticket sampling a node for a round (see ticketDigest).
+    bytes32 public constant TICKET_DOMAIN = keccak256("flchain.ticket.v1");
 
     /// @notice No task has this id.
     error UnknownTask(uint256 task);
@@ -70,6 +72,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     error NotEligible(address node);
     /// @notice A node complains about a round at most once.
     error AlreadyComplained(uint256 task, uint256 round, address node);
+    /// @notice The complaint's ticket is not the task owner's signature sampling this node for the round.
+    error NotSampled(uint256 task, uint256 round, address node);
 
     /// @notice A task was created.
     event TaskCreated(uint256 indexed task, address indexed owner, bytes32 configHash, string blobBase);
@@ -222,34 +226,49 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         return keccak256(abi.encode(UPDATE_DOMAIN, block.chainid, address(this), task, round, updateHash, weight));
     }
 
+    /// @notice The digest a coordinator signs to sample a node for a round (its ticket): proof that the
+    ///         node was asked for an update, so that only sampled nodes can complain of omission.
+    /// @param task Task id.
+    /// @param round Round number.
+    /// @param node The sampled node.
+    /// @return keccak256(abi.encode(TICKET_DOMAIN, chain id, this ledger, task, round, node)).
+    function ticketDigest(uint256 task, uint256 round, address node) public view returns (bytes32) {
+        return keccak256(abi.encode(TICKET_DOMAIN, block.chainid, address(this), task, round, node));
+    }
+
     /// @notice A node's complaint that its signed update was left out of a verified round. The
-    ///         contract checks the signature and the sender; whether the update really is missing is
-    ///         for the leaves (validators, `flchain audit`) to show: a false complaint is refuted by a
-    ///         proof (`isCommittedUpdate`).
+    ///         contract checks the node's signature, that the task's owner sampled it for the round
+    ///         (its ticket) and that it is eligible; whether the update really is missing is for the
+    ///         round's disclosed leaves to show (validators, `flchain audit`).
     /// @param task Task id.
     /// @param round A verified round.
     /// @param updateHash The update the node signed.
     /// @param weight The weight it signed.
     /// @param signature The node's signature over `updateDigest`.
+    /// @param ticket The task owner's signature over `ticketDigest(task, round, node)`.
     function complainOmitted(
         uint256 task,
         uint256 round,
         bytes32 updateHash,
         uint256 weight,
-        bytes calldata signature
+        bytes calldata signature,
+        bytes calldata ticket
     ) external {
         if (_updatesRoot[task][round] == bytes32(0)) revert NotVerified(task, round);
-        // MessageHashUtils.toEthSignedMessageHash, inlined: that library pulls in Strings and Bytes, which
-        // need Cancun's mcopy, and these contracts target Shanghai (ganache runs no later fork).
-        bytes32 signed = keccak256(
-            abi.encodePacked("\x19Ethereum Signed Message:\n32", updateDigest(task, round, updateHash, weight))
-        );
-        address signer = ECDSA.recover(signed, signature);
+        address signer = ECDSA.recover(_ethSigned(updateDigest(task, round, updateHash, weight)), signature);
         if (signer != msg.sender) revert NotSigner(msg.sender, signer);
+        address sampler = ECDSA.recover(_ethSigned(ticketDigest(task, round, signer)), ticket);
+        if (sampler != _tasks[task].owner) revert NotSampled(task, round, signer);
         if (!reputation.isEligible(signer)) revert NotEligible(signer);
         if (_complained[task][round][signer]) revert AlreadyComplained(task, round, signer);
         _complained[task][round][signer] = true;
         emit UpdateOmitted(task, round, signer, updateHash, weight);
+    }
+
+    /// @dev MessageHashUtils.toEthSignedMessageHash, inlined: that library pulls in Strings and Bytes,
+    ///      which need Cancun's mcopy, and these contracts target Shanghai (ganache runs no later fork).
+    function _ethSigned(bytes32 digest) private pure returns (bytes32) {
+        return keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", digest));
     }
 
     /// @dev The shared body of commitRound and commitVerifiedRound.

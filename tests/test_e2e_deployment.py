@@ -15,11 +15,14 @@ from pathlib import Path
 
 import psutil
 import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
 from eth_utils import keccak
 
 from fl_chain.chain.client import open_chain
 from fl_chain.chain.ledger import contributions, get_round, round_count, updates_root
 from fl_chain.chain.localnode import free_port
+from fl_chain.chain.update_signing import ticket_digest
 from fl_chain.fl.report import read_reports
 
 PASSWORD = "e2e password"
@@ -165,6 +168,18 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
             assert "round 2 of task" in client_out and "committed" in client_out, client_out
             for rnd in (1, 2):
                 assert f"task {task} round {rnd}: my update is included" in client_out, client_out
+        # Each node kept what it signed, with the coordinator's ticket that sampled it (what it would need
+        # to complain on-chain): the ticket recovers to the task's owner.
+        owner = chain.ledger.functions.getTask(task).call()[0]
+        claim_files = sorted(home.rglob("*.claims.jsonl"))
+        assert len(claim_files) == 2, claim_files
+        for claim_file in claim_files:
+            claims = [json.loads(line) for line in claim_file.read_text().splitlines()]
+            assert [c["round"] for c in claims] == [1, 2]
+            for c in claims:
+                digest = ticket_digest(c["chain_id"], c["ledger"], task, c["round"], claim_file.name[:42])
+                signer = Account.recover_message(encode_defunct(primitive=digest), signature=c["ticket"])
+                assert signer == owner
     finally:
         stop_commands([*clients, server], h, env)
 

@@ -17,7 +17,7 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import bootstrap, quorum
 from fl_chain.chain.audit import audit_task
-from fl_chain.chain.update_signing import RoundContext, SignedUpdate, sign_update
+from fl_chain.chain.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
 from fl_chain.fl import derivation, verified_round
 from fl_chain.fl.committer import RoundCommitter
 from fl_chain.fl.inclusion import check_inclusion
@@ -41,6 +41,7 @@ class Federation:
     model: dict[str, np.ndarray]
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     signed: dict[int, dict[str, SignedUpdate]] = field(default_factory=dict)
+    tickets: dict[int, dict[str, str]] = field(default_factory=dict)  # the coordinator's, per round and node
 
     @property
     def client(self):
@@ -56,6 +57,10 @@ class Federation:
         )
         screened = Screened()
         self.signed[number] = {}
+        self.tickets[number] = {
+            n.address: sign_ticket(self.committer.coordinator, *vars(context).values(), n.address)
+            for n in self.nodes
+        }
         for node in self.nodes:
             arrays = {
                 k: (v + self.rng.normal(0.05, 0.1, v.shape)).astype(v.dtype) for k, v in self.model.items()
@@ -120,7 +125,7 @@ def test_an_honest_verified_round_is_rederived_attested_and_finalized(federation
     assert quorum.is_finalized(f.client, _task(f), 1) and not quorum.is_disputed(f.client, _task(f), 1)
     assert len(manifest.included) == 4 and not manifest.excluded
     for node in f.nodes:  # each node finds its own leaf, with the weight it signed
-        inclusion = check_inclusion(f.client, node, f.signed[1][node.address])
+        inclusion = check_inclusion(f.client, node, f.signed[1][node.address], f.tickets[1][node.address])
         assert inclusion.status == "included", inclusion
     store = f.committer.store
     assert all(
@@ -141,10 +146,15 @@ def test_a_dropped_update_is_found_by_its_node_and_disputed(federation: Federati
     verdicts = f.judge(2)  # the manifest is self-consistent: the drop is invisible to the validators alone
     assert all(isinstance(v, Attestation) for v in verdicts)
     assert quorum.is_finalized(f.client, _task(f), 2)
-    inclusion = check_inclusion(f.client, dropped, f.signed[2][dropped.address])
+    inclusion = check_inclusion(
+        f.client, dropped, f.signed[2][dropped.address], f.tickets[2][dropped.address]
+    )
     assert inclusion.status == "omitted" and inclusion.tx, inclusion
     for node in f.nodes[:2]:
-        assert check_inclusion(f.client, node, f.signed[2][node.address]).status == "included"
+        assert (
+            check_inclusion(f.client, node, f.signed[2][node.address], f.tickets[2][node.address]).status
+            == "included"
+        )
     complaint = _complaint_event(f, 2)
     disputes = [v.handle(complaint) for v in f.validators]
     assert all(isinstance(d, Dispute) and "omitted" in d.reason for d in disputes), disputes
@@ -251,7 +261,7 @@ def test_a_node_that_signed_two_updates_for_one_round_is_refused(federation: Fed
     other = sign_update(
         node, f.client.deployment.chain_id, f.client.ledger.address, _task(f), 1, b"\x09" * 32, 77
     )
-    assert check_inclusion(f.client, node, other).status == "omitted"  # it complains with the second one
+    assert check_inclusion(f.client, node, other, f.tickets[1][node.address]).status == "omitted"  # 2nd one
     complaint = _complaint_event(f, 1)
     assert [v.handle(complaint) for v in f.validators] == [None, None, None]  # refused: no dispute
     assert quorum.is_finalized(f.client, _task(f), 1)

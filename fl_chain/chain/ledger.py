@@ -217,9 +217,15 @@ def is_committed_update(
     return bool(client.call(fn))
 
 
-def complain_omitted(client: ChainClient, node: LocalAccount, signed: SignedUpdate) -> TxReceipt:
-    """Post a node's signed update on-chain as left out of its verified round (UpdateOmitted)."""
+def complain_omitted(client: ChainClient, node: LocalAccount, signed: SignedUpdate, ticket: str) -> TxReceipt:
+    """Post a node's signed update on-chain as left out of its verified round (UpdateOmitted), with the
+    coordinator's ticket that sampled the node for that round."""
     fn = client.ledger.functions.complainOmitted(
-        signed.task, signed.round, signed.update_hash, signed.weight, bytes.fromhex(signed.signature[2:])
+        signed.task,
+        signed.round,
+        signed.update_hash,
+        signed.weight,
+        bytes.fromhex(signed.signature[2:]),
+        bytes.fromhex(ticket.removeprefix("0x")),
     )
     return client.transact(node, fn)

@@ -23,6 +23,7 @@ from eth_utils import keccak, to_checksum_address
 from fl_chain.errors import FlchainError
 
 UPDATE_DOMAIN = keccak(text="flchain.update.v1")  # a signature for anything else never matches
+TICKET_DOMAIN = keccak(text="flchain.ticket.v1")  # a coordinator's ticket sampling a node for a round
 LEAF_TYPES = ("address", "bytes32", "uint256", "uint256")  # node, update hash, weight, score
 
 
@@ -87,6 +88,32 @@ def sign_update(
         weight,
         "0x" + bytes(signature).hex(),
     )
+
+
+def ticket_digest(chain_id: int, ledger: str, task: int, round_number: int, node: str) -> bytes:
+    """keccak256(abi.encode(TICKET_DOMAIN, chainId, ledger, task, round, node)): ModelLedger.ticketDigest."""
+    return keccak(
+        encode(
+            ["bytes32", "uint256", "address", "uint256", "uint256", "address"],
+            [
+                TICKET_DOMAIN,
+                chain_id,
+                to_checksum_address(ledger),
+                task,
+                round_number,
+                to_checksum_address(node),
+            ],
+        )
+    )
+
+
+def sign_ticket(
+    coordinator: LocalAccount, chain_id: int, ledger: str, task: int, round_number: int, node: str
+) -> str:
+    """The coordinator's ticket sampling `node` for one round (0x + 130 hex digits): with it, and only
+    with it, the node can complain on-chain that its update was left out (ModelLedger.complainOmitted)."""
+    digest = ticket_digest(chain_id, ledger, task, round_number, node)
+    return "0x" + bytes(coordinator.sign_message(encode_defunct(primitive=digest)).signature).hex()
 
 
 @dataclass(frozen=True)

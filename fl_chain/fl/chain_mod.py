@@ -31,6 +31,7 @@ from fl_chain.fl.records import (
     AUTH_RECORD,
     CONFIG_PARENT_ROUND,
     CONFIG_TASK_ID,
+    CONFIG_TICKET,
     UPDATE_RECORD,
     WEIGHT_KEY,
     arrays_to_record,
@@ -268,4 +269,6 @@ def sign_reply(
     )
     from fl_chain.fl.inclusion import record_claim
 
-    record_claim(signed)  # so `flchain client` can check the round's manifest for it (fl/inclusion.py)
+    # So that `flchain client` can find it in the round's manifest (fl/inclusion.py), with the ticket it
+    # needs to complain if it is missing.
+    record_claim(signed, str(config.get(CONFIG_TICKET, "")))

@@ -25,9 +25,9 @@ from fl_chain.fl.round_check import fetch_manifest
 CLAIMS_ENV = "FLCHAIN_CLAIMS_FILE"
 
 
-def record_claim(signed: SignedUpdate) -> None:
-    """Append what the node signed to its claims file, if it has one (best effort: the reply goes out
-    whether or not the node can remember it)."""
+def record_claim(signed: SignedUpdate, ticket: str = "") -> None:
+    """Append what the node signed (and the coordinator's ticket that sampled it) to its claims file, if
+    it has one (best effort: the reply goes out whether or not the node can remember it)."""
     path = os.environ.get(CLAIMS_ENV)
     if not path:
         return
@@ -40,6 +40,7 @@ def record_claim(signed: SignedUpdate) -> None:
             "hash": "0x" + signed.update_hash.hex(),
             "weight": signed.weight,
             "signature": signed.signature,
+            "ticket": ticket,
         }
     )
     try:
@@ -49,9 +50,10 @@ def record_claim(signed: SignedUpdate) -> None:
         pass
 
 
-def claims_for(path: Path, task: int, round_number: int) -> list[SignedUpdate]:
-    """The updates this node signed for one round (normally one), from its claims file; unreadable or
-    damaged lines are skipped (the file is the node's own memory, not input from others)."""
+def claims_for(path: Path, task: int, round_number: int) -> list[tuple[SignedUpdate, str]]:
+    """The updates this node signed for one round (normally one) with their tickets, from its claims
+    file; unreadable or damaged lines are skipped (the file is the node's own memory, not input from
+    others)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
@@ -62,17 +64,16 @@ def claims_for(path: Path, task: int, round_number: int) -> list[SignedUpdate]:
             d = json.loads(line)
             if d["task"] != task or d["round"] != round_number:
                 continue
-            out.append(
-                SignedUpdate(
-                    int(d["chain_id"]),
-                    str(d["ledger"]),
-                    task,
-                    round_number,
-                    bytes.fromhex(str(d["hash"])[2:]),
-                    int(d["weight"]),
-                    str(d["signature"]),
-                )
+            signed = SignedUpdate(
+                int(d["chain_id"]),
+                str(d["ledger"]),
+                task,
+                round_number,
+                bytes.fromhex(str(d["hash"])[2:]),
+                int(d["weight"]),
+                str(d["signature"]),
             )
+            out.append((signed, str(d.get("ticket", ""))))
         except (ValueError, KeyError, TypeError):
             continue
     return out
@@ -101,10 +102,10 @@ class Inclusion:
 
 
 def check_inclusion(
-    client: ChainClient, node: LocalAccount, signed: SignedUpdate, complain: bool = True
+    client: ChainClient, node: LocalAccount, signed: SignedUpdate, ticket: str = "", complain: bool = True
 ) -> Inclusion:
-    """Find the node's signed update in its round's manifest; if it is not disclosed (and `complain`),
-    post it on-chain as omitted."""
+    """Find the node's signed update in its round's manifest; if it is not disclosed (and `complain`,
+    with the coordinator's `ticket` for the round), post it on-chain as omitted."""
     task, rnd = signed.task, signed.round
     try:
         manifest, _ = fetch_manifest(client, task, rnd)
@@ -115,7 +116,9 @@ def check_inclusion(
         if entry.included:
             return Inclusion(task, rnd, "included", f"weight {entry.claimed}, score {entry.score}")
         return Inclusion(task, rnd, "excluded", entry.reason or "no reason given")
-    if not complain:
-        return Inclusion(task, rnd, "omitted", "not disclosed")
-    receipt = ledger.complain_omitted(client, node, signed)
+    if not complain or not ticket:
+        return Inclusion(
+            task, rnd, "omitted", "not disclosed" + ("" if ticket else " (no ticket to complain with)")
+        )
+    receipt = ledger.complain_omitted(client, node, signed, ticket)
     return Inclusion(task, rnd, "omitted", "not disclosed", "0x" + bytes(receipt["transactionHash"]).hex())

@@ -119,12 +119,12 @@ class NodeSupervisor:
             self._process.stop()
             self._process = None
 
-    def _inclusion(self, signed: SignedUpdate) -> str:
+    def _inclusion(self, signed: SignedUpdate, ticket: str) -> str:
         """Check (and if need be complain about) one signed update of this node; one line to show."""
         from eth_account import Account
 
         try:
-            return check_inclusion(self.chain, Account.from_key(self.secret_key), signed).line()
+            return check_inclusion(self.chain, Account.from_key(self.secret_key), signed, ticket).line()
         except FlchainError as exc:
             return f"task {signed.task} round {signed.round}: inclusion check failed: {exc}"
 
@@ -141,8 +141,10 @@ class NodeSupervisor:
             return
         for event in events:
             if event.name == "UpdatesCommitted" and not event.removed:
-                for signed in claims_for(self.claims, int(event.args["task"]), int(event.args["round"])):
-                    on_notice(self._inclusion(signed))
+                for signed, ticket in claims_for(
+                    self.claims, int(event.args["task"]), int(event.args["round"])
+                ):
+                    on_notice(self._inclusion(signed, ticket))
             mine = str(event.args.get("node", "")).lower() == self.address.lower()
             if event.name == "RoundCommitted" or (
                 mine and event.name in ("ReputationUpdated", "NodeStatusChanged")

@@ -20,6 +20,7 @@ AUTH_RECORD = "flchain-auth"  # ConfigRecord: "nonce" (server -> node), "address
 CONFIG_TASK_ID = "flchain-task-id"
 CONFIG_PARENT_ROUND = "flchain-parent-round"
 CONFIG_LOCAL_STEPS = "local-steps"  # mini-batches sized to the node's declared capacity
+CONFIG_TICKET = "flchain-ticket"  # verified rounds: the coordinator's signature sampling this node
 WEIGHT_KEY = "num-examples"  # the metric Flower's strategies weight replies by
 # ConfigRecord a node's mod adds to its training reply: "hash" (0x + the update's model hash), "weight"
 # (int: the claimed WEIGHT_KEY) and "signature" (chain/update_signing.py). Flower's strategies read only

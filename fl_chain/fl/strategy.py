@@ -18,7 +18,7 @@ from flwr.supercore import log
 
 from fl_chain.chain import registry, reputation
 from fl_chain.chain.fixedpoint import from_fixed
-from fl_chain.chain.update_signing import RoundContext
+from fl_chain.chain.update_signing import RoundContext, sign_ticket
 from fl_chain.config import VERIFIABLE_STRATEGIES
 from fl_chain.errors import FlchainError
 from fl_chain.fl import derivation, verified_round
@@ -34,6 +34,7 @@ from fl_chain.fl.records import (
     CONFIG_LOCAL_STEPS,
     CONFIG_PARENT_ROUND,
     CONFIG_TASK_ID,
+    CONFIG_TICKET,
     arrays_to_record,
     record_to_arrays,
     with_config,
@@ -105,6 +106,8 @@ class ChainStrategy(Strategy):
                 f"verified rounds re-derive FedAvg: wrap {' or '.join(VERIFIABLE_STRATEGIES)}, "
                 f'not {type(inner).__name__} (or set ledger.mode = "plain")'
             )
+        if self.policy.verified and not self.policy.screening.require_signed:  # every update is disclosed
+            self.policy = replace(self.policy, screening=replace(self.policy.screening, require_signed=True))
         if self.evaluation.root is None and self.policy.scoring.method == "fltrust":
             self.policy = replace(self.policy, scoring=replace(self.policy.scoring, method="cosine"))
         self.selector = selector
@@ -197,7 +200,7 @@ class ChainStrategy(Strategy):
         config = ConfigRecord({**dict(config), **self._chain_config(server_round - 1)})
         self._train_config = dict(config)
         messages = self.inner.configure_train(server_round, arrays, config, VerifiedGrid(grid, allowed))
-        messages = [self._sized(m) for m in messages]
+        messages = [self._ticketed(self._sized(m), server_round) for m in messages]
         self._selected = {
             m.metadata.dst_node_id: self.gate.verified[m.metadata.dst_node_id] for m in messages
         }
@@ -382,6 +385,22 @@ class ChainStrategy(Strategy):
             ).capacity.samples_per_sec
         steps = local_steps(self._capacity[address], self.policy.round_seconds, self.policy.batch_size)
         return message if steps is None else with_config(message, {CONFIG_LOCAL_STEPS: steps})
+
+    def _ticketed(self, message: Message, server_round: int) -> Message:
+        """In a verified round, the message with the coordinator's ticket sampling its node (what a node
+        shows the ledger to complain that its update was left out)."""
+        if not self.policy.verified:
+            return message
+        client = self.committer.client
+        ticket = sign_ticket(
+            self.committer.coordinator,
+            client.deployment.chain_id,
+            client.ledger.address,
+            self.committer.task,
+            self.round_offset + server_round,
+            self.gate.verified[message.metadata.dst_node_id],
+        )
+        return with_config(message, {CONFIG_TICKET: ticket})
 
     # ---------------------------------------------------------------- evaluation
     def configure_evaluate(
