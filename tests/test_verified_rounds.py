@@ -267,3 +267,57 @@ def test_a_node_that_signed_two_updates_for_one_round_is_refused(federation: Fed
     assert quorum.is_finalized(f.client, _task(f), 1)
     failed = [x for x in audit_task(f.client, _task(f)) if not x.ok]
     assert any("two different updates" in x.detail and node.address in x.detail for x in failed), failed
+
+
+def constant_evaluate(server_round: int, arrays) -> object:
+    """A Flower App's evaluate_fn for the CLI test's toy model (its accuracy is not what is tested)."""
+    from flwr.app import MetricRecord
+
+    return MetricRecord({"accuracy": 0.5})
+
+
+def test_flchain_validator_rederives_and_disputes_through_the_cli(
+    federation: Federation,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`flchain validator --once --updates URI`: re-derives an honest verified round and attests it,
+    disputes a cooked one (on-chain), and says which."""
+    from fl_chain.chain.identity import write_keystore
+    from fl_chain.cli import run
+    from tests.chainutil import home_with_deployment
+
+    f = federation
+    monkeypatch.setenv("FLCHAIN_KEY_PASSWORD", "pw")
+    home = home_with_deployment(f.chain, tmp_path)
+    key = tmp_path / "validator.json"
+    address = write_keystore(key, "pw")
+    f.client.fund(f.chain.admin, address, 10**18)
+    assert run(["node", "validator-role", address, "--home", str(home)]) == 0
+    f.round(1)
+    f.round(2, cook=_rescore)
+    updates = f.committer.store.updates_directory.as_uri() + "/"
+    evaluate = "tests.test_verified_rounds:constant_evaluate"
+    args = ["validator", "--key", str(key), "--once", "--task", str(_task(f)), "--evaluate", evaluate]
+    capsys.readouterr()
+    assert run([*args, "--updates", updates, "--home", str(home)]) == 0
+    out = capsys.readouterr()
+    assert f"attested task {_task(f)} round 1" in out.out and "derivation re-checked" in out.out, out
+    assert f"disputed task {_task(f)} round 2" in out.err and "score of" in out.err, out
+    assert quorum.has_attested(f.client, _task(f), 1, address)
+    assert quorum.has_disputed(f.client, _task(f), 2, address)
+
+
+def test_a_node_whose_update_was_swapped_complains(federation: Federation) -> None:
+    """The node itself sees a swapped update: its leaf names an update it never signed."""
+    f = federation
+    f.round(1)
+    f.judge(1)
+    manifest = f.round(2, cook=_swap_in)
+    (victim,) = [
+        n for n in f.nodes if manifest.entry_of(n.address).update_hash != f.signed[2][n.address].update_hash
+    ]
+    inclusion = check_inclusion(f.client, victim, f.signed[2][victim.address], f.tickets[2][victim.address])
+    assert inclusion.status == "omitted" and inclusion.tx, inclusion
+    assert all(isinstance(v, Dispute) for v in f.judge(2))
