@@ -111,7 +111,7 @@ def main() -> None:
         ratio = f"{b / a:.2f}" if a else "—"
         table.add_row(label, fmt.format(a), fmt.format(b), ratio)
         lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio} |")
-    manifest = verified["published_bytes"] - args.clients * verified["model_bytes"]
+    manifest = int(verified["published_bytes"] - args.clients * verified["model_bytes"])
     disputes = sum(r["disputes"] for m in runs.values() for r in m)
     lines += [
         "",
