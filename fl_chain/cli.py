@@ -9,6 +9,7 @@ import traceback
 import click
 import requests
 import typer
+from rich.text import Text
 
 from fl_chain import cli_chain, cli_dashboard, cli_fl, cli_ledger, cli_node
 from fl_chain.cli_common import err_console
@@ -39,7 +40,7 @@ def run(args: list[str] | None = None) -> int:
         result = app(args=args, standalone_mode=False, prog_name="flchain")
         return result if isinstance(result, int) else 0
     except FlchainError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False, soft_wrap=True)
         return 1
     except click.exceptions.Abort:
         err_console.print("aborted")
@@ -54,14 +55,20 @@ def run(args: list[str] | None = None) -> int:
         return exc.exit_code
     except requests.ConnectionError as exc:
         err_console.print(
-            f"[red]error:[/red] lost the connection to the Ethereum node ({exc.request and exc.request.url})"
+            Text.assemble(
+                ("error:", "red"),
+                f" lost the connection to the Ethereum node ({exc.request and exc.request.url})",
+            )
         )
         return 1
     except Exception as exc:  # last resort: never a traceback unless asked for
         if os.environ.get("FLCHAIN_DEBUG"):
             traceback.print_exc()
         err_console.print(
-            f"[red]internal error:[/red] {type(exc).__name__}: {exc} (set FLCHAIN_DEBUG=1 for a traceback)",
+            Text.assemble(
+                ("internal error:", "red"),
+                f" {type(exc).__name__}: {exc} (set FLCHAIN_DEBUG=1 for a traceback)",
+            ),
             highlight=False,
             soft_wrap=True,
         )

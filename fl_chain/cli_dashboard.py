@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from fl_chain.cli_common import (
     DeploymentOpt,
@@ -42,8 +43,11 @@ def dashboard(
     server = DashboardServer(client, host, port, home=beside, allow_remote=allow_remote)
     if not is_loopback(host):
         err_console.print(
-            f"[yellow]warning:[/yellow] serving on {host}: anyone who can reach this address can read the "
-            "dashboard (it is read-only; the ledger is public to the chain's users anyway)"
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" serving on {host}: anyone who can reach this address can read the "
+                "dashboard (it is read-only; the ledger is public to the chain's users anyway)",
+            )
         )
     with sigterm_as_interrupt():
         server.start()

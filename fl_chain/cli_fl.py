@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from fl_chain.chain.localnode import BACKENDS
 from fl_chain.cli_common import (
@@ -139,7 +140,7 @@ def _run_demo_and_report(
             + f"; {len(disputes)} disputes; quorum {result.extra['quorum']}"
         )
         for d in disputes:
-            console.print(f"[red]dispute[/red] task {d.task} round {d.round}: {d.reason}", highlight=False)
+            console.print(Text.assemble(("dispute", "red"), f" task {d.task} round {d.round}: {d.reason}"))
     expected = run_config.federation.rounds + 1
     console.print(summary_table(result.reports, f"task {result.task}: rounds committed on-chain"))
     console.print(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from fl_chain.chain import ledger, quorum, registry, reputation
 from fl_chain.cli_common import (
@@ -79,7 +80,8 @@ def audit(
     started = time.monotonic()
     findings = audit_all(chain, task)
     rows = [
-        (f.where, f.check, "[green]ok[/green]" if f.ok else "[red]FAIL[/red]", f.detail) for f in findings
+        (f.where, f.check, Text("ok", style="green") if f.ok else Text("FAIL", style="red"), f.detail)
+        for f in findings
     ]
     console.print(columns_table("audit", ("where", "check", "result", "detail"), rows))
     bad = [f for f in findings if not f.ok]

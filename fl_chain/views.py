@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fl_chain.chain.client import NODE_STATUS
 from fl_chain.chain.fixedpoint import from_fixed
 from fl_chain.fl.report import NodeNotice, RoundReport, RunEntry, RunNotice
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Markup off: what is printed comes from the chain, files and other parties (a dispute reason, an endpoint,
+# a path) and must show literally; a "[/]" in it would otherwise raise or restyle. Styles go in as Text.
+console = Console(soft_wrap=True, markup=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 def short(value: str, keep: int = 10) -> str:
@@ -25,9 +28,12 @@ def print_round(report: RoundReport) -> None:
     dropped = f", dropped {len(report.dropped)}" if report.dropped else ""
     times = " ".join(f"{k} {v:.2f}s" for k, v in report.seconds.items())
     console.print(
-        f"[bold]round {report.round}[/bold]: accuracy {100 * report.accuracy:.2f} %, loss {report.loss:.4f}, "
-        f"{len(report.participants)} participants{refused}{dropped}, hash {short(report.model_hash)}, "
-        f"gas {report.gas:,}" + (f", {times}" if times else "")
+        Text.assemble(
+            (f"round {report.round}", "bold"),
+            f": accuracy {100 * report.accuracy:.2f} %, loss {report.loss:.4f}, "
+            f"{len(report.participants)} participants{refused}{dropped}, hash {short(report.model_hash)}, "
+            f"gas {report.gas:,}" + (f", {times}" if times else ""),
+        )
     )
     for who, reason in report.dropped.items():
         console.print(f"    dropped reply from {who}: {reason}", highlight=False)

@@ -251,3 +251,34 @@ def test_valid_files_load(kind: str, tmp_path: Path, valid_files: dict[str, Path
     target = tmp_path / source.name
     shutil.copy(source, target)
     load(target)
+
+
+def test_strings_from_others_print_literally_in_the_terminal(
+    chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Terminal output is rendered by rich with markup off: a node's endpoint, a validator's dispute reason
+    or a path holding "[/]" or "[red]" shows as written, instead of raising MarkupError (a traceback in
+    `flchain watch` or `flchain client`) or restyling the line."""
+    from fl_chain.chain import bootstrap, ledger, quorum
+    from fl_chain.chain.registry import Capacity, register
+    from fl_chain.cli import run
+    from tests.chainutil import home_with_deployment
+
+    client = chain.client
+    home = home_with_deployment(chain, tmp_path)
+    hostile = "[/] [red]not red[/red] [bold"
+    node = Account.create()
+    client.fund(chain.admin, node.address, 10**17)
+    register(client, node, Capacity(1, 1, 1), endpoint=hostile)
+    validator = Account.create()
+    client.fund(chain.admin, validator.address, bootstrap.NODE_FUNDS_WEI)
+    quorum.set_validator(client, chain.admin, validator.address)
+    task = ledger.create_task(client, chain.coordinator, b"\x01" * 32, "file:///s/")
+    ledger.commit_round(client, chain.coordinator, task, 0, b"\x10" * 32, "", ledger.ZERO_HASH, {})
+    quorum.dispute(client, validator, task, 0, bytes(32), hostile)
+    capsys.readouterr()
+    assert run(["watch", "--once", "--from-block", "0", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(hostile) == 2, out  # the endpoint and the dispute reason, literally
+    assert run(["audit", "--home", str(tmp_path / "[/]x")]) == 1
+    assert "[/]x" in capsys.readouterr().err
