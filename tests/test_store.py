@@ -65,6 +65,17 @@ def test_http_server_serves_blobs_only(tmp_path: Path) -> None:
         raw = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         raw.request("GET", "/../" + digest.hex())  # sent as is, unlike requests which normalises it
         assert raw.getresponse().status == 404
+        # A verified round's manifest is public; node update blobs (for the validators only) never are.
+        store = ModelStore(tmp_path / "store")
+        name = f"t1-r2-{'ab' * 32}.json"
+        manifest_uri = store.put_manifest(name, b'{"version": 1}')
+        assert manifest_uri == store.base_uri + "rounds/" + name
+        assert requests.get(base + "rounds/" + name, timeout=5).content == b'{"version": 1}'
+        update = store.put_update(canonical_bytes(_arrays(3)))
+        assert (store.updates_directory / update.hex()).stat().st_mode & 0o777 == 0o600
+        assert store.updates_directory.stat().st_mode & 0o777 == 0o700
+        for path in ("updates/" + update.hex(), update.hex(), "rounds/../updates/" + update.hex()):
+            assert requests.get(base + path, timeout=5).status_code == 404, path
     finally:
         server.stop()
 
