@@ -174,6 +174,8 @@ class ValidatorThreads:
                         done = worker.handle(event)
                         if done is not None:
                             self.attested.append(done)
+                for worker in self.workers:  # rounds whose data was unavailable a moment ago
+                    self.attested += [d for d in worker.retry() if not isinstance(d, Exception)]
             except Exception as exc:  # reported, and the loop goes on
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             self._stop.wait(0.2)

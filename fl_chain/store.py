@@ -27,6 +27,10 @@ class BlobIntegrityError(FlchainError):
     """A blob's bytes do not hash to the expected model hash."""
 
 
+class BlobTooLarge(FlchainError):
+    """A blob is larger than the reader accepts."""
+
+
 def canonical_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """Deterministic serialisation of named arrays (safetensors, no metadata)."""
     return st_save({name: np.ascontiguousarray(value) for name, value in arrays.items()})
@@ -170,7 +174,7 @@ def read_blob(uri: str, timeout: float = 30.0, max_bytes: int | None = None) -> 
     except Exception as exc:
         raise FlchainError(f"cannot read model blob {uri}: {type(exc).__name__}: {exc}") from None
     if max_bytes is not None and len(blob) > max_bytes:
-        raise FlchainError(f"model blob {uri} is larger than {max_bytes} bytes")
+        raise BlobTooLarge(f"model blob {uri} is larger than {max_bytes} bytes")
     return blob
 
 

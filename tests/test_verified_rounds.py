@@ -321,3 +321,27 @@ def test_a_node_whose_update_was_swapped_complains(federation: Federation) -> No
     inclusion = check_inclusion(f.client, victim, f.signed[2][victim.address], f.tickets[2][victim.address])
     assert inclusion.status == "omitted" and inclusion.tx, inclusion
     assert all(isinstance(v, Dispute) for v in f.judge(2))
+
+
+def test_updates_that_cannot_be_read_yet_get_no_verdict_until_they_can(federation: Federation) -> None:
+    """A validator that cannot read a round's updates (the store is away) neither attests nor disputes:
+    an outage is no evidence. It keeps the round and re-derives it once the updates are back."""
+    from fl_chain.chain.watcher import ChainWatcher
+    from fl_chain.fl.round_check import Unavailable
+
+    f = federation
+    validator = f.validators[0]
+    watcher = ChainWatcher(f.client, None, from_block=f.client.w3.eth.block_number + 1)
+    f.round(1)
+    updates = f.committer.store.updates_directory
+    away = updates.with_name("updates-away")
+    updates.rename(away)
+    (commit,) = [e for e in watcher.poll() if e.name == "RoundCommitted"]
+    with pytest.raises(Unavailable, match="cannot re-derive the round yet"):
+        validator.handle(commit)
+    assert not quorum.has_attested(f.client, _task(f), 1, validator.account.address)
+    assert not quorum.has_disputed(f.client, _task(f), 1, validator.account.address)
+    assert validator.retry(every=0) and validator.pending  # still away: an error, kept
+    away.rename(updates)
+    (done,) = validator.retry(every=0)
+    assert isinstance(done, Attestation) and done.round == 1 and not validator.pending

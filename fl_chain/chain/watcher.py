@@ -247,9 +247,11 @@ class ChainWatcher:
         on_retry: Callable[[str, float], None] | None = None,
         max_backoff: float = 16.0,
         ws_url: str | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         """Poll until `stop()`; connection errors back off exponentially and never advance the cursor.
-        With `ws_url`, a newHeads subscription wakes the watcher for every block."""
+        With `ws_url`, a newHeads subscription wakes the watcher for every block. `on_idle` runs after
+        every poll (polling mode), e.g. to retry work that waited for data."""
         if ws_url:
             self._run_subscribed(ws_url, on_event, stop, on_retry, max_backoff)
             return
@@ -268,6 +270,8 @@ class ChainWatcher:
                 continue
             for event in events:
                 on_event(event)
+            if on_idle is not None:
+                on_idle()
             time.sleep(interval)
 
     def _deliver(self, on_event: Callable[[ChainEvent], None]) -> None:

@@ -23,9 +23,24 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.errors import FlchainError
 from fl_chain.fl.derivation import RECOMPUTABLE_SCORES, Difference, rederive
 from fl_chain.fl.manifest import MAX_MANIFEST_BYTES, RoundManifest, manifest_name, parse_manifest
-from fl_chain.store import ROUNDS_DIR, UPDATES_DIR, arrays_from_bytes, read_blob, verify_blob
+from fl_chain.store import ROUNDS_DIR, UPDATES_DIR, BlobTooLarge, arrays_from_bytes, read_blob, verify_blob
 
 MAX_UPDATE_BYTES = 2 * 1024**3
+
+
+class Unavailable(FlchainError):
+    """A manifest or update blob cannot be read from here (now): no verdict either way, unlike a blob that
+    is there and wrong."""
+
+
+def _read(uri: str, max_bytes: int) -> bytes:
+    """The bytes at `uri`; Unavailable if they cannot be fetched, BlobTooLarge if they are too many."""
+    try:
+        return read_blob(uri, max_bytes=max_bytes)
+    except BlobTooLarge:
+        raise
+    except FlchainError as exc:
+        raise Unavailable(str(exc)) from None
 
 
 @dataclass
@@ -73,12 +88,13 @@ def manifest_uri(client: ChainClient, task: int, round_number: int, root: bytes)
 
 
 def fetch_manifest(client: ChainClient, task: int, round_number: int) -> tuple[RoundManifest, int]:
-    """The round's manifest, checked to commit to the chain's root for this round; (manifest, bytes)."""
+    """The round's manifest, checked to commit to the chain's root for this round; (manifest, bytes).
+    Unavailable if it cannot be fetched; a FlchainError if it is not the committed one."""
     root = ledger.updates_root(client, task, round_number)
     if root is None:
         raise FlchainError(f"round {round_number} of task {task} is not a verified round")
     uri = manifest_uri(client, task, round_number, root)
-    blob = read_blob(uri, max_bytes=MAX_MANIFEST_BYTES)
+    blob = _read(uri, MAX_MANIFEST_BYTES)
     manifest = parse_manifest(blob, uri)
     if manifest.root() != root:
         raise FlchainError(
@@ -109,6 +125,10 @@ def check_round(
     out = RoundCheck(task, round_number)
     try:
         out.manifest, out.bytes_read = fetch_manifest(client, task, round_number)
+    except Unavailable as exc:
+        out.unreadable.append(str(exc))
+        out.seconds = time.monotonic() - started
+        return out
     except FlchainError as exc:
         out.differences.append(Difference(b"", f"manifest: {exc}"))
         out.seconds = time.monotonic() - started
@@ -158,9 +178,12 @@ def check_round(
     for entry in manifest.included:
         uri = base.rstrip("/") + "/" + entry.update[2:]
         try:
-            blob = read_blob(uri, max_bytes=MAX_UPDATE_BYTES)
-        except FlchainError as exc:  # not readable from here (update blobs are for the validators only)
+            blob = _read(uri, MAX_UPDATE_BYTES)
+        except Unavailable as exc:  # not readable from here (update blobs are for the validators only)
             out.unreadable.append(str(exc))
+            continue
+        except FlchainError as exc:
+            out.differences.append(Difference(entry.leaf(), f"update of {entry.node}: {exc}"))
             continue
         try:
             verify_blob(blob, entry.update_hash, uri)

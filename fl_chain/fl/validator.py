@@ -8,6 +8,7 @@ update and the commit did not record the node as missed."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.chain.fixedpoint import to_fixed
 from fl_chain.chain.watcher import ChainEvent
 from fl_chain.errors import FlchainError
-from fl_chain.fl.round_check import check_round, fetch_manifest, missed_in
+from fl_chain.fl.round_check import Unavailable, check_round, fetch_manifest, missed_in
 
 
 @dataclass
@@ -63,15 +64,45 @@ class Validator:
         quorum.quorum_contract(client, "a validator")
         self.client, self.account, self.accuracy_of, self.task = client, account, accuracy_of, task
         self.updates_base = updates_base
+        self.pending: dict[tuple[str, int, int], ChainEvent] = {}  # events whose data was unavailable
+        self._retried = 0.0
 
     def handle(self, event: ChainEvent) -> Attestation | Dispute | None:
         """Attest (or dispute) a newly committed round, judge a node's omission complaint; other events
-        (and retractions) are ignored."""
+        (and retractions) are ignored. A verified round whose manifest or updates cannot be read yet
+        raises Unavailable and is kept for `retry`."""
         if event.name not in ("RoundCommitted", "UpdateOmitted") or event.removed:
             return None
         task, rnd = int(event.args["task"]), int(event.args["round"])
         if self.task is not None and task != self.task:
             return None
+        key = (event.name, task, rnd)
+        try:
+            done = self._handle(event, task, rnd)
+        except Unavailable:
+            self.pending[key] = event
+            raise
+        self.pending.pop(key, None)
+        return done
+
+    def retry(self, every: float = 5.0) -> list[Attestation | Dispute | FlchainError]:
+        """Handle again, at most every `every` seconds, the events whose data was unavailable: what was
+        done, or the error of each that still failed."""
+        if not self.pending or time.monotonic() - self._retried < every:
+            return []
+        self._retried = time.monotonic()
+        out: list[Attestation | Dispute | FlchainError] = []
+        for event in list(self.pending.values()):
+            try:
+                done = self.handle(event)
+            except FlchainError as exc:
+                out.append(exc)
+                continue
+            if done is not None:
+                out.append(done)
+        return out
+
+    def _handle(self, event: ChainEvent, task: int, rnd: int) -> Attestation | Dispute | None:
         if event.name == "UpdateOmitted":
             digest = event.args["updateHash"]  # 0x hex in a ChainEvent, bytes straight from web3
             digest = bytes.fromhex(digest[2:]) if isinstance(digest, str) else bytes(digest)
@@ -90,7 +121,7 @@ class Validator:
             check = check_round(self.client, task, rnd, self.updates_base)
             seconds = check.seconds
             if check.unreadable and not check.differences:  # cannot vouch: no attestation, no dispute
-                raise FlchainError(f"cannot re-derive the round: {check.unreadable[0]}")
+                raise Unavailable(f"cannot re-derive the round yet: {check.unreadable[0]}")
             if not check.ok:
                 first = check.first()
                 return self._dispute(task, rnd, first.leaf, first.what)
@@ -123,6 +154,8 @@ class Validator:
             return None
         try:
             manifest, _ = fetch_manifest(self.client, task, rnd)
+        except Unavailable:  # no verdict on what cannot be read yet: `retry` handles the complaint later
+            raise
         except FlchainError as exc:
             return self._dispute(task, rnd, b"", f"manifest: {exc}")
         if manifest.entry_of(node) is not None or node.lower() in missed_in(self.client, task, rnd):

@@ -14,7 +14,7 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import load_key
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher
 from fl_chain.errors import FlchainError
-from fl_chain.fl.validator import Dispute, Validator, evaluate_fn_accuracy, task_accuracy
+from fl_chain.fl.validator import Attestation, Dispute, Validator, evaluate_fn_accuracy, task_accuracy
 from fl_chain.tasks import load_object, load_task
 from fl_chain.views import short
 
@@ -70,7 +70,12 @@ class ValidatorRun:
         except FlchainError as exc:  # a bad blob is reported, not attested, and the validator goes on
             complain(f"round {event.args.get('round')} of task {event.args.get('task')}: {exc}")
             return
-        if isinstance(done, Dispute):
+        self._report(done, say, complain)
+
+    def _report(self, done: Attestation | Dispute | FlchainError | None, say: Say, complain: Say) -> None:
+        if isinstance(done, FlchainError):
+            complain(str(done))
+        elif isinstance(done, Dispute):
             complain(f"disputed task {done.task} round {done.round}: {done.reason} (tx {short(done.tx)})")
         elif done is not None:
             derived = " (derivation re-checked)" if done.derivation_seconds else ""
@@ -80,13 +85,20 @@ class ValidatorRun:
             )
 
     def once(self, say: Say, complain: Say) -> None:
-        """Attest what is new and return."""
+        """Attest what is new and return (a round whose data is unavailable is reported, not retried)."""
         for event in self.watcher.poll():
             self.handle(event, say, complain)
 
     def forever(self, say: Say, complain: Say) -> None:
-        """Attest as commits arrive until interrupted; RPC outages are retried with backoff."""
+        """Attest as commits arrive until interrupted; RPC outages are retried with backoff, and rounds
+        whose updates could not be read yet are tried again every few seconds."""
         self.watcher.run(
             lambda event: self.handle(event, say, complain),
             on_retry=lambda message, wait: complain(f"RPC unavailable ({message}); retry in {wait:.1f} s"),
+            on_idle=lambda: self.retry(say, complain),
         )
+
+    def retry(self, say: Say, complain: Say) -> None:
+        """Try again the rounds whose data was unavailable; report what came of it."""
+        for done in self.worker.retry():
+            self._report(done, say, complain)
