@@ -342,6 +342,17 @@ def test_updates_that_cannot_be_read_yet_get_no_verdict_until_they_can(federatio
     assert not quorum.has_attested(f.client, _task(f), 1, validator.account.address)
     assert not quorum.has_disputed(f.client, _task(f), 1, validator.account.address)
     assert validator.retry(every=0) and validator.pending  # still away: an error, kept
+    (derivation,) = [x for x in audit_task(f.client, _task(f)) if x.check == "derivation"]
+    assert derivation.ok and "not re-derived here" in derivation.detail  # a public auditor's view
     away.rename(updates)
     (done,) = validator.retry(every=0)
     assert isinstance(done, Attestation) and done.round == 1 and not validator.pending
+
+
+def test_a_verified_round_without_its_manifest_fails_the_audit(federation: Federation) -> None:
+    f = federation
+    f.round(1)
+    for manifest in (f.committer.store.directory / "rounds").iterdir():
+        manifest.unlink()
+    (derivation,) = [x for x in audit_task(f.client, _task(f)) if x.check == "derivation"]
+    assert not derivation.ok and "manifest unavailable" in derivation.detail

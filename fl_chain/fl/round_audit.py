@@ -72,7 +72,9 @@ def _derivation(check: RoundCheck, task: int, rnd: int) -> Finding:
         leaf = f" (leaf 0x{first.leaf.hex()[:12]}…)" if first.leaf else ""
         more = f"; {len(check.differences) - 1} more" if len(check.differences) > 1 else ""
         return Finding(where, "derivation", False, f"{first.what}{leaf}{more}")
-    if check.unreadable:
+    if check.manifest is None:  # the manifest is public: every reader must be able to fetch it
+        return Finding(where, "derivation", False, f"manifest unavailable: {check.unreadable[0]}")
+    if check.unreadable:  # update blobs are for the validators: a public auditor may not read them
         return Finding(where, "derivation", True, f"not re-derived here: {check.unreadable[0]}")
     included, excluded = len(check.manifest.included), len(check.manifest.excluded)
     scores = (
