@@ -64,6 +64,7 @@ bench: setup
 	$(PY) bench/pow.py
 	$(PY) bench/audit.py
 	$(PY) bench/verified.py
+	$(PY) bench/score_tolerance.py
 	$(PY) bench/anchor_calibration.py
 
 # About 45 minutes on 2 cores: 99 + 15 federated runs (the grid, then its headline cells over 3 seeds).
