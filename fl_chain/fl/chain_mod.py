@@ -267,7 +267,7 @@ def sign_reply(
     reply.content[UPDATE_RECORD] = ConfigRecord(
         {"hash": "0x" + update_hash.hex(), "weight": weight, "signature": signed.signature}
     )
-    from fl_chain.fl.inclusion import record_claim
+    from fl_chain.fl.claims_file import record_claim
 
     # So that `flchain client` can find it in the round's manifest (fl/inclusion.py), with the ticket it
     # needs to complain if it is missing.

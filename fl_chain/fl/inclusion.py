@@ -1,7 +1,7 @@
 """A node's own check of a verified round: was the update it signed included, with the weight it signed?
 
-The flchain mod records every update the node signs (a JSON line per round in the file named by
-CLAIMS_ENV, which `flchain client` sets for its app processes). When the chain shows the round's updates
+The flchain mod records every update the node signs (fl/claims_file.py: a JSON line per round in the
+file `flchain client` names for its app processes). When the chain shows the round's updates
 root (UpdatesCommitted), the node fetches the round's public manifest and finds its leaf. Disclosed as
 included or excluded (with the coordinator's reason): said. Not disclosed at all: the node posts its
 signed update on-chain (ModelLedger.complainOmitted), which the validators then judge.
@@ -10,7 +10,6 @@ signed update on-chain (ModelLedger.complainOmitted), which the validators then 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,33 +20,6 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.chain.update_signing import SignedUpdate
 from fl_chain.errors import FlchainError
 from fl_chain.fl.round_check import fetch_manifest
-
-CLAIMS_ENV = "FLCHAIN_CLAIMS_FILE"
-
-
-def record_claim(signed: SignedUpdate, ticket: str = "") -> None:
-    """Append what the node signed (and the coordinator's ticket that sampled it) to its claims file, if
-    it has one (best effort: the reply goes out whether or not the node can remember it)."""
-    path = os.environ.get(CLAIMS_ENV)
-    if not path:
-        return
-    line = json.dumps(
-        {
-            "chain_id": signed.chain_id,
-            "ledger": signed.ledger,
-            "task": signed.task,
-            "round": signed.round,
-            "hash": "0x" + signed.update_hash.hex(),
-            "weight": signed.weight,
-            "signature": signed.signature,
-            "ticket": ticket,
-        }
-    )
-    try:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-    except OSError:
-        pass
 
 
 def claims_for(path: Path, task: int, round_number: int) -> list[tuple[SignedUpdate, str]]:

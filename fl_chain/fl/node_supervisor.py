@@ -15,7 +15,8 @@ from fl_chain.chain.localnode import free_port
 from fl_chain.chain.update_signing import SignedUpdate
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher, is_fatal
 from fl_chain.errors import FlchainError
-from fl_chain.fl.inclusion import CLAIMS_ENV, check_inclusion, claims_for
+from fl_chain.fl.claims_file import CLAIMS_ENV
+from fl_chain.fl.inclusion import check_inclusion, claims_for
 from fl_chain.fl.node_config import NodeConfig
 from fl_chain.fl.processes import Managed, start_supernode
 
