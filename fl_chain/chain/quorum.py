@@ -58,15 +58,41 @@ def has_disputed(client: ChainClient, task: int, round_number: int, validator: s
     return bool(client.call(fn))
 
 
-def latest_finalized(client: ChainClient, task: int) -> int:
-    """The newest finalized round of a task (a one-line error if none). The contract keeps the newest
-    round that reached the quorum; one disputed afterwards is skipped here, walking back at most as far
-    as the rounds that reached the quorum."""
-    newest = int(client.call(quorum_contract(client).functions.latestFinalized(task)))
-    for rnd in range(newest, -1, -1):
-        if is_finalized(client, task, rnd):
-            return rnd
-    raise FlchainError(f"no round of task {task} is finalized (the newest one that was is disputed)")
+LATEST_FINALIZED_WALK = 256  # rounds latest_finalized looks back over, newest first
+_WALK_BATCH = 32  # isFinalized reads per JSON-RPC batch while walking back
+
+
+def latest_finalized(client: ChainClient, task: int, walk: int = LATEST_FINALIZED_WALK) -> int:
+    """The newest finalized round of a task (a one-line error if none).
+
+    The contract's `latestFinalized` is the newest round that reached the quorum, and stays so if a
+    quorum disputes that round afterwards. Here a round counts only while `isFinalized` holds: from the
+    contract's answer the walk goes back over disputed rounds (and rounds that never reached the quorum)
+    to the first finalized one, reading `isFinalized` in batches, and looks at no more than `walk` rounds
+    (the contract's answer included): past that it is a one-line error rather than a read per round of a
+    long history."""
+    functions = quorum_contract(client).functions
+    newest = int(client.call(functions.latestFinalized(task)))
+    if is_finalized(client, task, newest):
+        return newest
+    lowest = max(newest - max(walk, 1) + 1, 0)
+    top = newest - 1
+    while top >= lowest:
+        rounds = list(range(top, max(top - _WALK_BATCH, lowest - 1), -1))
+        flags = client.call_many([functions.isFinalized(task, rnd) for rnd in rounds])
+        for rnd, final in zip(rounds, flags, strict=True):
+            if final:
+                return rnd
+        top = rounds[-1] - 1
+    if lowest == 0:
+        raise FlchainError(
+            f"no round of task {task} is finalized: round {newest}, the newest that reached the quorum, "
+            "was disputed, and no round before it is finalized"
+        )
+    raise FlchainError(
+        f"no finalized round of task {task} among rounds {lowest}-{newest}: round {newest}, the newest "
+        f"that reached the quorum, was disputed (the walk back stops after {walk} rounds)"
+    )
 
 
 def has_attested(client: ChainClient, task: int, round_number: int, validator: str) -> bool:
@@ -117,8 +143,12 @@ def attest_verified(
 def dispute(
     client: ChainClient, validator: LocalAccount, task: int, round_number: int, leaf: bytes, reason: str
 ) -> TxReceipt:
-    """Dispute a round, naming what differed (`leaf`: 32 bytes) and why (cut to MAX_REASON_BYTES)."""
-    text = reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore")
+    """Dispute a round, naming what differed (`leaf`: at most 32 bytes, left-padded, e.g. a leaf hash or
+    a node's 20-byte address; empty for the round as a whole) and why. The reason is cut to
+    MAX_REASON_BYTES of UTF-8 without splitting a character (a lone surrogate becomes '?')."""
+    if len(leaf) > 32:
+        raise FlchainError(f"a dispute names a leaf of at most 32 bytes, not {len(leaf)}")
+    text = reason.encode("utf-8", "replace")[:MAX_REASON_BYTES].decode("utf-8", "ignore")
     fn = quorum_contract(client).functions.dispute(task, round_number, leaf.rjust(32, b"\0"), text)
     return client.transact(validator, fn)
 
