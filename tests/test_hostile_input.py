@@ -282,3 +282,19 @@ def test_strings_from_others_print_literally_in_the_terminal(
     assert out.count(hostile) == 2, out  # the endpoint and the dispute reason, literally
     assert run(["audit", "--home", str(tmp_path / "[/]x")]) == 1
     assert "[/]x" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("version", [0, 2, 5, "3"])
+def test_a_keystore_of_an_unknown_version_is_a_one_line_error(version: object, tmp_path: Path) -> None:
+    """Found by the file fuzzing above on a fresh clone: eth_keyfile reads versions 3 and 4 only and
+    raises its own NotImplementedError for others."""
+    from fl_chain.chain.identity import load_key, write_keystore
+
+    key = tmp_path / "key.json"
+    write_keystore(key, "pw")
+    data = json.loads(key.read_text())
+    data["version"] = version
+    key.write_text(json.dumps(data))
+    with pytest.raises(FlchainError, match=r"damaged keystore|not an Ethereum keystore") as info:
+        load_key(key, "pw")
+    assert str(key) in str(info.value) and "\n" not in str(info.value)

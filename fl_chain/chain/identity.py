@@ -84,9 +84,18 @@ def load_key(path: Path, password: str) -> LocalAccount:
         if "MAC mismatch" in str(exc):
             raise FlchainError(f"wrong password for keystore {path}") from None
         raise FlchainError(f"{path}: damaged keystore ({str(exc)[:80]})") from None
-    except (KeyError, TypeError, AttributeError, IndexError, OverflowError, AssertionError) as exc:
+    except (
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        AssertionError,
+        NotImplementedError,
+    ) as exc:
         # a keystore whose JSON parses but whose crypto section is missing fields or mistyped (eth_keyfile
-        # checks some fields, such as the MAC's "hmac" prf, with assert)
+        # checks some fields, such as the MAC's "hmac" prf, with assert), or names a version eth_keyfile
+        # does not read (EthKeyfileNotImplementedError for anything but 3 and 4)
         raise FlchainError(f"{path}: damaged keystore ({type(exc).__name__}: {str(exc)[:80]})") from None
     return Account.from_key(key)
 
