@@ -89,10 +89,12 @@ def screen_replies(
             out.penalized.add(who)
             continue
         if context is not None:
-            reason, signed = _check_signature(reply, who, arrays, weight, context, policy.require_signed)
+            reason, signed = _check_signature(
+                claim, out.claims.get(who), who, arrays, weight, context, policy.require_signed
+            )
             if reason:
                 out.dropped[who] = reason
-                if update_claim(reply) is not None:  # a false claim is the node's doing; no claim may not be
+                if claim is not None:  # a false claim is the node's doing; no claim may not be
                     out.penalized.add(who)
                 continue
             if signed is not None:
@@ -108,19 +110,27 @@ def screen_replies(
 
 
 def _check_signature(
-    reply: Message,
+    claim: Mapping[str, object] | None,
+    signed_by_sender: SignedUpdate | None,
     who: str,
     arrays: Mapping[str, np.ndarray],
     weight: float,
     context: RoundContext,
     required: bool,
 ) -> tuple[str | None, SignedUpdate | None]:
-    """(reason to drop, None) or (None, the checked signature or None when unsigned and allowed)."""
-    claim = update_claim(reply)
+    """(reason to drop, None) or (None, the checked signature or None when unsigned and allowed).
+    `signed_by_sender`: the claim already recovered to its sender (one signature recovery per reply,
+    ~5 ms in pure Python); only a claim that does not fit is checked again, for its reason."""
     if claim is None:
         return ("unsigned update (this round requires the node's signature)" if required else None), None
+    update_hash = hash_arrays(arrays)
+    if signed_by_sender is not None and (signed_by_sender.update_hash, signed_by_sender.weight) == (
+        update_hash,
+        int(weight),
+    ):
+        return None, signed_by_sender
     try:
-        return None, check_claim(claim, context, who, hash_arrays(arrays), int(weight))
+        return None, check_claim(claim, context, who, update_hash, int(weight))
     except FlchainError as exc:
         return f"bad update signature: {exc}", None
 
