@@ -68,8 +68,10 @@ class Inclusion:
             return f"{where}: my update is included ({self.detail})"
         if self.status == "excluded":
             return f"{where}: my update was disclosed as excluded: {self.detail}"
-        if self.status == "omitted":
+        if self.status == "omitted" and self.tx:
             return f"{where}: my signed update was left out without disclosure; complaint posted ({self.tx})"
+        if self.status == "omitted":
+            return f"{where}: my signed update was left out without disclosure; not complained: {self.detail}"
         return f"{where}: inclusion not checked: {self.detail}"
 
 
