@@ -127,62 +127,68 @@ def check_round(
         out.manifest, out.bytes_read = fetch_manifest(client, task, round_number)
     except Unavailable as exc:
         out.unreadable.append(str(exc))
-        out.seconds = time.monotonic() - started
-        return out
     except FlchainError as exc:
         out.differences.append(Difference(b"", f"manifest: {exc}"))
-        out.seconds = time.monotonic() - started
-        return out
-    manifest = out.manifest
-    record = ledger.get_round(client, task, round_number)
-    parent = ledger.get_round(client, task, round_number - 1).model_hash if round_number > 0 else b""
-    context = (client.deployment.chain_id, client.ledger.address, task, round_number)
-    expected = {
-        "chain id": (manifest.chain_id, context[0]),
-        "ledger": (manifest.ledger.lower(), str(context[1]).lower()),
-        "task": (manifest.task, task),
-        "round": (manifest.round, round_number),
-        "model": (manifest.model, "0x" + record.model_hash.hex()),
-        "parent": (manifest.parent, "0x" + parent.hex()),
-    }
-    for what, (said, actual) in expected.items():
-        if said != actual:
-            out.differences.append(Difference(b"", f"the manifest's {what} is {said}, the chain's {actual}"))
+    if out.manifest is not None:
+        out.differences += _against_chain(client, out.manifest, task, round_number)
+    if out.manifest is not None and not out.differences:
+        previous = ledger.load_model(client, task, round_number - 1)[1]
+        base = updates_base or task_blob_base(client, task).rstrip("/") + "/" + UPDATES_DIR + "/"
+        updates = _fetch_updates(out, base, previous)
+        if not out.differences and not out.unreadable:
+            out.differences += rederive(out.manifest, previous, updates)[1]
+    out.seconds = time.monotonic() - started
+    return out
+
+
+def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd: int) -> list[Difference]:
+    """What the manifest of round `rnd` of `task` says that the chain contradicts: its context, model and
+    parent, a signature, a node that was not Active before the commit, the recorded scores."""
+    record = ledger.get_round(client, task, rnd)
+    parent = ledger.get_round(client, task, rnd - 1).model_hash if rnd > 0 else b""
+    context = (client.deployment.chain_id, client.ledger.address, task, rnd)
+    out = [
+        Difference(b"", f"the manifest's {what} is {said}, the chain's {actual}")
+        for what, said, actual in (
+            ("chain id", manifest.chain_id, context[0]),
+            ("ledger", manifest.ledger.lower(), str(context[1]).lower()),
+            ("task", manifest.task, task),
+            ("round", manifest.round, rnd),
+            ("model", manifest.model, "0x" + record.model_hash.hex()),
+            ("parent", manifest.parent, "0x" + parent.hex()),
+        )
+        if said != actual
+    ]
     for entry in manifest.entries:
         try:
             signer = entry.signed(*context).signer()
         except FlchainError as exc:
             signer = str(exc)
         if signer.lower() != entry.node.lower():
-            out.differences.append(
-                Difference(entry.leaf(), f"the update of {entry.node} is not signed by it")
-            )
+            out.append(Difference(entry.leaf(), f"the update of {entry.node} is not signed by it"))
     for entry in manifest.included:
         if not registry.is_active(client, entry.node, record.block - 1):
-            out.differences.append(Difference(entry.leaf(), f"{entry.node} was not Active before the commit"))
-    on_chain = {
-        to_checksum_address(k): v for k, v in ledger.contributions(client, task, round_number).items()
-    }
+            out.append(Difference(entry.leaf(), f"{entry.node} was not Active before the commit"))
+    on_chain = {to_checksum_address(k): v for k, v in ledger.contributions(client, task, rnd).items()}
     disclosed = {to_checksum_address(e.node): e.score for e in manifest.included}
     if on_chain != disclosed:
         changed = sorted(set(on_chain.items()) ^ set(disclosed.items()))
-        out.differences.append(
-            Difference(b"", f"the chain's scores differ from the manifest's: {changed[:4]}")
-        )
-    if out.differences:
-        out.seconds = time.monotonic() - started
-        return out
-    previous = ledger.load_model(client, task, round_number - 1)[1]
-    base = updates_base or task_blob_base(client, task).rstrip("/") + "/" + UPDATES_DIR + "/"
+        out.append(Difference(b"", f"the chain's scores differ from the manifest's: {changed[:4]}"))
+    return out
+
+
+def _fetch_updates(out: RoundCheck, base: str, previous: dict[str, np.ndarray]) -> dict[str, dict]:
+    """The included updates by hash; unreadable ones go to `out.unreadable`, wrong ones (another hash,
+    not safetensors, not the model's shape) to `out.differences`."""
     updates = {}
-    for entry in manifest.included:
+    for entry in out.manifest.included:
         uri = base.rstrip("/") + "/" + entry.update[2:]
         try:
             blob = _read(uri, MAX_UPDATE_BYTES)
         except Unavailable as exc:  # not readable from here (update blobs are for the validators only)
             out.unreadable.append(str(exc))
             continue
-        except FlchainError as exc:
+        except BlobTooLarge as exc:
             out.differences.append(Difference(entry.leaf(), f"update of {entry.node}: {exc}"))
             continue
         try:
@@ -198,10 +204,7 @@ def check_round(
             )
             continue
         updates[entry.update] = arrays
-    if not out.differences and not out.unreadable:
-        out.differences.extend(rederive(manifest, previous, updates)[1])
-    out.seconds = time.monotonic() - started
-    return out
+    return updates
 
 
 def _shape_of(arrays) -> dict[str, tuple]:

@@ -119,8 +119,9 @@ def _check_signature(
     required: bool,
 ) -> tuple[str | None, SignedUpdate | None]:
     """(reason to drop, None) or (None, the checked signature or None when unsigned and allowed).
-    `signed_by_sender`: the claim already recovered to its sender (one signature recovery per reply,
-    ~5 ms in pure Python); only a claim that does not fit is checked again, for its reason."""
+    `signed_by_sender`: the claim already recovered to its sender (signature recovery is the costly
+    step, in pure Python: once per reply); only a claim that does not fit is checked again, for its
+    reason."""
     if claim is None:
         return ("unsigned update (this round requires the node's signature)" if required else None), None
     update_hash = hash_arrays(arrays)
