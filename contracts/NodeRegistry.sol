@@ -191,6 +191,17 @@ contract NodeRegistry is AccessControl, ISuspender {
         return _nodes[node].status;
     }
 
+    /// @notice Status of many nodes in one call, so a coordinator checks a round's candidates with one
+    ///         request however many there are (same values as `statusOf`).
+    /// @param nodes Addresses of the nodes.
+    /// @return statuses Status of each node (None if it never applied), in the order given.
+    function statusesOf(address[] calldata nodes) external view returns (Status[] memory statuses) {
+        statuses = new Status[](nodes.length);
+        for (uint256 i = 0; i < nodes.length; ++i) {
+            statuses[i] = _nodes[nodes[i]].status;
+        }
+    }
+
     /// @notice Full record of a node.
     /// @param node Address of the node.
     /// @return status Current status.

@@ -163,6 +163,19 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
         return r.enrolled ? r.value : _params.initialReputation;
     }
 
+    /// @notice Current reputation of many nodes in one call, so a coordinator reads all candidates of a
+    ///         round with one request however many there are (same values as `reputationOf`).
+    /// @param nodes Addresses of the nodes.
+    /// @return values Reputation of each node in SCALE units, in the order given.
+    function reputationsOf(address[] calldata nodes) external view returns (uint256[] memory values) {
+        values = new uint256[](nodes.length);
+        uint256 initial = _params.initialReputation;
+        for (uint256 i = 0; i < nodes.length; ++i) {
+            Record storage r = _records[nodes[i]];
+            values[i] = r.enrolled ? r.value : initial;
+        }
+    }
+
     /// @notice A node's full record.
     /// @param node Address of the node.
     /// @return The record.

@@ -11,9 +11,11 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from fl_chain.chain.client import NODE_STATUS, ChainClient
+from fl_chain.chain.reputation import has_function
 
 PAGE = 200  # listNodes page size: bounded reads, whatever the number of nodes
 REGISTRAR_ACTIONS = ("approve", "suspend", "revoke")
+BATCH = 1000  # addresses per statusesOf call (as reputation.BATCH: far below eth_call's gas cap)
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,23 @@ def is_active(client: ChainClient, address: str, block: int | str = "latest") ->
     return bool(client.call(client.registry.functions.isActive(_address(address)), block))
 
 
+def statuses_of(client: ChainClient, addresses: list[str]) -> dict[str, str]:
+    """Status name of each address, read with one `statusesOf` call per `BATCH` addresses (the same
+    values as `status_of`, in one request however many nodes a round checks)."""
+    if not has_function(client.registry, "statusesOf"):  # a deployment older than the view
+        values = client.call_many([client.registry.functions.statusOf(_address(a)) for a in addresses])
+        return {a: NODE_STATUS[v] for a, v in zip(addresses, values, strict=True)}
+    out: dict[str, str] = {}
+    for start in range(0, len(addresses), BATCH):
+        chunk = addresses[start : start + BATCH]
+        values = client.call(client.registry.functions.statusesOf([_address(a) for a in chunk]))
+        out.update({a: NODE_STATUS[v] for a, v in zip(chunk, values, strict=True)})
+    return out
+
+
 def active_of(client: ChainClient, addresses: list[str]) -> dict[str, bool]:
-    """Whether each address is Active, read in one batch request."""
-    fn = client.registry.functions.isActive
-    values = client.call_many([fn(_address(a)) for a in addresses])
-    return {a: bool(v) for a, v in zip(addresses, values, strict=True)}
+    """Whether each address is Active, read in one request (`statuses_of`)."""
+    return {a: s == "Active" for a, s in statuses_of(client, addresses).items()}
 
 
 def get_node(client: ChainClient, address: str) -> NodeRecord:
