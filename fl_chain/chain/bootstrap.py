@@ -6,12 +6,15 @@ benches, so there is one way to do it."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3RPCError
 
 from fl_chain.chain import registry
 from fl_chain.chain.client import ChainClient, connect
@@ -116,16 +119,96 @@ def register_nodes(
     approve: bool = True,
     capacity: registry.Capacity = DEMO_CAPACITY,
     funds: int = NODE_FUNDS_WEI,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[LocalAccount]:
     """New node keys, funded from the development faucet, registered and (by default) approved;
-    sorted by address (the order the ledger lists participants in)."""
+    sorted by address (the order the ledger lists participants in). Transactions go out in batches of
+    `REGISTER_BATCH` with explicit nonces and the receipts are collected after each batch (a receipt
+    wait per transaction made 1,000 nodes take minutes); `progress(done, count)` after each batch."""
     admin = Account.from_key(client.deployment.dev_keys["admin"])
     nodes = sorted(
         (Account.from_key(secrets.token_bytes(32)) for _ in range(count)), key=lambda a: int(a.address, 16)
     )
-    for node in nodes:
-        client.fund(admin, node.address, funds)
-        registry.register(client, node, capacity)
+    if not nodes:
+        return nodes
+    w3 = client.w3
+    gas_price = w3.eth.gas_price
+    # Gas is estimated once per kind on the first node (done one at a time) and reused with a margin:
+    # every node's register and approve touch the same slots, and estimateGas is the slow call.
+    first = nodes[0]
+    client.fund(admin, first.address, funds)
+    register_gas = _estimate(client, first, client.registry.functions.register(capacity.as_tuple(), ""))
+    registry.register(client, first, capacity)
+    approve_gas = 0
+    if approve:
+        approve_gas = _estimate(client, admin, client.registry.functions.approve(first.address))
+        registry.registrar_action(client, admin, "approve", first.address)
+    fields = {"chainId": client.deployment.chain_id, "gasPrice": gas_price}
+    for start in range(1, count, REGISTER_BATCH):
+        batch = nodes[start : start + REGISTER_BATCH]
+        nonce = w3.eth.get_transaction_count(admin.address, "pending")
+        funding = [
+            {**fields, "to": n.address, "value": funds, "gas": 21_000, "nonce": nonce + i}
+            for i, n in enumerate(batch)
+        ]
+        _send_all(client, [(admin, tx, f"fund {n.address}") for n, tx in zip(batch, funding, strict=True)])
+        applications = [
+            (
+                n,
+                client.registry.functions.register(capacity.as_tuple(), "").build_transaction(
+                    # a key made above: its first transaction, nonce 0
+                    {**fields, "from": n.address, "nonce": 0, "gas": register_gas}
+                ),
+                f"register {n.address}",
+            )
+            for n in batch
+        ]
+        _send_all(client, applications)
         if approve:
-            registry.registrar_action(client, admin, "approve", node.address)
+            nonce = w3.eth.get_transaction_count(admin.address, "pending")
+            approvals = [
+                (
+                    admin,
+                    client.registry.functions.approve(n.address).build_transaction(
+                        {**fields, "from": admin.address, "nonce": nonce + i, "gas": approve_gas}
+                    ),
+                    f"approve {n.address}",
+                )
+                for i, n in enumerate(batch)
+            ]
+            _send_all(client, approvals)
+        if progress is not None:
+            progress(start + len(batch), count)
     return nodes
+
+
+REGISTER_BATCH = 100  # transactions sent before their receipts are collected
+
+
+def _estimate(client: ChainClient, account: LocalAccount, fn: ContractFunction) -> int:
+    """Gas for `fn` sent by `account`, with a margin; a revert is a one-line error."""
+    try:
+        return int(fn.estimate_gas({"from": account.address}) * 1.3) + 10_000
+    except (ContractCustomError, ContractLogicError) as exc:
+        raise FlchainError(f"estimating {fn.fn_name}: {client.describe_revert(exc)}") from None
+
+
+def _send_all(client: ChainClient, items: list[tuple[LocalAccount, dict, str]]) -> None:
+    """Sign and send every transaction, then wait for all receipts; the first failure is a one-line
+    error naming what it was for."""
+    sent = []
+    for account, tx, what in items:
+        signed = account.sign_transaction(tx)
+        try:
+            sent.append((client.w3.eth.send_raw_transaction(signed.raw_transaction), what))
+        except Web3RPCError as exc:
+            raise FlchainError(f"{what}: {exc}") from None
+    for tx_hash, what in sent:
+        try:
+            receipt = client.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=120, poll_latency=client.poll_latency
+            )
+        except TimeExhausted:
+            raise FlchainError(f"{what}: no receipt within 120 s") from None
+        if receipt["status"] != 1:
+            raise FlchainError(f"{what}: transaction 0x{bytes(tx_hash).hex()} reverted")
