@@ -19,6 +19,8 @@ import {IReputation} from "./interfaces/IReputation.sol";
 ///      A verified round also commits the Merkle root of its accepted updates (one leaf per update:
 ///      node, update hash, weight, score; OpenZeppelin StandardMerkleTree encoding), one more slot
 ///      whatever the number of participants; a node whose signed update was left out can say so here.
+///      A commitment-mode round (commitOutcomes) stores only the model and the root of its outcome
+///      leaves: flat gas for any number of participants.
 contract ModelLedger is AccessControl, ILedgerRounds {
     /// @notice Role of the federated-learning coordinator, the only account that creates tasks and
     ///         commits rounds.
@@ -41,6 +43,7 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     mapping(uint256 => mapping(uint256 => Round)) private _rounds;
     mapping(uint256 => mapping(uint256 => string)) private _uriOverride;
     mapping(uint256 => mapping(uint256 => bytes32)) private _updatesRoot;
+    mapping(uint256 => mapping(uint256 => bytes32)) private _outcomesRoot;
     mapping(uint256 => mapping(uint256 => mapping(address => bool))) private _complained;
 
     /// @notice Domain of a node's signature on its update (fl_chain/chain/update_signing.py).
@@ -66,6 +69,10 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     error EmptyUpdatesRoot();
     /// @notice The round was not committed as a verified round (it has no updates root).
     error NotVerified(uint256 task, uint256 round);
+    /// @notice A commitment-mode round needs the root of its outcome leaves.
+    error EmptyOutcomesRoot();
+    /// @notice The round was not committed in commitment mode (it has no outcomes root).
+    error NotCommitmentRound(uint256 task, uint256 round);
     /// @notice A complaint is sent by the node whose signature it carries.
     error NotSigner(address sender, address signer);
     /// @notice Only an Active node may complain.
@@ -92,6 +99,9 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     event ContributionRecorded(uint256 indexed task, uint256 indexed round, address indexed node, uint256 score);
     /// @notice A verified round's accepted updates: the Merkle root of their leaves.
     event UpdatesCommitted(uint256 indexed task, uint256 indexed round, bytes32 updatesRoot);
+    /// @notice A commitment-mode round's outcomes: the Merkle root of its leaves (node, score, outcome)
+    ///         and how many there are. Reputation is folded from them off-chain and checkpointed.
+    event OutcomesCommitted(uint256 indexed task, uint256 indexed round, bytes32 outcomesRoot, uint256 leafCount);
     /// @notice A node says its signed update for a verified round was left out of the commitment.
     event UpdateOmitted(
         uint256 indexed task, uint256 indexed round, address indexed node, bytes32 updateHash, uint256 weight
@@ -180,6 +190,65 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         _commit(task, round, modelHash, uri, parentHash, participants, scores, missed, penalized);
         _updatesRoot[task][round] = updatesRoot;
         emit UpdatesCommitted(task, round, updatesRoot);
+    }
+
+    /// @notice Commit one round in commitment mode: the model, its parent and the Merkle root of the
+    ///         round's outcome leaves (node, score, outcome: 0 scored, 1 missed, 2 penalized), whose
+    ///         blob is stored by root beside the model. Gas does not depend on the number of
+    ///         participants: nothing is written per node, and Reputation is not called (reputation is
+    ///         folded off-chain from the leaves and checkpointed in ReputationCheckpoints).
+    /// @param task Task id.
+    /// @param round Round number; must be the task's next round.
+    /// @param modelHash Canonical hash of the aggregated model.
+    /// @param uri Where the blob is, or empty if it is at the task's default location.
+    /// @param parentHash Model hash of the previous round.
+    /// @param outcomesRoot Root of the outcome leaves (OpenZeppelin StandardMerkleTree encoding).
+    /// @param leafCount Number of leaves (recorded as the round's participant count).
+    function commitOutcomes(
+        uint256 task,
+        uint256 round,
+        bytes32 modelHash,
+        string calldata uri,
+        bytes32 parentHash,
+        bytes32 outcomesRoot,
+        uint32 leafCount
+    ) external onlyRole(COORDINATOR_ROLE) {
+        if (outcomesRoot == bytes32(0)) revert EmptyOutcomesRoot();
+        _checkSequence(task, round, modelHash, parentHash);
+        _tasks[task].nextRound = uint64(round + 1);
+        _rounds[task][round] = Round(modelHash, uint64(block.number), uint64(block.timestamp), leafCount);
+        if (bytes(uri).length != 0) _uriOverride[task][round] = uri;
+        _outcomesRoot[task][round] = outcomesRoot;
+        emit RoundCommitted(task, round, modelHash, parentHash, uri, leafCount);
+        emit OutcomesCommitted(task, round, outcomesRoot, leafCount);
+    }
+
+    /// @inheritdoc ILedgerRounds
+    function outcomesRoot(uint256 task, uint256 round) external view override returns (bytes32) {
+        getRound(task, round);
+        return _outcomesRoot[task][round];
+    }
+
+    /// @notice Whether an outcome leaf is in a commitment-mode round's root.
+    /// @param task Task id.
+    /// @param round Round number; reverts NotCommitmentRound if it has no outcomes root.
+    /// @param node The node.
+    /// @param score Its score (SCALE units; zero for a missed or penalized node).
+    /// @param outcome 0 scored, 1 missed, 2 penalized.
+    /// @param proof Sibling hashes from the leaf to the root.
+    /// @return True if the proof leads to the committed root.
+    function isCommittedOutcome(
+        uint256 task,
+        uint256 round,
+        address node,
+        uint256 score,
+        uint8 outcome,
+        bytes32[] calldata proof
+    ) external view returns (bool) {
+        bytes32 root = _outcomesRoot[task][round];
+        if (root == bytes32(0)) revert NotCommitmentRound(task, round);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(node, score, outcome))));
+        return MerkleProof.verifyCalldata(proof, root, leaf);
     }
 
     /// @inheritdoc ILedgerRounds

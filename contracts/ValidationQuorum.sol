@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ILedgerRounds} from "./interfaces/ILedgerRounds.sol";
+import {IValidatorSet} from "./interfaces/IValidatorSet.sol";
 
 /// @title ValidationQuorum
 /// @notice Consensus on committed models: validators fetch a round's model, evaluate it on their own
@@ -12,14 +13,14 @@ import {ILedgerRounds} from "./interfaces/ILedgerRounds.sol";
 ///         the model from those updates. A validator that finds a round does not re-derive disputes it;
 ///         once `quorum` validators disputed a round it is disputed and never (or no longer) finalized.
 /// @dev One concern: attestations and disputes. Writes are O(1); no loop over validators.
-contract ValidationQuorum is AccessControl {
+contract ValidationQuorum is AccessControl, IValidatorSet {
     /// @notice Role of the accounts allowed to attest.
     bytes32 public constant VALIDATOR_ROLE = keccak256("VALIDATOR_ROLE");
 
     /// @notice The ledger whose rounds are attested.
     ILedgerRounds public immutable ledger;
     /// @notice Distinct attestations needed to finalize a round.
-    uint256 public quorum;
+    uint256 public override quorum;
 
     mapping(uint256 => mapping(uint256 => uint256)) private _count;
     mapping(uint256 => mapping(uint256 => mapping(address => bool))) private _attested;
@@ -46,6 +47,12 @@ contract ValidationQuorum is AccessControl {
     error NotVerifiedRound(uint256 task, uint256 round);
     /// @notice The attested updates root is not the one the ledger committed.
     error WrongUpdatesRoot(uint256 task, uint256 round, bytes32 committed, bytes32 attested);
+    /// @notice A commitment-mode round is attested with attestOutcomes (its leaf set was checked).
+    error OutcomesCheckRequired(uint256 task, uint256 round);
+    /// @notice attestOutcomes for a round committed without an outcomes root.
+    error NotCommitmentRound(uint256 task, uint256 round);
+    /// @notice The attested outcomes root is not the one the ledger committed.
+    error WrongOutcomesRoot(uint256 task, uint256 round, bytes32 committed, bytes32 attested);
     /// @notice This validator already disputed the round.
     error AlreadyDisputed(uint256 task, uint256 round, address validator);
     /// @notice A dispute reason longer than MAX_REASON_BYTES.
@@ -59,6 +66,8 @@ contract ValidationQuorum is AccessControl {
     event RoundFinalized(uint256 indexed task, uint256 indexed round, bytes32 modelHash, uint256 attestations);
     /// @notice A validator re-derived a verified round from its updates and found it correct.
     event DerivationAttested(uint256 indexed task, uint256 indexed round, address indexed validator, bytes32 updatesRoot);
+    /// @notice A validator checked a commitment-mode round's outcome leaves against their root.
+    event OutcomesAttested(uint256 indexed task, uint256 indexed round, address indexed validator, bytes32 outcomesRoot);
     /// @notice A validator found that a round does not re-derive; `leaf` names what differed (a leaf
     ///         hash, a node address, or zero for the round as a whole).
     event Disputed(uint256 indexed task, uint256 indexed round, address indexed validator, bytes32 leaf, string reason);
@@ -87,7 +96,31 @@ contract ValidationQuorum is AccessControl {
     /// @param metric Evaluation metric, e.g. accuracy, in SCALE units (1e6 == 1.0).
     function attest(uint256 task, uint256 round, bytes32 modelHash, uint256 metric) external onlyRole(VALIDATOR_ROLE) {
         if (ledger.updatesRoot(task, round) != bytes32(0)) revert DerivationRequired(task, round);
+        if (ledger.outcomesRoot(task, round) != bytes32(0)) revert OutcomesCheckRequired(task, round);
         _attest(task, round, modelHash, metric);
+    }
+
+    /// @notice Attest a commitment-mode round: its published outcome leaves give the committed root,
+    ///         name only nodes Active at the commit, and the model evaluates to `metric`.
+    /// @param task Task id.
+    /// @param round Round number (must be committed with an outcomes root).
+    /// @param modelHash Hash of the evaluated model; must equal the committed hash.
+    /// @param outcomesRoot The root the validator rebuilt from the leaves; must equal the committed root.
+    /// @param metric Evaluation metric in SCALE units (1e6 == 1.0).
+    function attestOutcomes(uint256 task, uint256 round, bytes32 modelHash, bytes32 outcomesRoot, uint256 metric)
+        external
+        onlyRole(VALIDATOR_ROLE)
+    {
+        bytes32 committed = ledger.outcomesRoot(task, round);
+        if (committed == bytes32(0)) revert NotCommitmentRound(task, round);
+        if (committed != outcomesRoot) revert WrongOutcomesRoot(task, round, committed, outcomesRoot);
+        _attest(task, round, modelHash, metric);
+        emit OutcomesAttested(task, round, msg.sender, outcomesRoot);
+    }
+
+    /// @inheritdoc IValidatorSet
+    function isValidator(address account) external view override returns (bool) {
+        return hasRole(VALIDATOR_ROLE, account);
     }
 
     /// @notice Attest that a verified round's model re-derives from its committed updates (signatures,

@@ -100,10 +100,14 @@ class LedgerSection:
     """How rounds are committed."""
 
     # plain: model hash, parent, scores | verified: also the Merkle root of the node-signed updates, which
-    # validators re-derive the model from before they attest (fl/derivation.py)
+    # validators re-derive the model from before they attest (fl/derivation.py) | commitment: flat gas for
+    # any number of participants: the root of the round's outcome leaves; reputation folded off-chain and
+    # checkpointed for the validators to attest (fl/commitment.py)
     mode: str = "plain"
+    checkpoint_every: int = 1  # commitment mode: propose a reputation checkpoint every this many rounds
 
 
+LEDGER_MODES = ("plain", "verified", "commitment")
 VERIFIABLE_STRATEGIES = ("FedAvg", "FedProx")  # what a validator can re-derive bit for bit
 
 
@@ -227,9 +231,13 @@ def validate(config: RunConfig, source: str) -> None:
             raise FlchainError(
                 f"{source}: field 'scoring.{name}': expected >= 0 (0: off), got {getattr(sc, name)}"
             )
-    if config.ledger.mode not in ("plain", "verified"):
+    if config.ledger.mode not in LEDGER_MODES:
         raise FlchainError(
-            f"{source}: field 'ledger.mode': expected plain or verified, got {config.ledger.mode!r}"
+            f"{source}: field 'ledger.mode': expected {', '.join(LEDGER_MODES)}, got {config.ledger.mode!r}"
+        )
+    if config.ledger.checkpoint_every < 1:
+        raise FlchainError(
+            f"{source}: field 'ledger.checkpoint_every': expected >= 1, got {config.ledger.checkpoint_every}"
         )
     if config.ledger.mode == "verified" and (
         fed.strategy not in VERIFIABLE_STRATEGIES or fed.aggregation != "plain"

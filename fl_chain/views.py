@@ -134,6 +134,22 @@ def describe_event(event) -> str:
         text = f"task {args['task']} round {args['round']}: {args['node']} scored {fixed(args['score'])}"
     elif event.name == "UpdatesCommitted":
         text = f"task {args['task']} round {args['round']}: updates root {short(args['updatesRoot'])}"
+    elif event.name == "OutcomesCommitted":
+        where = f"task {args['task']} round {args['round']}"
+        text = f"{where}: outcomes root {short(args['outcomesRoot'])} ({args['leafCount']} leaves)"
+    elif event.name == "CheckpointProposed":
+        text = (
+            f"reputation checkpoint {args['id']} of task {args['task']} through round "
+            f"{args['throughRound']} proposed: root {short(args['root'])}, {args['leafCount']} nodes"
+        )
+    elif event.name == "CheckpointFinalized":
+        text = f"reputation checkpoint {args['id']} of task {args['task']} finalized: in effect"
+    elif event.name == "CheckpointDisputed":
+        text = f"reputation checkpoint {args['id']}: {args['validator']} disputes it: {args['reason']}"
+    elif event.name == "CheckpointRejectedByQuorum":
+        text = f"reputation checkpoint {args['id']} of task {args['task']} rejected by the validators"
+    elif event.name == "SuspensionApplied":
+        text = f"{args['node']} suspended by reputation checkpoint {args['id']} ({fixed(args['reputation'])})"
     elif event.name == "UpdateOmitted":
         text = (
             f"task {args['task']} round {args['round']}: {args['node']} says its signed update "

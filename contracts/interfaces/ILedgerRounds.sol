@@ -2,7 +2,8 @@
 pragma solidity ^0.8.24;
 
 /// @title ILedgerRounds
-/// @notice The part of ModelLedger that ValidationQuorum reads: committed rounds and their updates roots.
+/// @notice The part of ModelLedger that ValidationQuorum and ReputationCheckpoints read: committed
+///         rounds, their updates roots and their outcomes roots.
 /// @dev Implemented by `ModelLedger`, whose `Round` is this struct (not a copy of it).
 interface ILedgerRounds {
     /// @notice A committed round: the model hash, the block number and timestamp of the commit, and
@@ -28,4 +29,10 @@ interface ILedgerRounds {
     /// @param round Round number; reverts UnknownRound if never committed.
     /// @return The root.
     function updatesRoot(uint256 task, uint256 round) external view returns (bytes32);
+
+    /// @notice The Merkle root of a commitment-mode round's outcome leaves; zero for other rounds.
+    /// @param task Task id.
+    /// @param round Round number; reverts UnknownRound if never committed.
+    /// @return The root.
+    function outcomesRoot(uint256 task, uint256 round) external view returns (bytes32);
 }

@@ -79,9 +79,11 @@ def audit_task(client: ChainClient, task: int) -> list[Finding]:
                 else f"not active before block {block}: {', '.join(inactive)}",
             )
         )
-    from fl_chain.fl.round_audit import audit_verified_rounds  # re-derivation needs the fl side
+    from fl_chain.fl.commitment_audit import audit_commitment  # leaves and folds are on the fl side
+    from fl_chain.fl.round_audit import audit_verified_rounds
 
     findings.extend(audit_verified_rounds(client, task))  # derivations and omission complaints
+    findings.extend(audit_commitment(client, task))  # outcome leaves and reputation checkpoints
     return findings
 
 

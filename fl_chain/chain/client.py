@@ -130,7 +130,7 @@ def _show(value: Any) -> str:
 
 
 class ChainClient:
-    """The three flchain contracts on one chain, plus a transaction helper."""
+    """The flchain contracts on one chain, plus a transaction helper."""
 
     def __init__(self, w3: Web3, deployment: Deployment, poll_latency: float = 0.01) -> None:
         self.w3 = w3
@@ -142,6 +142,11 @@ class ChainClient:
         # Deployments made before the validation quorum existed have no such contract.
         self.validation: Contract | None = (
             self._contract("ValidationQuorum") if "ValidationQuorum" in deployment.contracts else None
+        )
+        self.checkpoints: Contract | None = (  # commitment mode's reputation; newer deployments only
+            self._contract("ReputationCheckpoints")
+            if "ReputationCheckpoints" in deployment.contracts
+            else None
         )
         self._decoder = _ErrorDecoder(deployment.abis)
 

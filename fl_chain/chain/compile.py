@@ -22,7 +22,7 @@ from solcx.exceptions import SolcError
 from fl_chain.errors import FlchainError
 from fl_chain.paths import contracts_dir, node_modules, project_root, require_node_tool
 
-CONTRACT_NAMES = ("NodeRegistry", "Reputation", "ModelLedger", "ValidationQuorum")
+CONTRACT_NAMES = ("NodeRegistry", "Reputation", "ModelLedger", "ValidationQuorum", "ReputationCheckpoints")
 EVM_VERSION = "shanghai"  # solc 0.8.37 defaults to osaka; ganache fails on MCOPY
 _IMPORT_RE = re.compile(r'^\s*import\s+(?:[^"\']*from\s+)?["\']([^"\']+)["\']\s*;', re.MULTILINE)
 

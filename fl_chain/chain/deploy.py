@@ -1,4 +1,4 @@
-"""Deploy the three contracts, wire them together and grant roles."""
+"""Deploy the flchain contracts, wire them together and grant roles."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def deploy_contracts(
     reputation_params: tuple[int, int, int, int, int] = DEFAULT_REPUTATION_PARAMS,
     quorum: int = 1,
 ) -> Deployment:
-    """Deploy NodeRegistry, Reputation and ModelLedger; admin is registrar, `coordinator` commits."""
+    """Deploy NodeRegistry, Reputation, ModelLedger, ValidationQuorum and ReputationCheckpoints; admin is
+    registrar, `coordinator` commits rounds and proposes checkpoints."""
     artifacts = compile_contracts()
     if w3.eth.get_balance(admin.address) == 0:
         raise FlchainError(f"deployer {admin.address} has no ether on {rpc_url} to pay for gas")
@@ -72,11 +73,15 @@ def deploy_contracts(
     )
     ledger = _deploy_one(client, admin, artifacts["ModelLedger"], admin.address, reputation)
     validation = _deploy_one(client, admin, artifacts["ValidationQuorum"], admin.address, ledger, quorum)
+    checkpoints = _deploy_one(
+        client, admin, artifacts["ReputationCheckpoints"], admin.address, ledger, validation, registry
+    )
     deployment.contracts = {
         "NodeRegistry": registry,
         "Reputation": reputation,
         "ModelLedger": ledger,
         "ValidationQuorum": validation,
+        "ReputationCheckpoints": checkpoints,
     }
     client = ChainClient(w3, deployment)
     coordinator = Web3.to_checksum_address(coordinator)
@@ -85,6 +90,9 @@ def deploy_contracts(
     client.transact(admin, client.registry.functions.setStatusHook(reputation))
     client.transact(admin, client.registry.functions.grantRole(role_id("SUSPENDER_ROLE"), reputation))
     client.transact(admin, client.ledger.functions.grantRole(role_id("COORDINATOR_ROLE"), coordinator))
+    client.transact(admin, client.registry.functions.grantRole(role_id("SUSPENDER_ROLE"), checkpoints))
+    checkpoint_roles = client.checkpoints.functions.grantRole(role_id("COORDINATOR_ROLE"), coordinator)
+    client.transact(admin, checkpoint_roles)
     deployment.roles = {
         "admin": admin.address,
         "registrar": admin.address,

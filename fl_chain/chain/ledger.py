@@ -51,6 +51,7 @@ def commit_round(
     timeout: float = 120.0,
     attempts: int = 5,
     updates_root: bytes | None = None,
+    outcomes: tuple[bytes, int] | None = None,
 ) -> TxReceipt:
     """Commit one round; participants are sorted by address as the contract requires. `missed` are
     selected nodes without an answer in time, `penalized` those whose reply was rejected.
@@ -59,7 +60,8 @@ def commit_round(
     already holding this hash means the commit landed (its receipt is returned); a pending transaction
     is waited for again; a dropped one is re-sent. The contract's strict round sequence makes a
     duplicate impossible in any case; this keeps the coordinator from failing or skipping a round.
-    With `updates_root` the round is committed as a verified round (`commitVerifiedRound`)."""
+    With `updates_root` the round is committed as a verified round (`commitVerifiedRound`); with
+    `outcomes` (root, leaf count) in commitment mode (`commitOutcomes`: scores stay off-chain)."""
     ordered = sorted((Web3.to_checksum_address(a) for a in scores), key=lambda a: int(a, 16))
     lookup = {a.lower(): s for a, s in scores.items()}
     arguments = [
@@ -73,7 +75,9 @@ def commit_round(
         [Web3.to_checksum_address(a) for a in missed or []],
         [Web3.to_checksum_address(a) for a in penalized or []],
     ]
-    if updates_root is None:
+    if outcomes is not None:  # commitment mode: flat gas, the leaves are a blob named by their root
+        fn = client.ledger.functions.commitOutcomes(*arguments[:5], outcomes[0], outcomes[1])
+    elif updates_root is None:
         fn = client.ledger.functions.commitRound(*arguments)
     else:  # a verified round: the same commit plus the root of its accepted updates (one more slot)
         fn = client.ledger.functions.commitVerifiedRound(*arguments, updates_root)
@@ -206,6 +210,12 @@ def require_task(client: ChainClient, task: int) -> None:
 def updates_root(client: ChainClient, task: int, round_number: int) -> bytes | None:
     """The Merkle root of a verified round's accepted updates, or None for a round committed without."""
     root = bytes(client.call(client.ledger.functions.updatesRoot(task, round_number)))
+    return None if root == ZERO_HASH else root
+
+
+def outcomes_root(client: ChainClient, task: int, round_number: int) -> bytes | None:
+    """The Merkle root of a commitment-mode round's outcome leaves, or None for another round."""
+    root = bytes(client.call(client.ledger.functions.outcomesRoot(task, round_number)))
     return None if root == ZERO_HASH else root
 
 

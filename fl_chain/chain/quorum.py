@@ -140,6 +140,28 @@ def attest_verified(
     return client.transact(validator, fn)
 
 
+def attest_outcomes(
+    client: ChainClient,
+    validator: LocalAccount,
+    task: int,
+    round_number: int,
+    model_hash: bytes,
+    outcomes_root: bytes,
+    metric: int,
+) -> TxReceipt:
+    """Attest a commitment-mode round whose outcome leaves give `outcomes_root`, with the model's metric."""
+    fn = quorum_contract(client).functions.attestOutcomes(
+        task, round_number, model_hash, outcomes_root, metric
+    )
+    return client.transact(validator, fn)
+
+
+def reason_text(reason: str) -> str:
+    """A dispute reason cut to MAX_REASON_BYTES of UTF-8 without splitting a character (a lone surrogate
+    becomes '?')."""
+    return reason.encode("utf-8", "replace")[:MAX_REASON_BYTES].decode("utf-8", "ignore")
+
+
 def dispute(
     client: ChainClient, validator: LocalAccount, task: int, round_number: int, leaf: bytes, reason: str
 ) -> TxReceipt:
@@ -148,8 +170,9 @@ def dispute(
     MAX_REASON_BYTES of UTF-8 without splitting a character (a lone surrogate becomes '?')."""
     if len(leaf) > 32:
         raise FlchainError(f"a dispute names a leaf of at most 32 bytes, not {len(leaf)}")
-    text = reason.encode("utf-8", "replace")[:MAX_REASON_BYTES].decode("utf-8", "ignore")
-    fn = quorum_contract(client).functions.dispute(task, round_number, leaf.rjust(32, b"\0"), text)
+    fn = quorum_contract(client).functions.dispute(
+        task, round_number, leaf.rjust(32, b"\0"), reason_text(reason)
+    )
     return client.transact(validator, fn)
 
 

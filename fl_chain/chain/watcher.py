@@ -45,6 +45,14 @@ KINDS = {
     "DerivationAttested": "derivation_attested",
     "Disputed": "dispute",
     "RoundDisputed": "round_disputed",
+    "OutcomesCommitted": "outcomes_committed",
+    "OutcomesAttested": "outcomes_attested",
+    "CheckpointProposed": "checkpoint_proposed",
+    "CheckpointAttested": "checkpoint_attested",
+    "CheckpointDisputed": "checkpoint_disputed",
+    "CheckpointFinalized": "checkpoint_finalized",
+    "CheckpointRejectedByQuorum": "checkpoint_rejected",
+    "SuspensionApplied": "suspension_applied",
 }
 
 
@@ -139,6 +147,8 @@ class ChainWatcher:
         ]
         if client.validation is not None:
             watched.append(("ValidationQuorum", client.validation))
+        if client.checkpoints is not None:
+            watched.append(("ReputationCheckpoints", client.checkpoints))
         for name, contract in watched:
             for item in contract.abi:
                 if item.get("type") == "event" and item["name"] in KINDS:

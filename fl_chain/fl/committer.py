@@ -1,7 +1,9 @@
 """RoundCommitter: the coordinator's write path for one task. Stores a model in the content-addressed
 store, commits the round (hash, parent, scores, missed, penalized) to the ModelLedger, optionally waits
 for the validator quorum, and reports which nodes the Reputation contract suspended. It alone holds the
-task's parent hash, so rounds chain correctly whatever calls it."""
+task's parent hash, so rounds chain correctly whatever calls it. In commitment mode (fl/commitment.py)
+the round commits only the root of its published outcome leaves, and reputation is folded off-chain and
+checkpointed."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
-from fl_chain.chain import ledger, quorum
+from fl_chain.chain import checkpoints, ledger, quorum, reputation
 from fl_chain.chain.client import ChainClient
 from fl_chain.failpoints import failpoint
+from fl_chain.fl.commitment import CommitmentBook
 from fl_chain.fl.verified_round import VerifiedRound
 from fl_chain.store import ModelStore, canonical_bytes
 
@@ -32,6 +35,8 @@ class Commit:
     seconds: dict[str, float] = field(default_factory=dict)
     updates_root: bytes | None = None  # a verified round's commitment to its node-signed updates
     published_bytes: int = 0  # update blobs and manifest a verified round stored beside the model
+    outcomes_root: bytes | None = None  # a commitment-mode round's root of its outcome leaves
+    checkpoint: int = 0  # the reputation checkpoint proposed after this round (commitment mode), if any
 
     @property
     def tx(self) -> str:
@@ -53,6 +58,8 @@ class Commit:
             "suspended": list(self.suspended),
             "updates_root": "0x" + self.updates_root.hex() if self.updates_root else "",
             "published_bytes": self.published_bytes,
+            "outcomes_root": "0x" + self.outcomes_root.hex() if self.outcomes_root else "",
+            "checkpoint": self.checkpoint,
         }
 
 
@@ -67,13 +74,22 @@ class RoundCommitter:
         store: ModelStore,
         parent_hash: bytes = ledger.ZERO_HASH,
         wait_finalized: float = 0.0,
+        mode: str = "plain",
+        checkpoint_every: int = 1,
     ) -> None:
+        """`mode` is the config's ledger.mode; "commitment" commits outcome roots and checkpoints the
+        folded reputation every `checkpoint_every` rounds."""
         self.client = client
         self.coordinator = coordinator
         self.task = task
         self.store = store
         self.parent_hash = parent_hash
         self.wait_finalized = wait_finalized
+        self.commitment = (
+            CommitmentBook(client, coordinator, task, store, checkpoint_every)
+            if mode == "commitment"
+            else None
+        )
 
     @classmethod
     def new_task(
@@ -107,6 +123,14 @@ class RoundCommitter:
             self.store.put_manifest(verified.manifest.name(), document)
             published += len(document)
             root = verified.root
+        outcomes = None
+        if self.commitment is not None:
+            outcomes = self.commitment.outcomes(
+                round_number, self.parent_hash, digest, scores or {}, missed, penalized
+            )
+            document = outcomes.to_json()
+            self.store.put_manifest(outcomes.name(), document)
+            published += len(document)
         seconds["store"] = time.monotonic() - started
         failpoint("after-store", round_number)
         started = time.monotonic()
@@ -122,13 +146,40 @@ class RoundCommitter:
             list(missed),
             list(penalized),
             updates_root=root,
+            outcomes=(outcomes.root(), len(outcomes.outcomes)) if outcomes is not None else None,
         )
         self.parent_hash = digest
         seconds["commit"] = time.monotonic() - started
+        commit = Commit(round_number, digest, uri, receipt, [], seconds, root, published)
+        if outcomes is not None:
+            self._checkpoint(commit, outcomes)
+        else:
+            events = self.client.events(self.client.reputation, "AutoSuspended", receipt)
+            commit.suspended = [e["node"] for e in events]
         if self.wait_finalized > 0:
             started = time.monotonic()
             quorum.wait_finalized(self.client, self.task, round_number, self.wait_finalized)
+            if commit.checkpoint:
+                checkpoints.wait_finalized(self.client, commit.checkpoint, self.wait_finalized)
             seconds["finalize"] = time.monotonic() - started
-        suspended = [e["node"] for e in self.client.events(self.client.reputation, "AutoSuspended", receipt)]
+        if self.commitment is not None:
+            self.commitment.apply_finalized()
         failpoint("after-commit", round_number)
-        return Commit(round_number, digest, uri, receipt, suspended, seconds, root, published)
+        return commit
+
+    def _checkpoint(self, commit: Commit, outcomes) -> None:
+        """Fold a commitment-mode round in and propose a checkpoint if one is due."""
+        commit.outcomes_root = outcomes.root()
+        commit.suspended = self.commitment.record(outcomes)
+        started = time.monotonic()
+        proposed = self.commitment.propose_if_due(outcomes.round)
+        if proposed is not None:
+            commit.checkpoint, size = proposed
+            commit.published_bytes += size
+            commit.seconds["checkpoint"] = time.monotonic() - started
+
+    def reputations(self, addresses) -> dict[str, int]:
+        """Reputation (fixed point) of each address: the fold's in commitment mode, else the chain's."""
+        if self.commitment is not None:
+            return self.commitment.reputations(addresses)
+        return reputation.reputations(self.client, addresses)

@@ -106,6 +106,8 @@ class LedgerSession:
             self.store,
             identity_hash(initial, app),
             wait_finalized=self.config.federation.wait_finalized,
+            mode=self.config.ledger.mode,
+            checkpoint_every=self.config.ledger.checkpoint_every,
         )
         return committer, committer.commit(0, initial)
 

@@ -42,8 +42,11 @@ def build_strategy(config: RunConfig) -> Strategy:
     fed = config.federation
     cls = getattr(flwr_strategies, fed.strategy)
     kwargs = {
-        # With reputation selection ChainStrategy picks the nodes; the wrapped strategy takes them all.
-        "fraction_train": 1.0 if config.selection.mode == "reputation" else fed.fraction_train,
+        # With reputation selection ChainStrategy picks the nodes, with a fraction below 1 its gate
+        # samples them (see `gate_samples`); the wrapped strategy then takes them all.
+        "fraction_train": 1.0
+        if config.selection.mode == "reputation" or gate_samples(config)
+        else fed.fraction_train,
         "fraction_evaluate": 0.0,
         "min_train_nodes": fed.min_nodes,
         "min_available_nodes": fed.min_nodes,
@@ -55,6 +58,13 @@ def build_strategy(config: RunConfig) -> Strategy:
         return cls(**kwargs)
     except TypeError as exc:
         raise FlchainError(f"federation.strategy_args for {fed.strategy}: {exc}") from None
+
+
+def gate_samples(config: RunConfig) -> bool:
+    """Whether the join gate draws each round's sample (uniform selection, fraction_train < 1): then
+    only sampled nodes are challenged and checked on-chain, so a round's cost does not grow with the
+    number of connected nodes (fl/gate.py)."""
+    return config.selection.mode == "uniform" and config.federation.fraction_train < 1.0
 
 
 def wrapped_strategy(config: RunConfig, evaluation: Evaluation) -> Strategy:
@@ -156,6 +166,8 @@ def start_task(
         store,
         identity_hash(initial, task_app_id(config.task.name)),
         wait_finalized=config.federation.wait_finalized,
+        mode=config.ledger.mode,
+        checkpoint_every=config.ledger.checkpoint_every,
     )
     commit = committer.commit(0, initial)
     loss, accuracy = evaluation.test_metrics(initial)
@@ -185,7 +197,14 @@ def run_federation(
             if offset >= config.federation.rounds:
                 return events.rounds
             committer = RoundCommitter(
-                client, coordinator, resume_task, store, record.model_hash, config.federation.wait_finalized
+                client,
+                coordinator,
+                resume_task,
+                store,
+                record.model_hash,
+                config.federation.wait_finalized,
+                mode=config.ledger.mode,
+                checkpoint_every=config.ledger.checkpoint_every,
             )
         strategy = ChainStrategy(
             wrapped_strategy(config, evaluation),
@@ -197,6 +216,9 @@ def run_federation(
             offset,
             evidence_book(config),
         )
+        if gate_samples(config):
+            strategy.gate.fraction = config.federation.fraction_train
+            strategy.gate.reseed(config.task.seed)
         strategy.start(
             grid,
             arrays_to_record(initial),

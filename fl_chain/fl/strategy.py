@@ -16,7 +16,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 from flwr.supercore import log
 
-from fl_chain.chain import registry, reputation
+from fl_chain.chain import registry
 from fl_chain.chain.fixedpoint import from_fixed
 from fl_chain.chain.update_signing import RoundContext, sign_ticket
 from fl_chain.config import VERIFIABLE_STRATEGIES
@@ -194,6 +194,9 @@ class ChainStrategy(Strategy):
         allowed = self.gate.wait_for(grid, self.min_nodes, self.policy.auth_timeout)
         if self._deadline_grid is not None:  # nodes that failed to reply and were not heard from since
             allowed -= self._deadline_grid.absent_nodes()
+        if self.committer.commitment is not None:  # suspended in the fold: not sampled before it is final
+            held = self.committer.commitment.suspended()
+            allowed = {n for n in allowed if self.gate.verified[n].lower() not in held}
         if self.selector is not None:
             allowed = self._select(allowed)
         self._previous = record_to_arrays(arrays)
@@ -338,7 +341,7 @@ class ChainStrategy(Strategy):
             dropped=screened.dropped,
             missed=missed,
             penalized=sorted(screened.penalized),
-            reputations=reputation.reputations(self.committer.client, known),
+            reputations=self.committer.reputations(known),
             raw_scores={k: float(v) for k, v in raw.items()},
             clipped={k: round(v, 4) for k, v in screened.clipped.items()},
             signed=sorted(screened.signed),
@@ -370,7 +373,7 @@ class ChainStrategy(Strategy):
 
     def _select(self, allowed: set[int]) -> set[int]:
         by_address = {self.gate.verified[n]: n for n in allowed}
-        fixed = reputation.reputations(self.committer.client, by_address)
+        fixed = self.committer.reputations(by_address)
         chosen = self.selector.select(list(by_address), {a: from_fixed(v) for a, v in fixed.items()})
         return {by_address[a] for a in chosen}
 

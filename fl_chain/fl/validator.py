@@ -4,22 +4,27 @@ on-chain URI (verified against the hash), evaluates it on its own held-out data 
 node-signed updates (fl/round_check.py): the validator attests "derivation correct" only if everything
 re-derives, and disputes the round otherwise, naming the leaf that differs. A node's complaint that its
 signed update was left out (UpdateOmitted) is disputed when the round's manifest does not disclose that
-update and the commit did not record the node as missed."""
+update and the commit did not record the node as missed. A commitment-mode round is attested only if
+its published outcome leaves check (fl/commitment_check.py), and each reputation checkpoint is
+re-computed from the task's outcome leaves: attested if the root agrees, disputed otherwise; once a
+checkpoint the validator attested is finalized, it applies the checkpoint's suspensions itself."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.chain import ledger, quorum
+from fl_chain.chain import checkpoints, ledger, quorum
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.fixedpoint import to_fixed
 from fl_chain.chain.watcher import ChainEvent
 from fl_chain.errors import FlchainError
+from fl_chain.fl.commitment import apply_suspensions
+from fl_chain.fl.commitment_check import History, check_checkpoint, fetch_outcomes, round_differences
 from fl_chain.fl.round_check import Unavailable, check_round, fetch_manifest, missed_in
 
 
@@ -33,6 +38,19 @@ class Attestation:
     accuracy: float
     tx: str
     derivation_seconds: float = 0.0  # time spent re-deriving a verified round (0 for a plain round)
+
+
+@dataclass
+class CheckpointVerdict:
+    """What a validator did with a reputation checkpoint: attested (and, if that finalized it, which
+    suspensions it applied) or disputed, and why."""
+
+    checkpoint: int
+    task: int
+    attested: bool
+    reason: str
+    tx: str
+    suspended: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -65,15 +83,17 @@ class Validator:
         self.client, self.account, self.accuracy_of, self.task = client, account, accuracy_of, task
         self.updates_base = updates_base
         self.pending: dict[tuple[str, int, int], ChainEvent] = {}  # events whose data was unavailable
+        self._histories: dict[int, History] = {}  # commitment-mode tasks' outcome leaves, fetched once
         self._retried = 0.0
 
-    def handle(self, event: ChainEvent) -> Attestation | Dispute | None:
-        """Attest (or dispute) a newly committed round, judge a node's omission complaint; other events
-        (and retractions) are ignored. A verified round whose manifest or updates cannot be read yet
-        raises Unavailable and is kept for `retry`."""
-        if event.name not in ("RoundCommitted", "UpdateOmitted") or event.removed:
+    def handle(self, event: ChainEvent) -> Attestation | Dispute | CheckpointVerdict | None:
+        """Attest (or dispute) a newly committed round or reputation checkpoint, judge a node's omission
+        complaint; other events (and retractions) are ignored. A round or checkpoint whose published
+        data cannot be read yet raises Unavailable and is kept for `retry`."""
+        if event.name not in ("RoundCommitted", "UpdateOmitted", "CheckpointProposed") or event.removed:
             return None
-        task, rnd = int(event.args["task"]), int(event.args["round"])
+        task = int(event.args["task"])
+        rnd = int(event.args["id"] if event.name == "CheckpointProposed" else event.args["round"])
         if self.task is not None and task != self.task:
             return None
         key = (event.name, task, rnd)
@@ -102,7 +122,11 @@ class Validator:
                 out.append(done)
         return out
 
-    def _handle(self, event: ChainEvent, task: int, rnd: int) -> Attestation | Dispute | None:
+    def _handle(
+        self, event: ChainEvent, task: int, rnd: int
+    ) -> Attestation | Dispute | CheckpointVerdict | None:
+        if event.name == "CheckpointProposed":
+            return self.judge_checkpoint(task, rnd)
         if event.name == "UpdateOmitted":
             digest = event.args["updateHash"]  # 0x hex in a ChainEvent, bytes straight from web3
             digest = bytes.fromhex(digest[2:]) if isinstance(digest, str) else bytes(digest)
@@ -116,7 +140,12 @@ class Validator:
         """Fetch, verify, evaluate and attest one round; a verified round is re-derived first and
         disputed if anything differs."""
         root = ledger.updates_root(self.client, task, rnd)
+        outcomes_root = ledger.outcomes_root(self.client, task, rnd) if root is None else None
         seconds = 0.0
+        if outcomes_root is not None:
+            differences = self._check_outcomes(task, rnd)
+            if differences:
+                return self._dispute(task, rnd, b"", differences[0])
         if root is not None:
             check = check_round(self.client, task, rnd, self.updates_base)
             seconds = check.seconds
@@ -129,7 +158,11 @@ class Validator:
         accuracy = float(self.accuracy_of(rnd, arrays))
         if not 0.0 <= accuracy <= 1.0:
             raise FlchainError(f"the evaluation returned accuracy {accuracy}: expected a fraction in 0..1")
-        if root is None:
+        if outcomes_root is not None:
+            receipt = quorum.attest_outcomes(
+                self.client, self.account, task, rnd, record.model_hash, outcomes_root, to_fixed(accuracy)
+            )
+        elif root is None:
             receipt = quorum.attest(
                 self.client, self.account, task, rnd, record.model_hash, to_fixed(accuracy)
             )
@@ -145,6 +178,43 @@ class Validator:
             "0x" + bytes(receipt["transactionHash"]).hex(),
             round(seconds, 3),
         )
+
+    def _check_outcomes(self, task: int, rnd: int) -> list[str]:
+        """What is wrong with a commitment-mode round's outcome leaves (Unavailable if unreadable)."""
+        try:
+            outcomes = fetch_outcomes(self.client, task, rnd)
+        except Unavailable:
+            raise
+        except FlchainError as exc:
+            return [f"outcomes: {exc}"]
+        differences = round_differences(self.client, outcomes, task, rnd)
+        if not differences:
+            self._history(task).rounds[rnd] = outcomes
+        return differences
+
+    def _history(self, task: int) -> History:
+        if task not in self._histories:
+            self._histories[task] = History(self.client, task)
+        return self._histories[task]
+
+    def judge_checkpoint(self, task: int, checkpoint_id: int) -> CheckpointVerdict | None:
+        """Re-compute a proposed reputation checkpoint from the task's outcome leaves; attest it if the
+        root agrees (and apply its suspensions if that finalized it), dispute it otherwise."""
+        if checkpoints.has_voted(self.client, checkpoint_id, self.account.address):
+            return None
+        check = check_checkpoint(self.client, checkpoint_id, self._history(task))
+        if not check.ok:
+            receipt = checkpoints.dispute(
+                self.client, self.account, checkpoint_id, check.node, check.difference
+            )
+            return CheckpointVerdict(checkpoint_id, task, False, check.difference, _tx(receipt))
+        receipt = checkpoints.attest(self.client, self.account, checkpoint_id, check.record.root)
+        verdict = CheckpointVerdict(
+            checkpoint_id, task, True, "re-computed from the outcome leaves", _tx(receipt)
+        )
+        if self.client.events(checkpoints.contract(self.client), "CheckpointFinalized", receipt):
+            verdict.suspended = apply_suspensions(self.client, self.account, check.expected)
+        return verdict
 
     def judge_complaint(self, task: int, rnd: int, node: str, update_hash: bytes) -> Dispute | None:
         """Dispute the round if the complaining node's signed update is neither disclosed in the manifest
@@ -171,6 +241,10 @@ class Validator:
         leaf = leaf.rjust(32, b"\0") if leaf else bytes(32)
         receipt = quorum.dispute(self.client, self.account, task, rnd, leaf, reason)
         return Dispute(task, rnd, "0x" + leaf.hex(), reason, "0x" + bytes(receipt["transactionHash"]).hex())
+
+
+def _tx(receipt) -> str:
+    return "0x" + bytes(receipt["transactionHash"]).hex()
 
 
 def task_accuracy(

@@ -1,0 +1,128 @@
+"""ReputationCheckpoints wrapper: commitment mode's reputation checkpoints, their votes and proofs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from fl_chain.chain.client import ChainClient
+from fl_chain.chain.quorum import reason_text
+from fl_chain.errors import FlchainError
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """ReputationCheckpoints.Checkpoint."""
+
+    id: int
+    root: bytes
+    task: int
+    through_round: int
+    base: int
+    leaf_count: int
+    attestations: int
+    disputes: int
+    finalized: bool
+    rejected: bool
+
+
+def contract(client: ChainClient) -> Contract:
+    """The ReputationCheckpoints contract, or a one-line error for deployments made before it existed."""
+    if client.checkpoints is None:
+        raise FlchainError(
+            "commitment mode needs a deployment with the ReputationCheckpoints contract: redeploy"
+        )
+    return client.checkpoints
+
+
+def propose(
+    client: ChainClient, coordinator: LocalAccount, task: int, through_round: int, root: bytes, leaves: int
+) -> tuple[int, TxReceipt]:
+    """Propose a checkpoint; returns (its id, the receipt)."""
+    receipt = client.transact(
+        coordinator, contract(client).functions.propose(task, through_round, root, leaves)
+    )
+    event = client.events(contract(client), "CheckpointProposed", receipt)[0]
+    return int(event["id"]), receipt
+
+
+def get(client: ChainClient, checkpoint_id: int) -> CheckpointRecord:
+    """One checkpoint's record (UnknownCheckpoint is a one-line error)."""
+    raw = client.call(contract(client).functions.getCheckpoint(checkpoint_id))
+    return CheckpointRecord(
+        checkpoint_id, bytes(raw[0]), *(int(v) for v in raw[1:7]), bool(raw[7]), bool(raw[8])
+    )
+
+
+def latest(client: ChainClient, task: int) -> CheckpointRecord | None:
+    """The task's latest finalized checkpoint, or None."""
+    c = contract(client)
+    if not c.functions.lastProposed(task).call():
+        return None
+    try:
+        checkpoint_id = int(client.call(c.functions.latest(task))[0])
+    except FlchainError:  # NoFinalizedCheckpoint
+        return None
+    return get(client, checkpoint_id)
+
+
+def has_voted(client: ChainClient, checkpoint_id: int, validator: str) -> bool:
+    """Whether a validator attested or disputed the checkpoint."""
+    fn = contract(client).functions.hasVoted(checkpoint_id, Web3.to_checksum_address(validator))
+    return bool(client.call(fn))
+
+
+def attest(client: ChainClient, validator: LocalAccount, checkpoint_id: int, root: bytes) -> TxReceipt:
+    """Attest that the validator's own fold gives `root`."""
+    return client.transact(validator, contract(client).functions.attest(checkpoint_id, root))
+
+
+def dispute(
+    client: ChainClient, validator: LocalAccount, checkpoint_id: int, node: str, reason: str
+) -> TxReceipt:
+    """Dispute a checkpoint, naming a differing node (or the zero address) and why."""
+    fn = contract(client).functions.dispute(
+        checkpoint_id, Web3.to_checksum_address(node), reason_text(reason)
+    )
+    return client.transact(validator, fn)
+
+
+def apply_suspension(
+    client: ChainClient, sender: LocalAccount, task: int, node: str, reputation: int, proof: list[bytes]
+) -> TxReceipt:
+    """Suspend in the registry a node the task's latest finalized checkpoint records as suspended."""
+    fn = contract(client).functions.applySuspension(task, Web3.to_checksum_address(node), reputation, proof)
+    return client.transact(sender, fn)
+
+
+def is_active(client: ChainClient, task: int, node: str, reputation: int, proof: list[bytes]) -> bool:
+    """Whether the node is Active in the registry and in the latest finalized checkpoint (the contract
+    checks the proof; a proof for another checkpoint is a one-line error: InvalidProof)."""
+    fn = contract(client).functions.isActive(task, Web3.to_checksum_address(node), reputation, proof)
+    return bool(client.call(fn))
+
+
+def wait_finalized(client: ChainClient, checkpoint_id: int, timeout: float) -> CheckpointRecord:
+    """Block until the checkpoint is finalized; a one-line error if it is rejected or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = get(client, checkpoint_id)
+        if record.finalized:
+            return record
+        if record.rejected:
+            raise FlchainError(
+                f"reputation checkpoint {checkpoint_id} (task {record.task}, through round "
+                f"{record.through_round}) was disputed by {record.disputes} validators: not in effect "
+                "(see flchain audit)"
+            )
+        if time.monotonic() > deadline:
+            raise FlchainError(
+                f"reputation checkpoint {checkpoint_id} was not finalized by the validators "
+                f"within {timeout:.0f} s"
+            )
+        time.sleep(0.2)

@@ -1,0 +1,187 @@
+"""Checks of commitment-mode rounds and reputation checkpoints, from what the chain holds and the
+published leaves: what validators run before they attest, and what `flchain audit` re-runs.
+
+A round: its outcome leaves (fetched by the committed root) give that root, name this chain, ledger,
+task, round, model and parent, count as many leaves as the commit says, and name only nodes Active in
+the registry at the block before the commit. A checkpoint: the task's outcome leaves of rounds 1 to its
+last round, folded with the Reputation parameters (fl/reputation_fold.py), give its root. Leaves that
+cannot be read here give no verdict (Unavailable), as for verified rounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eth_utils import to_checksum_address
+
+from fl_chain.chain import checkpoints, ledger
+from fl_chain.chain.client import ChainClient
+from fl_chain.chain.reputation_model import ReputationModel
+from fl_chain.errors import FlchainError
+from fl_chain.fl.outcomes import (
+    MAX_DOCUMENT_BYTES,
+    OUTCOME_NAMES,
+    CheckpointLeaves,
+    RoundOutcomes,
+    parse_checkpoint,
+    parse_outcomes,
+)
+from fl_chain.fl.reputation_fold import checkpoint_of, fold_round, new_fold
+from fl_chain.fl.round_check import Unavailable, _read, manifest_uri
+
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+def reputation_params(client: ChainClient) -> tuple[int, int, int, int, int]:
+    """The Reputation contract's parameters (its struct order), which every fold uses."""
+    return tuple(int(v) for v in client.call(client.reputation.functions.parameters()))
+
+
+def fetch_outcomes(client: ChainClient, task: int, round_number: int) -> RoundOutcomes:
+    """A commitment-mode round's outcome leaves, checked to give the chain's root. Unavailable if they
+    cannot be fetched; a one-line FlchainError if they are not the committed ones."""
+    root = ledger.outcomes_root(client, task, round_number)
+    if root is None:
+        raise FlchainError(f"round {round_number} of task {task} is not a commitment-mode round")
+    uri = manifest_uri(client, task, round_number, root)
+    outcomes = parse_outcomes(_read(uri, MAX_DOCUMENT_BYTES), uri)
+    if outcomes.root() != root:
+        raise FlchainError(
+            f"{uri}: its leaves give root 0x{outcomes.root().hex()}, the chain has 0x{root.hex()}"
+        )
+    return outcomes
+
+
+@dataclass
+class History:
+    """A task's outcome leaves, fetched once each (a checkpoint folds every round from round 1)."""
+
+    client: ChainClient
+    task: int
+    rounds: dict[int, RoundOutcomes] = field(default_factory=dict)
+
+    def outcomes(self, round_number: int) -> RoundOutcomes:
+        """One round's checked outcomes (see fetch_outcomes)."""
+        if round_number not in self.rounds:
+            self.rounds[round_number] = fetch_outcomes(self.client, self.task, round_number)
+        return self.rounds[round_number]
+
+    def fold(self, params: tuple[int, int, int, int, int], through_round: int) -> ReputationModel:
+        """The fold of rounds 1..through_round."""
+        model = new_fold(params)
+        for rnd in range(1, through_round + 1):
+            fold_round(model, self.outcomes(rnd))
+        return model
+
+
+def round_differences(client: ChainClient, outcomes: RoundOutcomes, task: int, rnd: int) -> list[str]:
+    """What a round's (root-checked) outcome leaves say that the chain contradicts."""
+    record = ledger.get_round(client, task, rnd)
+    parent = ledger.get_round(client, task, rnd - 1).model_hash if rnd > 0 else bytes(32)
+    out = [
+        f"the outcomes' {what} is {said}, the chain's {actual}"
+        for what, said, actual in (
+            ("chain id", outcomes.chain_id, client.deployment.chain_id),
+            ("ledger", outcomes.ledger.lower(), str(client.ledger.address).lower()),
+            ("task", outcomes.task, task),
+            ("round", outcomes.round, rnd),
+            ("model", outcomes.model, "0x" + record.model_hash.hex()),
+            ("parent", outcomes.parent, "0x" + parent.hex()),
+            ("leaf count", len(outcomes.outcomes), record.participant_count),
+        )
+        if said != actual
+    ]
+    nodes = sorted({o.node for o in outcomes.outcomes})
+    active = _active_at(client, nodes, record.block - 1)
+    out += [
+        f"{o.node} ({OUTCOME_NAMES[o.kind]}) was not Active before the commit"
+        for o in outcomes.outcomes
+        if not active[o.node]
+    ]
+    return out
+
+
+def _active_at(client: ChainClient, nodes: list[str], block: int) -> dict[str, bool]:
+    """Whether each node was Active at `block`: one batched view call per 1,000 nodes where the
+    registry has `statusesOf`, one call per node on older deployments."""
+    from fl_chain.chain import registry
+    from fl_chain.chain.client import NODE_STATUS
+    from fl_chain.chain.reputation import BATCH, has_function
+
+    if not has_function(client.registry, "statusesOf"):
+        return {n: registry.is_active(client, n, block) for n in nodes}
+    out: dict[str, bool] = {}
+    for start in range(0, len(nodes), BATCH):
+        chunk = nodes[start : start + BATCH]
+        values = client.call(client.registry.functions.statusesOf(chunk), block)
+        out.update({n: NODE_STATUS[v] == "Active" for n, v in zip(chunk, values, strict=True)})
+    return out
+
+
+@dataclass
+class CheckpointCheck:
+    """The outcome of re-computing one checkpoint."""
+
+    record: checkpoints.CheckpointRecord
+    expected: CheckpointLeaves | None = None
+    difference: str = ""
+    node: str = ZERO_ADDRESS  # a node whose leaf differs, if one can be named
+
+    @property
+    def ok(self) -> bool:
+        """Whether the validator's fold gives the proposed root."""
+        return self.expected is not None and not self.difference
+
+
+def check_checkpoint(client: ChainClient, checkpoint_id: int, history: History) -> CheckpointCheck:
+    """Re-compute checkpoint `checkpoint_id` of `history`'s task. Unavailable if a round's leaves cannot
+    be read here; a leaf set that does not match its round's root is a difference."""
+    record = checkpoints.get(client, checkpoint_id)
+    out = CheckpointCheck(record)
+    if record.base and checkpoints.get(client, record.base).rejected:
+        out.difference = f"it folds from checkpoint {record.base}, which the validators rejected"
+        return out
+    try:
+        model = history.fold(reputation_params(client), record.through_round)
+    except Unavailable:
+        raise
+    except FlchainError as exc:
+        out.difference = f"the leaves of a folded round do not check: {exc}"
+        return out
+    chain_id, ledger_address = client.deployment.chain_id, str(client.ledger.address)
+    out.expected = checkpoint_of(model, chain_id, ledger_address, record.task, record.through_round)
+    if out.expected.root() != record.root or len(out.expected.leaves) != record.leaf_count:
+        out.difference = (
+            f"the outcome leaves of rounds 1-{record.through_round} fold to root "
+            f"0x{out.expected.root().hex()[:16]}… ({len(out.expected.leaves)} leaves), "
+            f"not the proposed 0x{record.root.hex()[:16]}… ({record.leaf_count})"
+        )
+        out.node = _first_differing_node(client, record, out.expected)
+    return out
+
+
+def fetch_checkpoint(client: ChainClient, record: checkpoints.CheckpointRecord) -> CheckpointLeaves:
+    """The published leaves of a proposed checkpoint, checked against its root (Unavailable if they
+    cannot be read; a FlchainError if they are not the proposed ones)."""
+    uri = manifest_uri(client, record.task, record.through_round, record.root)
+    published = parse_checkpoint(_read(uri, MAX_DOCUMENT_BYTES), uri)
+    if published.root() != record.root:
+        raise FlchainError(
+            f"{uri}: its leaves give root 0x{published.root().hex()}, proposed 0x{record.root.hex()}"
+        )
+    return published
+
+
+def _first_differing_node(client: ChainClient, record, expected: CheckpointLeaves) -> str:
+    """The first node whose published leaf differs from the re-computed one (zero if the published
+    leaves cannot be read or checked)."""
+    try:
+        published = fetch_checkpoint(client, record)
+    except FlchainError:
+        return ZERO_ADDRESS
+    mine = {leaf[0].lower(): leaf for leaf in expected.leaves}
+    theirs = {leaf[0].lower(): leaf for leaf in published.leaves}
+    for node in sorted(set(mine) | set(theirs)):
+        if mine.get(node) != theirs.get(node):
+            return to_checksum_address(node)
+    return ZERO_ADDRESS
