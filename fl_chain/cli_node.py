@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -241,6 +242,39 @@ def show(
         "reputation": fixed(reputation.reputation_of(client, node), 6),
     }
     console.print(key_value_table(f"node {node}", rows))
+
+
+@app.command("proof")
+def proof(
+    address: Annotated[str, typer.Argument(help="Node address, or a keystore file")],
+    task: Annotated[int, typer.Option(help="Commitment-mode task")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the proof to this JSON file")
+    ] = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """A node's reputation and status in its task's latest finalized checkpoint, with the Merkle proof
+    ReputationCheckpoints checks (commitment mode)."""
+    from fl_chain.fl.commitment_check import node_proof
+
+    client = chain_from_options(home, deployment, rpc)
+    node = keystore_address(Path(address)) if Path(address).is_file() else checksum(address)
+    found = node_proof(client, task, node)
+    rows = {
+        "checkpoint": f"{found.checkpoint} (through round {found.through_round}), verified on-chain",
+        "reputation": fixed(found.reputation, 6),
+        "status": "active" if found.active else "suspended",
+        "proof": f"{len(found.proof)} hashes",
+    }
+    console.print(key_value_table(f"node {found.node}, task {task}", rows))
+    if json_out is not None:
+        try:
+            json_out.write_text(json.dumps(found.to_json(), indent=1) + "\n")
+        except OSError as exc:
+            raise FlchainError(f"--json {json_out}: cannot write: {exc.strerror or exc}") from None
+        console.print(f"proof written to {json_out}")
 
 
 @app.command("list")

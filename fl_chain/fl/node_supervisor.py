@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fl_chain.chain.client import ChainClient
+from fl_chain.chain.fixedpoint import from_fixed
 from fl_chain.chain.identity import DECRYPTED_KEY_ENV
 from fl_chain.chain.localnode import free_port
 from fl_chain.chain.update_signing import SignedUpdate
@@ -129,6 +130,22 @@ class NodeSupervisor:
         except FlchainError as exc:
             return f"task {signed.task} round {signed.round}: inclusion check failed: {exc}"
 
+    def _standing(self, task: int) -> str:
+        """This node's reputation and status in the task's newly finalized checkpoint, from its own proof
+        (checked on-chain); empty if the checkpoint has no leaf for it (it has not taken part)."""
+        from fl_chain.fl.commitment_check import node_proof
+
+        try:
+            found = node_proof(self.chain, task, self.address)
+        except FlchainError as exc:
+            return "" if "has no" in str(exc) else f"task {task}: checkpoint proof unavailable: {exc}"
+        status = "active" if found.active else "SUSPENDED"
+        return (
+            f"task {task} checkpoint {found.checkpoint} (through round {found.through_round}): "
+            f"my reputation {from_fixed(found.reputation):.4f}, {status}; "
+            f"proof of {len(found.proof)} hashes verified on-chain"
+        )
+
     def _report(
         self, watcher: ChainWatcher, on_event: Callable[[ChainEvent], None], on_notice: Callable[[str], None]
     ) -> None:
@@ -146,6 +163,10 @@ class NodeSupervisor:
                     self.claims, int(event.args["task"]), int(event.args["round"])
                 ):
                     on_notice(self._inclusion(signed, ticket))
+            if event.name == "CheckpointFinalized" and not event.removed:
+                line = self._standing(int(event.args["task"]))
+                if line:
+                    on_notice(line)
             mine = str(event.args.get("node", "")).lower() == self.address.lower()
             if event.name == "RoundCommitted" or (
                 mine and event.name in ("ReputationUpdated", "NodeStatusChanged")

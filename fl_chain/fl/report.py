@@ -42,6 +42,8 @@ class RoundReport:
     step_scaled: float = 1.0  # factor the aggregate's step was shortened by (fl/influence.py)
     updates_root: str = ""  # verified rounds: the Merkle root of the disclosed, node-signed updates
     published_bytes: int = 0  # verified rounds: update blobs + manifest stored beside the model
+    outcomes_root: str = ""  # commitment mode: the Merkle root of the round's outcome leaves
+    checkpoint: int = 0  # commitment mode: the reputation checkpoint proposed after the round (0: none)
 
 
 @dataclass
