@@ -4,6 +4,7 @@ another node. `VerifiedGrid` is the Grid as the wrapped strategy sees it: only t
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections.abc import Iterable
@@ -94,19 +95,37 @@ class VerifiedGrid(DelegatingGrid):
 
 
 class NodeGate:
-    """Verifies connected nodes against the registry and remembers the verdicts of this run."""
+    """Verifies connected nodes against the registry and remembers the verdicts of this run.
+
+    By default every connected node is challenged once per run (the first round asks them all). With
+    `fraction` set, `wait_for` samples the round instead: about `fraction` of the connected nodes (at
+    least `min_nodes`) in a random order, and only sampled nodes not yet verified are challenged, so
+    neither the handshake nor the registry reads of a round grow with the number of connected nodes
+    (the wrapped strategy then takes every node it is shown). Registry reads are batched either way:
+    one `statusesOf` call per round check, whatever the number of nodes."""
 
     def __init__(
-        self, client: ChainClient, events: RunEvents | None = None, answer_timeout: float = 60.0
+        self,
+        client: ChainClient,
+        events: RunEvents | None = None,
+        answer_timeout: float = 60.0,
+        fraction: float | None = None,
+        seed: int = 0,
     ) -> None:
         self.client = client
         self.events = events or RunEvents()
         self.answer_timeout = answer_timeout
+        self.fraction = fraction
         self.verified: dict[int, str] = {}  # node id -> Ethereum address
         self.known: dict[int, str] = {}  # every node id -> address it ever proved, verified or not
         self.refused: dict[int, str] = {}  # node id -> reason
         self.round_refused: dict[str, str] = {}  # who -> reason, reset by `start_round`
         self._challenges: Challenges | None = None
+        self._rng = random.Random(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Seed the draw of `sample` (a run's sampling is then reproducible)."""
+        self._rng = random.Random(seed)
 
     def start_round(self) -> None:
         """Forget the previous round's refusals (the round report lists this round's)."""
@@ -118,71 +137,118 @@ class NodeGate:
         return {n for n in self.verified if n in connected}
 
     def wait_for(self, grid: Grid, min_nodes: int, timeout: float) -> set[int]:
-        """Authenticate until at least `min_nodes` verified nodes are connected; a one-line error naming
-        the refusals if that does not happen within `timeout` seconds."""
+        """Authenticate until at least `min_nodes` verified nodes are connected (with `fraction`: this
+        round's sample of verified nodes); a one-line error naming the refusals if that does not happen
+        within `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        self.authenticate(grid)
-        while len(self.allowed(grid)) < min_nodes:
+        pick = self.authenticate if self.fraction is None else self.sample
+        chosen = pick(grid, min_nodes)
+        while len(chosen) < min_nodes:
             if time.monotonic() > deadline:
                 raise FlchainError(
-                    f"only {len(self.allowed(grid))} verified active nodes after {timeout:.0f} s, "
+                    f"only {len(chosen)} verified active nodes after {timeout:.0f} s, "
                     f"{min_nodes} needed; refused: {self.refused}"
                 )
             time.sleep(1.0)
-            self.authenticate(grid)
+            chosen = pick(grid, min_nodes)
+        return chosen
+
+    def authenticate(self, grid: Grid, min_nodes: int = 0) -> set[int]:
+        """Challenge every connected node not yet verified; verified nodes are re-checked on-chain.
+        Returns the verified connected nodes."""
+        connected = list(grid.get_node_ids())
+        self._recheck(list(self.verified))
+        self._admit(grid, [n for n in connected if n not in self.verified])
         return self.allowed(grid)
 
-    def authenticate(self, grid: Grid) -> None:
-        """Challenge every connected node not yet verified; verified nodes are re-checked on-chain."""
-        if self._challenges is None:
-            self._challenges = Challenges(self.client.deployment.chain_id, int(grid.run.run_id))
-        active = registry.active_of(self.client, list(self.verified.values()))
-        for node_id, address in list(self.verified.items()):
-            if not active[address]:
+    def sample(self, grid: Grid, min_nodes: int) -> set[int]:
+        """This round's sample: k = max(min_nodes, int(fraction x connected)) verified, Active nodes
+        drawn in a random order from the connected ones (Flower's FedAvg sizes its sample the same way).
+        Only drawn nodes are checked on-chain or challenged; a refused one is replaced by the next."""
+        connected = sorted(grid.get_node_ids())
+        k = min(len(connected), max(min_nodes, int(len(connected) * (self.fraction or 1.0))))
+        order = self._rng.sample(connected, len(connected))
+        chosen: set[int] = set()
+        position = 0
+        while len(chosen) < k and position < len(order):
+            drawn = order[position : position + k - len(chosen)]
+            position += len(drawn)
+            self._recheck([n for n in drawn if n in self.verified])
+            self._admit(grid, [n for n in drawn if n not in self.verified])
+            chosen.update(n for n in drawn if n in self.verified)
+        return chosen
+
+    def _recheck(self, node_ids: list[int]) -> None:
+        """Drop verified nodes whose address is no longer Active (one registry read for all)."""
+        if not node_ids:
+            return
+        statuses = registry.statuses_of(self.client, sorted({self.verified[n] for n in node_ids}))
+        for node_id in node_ids:
+            address = self.verified[node_id]
+            if statuses[address] != "Active":
                 del self.verified[node_id]
                 self._refuse(node_id, f"address {address} is no longer active in the NodeRegistry", address)
-        pending = [n for n in grid.get_node_ids() if n not in self.verified and self._worth_asking(n)]
+
+    def _admit(self, grid: Grid, node_ids: list[int]) -> None:
+        """Challenge the given unverified nodes (one message each, sent together) and verify the
+        answers; a node that proved an address which is still inactive is not asked again."""
+        if not node_ids:
+            return
+        if self._challenges is None:
+            self._challenges = Challenges(self.client.deployment.chain_id, int(grid.run.run_id))
+        proven = sorted({self.known[n] for n in node_ids if n in self.known})
+        statuses = registry.statuses_of(self.client, proven) if proven else {}
+        pending = []
+        for node_id in node_ids:
+            address = self.known.get(node_id)
+            if address is not None and statuses[address] != "Active":
+                self.round_refused[address] = self.refused.get(node_id, "not active in the NodeRegistry")
+            else:
+                pending.append(node_id)
         if not pending:
             return
         messages = [self._challenge(node_id) for node_id in pending]
         answered: set[int] = set()
+        proofs: dict[int, str] = {}
         for reply in grid.send_and_receive(messages, timeout=self.answer_timeout):
             answered.add(reply.metadata.src_node_id)
-            self._check_answer(reply.metadata.src_node_id, reply)
+            address = self._check_answer(reply.metadata.src_node_id, reply)
+            if address is not None:
+                proofs[reply.metadata.src_node_id] = address
         for node_id in set(pending) - answered:
             self._challenges.issue(node_id)  # invalidate the unanswered nonce
             self._refuse(node_id, "no answer to the identity challenge")
-
-    def _worth_asking(self, node_id: int) -> bool:
-        # A node that proved an address which is still inactive is not asked again (no message).
-        proven = self.known.get(node_id)
-        if proven and not registry.is_active(self.client, proven):
-            self.round_refused[proven] = self.refused.get(node_id, "not active in the NodeRegistry")
-            return False
-        return True
+        # One registry read for every valid answer of the batch, not one per node.
+        statuses = registry.statuses_of(self.client, sorted(set(proofs.values()))) if proofs else {}
+        for node_id, address in sorted(proofs.items()):
+            self._accept(node_id, address, statuses[address])
 
     def _challenge(self, node_id: int) -> Message:
         nonce = self._challenges.issue(node_id)
         content = RecordDict({AUTH_RECORD: ConfigRecord({"nonce": nonce})})
         return Message(content=content, message_type=AUTH_MESSAGE_TYPE, dst_node_id=node_id)
 
-    def _check_answer(self, node_id: int, reply: Message) -> None:
+    def _check_answer(self, node_id: int, reply: Message) -> str | None:
+        """The address a reply proves, or None (and the node refused)."""
         if reply.has_error():
             self._refuse(node_id, f"client error: {short_reason(reply.error.reason)}")
-            return
+            return None
         answer = reply.content.config_records.get(AUTH_RECORD)
         if answer is None or "address" not in answer or "signature" not in answer:
             self._refuse(node_id, "malformed identity answer")
-            return
+            return None
         claimed = answer["address"]
         address, reason = self._challenges.verify(node_id, claimed, answer["signature"])
         if address is None:
             self._refuse(node_id, reason, str(claimed) if reason.startswith("signature is from") else None)
-            return
+            return None
         address = Web3.to_checksum_address(address)
         self.known[node_id] = address
-        if not registry.is_active(self.client, address):
-            status = registry.status_of(self.client, address)
+        return address
+
+    def _accept(self, node_id: int, address: str, status: str) -> None:
+        """Verify a node that proved `address`, if that address is Active and not in use already."""
+        if status != "Active":
             self._refuse(
                 node_id, f"address {address} is not active in the NodeRegistry (status {status})", address
             )
