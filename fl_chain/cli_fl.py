@@ -43,7 +43,14 @@ def config_with_overrides(config_path: Path | None, rounds: int | None) -> RunCo
 
 
 def demo(
-    clients: Annotated[int, typer.Option(help="Simulated nodes", min=1, max=100)] = 10,
+    clients: Annotated[int, typer.Option(help="Simulated nodes, registered on-chain", min=1, max=1000)] = 10,
+    fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Fraction of the nodes sampled per round, at least federation.min_nodes "
+            "(default: config's federation.fraction_train, 1.0)"
+        ),
+    ] = None,
     rounds: Annotated[int | None, typer.Option(help="Training rounds (default: config, 5)")] = None,
     backend: Annotated[str, typer.Option(help=f"Local chain: {' | '.join(BACKENDS)}")] = "anvil",
     non_iid: Annotated[
@@ -66,6 +73,13 @@ def demo(
             "--verified", help="Verified rounds (ledger.mode = verified): validators re-derive each aggregate"
         ),
     ] = False,
+    commitment: Annotated[
+        bool,
+        typer.Option(
+            "--commitment",
+            help="Commitment mode (ledger.mode = commitment): flat gas per round, reputation checkpointed",
+        ),
+    ] = False,
 ) -> None:
     """Everything on one machine: local chain, contracts, node keys, Simulation Engine, summary, plot."""
 
@@ -76,16 +90,26 @@ def demo(
         if non_iid <= 0:
             raise FlchainError(f"--non-iid {non_iid}: the Dirichlet alpha must be > 0")
         run_config.task.partitioning, run_config.task.alpha = "dirichlet", non_iid
-    if verified:
-        run_config.ledger.mode = "verified"
-        validate(run_config, str(config) if config else "--verified")
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise FlchainError(f"--fraction {fraction}: expected a fraction in (0, 1]")
+        run_config.federation.fraction_train = fraction
+    if verified and commitment:
+        raise FlchainError("--verified and --commitment: a run has one ledger mode, choose one")
+    if verified or commitment:
+        run_config.ledger.mode = "verified" if verified else "commitment"
+        validate(run_config, str(config) if config else "--verified" if verified else "--commitment")
     if not verbose:
         _quiet_simulation()
     split = (
         f"Dirichlet(alpha={run_config.task.alpha})" if run_config.task.partitioning == "dirichlet" else "IID"
     )
+    sampled = max(
+        min(run_config.federation.min_nodes, clients), int(clients * run_config.federation.fraction_train)
+    )
     console.print(
-        f"flchain demo: {clients} simulated nodes, {run_config.federation.rounds} rounds, "
+        f"flchain demo: {clients} simulated nodes ({sampled} sampled per round), "
+        f"{run_config.federation.rounds} rounds, "
         f"{run_config.federation.strategy}, {backend} chain, {split} partitions"
     )
     if not dashboard:
@@ -126,7 +150,14 @@ def _run_demo_and_report(
     started = time.monotonic()
     # Simulated nodes all verify; only refusals are news (a line per node would bury 100-node runs).
     result = run_demo(
-        run_config, clients, home, backend, on_entry=_demo_entry, validators=validators, local=local
+        run_config,
+        clients,
+        home,
+        backend,
+        on_entry=_demo_entry,
+        validators=validators,
+        local=local,
+        progress=_registration_progress(started),
     )
     if validators:
         verdicts = result.extra["attestations"]
@@ -150,6 +181,15 @@ def _run_demo_and_report(
     )
     if result.chain_rounds != expected or len(result.reports) != expected:
         raise FlchainError(f"the run ended early: {len(result.reports)} of {expected} rounds committed")
+
+
+def _registration_progress(started: float):
+    """A line per batch of registered nodes (1,000 nodes take a while; silence would look stuck)."""
+
+    def show(done: int, total: int) -> None:
+        console.print(f"registered and approved {done}/{total} nodes ({time.monotonic() - started:.0f} s)")
+
+    return show
 
 
 def _demo_entry(entry: RunEntry) -> None:

@@ -47,10 +47,12 @@ def run_demo(
     reputation_params: ReputationParams | None = None,
     validators: int = 0,
     local: bootstrap.LocalDeployment | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DemoResult:
     """Run the demo; `home` receives the deployment file, the store, rounds.jsonl and the plot.
     With `local` (a chain started by `bootstrap.start_local(home, ...)`), the run uses that chain and
-    leaves it running, so its ledger can be read afterwards; otherwise the demo's own chain is stopped."""
+    leaves it running, so its ledger can be read afterwards; otherwise the demo's own chain is stopped.
+    `progress(done, total)` is called while the nodes are registered (bootstrap.register_nodes)."""
     home.mkdir(parents=True, exist_ok=True)
     for stale in ("rounds.jsonl", "store"):
         target = home / stale
@@ -60,7 +62,7 @@ def run_demo(
         local = bootstrap.start_local(home, backend, reputation_params=reputation_params)
     try:
         client = local.client
-        nodes = bootstrap.register_nodes(client, clients)
+        nodes = bootstrap.register_nodes(client, clients, progress=progress)
         validation = start_validators(client, validators, config) if validators else None
         if validators:
             config.federation.wait_finalized = config.federation.wait_finalized or 120.0

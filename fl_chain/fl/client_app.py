@@ -102,19 +102,41 @@ def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
     return attack_mod
 
 
+# The most data partitions a simulation cuts a task's training split into: the digits' 1,258 training
+# samples hold 100 partitions of >= 10 samples (the partitioner's minimum), not 1,000.
+MAX_DATA_PARTITIONS = 100
+
+
 @dataclass(frozen=True)
 class SimulatedNodes:
-    """Simulation: shared settings, one private key (and optional attack) per partition id."""
+    """Simulation: shared settings, one private key (and optional attack) per partition id.
+
+    Up to `max_partitions` nodes each hold their own partition, as on a real federation. Beyond that
+    (a scale run of 1,000 nodes on a small dataset) node i holds partition i mod max_partitions of a
+    partitioning drawn with seed data_seed + i // max_partitions: every node still has a partition of
+    the usual size, and two nodes hold the same samples only by chance, not as exact copies (which
+    screening would rightly treat as copied updates)."""
 
     base: NodeConfig
     keys: list[str]
     attacks: dict[int, dict] = field(default_factory=dict)
+    max_partitions: int = MAX_DATA_PARTITIONS
 
     def for_context(self, context: Context) -> NodeConfig:
         """The settings of the simulated node this context belongs to."""
         pid = int(context.node_config.get("partition-id", 0))
         n = int(context.node_config.get("num-partitions", len(self.keys)))
-        return self.base.for_partition(pid, n, private_key=self.keys[pid], attack=self.attacks.get(pid, {}))
+        key, attack = self.keys[pid], self.attacks.get(pid, {})
+        if n <= self.max_partitions:
+            return self.base.for_partition(pid, n, private_key=key, attack=attack)
+        replica, part = divmod(pid, self.max_partitions)
+        return self.base.for_partition(
+            part,
+            self.max_partitions,
+            private_key=key,
+            attack=attack,
+            data_seed=self.base.data_seed + replica,
+        )
 
 
 def make_client_app(simulated: SimulatedNodes | None = None) -> ClientApp:
