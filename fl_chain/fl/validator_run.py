@@ -14,7 +14,14 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import load_key
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher
 from fl_chain.errors import FlchainError
-from fl_chain.fl.validator import Attestation, Dispute, Validator, evaluate_fn_accuracy, task_accuracy
+from fl_chain.fl.validator import (
+    Attestation,
+    CheckpointVerdict,
+    Dispute,
+    Validator,
+    evaluate_fn_accuracy,
+    task_accuracy,
+)
 from fl_chain.tasks import load_object, load_task
 from fl_chain.views import short
 
@@ -68,13 +75,26 @@ class ValidatorRun:
         try:
             done = self.worker.handle(event)
         except FlchainError as exc:  # a bad blob is reported, not attested, and the validator goes on
-            complain(f"round {event.args.get('round')} of task {event.args.get('task')}: {exc}")
+            what = (
+                f"checkpoint {event.args['id']}" if "id" in event.args else f"round {event.args.get('round')}"
+            )
+            complain(f"{what} of task {event.args.get('task')}: {exc}")
             return
         self._report(done, say, complain)
 
-    def _report(self, done: Attestation | Dispute | FlchainError | None, say: Say, complain: Say) -> None:
+    def _report(
+        self, done: Attestation | Dispute | CheckpointVerdict | FlchainError | None, say: Say, complain: Say
+    ) -> None:
         if isinstance(done, FlchainError):
             complain(str(done))
+        elif isinstance(done, CheckpointVerdict) and not done.attested:
+            complain(f"disputed reputation checkpoint {done.checkpoint} of task {done.task}: {done.reason}")
+        elif isinstance(done, CheckpointVerdict):
+            applied = f"; applied suspensions: {', '.join(done.suspended)}" if done.suspended else ""
+            say(
+                f"attested reputation checkpoint {done.checkpoint} of task {done.task}: "
+                f"{done.reason}, tx {short(done.tx)}{applied}"
+            )
         elif isinstance(done, Dispute):
             complain(f"disputed task {done.task} round {done.round}: {done.reason} (tx {short(done.tx)})")
         elif done is not None:
