@@ -1,5 +1,6 @@
 """A TCP proxy in front of a chain node for fault tests: it can refuse and drop connections, delay
-requests, and lose replies (the request reaches the node, its answer never comes back)."""
+requests, and lose replies (the request reaches the node, its answer never comes back). It also counts
+the JSON-RPC calls that pass (each call of a batch request counts), for scale tests and bench/scale.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import socket
 import threading
 import time
+from collections import Counter
 
 _METHOD = re.compile(rb'"method"\s*:\s*"([A-Za-z0-9_]+)"')
 
@@ -26,6 +28,8 @@ class RpcProxy:
         self.reply_loss = 0.0  # probability that a reply is swallowed and its connection closed
         self.replies_lost = 0
         self.lost_methods: set[str] = set()  # JSON-RPC methods whose reply was swallowed at least once
+        self.calls = 0  # JSON-RPC calls forwarded so far (a batch request counts each of its calls)
+        self.by_method: Counter[str] = Counter()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -68,8 +72,11 @@ class RpcProxy:
                 if not self.up.is_set():
                     break
                 if request:
-                    if found := _METHOD.search(data):
-                        asked[0] = found.group(1).decode()
+                    if found := _METHOD.findall(data):
+                        asked[0] = found[0].decode()
+                        with self._lock:
+                            self.calls += len(found)
+                            self.by_method.update(m.decode() for m in found)
                     if self.delay:
                         time.sleep(self.delay)
                 if not request and self._lose_this_reply(asked[0]):
