@@ -54,11 +54,14 @@ def fetch_outcomes(client: ChainClient, task: int, round_number: int) -> RoundOu
 
 @dataclass
 class History:
-    """A task's outcome leaves, fetched once each (a checkpoint folds every round from round 1)."""
+    """A task's outcome leaves, fetched once each, and the fold through the newest round folded so far:
+    a checkpoint folds every round from round 1, but consecutive checkpoints only fold the rounds in
+    between (a validator's work per checkpoint does not grow with the task's age)."""
 
     client: ChainClient
     task: int
     rounds: dict[int, RoundOutcomes] = field(default_factory=dict)
+    _folded: tuple[tuple, int, ReputationModel] | None = None  # (params, through round, fold)
 
     def outcomes(self, round_number: int) -> RoundOutcomes:
         """One round's checked outcomes (see fetch_outcomes)."""
@@ -67,11 +70,18 @@ class History:
         return self.rounds[round_number]
 
     def fold(self, params: tuple[int, int, int, int, int], through_round: int) -> ReputationModel:
-        """The fold of rounds 1..through_round."""
-        model = new_fold(params)
-        for rnd in range(1, through_round + 1):
+        """The fold of rounds 1..through_round (a copy: the caller may change it)."""
+        start, model = 1, new_fold(params)
+        if self._folded is not None and self._folded[0] == tuple(params) and self._folded[1] <= through_round:
+            start, model = self._folded[1] + 1, _copy(self._folded[2])
+        for rnd in range(start, through_round + 1):
             fold_round(model, self.outcomes(rnd))
+        self._folded = (tuple(params), through_round, _copy(model))
         return model
+
+
+def _copy(model: ReputationModel) -> ReputationModel:
+    return ReputationModel(model.params, dict(model.values), dict(model.active))
 
 
 def round_differences(client: ChainClient, outcomes: RoundOutcomes, task: int, rnd: int) -> list[str]:
