@@ -1,6 +1,7 @@
 """How `flchain demo` scales with the number of registered nodes on this machine: the demo (digits MLP,
-1 local epoch, FedAvg, IID) at 10 / 100 / 1,000 registered nodes with about 10 % of them sampled per
-round (at least 2), on Flower's Simulation Engine, one run at a time.
+the default config's local epochs, FedAvg, IID) at 10 / 100 / 1,000 registered nodes with about 10 % of
+them sampled per round (at least 2), on Flower's Simulation Engine, one run at a time, in per-participant
+mode (`ledger.mode = "plain"`) and in commitment mode (`ledger.mode = "commitment"`).
 
 Measured per run:
 - registration: funding, registering and approving every node key (bootstrap.register_nodes, batched);
@@ -13,6 +14,7 @@ Measured per run:
   Ray's processes and workers), sampled 4 times a second over the run.
 
 Usage: .venv/bin/python bench/scale.py [--nodes 10,100,1000] [--fraction 0.1] [--rounds 3]
+       [--modes plain,commitment]
 Prints a table and writes docs/scale.json and the "## Measured on this machine" section of
 docs/scale.md (the rest of that file is left as it is). The 1,000-node run takes several minutes.
 """
@@ -85,13 +87,13 @@ class PeakRss:
             self._stop.wait(self.interval)
 
 
-def one_run(nodes: int, fraction: float, rounds: int) -> dict:
-    """One demo run with `nodes` registered nodes; its measurements."""
+def one_run(nodes: int, fraction: float, rounds: int, mode: str = "plain") -> dict:
+    """One demo run with `nodes` registered nodes in ledger mode `mode`; its measurements."""
     home = Path(tempfile.mkdtemp(prefix=f"flchain-scale-{nodes}-"))
     config = load_config(None)
     config.federation.rounds = rounds
     config.federation.fraction_train = fraction
-    config.task.local_epochs = 1
+    config.ledger.mode = mode
     rss = PeakRss().start()
     started = time.monotonic()
     local = bootstrap.start_local(home, "anvil")
@@ -135,6 +137,11 @@ def one_run(nodes: int, fraction: float, rounds: int) -> dict:
     later = per_round[1:] or per_round
     return {
         "nodes": nodes,
+        "mode": mode,
+        "gas_per_round_median_later": statistics.median(
+            r.gas for r in result.reports[2:] or result.reports[1:]
+        ),
+        "final_accuracy": result.reports[-1].accuracy,
         "fraction": fraction,
         "rounds": rounds,
         "registration_s": round((registered[-1] if registered else t0) - t0, 2),
@@ -156,6 +163,7 @@ def write_docs(runs: list[dict], args: argparse.Namespace) -> Table:
     )
     header = (
         "registered nodes",
+        "mode",
         "sampled / round",
         "registration (s)",
         "round 1 (s)",
@@ -163,6 +171,8 @@ def write_docs(runs: list[dict], args: argparse.Namespace) -> Table:
         "RPC calls round 1",
         "RPC calls / later round (median)",
         "peak RSS (MB)",
+        "commit gas / round",
+        "accuracy after the last round",
     )
     for col in header:
         table.add_column(col, justify="right")
@@ -170,6 +180,7 @@ def write_docs(runs: list[dict], args: argparse.Namespace) -> Table:
     for r in runs:
         row = (
             f"{r['nodes']:,}",
+            r["mode"],
             f"{r['sampled_per_round']:g}",
             f"{r['registration_s']:.1f}",
             f"{r['round1_s']:.1f}",
@@ -177,13 +188,16 @@ def write_docs(runs: list[dict], args: argparse.Namespace) -> Table:
             f"{r['rpc_round1']:,}",
             f"{r['rpc_per_round_median_later']:,.0f}",
             f"{r['peak_rss_mb']:,}",
+            f"{r['gas_per_round_median_later']:,.0f}",
+            f"{100 * r['final_accuracy']:.1f} %",
         )
         table.add_row(*row)
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
         f"`bench/scale.py --nodes {','.join(str(n) for n in args.nodes)} --fraction {args.fraction} "
-        f"--rounds {args.rounds}`, {datetime.now():%Y-%m-%d}, {psutil.cpu_count()} cores, "
+        f"--rounds {args.rounds} --modes {','.join(args.modes)}`, {datetime.now():%Y-%m-%d}, "
+        f"{psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.1f} GB RAM, Python {platform.python_version()}. "
         "Later rounds: rounds 2 onwards (round 1 also challenges every sampled node, all new to the gate). "
         "RPC calls: every JSON-RPC call reaching anvil from the server and the simulated nodes "
@@ -202,8 +216,9 @@ def write_docs(runs: list[dict], args: argparse.Namespace) -> Table:
         intro = (
             "# Scale\n\n"
             "How `flchain demo` behaves as the number of registered nodes grows, measured by "
-            "`bench/scale.py`: the demo (digits MLP, 1 local epoch, FedAvg, IID partitions) on Flower's "
-            "Simulation Engine with anvil, at 10, 100 and 1,000 registered nodes with about 10 % of them "
+            "`bench/scale.py`: the demo (digits MLP, default local epochs, FedAvg, IID partitions) on "
+            "Flower's Simulation Engine with anvil, at 10, 100 and 1,000 registered nodes with about "
+            "10 % of them "
             "(at least 2) sampled per round, one run at a time on this 2-core machine. Per-round time is "
             "the time between consecutive round reports; RPC calls are counted by a TCP proxy in front "
             "of anvil (tests/rpc_proxy.py) that the run's deployment file names, so the server's and "
@@ -221,14 +236,17 @@ def main() -> None:
     parser.add_argument("--nodes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 100, 1000])
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", type=lambda s: s.split(","), default=["plain", "commitment"])
     args = parser.parse_args()
+    if not set(args.modes) <= {"plain", "commitment"}:
+        raise SystemExit("expected --modes of plain and/or commitment")
     if not 0 < args.fraction <= 1 or args.rounds < 2 or min(args.nodes) < 2 or max(args.nodes) > 1000:
         raise SystemExit("expected --fraction in (0, 1], --rounds >= 2, --nodes each in 2..1000")
     _quiet_simulation()
     runs = []
-    for n in args.nodes:
-        console.print(f"{n} registered nodes, fraction {args.fraction}, {args.rounds} rounds")
-        runs.append(one_run(n, args.fraction, args.rounds))
+    for n, mode in itertools.product(args.nodes, args.modes):
+        console.print(f"{n} registered nodes, fraction {args.fraction}, {args.rounds} rounds, {mode} mode")
+        runs.append(one_run(n, args.fraction, args.rounds, mode))
         console.print(f"  done in {runs[-1]['total_s']:.0f} s")
     console.print(write_docs(runs, args))
 
