@@ -66,6 +66,8 @@ bench: setup
 	$(PY) bench/verified.py
 	$(PY) bench/score_tolerance.py
 	$(PY) bench/anchor_calibration.py
+	$(PY) bench/scale.py
+	$(PY) bench/scale_projection.py
 
 # About 45 minutes on 2 cores: 99 + 15 federated runs (the grid, then its headline cells over 3 seeds).
 bench-robustness: setup

@@ -145,7 +145,7 @@ def _run_demo_and_report(
 ) -> None:
     """Run the demo (on `local`'s chain if given) and print its summary; an error if rounds are missing."""
     from fl_chain.demo import run_demo
-    from fl_chain.fl.validator import Attestation, Dispute
+    from fl_chain.fl.validator import Attestation, CheckpointVerdict, Dispute
 
     started = time.monotonic()
     # Simulated nodes all verify; only refusals are news (a line per node would bury 100-node runs).
@@ -165,13 +165,19 @@ def _run_demo_and_report(
         derived = [
             v.derivation_seconds for v in verdicts if isinstance(v, Attestation) and v.derivation_seconds
         ]
+        checked = [v for v in verdicts if isinstance(v, CheckpointVerdict)]
+        rejected = [v for v in checked if not v.attested]
+        rounds = len(verdicts) - len(disputes) - len(checked)
         console.print(
-            f"{validators} validators attested {len(verdicts) - len(disputes)} times"
+            f"{validators} validators attested {rounds} times"
             + (f" (each re-derived its round: median {statistics.median(derived):.2f} s)" if derived else "")
-            + f"; {len(disputes)} disputes; quorum {result.extra['quorum']}"
+            + (f" and {len(checked) - len(rejected)} reputation checkpoints" if checked else "")
+            + f"; {len(disputes) + len(rejected)} disputes; quorum {result.extra['quorum']}"
         )
         for d in disputes:
             console.print(Text.assemble(("dispute", "red"), f" task {d.task} round {d.round}: {d.reason}"))
+        for c in rejected:
+            console.print(Text.assemble(("dispute", "red"), f" checkpoint {c.checkpoint}: {c.reason}"))
     expected = run_config.federation.rounds + 1
     console.print(summary_table(result.reports, f"task {result.task}: rounds committed on-chain"))
     console.print(
