@@ -17,7 +17,7 @@ from eth_account.signers.local import LocalAccount
 from fl_chain.chain import bootstrap, checkpoints, ledger, quorum, registry, reputation
 from fl_chain.chain.audit import audit_task
 from fl_chain.errors import FlchainError
-from fl_chain.fl.commitment_check import History, fetch_outcomes
+from fl_chain.fl.commitment_check import History, check_checkpoint, fetch_outcomes
 from fl_chain.fl.committer import RoundCommitter
 from fl_chain.fl.outcomes import MISSED, PENALIZED, SCORED, parse_checkpoint, parse_outcomes
 from fl_chain.fl.reputation_fold import checkpoint_of
@@ -167,12 +167,14 @@ def test_a_tampered_leaf_set_is_disputed_and_the_round_never_finalized(task: Tas
     data = json.loads(path.read_bytes())
     data["outcomes"][0][1] = 1_000_000  # a friend's score raised after the commit
     path.write_text(json.dumps(data))
+    early = check_checkpoint(client, commit.checkpoint, History(client, task.task))  # before any dispute
+    assert not early.ok and "the leaves of a folded round do not check" in early.difference
     verdicts = task.judge_round(1)
     assert all(isinstance(v, Dispute) and "leaves give root" in v.reason for v in verdicts), verdicts
     assert quorum.is_disputed(client, task.task, 1) and not quorum.is_finalized(client, task.task, 1)
     # nor can the checkpoint built on that round be re-computed here: it is disputed, never in effect
     verdicts = task.judge_checkpoint(commit.checkpoint)
-    assert all(not v.attested and "do not check" in v.reason for v in verdicts)
+    assert all(not v.attested and "folds round 1, which I disputed" in v.reason for v in verdicts), verdicts
     record = checkpoints.get(client, commit.checkpoint)
     assert record.rejected and not record.finalized and checkpoints.latest(client, task.task) is None
     findings = audit_task(client, task.task)
@@ -271,3 +273,22 @@ def test_damaged_outcome_leaves_give_one_line_errors(task: Task, edit, expected:
 
 def _receipt(client, tx: str):
     return client.w3.eth.get_transaction_receipt(tx)
+
+
+def test_a_resumed_coordinator_refolds_the_published_leaves(task: Task) -> None:
+    """A coordinator restarted mid-task rebuilds its reputation fold from the published leaves, so its
+    next checkpoint is the one the validators compute."""
+    d = task.nodes[3].address
+    task.commit(1, penalized=[d])
+    second = task.commit(2, missed=[d])
+    resumed = RoundCommitter(
+        task.client, task.committer.coordinator, task.task, task.store, second.model_hash, mode="commitment"
+    )
+    task.committer = resumed
+    third = task.commit(3)
+    assert resumed.commitment.fold.values[d] < 500_000  # its penalty and miss, read back from the leaves
+    for number in (1, 2, 3):
+        task.judge_round(number)
+    verdicts = task.judge_checkpoint(third.checkpoint)
+    assert all(v.attested for v in verdicts), verdicts
+    assert checkpoints.latest(task.client, task.task).id == third.checkpoint

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from eth_utils import to_checksum_address
 
-from fl_chain.chain import checkpoints, ledger
+from fl_chain.chain import checkpoints, ledger, quorum
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.reputation_model import ReputationModel
 from fl_chain.errors import FlchainError
@@ -143,14 +143,23 @@ class CheckpointCheck:
         return self.expected is not None and not self.difference
 
 
-def check_checkpoint(client: ChainClient, checkpoint_id: int, history: History) -> CheckpointCheck:
+def check_checkpoint(
+    client: ChainClient, checkpoint_id: int, history: History, validator: str | None = None
+) -> CheckpointCheck:
     """Re-compute checkpoint `checkpoint_id` of `history`'s task. Unavailable if a round's leaves cannot
-    be read here; a leaf set that does not match its round's root is a difference."""
+    be read here; a leaf set that does not match its round's root is a difference, and so is a folded
+    round (since the base checkpoint) that the validators disputed, or that `validator` itself did."""
     record = checkpoints.get(client, checkpoint_id)
     out = CheckpointCheck(record)
-    if record.base and checkpoints.get(client, record.base).rejected:
+    base = checkpoints.get(client, record.base) if record.base else None
+    if base is not None and base.rejected:
         out.difference = f"it folds from checkpoint {record.base}, which the validators rejected"
         return out
+    for rnd in range((base.through_round if base else 0) + 1, record.through_round + 1):
+        mine = validator is not None and quorum.has_disputed(client, record.task, rnd, validator)
+        if mine or quorum.is_disputed(client, record.task, rnd):
+            out.difference = f"it folds round {rnd}, which {'I' if mine else 'the validators'} disputed"
+            return out
     try:
         model = history.fold(reputation_params(client), record.through_round)
     except Unavailable:

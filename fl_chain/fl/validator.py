@@ -202,7 +202,7 @@ class Validator:
         root agrees (and apply its suspensions if that finalized it), dispute it otherwise."""
         if checkpoints.has_voted(self.client, checkpoint_id, self.account.address):
             return None
-        check = check_checkpoint(self.client, checkpoint_id, self._history(task))
+        check = check_checkpoint(self.client, checkpoint_id, self._history(task), self.account.address)
         if not check.ok:
             receipt = checkpoints.dispute(
                 self.client, self.account, checkpoint_id, check.node, check.difference
