@@ -79,6 +79,8 @@ def test_demo_and_status_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert_one_line_error(code, err, "--backend 'geth'")
     code, err = _cli(capsys, "demo", "--non-iid", "0", "--home", str(tmp_path))
     assert_one_line_error(code, err, "--non-iid 0.0")
+    code, err = _cli(capsys, "demo", "--verified", "--commitment", "--home", str(tmp_path))
+    assert_one_line_error(code, err, "a run has one ledger mode")
     home = tmp_path / "home"
     home.mkdir()
     chain.client.deployment.save(home / "deployment.json")
