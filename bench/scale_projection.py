@@ -43,6 +43,7 @@ L1_GWEI, L2_GWEI = 20.0, 0.05
 POLLS_PER_SECOND, REQUESTS_PER_POLL = 2.0, 2.5
 REGISTERED = (10_000, 100_000)
 LARGE_MODEL_BYTES = 11_689_512 * 4  # a ResNet-18 in float32, for scale
+BLOCK_GAS_LIMIT = 30_000_000
 
 
 def measure_leaves() -> dict[int, dict[str, float]]:
@@ -140,7 +141,7 @@ def project(gas: dict, scale: dict, leaves: dict, model_bytes: int) -> tuple[lis
         "|---|---:|---:|",
     ]
     md += line("per-participant mode: gas per round", lambda r: f"~{r['per_participant_gas'] / 1e6:,.1f}M"
-               + (" (over a 30M block)" if r["per_participant_gas"] > 30e6 else ""))  # fmt: skip
+               + (" (over a 30M block)" if r["per_participant_gas"] > BLOCK_GAS_LIMIT else ""))  # fmt: skip
     md += line(
         "per-participant mode: ETH per day on L1", lambda r: f"~{r['per_participant_day_eth_l1']:,.1f}"
     )
@@ -164,6 +165,14 @@ def project(gas: dict, scale: dict, leaves: dict, model_bytes: int) -> tuple[lis
         "one round on this machine's Simulation Engine", lambda r: f"~{r['sim_round_s'] / 60:,.0f} min"
     )
     return md, table, rows
+
+
+def _block_limit_participants(gas: dict) -> int:
+    """Participants at which a per-participant commit reaches BLOCK_GAS_LIMIT (linear in the measured
+    figures at 100 and 1,000)."""
+    modes = {row["participants"]: row for row in gas["modes"]}
+    slope = (modes[1_000]["per_participant"] - modes[100]["per_participant"]) / 900
+    return int(1_000 + (BLOCK_GAS_LIMIT - modes[1_000]["per_participant"]) / slope)
 
 
 def leaves_table(leaves: dict) -> list[str]:
@@ -215,16 +224,21 @@ def main() -> None:
         f"about {rows[0]['rpc_per_round'] / rows[0]['sampled']:.1f} calls per sampled node per round "
         "(measured) and does not grow with the registered nodes. Fix: poll once per block or on round "
         "start, subscribe over websockets, put RPC providers (or an indexer) in front of the node.",
-        "2. **Per-participant mode's gas.** It passes a 30M-gas block at about 2,800 participants per "
-        "round. Commitment mode's round and checkpoint cost the same at any size (`docs/gas.md`).",
+        "2. **Per-participant mode's gas.** It passes a 30M-gas block at about "
+        f"{_block_limit_participants(gas):,} participants per round. Commitment mode's round and "
+        "checkpoint cost the same at any size (`docs/gas.md`).",
         "3. **Proof downloads.** A node finds its proof by downloading the whole checkpoint "
         f"({rows[1]['checkpoint_mb']:,.1f} MB at 100,000 nodes). If every node does that at every "
         f"checkpoint, that is {rows[1]['proof_egress_gb']:,.0f} GB of egress each time. Fix, not built: "
         "publish one small proof file per node (about 0.6 kB: 17 hashes at 100,000 leaves), or shard "
         "the leaves by address prefix, and checkpoint less often (`ledger.checkpoint_every`).",
-        "4. **The coordinator's CPU.** Building and folding 100,000 leaves takes seconds in pure Python "
-        "(table above), fine for one round every few minutes; the training path's per-reply screening "
-        "and scoring grows with the sampled nodes and would be the next limit.",
+        "4. **The coordinator's CPU.** At 100,000 nodes, building a round's outcome tree (10,000 "
+        "leaves) and the checkpoint (100,000) takes "
+        f"{leaves[10_000]['outcome_tree_s'] + leaves[100_000]['checkpoint_tree_s']:.0f} s in pure "
+        "Python (table above; ABI encoding and keccak per leaf), and every validator does the same. "
+        "That fits a round every 10 minutes, not every minute; a compiled Merkle library would be the "
+        "fix. The training path's per-reply screening and scoring grows with the sampled nodes and is "
+        "the next limit.",
         "5. **One SuperLink and the Simulation Engine.** On this machine a round's time grows with the "
         "sampled nodes (about "
         f"{rows[0]['sim_round_s'] / rows[0]['sampled']:.2f} s each on 2 cores); real deployments train on "
