@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from eth_utils import to_checksum_address
 
-from fl_chain.chain import checkpoints, ledger, quorum
-from fl_chain.chain.client import ChainClient
+from fl_chain.chain import checkpoints, ledger, quorum, registry
+from fl_chain.chain.client import NODE_STATUS, ChainClient
+from fl_chain.chain.reputation import BATCH, has_function
 from fl_chain.chain.reputation_model import ReputationModel
 from fl_chain.errors import FlchainError
 from fl_chain.fl.outcomes import (
@@ -27,7 +28,7 @@ from fl_chain.fl.outcomes import (
     parse_outcomes,
 )
 from fl_chain.fl.reputation_fold import checkpoint_of, fold_round, new_fold
-from fl_chain.fl.round_check import Unavailable, _read, manifest_uri
+from fl_chain.fl.round_check import Unavailable, manifest_uri, read_published
 
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -44,7 +45,7 @@ def fetch_outcomes(client: ChainClient, task: int, round_number: int) -> RoundOu
     if root is None:
         raise FlchainError(f"round {round_number} of task {task} is not a commitment-mode round")
     uri = manifest_uri(client, task, round_number, root)
-    outcomes = parse_outcomes(_read(uri, MAX_DOCUMENT_BYTES), uri)
+    outcomes = parse_outcomes(read_published(uri, MAX_DOCUMENT_BYTES), uri)
     if outcomes.root() != root:
         raise FlchainError(
             f"{uri}: its leaves give root 0x{outcomes.root().hex()}, the chain has 0x{root.hex()}"
@@ -114,10 +115,6 @@ def round_differences(client: ChainClient, outcomes: RoundOutcomes, task: int, r
 def _active_at(client: ChainClient, nodes: list[str], block: int) -> dict[str, bool]:
     """Whether each node was Active at `block`: one batched view call per 1,000 nodes where the
     registry has `statusesOf`, one call per node on older deployments."""
-    from fl_chain.chain import registry
-    from fl_chain.chain.client import NODE_STATUS
-    from fl_chain.chain.reputation import BATCH, has_function
-
     if not has_function(client.registry, "statusesOf"):
         return {n: registry.is_active(client, n, block) for n in nodes}
     out: dict[str, bool] = {}
@@ -183,7 +180,7 @@ def fetch_checkpoint(client: ChainClient, record: checkpoints.CheckpointRecord) 
     """The published leaves of a proposed checkpoint, checked against its root (Unavailable if they
     cannot be read; a FlchainError if they are not the proposed ones)."""
     uri = manifest_uri(client, record.task, record.through_round, record.root)
-    published = parse_checkpoint(_read(uri, MAX_DOCUMENT_BYTES), uri)
+    published = parse_checkpoint(read_published(uri, MAX_DOCUMENT_BYTES), uri)
     if published.root() != record.root:
         raise FlchainError(
             f"{uri}: its leaves give root 0x{published.root().hex()}, proposed 0x{record.root.hex()}"

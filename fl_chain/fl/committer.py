@@ -8,7 +8,7 @@ checkpointed."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +19,7 @@ from fl_chain.chain import checkpoints, ledger, quorum, reputation
 from fl_chain.chain.client import ChainClient
 from fl_chain.failpoints import failpoint
 from fl_chain.fl.commitment import CommitmentBook
+from fl_chain.fl.outcomes import RoundOutcomes
 from fl_chain.fl.verified_round import VerifiedRound
 from fl_chain.store import ModelStore, canonical_bytes
 
@@ -167,7 +168,7 @@ class RoundCommitter:
         failpoint("after-commit", round_number)
         return commit
 
-    def _checkpoint(self, commit: Commit, outcomes) -> None:
+    def _checkpoint(self, commit: Commit, outcomes: RoundOutcomes) -> None:
         """Fold a commitment-mode round in and propose a checkpoint if one is due."""
         commit.outcomes_root = outcomes.root()
         commit.suspended = self.commitment.record(outcomes)
@@ -178,7 +179,7 @@ class RoundCommitter:
             commit.published_bytes += size
             commit.seconds["checkpoint"] = time.monotonic() - started
 
-    def reputations(self, addresses) -> dict[str, int]:
+    def reputations(self, addresses: Iterable[str]) -> dict[str, int]:
         """Reputation (fixed point) of each address: the fold's in commitment mode, else the chain's."""
         if self.commitment is not None:
             return self.commitment.reputations(addresses)

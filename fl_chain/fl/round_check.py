@@ -33,7 +33,7 @@ class Unavailable(FlchainError):
     is there and wrong."""
 
 
-def _read(uri: str, max_bytes: int) -> bytes:
+def read_published(uri: str, max_bytes: int) -> bytes:
     """The bytes at `uri`; Unavailable if they cannot be fetched, BlobTooLarge if they are too many."""
     try:
         return read_blob(uri, max_bytes=max_bytes)
@@ -94,7 +94,7 @@ def fetch_manifest(client: ChainClient, task: int, round_number: int) -> tuple[R
     if root is None:
         raise FlchainError(f"round {round_number} of task {task} is not a verified round")
     uri = manifest_uri(client, task, round_number, root)
-    blob = _read(uri, MAX_MANIFEST_BYTES)
+    blob = read_published(uri, MAX_MANIFEST_BYTES)
     manifest = parse_manifest(blob, uri)
     if manifest.root() != root:
         raise FlchainError(
@@ -184,7 +184,7 @@ def _fetch_updates(out: RoundCheck, base: str, previous: dict[str, np.ndarray]) 
     for entry in out.manifest.included:
         uri = base.rstrip("/") + "/" + entry.update[2:]
         try:
-            blob = _read(uri, MAX_UPDATE_BYTES)
+            blob = read_published(uri, MAX_UPDATE_BYTES)
         except Unavailable as exc:  # not readable from here (update blobs are for the validators only)
             out.unreadable.append(str(exc))
             continue
