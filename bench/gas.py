@@ -168,12 +168,7 @@ def measure_modes(local: bootstrap.LocalDeployment, nodes: list) -> list[dict]:
     client, coordinator = local.client, local.coordinator
     admin = Account.from_key(client.deployment.dev_keys["admin"])
     client.transact(admin, quorum.quorum_contract(client).functions.setQuorum(2))
-    validators = []
-    for _ in range(2):
-        account = Account.create()
-        client.fund(admin, account.address, bootstrap.NODE_FUNDS_WEI)
-        quorum.set_validator(client, admin, account.address)
-        validators.append(account)
+    validators = bootstrap.new_validators(client, 2)
     ledger = client.ledger.functions
     plain_task = client.events(
         client.ledger,

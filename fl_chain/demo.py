@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import threading
 from collections.abc import Callable
@@ -193,16 +192,11 @@ def start_validators(client: ChainClient, count: int, config: RunConfig) -> Vali
     from fl_chain.fl.validator import Validator, task_accuracy
     from fl_chain.tasks import load_task
 
-    admin = Account.from_key(client.deployment.dev_keys["admin"])
     task = load_task(config.task.name)
     held_out = task.server_data(config.task.seed)[1]
-    workers = []
-    for _ in range(count):
-        account = Account.from_key(secrets.token_bytes(32))
-        client.fund(admin, account.address, bootstrap.NODE_FUNDS_WEI)
-        quorum.set_validator(client, admin, account.address)
-        workers.append(Validator(client, account, task_accuracy(task.build_model, held_out)))
-    return ValidatorThreads(workers)
+    accuracy_of = task_accuracy(task.build_model, held_out)
+    accounts = bootstrap.new_validators(client, count)
+    return ValidatorThreads([Validator(client, account, accuracy_of) for account in accounts])
 
 
 def _stop_ray() -> None:

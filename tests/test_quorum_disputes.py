@@ -54,12 +54,7 @@ class Rounds:
 def rounds(chain: LocalChain) -> Rounds:
     client = chain.client
     client.transact(chain.admin, quorum.quorum_contract(client).functions.setQuorum(2))
-    validators = []
-    for _ in range(4):
-        account = Account.create()
-        client.fund(chain.admin, account.address, bootstrap.NODE_FUNDS_WEI)
-        quorum.set_validator(client, chain.admin, account.address)
-        validators.append(account)
+    validators = bootstrap.new_validators(client, 4)
     task = ledger.create_task(client, chain.coordinator, b"\x05" * 32, "file:///nowhere/")
     return Rounds(chain, task, validators)
 

@@ -104,12 +104,10 @@ def federation(chain, tmp_path: Path) -> Federation:
     committer.commit(0, model)
     admin = Account.from_key(client.deployment.dev_keys["admin"])
     client.transact(admin, quorum.quorum_contract(client).functions.setQuorum(2))
-    validators = []
-    for _ in range(3):
-        account = Account.create()
-        client.fund(admin, account.address, bootstrap.NODE_FUNDS_WEI)
-        quorum.set_validator(client, admin, account.address)
-        validators.append(Validator(client, account, lambda rnd, arrays: 0.5, task=committer.task))
+    validators = [
+        Validator(client, account, lambda rnd, arrays: 0.5, task=committer.task)
+        for account in bootstrap.new_validators(client, 3)
+    ]
     return Federation(chain, committer, new_nodes(chain, 4), validators, model)
 
 

@@ -16,7 +16,7 @@ from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3RPCError
 
-from fl_chain.chain import registry
+from fl_chain.chain import quorum, registry
 from fl_chain.chain.client import ChainClient, connect
 from fl_chain.chain.deploy import deploy_contracts, dev_account
 from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
@@ -212,3 +212,16 @@ def _send_all(client: ChainClient, items: list[tuple[LocalAccount, dict, str]]) 
             raise FlchainError(f"{what}: no receipt within 120 s") from None
         if receipt["status"] != 1:
             raise FlchainError(f"{what}: transaction 0x{bytes(tx_hash).hex()} reverted")
+
+
+def new_validators(client: ChainClient, count: int, funds: int = NODE_FUNDS_WEI) -> list[LocalAccount]:
+    """New validator keys, funded from the development faucet and granted VALIDATOR_ROLE by the
+    deployment's admin (local chains: the admin's key is in the deployment file)."""
+    admin = Account.from_key(client.deployment.dev_keys["admin"])
+    accounts = []
+    for _ in range(count):
+        account = Account.create()
+        client.fund(admin, account.address, funds)
+        quorum.set_validator(client, admin, account.address)
+        accounts.append(account)
+    return accounts
