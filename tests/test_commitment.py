@@ -290,3 +290,42 @@ def test_a_resumed_coordinator_refolds_the_published_leaves(task: Task) -> None:
     verdicts = task.judge_checkpoint(third.checkpoint)
     assert all(v.attested for v in verdicts), verdicts
     assert checkpoints.latest(task.client, task.task).id == third.checkpoint
+
+
+def test_flchain_validator_attests_rounds_and_checkpoints_through_the_cli(
+    task: Task, chain, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flchain validator --once`: attests a commitment-mode round and its checkpoint, and disputes a
+    checkpoint its own fold does not give (saying which)."""
+    from fl_chain.chain.identity import write_keystore
+    from fl_chain.cli import run
+    from tests.chainutil import home_with_deployment
+
+    monkeypatch.setenv("FLCHAIN_KEY_PASSWORD", "pw")
+    home = home_with_deployment(chain, tmp_path)
+    key = tmp_path / "validator.json"
+    address = write_keystore(key, "pw")
+    task.client.fund(chain.admin, address, 10**18)
+    assert run(["node", "validator-role", address, "--home", str(home)]) == 0
+    first = task.commit(1)
+    real = checkpoint_of
+
+    def cooked(model, *args):
+        leaves = real(model, *args)
+        rows = tuple((n, 1_000_000, s) for n, _, s in leaves.leaves)
+        return type(leaves)(
+            leaves.chain_id, leaves.ledger, leaves.task, leaves.through_round, leaves.params, rows
+        )
+
+    monkeypatch.setattr("fl_chain.fl.commitment.checkpoint_of", cooked)
+    second = task.commit(2)
+    evaluate = "tests.test_verified_rounds:constant_evaluate"
+    capsys.readouterr()
+    args = ["validator", "--key", str(key), "--once", "--task", str(task.task), "--evaluate", evaluate]
+    assert run([*args, "--home", str(home)]) == 0
+    out = capsys.readouterr()
+    assert f"attested task {task.task} round 1" in out.out and f"attested task {task.task} round 2" in out.out
+    assert f"attested reputation checkpoint {first.checkpoint} of task {task.task}" in out.out, out
+    assert f"disputed reputation checkpoint {second.checkpoint} of task {task.task}" in out.err, out
+    assert "fold to root" in out.err
+    assert checkpoints.has_voted(task.client, first.checkpoint, address)
