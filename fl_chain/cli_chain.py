@@ -20,7 +20,6 @@ from fl_chain.chain.localnode import (
     ChainProcess,
     pid_alive,
     read_pidfile,
-    stop_pid,
     write_pidfile,
 )
 from fl_chain.cli_common import (
@@ -136,7 +135,7 @@ def up(
         console.print("stopping the chain")
     finally:
         if not detach and chain is not None:
-            stop_pid(chain.pid)
+            chain.stop()
             (home_dir / PIDFILE).unlink(missing_ok=True)
 
 
@@ -153,7 +152,7 @@ def down(home: HomeOpt = None) -> None:
         (home_dir / PIDFILE).unlink(missing_ok=True)
         console.print(f"no chain started from {home_dir} is running")
         return
-    stop_pid(chain.pid)
+    chain.stop()
     if pid_alive(chain.pid):
         raise FlchainError(f"could not stop the chain (pid {chain.pid})")
     (home_dir / PIDFILE).unlink(missing_ok=True)

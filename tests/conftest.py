@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fl_chain.chain.localnode import ChainProcess, stop_pid
+from fl_chain.chain.localnode import ChainProcess
 from tests.chainutil import LocalChain, fresh_deployment, launch
 
 
@@ -33,7 +33,7 @@ def anvil_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainPro
     try:
         yield process
     finally:
-        stop_pid(process.pid)
+        process.stop()
 
 
 @pytest.fixture()
@@ -87,4 +87,4 @@ def _no_detached_chain_outlives_its_test(request: pytest.FixtureRequest) -> Iter
         except FlchainError:  # a file of that name that is not a PID file
             continue
         if chain is not None:
-            stop_pid(chain.pid)
+            chain.stop()

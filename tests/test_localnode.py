@@ -95,3 +95,39 @@ def test_block_time_mines_at_intervals(tmp_path: Path) -> None:
         assert w3.eth.block_number >= first + 2
     finally:
         stop_pid(chain.pid)
+
+
+def test_anvil_states_go_beside_its_log_and_are_removed(tmp_path: Path) -> None:
+    """Anvil persists the states it no longer keeps in memory (after ~500 blocks) and leaves them behind
+    even on a clean exit: flchain points them beside the log, removes them when it stops the chain, and
+    removes those of a chain that was killed when the next one starts there."""
+    import os
+    import signal
+
+    from fl_chain.chain.localnode import states_dir
+
+    killed = start_chain("anvil", free_port(), tmp_path / "chain.log")
+    stopped = start_chain("anvil", free_port(), tmp_path / "chain.log")
+    try:
+        for chain in (killed, stopped):
+            connect(chain.rpc_url).provider.make_request("anvil_mine", [hex(700)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+            states_dir(tmp_path / "chain.log", killed.port).rglob("*")
+        ):
+            time.sleep(0.2)
+        assert any(states_dir(tmp_path / "chain.log", killed.port).rglob("*"))  # persisted beside the log
+        assert any(states_dir(tmp_path / "chain.log", stopped.port).rglob("*"))
+        stopped.stop()
+        assert not states_dir(tmp_path / "chain.log", stopped.port).exists()
+        os.kill(killed.pid, signal.SIGKILL)  # no clean-up: its states stay until the next start
+        deadline = time.monotonic() + 5
+        while pid_alive(killed.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert states_dir(tmp_path / "chain.log", killed.port).exists()
+        following = start_chain("anvil", free_port(), tmp_path / "chain.log")
+        following.stop()
+        assert not states_dir(tmp_path / "chain.log", killed.port).exists()
+    finally:
+        stop_pid(killed.pid)
+        stopped.stop()

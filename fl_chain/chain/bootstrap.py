@@ -20,7 +20,7 @@ from fl_chain.chain import quorum, registry
 from fl_chain.chain.client import ChainClient, connect
 from fl_chain.chain.deploy import deploy_contracts, dev_account
 from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
-from fl_chain.chain.localnode import ChainProcess, free_port, start_chain, stop_pid
+from fl_chain.chain.localnode import ChainProcess, free_port, start_chain
 from fl_chain.chain.reputation_model import ReputationParams
 from fl_chain.errors import FlchainError
 
@@ -44,8 +44,8 @@ class LocalDeployment:
     resumed: bool = False  # the chain was loaded from a state file holding this deployment
 
     def stop(self) -> None:
-        """Stop the chain process by its PID."""
-        stop_pid(self.process.pid)
+        """Stop the chain process by its PID (and remove the states it persisted)."""
+        self.process.stop()
 
 
 def deploy_local(
@@ -94,7 +94,7 @@ def start_local(
             return _resume_local(process, home / DEPLOYMENT_FILE, state)
         return deploy_local(process, reputation_params, save_to=home / DEPLOYMENT_FILE)
     except BaseException:
-        stop_pid(process.pid)
+        process.stop()
         raise
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import shutil
 import socket
 import subprocess
 import time
@@ -42,6 +43,38 @@ class ChainProcess:
     def rpc_url(self) -> str:
         """HTTP JSON-RPC address of the node."""
         return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        """Stop the node by its PID, then remove the historical states anvil persisted beside its log."""
+        stop_pid(self.pid)
+        if self.backend == "anvil" and not pid_alive(self.pid):
+            shutil.rmtree(states_dir(Path(self.log), self.port), ignore_errors=True)
+
+
+STATES_PID_FILE = "flchain-anvil.pid"  # which anvil a states directory belongs to
+
+
+def states_dir(log_path: Path, port: int) -> Path:
+    """Where anvil persists the historical states it no longer keeps in memory (`--cache-path`): beside
+    its log, one directory per port. Anvil leaves them behind even on a clean exit (by default in
+    ~/.foundry/anvil/tmp, about 8 GB after one `make test`), so `ChainProcess.stop` removes them and
+    `start_chain` removes those of chains no longer running."""
+    return log_path.parent / f"anvil-{port}.states"
+
+
+def _remove_stale_states(log_dir: Path, host: str) -> None:
+    """Remove the states directories beside a log whose anvil is gone (killed, not stopped): its PID,
+    recorded in the directory at start, no longer runs anvil (or, without a record, its port is free)."""
+    for directory in log_dir.glob("anvil-*.states"):
+        record = directory / STATES_PID_FILE
+        if record.is_file():
+            text = record.read_text().strip()
+            gone = not text.isdigit() or not pid_alive(int(text)) or "anvil" not in cmdline(int(text))
+        else:
+            port = directory.name.removeprefix("anvil-").removesuffix(".states")
+            gone = port.isdigit() and not port_in_use(int(port), host)
+        if gone:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -90,12 +123,20 @@ def anvil_binary() -> Path:
 
 
 def _command(
-    backend: str, host: str, port: int, block_time: float | None, accounts: int, state: Path | None = None
+    backend: str,
+    host: str,
+    port: int,
+    block_time: float | None,
+    accounts: int,
+    state: Path | None = None,
+    states: Path | None = None,
 ) -> list[str]:
     if backend == "anvil":
         # Spawn the platform binary directly so the PID we hold is anvil itself.
         cmd = [str(anvil_binary()), "--host", host, "--port", str(port), "--mnemonic", DEV_MNEMONIC]
         cmd += ["--accounts", str(accounts), "--chain-id", str(CHAIN_IDS["anvil"])]
+        if states is not None:
+            cmd += ["--cache-path", str(states)]
         if block_time:
             cmd += ["--block-time", str(block_time)]
         if state is not None:  # loaded at start if present, written (blocks and logs too) when stopped;
@@ -146,8 +187,10 @@ def start_chain(
         raise FlchainError(f"unknown chain backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if port_in_use(port, host):
         raise FlchainError(f"port {port} on {host} is already in use: choose another with --port")
-    cmd = _command(backend, host, port, block_time, accounts, state)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if backend == "anvil":
+        _remove_stale_states(log_path.parent, host)
+    cmd = _command(backend, host, port, block_time, accounts, state, states_dir(log_path, port))
     with open(log_path, "ab") as log:
         # A detached chain gets its own session so the shell's Ctrl-C does not reach it.
         proc = subprocess.Popen(
@@ -159,11 +202,15 @@ def start_chain(
         )
     if not detach:  # a detached chain is meant to outlive this command (`flchain chain down` stops it)
         watchdog.watch(proc.pid)
+    if backend == "anvil":
+        states = states_dir(log_path, port)
+        states.mkdir(exist_ok=True)
+        (states / STATES_PID_FILE).write_text(str(proc.pid))
     chain = ChainProcess(backend, proc.pid, port, host, str(log_path))
     try:
         wait_for_rpc(chain.rpc_url, proc=proc)
     except BaseException:
-        stop_pid(proc.pid)
+        chain.stop()
         raise
     return chain
 
