@@ -224,6 +224,11 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     }
 
     /// @inheritdoc ILedgerRounds
+    function taskOwner(uint256 task) external view override returns (address) {
+        return _tasks[task].owner;
+    }
+
+    /// @inheritdoc ILedgerRounds
     function outcomesRoot(uint256 task, uint256 round) external view override returns (bytes32) {
         getRound(task, round);
         return _outcomesRoot[task][round];

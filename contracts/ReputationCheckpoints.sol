@@ -52,6 +52,8 @@ contract ReputationCheckpoints is AccessControl {
     mapping(uint256 => uint256) private _lastProposed;
     mapping(uint256 => uint256) private _latestFinalized;
 
+    /// @notice Only the task's owner (the coordinator that commits its rounds) proposes its checkpoints.
+    error NotTaskOwner(uint256 task, address caller);
     /// @notice No checkpoint has this id.
     error UnknownCheckpoint(uint256 id);
     /// @notice Only a validator of the quorum may attest or dispute.
@@ -105,7 +107,7 @@ contract ReputationCheckpoints is AccessControl {
     }
 
     /// @notice Propose the task's reputation after folding its rounds from its last proposed
-    ///         checkpoint (the base) through `throughRound`.
+    ///         checkpoint (the base) through `throughRound`. Only the task's owner may propose.
     /// @param task Task id.
     /// @param throughRound Last folded round; a commitment-mode round after the base's.
     /// @param root Merkle root of the (node, reputation, active) leaves.
@@ -117,6 +119,7 @@ contract ReputationCheckpoints is AccessControl {
         returns (uint256 id)
     {
         if (root == bytes32(0) || leafCount == 0) revert EmptyCheckpoint();
+        if (ledger.taskOwner(task) != msg.sender) revert NotTaskOwner(task, msg.sender);
         uint256 base = _lastProposed[task];
         uint256 baseRound = base == 0 ? 0 : _checkpoints[base].throughRound;
         if (base != 0 && throughRound <= baseRound) revert BadRange(task, throughRound, baseRound);

@@ -236,6 +236,11 @@ def test_the_contracts_refuse_bad_proposals_and_votes(task: Task) -> None:
         checkpoints.propose(client, coordinator, task.task, 2, bytes(32), 1)
     with pytest.raises(FlchainError, match=r"AccessControlUnauthorizedAccount"):
         checkpoints.propose(client, stranger, task.task, 2, b"\x01" * 32, 1)
+    admin = Account.from_key(client.deployment.dev_keys["admin"])
+    role = client.checkpoints.functions.COORDINATOR_ROLE().call()
+    client.transact(admin, client.checkpoints.functions.grantRole(role, stranger.address))
+    with pytest.raises(FlchainError, match=r"NotTaskOwner"):  # another coordinator, not this task's owner
+        checkpoints.propose(client, stranger, task.task, 2, b"\x01" * 32, 1)
     with pytest.raises(FlchainError, match=r"OutcomesCheckRequired"):  # a plain attest skips the leaves
         quorum.attest(client, task.validators[0].account, task.task, 1, commit.model_hash, 500_000)
     with pytest.raises(FlchainError, match=r"WrongOutcomesRoot"):

@@ -30,6 +30,11 @@ interface ILedgerRounds {
     /// @return The root.
     function updatesRoot(uint256 task, uint256 round) external view returns (bytes32);
 
+    /// @notice The account that created a task and alone commits its rounds (zero if no such task).
+    /// @param task Task id.
+    /// @return The owner.
+    function taskOwner(uint256 task) external view returns (address);
+
     /// @notice The Merkle root of a commitment-mode round's outcome leaves; zero for other rounds.
     /// @param task Task id.
     /// @param round Round number; reverts UnknownRound if never committed.
