@@ -111,7 +111,8 @@ class RoundCommitter:
     ) -> Commit:
         """Store the model, commit the round, wait for finality if configured; the parent moves on. With
         `verified`, the included updates and the manifest are stored first and the round commits their
-        root (validators re-derive the model from them)."""
+        root (validators re-derive the model from them). In commitment mode the outcome leaves are
+        stored and their root committed, the round is folded in and a checkpoint proposed when due."""
         seconds: dict[str, float] = {}
         started = time.monotonic()
         digest, uri = self.store.put(canonical_bytes(arrays))

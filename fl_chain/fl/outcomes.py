@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from eth_utils import is_hex_address, keccak, to_checksum_address
 
@@ -87,7 +88,11 @@ class RoundOutcomes:
         return [o for o in self.outcomes if o.kind == kind]
 
     def tree(self) -> StandardTree | None:
-        """The Merkle tree of the leaves (None without outcomes)."""
+        """The Merkle tree of the leaves (None without outcomes); built once (about 1 s per 10,000 leaves)."""
+        return self._tree
+
+    @cached_property
+    def _tree(self) -> StandardTree | None:
         return StandardTree.of(OUTCOME_TYPES, [o.row() for o in self.outcomes]) if self.outcomes else None
 
     def root(self) -> bytes:
@@ -128,7 +133,12 @@ class CheckpointLeaves:
     version: int = CHECKPOINT_VERSION
 
     def tree(self) -> StandardTree:
-        """The Merkle tree of the leaves (a checkpoint has at least one)."""
+        """The Merkle tree of the leaves (a checkpoint has at least one); built once, however many
+        proofs are taken from it."""
+        return self._tree
+
+    @cached_property
+    def _tree(self) -> StandardTree:
         return StandardTree.of(CHECKPOINT_TYPES, [(to_checksum_address(n), v, a) for n, v, a in self.leaves])
 
     def root(self) -> bytes:
