@@ -18,6 +18,8 @@ from fl_chain.fl.outcomes import CheckpointLeaves, RoundOutcomes
 from fl_chain.fl.reputation_fold import checkpoint_of, fold_round, new_fold
 from fl_chain.store import ModelStore
 
+KEEP_PROPOSED = 16  # checkpoints not yet finalized whose leaves the coordinator keeps for their suspensions
+
 
 class CommitmentBook:
     """One task's outcomes, folded reputation and checkpoints, as the coordinator keeps them."""
@@ -77,6 +79,8 @@ class CommitmentBook:
             self.client, self.coordinator, self.task, round_number, leaves.root(), len(leaves.leaves)
         )
         self.proposed[checkpoint_id] = leaves
+        for old in sorted(self.proposed)[:-KEEP_PROPOSED]:  # a long run without validators: bounded memory
+            del self.proposed[old]
         return checkpoint_id, len(document)
 
     def apply_finalized(self) -> list[str]:
@@ -86,7 +90,10 @@ class CommitmentBook:
         if latest is None or latest.id <= self.applied or latest.id not in self.proposed:
             return []
         self.applied = latest.id
-        return apply_suspensions(self.client, self.coordinator, self.proposed[latest.id])
+        done = apply_suspensions(self.client, self.coordinator, self.proposed[latest.id])
+        for old in [i for i in self.proposed if i < latest.id]:  # superseded: never needed again
+            del self.proposed[old]
+        return done
 
     def reputations(self, addresses: Iterable[str]) -> dict[str, int]:
         """Folded reputation (fixed point) of each address; the starting value for a node without outcomes."""
