@@ -78,6 +78,8 @@ class History:
         for rnd in range(start, through_round + 1):
             fold_round(model, self.outcomes(rnd))
         self._folded = (tuple(params), through_round, _copy(model))
+        for rnd in [r for r in self.rounds if r <= through_round]:  # folded: a long run's memory stays flat
+            del self.rounds[rnd]
         return model
 
 
