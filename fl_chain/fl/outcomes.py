@@ -72,6 +72,10 @@ class RoundOutcomes:
         rows = [Outcome(to_checksum_address(n), int(s), SCORED) for n, s in scores.items()]
         rows += [Outcome(to_checksum_address(n), 0, MISSED) for n in missed]
         rows += [Outcome(to_checksum_address(n), 0, PENALIZED) for n in penalized]
+        if len({o.node for o in rows}) != len(rows):  # a leaf per node: parse_outcomes refuses repeats
+            raise FlchainError(
+                f"round {context[3]}: a node is listed twice among scored, missed and penalized"
+            )
         chain_id, ledger, task, round_number = context
         return cls(
             chain_id,
