@@ -57,7 +57,7 @@ STATES_PID_FILE = "flchain-anvil.pid"  # which anvil a states directory belongs 
 def states_dir(log_path: Path, port: int) -> Path:
     """Where anvil persists the historical states it no longer keeps in memory (`--cache-path`): beside
     its log, one directory per port. Anvil leaves them behind even on a clean exit (by default in
-    ~/.foundry/anvil/tmp, about 8 GB after one `make test`), so `ChainProcess.stop` removes them and
+    ~/.foundry/anvil/tmp, 8.5 GB after one `make test` here), so `ChainProcess.stop` removes them and
     `start_chain` removes those of chains no longer running."""
     return log_path.parent / f"anvil-{port}.states"
 

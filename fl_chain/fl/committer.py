@@ -116,23 +116,13 @@ class RoundCommitter:
         seconds: dict[str, float] = {}
         started = time.monotonic()
         digest, uri = self.store.put(canonical_bytes(arrays))
-        published, root = 0, None
-        if verified is not None:
-            for blob in verified.blobs.values():
-                self.store.put_update(blob)
-                published += len(blob)
-            document = verified.manifest.to_json()
-            self.store.put_manifest(verified.manifest.name(), document)
-            published += len(document)
-            root = verified.root
+        root = verified.root if verified is not None else None
         outcomes = None
         if self.commitment is not None:
             outcomes = self.commitment.outcomes(
                 round_number, self.parent_hash, digest, scores or {}, missed, penalized
             )
-            document = outcomes.to_json()
-            self.store.put_manifest(outcomes.name(), document)
-            published += len(document)
+        published = self._publish(verified, outcomes)
         seconds["store"] = time.monotonic() - started
         failpoint("after-store", round_number)
         started = time.monotonic()
@@ -168,6 +158,23 @@ class RoundCommitter:
             self.commitment.apply_finalized()
         failpoint("after-commit", round_number)
         return commit
+
+    def _publish(self, verified: VerifiedRound | None, outcomes: RoundOutcomes | None) -> int:
+        """Store what a verified round (update blobs, manifest) or a commitment-mode round (outcome
+        leaves) publishes beside the model; the bytes stored."""
+        published = 0
+        if verified is not None:
+            for blob in verified.blobs.values():
+                self.store.put_update(blob)
+                published += len(blob)
+            document = verified.manifest.to_json()
+            self.store.put_manifest(verified.manifest.name(), document)
+            published += len(document)
+        if outcomes is not None:
+            document = outcomes.to_json()
+            self.store.put_manifest(outcomes.name(), document)
+            published += len(document)
+        return published
 
     def _checkpoint(self, commit: Commit, outcomes: RoundOutcomes) -> None:
         """Fold a commitment-mode round in and propose a checkpoint if one is due."""
