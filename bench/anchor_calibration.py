@@ -1,5 +1,5 @@
 """Where honest updates sit relative to the server's root update g0: the figures behind the evidence
-thresholds in fl_chain/fl/evidence.py and the step bound in fl/influence.py. In process (no chain, no
+thresholds in fl_chain/defence/evidence.py and the step bound in fl/influence.py. In process (no chain, no
 Flower): 10 or 3 honest digits nodes, 3 local epochs, FedAvg, 10 rounds, per partitioning; records
 cos(update, g0) and |update| / |g0| of every node and |FedAvg step| / |g0| of every round.
 Writes docs/anchor-calibration.md. Usage: .venv/bin/python bench/anchor_calibration.py  (about 2 min)
@@ -15,12 +15,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fl_chain.fl.anchor import flat_delta  # noqa: E402
-from fl_chain.fl.server_app import task_evaluation  # noqa: E402
-from fl_chain.fl.training import get_arrays, set_arrays, train  # noqa: E402
-from fl_chain.fl.trust import cosine, unflatten  # noqa: E402
+from fl_chain.coordinator.server_app import task_evaluation  # noqa: E402
+from fl_chain.defence.anchor import flat_delta  # noqa: E402
+from fl_chain.defence.trust import cosine, unflatten  # noqa: E402
 from fl_chain.tasks.base import DataSpec  # noqa: E402
 from fl_chain.tasks.digits import digits_task  # noqa: E402
+from fl_chain.tasks.training import get_arrays, set_arrays, train  # noqa: E402
 
 ROUNDS, EPOCHS, LR = 10, 3, 0.1
 SPLITS = {"IID": ("iid", 0.5), "Dir 0.3": ("dirichlet", 0.3), "Dir 0.1": ("dirichlet", 0.1)}

@@ -18,10 +18,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from fl_chain.chain import bootstrap  # noqa: E402
-from fl_chain.chain.audit import audit_reputation, audit_task  # noqa: E402
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task  # noqa: E402
+from fl_chain.chain.setup import bootstrap  # noqa: E402
 from fl_chain.store import ModelStore  # noqa: E402
+from fl_chain.verify.audit import audit_reputation, audit_task  # noqa: E402
 
 
 def main() -> None:

@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
-from fl_chain.chain import bootstrap  # noqa: E402
-from fl_chain.chain.localnode import free_port  # noqa: E402
+from fl_chain.chain.setup import bootstrap  # noqa: E402
+from fl_chain.chain.setup.localnode import free_port  # noqa: E402
+from fl_chain.coordinator.committer import RoundCommitter  # noqa: E402
 from fl_chain.dashboard.serve import DashboardServer  # noqa: E402
-from fl_chain.fl.committer import RoundCommitter  # noqa: E402
 from fl_chain.store import ModelStore  # noqa: E402
 from tests.browser import chromium, wait_for  # noqa: E402
 

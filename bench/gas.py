@@ -26,9 +26,10 @@ sys.path.insert(0, str(ROOT))
 from eth_account import Account  # noqa: E402
 from eth_utils import to_checksum_address  # noqa: E402
 
-from fl_chain.chain import bootstrap, checkpoints, quorum  # noqa: E402
+from fl_chain.chain import checkpoints, quorum  # noqa: E402
 from fl_chain.chain.registry import Capacity  # noqa: E402
-from fl_chain.fl.outcomes import CheckpointLeaves, RoundOutcomes  # noqa: E402
+from fl_chain.chain.setup import bootstrap  # noqa: E402
+from fl_chain.protocol.outcomes import CheckpointLeaves, RoundOutcomes  # noqa: E402
 
 SIZES = (0, 1, 10, 50, 100)
 MODE_SIZES = (10, 100, 1_000, 10_000)  # participants per round, both modes side by side

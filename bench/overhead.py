@@ -47,10 +47,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fl_chain.chain import bootstrap  # noqa: E402
 from fl_chain.chain.identity import PASSWORD_ENV  # noqa: E402
-from fl_chain.chain.localnode import free_port  # noqa: E402
-from fl_chain.fl.processes import (  # noqa: E402
+from fl_chain.chain.setup import bootstrap  # noqa: E402
+from fl_chain.chain.setup.localnode import free_port  # noqa: E402
+from fl_chain.node.simulated_keys import ENV_VAR as SIMULATED_KEYS_ENV  # noqa: E402
+from fl_chain.node.simulated_keys import RUN_CONFIG_KEY, write_simulated_keys  # noqa: E402
+from fl_chain.runners.processes import (  # noqa: E402
     Managed,
     format_node_config,
     start_simulation_superlink,
@@ -58,8 +60,6 @@ from fl_chain.fl.processes import (  # noqa: E402
     start_supernode,
     write_flwr_home,
 )
-from fl_chain.fl.simulated_keys import ENV_VAR as SIMULATED_KEYS_ENV  # noqa: E402
-from fl_chain.fl.simulated_keys import RUN_CONFIG_KEY, write_simulated_keys  # noqa: E402
 
 PASSWORD = "overhead-bench"
 ROUND_LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}).*\[ROUND (\d+)/(\d+)\]")
@@ -506,7 +506,7 @@ def write_report(
         "- Flower's own `send_and_receive` polls for replies every 3 s, and a SuperNode asks for work every "
         "3 s; a Deployment round therefore lasts a whole number of those polls, and a few hundred "
         "milliseconds can move it by one. flchain's rounds poll for replies with a back-off from 0.05 s "
-        "to 0.5 s (fl_chain/fl/deadline_grid.py), so they end when the last reply is in.",
+        "to 0.5 s (fl_chain/coordinator/deadline_grid.py), so they end when the last reply is in.",
         "- CPU is sampled four times a second: for simulated rounds of a few tenths of a second the CPU "
         "figures are rough; the wall times come from the ServerApp's own timestamps.",
     ]

@@ -21,7 +21,7 @@ from eth_account import Account  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from fl_chain.chain.pow import hash_rate, mine, target_for  # noqa: E402
+from fl_chain.protocol.pow import hash_rate, mine, target_for  # noqa: E402
 
 DIFFICULTIES = (2**8, 2**10, 2**12, 2**14, 2**16, 2**18)
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 
-from fl_chain.chain.fixedpoint import from_fixed  # noqa: E402
-from fl_chain.chain.reputation_model import ReputationParams  # noqa: E402
 from fl_chain.config import RunConfig  # noqa: E402
 from fl_chain.demo import run_demo  # noqa: E402
+from fl_chain.protocol.fixedpoint import from_fixed  # noqa: E402
+from fl_chain.protocol.reputation_model import ReputationParams  # noqa: E402
 
 CLIENTS = 10
 ATTACKS: dict[str, dict] = {

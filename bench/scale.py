@@ -42,12 +42,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fl_chain.chain import bootstrap  # noqa: E402
 from fl_chain.chain.deployment import DEPLOYMENT_FILE  # noqa: E402
+from fl_chain.chain.setup import bootstrap  # noqa: E402
 from fl_chain.cli_fl import _quiet_simulation  # noqa: E402
 from fl_chain.config import load_config  # noqa: E402
 from fl_chain.demo import run_demo  # noqa: E402
-from fl_chain.fl.report import RoundReport, RunEntry  # noqa: E402
+from fl_chain.wire.report import RoundReport, RunEntry  # noqa: E402
 from tests.rpc_proxy import RpcProxy  # noqa: E402
 
 console = Console()

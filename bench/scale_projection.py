@@ -31,9 +31,9 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fl_chain.chain.reputation_model import ReputationParams  # noqa: E402
-from fl_chain.fl.outcomes import CheckpointLeaves, RoundOutcomes  # noqa: E402
-from fl_chain.fl.reputation_fold import checkpoint_of, fold_round, new_fold  # noqa: E402
+from fl_chain.protocol.outcomes import CheckpointLeaves, RoundOutcomes  # noqa: E402
+from fl_chain.protocol.reputation_fold import checkpoint_of, fold_round, new_fold  # noqa: E402
+from fl_chain.protocol.reputation_model import ReputationParams  # noqa: E402
 from fl_chain.store import canonical_bytes  # noqa: E402
 
 HEADING = "## Toward internet scale"
@@ -79,8 +79,8 @@ def measure_leaves() -> dict[int, dict[str, float]]:
 
 def digits_model_bytes() -> int:
     """Bytes of the demo task's model blob."""
-    from fl_chain.fl.training import get_arrays
     from fl_chain.tasks import load_task
+    from fl_chain.tasks.training import get_arrays
 
     return len(canonical_bytes(get_arrays(load_task("digits").build_model(0))))
 

@@ -28,12 +28,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fl_chain.chain.fixedpoint import SCALE  # noqa: E402
 from fl_chain.config import RunConfig  # noqa: E402
+from fl_chain.defence.derivation import clip_update  # noqa: E402
+from fl_chain.defence.scoring import ScoringPolicy, score_round  # noqa: E402
 from fl_chain.demo import run_demo  # noqa: E402
-from fl_chain.fl.derivation import clip_update  # noqa: E402
-from fl_chain.fl.manifest import parse_manifest  # noqa: E402
-from fl_chain.fl.scoring import ScoringPolicy, score_round  # noqa: E402
+from fl_chain.protocol.fixedpoint import SCALE  # noqa: E402
+from fl_chain.protocol.manifest import parse_manifest  # noqa: E402
 from fl_chain.store import arrays_from_bytes  # noqa: E402
 from fl_chain.tasks import load_task  # noqa: E402
 
@@ -72,7 +72,7 @@ def gaps_of_run(label: str, alpha: float | None, attackers: float, clients: int,
     held_out = task.server_data(config.task.seed)[1]
 
     def loss_of(arrays) -> float:
-        from fl_chain.fl.training import evaluate, set_arrays
+        from fl_chain.tasks.training import evaluate, set_arrays
 
         set_arrays(model, arrays)
         return evaluate(model, *held_out)[0]

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from fl_chain.config import RunConfig  # noqa: E402
 from fl_chain.demo import run_demo  # noqa: E402
-from fl_chain.fl.validator import Attestation  # noqa: E402
+from fl_chain.verify.validator import Attestation  # noqa: E402
 
 
 def one_run(mode: str, clients: int, rounds: int) -> dict:

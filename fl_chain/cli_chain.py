@@ -9,13 +9,14 @@ from typing import Annotated
 
 import typer
 
-from fl_chain.chain import bootstrap, ledger, registry
+from fl_chain.chain import ledger, registry
 from fl_chain.chain.client import connect
-from fl_chain.chain.compile import compile_contracts
-from fl_chain.chain.deploy import deploy_contracts
 from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
 from fl_chain.chain.identity import load_key
-from fl_chain.chain.localnode import (
+from fl_chain.chain.setup import bootstrap
+from fl_chain.chain.setup.compile import compile_contracts
+from fl_chain.chain.setup.deploy import deploy_contracts
+from fl_chain.chain.setup.localnode import (
     BACKENDS,
     ChainProcess,
     pid_alive,

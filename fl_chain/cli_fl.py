@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from fl_chain.chain.localnode import BACKENDS
+from fl_chain.chain.setup.localnode import BACKENDS
 from fl_chain.cli_common import (
     DeploymentOpt,
     HomeOpt,
@@ -24,12 +24,12 @@ from fl_chain.cli_common import (
 )
 from fl_chain.config import RunConfig, load_config, validate
 from fl_chain.errors import FlchainError
-from fl_chain.fl.report import NodeNotice, RunEntry
 from fl_chain.paths import state_home
 from fl_chain.views import describe_event, print_entry, summary_table
+from fl_chain.wire.report import NodeNotice, RunEntry
 
 if TYPE_CHECKING:
-    from fl_chain.chain.bootstrap import LocalDeployment
+    from fl_chain.chain.setup.bootstrap import LocalDeployment
 
 
 def config_with_overrides(config_path: Path | None, rounds: int | None) -> RunConfig:
@@ -115,7 +115,7 @@ def demo(
     if not dashboard:
         _run_demo_and_report(run_config, clients, home.resolve(), backend, validators)
         return
-    from fl_chain.chain import bootstrap
+    from fl_chain.chain.setup import bootstrap
     from fl_chain.dashboard.serve import DashboardServer, check_address
 
     check_address("127.0.0.1", dashboard_port, allow_remote=False)  # before anything is started
@@ -145,7 +145,7 @@ def _run_demo_and_report(
 ) -> None:
     """Run the demo (on `local`'s chain if given) and print its summary; an error if rounds are missing."""
     from fl_chain.demo import run_demo
-    from fl_chain.fl.validator import Attestation, CheckpointVerdict, Dispute
+    from fl_chain.verify.validator import Attestation, CheckpointVerdict, Dispute
 
     started = time.monotonic()
     # Simulated nodes all verify; only refusals are news (a line per node would bury 100-node runs).
@@ -242,7 +242,7 @@ def server(
 ) -> None:
     """Start a SuperLink, submit the flchain ServerApp (or --app's) and stream its progress until the run
     ends."""
-    from fl_chain.fl.server_run import ServerOptions, ServerRun
+    from fl_chain.runners.server import ServerOptions, ServerRun
 
     run_config = config_with_overrides(config, rounds)
     key = run_config.chain.coordinator_key
@@ -301,8 +301,8 @@ def client(
     """Start a SuperNode running this node's ClientApp; runs until Ctrl-C."""
     import re
 
-    from fl_chain.fl.node_config import NodeConfig, parse_partition
-    from fl_chain.fl.node_supervisor import NodeSupervisor
+    from fl_chain.runners.node import NodeSupervisor
+    from fl_chain.wire.node_config import NodeConfig, parse_partition
 
     if not re.fullmatch(r"[^:\s]+:\d+", superlink):
         raise FlchainError(f"--superlink {superlink!r}: expected HOST:PORT")

@@ -74,7 +74,7 @@ def audit(
 ) -> None:
     """Replay the ledger: blobs reachable and hashing correctly, parent chain unbroken, participants
     active, reputation recomputed from events equal to the chain. Exits 1 on any discrepancy."""
-    from fl_chain.chain.audit import audit_all
+    from fl_chain.verify.audit import audit_all
 
     chain = chain_from_options(home, deployment, rpc)
     started = time.monotonic()
@@ -192,7 +192,7 @@ def validator(
     """Run a validator: on every round commit seen by the watcher, fetch and verify the model, evaluate
     it on this validator's own data and attest (hash, accuracy) on-chain. A verified round is re-derived
     from its node-signed updates first, and disputed on-chain if it does not re-derive."""
-    from fl_chain.fl.validator_run import ValidatorRun
+    from fl_chain.runners.validator import ValidatorRun
 
     run = ValidatorRun.open(
         chain_from_options(home, deployment, rpc),

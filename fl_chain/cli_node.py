@@ -68,7 +68,7 @@ def apply(
     client = chain_from_options(home, deployment, rpc)
     account = load_key(key, read_password(key))
     if samples_per_sec is None:
-        from fl_chain.fl.capacity import measure_samples_per_sec
+        from fl_chain.node.capacity import measure_samples_per_sec
 
         console.print("measuring training throughput (1 s)...")
         samples_per_sec = measure_samples_per_sec()
@@ -91,7 +91,7 @@ def _mining_progress(client: ChainClient) -> Iterator[Callable[[int], None]]:
     """A progress bar for mining, after an estimate of the expected time."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from fl_chain.chain.pow import hash_rate
+    from fl_chain.protocol.pow import hash_rate
 
     _, difficulty = enrolment.proof_difficulty(client)
     rate = hash_rate()
@@ -122,7 +122,7 @@ def open_registration(
     rpc: RpcOpt = None,
 ) -> None:
     """Let nodes join by proof of work instead of registrar approval (admin)."""
-    from fl_chain.chain.pow import target_for
+    from fl_chain.protocol.pow import target_for
 
     if difficulty < 1:
         raise FlchainError(f"--difficulty {difficulty}: expected >= 1")
@@ -163,8 +163,8 @@ def simulated_keys(
 ) -> None:
     """Register COUNT throwaway node keys on a local development chain (funded, approved) and write them
     for a Flower App's simulated nodes: pass `--run-config "flchain-simulated-keys='FILE'"` to `flwr run`."""
-    from fl_chain.chain import bootstrap
-    from fl_chain.fl.simulated_keys import RUN_CONFIG_KEY, write_simulated_keys
+    from fl_chain.chain.setup import bootstrap
+    from fl_chain.node.simulated_keys import RUN_CONFIG_KEY, write_simulated_keys
 
     client = chain_from_options(home, deployment, rpc)
     if not client.deployment.dev_keys.get("admin"):
@@ -257,7 +257,7 @@ def proof(
 ) -> None:
     """A node's reputation and status in its task's latest finalized checkpoint, with the Merkle proof
     ReputationCheckpoints checks (commitment mode)."""
-    from fl_chain.fl.commitment_check import node_proof
+    from fl_chain.verify.commitment_check import node_proof
 
     client = chain_from_options(home, deployment, rpc)
     node = keystore_address(Path(address)) if Path(address).is_file() else checksum(address)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from eth_account import Account
 
-from fl_chain.chain import bootstrap, ledger, quorum
+from fl_chain.chain import ledger, quorum
 from fl_chain.chain.client import ChainClient
-from fl_chain.chain.reputation_model import ReputationParams
+from fl_chain.chain.setup import bootstrap
 from fl_chain.config import RunConfig
-from fl_chain.fl.report import RoundReport, RunEntry, RunEvents
+from fl_chain.protocol.reputation_model import ReputationParams
+from fl_chain.wire.report import RoundReport, RunEntry, RunEvents
 
 
 @dataclass
@@ -109,9 +110,9 @@ def simulate(
     """One run of the flchain ServerApp and ClientApp on Flower's Simulation Engine, one node per key."""
     from flwr.simulation import run_simulation
 
-    from fl_chain.fl.client_app import SimulatedNodes, make_client_app
-    from fl_chain.fl.node_config import NodeConfig
-    from fl_chain.fl.server_app import make_server_app
+    from fl_chain.coordinator.server_app import make_server_app
+    from fl_chain.node.client_app import SimulatedNodes, make_client_app
+    from fl_chain.wire.node_config import NodeConfig
 
     nodes = SimulatedNodes(
         NodeConfig(
@@ -136,14 +137,14 @@ def simulate(
 
 def _collusion(keys: list[str], attacks: dict[int, dict]):
     """A Grid wrapper for coordinated attacks (ALIE, IPM) among the simulated nodes, or None."""
-    from fl_chain.fl.attacks import COORDINATED
+    from fl_chain.experiments.attacks import COORDINATED
 
     colluders = {
         Account.from_key(keys[pid]).address: a for pid, a in attacks.items() if a.get("kind") in COORDINATED
     }
     if not colluders:
         return None
-    from fl_chain.fl.collusion import CollusionGrid
+    from fl_chain.experiments.collusion import CollusionGrid
 
     return lambda grid: CollusionGrid(grid, colluders)
 
@@ -189,8 +190,8 @@ class ValidatorThreads:
 
 def start_validators(client: ChainClient, count: int, config: RunConfig) -> ValidatorThreads:
     """Create, fund and authorise `count` validator keys and start attesting."""
-    from fl_chain.fl.validator import Validator, task_accuracy
     from fl_chain.tasks import load_task
+    from fl_chain.verify.validator import Validator, task_accuracy
 
     task = load_task(config.task.name)
     held_out = task.server_data(config.task.seed)[1]

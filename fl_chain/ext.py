@@ -19,19 +19,19 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fl_chain.fl.chain_mod import flchain_mod, make_flchain_mod
-    from fl_chain.fl.ledger_session import LedgerSession
-    from fl_chain.fl.strategy import ChainStrategy
-    from fl_chain.fl.task_identity import identity_hash
+    from fl_chain.coordinator.ledger_session import LedgerSession
+    from fl_chain.coordinator.strategy import ChainStrategy
+    from fl_chain.node.chain_mod import flchain_mod, make_flchain_mod
+    from fl_chain.protocol.task_identity import identity_hash
 
 # Each name is imported on first use: a ClientApp module that takes only the mod must not pay for the
 # server side (web3, the strategy) in every process Flower starts for a message.
 _SOURCES = {
-    "ChainStrategy": "fl_chain.fl.strategy",
-    "LedgerSession": "fl_chain.fl.ledger_session",
-    "flchain_mod": "fl_chain.fl.chain_mod",
-    "make_flchain_mod": "fl_chain.fl.chain_mod",
-    "identity_hash": "fl_chain.fl.task_identity",
+    "ChainStrategy": "fl_chain.coordinator.strategy",
+    "LedgerSession": "fl_chain.coordinator.ledger_session",
+    "flchain_mod": "fl_chain.node.chain_mod",
+    "make_flchain_mod": "fl_chain.node.chain_mod",
+    "identity_hash": "fl_chain.protocol.task_identity",
 }
 
 __all__ = ["ChainStrategy", "LedgerSession", "flchain_mod", "identity_hash", "make_flchain_mod"]

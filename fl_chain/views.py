@@ -8,8 +8,8 @@ from rich.table import Table
 from rich.text import Text
 
 from fl_chain.chain.client import NODE_STATUS
-from fl_chain.chain.fixedpoint import from_fixed
-from fl_chain.fl.report import NodeNotice, RoundReport, RunEntry, RunNotice
+from fl_chain.protocol.fixedpoint import from_fixed
+from fl_chain.wire.report import NodeNotice, RoundReport, RunEntry, RunNotice
 
 # Markup off: what is printed comes from the chain, files and other parties (a dispute reason, an endpoint,
 # a path) and must show literally; a "[/]" in it would otherwise raise or restyle. Styles go in as Text.

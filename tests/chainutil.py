@@ -6,11 +6,11 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.chain import bootstrap
-from fl_chain.chain.bootstrap import LocalDeployment
-from fl_chain.chain.fixedpoint import SCALE
-from fl_chain.chain.localnode import ChainProcess, free_port, start_chain
 from fl_chain.chain.registry import Capacity
+from fl_chain.chain.setup import bootstrap
+from fl_chain.chain.setup.bootstrap import LocalDeployment
+from fl_chain.chain.setup.localnode import ChainProcess, free_port, start_chain
+from fl_chain.protocol.fixedpoint import SCALE
 
 LocalChain = LocalDeployment  # a chain process plus a fresh deployment on it
 TEST_CAPACITY = Capacity(4, 8192, 100)

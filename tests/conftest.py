@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fl_chain.chain.localnode import ChainProcess
+from fl_chain.chain.setup.localnode import ChainProcess
 from tests.chainutil import LocalChain, fresh_deployment, launch
 
 
@@ -77,7 +77,7 @@ def _no_detached_chain_outlives_its_test(request: pytest.FixtureRequest) -> Iter
     tmp_path = request.node.funcargs.get("tmp_path")
     if tmp_path is None:
         return
-    from fl_chain.chain.localnode import read_pidfile
+    from fl_chain.chain.setup.localnode import read_pidfile
     from fl_chain.cli_chain import PIDFILE
     from fl_chain.errors import FlchainError
 

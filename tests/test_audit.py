@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fl_chain.chain.audit import audit_reputation, audit_task
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task
 from fl_chain.cli import run
 from fl_chain.store import ModelStore
+from fl_chain.verify.audit import audit_reputation, audit_task
 from tests.chainutil import LocalChain, new_nodes
 from tests.test_cli_chain_node import assert_one_line_error
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from eth_account import Account
 
-from fl_chain.fl.auth import Challenges, sign_challenge
+from fl_chain.protocol.join import Challenges, sign_challenge
 
 
 def test_valid_answer_is_accepted_once() -> None:

@@ -11,19 +11,19 @@ import pytest
 from eth_account import Account
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
-from fl_chain.fl.auth import recover_signer
-from fl_chain.fl.chain_mod import make_flchain_mod, settings_from_node_config
-from fl_chain.fl.ledger_session import LedgerSession
-from fl_chain.fl.node_config import NodeConfig
-from fl_chain.fl.records import (
+from fl_chain.coordinator.ledger_session import LedgerSession
+from fl_chain.node.chain_mod import make_flchain_mod, settings_from_node_config
+from fl_chain.protocol.join import recover_signer
+from fl_chain.protocol.task_identity import identity_hash
+from fl_chain.store import ModelStore
+from fl_chain.wire.node_config import NodeConfig
+from fl_chain.wire.records import (
     AUTH_MESSAGE_TYPE,
     AUTH_RECORD,
     CONFIG_PARENT_ROUND,
     CONFIG_TASK_ID,
     arrays_to_record,
 )
-from fl_chain.fl.task_identity import identity_hash
-from fl_chain.store import ModelStore
 from tests.chainutil import LocalChain, home_with_deployment, new_nodes
 from tests.conftest import flower_server_identity
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fl_chain.chain.localnode import free_port, pid_alive
+from fl_chain.chain.setup.localnode import free_port, pid_alive
 from fl_chain.cli import run
 
 FLCHAIN = [sys.executable, "-m", "fl_chain"]

@@ -14,15 +14,16 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.chain import bootstrap, checkpoints, ledger, quorum, registry, reputation
-from fl_chain.chain.audit import audit_task
+from fl_chain.chain import checkpoints, ledger, quorum, registry, reputation
+from fl_chain.chain.setup import bootstrap
+from fl_chain.coordinator.committer import RoundCommitter
 from fl_chain.errors import FlchainError
-from fl_chain.fl.commitment_check import History, check_checkpoint, fetch_outcomes
-from fl_chain.fl.committer import RoundCommitter
-from fl_chain.fl.outcomes import MISSED, PENALIZED, SCORED, parse_checkpoint, parse_outcomes
-from fl_chain.fl.reputation_fold import checkpoint_of
-from fl_chain.fl.validator import CheckpointVerdict, Dispute, Validator
+from fl_chain.protocol.outcomes import MISSED, PENALIZED, SCORED, parse_checkpoint, parse_outcomes
+from fl_chain.protocol.reputation_fold import checkpoint_of
 from fl_chain.store import ModelStore
+from fl_chain.verify.audit import audit_task
+from fl_chain.verify.commitment_check import History, check_checkpoint, fetch_outcomes
+from fl_chain.verify.validator import CheckpointVerdict, Dispute, Validator
 from tests.chainutil import new_nodes
 
 SCORES = [900_000, 700_000, 400_000, 100_000]
@@ -200,7 +201,7 @@ def test_a_wrong_checkpoint_is_disputed_and_never_finalized(task: Task, monkeypa
             leaves.chain_id, leaves.ledger, leaves.task, leaves.through_round, leaves.params, cooked
         )
 
-    monkeypatch.setattr("fl_chain.fl.commitment.checkpoint_of", inflated)
+    monkeypatch.setattr("fl_chain.coordinator.commitment.checkpoint_of", inflated)
     commit = task.commit(1)
     record = checkpoints.get(client, commit.checkpoint)
     with pytest.raises(FlchainError, match=r"RootMismatch"):  # a validator's own root is not the proposed
@@ -322,7 +323,7 @@ def test_flchain_validator_attests_rounds_and_checkpoints_through_the_cli(
             leaves.chain_id, leaves.ledger, leaves.task, leaves.through_round, leaves.params, rows
         )
 
-    monkeypatch.setattr("fl_chain.fl.commitment.checkpoint_of", cooked)
+    monkeypatch.setattr("fl_chain.coordinator.commitment.checkpoint_of", cooked)
     second = task.commit(2)
     evaluate = "tests.test_verified_rounds:constant_evaluate"
     capsys.readouterr()

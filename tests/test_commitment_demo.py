@@ -12,14 +12,14 @@ import sys
 from pathlib import Path
 
 from fl_chain.chain import checkpoints, registry
-from fl_chain.chain.audit import audit_task
 from fl_chain.config import RunConfig
 from fl_chain.demo import run_demo
-from fl_chain.fl.validator import Attestation, CheckpointVerdict
+from fl_chain.verify.audit import audit_task
+from fl_chain.verify.validator import Attestation, CheckpointVerdict
 
 
 def test_a_commitment_demo_is_checked_by_the_validators_and_suspends_by_checkpoint(tmp_path: Path) -> None:
-    from fl_chain.chain import bootstrap
+    from fl_chain.chain.setup import bootstrap
 
     config = RunConfig()
     config.federation.rounds = 2

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import solcx
 
-from fl_chain.chain import compile as compile_mod
-from fl_chain.chain.compile import CONTRACT_NAMES, collect_sources, compile_contracts
+from fl_chain.chain.setup import compile as compile_mod
+from fl_chain.chain.setup.compile import CONTRACT_NAMES, collect_sources, compile_contracts
 from fl_chain.paths import contracts_dir, node_modules
 
 

@@ -3,7 +3,7 @@
 A hypothesis `RuleBasedStateMachine` sends random sequences of transactions from random accounts (the
 admin, a second registrar, the coordinator, a second coordinator, validators, nodes and strangers) and
 keeps a Python model of what the chain must hold. Reputation is predicted by the project's one reference
-model (`fl_chain.chain.reputation_model.ReputationModel`), never re-derived here. After every step the
+model (`fl_chain.protocol.reputation_model.ReputationModel`), never re-derived here. After every step the
 on-chain views and event logs are compared with the model and checked for these invariants:
 
 - node status moves only along the allowed transitions (read from the registry's views and from the
@@ -58,10 +58,10 @@ from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from fl_chain.chain.client import NODE_STATUS, ChainClient, role_id
-from fl_chain.chain.fixedpoint import SCALE
 from fl_chain.chain.ledger import ZERO_HASH
-from fl_chain.chain.reputation_model import ReputationModel, ReputationParams
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.fixedpoint import SCALE
+from fl_chain.protocol.reputation_model import ReputationModel, ReputationParams
 from tests.chainutil import TEST_CAPACITY, LocalChain
 
 SETTINGS = settings(

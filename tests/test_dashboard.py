@@ -13,8 +13,9 @@ import pytest
 import requests
 
 from fl_chain import watchdog
-from fl_chain.chain import bootstrap, ledger, registry
-from fl_chain.chain.localnode import free_port
+from fl_chain.chain import ledger, registry
+from fl_chain.chain.setup import bootstrap
+from fl_chain.chain.setup.localnode import free_port
 from fl_chain.chain.watcher import ChainEvent
 from fl_chain.dashboard.ledger_view import ChainFacts, LedgerView
 from fl_chain.dashboard.verify import _within_store
@@ -49,8 +50,8 @@ def test_the_dashboard_shows_the_ledger_live_and_verifies_blobs(tmp_path: Path) 
     from selenium.common.exceptions import NoAlertPresentException
 
     from fl_chain.config import RunConfig
+    from fl_chain.coordinator.committer import RoundCommitter
     from fl_chain.demo import run_demo
-    from fl_chain.fl.committer import RoundCommitter
     from fl_chain.store import ModelStore
 
     home = tmp_path / "home"
@@ -226,10 +227,10 @@ def test_accuracy_comes_from_the_chain_or_a_server_report_of_the_same_model(chai
     """Beside a server's home (HOME/runs/*/rounds.jsonl) a round gains the accuracy its report gives for
     that model hash; a report naming a hash the chain does not hold attaches to nothing; a damaged
     report is shown as such and costs nothing else."""
+    from fl_chain.coordinator.committer import RoundCommitter
     from fl_chain.dashboard.sync import LedgerSync
-    from fl_chain.fl.committer import RoundCommitter
-    from fl_chain.fl.report import RoundReport, RunEvents
     from fl_chain.store import ModelStore
+    from fl_chain.wire.report import RoundReport, RunEvents
 
     committer = RoundCommitter.new_task(
         chain.client, chain.coordinator, ModelStore(tmp_path / "s"), b"\x09" * 32

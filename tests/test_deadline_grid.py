@@ -14,8 +14,8 @@ import pytest
 from flwr.app import Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
-from fl_chain.fl.deadline_grid import DeadlineGrid, DeadlinePolicy
-from fl_chain.fl.records import arrays_to_record
+from fl_chain.coordinator.deadline_grid import DeadlineGrid, DeadlinePolicy
+from fl_chain.wire.records import arrays_to_record
 from tests.conftest import flower_server_identity
 
 

@@ -11,15 +11,15 @@ import pytest
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from fl_chain.fl.anchor import RootAnchor
-from fl_chain.fl.attacks import apply_attack
-from fl_chain.fl.collusion import alie_z, colluding_deltas
-from fl_chain.fl.evidence import EvidenceBook, EvidencePolicy, suspicions
-from fl_chain.fl.influence import bound_influence, bound_step
-from fl_chain.fl.records import arrays_to_record, record_to_arrays
-from fl_chain.fl.screening import Screened
-from fl_chain.fl.trust import trust_scores, trust_weighted_delta
-from fl_chain.fl.trust_strategy import TrustWeighted
+from fl_chain.coordinator.screening import Screened
+from fl_chain.coordinator.trust_strategy import TrustWeighted
+from fl_chain.defence.anchor import RootAnchor
+from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy, suspicions
+from fl_chain.defence.influence import bound_influence, bound_step
+from fl_chain.defence.trust import trust_scores, trust_weighted_delta
+from fl_chain.experiments.attacks import apply_attack
+from fl_chain.experiments.collusion import alie_z, colluding_deltas
+from fl_chain.wire.records import arrays_to_record, record_to_arrays
 from tests.conftest import flower_server_identity
 from tests.test_strategy import FakeGrid
 

@@ -58,9 +58,9 @@ def test_a_verified_demo_is_rederived_by_every_validator_and_finalized(tmp_path:
     and publishes update blobs and manifest, both validators re-derive each round before attesting (round 0,
     the initial model, is a plain round: attested by evaluation alone), every round finalizes, and the
     audit re-derives every round too."""
-    from fl_chain.chain import bootstrap
-    from fl_chain.chain.audit import audit_task
-    from fl_chain.fl.validator import Attestation
+    from fl_chain.chain.setup import bootstrap
+    from fl_chain.verify.audit import audit_task
+    from fl_chain.verify.validator import Attestation
 
     config = RunConfig()
     config.federation.rounds = 2

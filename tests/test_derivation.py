@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from eth_account import Account
 
-from fl_chain.chain.update_signing import RoundContext, sign_update
+from fl_chain.coordinator import verified_round
+from fl_chain.coordinator.screening import Screened
+from fl_chain.defence import derivation
+from fl_chain.defence.influence import bound_step
+from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.errors import FlchainError
-from fl_chain.fl import derivation, verified_round
-from fl_chain.fl.influence import bound_step
-from fl_chain.fl.manifest import EXCLUDED_SCORE, RoundManifest, parse_manifest
-from fl_chain.fl.scoring import ScoringPolicy, score_round
-from fl_chain.fl.screening import Screened
+from fl_chain.protocol.manifest import EXCLUDED_SCORE, RoundManifest, parse_manifest
+from fl_chain.protocol.update_signing import RoundContext, sign_update
 from fl_chain.store import hash_arrays
 
 CONTEXT = RoundContext(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3", 1, 4)

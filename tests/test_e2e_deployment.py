@@ -21,9 +21,9 @@ from eth_utils import keccak
 
 from fl_chain.chain.client import open_chain
 from fl_chain.chain.ledger import contributions, get_round, round_count, updates_root
-from fl_chain.chain.localnode import free_port
-from fl_chain.chain.update_signing import ticket_digest
-from fl_chain.fl.report import read_reports
+from fl_chain.chain.setup.localnode import free_port
+from fl_chain.protocol.update_signing import ticket_digest
+from fl_chain.wire.report import read_reports
 
 PASSWORD = "e2e password"
 FLCHAIN = [sys.executable, "-m", "fl_chain"]
@@ -199,9 +199,9 @@ def test_coordinator_faults_lose_and_double_nothing(tmp_path: Path) -> None:
     server) says it is waiting and continues, and nobody is counted missing for the chain's outage.
     Rounds 0-3 land once each, in order, and the audit is clean. Runs over TLS (certificates from
     scripts/make-certs.sh; clients verify the SuperLink with ca.crt)."""
-    from fl_chain.chain.audit import audit_task
     from fl_chain.failpoints import FAILPOINT_ENV
     from fl_chain.proctree import descendants
+    from fl_chain.verify.audit import audit_task
 
     certs = tmp_path / "certs"
     root = Path(__file__).resolve().parents[1]

@@ -18,10 +18,10 @@ from eth_account import Account
 
 from fl_chain.chain import ledger
 from fl_chain.chain.client import open_chain
-from fl_chain.chain.localnode import free_port
-from fl_chain.fl.processes import start_simulation_superlink, start_supernode, write_flwr_home
-from fl_chain.fl.report import read_reports
-from fl_chain.fl.task_identity import identity_hash
+from fl_chain.chain.setup.localnode import free_port
+from fl_chain.protocol.task_identity import identity_hash
+from fl_chain.runners.processes import start_simulation_superlink, start_supernode, write_flwr_home
+from fl_chain.wire.report import read_reports
 from tests.test_e2e_deployment import FLCHAIN, PASSWORD, _processes_with, _run, _spawn, _stop, registered_keys
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fl_chain.chain.localnode import free_port
-from fl_chain.fl.report import read_reports
+from fl_chain.chain.setup.localnode import free_port
+from fl_chain.wire.report import read_reports
 from tests.test_e2e_deployment import PASSWORD, _processes_with, _run, _spawn, registered_keys, stop_commands
 
 
@@ -105,9 +105,10 @@ def test_node_deaths_mid_run(tmp_path: Path) -> None:
 def test_a_commit_waits_out_a_chain_restart(tmp_path: Path) -> None:
     """The coordinator's commit meets a stopped anvil (state kept in a file): it reports the wait, waits
     with backoff, and lands the round once when the node is back; the next round follows on its parent."""
-    from fl_chain.chain import bootstrap, ledger
-    from fl_chain.chain.localnode import start_chain, stop_pid
-    from fl_chain.fl.committer import RoundCommitter
+    from fl_chain.chain import ledger
+    from fl_chain.chain.setup import bootstrap
+    from fl_chain.chain.setup.localnode import start_chain, stop_pid
+    from fl_chain.coordinator.committer import RoundCommitter
     from fl_chain.store import ModelStore
 
     state, port = tmp_path / "state.json", free_port()

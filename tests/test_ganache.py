@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fl_chain.chain.localnode import pid_alive, stop_pid
+from fl_chain.chain.setup.localnode import pid_alive, stop_pid
 from tests.chainutil import SCALE, ema, fresh_deployment, launch, new_nodes
 
 

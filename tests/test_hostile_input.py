@@ -18,10 +18,10 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fl_chain.coordinator.screening import ScreeningPolicy, screen_replies
 from fl_chain.errors import FlchainError
-from fl_chain.fl.auth import Challenges, sign_challenge
-from fl_chain.fl.records import arrays_to_record, record_mismatch
-from fl_chain.fl.screening import ScreeningPolicy, screen_replies
+from fl_chain.protocol.join import Challenges, sign_challenge
+from fl_chain.wire.records import arrays_to_record, record_mismatch
 from tests.conftest import flower_server_identity
 
 MODEL = {"w": np.zeros((30, 20), np.float32), "b": np.zeros(20, np.float32)}
@@ -165,7 +165,7 @@ def test_signatures_of_another_chain_run_or_node_never_verify(
 def valid_files(tmp_path_factory: pytest.TempPathFactory, anvil_process) -> dict[str, Path]:
     """One valid file of each kind flchain reads back, written by flchain itself on a real chain."""
     from fl_chain.chain.watcher import ChainWatcher
-    from fl_chain.fl.report import RoundReport, RunEvents
+    from fl_chain.wire.report import RoundReport, RunEvents
     from tests.chainutil import fresh_deployment, new_nodes
 
     folder = tmp_path_factory.mktemp("valid")
@@ -192,7 +192,7 @@ def _loaders(files: dict[str, Path]) -> dict[str, tuple[Path, Callable[[Path], o
     from fl_chain.chain.identity import keystore_address, load_key
     from fl_chain.chain.watcher import Cursor
     from fl_chain.config import load_config
-    from fl_chain.fl.report import read_reports
+    from fl_chain.wire.report import read_reports
 
     return {
         "config": (files["run.toml"], load_config),
@@ -259,8 +259,9 @@ def test_strings_from_others_print_literally_in_the_terminal(
     """Terminal output is rendered by rich with markup off: a node's endpoint, a validator's dispute reason
     or a path holding "[/]" or "[red]" shows as written, instead of raising MarkupError (a traceback in
     `flchain watch` or `flchain client`) or restyling the line."""
-    from fl_chain.chain import bootstrap, ledger, quorum
+    from fl_chain.chain import ledger, quorum
     from fl_chain.chain.registry import Capacity, register
+    from fl_chain.chain.setup import bootstrap
     from fl_chain.cli import run
     from tests.chainutil import home_with_deployment
 

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from fl_chain.chain.client import connect
-from fl_chain.chain.localnode import anvil_binary, anvil_platform, free_port, pid_alive, start_chain, stop_pid
+from fl_chain.chain.setup.localnode import (
+    anvil_binary,
+    anvil_platform,
+    free_port,
+    pid_alive,
+    start_chain,
+    stop_pid,
+)
 from fl_chain.errors import FlchainError
 
 
@@ -104,7 +111,7 @@ def test_anvil_states_go_beside_its_log_and_are_removed(tmp_path: Path) -> None:
     import os
     import signal
 
-    from fl_chain.chain.localnode import states_dir
+    from fl_chain.chain.setup.localnode import states_dir
 
     killed = start_chain("anvil", free_port(), tmp_path / "chain.log")
     stopped = start_chain("anvil", free_port(), tmp_path / "chain.log")

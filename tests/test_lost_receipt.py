@@ -71,7 +71,7 @@ def test_commits_and_watcher_through_a_lossy_delaying_rpc(chain: LocalChain, anv
 
     from fl_chain.chain.client import ChainClient, connect
     from fl_chain.chain.watcher import ChainWatcher
-    from fl_chain.fl.committer import RoundCommitter
+    from fl_chain.coordinator.committer import RoundCommitter
     from fl_chain.store import ModelStore
     from tests.rpc_proxy import RpcProxy
 

@@ -15,10 +15,10 @@ import pytest
 from flwr.common.config import parse_config_args
 
 from fl_chain.chain.identity import write_keystore
-from fl_chain.chain.localnode import free_port
+from fl_chain.chain.setup.localnode import free_port
 from fl_chain.errors import FlchainError
-from fl_chain.fl.node_config import NodeConfig
-from fl_chain.fl.processes import format_node_config
+from fl_chain.runners.processes import format_node_config
+from fl_chain.wire.node_config import NodeConfig
 from tests.chainutil import LocalChain, home_with_deployment
 
 
@@ -99,7 +99,7 @@ def _wait_for_child(pid: int, name: str, timeout: float = 30.0) -> psutil.Proces
 
 
 def test_simulated_nodes_take_their_key_by_partition_id(tmp_path: Path) -> None:
-    from fl_chain.fl.simulated_keys import simulated_node_settings, write_simulated_keys
+    from fl_chain.node.simulated_keys import simulated_node_settings, write_simulated_keys
 
     keys = ["0x" + "11" * 32, "0x" + "22" * 32]
     path = write_simulated_keys(tmp_path / "keys.json", tmp_path / "deployment.json", keys)

@@ -81,7 +81,7 @@ def test_the_mod_imports_neither_web3_nor_eth_account() -> None:
         "import sys; from fl_chain.ext import flchain_mod, make_flchain_mod; "
         "print(sorted(m for m in ('web3', 'eth_account') if m in sys.modules)); "
         # what signing a reply loads (eth-account signs; remembering the claim must not pull in web3)
-        "import fl_chain.chain.update_signing, fl_chain.fl.claims_file; "
+        "import fl_chain.protocol.update_signing, fl_chain.node.claims_file; "
         "print('web3' in sys.modules)"
     )
     out = subprocess.run(

@@ -11,10 +11,10 @@ import pytest
 from eth_account import Account
 
 from fl_chain.chain.identity import write_keystore
-from fl_chain.chain.pow import difficulty_of, mine, target_for, work_hash
 from fl_chain.chain.registry import status_of
 from fl_chain.cli import run
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.pow import difficulty_of, mine, target_for, work_hash
 from tests.chainutil import LocalChain, home_with_deployment
 
 CAPACITY = (2, 2048, 100)

@@ -94,8 +94,8 @@ def test_machine_facts() -> None:
 COMMAND = """
 import sys, time
 from pathlib import Path
-from fl_chain.chain.localnode import free_port, start_chain
-from fl_chain.fl.processes import spawn
+from fl_chain.chain.setup.localnode import free_port, start_chain
+from fl_chain.runners.processes import spawn
 tag, log = sys.argv[1], Path(sys.argv[2])
 chain = start_chain("anvil", free_port(), log / "anvil.log")
 code = "import subprocess, time; subprocess.Popen(['setsid', 'sleep', '301']); time.sleep(300)"

@@ -15,11 +15,12 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from fl_chain.chain import bootstrap, ledger, quorum
-from fl_chain.chain.audit import Finding, audit_task
+from fl_chain.chain import ledger, quorum
+from fl_chain.chain.setup import bootstrap
 from fl_chain.chain.watcher import ChainWatcher
 from fl_chain.dashboard.ledger_view import ChainFacts, LedgerView
 from fl_chain.errors import FlchainError
+from fl_chain.verify.audit import Finding, audit_task
 from fl_chain.views import describe_event
 from tests.chainutil import LocalChain
 

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fl_chain.chain.fixedpoint import SCALE
-from fl_chain.chain.localnode import ChainProcess
 from fl_chain.chain.registry import status_of
-from fl_chain.chain.reputation_model import ReputationModel, ReputationParams
+from fl_chain.chain.setup.localnode import ChainProcess
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.fixedpoint import SCALE
+from fl_chain.protocol.reputation_model import ReputationModel, ReputationParams
 from tests.chainutil import LocalChain, fresh_deployment, new_nodes
 
 ZERO = b"\0" * 32

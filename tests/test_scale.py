@@ -8,12 +8,13 @@ import statistics
 import time
 from pathlib import Path
 
-from fl_chain.chain import bootstrap, registry, reputation
+from fl_chain.chain import registry, reputation
 from fl_chain.chain.deployment import DEPLOYMENT_FILE
-from fl_chain.chain.fixedpoint import SCALE
+from fl_chain.chain.setup import bootstrap
 from fl_chain.config import load_config
 from fl_chain.demo import run_demo
-from fl_chain.fl.report import RoundReport, RunEntry
+from fl_chain.protocol.fixedpoint import SCALE
+from fl_chain.wire.report import RoundReport, RunEntry
 from tests.chainutil import LocalChain, new_nodes
 from tests.rpc_proxy import RpcProxy
 

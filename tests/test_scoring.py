@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fl_chain.fl.scoring import (
+from fl_chain.defence.scoring import (
     SCALE,
     SCORERS,
     RoundInput,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from fl_chain.fl.selection import NodeStats, Selector, local_steps
+from fl_chain.defence.selection import NodeStats, Selector, local_steps
 
 
 def _draws(selector: Selector, candidates, reputation, n: int = 1500) -> Counter:
@@ -64,6 +64,6 @@ def test_local_work_follows_capacity() -> None:
 
 
 def test_capacity_benchmark_measures_throughput() -> None:
-    from fl_chain.fl.capacity import measure_samples_per_sec
+    from fl_chain.node.capacity import measure_samples_per_sec
 
     assert measure_samples_per_sec(seconds=0.2) > 100

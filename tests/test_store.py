@@ -110,7 +110,7 @@ def test_a_full_disk_commits_nothing_and_leaves_no_partial_blob(
     the store, and once space is back the same round commits."""
     import errno
 
-    from fl_chain.fl.committer import RoundCommitter
+    from fl_chain.coordinator.committer import RoundCommitter
 
     store = ModelStore(tmp_path / "store")
     committer = RoundCommitter.new_task(chain.client, chain.coordinator, store, b"\x06" * 32)
@@ -159,7 +159,7 @@ def test_a_really_full_or_read_only_filesystem_commits_nothing(
     nothing is committed or left behind; remounted read-only, the same; with space back, it commits."""
     import subprocess
 
-    from fl_chain.fl.committer import RoundCommitter
+    from fl_chain.coordinator.committer import RoundCommitter
 
     store = ModelStore(small_filesystem / "store")
     committer = RoundCommitter.new_task(chain.client, chain.coordinator, store, b"\x08" * 32)

@@ -15,19 +15,19 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from fl_chain.chain import ledger
-from fl_chain.fl.auth import sign_challenge
-from fl_chain.fl.committer import RoundCommitter
-from fl_chain.fl.records import (
+from fl_chain.coordinator.committer import RoundCommitter
+from fl_chain.coordinator.screening import ScreeningPolicy, screen_replies
+from fl_chain.coordinator.strategy import ChainStrategy, Evaluation, RoundPolicy
+from fl_chain.protocol.join import sign_challenge
+from fl_chain.store import ModelStore, hash_arrays
+from fl_chain.wire.records import (
     AUTH_RECORD,
     CONFIG_PARENT_ROUND,
     CONFIG_TASK_ID,
     arrays_to_record,
     record_to_arrays,
 )
-from fl_chain.fl.report import NodeNotice, RoundReport, RunEvents
-from fl_chain.fl.screening import ScreeningPolicy, screen_replies
-from fl_chain.fl.strategy import ChainStrategy, Evaluation, RoundPolicy
-from fl_chain.store import ModelStore, hash_arrays
+from fl_chain.wire.report import NodeNotice, RoundReport, RunEvents
 from tests.chainutil import LocalChain, new_nodes
 from tests.conftest import flower_server_identity
 
@@ -262,9 +262,9 @@ def test_chain_strategy_in_a_users_server_app_with_a_ledger_session(
     """ChainStrategy(strategy, ledger=...) around a user's strategy instance, run by Flower's own `start`:
     the task is created from the initial arrays, the user's evaluate_fn metrics land in the reports (one
     call per round), and a strategy that returns no arrays commits the unchanged model crediting nobody."""
-    from fl_chain.fl.ledger_session import LedgerSession
-    from fl_chain.fl.report import RunEnd
-    from fl_chain.fl.task_identity import identity_hash
+    from fl_chain.coordinator.ledger_session import LedgerSession
+    from fl_chain.protocol.task_identity import identity_hash
+    from fl_chain.wire.report import RunEnd
 
     client, chain_id = chain.client, chain.client.deployment.chain_id
     a, b = new_nodes(chain, 2)

@@ -13,9 +13,9 @@ from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fl_chain.chain.update_signing import LEAF_TYPES, SignedUpdate, UpdateLeaf, sign_update
 from fl_chain.errors import FlchainError
-from fl_chain.merkle import StandardTree, process_proof
+from fl_chain.protocol.merkle import StandardTree, process_proof
+from fl_chain.protocol.update_signing import LEAF_TYPES, SignedUpdate, UpdateLeaf, sign_update
 
 ROOT = Path(__file__).resolve().parents[1]
 OZ_TREE = """
@@ -119,8 +119,9 @@ def test_a_verified_round_commits_its_updates_root_and_hears_a_left_out_node(cha
     """On a real chain: the ledger's digest is the one nodes sign; the root committed with a verified
     round proves each leaf (and no altered one); a node left out posts its signed update as a
     complaint, once, and only with its own signature; a plain round and an empty root are refused."""
-    from fl_chain.chain import bootstrap, ledger
-    from fl_chain.chain.update_signing import sign_ticket, ticket_digest, update_digest
+    from fl_chain.chain import ledger
+    from fl_chain.chain.setup import bootstrap
+    from fl_chain.protocol.update_signing import sign_ticket, ticket_digest, update_digest
 
     client = chain.client
     nodes = bootstrap.register_nodes(client, 4)
@@ -186,8 +187,8 @@ def test_a_verified_round_commits_its_updates_root_and_hears_a_left_out_node(cha
             sign_ticket(chain.coordinator, chain_id, address, task, 1, outsider.address),
         )
     # Visible to every reader: the watcher's events and `flchain audit`.
-    from fl_chain.chain.audit import audit_task
     from fl_chain.chain.watcher import ChainWatcher
+    from fl_chain.verify.audit import audit_task
 
     names = [e.name for e in ChainWatcher(client).poll()]
     assert names.count("UpdatesCommitted") == 1 and names.count("UpdateOmitted") == 1
@@ -202,10 +203,10 @@ def test_screening_checks_each_replys_signed_update() -> None:
     import numpy as np
     from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
-    from fl_chain.chain.update_signing import RoundContext
-    from fl_chain.fl.records import UPDATE_RECORD, arrays_to_record
-    from fl_chain.fl.screening import ScreeningPolicy, screen_replies
+    from fl_chain.coordinator.screening import ScreeningPolicy, screen_replies
+    from fl_chain.protocol.update_signing import RoundContext
     from fl_chain.store import hash_arrays
+    from fl_chain.wire.records import UPDATE_RECORD, arrays_to_record
     from tests.conftest import flower_server_identity
 
     previous = {"w": np.zeros(4, np.float32)}

@@ -13,10 +13,10 @@ from fl_chain.chain.client import role_id
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task
 from fl_chain.chain.watcher import ChainWatcher
 from fl_chain.errors import FlchainError
-from fl_chain.fl.training import get_arrays
-from fl_chain.fl.validator import Validator, task_accuracy
 from fl_chain.store import ModelStore
 from fl_chain.tasks.digits import build_model, server_data
+from fl_chain.tasks.training import get_arrays
+from fl_chain.verify.validator import Validator, task_accuracy
 from tests.chainutil import LocalChain, home_with_deployment
 
 

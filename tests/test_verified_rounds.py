@@ -15,17 +15,19 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.chain import bootstrap, quorum
-from fl_chain.chain.audit import audit_task
-from fl_chain.chain.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
-from fl_chain.fl import derivation, verified_round
-from fl_chain.fl.committer import RoundCommitter
-from fl_chain.fl.inclusion import check_inclusion
-from fl_chain.fl.manifest import RoundManifest
-from fl_chain.fl.scoring import ScoringPolicy, score_round
-from fl_chain.fl.screening import Screened
-from fl_chain.fl.validator import Attestation, Dispute, Validator
+from fl_chain.chain import quorum
+from fl_chain.chain.setup import bootstrap
+from fl_chain.coordinator import verified_round
+from fl_chain.coordinator.committer import RoundCommitter
+from fl_chain.coordinator.screening import Screened
+from fl_chain.defence import derivation
+from fl_chain.defence.scoring import ScoringPolicy, score_round
+from fl_chain.node.inclusion import check_inclusion
+from fl_chain.protocol.manifest import RoundManifest
+from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
 from fl_chain.store import ModelStore, arrays_from_bytes, canonical_bytes, hash_arrays
+from fl_chain.verify.audit import audit_task
+from fl_chain.verify.validator import Attestation, Dispute, Validator
 from tests.chainutil import new_nodes
 
 
@@ -325,7 +327,7 @@ def test_updates_that_cannot_be_read_yet_get_no_verdict_until_they_can(federatio
     """A validator that cannot read a round's updates (the store is away) neither attests nor disputes:
     an outage is no evidence. It keeps the round and re-derives it once the updates are back."""
     from fl_chain.chain.watcher import ChainWatcher
-    from fl_chain.fl.round_check import Unavailable
+    from fl_chain.verify.round_check import Unavailable
 
     f = federation
     validator = f.validators[0]

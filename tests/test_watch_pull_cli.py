@@ -53,7 +53,7 @@ def test_watch_ws_subscribes_through_the_given_url(chain: LocalChain, tmp_path: 
     import subprocess
     import sys
 
-    from fl_chain.chain.localnode import free_port
+    from fl_chain.chain.setup.localnode import free_port
 
     home = tmp_path / "home"
     home.mkdir()

@@ -11,8 +11,8 @@ from web3.types import TxReceipt
 
 from fl_chain.chain import registry
 from fl_chain.chain.client import ChainClient
-from fl_chain.chain.pow import difficulty_of, mine
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.pow import difficulty_of, mine
 
 GAS_ALLOWANCE_WEI = 10**18  # what a local chain's faucet gives a new node for its transactions
 

@@ -12,8 +12,8 @@ from web3.exceptions import TimeExhausted, TransactionNotFound
 from web3.types import TxReceipt
 
 from fl_chain.chain.client import ChainClient, ReceiptTimeout
-from fl_chain.chain.update_signing import SignedUpdate, UpdateLeaf
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.update_signing import SignedUpdate, UpdateLeaf
 from fl_chain.store import arrays_from_bytes, fetch_blob, require_model_hash
 
 ZERO_HASH = b"\0" * 32

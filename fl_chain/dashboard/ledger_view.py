@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fl_chain.chain.fixedpoint import from_fixed
 from fl_chain.chain.node_reads import NODE_STATUS
 from fl_chain.chain.watcher import ChainEvent
+from fl_chain.protocol.fixedpoint import from_fixed
 
 RECENT_EVENTS = 200  # the newest events the page lists; the charts and tables hold everything
 

@@ -12,7 +12,7 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.chain.watcher import ChainWatcher
 from fl_chain.dashboard.ledger_view import ChainFacts, LedgerView
 from fl_chain.errors import FlchainError
-from fl_chain.fl.report import RoundReport, RunEventsReader
+from fl_chain.wire.report import RoundReport, RunEventsReader
 
 POLL_INTERVAL = 0.25  # seconds between polls: a new block shows on the page well within 2 s
 

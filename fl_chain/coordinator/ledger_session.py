@@ -1,0 +1,117 @@
+"""LedgerSession: what a Flower App's ServerApp needs to put its federation on the ledger (the chain, the
+coordinator's key, the model store, where run events go and the flchain policies), without flchain's
+TaskSpec. `ChainStrategy(FedAvg(...), ledger=LedgerSession.from_context(context))` in anyone's ServerApp.
+
+Where the session comes from, in order: the RunSpec file `flchain server --app` hands the app (run config
+`flchain-run`, or the FLCHAIN_RUN environment variable the SuperLink passes on); else the run config key
+`flchain-deployment` (plus optional `flchain-store`, `flchain-rpc`, `flchain-coordinator-key`) for a
+plain `flwr run` against any SuperLink."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+from flwr.app import Context
+
+from fl_chain.chain.client import ChainClient, open_chain
+from fl_chain.chain.identity import resolve_account
+from fl_chain.config import RunConfig
+from fl_chain.coordinator.committer import Commit, RoundCommitter
+from fl_chain.errors import FlchainError
+from fl_chain.protocol.task_identity import identity_hash
+from fl_chain.store import ModelStore
+from fl_chain.wire.report import RunEvents
+from fl_chain.wire.run_spec import RUN_CONFIG_KEY, RunSpec
+
+RUN_ENV = "FLCHAIN_RUN"  # path of a RunSpec file, set by `flchain server --app` for its ServerApp
+
+
+@dataclass
+class LedgerSession:
+    """An open connection to one flchain deployment, acting as its coordinator."""
+
+    client: ChainClient
+    coordinator: LocalAccount
+    store: ModelStore
+    events: RunEvents = field(default_factory=RunEvents)
+    config: RunConfig = field(default_factory=RunConfig)  # scoring, evidence and finality settings
+
+    @classmethod
+    def from_deployment(
+        cls,
+        deployment: str | Path,
+        store_dir: str | Path,
+        rpc: str | None = None,
+        coordinator_key: str | Path | None = None,
+        events: str | Path | None = None,
+        config: RunConfig | None = None,
+    ) -> LedgerSession:
+        """A session on a deployment file; models go to `store_dir`, run events (JSON lines) to
+        `events`. Without `coordinator_key` a local chain's development key acts as coordinator."""
+        client = open_chain(Path(deployment), rpc)
+        key = Path(coordinator_key) if coordinator_key else None
+        coordinator = resolve_account(client.deployment.dev_keys, "coordinator", key)
+        run_events = RunEvents(Path(events) if events else None)
+        client.on_outage(run_events.notice)
+        return cls(client, coordinator, ModelStore(Path(store_dir)), run_events, config or RunConfig())
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec) -> LedgerSession:
+        """The session `flchain server` described in a RunSpec."""
+        config = spec.config
+        deployment = (
+            Path(config.chain.deployment) if config.chain.deployment else spec.home / "deployment.json"
+        )
+        return cls.from_deployment(
+            deployment,
+            config.store.dir or spec.home / "store",
+            config.chain.rpc or None,
+            config.chain.coordinator_key or None,
+            spec.events,
+            config,
+        )
+
+    @classmethod
+    def from_context(cls, context: Context) -> LedgerSession:
+        """The session for this run (see the module docstring), or a one-line error saying what to set."""
+        run_config: Mapping = context.run_config
+        run_file = run_config.get(RUN_CONFIG_KEY) or os.environ.get(RUN_ENV)
+        if run_file:
+            return cls.from_spec(RunSpec.read(Path(str(run_file))))
+        deployment = run_config.get("flchain-deployment")
+        if not deployment:
+            raise FlchainError(
+                "no flchain ledger for this run: start it with `flchain server --app PATH`, or set the run "
+                "config 'flchain-deployment' (and 'flchain-store') in the app's pyproject.toml"
+            )
+        store = run_config.get("flchain-store") or Path(str(deployment)).parent / "store"
+        return cls.from_deployment(
+            str(deployment),
+            str(store),
+            _optional(run_config, "flchain-rpc"),
+            _optional(run_config, "flchain-coordinator-key"),
+        )
+
+    def open_task(self, initial: Mapping[str, np.ndarray], app: str = "") -> tuple[RoundCommitter, Commit]:
+        """Create the task on-chain (its configHash: the model's architecture and `app`) and commit the
+        initial model as round 0."""
+        committer = RoundCommitter.new_task(
+            self.client,
+            self.coordinator,
+            self.store,
+            identity_hash(initial, app),
+            wait_finalized=self.config.federation.wait_finalized,
+            mode=self.config.ledger.mode,
+            checkpoint_every=self.config.ledger.checkpoint_every,
+        )
+        return committer, committer.commit(0, initial)
+
+
+def _optional(run_config: Mapping, key: str) -> str | None:
+    """A run-config string, None when absent or empty."""
+    return str(run_config.get(key) or "") or None

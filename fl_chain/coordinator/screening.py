@@ -1,0 +1,202 @@
+"""Which training replies may reach aggregation. Pure: replies in, verdicts out, nothing on-chain. Every
+reply is decoded once; one bad reply never aborts a round."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import Message
+
+from fl_chain.coordinator.gate import short_reason
+from fl_chain.defence.anchor import flat_delta
+from fl_chain.defence.evidence import EvidenceBook
+from fl_chain.defence.scoring import find_outliers
+from fl_chain.defence.update_checks import check_metrics, check_update
+from fl_chain.errors import FlchainError
+from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, check_claim, claim_signed_by
+from fl_chain.store import hash_arrays
+from fl_chain.wire.records import (
+    WEIGHT_KEY,
+    record_mismatch,
+    record_to_arrays,
+    reply_parts,
+    update_claim,
+    with_update,
+)
+
+
+@dataclass(frozen=True)
+class ScreeningPolicy:
+    """Limits a reply must meet."""
+
+    max_update_norm: float = 1e3
+    weight_key: str = WEIGHT_KEY
+    reject_outliers: bool = False
+    outlier_norm_ratio: float = 3.0
+    claim_cap: float = 2.0  # a claimed example count counts at most this x the round's median claim (0: off)
+    require_signed: bool = False  # refuse a reply without the node's signature on its update
+
+
+@dataclass
+class Screened:
+    """The outcome of screening one round's replies; participants are named by address."""
+
+    accepted: list[Message] = field(default_factory=list)  # in the order received, for the strategy
+    updates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    answered: set[int] = field(default_factory=set)  # node ids that replied without an error
+    dropped: dict[str, str] = field(default_factory=dict)  # who -> reason
+    penalized: set[str] = field(default_factory=set)  # verified senders of unusable or outlier replies
+    clipped: dict[str, float] = field(default_factory=dict)  # who -> factor its update was scaled by
+    signed: dict[str, SignedUpdate] = field(default_factory=dict)  # who -> its signature on its update
+    # who -> what it signed for this round, also for replies dropped for any reason (a verified round
+    # discloses those as excluded, so their nodes do not complain of omission)
+    claims: dict[str, SignedUpdate] = field(default_factory=dict)
+    originals: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # who -> update as sent
+
+
+def screen_replies(
+    replies: Iterable[Message],
+    verified: Mapping[int, str],
+    previous: Mapping[str, np.ndarray],
+    policy: ScreeningPolicy,
+    context: RoundContext | None = None,
+) -> Screened:
+    """Sort replies into accepted and dropped (with reasons); verified senders of unusable or (with
+    `reject_outliers`) outlier updates are marked for a penalty. With `context`, a reply's signed claim
+    on its update (chain/update_signing.py) must match the update, the sender and this round; a reply
+    that carries a claim which does not is dropped and penalized (the node signed something else or
+    someone else's update), and with `require_signed` an unsigned reply is dropped."""
+    out = Screened()
+    for reply in replies:
+        node_id = reply.metadata.src_node_id
+        who = verified.get(node_id, f"node {node_id}")
+        if reply.has_error():
+            out.dropped[who] = f"error reply: {short_reason(reply.error.reason)}"
+            continue
+        out.answered.add(node_id)
+        if node_id not in verified:
+            out.dropped[who] = "reply from an unverified node"
+            continue
+        claim = update_claim(reply) if context is not None else None
+        if claim is not None and (signed := claim_signed_by(claim, context, who)) is not None:
+            out.claims[who] = signed
+        reason, arrays, weight = _check(reply, previous, policy)
+        if reason:
+            out.dropped[who] = reason
+            out.penalized.add(who)
+            continue
+        if context is not None:
+            reason, signed = _check_signature(
+                claim, out.claims.get(who), who, arrays, weight, context, policy.require_signed
+            )
+            if reason:
+                out.dropped[who] = reason
+                if claim is not None:  # a false claim is the node's doing; no claim may not be
+                    out.penalized.add(who)
+                continue
+            if signed is not None:
+                out.signed[who] = signed
+        out.accepted.append(reply)
+        out.updates[who], out.weights[who] = arrays, weight
+        out.originals[who] = arrays
+    if policy.reject_outliers:
+        _drop_outliers(out, verified, previous, policy.outlier_norm_ratio)
+    if policy.claim_cap > 0:
+        _cap_claims(out, verified, policy)
+    return out
+
+
+def _check_signature(
+    claim: Mapping[str, object] | None,
+    signed_by_sender: SignedUpdate | None,
+    who: str,
+    arrays: Mapping[str, np.ndarray],
+    weight: float,
+    context: RoundContext,
+    required: bool,
+) -> tuple[str | None, SignedUpdate | None]:
+    """(reason to drop, None) or (None, the checked signature or None when unsigned and allowed).
+    `signed_by_sender`: the claim already recovered to its sender (signature recovery is the costly
+    step, in pure Python: once per reply); only a claim that does not fit is checked again, for its
+    reason."""
+    if claim is None:
+        return ("unsigned update (this round requires the node's signature)" if required else None), None
+    update_hash = hash_arrays(arrays)
+    if signed_by_sender is not None and (signed_by_sender.update_hash, signed_by_sender.weight) == (
+        update_hash,
+        int(weight),
+    ):
+        return None, signed_by_sender
+    try:
+        return None, check_claim(claim, context, who, update_hash, int(weight))
+    except FlchainError as exc:
+        return f"bad update signature: {exc}", None
+
+
+def _cap_claims(out: Screened, verified: Mapping[int, str], policy: ScreeningPolicy) -> None:
+    """No claimed example count buys more than `claim_cap` x the round's median claim of weight: the
+    wrapped strategy aggregates the capped replies. (Below half liars the median is honest; against a
+    majority, trust-weighted aggregation ignores claims altogether.)"""
+    if not out.weights:
+        return
+    cap = policy.claim_cap * float(np.median(list(out.weights.values())))
+    for i, reply in enumerate(out.accepted):
+        who = verified[reply.metadata.src_node_id]
+        if out.weights[who] > cap:
+            out.weights[who] = cap
+            out.accepted[i] = with_update(reply, weight=cap, weight_key=policy.weight_key)
+
+
+def judge_with_evidence(
+    out: Screened,
+    verified: Mapping[int, str],
+    book: EvidenceBook,
+    root: np.ndarray,
+    previous: Mapping[str, np.ndarray],
+    reference: float | None = None,
+    directions: bool = True,
+) -> None:
+    """Anchored evidence (fl/evidence.py): suspect updates leave this round's aggregate, with the reason;
+    those whose evidence adds up are penalized. `reference`: the size yardstick (fl/anchor.py), if any;
+    `directions`: whether g0's direction is evidence this round (RootAnchor.improves)."""
+    deltas = {who: flat_delta(arrays, previous) for who, arrays in out.updates.items()}
+    suspect, penalized = book.observe(deltas, root, reference, directions)
+    for who, reason in suspect.items():
+        out.dropped[who] = ("penalized: " + penalized[who]) if who in penalized else f"suspect: {reason}"
+        del out.updates[who], out.weights[who]
+    out.penalized |= set(penalized)
+    out.accepted = [r for r in out.accepted if verified[r.metadata.src_node_id] not in suspect]
+
+
+def _check(
+    reply: Message, previous: Mapping[str, np.ndarray], policy: ScreeningPolicy
+) -> tuple[str | None, dict[str, np.ndarray], float]:
+    parts = reply_parts(reply)
+    if isinstance(parts, str):
+        return parts, {}, 0.0
+    record, metrics = parts
+    mismatch = record_mismatch(record, previous)
+    if mismatch:
+        return mismatch, {}, 0.0
+    try:
+        arrays = record_to_arrays(record)
+    except Exception as exc:  # undecodable arrays of any kind
+        return f"undecodable arrays ({exc})", {}, 0.0
+    reason = check_update(arrays, previous, policy.max_update_norm) or check_metrics(
+        metrics, policy.weight_key
+    )
+    return reason, arrays, 0.0 if reason else float(metrics[policy.weight_key])
+
+
+def _drop_outliers(
+    out: Screened, verified: Mapping[int, str], previous: Mapping[str, np.ndarray], ratio: float
+) -> None:
+    outliers = find_outliers(previous, out.updates, ratio)
+    for who, reason in outliers.items():
+        out.dropped[who] = reason
+        out.penalized.add(who)
+        del out.updates[who], out.weights[who]
+    out.accepted = [r for r in out.accepted if verified[r.metadata.src_node_id] not in outliers]

@@ -1,0 +1,273 @@
+"""The ServerApp: set up the task on-chain (round 0 = the initial model) or resume it, then run
+ChainStrategy around the configured Flower strategy, with central evaluation on the server's held-out
+split. Everything it reports goes to a `RunEvents` sink (fl/report.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+from flwr.app import ConfigRecord, Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import strategy as flwr_strategies
+from flwr.serverapp.strategy import Strategy
+
+from fl_chain.chain import ledger
+from fl_chain.chain.client import ChainClient, open_chain
+from fl_chain.chain.deployment import DEPLOYMENT_FILE
+from fl_chain.chain.identity import resolve_account
+from fl_chain.config import RunConfig
+from fl_chain.coordinator.committer import RoundCommitter
+from fl_chain.coordinator.policies import evidence_book, round_policy, selector_for
+from fl_chain.coordinator.strategy import ChainStrategy, Evaluation
+from fl_chain.coordinator.trust_strategy import TrustWeighted
+from fl_chain.defence.anchor import RootAnchor
+from fl_chain.errors import FlchainError
+from fl_chain.protocol.task_identity import identity_hash, task_app_id
+from fl_chain.store import ModelStore
+from fl_chain.store_http import BlobServer
+from fl_chain.tasks import load_task
+from fl_chain.tasks.base import TaskSpec
+from fl_chain.wire.records import arrays_to_record
+from fl_chain.wire.report import RoundReport, RunEnd, RunEvents
+from fl_chain.wire.run_spec import RUN_CONFIG_KEY, RunSpec
+
+
+def build_strategy(config: RunConfig) -> Strategy:
+    """The configured Flower strategy, unchanged; federated evaluation is off (the server evaluates)."""
+    fed = config.federation
+    cls = getattr(flwr_strategies, fed.strategy)
+    kwargs = {
+        # With reputation selection ChainStrategy picks the nodes, with a fraction below 1 its gate
+        # samples them (see `gate_samples`); the wrapped strategy then takes them all.
+        "fraction_train": 1.0
+        if config.selection.mode == "reputation" or gate_samples(config)
+        else fed.fraction_train,
+        "fraction_evaluate": 0.0,
+        "min_train_nodes": fed.min_nodes,
+        "min_available_nodes": fed.min_nodes,
+        **fed.strategy_args,
+    }
+    if fed.strategy == "FedProx" and "proximal_mu" not in kwargs:
+        kwargs["proximal_mu"] = config.task.proximal_mu or 0.01
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise FlchainError(f"federation.strategy_args for {fed.strategy}: {exc}") from None
+
+
+def gate_samples(config: RunConfig) -> bool:
+    """Whether the join gate draws each round's sample (uniform selection, fraction_train < 1): then
+    only sampled nodes are challenged and checked on-chain, so a round's cost does not grow with the
+    number of connected nodes (fl/gate.py)."""
+    return config.selection.mode == "uniform" and config.federation.fraction_train < 1.0
+
+
+def wrapped_strategy(config: RunConfig, evaluation: Evaluation) -> Strategy:
+    """The configured Flower strategy, inside FLTrust weighting when `federation.aggregation = "trust"`."""
+    inner = build_strategy(config)
+    if config.federation.aggregation == "trust" and evaluation.root is not None:
+        return TrustWeighted(inner, evaluation.root)
+    return inner
+
+
+def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np.ndarray]]:
+    """The server's evaluation hooks on its validation and test splits, and the initial model."""
+    from fl_chain.tasks.training import evaluate, get_arrays, set_arrays, train
+
+    (x_val, y_val), (x_test, y_test) = task.server_data(seed)
+    model = task.build_model(seed)
+    initial = get_arrays(model)
+
+    def metrics_on(x: np.ndarray, y: np.ndarray):
+        def run(arrays: Mapping[str, np.ndarray]) -> tuple[float, float]:
+            set_arrays(model, arrays)
+            return evaluate(model, x, y)
+
+        return run
+
+    validation = metrics_on(x_val, y_val)
+    root_model = task.build_model(seed)
+
+    def train_on_root(arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        # The nodes' local settings, on the server's clean validation split (the root set).
+        set_arrays(root_model, arrays)
+        train(
+            root_model,
+            x_val,
+            y_val,
+            epochs=int(config.get("local-epochs", 1)),
+            lr=float(config.get("lr", 0.05)),
+            batch_size=int(config.get("batch-size", 32)),
+            seed=int(config.get("seed", 0)),
+        )
+        return get_arrays(root_model)
+
+    evaluation = Evaluation(
+        metrics_on(x_test, y_test),
+        lambda arrays: validation(arrays)[0],
+        RootAnchor(train_on_root, root_examples=len(y_val)),
+    )
+    return evaluation, initial
+
+
+def coordinator_account(client: ChainClient, config: RunConfig) -> LocalAccount:
+    """The coordinator's key: a keystore from the config, else the local chain's development key."""
+    key = Path(config.chain.coordinator_key) if config.chain.coordinator_key else None
+    return resolve_account(client.deployment.dev_keys, "coordinator", key)
+
+
+@contextmanager
+def open_store(config: RunConfig, home: Path) -> Iterator[ModelStore]:
+    """The run's model store, served over HTTP for the run's duration if configured."""
+    store_dir = Path(config.store.dir) if config.store.dir else home / "store"
+    public = config.store.public_url or None
+    server = None
+    if config.store.http_port >= 0:
+        server = BlobServer(store_dir, config.store.http_host, config.store.http_port).start()
+        public = public or f"http://{config.store.http_host}:{server.port}/"
+    try:
+        yield ModelStore(store_dir, public)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def resume_point(
+    client: ChainClient, coordinator: LocalAccount, task: int
+) -> tuple[ledger.RoundRecord, dict]:
+    """The last committed round of a task this coordinator owns, and its verified model."""
+    owner = ledger.task_owner(client, task)
+    if owner.lower() != coordinator.address.lower():
+        raise FlchainError(f"task {task} is owned by {owner}, not by this coordinator {coordinator.address}")
+    last = ledger.round_count(client, task) - 1
+    if last < 0:
+        raise FlchainError(f"task {task} has no committed round to resume from")
+    return ledger.load_model(client, task, last)
+
+
+def start_task(
+    client: ChainClient,
+    coordinator: LocalAccount,
+    store: ModelStore,
+    config: RunConfig,
+    initial: dict,
+    events: RunEvents,
+    evaluation: Evaluation,
+) -> RoundCommitter:
+    """Create the task on-chain and commit the initial model as round 0."""
+    committer = RoundCommitter.new_task(
+        client,
+        coordinator,
+        store,
+        identity_hash(initial, task_app_id(config.task.name)),
+        wait_finalized=config.federation.wait_finalized,
+        mode=config.ledger.mode,
+        checkpoint_every=config.ledger.checkpoint_every,
+    )
+    commit = committer.commit(0, initial)
+    loss, accuracy = evaluation.test_metrics(initial)
+    events.emit(RoundReport(round=0, accuracy=accuracy, loss=loss, **commit.report_fields()))
+    return committer
+
+
+def run_federation(
+    grid: Grid, config: RunConfig, home: Path, events: RunEvents, resume_task: int | None = None
+) -> list[RoundReport]:
+    """Everything the server does in one run; returns the per-round reports (round 0 first).
+
+    With `resume_task` the run continues that task from its last on-chain round: the model is fetched
+    by its on-chain URI and verified, round numbers continue, nothing is committed twice."""
+    deployment = Path(config.chain.deployment) if config.chain.deployment else home / DEPLOYMENT_FILE
+    client = open_chain(deployment, config.chain.rpc or None)
+    client.on_outage(events.notice)
+    coordinator = coordinator_account(client, config)
+    evaluation, initial = task_evaluation(load_task(config.task.name), config.task.seed)
+    with open_store(config, home) as store:
+        offset = 0
+        if resume_task is None:
+            committer = start_task(client, coordinator, store, config, initial, events, evaluation)
+        else:
+            record, initial = resume_point(client, coordinator, resume_task)
+            offset = record.round
+            if offset >= config.federation.rounds:
+                return events.rounds
+            committer = RoundCommitter(
+                client,
+                coordinator,
+                resume_task,
+                store,
+                record.model_hash,
+                config.federation.wait_finalized,
+                mode=config.ledger.mode,
+                checkpoint_every=config.ledger.checkpoint_every,
+            )
+        strategy = ChainStrategy(
+            wrapped_strategy(config, evaluation),
+            committer,
+            evaluation,
+            round_policy(config),
+            selector_for(config),
+            events,
+            offset,
+            evidence_book(config),
+        )
+        if gate_samples(config):
+            strategy.gate.fraction = config.federation.fraction_train
+            strategy.gate.reseed(config.task.seed)
+        strategy.start(
+            grid,
+            arrays_to_record(initial),
+            num_rounds=config.federation.rounds - offset,
+            timeout=config.federation.round_timeout,
+            train_config=ConfigRecord(
+                {
+                    "local-epochs": config.task.local_epochs,
+                    "lr": config.task.learning_rate,
+                    "batch-size": config.task.batch_size,
+                    "seed": config.task.seed,
+                }
+            ),
+        )
+    return events.rounds
+
+
+def make_server_app(
+    config: RunConfig, home: Path, events: RunEvents, wrap_grid: Callable[[Grid], Grid] | None = None
+) -> ServerApp:
+    """A ServerApp with a fixed configuration (simulation and notebooks); `wrap_grid` lets experiments
+    put a Grid wrapper between Flower and the coordinator (fl/collusion.py)."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_federation(wrap_grid(grid) if wrap_grid else grid, config, home, events)
+
+    return app
+
+
+# The Deployment Engine's entry point (`serverapp` in the app's pyproject): reads the run spec.
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run the federation described by the RunSpec file named in the run config; its end (success or
+    the error) is the last run event, so `flchain server` never has to read logs."""
+    run_file = context.run_config.get(RUN_CONFIG_KEY)
+    if not run_file:
+        raise FlchainError(f"run config has no {RUN_CONFIG_KEY!r}: start runs with `flchain server`")
+    spec = RunSpec.read(Path(str(run_file)))
+    events = RunEvents(spec.events)
+    try:
+        run_federation(grid, spec.config, spec.home, events, spec.resume_task)
+    except BaseException as exc:
+        events.emit(
+            RunEnd(False, f"{type(exc).__name__}: {exc}" if not isinstance(exc, FlchainError) else str(exc))
+        )
+        raise
+    events.emit(RunEnd(True))

@@ -1,0 +1,78 @@
+"""The coordinator's side of a verified round: the weights and model it derives (fl/derivation.py, the same
+functions a validator runs), and the manifest that discloses every signed update it received."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fl_chain.coordinator.screening import Screened
+from fl_chain.defence.derivation import effective_weights
+from fl_chain.protocol.manifest import EXCLUDED_SCORE, Entry, RoundManifest, canonical
+from fl_chain.protocol.update_signing import RoundContext
+from fl_chain.store import canonical_bytes
+
+
+@dataclass
+class VerifiedRound:
+    """A manifest and the update blobs it names (update hash -> canonical bytes), ready to publish."""
+
+    manifest: RoundManifest
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def root(self) -> bytes:
+        """The updates root to commit."""
+        return self.manifest.root()
+
+
+def canonical_weights(screened: Screened, claim_cap: float) -> dict[str, int]:
+    """Put the accepted updates in canonical order and give each the integer weight a validator derives
+    from the signed claims (screened.weights follows, for scoring)."""
+    order = sorted(screened.updates, key=str.lower)
+    weights = effective_weights({w: screened.signed[w].weight for w in order}, claim_cap)
+    screened.updates = {w: screened.updates[w] for w in order}
+    screened.weights = {w: float(weights[w]) for w in order}
+    return weights
+
+
+def build(
+    context: RoundContext,
+    screened: Screened,
+    scores: Mapping[str, int],
+    parent: bytes,
+    model_hash: bytes,
+    scoring: str,
+    claim_cap: float,
+    step: float,
+) -> VerifiedRound:
+    """The round's manifest: an entry for every update a node signed for this round, included (with its
+    score and clip factor) or excluded (with the reason), and the included updates' blobs as sent."""
+    entries, blobs = [], {}
+    for who, signed in screened.claims.items():
+        common = {"node": who, "update": "0x" + signed.update_hash.hex(), "claimed": signed.weight}
+        if who in screened.updates and who in scores:
+            blobs[common["update"]] = canonical_bytes(screened.originals[who])
+            entry = Entry(
+                **common,
+                signature=signed.signature,
+                score=int(scores[who]),
+                clip=float(screened.clipped.get(who, 1.0)),
+            )
+        else:
+            reason = screened.dropped.get(who, "not aggregated")
+            entry = Entry(**common, signature=signed.signature, score=EXCLUDED_SCORE, reason=reason)
+        entries.append(entry)
+    manifest = RoundManifest(
+        context.chain_id,
+        context.ledger,
+        context.task,
+        context.round,
+        "0x" + parent.hex(),
+        "0x" + model_hash.hex(),
+        scoring,
+        float(claim_cap),
+        float(step),
+        canonical(entries),
+    )
+    return VerifiedRound(manifest, blobs)

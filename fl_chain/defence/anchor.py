@@ -1,0 +1,78 @@
+"""The server's anchor: each round the coordinator trains the current global model on a small clean
+root set it controls (FLTrust, Cao et al., NDSS 2021), with the same local settings as the nodes. The
+root update g0 is the yardstick for contribution (cosine with g0), for evidence of harm (fl/evidence.py)
+and for trust-weighted aggregation (fl/trust.py). For the embedded digits task the root set is the
+server's validation split; a user task's `server_data` validation split plays the same role.
+
+Sizes need a yardstick scaled to a node's work: FLTrust has server and clients run the same number of
+local iterations, while here nodes train epochs over data sets of any size, so an honest node with 3.5x
+the root set's data sends an update several times |g0| (examples/cnn-digits). With the
+root set's size known (`root_examples`), the size reference is |g0| x (a median node's claimed examples /
+root examples): local steps, and to first order the update's size, grow with the examples trained on.
+Without it, no size rule applies (boosting and free-riding evidence, influence bounds); directions do.
+g0 itself is always the root training's own update: its direction is the yardstick for contribution
+and for evidence of harm."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from fl_chain.defence.trust import unflatten
+from fl_chain.store import hash_arrays
+
+Arrays = Mapping[str, np.ndarray]
+RootTrainer = Callable[[Arrays, Mapping[str, Any]], dict[str, np.ndarray]]
+HeldOutLoss = Callable[[Arrays], float | None]  # the server's loss on data it does not train on
+
+
+def previous_vector(previous: Arrays) -> np.ndarray:
+    """The model as one float64 vector (array order of `previous`, as flat_delta)."""
+    return np.concatenate([np.asarray(previous[k], np.float64).ravel() for k in previous])
+
+
+def flat_delta(update: Arrays, previous: Arrays) -> np.ndarray:
+    """update - previous as one float64 vector (array order of `previous`)."""
+    return np.concatenate([(np.asarray(update[k], np.float64) - previous[k]).ravel() for k in previous])
+
+
+class RootAnchor:
+    """g0 for the current global model, computed once per model and training config (the coordinator,
+    its scoring and a trust-weighted aggregator may all ask in the same round)."""
+
+    def __init__(self, train_on_root: RootTrainer, root_examples: int | None = None) -> None:
+        self.train_on_root = train_on_root
+        self.root_examples = root_examples
+        self._key: bytes | None = None
+        self._delta: np.ndarray | None = None
+
+    def size_reference(self, root: np.ndarray, node_examples: float | None) -> float | None:
+        """The update size an honest median node's update is measured against, or None (no size rules)."""
+        if not self.root_examples or not node_examples:
+            return None
+        return float(np.linalg.norm(root)) * node_examples / self.root_examples
+
+    @staticmethod
+    def improves(
+        previous: Arrays, root: np.ndarray, held_out_loss: HeldOutLoss | None, margin: float = 0.02
+    ) -> bool:
+        """Whether g0 still improves the server's held-out loss (data it does not train on) by more
+        than `margin` (relative): only then is its direction evidence. Measured on cnn-digits (3 IID
+        nodes, 10 local epochs, seeds 0-2): once g0 stops improving the test loss (round 3-4), honest
+        updates' cosines with g0 drift below zero (-0.1 to -0.25) and stay there; in round 3 of one seed
+        g0 improved it by 0.0 % while an honest node was at -0.12. True without a held-out loss."""
+        if held_out_loss is None:
+            return True
+        before = held_out_loss(previous)
+        after = held_out_loss(unflatten(previous_vector(previous) + root, previous))
+        return before is None or after is None or after < before * (1.0 - margin)
+
+    def delta(self, previous: Arrays, config: Mapping[str, Any]) -> np.ndarray:
+        """Flattened root update g0 = trained - previous."""
+        key = hash_arrays(previous) + repr(sorted(config.items())).encode()
+        if key != self._key:
+            trained = self.train_on_root(previous, config)
+            self._key, self._delta = key, flat_delta(trained, previous)
+        return self._delta

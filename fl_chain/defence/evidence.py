@@ -1,0 +1,113 @@
+"""Evidence of harm, anchored in the server's root update g0 (fl/anchor.py), accumulated over rounds.
+
+A contribution score only says how much a reply helped; a penalty needs evidence. Per round, an
+update is *suspect* when it points against the server's descent direction (cos(delta, g0) below
+`min_cosine`), when its size is far outside the root update's (norm ratio above `max_norm_ratio`:
+boosting; below `min_norm_ratio`: a free-rider returning the model it got), or when it is a copy of
+another node's update (colluding Sybils; honest nodes never send identical updates). Deviation from
+the other replies is never evidence: with non-IID data honest updates differ, and with a majority of
+attackers the other replies are the attackers'.
+
+A node is penalized for a suspect update only when at least `needed` of its last `window`
+participations were suspect (one bad round never is); a copy is penalized at once (two honest nodes
+never send the same update). Pure: verdicts in, penalties out; the coordinator keeps the book for the
+run."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fl_chain.defence.trust import cosine
+
+
+@dataclass(frozen=True)
+class EvidencePolicy:
+    """When an update is suspect, and how much suspicion makes a penalty."""
+
+    min_cosine: float = -0.05  # single honest updates dip lower (docs/anchor-calibration.md): hence `needed`
+    # in a Flower App's ChainStrategy, directions count only in rounds where g0 improves the 'loss' of
+    # the app's evaluate_fn by more than this (relative; RootAnchor.improves, ChainStrategy)
+    min_root_improvement: float = 0.02
+    max_norm_ratio: float = 6.0  # honest updates measured at 0.15-4.65 x (docs/anchor-calibration.md)
+    min_norm_ratio: float = 0.01
+    duplicate_cosine: float = 0.9999
+    window: int = 3
+    needed: int = 2
+
+
+def suspicions(
+    deltas: Mapping[str, np.ndarray],
+    root: np.ndarray,
+    policy: EvidencePolicy,
+    reference: float | None = -1.0,
+    directions: bool = True,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(suspect this round: who -> why, copies: who -> why) for one round's accepted updates. Sizes are
+    measured against `reference` (default: |g0|); with None (no size yardstick: fl/anchor.py) only
+    directions and copies count, and a zero update still marks a free-rider. With `directions` False (g0
+    no longer improves the server's held-out loss: its direction is the root set's noise, and honest
+    updates point against it as often as not) a direction is no evidence this round."""
+    if reference is not None and reference < 0:
+        reference = float(np.linalg.norm(root))
+    suspect: dict[str, str] = {}
+    for who, delta in deltas.items():
+        norm = float(np.linalg.norm(delta))
+        ratio = norm / reference if reference else 1.0
+        cos = cosine(delta, root)
+        if reference is None:
+            if norm == 0:
+                suspect[who] = "update is zero (returns the model it got)"
+            elif directions and cos < policy.min_cosine:
+                suspect[who] = f"update points against the server's root update (cosine {cos:.2f})"
+            continue
+        if ratio < policy.min_norm_ratio:
+            suspect[who] = f"update {ratio:.3f} x an honest update's expected size (returns the model it got)"
+        elif ratio > policy.max_norm_ratio:
+            suspect[who] = f"update {ratio:.1f} x an honest update's expected size (boosted)"
+        elif directions and cos < policy.min_cosine:
+            suspect[who] = f"update points against the server's root update (cosine {cos:.2f})"
+    return suspect, copies(deltas, policy.duplicate_cosine)
+
+
+def copies(deltas: Mapping[str, np.ndarray], threshold: float) -> dict[str, str]:
+    """Participants whose non-zero update is (almost) identical to another participant's."""
+    names = [w for w in sorted(deltas) if np.linalg.norm(deltas[w]) > 0]
+    found: dict[str, str] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if cosine(deltas[a], deltas[b]) >= threshold:
+                found.setdefault(a, f"update identical to {b}'s (collusion)")
+                found.setdefault(b, f"update identical to {a}'s (collusion)")
+    return found
+
+
+@dataclass
+class EvidenceBook:
+    """Each node's recent verdicts in this run, and the penalties they add up to."""
+
+    policy: EvidencePolicy = field(default_factory=EvidencePolicy)
+    history: dict[str, deque] = field(default_factory=dict)
+
+    def observe(
+        self,
+        deltas: Mapping[str, np.ndarray],
+        root: np.ndarray,
+        reference: float | None = -1.0,
+        directions: bool = True,
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Record one round's verdicts (sizes against `reference`, directions only if `directions`, see
+        `suspicions`); return (suspect this round: who -> why, penalized now: who -> the evidence)."""
+        suspect, copied = suspicions(deltas, root, self.policy, reference, directions)
+        penalized: dict[str, str] = {}
+        for who in deltas:
+            past = self.history.setdefault(who, deque(maxlen=self.policy.window))
+            past.append(who in suspect or who in copied)
+            if who in copied:
+                penalized[who] = copied[who]
+            elif who in suspect and sum(past) >= self.policy.needed:
+                penalized[who] = f"{suspect[who]}; {sum(past)} of its last {len(past)} updates suspect"
+        return {**suspect, **copied}, penalized

@@ -1,0 +1,1 @@
+"""Attacks and collusion harnesses for experiments and tests; never imported by production code paths."""

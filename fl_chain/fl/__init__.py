@@ -1,1 +1,0 @@
-"""Everything Flower: ServerApp, ClientApp, ChainStrategy, authentication, reply checks, scoring."""

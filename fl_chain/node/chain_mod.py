@@ -1,0 +1,274 @@
+"""flchain as a Flower client mod: `ClientApp(mods=[flchain_mod])` gives any ClientApp the node's side
+of the ledger. Before the app's own handler runs, the mod
+- answers the coordinator's join challenge (the app needs no handler for it),
+- refuses work while the node is not Active in the NodeRegistry,
+- checks the task's identity (model architecture and app id) against the on-chain configHash, and the
+  received model against the on-chain hash of the round it claims to continue;
+and after a training handler returns, refuses to send a model that is not the task's architecture.
+A refusal is an error reply with one line saying why (the coordinator reports it, the round goes on with
+the others); the node's settings come from its node config (`flchain-deployment`, `flchain-key`, ...:
+fl/node_config.py), so a plain `flower-supernode` works as well as `flchain client`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from logging import ERROR
+from typing import TYPE_CHECKING
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
+from flwr.clientapp.typing import ClientAppCallable, Mod
+from flwr.common.constant import ErrorCode
+from flwr.supercore import log
+
+from fl_chain.chain.deployment import Deployment
+from fl_chain.chain.identity import keystore_address
+from fl_chain.chain.node_reads import NodeReads, NodeRoundView
+from fl_chain.errors import FlchainError
+from fl_chain.node.simulated_keys import keys_file, simulated_node_settings
+from fl_chain.protocol.task_identity import require_identity
+from fl_chain.store import hash_arrays, require_model_hash
+from fl_chain.wire.node_config import NodeConfig
+from fl_chain.wire.records import (
+    AUTH_RECORD,
+    CONFIG_PARENT_ROUND,
+    CONFIG_TASK_ID,
+    CONFIG_TICKET,
+    UPDATE_RECORD,
+    WEIGHT_KEY,
+    arrays_to_record,
+    record_to_arrays,
+)
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from fl_chain.chain.client import ChainClient
+
+# Flower runs every message in a fresh process, so this module imports neither web3 nor eth-account:
+# a training message costs one batched chain read (fl_chain/chain/node_reads.py) and no key. The key is
+# needed only to sign the join challenge, web3 only for the opt-in finalized_only / model_source="store".
+
+Resolver = Callable[[Context], NodeConfig]
+
+
+class NodeIdentity:
+    """The node's address and its view of the chain (its own deployment file and RPC, not the server's);
+    its key is loaded only when it has something to sign."""
+
+    def __init__(self, settings: NodeConfig) -> None:
+        if settings.key_path is None and settings.private_key is None:
+            raise FlchainError(
+                "node config has no 'flchain-key': give the node's keystore (its password in "
+                "FLCHAIN_KEY_PASSWORD)"
+            )
+        self.settings = settings
+        deployment = Deployment.load(settings.deployment)
+        self.reads = NodeReads(
+            settings.rpc or deployment.rpc_url,
+            deployment.chain_id,
+            deployment.contracts["NodeRegistry"],
+            deployment.contracts["ModelLedger"],
+            str(settings.deployment),
+        )
+        self._account: LocalAccount | None = None
+        self._chain: ChainClient | None = None
+        self.address = (
+            keystore_address(settings.key_path, checksum=False)
+            if settings.private_key is None and settings.key_path is not None
+            else self.account.address
+        )
+
+    @property
+    def account(self) -> LocalAccount:
+        """The node's key: decrypted (or taken from `flchain client`'s environment) on first use."""
+        if self._account is None:
+            from fl_chain.chain.identity import resolve_account
+
+            self._account = resolve_account(
+                {}, "node", self.settings.key_path, private_key=self.settings.private_key
+            )
+        return self._account
+
+    @property
+    def chain(self) -> ChainClient:
+        """A web3 connection, for the opt-in checks that need more than NodeReads."""
+        if self._chain is None:
+            from fl_chain.chain.client import open_chain
+
+            self._chain = open_chain(self.settings.deployment, self.settings.rpc)
+        return self._chain
+
+    def require_active(self, status: str | None = None) -> None:
+        """Refuse to work if this node's address is not Active on-chain (`status` if already read)."""
+        status = status if status is not None else self.reads.status(self.address)
+        if status != "Active":
+            raise FlchainError(
+                f"node {self.address} is not active in the NodeRegistry (status {status}): "
+                "apply with `flchain node apply` and ask the registrar to approve it"
+            )
+
+
+_IDENTITIES: dict[tuple, NodeIdentity] = {}
+
+
+def identity_for(settings: NodeConfig) -> NodeIdentity:
+    """Cached per process: a simulation actor serves many messages; a SuperNode's process serves one."""
+    cache_key = (settings.deployment, settings.key_path, settings.private_key, settings.rpc)
+    if cache_key not in _IDENTITIES:
+        _IDENTITIES[cache_key] = NodeIdentity(settings)
+    return _IDENTITIES[cache_key]
+
+
+def settings_from_node_config(context: Context) -> NodeConfig:
+    """The node's settings from its SuperNode's node config; on the Simulation Engine, where nodes have
+    no node config of their own, from the keys file the run config names (fl/simulated_keys.py)."""
+    node_config = dict(context.node_config)
+    simulated = keys_file(context.run_config)
+    if simulated is not None and "flchain-key" not in node_config:
+        return simulated_node_settings(simulated, node_config)
+    return NodeConfig.from_node_config(node_config)
+
+
+def make_flchain_mod(
+    resolve: Resolver = settings_from_node_config, app: str | Callable[[NodeConfig], str] = ""
+) -> Mod:
+    """A mod for nodes whose settings `resolve` finds; `app` is the app id the coordinator's
+    ChainStrategy was given (part of the task's identity), or a function of the node's settings."""
+
+    def flchain_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        kind = message.metadata.message_type
+        try:
+            settings = resolve(context)
+            app_id = app(settings) if callable(app) else app
+            if is_challenge(message):
+                return answer_challenge(settings, message, context)
+            identity = identity_for(settings)
+            if kind.startswith("train"):
+                expected = check_received_model(settings, identity, message, app_id)
+                reply = call_next(message, context)
+                sign_reply(identity, message, reply, check_reply_model(expected, reply, app_id))
+                return reply
+            identity.require_active()
+            return call_next(message, context)
+        except FlchainError as exc:
+            log(ERROR, "flchain: refused %s: %s", kind, exc)
+            return Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"flchain: {exc}"), reply_to=message)
+
+    return flchain_mod
+
+
+flchain_mod: Mod = make_flchain_mod()
+
+
+def is_challenge(message: Message) -> bool:
+    """The coordinator's join challenge: a message holding the AUTH_RECORD and no model."""
+    content = message.content
+    return AUTH_RECORD in content.config_records and not content.array_records
+
+
+def answer_challenge(settings: NodeConfig, message: Message, context: Context) -> Message:
+    """Sign the server's nonce bound to chain id, run id and this node's id."""
+    from fl_chain.protocol.join import sign_challenge
+
+    identity = identity_for(settings)
+    identity.require_active()
+    nonce = str(message.content.config_records[AUTH_RECORD]["nonce"])
+    chain_id = identity.reads.chain_id
+    signature = sign_challenge(identity.account, chain_id, context.run_id, context.node_id, nonce)
+    answer = ConfigRecord({"address": identity.account.address, "signature": signature})
+    return Message(RecordDict({AUTH_RECORD: answer}), reply_to=message)
+
+
+def chain_config(message: Message) -> ConfigRecord:
+    """The ConfigRecord carrying ChainStrategy's task id and parent round (any record name)."""
+    for record in message.content.config_records.values():
+        if CONFIG_TASK_ID in record and CONFIG_PARENT_ROUND in record:
+            return record
+    raise FlchainError(
+        f"the training message carries no {CONFIG_TASK_ID!r}: the coordinator is not running ChainStrategy"
+    )
+
+
+def model_record(message: Message) -> tuple[str, ArrayRecord]:
+    """The one ArrayRecord of a message, with its name."""
+    records = list(message.content.array_records.items())
+    if len(records) != 1:
+        raise FlchainError(f"expected one ArrayRecord in the message, found {len(records)}")
+    return records[0]
+
+
+def check_received_model(settings: NodeConfig, identity: NodeIdentity, message: Message, app: str) -> bytes:
+    """Check the node is Active and the model to train from is the task's and the parent round's (one
+    batched chain read), or with model_source = "store" replace it by the committed blob; returns the
+    task's configHash, which the reply is checked against."""
+    config = chain_config(message)
+    task, parent_round = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND])
+    name, record = model_record(message)
+    received = record_to_arrays(record)
+    view: NodeRoundView = identity.reads.round_view(identity.address, task, parent_round)
+    identity.require_active(view.status)
+    if view.config_hash is None:
+        raise FlchainError(f"task {task} does not exist on-chain ({identity.settings.deployment})")
+    require_identity(view.config_hash, received, app, "the received model")
+    if view.model_hash is None:
+        raise FlchainError(f"round {parent_round} of task {task} is not committed on-chain")
+    if settings.finalized_only:
+        from fl_chain.chain import quorum
+
+        quorum.require_finalized(identity.chain, task, parent_round)
+    if settings.model_source == "store":
+        from fl_chain.chain import ledger
+
+        message.content[name] = arrays_to_record(ledger.load_model(identity.chain, task, parent_round)[1])
+        return view.config_hash
+    require_model_hash(view.model_hash, received, task, parent_round)
+    return view.config_hash
+
+
+def check_reply_model(config_hash: bytes, reply: Message, app: str) -> dict[str, np.ndarray] | None:
+    """Refuse to send a trained model that is not the task's architecture (a node running another model);
+    the reply's arrays (None for an error reply), decoded once for this check and the signature."""
+    if reply.has_error():
+        return None
+    _, record = model_record(reply)
+    arrays = record_to_arrays(record)
+    require_identity(config_hash, arrays, app, "this node's trained model")
+    return arrays
+
+
+def sign_reply(
+    identity: NodeIdentity, message: Message, reply: Message, arrays: Mapping[str, np.ndarray] | None = None
+) -> None:
+    """Attach the node's signature on the update it sends (chain/update_signing.py): this update, with
+    this weight, for this round of this task, on this chain and ledger. Anyone holding the update can
+    check it; a coordinator that drops or reweights it cannot deny having received it. `arrays`: the
+    reply's arrays if already decoded."""
+    if reply.has_error():
+        return
+    from fl_chain.protocol.update_signing import sign_update
+
+    config = chain_config(message)
+    task, round_number = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND]) + 1
+    if arrays is None:
+        arrays = record_to_arrays(model_record(reply)[1])
+    metrics = list(reply.content.metric_records.values())
+    claimed = metrics[0].get(WEIGHT_KEY, 0) if len(metrics) == 1 else 0
+    # A weight the coordinator will refuse anyway (negative, NaN, infinite, absurd) is signed as 0 rather
+    # than failing the node here: the reply is judged on the coordinator's side, with its reason.
+    plausible = isinstance(claimed, int | float) and math.isfinite(claimed) and 0 <= claimed < 2**63
+    weight = int(claimed) if plausible else 0
+    reads = identity.reads
+    update_hash = hash_arrays(arrays)
+    signed = sign_update(
+        identity.account, reads.chain_id, reads.ledger, task, round_number, update_hash, weight
+    )
+    reply.content[UPDATE_RECORD] = ConfigRecord(
+        {"hash": "0x" + update_hash.hex(), "weight": weight, "signature": signed.signature}
+    )
+    from fl_chain.node.claims_file import record_claim
+
+    # So that `flchain client` can find it in the round's manifest (fl/inclusion.py), with the ticket it
+    # needs to complain if it is missing.
+    record_claim(signed, str(config.get(CONFIG_TICKET, "")))

@@ -1,0 +1,57 @@
+"""Commitment mode's reputation, folded off-chain from published outcome leaves.
+
+The arithmetic is the Reputation contract's (chain/reputation_model.py, its Python reference), so a
+commitment-mode task's reputations are what a per-participant task's would be. Every round's outcomes
+are folded in order from round 1; a node enters at the starting reputation the first time it has an
+outcome, and a node that has an outcome while the fold holds it suspended was reinstated by the
+registrar in between (only Active nodes are sampled), so it restarts from the starting reputation, as
+Reputation.statusChanged does. The coordinator, every validator and `flchain audit` run this same fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from eth_utils import to_checksum_address
+
+from fl_chain.protocol.outcomes import MISSED, PENALIZED, SCORED, CheckpointLeaves, RoundOutcomes
+from fl_chain.protocol.reputation_model import ReputationModel, ReputationParams
+
+
+def new_fold(params: tuple[int, int, int, int, int]) -> ReputationModel:
+    """An empty fold with the Reputation contract's parameters (its struct order)."""
+    return ReputationModel(ReputationParams(*params))
+
+
+def fold_round(model: ReputationModel, outcomes: RoundOutcomes) -> list[str]:
+    """Fold one round's outcomes into `model` (scored, then missed, then penalized, as
+    Reputation.recordRound does); returns the nodes this round suspended."""
+    for outcome in outcomes.outcomes:
+        if not model.active.get(outcome.node):
+            model.approve(outcome.node)  # first outcome, or reinstated since its suspension
+    return model.apply_round(
+        [(o.node, o.score) for o in outcomes.of_kind(SCORED)],
+        [o.node for o in outcomes.of_kind(MISSED)],
+        [o.node for o in outcomes.of_kind(PENALIZED)],
+    )
+
+
+def fold_all(params: tuple[int, int, int, int, int], rounds: Iterable[RoundOutcomes]) -> ReputationModel:
+    """The fold of a task's rounds, in the order given (round 1 first)."""
+    model = new_fold(params)
+    for outcomes in rounds:
+        fold_round(model, outcomes)
+    return model
+
+
+def checkpoint_of(
+    model: ReputationModel, chain_id: int, ledger: str, task: int, through_round: int
+) -> CheckpointLeaves:
+    """The checkpoint of a fold: one (node, reputation, active) leaf per node, by address."""
+    leaves = tuple(
+        (to_checksum_address(node), int(model.values[node]), bool(model.active.get(node)))
+        for node in sorted(model.values, key=str.lower)
+    )
+    return CheckpointLeaves(
+        chain_id, to_checksum_address(ledger), task, through_round, model.params.as_tuple(), leaves
+    )

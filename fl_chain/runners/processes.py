@@ -1,0 +1,262 @@
+"""Flower's Deployment Engine processes (SuperLink, SuperNode, `flwr run`), each started in its own
+process group and stopped by its PID (the group takes the SuperExec and app processes with it)."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fl_chain import watchdog
+from fl_chain.errors import FlchainError
+from fl_chain.proctree import descendants, group_alive, stop_pids
+
+CERT_FILES = ("ca.crt", "server.pem", "server.key")
+APP_PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "flchain-app"
+version = "1.0.0"
+description = "flchain ServerApp and ClientApp (code comes from the installed fl_chain package)"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "flchain"
+
+[tool.flwr.app.components]
+serverapp = "fl_chain.coordinator.server_app:app"
+clientapp = "fl_chain.node.client_app:app"
+
+[tool.flwr.app.config]
+flchain-run = ""
+"""
+
+
+@dataclass
+class Managed:
+    """A started process group."""
+
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """PID of the group leader."""
+        return self.proc.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the whole group, SIGKILL after `timeout`, and reap the leader; then stop any
+        descendant that escaped the group (Flower starts SuperExec in a session of its own)."""
+        tree = descendants(self.proc.pid)
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # Children of the group (SuperExec, app processes) may outlive the leader briefly.
+        deadline = time.monotonic() + 5.0
+        while group_alive(self.proc.pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            time.sleep(0.1)
+        stop_pids(tree, timeout=3.0)
+        watchdog.forget(self.proc.pid)
+
+
+def _bin(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise FlchainError(f"{name} not found next to {sys.executable}: run `make setup`")
+    return str(path)
+
+
+def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Managed:
+    """Start a command in a new process group with output to a log file."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Flower's launchers find flower-superexec and the app runners on PATH.
+            env={
+                **os.environ,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                **(env or {}),
+            },
+            start_new_session=True,
+        )
+    watchdog.watch(proc.pid)  # stopped with its tree even if this process is SIGKILLed
+    return Managed(name, proc, log)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost / 127.0.0.0/8 / ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_certificates(directory: Path) -> dict[str, Path]:
+    """The three TLS files of a certificates directory, or a one-line error naming the missing one."""
+    if not directory.is_dir():
+        raise FlchainError(f"--certificates {directory}: not a directory")
+    files = {name: directory / name for name in CERT_FILES}
+    for name, path in files.items():
+        if not path.is_file():
+            raise FlchainError(
+                f"--certificates {directory}: missing {name} (expected {', '.join(CERT_FILES)})"
+            )
+    return files
+
+
+def wait_port(host: str, port: int, proc: Managed, timeout: float = 60.0) -> None:
+    """Wait until something accepts TCP connections on host:port, or the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.proc.poll() is not None:
+            tail = proc.log.read_text(errors="replace").strip().splitlines()[-1:] if proc.log.exists() else []
+            raise FlchainError(
+                f"{proc.name} exited at start-up ({' '.join(tail) or 'no output'}); see {proc.log}"
+            )
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise FlchainError(f"{proc.name} did not listen on {host}:{port} within {timeout:.0f} s; see {proc.log}")
+
+
+def start_superlink(
+    host: str, port: int, log: Path, certificates: Path | None, env: dict[str, str] | None = None
+) -> Managed:
+    """A SuperLink whose Fleet, Control and ServerAppIo APIs share one HTTP port; `env` reaches the
+    ServerApp processes it starts (the coordinator's keystore password, never on a command line)."""
+    cmd = [
+        _bin("flower-superlink"),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--disable-runtime-dependency-installation",
+    ]
+    if certificates:
+        files = check_certificates(certificates)
+        cmd += ["--ssl-ca-certfile", str(files["ca.crt"]), "--ssl-certfile", str(files["server.pem"])]
+        cmd += ["--ssl-keyfile", str(files["server.key"])]
+    else:
+        cmd += ["--insecure"]
+    link = spawn("SuperLink", cmd, log, env)
+    try:
+        wait_port("127.0.0.1" if host in ("0.0.0.0", "::") else host, port, link)
+    except BaseException:
+        link.stop()
+        raise
+    return link
+
+
+def start_simulation_superlink(port: int, log: Path, env: dict[str, str] | None = None) -> Managed:
+    """A loopback SuperLink running the Simulation Engine (`flwr run ... --federation-config
+    "num-supernodes=N"` decides how many simulated nodes a run gets)."""
+    cmd = [
+        _bin("flower-superlink"),
+        "--insecure",
+        "--simulation",
+        "--disable-runtime-dependency-installation",
+    ]
+    link = spawn("SuperLink", [*cmd, "--host", "127.0.0.1", "--port", str(port)], log, env)
+    try:
+        wait_port("127.0.0.1", port, link)
+    except BaseException:
+        link.stop()
+        raise
+    return link
+
+
+def start_supernode(
+    superlink: str,
+    port: int,
+    node_config: dict[str, str | int | float],
+    log: Path,
+    root_certificates: Path | None,
+    env: dict[str, str] | None = None,
+) -> Managed:
+    """A SuperNode connected to `superlink` (host:port) with this node's config."""
+    cmd = [_bin("flower-supernode"), "--superlink", superlink, "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--node-config", format_node_config(node_config)]
+    cmd += ["--root-certificates", str(root_certificates)] if root_certificates else ["--insecure"]
+    return spawn("SuperNode", cmd, log, env)
+
+
+def format_node_config(values: dict[str, str | int | float]) -> str:
+    """Flower's `k=v k2='string'` node-config syntax."""
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, str):
+            if "'" in value or "\n" in value:
+                raise FlchainError(
+                    f"node config value for {key!r} may not contain quotes or newlines: {value!r}"
+                )
+            parts.append(f"{key}='{value}'")
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def prepare_app(run_dir: Path, address: str, certificates: Path | None) -> tuple[Path, Path]:
+    """The Flower App directory and a FLWR_HOME whose default connection is this SuperLink."""
+    app_dir = run_dir / "app"
+    app_dir.mkdir(parents=True, exist_ok=True)
+    (app_dir / "pyproject.toml").write_text(APP_PYPROJECT)
+    return app_dir, write_flwr_home(run_dir / "flwr-home", address, certificates)
+
+
+def write_flwr_home(flwr_home: Path, address: str, certificates: Path | None = None) -> Path:
+    """A FLWR_HOME whose default connection, named "flchain", is the SuperLink at `address`."""
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    security = f'root-certificates = "{certificates / "ca.crt"}"' if certificates else "insecure = true"
+    (flwr_home / "config.toml").write_text(
+        f'[superlink]\ndefault = "flchain"\n\n[superlink.flchain]\naddress = "{address}"\n{security}\n'
+    )
+    return flwr_home
+
+
+def submit_run(app_dir: Path, flwr_home: Path, run_file: Path | None, log: Path) -> Managed:
+    """`flwr run` the app against the prepared connection, streaming the ServerApp's logs to `log`;
+    `run_file` (flchain's own app) travels in the run config."""
+    cmd = [_bin("flwr"), "run", str(app_dir), "flchain", "--stream"]
+    if run_file is not None:
+        cmd += ["--run-config", f"flchain-run='{run_file}'"]
+    return spawn("flwr run", cmd, log, {"FLWR_HOME": str(flwr_home)})
+
+
+def check_app_dir(app: Path) -> None:
+    """A one-line error unless `app` is a Flower App directory (pyproject.toml with [tool.flwr.app])."""
+    import tomllib
+
+    pyproject = app / "pyproject.toml"
+    if not pyproject.is_file():
+        raise FlchainError(f"--app {app}: no pyproject.toml (expected a Flower App directory)")
+    try:
+        data = tomllib.loads(pyproject.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise FlchainError(f"{pyproject}: not valid TOML ({exc})") from None
+    components = data.get("tool", {}).get("flwr", {}).get("app", {}).get("components", {})
+    for name in ("serverapp", "clientapp"):
+        if not components.get(name):
+            raise FlchainError(f"{pyproject}: field 'tool.flwr.app.components.{name}' is missing")

@@ -1,0 +1,1 @@
+"""Checking what others published: round and checkpoint checks, the audit, the validator."""

@@ -1,0 +1,211 @@
+"""Check a verified round against the chain: what a validator does before it attests "derivation correct",
+and what `flchain audit` does for every verified round.
+
+From the chain: the round's updates root, model hash, parent, scores (ContributionRecorded) and the nodes
+it recorded as missed. From the task's store: the manifest (rounds/…, public) and the included updates
+(updates/…, for the validators only). Checked: the manifest's leaves give the committed root and name
+this chain, ledger, task and round; every disclosed update is signed by its node for this round; every
+included node was Active just before the commit; the chain's scores are the manifest's; every update blob
+hashes to what its node signed; and the included updates re-derive the committed model and the
+recomputable scores (fl/derivation.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from eth_utils import to_checksum_address
+
+from fl_chain.chain import ledger, registry
+from fl_chain.chain.client import ChainClient
+from fl_chain.defence.derivation import RECOMPUTABLE_SCORES, Difference, rederive
+from fl_chain.errors import FlchainError
+from fl_chain.protocol.manifest import MAX_MANIFEST_BYTES, RoundManifest, manifest_name, parse_manifest
+from fl_chain.store import ROUNDS_DIR, UPDATES_DIR, BlobTooLarge, arrays_from_bytes, read_blob, verify_blob
+
+MAX_UPDATE_BYTES = 2 * 1024**3
+
+
+class Unavailable(FlchainError):
+    """A manifest or update blob cannot be read from here (now): no verdict either way, unlike a blob that
+    is there and wrong."""
+
+
+def read_published(uri: str, max_bytes: int) -> bytes:
+    """The bytes at `uri`; Unavailable if they cannot be fetched, BlobTooLarge if they are too many."""
+    try:
+        return read_blob(uri, max_bytes=max_bytes)
+    except BlobTooLarge:
+        raise
+    except FlchainError as exc:
+        raise Unavailable(str(exc)) from None
+
+
+@dataclass
+class RoundCheck:
+    """The outcome of checking one verified round."""
+
+    task: int
+    round: int
+    manifest: RoundManifest | None = None
+    differences: list[Difference] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # update blobs this reader cannot fetch
+    seconds: float = 0.0
+    bytes_read: int = 0  # manifest + update blobs fetched
+
+    @property
+    def ok(self) -> bool:
+        """Whether everything re-derived."""
+        return self.manifest is not None and not self.differences and not self.unreadable
+
+    @property
+    def scores_rederived(self) -> bool:
+        """Whether the round's scores were recomputed (else only the model was)."""
+        return self.manifest is not None and self.manifest.scoring in RECOMPUTABLE_SCORES
+
+    def first(self) -> Difference:
+        """The first difference (what a dispute names)."""
+        return self.differences[0]
+
+
+def task_blob_base(client: ChainClient, task: int) -> str:
+    """Where a task publishes its blobs (its on-chain blobBase)."""
+    return str(client.call(client.ledger.functions.getTask(task))[3])
+
+
+def manifest_uri(client: ChainClient, task: int, round_number: int, root: bytes) -> str:
+    """Where the manifest of a verified round is published."""
+    base = task_blob_base(client, task)
+    return (
+        base
+        + ("" if base.endswith("/") else "/")
+        + ROUNDS_DIR
+        + "/"
+        + manifest_name(task, round_number, root)
+    )
+
+
+def fetch_manifest(client: ChainClient, task: int, round_number: int) -> tuple[RoundManifest, int]:
+    """The round's manifest, checked to commit to the chain's root for this round; (manifest, bytes).
+    Unavailable if it cannot be fetched; a FlchainError if it is not the committed one."""
+    root = ledger.updates_root(client, task, round_number)
+    if root is None:
+        raise FlchainError(f"round {round_number} of task {task} is not a verified round")
+    uri = manifest_uri(client, task, round_number, root)
+    blob = read_published(uri, MAX_MANIFEST_BYTES)
+    manifest = parse_manifest(blob, uri)
+    if manifest.root() != root:
+        raise FlchainError(
+            f"{uri}: its leaves give root 0x{manifest.root().hex()}, the chain has 0x{root.hex()}"
+        )
+    return manifest, len(blob)
+
+
+def missed_in(client: ChainClient, task: int, round_number: int) -> set[str]:
+    """The nodes the round's commit recorded as missed (RoundMissed in its transaction)."""
+    start = client.deployment.deployed_block
+    commits = client.ledger.events.RoundCommitted().get_logs(
+        from_block=start, argument_filters={"task": task, "round": round_number}
+    )
+    missed: set[str] = set()
+    for commit in commits:
+        receipt = client.w3.eth.get_transaction_receipt(commit["transactionHash"])
+        missed |= {str(e["node"]).lower() for e in client.events(client.reputation, "RoundMissed", receipt)}
+    return missed
+
+
+def check_round(
+    client: ChainClient, task: int, round_number: int, updates_base: str | None = None
+) -> RoundCheck:
+    """Check one verified round (see the module docstring). `updates_base`: where this validator reads
+    update blobs (default: the task's store + "updates/")."""
+    started = time.monotonic()
+    out = RoundCheck(task, round_number)
+    try:
+        out.manifest, out.bytes_read = fetch_manifest(client, task, round_number)
+    except Unavailable as exc:
+        out.unreadable.append(str(exc))
+    except FlchainError as exc:
+        out.differences.append(Difference(b"", f"manifest: {exc}"))
+    if out.manifest is not None:
+        out.differences += _against_chain(client, out.manifest, task, round_number)
+    if out.manifest is not None and not out.differences:
+        previous = ledger.load_model(client, task, round_number - 1)[1]
+        base = updates_base or task_blob_base(client, task).rstrip("/") + "/" + UPDATES_DIR + "/"
+        updates = _fetch_updates(out, base, previous)
+        if not out.differences and not out.unreadable:
+            out.differences += rederive(out.manifest, previous, updates)[1]
+    out.seconds = time.monotonic() - started
+    return out
+
+
+def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd: int) -> list[Difference]:
+    """What the manifest of round `rnd` of `task` says that the chain contradicts: its context, model and
+    parent, a signature, a node that was not Active before the commit, the recorded scores."""
+    record = ledger.get_round(client, task, rnd)
+    parent = ledger.get_round(client, task, rnd - 1).model_hash if rnd > 0 else b""
+    context = (client.deployment.chain_id, client.ledger.address, task, rnd)
+    out = [
+        Difference(b"", f"the manifest's {what} is {said}, the chain's {actual}")
+        for what, said, actual in (
+            ("chain id", manifest.chain_id, context[0]),
+            ("ledger", manifest.ledger.lower(), str(context[1]).lower()),
+            ("task", manifest.task, task),
+            ("round", manifest.round, rnd),
+            ("model", manifest.model, "0x" + record.model_hash.hex()),
+            ("parent", manifest.parent, "0x" + parent.hex()),
+        )
+        if said != actual
+    ]
+    for entry in manifest.entries:
+        try:
+            signer = entry.signed(*context).signer()
+        except FlchainError as exc:
+            signer = str(exc)
+        if signer.lower() != entry.node.lower():
+            out.append(Difference(entry.leaf(), f"the update of {entry.node} is not signed by it"))
+    for entry in manifest.included:
+        if not registry.is_active(client, entry.node, record.block - 1):
+            out.append(Difference(entry.leaf(), f"{entry.node} was not Active before the commit"))
+    on_chain = {to_checksum_address(k): v for k, v in ledger.contributions(client, task, rnd).items()}
+    disclosed = {to_checksum_address(e.node): e.score for e in manifest.included}
+    if on_chain != disclosed:
+        changed = sorted(set(on_chain.items()) ^ set(disclosed.items()))
+        out.append(Difference(b"", f"the chain's scores differ from the manifest's: {changed[:4]}"))
+    return out
+
+
+def _fetch_updates(out: RoundCheck, base: str, previous: dict[str, np.ndarray]) -> dict[str, dict]:
+    """The included updates by hash; unreadable ones go to `out.unreadable`, wrong ones (another hash,
+    not safetensors, not the model's shape) to `out.differences`."""
+    updates = {}
+    for entry in out.manifest.included:
+        uri = base.rstrip("/") + "/" + entry.update[2:]
+        try:
+            blob = read_published(uri, MAX_UPDATE_BYTES)
+        except Unavailable as exc:  # not readable from here (update blobs are for the validators only)
+            out.unreadable.append(str(exc))
+            continue
+        except BlobTooLarge as exc:
+            out.differences.append(Difference(entry.leaf(), f"update of {entry.node}: {exc}"))
+            continue
+        try:
+            verify_blob(blob, entry.update_hash, uri)
+            arrays = arrays_from_bytes(blob)
+        except Exception as exc:  # tampered or not safetensors: not the update its node signed
+            out.differences.append(Difference(entry.leaf(), f"update of {entry.node}: {exc}"))
+            continue
+        out.bytes_read += len(blob)
+        if _shape_of(arrays) != _shape_of(previous):
+            out.differences.append(
+                Difference(entry.leaf(), f"update of {entry.node} is not the model's shape")
+            )
+            continue
+        updates[entry.update] = arrays
+    return updates
+
+
+def _shape_of(arrays) -> dict[str, tuple]:
+    return {k: (np.asarray(v).shape, np.asarray(v).dtype.str) for k, v in arrays.items()}
