@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fl_chain.coordinator.server_app import task_evaluation  # noqa: E402
-from fl_chain.defence.anchor import flat_delta  # noqa: E402
-from fl_chain.defence.trust import cosine, unflatten  # noqa: E402
+from fl_chain.defence.vectors import cosine, flat_delta, previous_vector, unflatten  # noqa: E402
 from fl_chain.tasks.base import DataSpec  # noqa: E402
 from fl_chain.tasks.digits import digits_task  # noqa: E402
 from fl_chain.tasks.training import get_arrays, set_arrays, train  # noqa: E402
@@ -52,8 +51,7 @@ def measure(partitioning: str, alpha: float, nodes: int) -> dict[str, list[float
         out["ratio"] += [float(np.linalg.norm(d) / reference) for _, d in deltas]
         mean = sum(n * d for n, d in deltas) / sum(n for n, _ in deltas)
         out["step"].append(float(np.linalg.norm(mean) / reference))
-        flat = np.concatenate([v.ravel().astype(np.float64) for v in current.values()])
-        current = unflatten(flat + mean, current)
+        current = unflatten(previous_vector(current) + mean, current)
     return out
 
 

@@ -11,7 +11,7 @@ import pytest
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from fl_chain.coordinator.screening import Screened
+from fl_chain.coordinator.screening import Screened, clip_influence
 from fl_chain.coordinator.trust_strategy import TrustWeighted
 from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy, suspicions
@@ -134,8 +134,11 @@ def test_per_update_clip_bounds_a_boosted_reply_and_rewrites_what_the_strategy_a
         )
         screened.updates[f"0x{node}"] = arrays
     verified = {m.metadata.src_node_id: f"0x{m.metadata.src_node_id}" for m in screened.accepted}
-    clipped = bound_influence(screened, verified, float(np.linalg.norm(root)), previous, 2.0)
-    assert clipped == {"0x2": pytest.approx(0.4)}
+    bounded = bound_influence(screened.updates, previous, float(np.linalg.norm(root)), 2.0)
+    assert list(bounded) == ["0x2"] and bounded["0x2"][1] == pytest.approx(0.4)
+    np.testing.assert_allclose(bounded["0x2"][0]["w"], [1.6, 1.2], rtol=1e-6)
+    clipped = clip_influence(screened, verified, float(np.linalg.norm(root)), previous, 2.0)
+    assert clipped == screened.clipped == {"0x2": pytest.approx(0.4)}
     sent = record_to_arrays(screened.accepted[1].content.array_records["arrays"])["w"]
     np.testing.assert_allclose(sent, [1.6, 1.2], rtol=1e-6)
     np.testing.assert_allclose(screened.updates["0x1"]["w"], [0.5, 0.0])

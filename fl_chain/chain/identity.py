@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fl_chain.errors import FlchainError, read_text_file
+from fl_chain.protocol.fields import is_address
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -49,7 +49,7 @@ def keystore_address(path: Path, checksum: bool = True) -> str:
     if "address" not in data:
         raise FlchainError(f"{path}: keystore has no 'address' field")
     address = "0x" + str(data["address"]).lower().removeprefix("0x")
-    if not re.fullmatch(r"0x[0-9a-f]{40}", address):
+    if not is_address(address):
         raise FlchainError(f"{path}: field 'address': expected 40 hex digits")
     if not checksum:
         return address

@@ -1,5 +1,6 @@
-"""Which training replies may reach aggregation. Pure: replies in, verdicts out, nothing on-chain. Every
-reply is decoded once; one bad reply never aborts a round."""
+"""Which training replies may reach aggregation: Flower replies in, verdicts out, nothing on-chain (the
+defences' arithmetic is defence/'s; this module applies it to the round's messages). Every reply is
+decoded once; one bad reply never aborts a round."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import numpy as np
 from flwr.app import Message
 
 from fl_chain.coordinator.gate import short_reason
-from fl_chain.defence.anchor import flat_delta
 from fl_chain.defence.evidence import EvidenceBook
+from fl_chain.defence.influence import bound_influence
 from fl_chain.defence.scoring import find_outliers
 from fl_chain.defence.update_checks import check_metrics, check_update
+from fl_chain.defence.vectors import flat_delta
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, check_claim, claim_signed_by
 from fl_chain.store import hash_arrays
@@ -66,7 +68,7 @@ def screen_replies(
 ) -> Screened:
     """Sort replies into accepted and dropped (with reasons); verified senders of unusable or (with
     `reject_outliers`) outlier updates are marked for a penalty. With `context`, a reply's signed claim
-    on its update (chain/update_signing.py) must match the update, the sender and this round; a reply
+    on its update (protocol/update_signing.py) must match the update, the sender and this round; a reply
     that carries a claim which does not is dropped and penalized (the node signed something else or
     someone else's update), and with `require_signed` an unsigned reply is dropped."""
     out = Screened()
@@ -159,8 +161,8 @@ def judge_with_evidence(
     reference: float | None = None,
     directions: bool = True,
 ) -> None:
-    """Anchored evidence (fl/evidence.py): suspect updates leave this round's aggregate, with the reason;
-    those whose evidence adds up are penalized. `reference`: the size yardstick (fl/anchor.py), if any;
+    """Anchored evidence (defence/evidence.py): suspect updates leave this round's aggregate, with the reason;
+    those whose evidence adds up are penalized. `reference`: the size yardstick (defence/anchor.py), if any;
     `directions`: whether g0's direction is evidence this round (RootAnchor.improves)."""
     deltas = {who: flat_delta(arrays, previous) for who, arrays in out.updates.items()}
     suspect, penalized = book.observe(deltas, root, reference, directions)
@@ -169,6 +171,27 @@ def judge_with_evidence(
         del out.updates[who], out.weights[who]
     out.penalized |= set(penalized)
     out.accepted = [r for r in out.accepted if verified[r.metadata.src_node_id] not in suspect]
+
+
+def clip_influence(
+    out: Screened,
+    verified: Mapping[int, str],
+    reference: float,
+    previous: Mapping[str, np.ndarray],
+    ratio: float,
+) -> dict[str, float]:
+    """Clip the accepted updates to `ratio` x the size reference (defence/influence.py), both in
+    `out.updates` and in the replies the wrapped strategy aggregates. Returns (and keeps in `out.clipped`)
+    who -> the factor its update was scaled by, only those clipped."""
+    bounded = bound_influence(out.updates, previous, reference, ratio)
+    clipped: dict[str, float] = {}
+    for i, reply in enumerate(out.accepted):
+        who = verified[reply.metadata.src_node_id]
+        if who in bounded:
+            out.updates[who], clipped[who] = bounded[who]
+            out.accepted[i] = with_update(reply, arrays=out.updates[who])
+    out.clipped = clipped
+    return clipped
 
 
 def _check(

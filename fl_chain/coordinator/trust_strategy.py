@@ -15,8 +15,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
-from fl_chain.defence.anchor import RootAnchor, flat_delta
-from fl_chain.defence.trust import rescaled, trust_scores, unflatten
+from fl_chain.defence.anchor import RootAnchor
+from fl_chain.defence.trust import rescaled, trust_scores
+from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
 from fl_chain.wire.records import WEIGHT_KEY, record_to_arrays, reply_parts, with_update
 
 
@@ -48,7 +49,7 @@ class TrustWeighted(Strategy):
             i: flat_delta(record_to_arrays(reply_parts(r)[0]), self._previous) for i, r in enumerate(usable)
         }
         trust = trust_scores(deltas, root)
-        base = np.concatenate([v.astype(np.float64).ravel() for v in self._previous.values()])
+        base = previous_vector(self._previous)
         weighted = [
             with_update(
                 r, unflatten(base + rescaled(deltas[i], root), self._previous), trust[i], self.weight_key

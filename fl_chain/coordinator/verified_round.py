@@ -1,16 +1,32 @@
-"""The coordinator's side of a verified round: the weights and model it derives (fl/derivation.py, the same
-functions a validator runs), and the manifest that discloses every signed update it received."""
+"""The coordinator's side of a verified round: the weights and model it derives (defence/derivation.py, the
+same functions a validator runs), and the manifest that discloses every signed update it received. It reads
+a round's screening through the fields it needs (Disclosed), so it depends on no Flower message."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from fl_chain.coordinator.screening import Screened
+import numpy as np
+
 from fl_chain.defence.derivation import effective_weights
 from fl_chain.protocol.manifest import EXCLUDED_SCORE, Entry, RoundManifest, canonical
-from fl_chain.protocol.update_signing import RoundContext
+from fl_chain.protocol.update_signing import RoundContext, SignedUpdate
 from fl_chain.store import canonical_bytes
+
+
+class Disclosed(Protocol):
+    """What a verified round takes from the round's screening (coordinator/screening.py's Screened):
+    participants are named by address."""
+
+    updates: dict[str, dict[str, np.ndarray]]  # accepted, as aggregated (after any clip)
+    originals: dict[str, dict[str, np.ndarray]]  # accepted, as sent
+    weights: dict[str, float]
+    signed: dict[str, SignedUpdate]  # the accepted updates' checked signatures
+    claims: dict[str, SignedUpdate]  # everything signed for this round, dropped replies included
+    clipped: dict[str, float]
+    dropped: dict[str, str]
 
 
 @dataclass
@@ -26,7 +42,7 @@ class VerifiedRound:
         return self.manifest.root()
 
 
-def canonical_weights(screened: Screened, claim_cap: float) -> dict[str, int]:
+def canonical_weights(screened: Disclosed, claim_cap: float) -> dict[str, int]:
     """Put the accepted updates in canonical order and give each the integer weight a validator derives
     from the signed claims (screened.weights follows, for scoring)."""
     order = sorted(screened.updates, key=str.lower)
@@ -38,7 +54,7 @@ def canonical_weights(screened: Screened, claim_cap: float) -> dict[str, int]:
 
 def build(
     context: RoundContext,
-    screened: Screened,
+    screened: Disclosed,
     scores: Mapping[str, int],
     parent: bytes,
     model_hash: bytes,

@@ -1,7 +1,7 @@
 """The server's anchor: each round the coordinator trains the current global model on a small clean
 root set it controls (FLTrust, Cao et al., NDSS 2021), with the same local settings as the nodes. The
-root update g0 is the yardstick for contribution (cosine with g0), for evidence of harm (fl/evidence.py)
-and for trust-weighted aggregation (fl/trust.py). For the embedded digits task the root set is the
+root update g0 is the yardstick for contribution (cosine with g0), for evidence of harm (defence/evidence.py)
+and for trust-weighted aggregation (defence/trust.py). For the embedded digits task the root set is the
 server's validation split; a user task's `server_data` validation split plays the same role.
 
 Sizes need a yardstick scaled to a node's work: FLTrust has server and clients run the same number of
@@ -20,22 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from fl_chain.defence.trust import unflatten
+from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
 from fl_chain.store import hash_arrays
 
 Arrays = Mapping[str, np.ndarray]
 RootTrainer = Callable[[Arrays, Mapping[str, Any]], dict[str, np.ndarray]]
 HeldOutLoss = Callable[[Arrays], float | None]  # the server's loss on data it does not train on
-
-
-def previous_vector(previous: Arrays) -> np.ndarray:
-    """The model as one float64 vector (array order of `previous`, as flat_delta)."""
-    return np.concatenate([np.asarray(previous[k], np.float64).ravel() for k in previous])
-
-
-def flat_delta(update: Arrays, previous: Arrays) -> np.ndarray:
-    """update - previous as one float64 vector (array order of `previous`)."""
-    return np.concatenate([(np.asarray(update[k], np.float64) - previous[k]).ravel() for k in previous])
 
 
 class RootAnchor:

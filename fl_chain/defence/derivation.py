@@ -8,7 +8,7 @@ so no reduction order depends on the machine), and the result is cast to the mod
 The aggregate is FedAvg of the included updates (what Flower's FedAvg and FedProx compute, up to float
 rounding), each first shortened by its clip factor, with weights the signed example counts capped at
 `claim_cap` x their median, and the step from the previous model then shortened by the step factor.
-Clip and step factors come from the server's root set (fl/influence.py): a validator cannot recompute
+Clip and step factors come from the server's root set (defence/influence.py): a validator cannot recompute
 them, only check that they shorten (<= 1) and see them per leaf.
 
 Scores: `cosine` (similarity with the median update) and `data-size` depend only on the updates and are
@@ -91,7 +91,7 @@ def rederive(
 ) -> tuple[dict[str, np.ndarray], list[Difference]]:
     """Re-derive a round from its manifest, the previous model and the included updates (by update hash,
     0x hex): (the model, what differs from the manifest). Signatures, eligibility and the chain's records
-    are checked by the caller (chain/round_check.py)."""
+    are checked by the caller (verify/round_check.py)."""
     differences: list[Difference] = []
     included = manifest.included
     for entry in included:

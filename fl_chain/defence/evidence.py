@@ -1,4 +1,4 @@
-"""Evidence of harm, anchored in the server's root update g0 (fl/anchor.py), accumulated over rounds.
+"""Evidence of harm, anchored in the server's root update g0 (defence/anchor.py), accumulated over rounds.
 
 A contribution score only says how much a reply helped; a penalty needs evidence. Per round, an
 update is *suspect* when it points against the server's descent direction (cos(delta, g0) below
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fl_chain.defence.trust import cosine
+from fl_chain.defence.vectors import cosine
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def suspicions(
     directions: bool = True,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(suspect this round: who -> why, copies: who -> why) for one round's accepted updates. Sizes are
-    measured against `reference` (default: |g0|); with None (no size yardstick: fl/anchor.py) only
+    measured against `reference` (default: |g0|); with None (no size yardstick: defence/anchor.py) only
     directions and copies count, and a zero update still marks a free-rider. With `directions` False (g0
     no longer improves the server's held-out loss: its direction is the root set's noise, and honest
     updates point against it as often as not) a direction is no evidence this round."""

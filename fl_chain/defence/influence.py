@@ -1,4 +1,4 @@
-"""Bounded influence, anchored in the server's root update g0 (fl/anchor.py): how far one update, and
+"""Bounded influence, anchored in the server's root update g0 (defence/anchor.py): how far one update, and
 one round's aggregate, may move the model. Neither bound is a penalty (a clipped node is not accused of
 anything); both stop a boosted update, or a majority of them, from buying influence by size alone. The
 bounds are multiples of the size reference (|g0| scaled to a median node's examples), never of the
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_chain.coordinator.screening import Screened
-from fl_chain.defence.anchor import flat_delta
 from fl_chain.defence.derivation import clip_update
-from fl_chain.wire.records import with_update
+from fl_chain.defence.vectors import flat_delta
+
+Arrays = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -28,36 +28,26 @@ class InfluencePolicy:
 
 
 def bound_influence(
-    out: Screened,
-    verified: Mapping[int, str],
-    reference: float,
-    previous: Mapping[str, np.ndarray],
-    ratio: float,
-) -> dict[str, float]:
-    """Clip every accepted update to `ratio` x the size reference (norm bounding, Sun et al. 2019,
-    anchored in g0 rather than in the other replies, so a majority cannot raise the bound): a boosted
-    update then weighs no more than an honest one of the same direction. Returns who -> the factor its
-    update was scaled by (only those clipped)."""
+    updates: Mapping[str, Arrays], previous: Arrays, reference: float, ratio: float
+) -> dict[str, tuple[dict[str, np.ndarray], float]]:
+    """Clip every update to `ratio` x the size reference (norm bounding, Sun et al. 2019, anchored in g0
+    rather than in the other replies, so a majority cannot raise the bound): a boosted update then weighs
+    no more than an honest one of the same direction. Returns who -> (its clipped arrays, the factor its
+    update was scaled by), only for those over the bound, in the order of `updates`."""
     bound = ratio * reference
     if bound <= 0:
         return {}
-    clipped: dict[str, float] = {}
-    for i, reply in enumerate(out.accepted):
-        who = verified[reply.metadata.src_node_id]
-        norm = float(np.linalg.norm(flat_delta(out.updates[who], previous)))
-        if norm <= bound:
-            continue
-        factor = bound / norm
-        arrays = clip_update(previous, out.updates[who], factor)
-        out.updates[who] = arrays
-        out.accepted[i] = with_update(reply, arrays=arrays)
-        clipped[who] = factor
-    out.clipped = clipped
+    clipped: dict[str, tuple[dict[str, np.ndarray], float]] = {}
+    for who, arrays in updates.items():
+        norm = float(np.linalg.norm(flat_delta(arrays, previous)))
+        if norm > bound:
+            factor = bound / norm
+            clipped[who] = (clip_update(previous, arrays, factor), factor)
     return clipped
 
 
 def bound_step(
-    model: Mapping[str, np.ndarray], previous: Mapping[str, np.ndarray], reference: float, ratio: float
+    model: Arrays, previous: Arrays, reference: float, ratio: float
 ) -> tuple[dict[str, np.ndarray], float]:
     """The aggregate, its step from `previous` shortened to at most `ratio` x the reference (a trust region
     around the server's own step), and the factor applied (1.0: untouched). Honest FedAvg steps measured

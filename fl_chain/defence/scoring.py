@@ -31,12 +31,13 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fl_chain.defence.trust import trust_scores
+from fl_chain.defence.vectors import cosine, flat_delta
 from fl_chain.protocol.fixedpoint import SCALE
 
 Arrays = Mapping[str, np.ndarray]
@@ -52,7 +53,7 @@ class RoundInput:
     validation_loss: Callable[[Arrays], float] | None = None
     budget: int = 64  # evaluations per round for gtg-shapley
     seed: int = 0
-    root: np.ndarray | None = None  # the server's root update g0, flattened (fl/anchor.py)
+    root: np.ndarray | None = None  # the server's root update g0, flattened (defence/anchor.py)
     evaluations: int = field(default=0, init=False)
 
     def loss(self, arrays: Arrays) -> float:
@@ -63,7 +64,9 @@ class RoundInput:
         return self.validation_loss(arrays)
 
 
-def fedavg(previous: Arrays, updates: Mapping[str, Arrays], weights: Mapping[str, float], members) -> dict:
+def fedavg(
+    previous: Arrays, updates: Mapping[str, Arrays], weights: Mapping[str, float], members: Iterable[str]
+) -> dict[str, np.ndarray]:
     """Example-weighted average of the members' arrays (the previous model if there are none)."""
     members = list(members)
     if not members:
@@ -155,20 +158,11 @@ def exact_shapley(players: list[str], value: Callable[[frozenset], float]) -> di
     return result
 
 
-def _flat_delta(update: Arrays, previous: Arrays) -> np.ndarray:
-    return np.concatenate([(update[k].astype(np.float64) - previous[k]).ravel() for k in previous])
-
-
 def cosine_scores(inp: RoundInput) -> dict[str, float]:
     """Cosine similarity of each update with the coordinate-wise median update (0 for a null update)."""
-    deltas = {who: _flat_delta(arrays, inp.previous) for who, arrays in inp.updates.items()}
+    deltas = {who: flat_delta(arrays, inp.previous) for who, arrays in inp.updates.items()}
     reference = np.median(np.stack(list(deltas.values())), axis=0)
-    ref_norm = np.linalg.norm(reference)
-    scores = {}
-    for who, delta in deltas.items():
-        norm = np.linalg.norm(delta)
-        scores[who] = float(delta @ reference / (norm * ref_norm)) if norm > 0 and ref_norm > 0 else 0.0
-    return scores
+    return {who: cosine(delta, reference) for who, delta in deltas.items()}
 
 
 def fltrust_scores(inp: RoundInput) -> dict[str, float]:
@@ -176,7 +170,7 @@ def fltrust_scores(inp: RoundInput) -> dict[str, float]:
     if inp.root is None:
         raise ValueError("the fltrust score needs the server's root update (a validation split)")
     return trust_scores(
-        {who: _flat_delta(arrays, inp.previous) for who, arrays in inp.updates.items()}, inp.root
+        {who: flat_delta(arrays, inp.previous) for who, arrays in inp.updates.items()}, inp.root
     )
 
 
@@ -220,7 +214,7 @@ def find_outliers(previous: Arrays, updates: Mapping[str, Arrays], norm_ratio: f
     from the coordinate-wise median update (cosine < 0, e.g. sign flips). Needs >= 3 updates."""
     if len(updates) < 3:
         return {}
-    deltas = {who: _flat_delta(arrays, previous) for who, arrays in updates.items()}
+    deltas = {who: flat_delta(arrays, previous) for who, arrays in updates.items()}
     norms = {who: float(np.linalg.norm(d)) for who, d in deltas.items()}
     median_norm = float(np.median(list(norms.values())))
     reference = np.median(np.stack(list(deltas.values())), axis=0)

@@ -8,11 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity (0 when either vector is zero)."""
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
+from fl_chain.defence.vectors import cosine
 
 
 def trust_scores(deltas: Mapping[str, np.ndarray], root: np.ndarray) -> dict[str, float]:
@@ -33,12 +29,3 @@ def trust_weighted_delta(deltas: Mapping[str, np.ndarray], root: np.ndarray) -> 
     if total <= 0:
         return None
     return sum(trust[w] * rescaled(d, root) for w, d in deltas.items() if trust[w] > 0) / total
-
-
-def unflatten(vector: np.ndarray, like: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A flat vector back into named arrays shaped (and typed) like `like`."""
-    out, start = {}, 0
-    for name, ref in like.items():
-        out[name] = vector[start : start + ref.size].reshape(ref.shape).astype(ref.dtype)
-        start += ref.size
-    return out

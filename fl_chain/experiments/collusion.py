@@ -20,8 +20,7 @@ import numpy as np
 from flwr.app import Message
 
 from fl_chain.coordinator.gate import DelegatingGrid
-from fl_chain.defence.anchor import flat_delta
-from fl_chain.defence.trust import unflatten
+from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
 from fl_chain.wire.records import AUTH_RECORD, record_to_arrays, reply_parts, with_update
 
 
@@ -132,7 +131,7 @@ class CollusionGrid(DelegatingGrid):
         }
         if not colluders:
             return replies
-        base = np.concatenate([v.astype(np.float64).ravel() for v in previous.values()])
+        base = previous_vector(previous)
         for i, delta in colluding_deltas(usable, colluders).items():
             replies[i] = with_update(replies[i], arrays=unflatten(base + delta, previous))
         return replies

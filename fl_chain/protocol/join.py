@@ -4,7 +4,6 @@ the address. Flower's own node authentication needs TLS and NIST curves, so this
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -12,8 +11,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
-ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
+from fl_chain.protocol.fields import is_address, is_signature
 
 
 def challenge_text(chain_id: int, run_id: int, node_id: int, nonce: str) -> str:
@@ -58,9 +56,9 @@ class Challenges:
         nonce = self._pending.pop(node_id, None)
         if nonce is None:
             return None, "no challenge outstanding for this node (replayed answer)"
-        if not isinstance(claimed, str) or not ADDRESS.fullmatch(claimed):
+        if not is_address(claimed):
             return None, "malformed address (expected 0x and 40 hex digits)"
-        if not isinstance(signature, str) or not SIGNATURE.fullmatch(signature):
+        if not is_signature(signature):
             return None, "malformed signature (expected 0x and 130 hex digits)"
         signer = recover_signer(self.chain_id, self.run_id, node_id, nonce, signature)
         if signer is None:

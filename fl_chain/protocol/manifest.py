@@ -11,14 +11,13 @@ one changes the model hash.
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from dataclasses import asdict, dataclass, field
 
-from eth_utils import is_hex_address, keccak, to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from fl_chain.errors import FlchainError
+from fl_chain.protocol import fields
+from fl_chain.protocol.documents import canonical_json, document_name, load_document
 from fl_chain.protocol.merkle import StandardTree, leaf_hash
 from fl_chain.protocol.update_signing import LEAF_TYPES, SignedUpdate
 
@@ -26,9 +25,7 @@ MANIFEST_VERSION = 1
 EXCLUDED_SCORE = 2**256 - 1  # the score of a disclosed, excluded update's leaf
 EMPTY_ROOT = keccak(text="flchain.updates.none.v1")  # the root of a round with no disclosed update
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-
-_HASH = re.compile(r"0x[0-9a-f]{64}")
-_SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
+MAX_REASON_CHARS = 500  # a reason is the coordinator's free text: kept short whatever it sent
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,7 @@ class RoundManifest:
     round: int
     parent: str  # 0x hash of the previous model
     model: str  # 0x hash of the committed model
-    scoring: str  # the scoring method (which scores can be recomputed: fl/derivation.py)
+    scoring: str  # the scoring method (which scores can be recomputed: defence/derivation.py)
     claim_cap: float
     step: float  # the factor the aggregate's step was shortened by (<= 1)
     entries: tuple[Entry, ...] = field(default_factory=tuple)
@@ -111,7 +108,7 @@ class RoundManifest:
 
     def name(self) -> str:
         """The file name it is published under."""
-        return manifest_name(self.task, self.round, self.root())
+        return document_name(self.task, self.round, self.root())
 
     def entry_of(self, node: str) -> Entry | None:
         """The entry of a node, if disclosed."""
@@ -121,12 +118,7 @@ class RoundManifest:
         """Canonical JSON bytes."""
         data = asdict(self)
         data["entries"] = [asdict(e) for e in self.entries]
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-
-
-def manifest_name(task: int, round_number: int, root: bytes) -> str:
-    """`t<task>-r<round>-<root hex>.json`."""
-    return f"t{task}-r{round_number}-{root.hex()}.json"
+        return canonical_json(data)
 
 
 def canonical(entries: list[Entry]) -> tuple[Entry, ...]:
@@ -134,67 +126,45 @@ def canonical(entries: list[Entry]) -> tuple[Entry, ...]:
     return tuple(sorted(entries, key=lambda e: e.node.lower()))
 
 
+def _entry(raw: object, at: str) -> Entry:
+    """One entry of a manifest's JSON; `at` labels it ("<where>: entries[<i>]")."""
+    raw = fields.mapping(raw, at)
+    return Entry(
+        fields.address(raw.get("node"), f"{at}.node"),
+        fields.hash_text(raw.get("update"), f"{at}.update"),
+        fields.uint(raw.get("claimed"), f"{at}.claimed"),
+        fields.signature(raw.get("signature"), f"{at}.signature"),
+        fields.uint(raw.get("score"), f"{at}.score"),
+        fields.finite(raw.get("clip"), f"{at}.clip"),
+        str(raw.get("reason", ""))[:MAX_REASON_CHARS],
+    )
+
+
+def _entries(raw: object, where: str) -> tuple[Entry, ...]:
+    """A manifest's entries, which must be in canonical order, one per node."""
+    entries = tuple(
+        _entry(e, f"{where}: entries[{i}]") for i, e in enumerate(fields.array(raw, f"{where}: entries"))
+    )
+    nodes = [e.node.lower() for e in entries]
+    if nodes != sorted(nodes):
+        raise FlchainError(f"{where}: entries are not in canonical order (by node address)")
+    if len(set(nodes)) != len(nodes):
+        raise FlchainError(f"{where}: a node has two entries")
+    return entries
+
+
 def parse_manifest(blob: bytes, where: str) -> RoundManifest:
     """A manifest from its JSON bytes; a one-line error naming `where` and the field otherwise."""
-    try:
-        data = json.loads(blob)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FlchainError(f"{where}: not a JSON manifest ({exc})") from None
-    if not isinstance(data, dict):
-        raise FlchainError(f"{where}: expected a JSON object")
-
-    def need(obj: dict, key: str, kind: type | tuple, at: str):
-        value = obj.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise FlchainError(f"{where}: {at}{key} is missing or not {getattr(kind, '__name__', kind)}")
-        return value
-
-    if need(data, "version", int, "") != MANIFEST_VERSION:
-        raise FlchainError(f"{where}: manifest version {data['version']} (expected {MANIFEST_VERSION})")
-    ledger = need(data, "ledger", str, "")
-    if not is_hex_address(ledger):
-        raise FlchainError(f"{where}: ledger is not an address")
-    for key in ("parent", "model"):
-        if not _HASH.fullmatch(need(data, key, str, "")):
-            raise FlchainError(f"{where}: {key} is not 0x + 64 lowercase hex digits")
-    factors = {k: float(need(data, k, (int, float), "")) for k in ("claim_cap", "step")}
-    if not all(math.isfinite(v) for v in factors.values()):
-        raise FlchainError(f"{where}: claim_cap and step must be finite")
-    raw_entries = need(data, "entries", list, "")
-    entries = []
-    for i, raw in enumerate(raw_entries):
-        at = f"entries[{i}]."
-        if not isinstance(raw, dict):
-            raise FlchainError(f"{where}: entries[{i}] is not an object")
-        node, update = need(raw, "node", str, at), need(raw, "update", str, at)
-        if not is_hex_address(node):
-            raise FlchainError(f"{where}: {at}node is not an address")
-        if not _HASH.fullmatch(update):
-            raise FlchainError(f"{where}: {at}update is not 0x + 64 lowercase hex digits")
-        if not _SIGNATURE.fullmatch(need(raw, "signature", str, at)):
-            raise FlchainError(f"{where}: {at}signature is not 0x + 130 hex digits")
-        claimed, score = need(raw, "claimed", int, at), need(raw, "score", int, at)
-        if not 0 <= claimed < 2**256 or not 0 <= score < 2**256:
-            raise FlchainError(f"{where}: {at}claimed and score must be uint256")
-        clip = float(need(raw, "clip", (int, float), at))
-        if not math.isfinite(clip):
-            raise FlchainError(f"{where}: {at}clip must be finite")
-        entries.append(
-            Entry(node, update, claimed, raw["signature"], score, clip, str(raw.get("reason", ""))[:500])
-        )
-    if [e.node.lower() for e in entries] != sorted(e.node.lower() for e in entries):
-        raise FlchainError(f"{where}: entries are not in canonical order (by node address)")
-    if len({e.node.lower() for e in entries}) != len(entries):
-        raise FlchainError(f"{where}: a node has two entries")
+    data = load_document(blob, where, "manifest", MANIFEST_VERSION)
     return RoundManifest(
-        need(data, "chain_id", int, ""),
-        to_checksum_address(ledger),
-        need(data, "task", int, ""),
-        need(data, "round", int, ""),
-        data["parent"],
-        data["model"],
-        need(data, "scoring", str, ""),
-        factors["claim_cap"],
-        factors["step"],
-        tuple(entries),
+        fields.uint(data.get("chain_id"), f"{where}: chain_id"),
+        to_checksum_address(fields.address(data.get("ledger"), f"{where}: ledger")),
+        fields.uint(data.get("task"), f"{where}: task"),
+        fields.uint(data.get("round"), f"{where}: round"),
+        fields.hash_text(data.get("parent"), f"{where}: parent"),
+        fields.hash_text(data.get("model"), f"{where}: model"),
+        fields.text(data.get("scoring"), f"{where}: scoring"),
+        fields.finite(data.get("claim_cap"), f"{where}: claim_cap"),
+        fields.finite(data.get("step"), f"{where}: step"),
+        _entries(data.get("entries"), where),
     )

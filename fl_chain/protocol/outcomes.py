@@ -10,15 +10,17 @@ the folded reputations: one leaf (node, reputation, active) per node seen so far
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
-from eth_utils import is_hex_address, keccak, to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from fl_chain.errors import FlchainError
+from fl_chain.protocol import fields
+from fl_chain.protocol.documents import canonical_json, document_name, load_document
 from fl_chain.protocol.fixedpoint import SCALE
-from fl_chain.protocol.manifest import manifest_name
 from fl_chain.protocol.merkle import StandardTree
 
 OUTCOME_TYPES = ("address", "uint256", "uint8")
@@ -29,6 +31,7 @@ EMPTY_OUTCOMES_ROOT = keccak(text="flchain.outcomes.none.v1")  # a round without
 OUTCOMES_VERSION = 1
 CHECKPOINT_VERSION = 1
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class RoundOutcomes:
 
     def name(self) -> str:
         """The file name it is published under (in the store's `rounds/`)."""
-        return manifest_name(self.task, self.round, self.root())
+        return document_name(self.task, self.round, self.root())
 
     def to_json(self) -> bytes:
         """Canonical JSON bytes (outcomes as [node, score, kind] rows: 1,000 leaves are ~70 kB)."""
@@ -121,7 +124,7 @@ class RoundOutcomes:
             "model": self.model,
             "outcomes": [[o.node, o.score, o.kind] for o in self.outcomes],
         }
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(data)
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class CheckpointLeaves:
 
     def name(self) -> str:
         """The file name it is published under (in the store's `rounds/`)."""
-        return manifest_name(self.task, self.through_round, self.root())
+        return document_name(self.task, self.through_round, self.root())
 
     def leaf_of(self, node: str) -> tuple[str, int, bool] | None:
         """A node's leaf, if it has one."""
@@ -178,38 +181,25 @@ class CheckpointLeaves:
             "params": list(self.params),
             "leaves": [list(leaf) for leaf in self.leaves],
         }
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(data)
 
 
-def _load(blob: bytes, where: str, kind: str, version: int) -> dict:
-    try:
-        data = json.loads(blob)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FlchainError(f"{where}: not a JSON {kind} document ({exc})") from None
-    if not isinstance(data, dict) or data.get("kind") != kind:
-        raise FlchainError(f"{where}: expected a JSON object with kind {kind!r}")
-    if data.get("version") != version:
-        raise FlchainError(f"{where}: {kind} version {data.get('version')!r} (expected {version})")
-    for key in ("chain_id", "task", "round" if kind == "outcomes" else "through_round"):
-        if not isinstance(data.get(key), int) or isinstance(data.get(key), bool) or data[key] < 0:
-            raise FlchainError(f"{where}: {key} is missing or not a non-negative integer")
-    if not isinstance(data.get("ledger"), str) or not is_hex_address(data["ledger"]):
-        raise FlchainError(f"{where}: ledger is not an address")
+def _header(blob: bytes, where: str, kind: str, version: int, round_key: str) -> dict:
+    """The document's JSON with its context fields checked (and the ledger checksummed)."""
+    data = load_document(blob, where, f"{kind} document", version, kind)
+    for key in ("chain_id", "task", round_key):
+        fields.uint(data.get(key), f"{where}: {key}")
+    data["ledger"] = to_checksum_address(fields.address(data.get("ledger"), f"{where}: ledger"))
     return data
 
 
-def _rows(data: dict, key: str, where: str, check) -> list:
-    rows = data.get(key)
-    if not isinstance(rows, list):
-        raise FlchainError(f"{where}: {key} is missing or not a list")
+def _rows(data: dict, key: str, where: str, check: Callable[[list, str], T]) -> list[T]:
+    """The [address, value, flag] rows under `key`, each turned into what `check` makes of it; a node
+    may appear once."""
+    rows = fields.array(data.get(key), f"{where}: {key}")
     out = []
     for i, row in enumerate(rows):
-        if (
-            not isinstance(row, list)
-            or len(row) != 3
-            or not isinstance(row[0], str)
-            or not is_hex_address(row[0])
-        ):
+        if not isinstance(row, list) or len(row) != 3 or not fields.is_address(row[0]):
             raise FlchainError(f"{where}: {key}[{i}] is not [address, value, flag]")
         out.append(check(row, f"{where}: {key}[{i}]"))
     if len({row[0].lower() for row in rows}) != len(rows):
@@ -219,20 +209,16 @@ def _rows(data: dict, key: str, where: str, check) -> list:
 
 def _outcome(row: list, at: str) -> Outcome:
     node, score, kind = row
-    if kind not in OUTCOME_NAMES or isinstance(kind, bool):
+    if not fields.is_uint(kind, PENALIZED):  # not `in OUTCOME_NAMES`: 1.0 == 1, and a list is unhashable
         raise FlchainError(f"{at}: outcome kind {kind!r} (expected 0 scored, 1 missed or 2 penalized)")
-    if (
-        not isinstance(score, int)
-        or isinstance(score, bool)
-        or not 0 <= score <= (SCALE if kind == SCORED else 0)
-    ):
+    if not fields.is_uint(score, SCALE if kind == SCORED else 0):
         raise FlchainError(f"{at}: score {score!r} (expected 0..{SCALE} for a scored node, 0 otherwise)")
     return Outcome(to_checksum_address(node), score, kind)
 
 
 def _checkpoint_leaf(row: list, at: str) -> tuple[str, int, bool]:
     node, value, active = row
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= SCALE:
+    if not fields.is_uint(value, SCALE):
         raise FlchainError(f"{at}: reputation {value!r} (expected 0..{SCALE})")
     if not isinstance(active, bool):
         raise FlchainError(f"{at}: active {active!r} (expected true or false)")
@@ -241,17 +227,15 @@ def _checkpoint_leaf(row: list, at: str) -> tuple[str, int, bool]:
 
 def parse_outcomes(blob: bytes, where: str) -> RoundOutcomes:
     """A round's outcomes from JSON bytes; a one-line error naming `where` and the field otherwise."""
-    data = _load(blob, where, "outcomes", OUTCOMES_VERSION)
+    data = _header(blob, where, "outcomes", OUTCOMES_VERSION, "round")
     for key in ("parent", "model"):
-        value = data.get(key)
-        if not isinstance(value, str) or len(value) != 66 or not value.startswith("0x"):
-            raise FlchainError(f"{where}: {key} is not 0x + 64 hex digits")
+        fields.hash_text(data.get(key), f"{where}: {key}")
     rows = _rows(data, "outcomes", where, _outcome)
     if rows != sorted(rows, key=lambda o: (o.kind, o.node.lower())):
         raise FlchainError(f"{where}: outcomes are not in canonical order (by kind, then node address)")
     return RoundOutcomes(
         data["chain_id"],
-        to_checksum_address(data["ledger"]),
+        data["ledger"],
         data["task"],
         data["round"],
         data["parent"],
@@ -262,16 +246,16 @@ def parse_outcomes(blob: bytes, where: str) -> RoundOutcomes:
 
 def parse_checkpoint(blob: bytes, where: str) -> CheckpointLeaves:
     """A checkpoint from JSON bytes; a one-line error naming `where` and the field otherwise."""
-    data = _load(blob, where, "checkpoint", CHECKPOINT_VERSION)
+    data = _header(blob, where, "checkpoint", CHECKPOINT_VERSION, "through_round")
     params = data.get("params")
-    if not isinstance(params, list) or len(params) != 5 or not all(isinstance(p, int) for p in params):
-        raise FlchainError(f"{where}: params is not a list of five integers")
+    if not isinstance(params, list) or len(params) != 5 or not all(fields.is_uint(p) for p in params):
+        raise FlchainError(f"{where}: params is not a list of five non-negative integers")
     leaves = _rows(data, "leaves", where, _checkpoint_leaf)
     if not leaves:
         raise FlchainError(f"{where}: a checkpoint has at least one leaf")
     return CheckpointLeaves(
         data["chain_id"],
-        to_checksum_address(data["ledger"]),
+        data["ledger"],
         data["task"],
         data["through_round"],
         tuple(params),

@@ -1,6 +1,6 @@
 """Commitment mode's reputation, folded off-chain from published outcome leaves.
 
-The arithmetic is the Reputation contract's (chain/reputation_model.py, its Python reference), so a
+The arithmetic is the Reputation contract's (protocol/reputation_model.py, its Python reference), so a
 commitment-mode task's reputations are what a per-participant task's would be. Every round's outcomes
 are folded in order from round 1; a node enters at the starting reputation the first time it has an
 outcome, and a node that has an outcome while the fold holds it suspended was reinstated by the

@@ -10,7 +10,6 @@ EIP-191 personal message, which OpenZeppelin's `MessageHashUtils.toEthSignedMess
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
 from fl_chain.errors import FlchainError
+from fl_chain.protocol import fields
 
 UPDATE_DOMAIN = keccak(text="flchain.update.v1")  # a signature for anything else never matches
 TICKET_DOMAIN = keccak(text="flchain.ticket.v1")  # a coordinator's ticket sampling a node for a round
@@ -58,7 +58,7 @@ def update_digest(
     if len(update_hash) != 32:
         raise FlchainError(f"an update hash has 32 bytes, not {len(update_hash)}")
     if weight < 0:
-        raise FlchainError(f"an update's weight is not negative (got {weight})")
+        raise FlchainError(f"an update's weight must not be negative (got {weight})")
     return keccak(
         encode(
             ["bytes32", "uint256", "address", "uint256", "uint256", "bytes32", "uint256"],
@@ -140,28 +140,17 @@ class RoundContext:
     round: int
 
 
-_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
-_SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
-
-
 def parse_claim(claim: Mapping[str, object], context: RoundContext) -> SignedUpdate:
     """The SignedUpdate a reply's claim (its "hash", "weight" and "signature") stands for in this round;
     a one-line FlchainError naming the malformed field otherwise. The signature is not checked here."""
-    raw_hash, raw_weight, signature = claim.get("hash"), claim.get("weight"), claim.get("signature")
-    if not (isinstance(raw_hash, str) and _HASH.fullmatch(raw_hash)):
-        raise FlchainError("the update claim's hash is not 0x + 64 hex digits")
-    if not isinstance(raw_weight, int) or isinstance(raw_weight, bool) or not 0 <= raw_weight < 2**256:
-        raise FlchainError("the update claim's weight is not a non-negative integer")
-    if not (isinstance(signature, str) and _SIGNATURE.fullmatch(signature)):
-        raise FlchainError("the update claim's signature is not 0x + 130 hex digits")
     return SignedUpdate(
         context.chain_id,
         context.ledger,
         context.task,
         context.round,
-        bytes.fromhex(raw_hash[2:]),
-        raw_weight,
-        signature,
+        fields.hash_bytes(claim.get("hash"), "the update claim's hash"),
+        fields.uint(claim.get("weight"), "the update claim's weight"),
+        fields.signature(claim.get("signature"), "the update claim's signature"),
     )
 
 
