@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from fl_chain.chain.deployment import DEPLOYMENT_FILE  # noqa: E402
 from fl_chain.chain.setup import bootstrap  # noqa: E402
-from fl_chain.cli_fl import _quiet_simulation  # noqa: E402
+from fl_chain.cli_demo import _quiet_simulation  # noqa: E402
 from fl_chain.config import load_config  # noqa: E402
 from fl_chain.demo import run_demo  # noqa: E402
 from fl_chain.wire.report import RoundReport, RunEntry  # noqa: E402

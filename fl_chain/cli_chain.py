@@ -19,7 +19,6 @@ from fl_chain.chain.setup.deploy import deploy_contracts
 from fl_chain.chain.setup.localnode import (
     BACKENDS,
     ChainProcess,
-    pid_alive,
     read_pidfile,
     write_pidfile,
 )
@@ -34,6 +33,7 @@ from fl_chain.cli_common import (
 )
 from fl_chain.errors import FlchainError
 from fl_chain.paths import state_home
+from fl_chain.proctree import pid_alive
 from fl_chain.views import key_value_table
 
 app = typer.Typer(help="Compile, start, deploy and inspect the flchain contracts.", no_args_is_help=True)

@@ -34,7 +34,8 @@ def dashboard(
 ) -> None:
     """A live web view of the ledger: rounds, accuracy, gas, nodes, reputation, blob verification. It reads
     only the chain and the blob store, so anyone with the deployment file can run it. Ctrl-C stops it."""
-    from fl_chain.dashboard.serve import DashboardServer, check_address, is_loopback
+    from fl_chain.dashboard.serve import DashboardServer, check_address
+    from fl_chain.netaddr import is_loopback
 
     check_address(host, port, allow_remote)  # before the chain is even asked
     client = chain_from_options(home, deployment, rpc)

@@ -180,8 +180,15 @@ def load_config(path: Path | None) -> RunConfig:
 
 
 def validate(config: RunConfig, source: str) -> None:
-    """Value checks beyond types."""
-    fed, task = config.federation, config.task
+    """Value checks beyond types; the first failing one is a one-line error naming `source` and the field."""
+    _validate_federation(config.federation, source)
+    _validate_task(config.task, source)
+    _validate_scoring(config, source)
+    _validate_ledger(config, source)
+
+
+def _validate_federation(fed: FederationSection, source: str) -> None:
+    """Strategy, rounds, sampling and round timeouts."""
     if fed.strategy not in STRATEGIES:
         raise FlchainError(
             f"{source}: field 'federation.strategy': unknown strategy {fed.strategy!r} "
@@ -198,6 +205,10 @@ def validate(config: RunConfig, source: str) -> None:
     for name in ("round_timeout", "round_timeout_floor", "round_timeout_factor"):
         if getattr(fed, name) <= 0:
             raise FlchainError(f"{source}: field 'federation.{name}': expected > 0, got {getattr(fed, name)}")
+
+
+def _validate_task(task: TaskSection, source: str) -> None:
+    """Data partitioning and local training."""
     if task.partitioning not in ("iid", "dirichlet", "shards"):
         raise FlchainError(
             f"{source}: field 'task.partitioning': expected iid, dirichlet or shards, "
@@ -208,6 +219,11 @@ def validate(config: RunConfig, source: str) -> None:
     for name in ("local_epochs", "batch_size"):
         if getattr(task, name) < 1:
             raise FlchainError(f"{source}: field 'task.{name}': expected >= 1")
+
+
+def _validate_scoring(config: RunConfig, source: str) -> None:
+    """How replies are scored and aggregated (scoring.*, federation.aggregation)."""
+    fed = config.federation
     methods = ("loss-delta", "loo", "gtg-shapley", "cosine", "fltrust", "data-size")
     if config.scoring.method not in methods:
         raise FlchainError(
@@ -231,6 +247,11 @@ def validate(config: RunConfig, source: str) -> None:
             raise FlchainError(
                 f"{source}: field 'scoring.{name}': expected >= 0 (0: off), got {getattr(sc, name)}"
             )
+
+
+def _validate_ledger(config: RunConfig, source: str) -> None:
+    """The ledger mode (and what verified rounds need of the strategy) and node selection."""
+    fed = config.federation
     if config.ledger.mode not in LEDGER_MODES:
         raise FlchainError(
             f"{source}: field 'ledger.mode': expected {', '.join(LEDGER_MODES)}, got {config.ledger.mode!r}"

@@ -53,10 +53,7 @@ def run_demo(
     With `local` (a chain started by `bootstrap.start_local(home, ...)`), the run uses that chain and
     leaves it running, so its ledger can be read afterwards; otherwise the demo's own chain is stopped.
     `progress(done, total)` is called while the nodes are registered (bootstrap.register_nodes)."""
-    home.mkdir(parents=True, exist_ok=True)
-    for stale in ("rounds.jsonl", "store"):
-        target = home / stale
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    _fresh_home(home)
     own_chain = local is None
     if local is None:
         local = bootstrap.start_local(home, backend, reputation_params=reputation_params)
@@ -76,19 +73,7 @@ def run_demo(
         finally:
             if validation is not None:
                 validation.stop()
-        task = ledger.task_count(client)
-        result = DemoResult(
-            reports=events.rounds,
-            task=task,
-            home=home,
-            deployment=home / "deployment.json",
-            nodes=[n.address for n in nodes],
-            chain_rounds=ledger.round_count(client, task) if task else 0,
-            extra={
-                "attestations": validation.attested if validation else [],
-                "quorum": quorum.quorum(client) if validation else 0,
-            },
-        )
+        result = _demo_result(client, home, events, [n.address for n in nodes], validation)
         _write_result(result)
         if plot and result.reports:
             result.plot = plot_accuracy(result.reports, home / "accuracy.png")
@@ -97,6 +82,37 @@ def run_demo(
         if own_chain:
             local.stop()
         _stop_ray()
+
+
+def _fresh_home(home: Path) -> None:
+    """Create `home` and remove what an earlier run left there that this one would mix with."""
+    home.mkdir(parents=True, exist_ok=True)
+    for stale in ("rounds.jsonl", "store"):
+        target = home / stale
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+def _demo_result(
+    client: ChainClient,
+    home: Path,
+    events: RunEvents,
+    nodes: list[str],
+    validation: ValidatorThreads | None,
+) -> DemoResult:
+    """What the run left: its round reports, and the task and its rounds as the chain has them."""
+    task = ledger.task_count(client)
+    return DemoResult(
+        reports=events.rounds,
+        task=task,
+        home=home,
+        deployment=home / "deployment.json",
+        nodes=nodes,
+        chain_rounds=ledger.round_count(client, task) if task else 0,
+        extra={
+            "attestations": validation.attested if validation else [],
+            "quorum": quorum.quorum(client) if validation else 0,
+        },
+    )
 
 
 def simulate(
@@ -111,6 +127,7 @@ def simulate(
     from flwr.simulation import run_simulation
 
     from fl_chain.coordinator.server_app import make_server_app
+    from fl_chain.experiments.attacking_client import make_attacking_client_app
     from fl_chain.node.client_app import SimulatedNodes, make_client_app
     from fl_chain.wire.node_config import NodeConfig
 
@@ -129,7 +146,7 @@ def simulate(
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     run_simulation(
         server_app=make_server_app(config, home, events, _collusion(keys, attacks)),
-        client_app=make_client_app(nodes),
+        client_app=make_attacking_client_app(nodes) if attacks else make_client_app(nodes),
         num_supernodes=len(keys),
         backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": 2}},
     )

@@ -27,6 +27,8 @@ import threading
 
 import psutil
 
+from fl_chain.proctree import pinned, process_tree, stop_processes
+
 SNAPSHOT_INTERVAL = 0.5  # seconds between snapshots of the watched trees
 
 
@@ -89,32 +91,6 @@ def forget(pid: int) -> None:
         Watchdog._instance.forget(pid)
 
 
-def _process(pid: int) -> psutil.Process | None:
-    try:
-        return psutil.Process(pid)  # remembers the creation time: signals never reach a reused PID
-    except psutil.Error:
-        return None
-
-
-def _tree(proc: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def _stop(processes: list[psutil.Process]) -> None:
-    """SIGTERM, then SIGKILL whatever is left after 5 seconds."""
-    for proc in processes:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(processes, timeout=5)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-
-
 def run(parent: int) -> None:
     """The watchdog's loop (in its own process): read messages until the parent is gone, then stop
     everything still registered."""
@@ -135,7 +111,7 @@ def run(parent: int) -> None:
                 if not value.strip().isdigit():
                     continue
                 pid = int(value)
-                if verb == "watch" and (proc := _process(pid)) is not None:
+                if verb == "watch" and (proc := pinned(pid)) is not None:
                     snapshots[pid] = [proc]
                 elif verb == "forget":
                     snapshots.pop(pid, None)
@@ -144,18 +120,11 @@ def run(parent: int) -> None:
         if os.getppid() != parent:
             break  # reparented: the parent is gone even if another process holds the pipe open
         for pid, tree in snapshots.items():
-            now = _tree(tree[0])
+            now = process_tree(tree[0])
             if now:
                 snapshots[pid] = now  # a tree whose root already ended keeps its last snapshot
-    doomed = {p.pid: p for tree in snapshots.values() for p in [*tree, *_tree(tree[0])]}
-    _stop([p for p in doomed.values() if _alive(p)])
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    doomed = {p.pid: p for tree in snapshots.values() for p in [*tree, *process_tree(tree[0])]}
+    stop_processes(list(doomed.values()))
 
 
 if __name__ == "__main__":

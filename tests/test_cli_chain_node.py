@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fl_chain.chain.setup.localnode import free_port, pid_alive
+from fl_chain.chain.setup.localnode import free_port
 from fl_chain.cli import run
+from fl_chain.proctree import pid_alive
 
 FLCHAIN = [sys.executable, "-m", "fl_chain"]
 PASSWORD = "correct horse"

@@ -107,8 +107,9 @@ def test_a_commit_waits_out_a_chain_restart(tmp_path: Path) -> None:
     with backoff, and lands the round once when the node is back; the next round follows on its parent."""
     from fl_chain.chain import ledger
     from fl_chain.chain.setup import bootstrap
-    from fl_chain.chain.setup.localnode import start_chain, stop_pid
+    from fl_chain.chain.setup.localnode import start_chain
     from fl_chain.coordinator.committer import RoundCommitter
+    from fl_chain.proctree import stop_pid
     from fl_chain.store import ModelStore
 
     state, port = tmp_path / "state.json", free_port()

@@ -14,11 +14,10 @@ from fl_chain.chain.setup.localnode import (
     anvil_binary,
     anvil_platform,
     free_port,
-    pid_alive,
     start_chain,
-    stop_pid,
 )
 from fl_chain.errors import FlchainError
+from fl_chain.proctree import pid_alive, stop_pid
 
 
 def test_two_chains_on_different_ports_then_both_stop(tmp_path: Path) -> None:

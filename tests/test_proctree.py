@@ -20,6 +20,7 @@ from fl_chain.proctree import (
     pid_alive,
     stop_pid,
     stop_pids,
+    stop_tree,
 )
 
 # Starts a child that starts a grandchild (`depth` levels); all sleep with `tag` on their command line.
@@ -82,6 +83,25 @@ def test_group_alive_follows_the_group() -> None:
     assert group_alive(leader.pid)
     stop_pids([leader.pid, *descendants(leader.pid)])
     assert not group_alive(leader.pid)
+
+
+@pytest.mark.skipif(not hasattr(os, "getpgid"), reason="process groups are POSIX")
+def test_stop_tree_takes_the_group_and_a_descendant_that_left_it() -> None:
+    """As Managed.stop uses it: a group leader, its child, and a grandchild in a session of its own (as
+    Flower's SuperExec) all go, though SIGTERM is ignored by the leader."""
+    tag = f"proctree-{uuid.uuid4()}"
+    code = "import signal, subprocess, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)"
+    code += f"; subprocess.Popen(['setsid', 'sleep', '302']); time.sleep(120) # {tag}"
+    leader = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        _wait_for(lambda: len(descendants(leader.pid)) == 1)
+        tree = [leader.pid, *descendants(leader.pid)]
+        started = time.monotonic()
+        stop_tree(leader.pid, timeout=0.5, kill_timeout=5.0, group=True)
+        assert not any(pid_alive(pid) for pid in tree) and not group_alive(leader.pid)
+        assert time.monotonic() - started < 5.0
+    finally:
+        stop_pids([leader.pid, *descendants(leader.pid)], timeout=1.0)
 
 
 def test_machine_facts() -> None:

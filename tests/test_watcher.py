@@ -137,7 +137,8 @@ def test_interval_blocks_with_confirmations(tmp_path: Path) -> None:
     """A PoW-style chain (blocks every 0.5 s): an event arrives only after N more blocks."""
     import time
 
-    from fl_chain.chain.setup.localnode import free_port, start_chain, stop_pid
+    from fl_chain.chain.setup.localnode import free_port, start_chain
+    from fl_chain.proctree import stop_pid
     from tests.chainutil import fresh_deployment
 
     process = start_chain("anvil", free_port(), tmp_path / "anvil.log", block_time=0.5)

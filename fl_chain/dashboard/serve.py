@@ -3,7 +3,6 @@ caller (the `flchain dashboard` command or `flchain demo --dashboard`) keeps con
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
@@ -13,18 +12,7 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.dashboard.app import make_app, missing_vendor_files
 from fl_chain.dashboard.sync import LedgerSync
 from fl_chain.errors import FlchainError
-
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-def is_loopback(host: str) -> bool:
-    """True if `host` only accepts connections from this machine."""
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from fl_chain.netaddr import is_loopback
 
 
 def check_address(host: str, port: int, allow_remote: bool) -> None:

@@ -3,8 +3,8 @@ arrays into what a faulty or malicious node would send.
 
 Client-side kinds: sign-flip (send global - scale*(update)), noise (Gaussian, std), free-rider (return
 the model received), scale (boost the update by a factor; "boosting just under a filter" is a factor
-chosen below it), label-flip (train on flipped labels; applied to the data by the ClientApp, the arrays
-pass unchanged), nan (poison one value), wrong-shape (drop a row), sybil (every node with the same
+chosen below it), label-flip (train on flipped labels; applied to the data by attacking_client.py, the
+arrays pass unchanged), nan (poison one value), wrong-shape (drop a row), sybil (every node with the same
 `seed` sends the same noise update: colluding identities), and on-off (behave for `after` rounds, then
 run the attack in `then`). Coordinated attacks that need every participant's update, ALIE and IPM,
 live in fl/collusion.py.

@@ -4,17 +4,19 @@ weights and metrics. Nothing but weights leaves the node.
 
 Settings come from the SuperNode's node config (`NodeConfig`, written by `flchain client`) or, in
 simulation, from the demo's `SimulatedNodes`; torch is imported only when training, so the identity
-query stays fast.
+query stays fast. Experiments build their misbehaving clients on `make_client_app` with extra mods and
+a data hook (fl_chain/experiments/attacking_client.py); nothing here knows of attacks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.clientapp.typing import ClientAppCallable, Mod
+from flwr.clientapp.typing import Mod
 
 from fl_chain.node.chain_mod import make_flchain_mod, settings_from_node_config
 from fl_chain.protocol.task_identity import task_app_id
@@ -23,16 +25,19 @@ from fl_chain.wire.node_config import NodeConfig
 from fl_chain.wire.records import (
     CONFIG_LOCAL_STEPS,
     CONFIG_PARENT_ROUND,
-    UPDATE_RECORD,
     WEIGHT_KEY,
     arrays_to_record,
     record_to_arrays,
 )
 
+# Rewrites a node's training data before it trains: (settings, round, x, y) -> (x, y). Experiments only.
+DataHook = Callable[[NodeConfig, int, Any, Any], tuple[Any, Any]]
 
-def train_locally(settings: NodeConfig, message: Message, context: Context) -> Message:
+
+def train_locally(
+    settings: NodeConfig, message: Message, context: Context, data_hook: DataHook | None = None
+) -> Message:
     """Train on the local partition from the model the flchain mod verified; return weights + metrics."""
-    from fl_chain.experiments.attacks import active_attack
     from fl_chain.tasks import load_task
     from fl_chain.tasks.training import get_arrays, set_arrays, train
 
@@ -49,9 +54,8 @@ def train_locally(settings: NodeConfig, message: Message, context: Context) -> M
             settings.data_path,
         )
     )
-    round_number = int(config[CONFIG_PARENT_ROUND]) + 1
-    if active_attack(settings.attack, round_number).get("kind") == "label-flip":
-        y = y.max() - y  # every label mapped to another class, consistently
+    if data_hook is not None:
+        x, y = data_hook(settings, int(config[CONFIG_PARENT_ROUND]) + 1, x, y)
     model = task.build_model(0)
     set_arrays(model, arrays)
     loss = train(
@@ -72,34 +76,6 @@ def train_locally(settings: NodeConfig, message: Message, context: Context) -> M
         }
     )
     return Message(content, reply_to=message)
-
-
-def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
-    """Experiments only: a simulated attacker rewrites its trained model *outside* the flchain mod, as a
-    real attacker would who changed its own client, so the node-side checks do not stop it first."""
-
-    def attack_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-        reply = call_next(message, context)
-        attack = resolve(context).attack
-        if not attack or reply.has_error() or not message.metadata.message_type.startswith("train"):
-            return reply
-        if "arrays" not in message.content.array_records or "arrays" not in reply.content.array_records:
-            return reply  # the join challenge and its answer carry no model
-        from fl_chain.experiments.attacks import apply_attack
-
-        received = record_to_arrays(message.content.array_records["arrays"])
-        trained = record_to_arrays(reply.content.array_records["arrays"])
-        round_number = int(message.content.config_records["config"][CONFIG_PARENT_ROUND]) + 1
-        reply.content["arrays"] = arrays_to_record(apply_attack(attack, received, trained, round_number))
-        if UPDATE_RECORD in reply.content.config_records:
-            # The attacker controls its client and key: it signs what it really sends, so its poisoned
-            # update is judged on its merits, not caught by a signature it would never get wrong.
-            from fl_chain.node.chain_mod import identity_for, sign_reply
-
-            sign_reply(identity_for(resolve(context)), message, reply)
-        return reply
-
-    return attack_mod
 
 
 # The most data partitions a simulation cuts a task's training split into: the digits' 1,258 training
@@ -139,23 +115,28 @@ class SimulatedNodes:
         )
 
 
-def make_client_app(simulated: SimulatedNodes | None = None) -> ClientApp:
+def make_client_app(
+    simulated: SimulatedNodes | None = None,
+    outer_mods: Sequence[Mod] = (),
+    data_hook: DataHook | None = None,
+) -> ClientApp:
     """A ClientApp for simulated nodes, or (default) reading each node's settings from its node config.
-    Identity, registration and model checks are the flchain mod's (fl/chain_mod.py), as in any app."""
+    Identity, registration and model checks are the flchain mod's (node/chain_mod.py), as in any app.
+    `outer_mods` run outside the flchain mod and `data_hook` rewrites the training data: experiments'
+    simulated attackers (experiments/attacking_client.py), never an honest node."""
 
     def resolve(context: Context) -> NodeConfig:
         if simulated is None:
             return settings_from_node_config(context)
         return simulated.for_context(context)
 
-    mods = [make_flchain_mod(resolve, lambda settings: task_app_id(settings.task))]
-    if simulated is not None and simulated.attacks:
-        mods.insert(0, make_attack_mod(resolve))
-    app = ClientApp(mods=mods)
+    app = ClientApp(
+        mods=[*outer_mods, make_flchain_mod(resolve, lambda settings: task_app_id(settings.task))]
+    )
 
     @app.train()
     def train_fn(message: Message, context: Context) -> Message:
-        return train_locally(resolve(context), message, context)
+        return train_locally(resolve(context), message, context, data_hook)
 
     return app
 

@@ -4,9 +4,7 @@ process group and stopped by its PID (the group takes the SuperExec and app proc
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +14,7 @@ from pathlib import Path
 
 from fl_chain import watchdog
 from fl_chain.errors import FlchainError
-from fl_chain.proctree import descendants, group_alive, stop_pids
+from fl_chain.proctree import stop_tree
 
 CERT_FILES = ("ca.crt", "server.pem", "server.key")
 APP_PYPROJECT = """[build-system]
@@ -55,24 +53,10 @@ class Managed:
         return self.proc.pid
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the whole group, SIGKILL after `timeout`, and reap the leader; then stop any
-        descendant that escaped the group (Flower starts SuperExec in a session of its own)."""
-        tree = descendants(self.proc.pid)
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # Children of the group (SuperExec, app processes) may outlive the leader briefly.
-        deadline = time.monotonic() + 5.0
-        while group_alive(self.proc.pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            time.sleep(0.1)
-        stop_pids(tree, timeout=3.0)
+        """Stop the group and every descendant by PID, also those that left the group (Flower starts
+        SuperExec in a session of its own): SIGTERM, SIGKILL after `timeout` (proctree.stop_tree)."""
+        stop_tree(self.proc.pid, timeout, kill_timeout=5.0, group=True)
+        self.proc.poll()  # stop_tree reaped the leader: its Popen learns it has ended
         watchdog.forget(self.proc.pid)
 
 
@@ -102,16 +86,6 @@ def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = Non
         )
     watchdog.watch(proc.pid)  # stopped with its tree even if this process is SIGKILLed
     return Managed(name, proc, log)
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost / 127.0.0.0/8 / ::1."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_certificates(directory: Path) -> dict[str, Path]:

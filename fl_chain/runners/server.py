@@ -16,12 +16,12 @@ from fl_chain.chain.setup.localnode import port_in_use
 from fl_chain.config import RunConfig
 from fl_chain.coordinator.ledger_session import RUN_ENV
 from fl_chain.errors import FlchainError
+from fl_chain.netaddr import is_loopback
 from fl_chain.proctree import cmdline, descendants
 from fl_chain.runners.processes import (
     Managed,
     check_app_dir,
     check_certificates,
-    is_loopback,
     prepare_app,
     start_superlink,
     submit_run,

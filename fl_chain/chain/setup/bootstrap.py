@@ -131,11 +131,31 @@ def register_nodes(
     )
     if not nodes:
         return nodes
-    w3 = client.w3
-    gas_price = w3.eth.gas_price
-    # Gas is estimated once per kind on the first node (done one at a time) and reused with a margin:
-    # every node's register and approve touch the same slots, and estimateGas is the slow call.
-    first = nodes[0]
+    fields = {"chainId": client.deployment.chain_id, "gasPrice": client.w3.eth.gas_price}
+    register_gas, approve_gas = _register_first(client, admin, nodes[0], capacity, funds, approve)
+    for start in range(1, count, REGISTER_BATCH):
+        batch = nodes[start : start + REGISTER_BATCH]
+        _fund_batch(client, admin, batch, funds, fields)
+        _apply_batch(client, batch, capacity, fields, register_gas)
+        if approve:
+            _approve_batch(client, admin, batch, fields, approve_gas)
+        if progress is not None:
+            progress(start + len(batch), count)
+    return nodes
+
+
+def _register_first(
+    client: ChainClient,
+    admin: LocalAccount,
+    first: LocalAccount,
+    capacity: registry.Capacity,
+    funds: int,
+    approve: bool,
+) -> tuple[int, int]:
+    """Fund, register and (if `approve`) approve the first node one transaction at a time; the gas of
+    its register and approve (0 without approval), estimated on the way, for the other nodes.
+    Estimated once per kind and reused with a margin: every node's register and approve touch the same
+    slots, and estimateGas is the slow call."""
     client.fund(admin, first.address, funds)
     register_gas = _estimate(client, first, client.registry.functions.register(capacity.as_tuple(), ""))
     registry.register(client, first, capacity)
@@ -143,43 +163,55 @@ def register_nodes(
     if approve:
         approve_gas = _estimate(client, admin, client.registry.functions.approve(first.address))
         registry.registrar_action(client, admin, "approve", first.address)
-    fields = {"chainId": client.deployment.chain_id, "gasPrice": gas_price}
-    for start in range(1, count, REGISTER_BATCH):
-        batch = nodes[start : start + REGISTER_BATCH]
-        nonce = w3.eth.get_transaction_count(admin.address, "pending")
-        funding = [
-            {**fields, "to": n.address, "value": funds, "gas": 21_000, "nonce": nonce + i}
-            for i, n in enumerate(batch)
-        ]
-        _send_all(client, [(admin, tx, f"fund {n.address}") for n, tx in zip(batch, funding, strict=True)])
-        applications = [
-            (
-                n,
-                client.registry.functions.register(capacity.as_tuple(), "").build_transaction(
-                    # a key made above: its first transaction, nonce 0
-                    {**fields, "from": n.address, "nonce": 0, "gas": register_gas}
-                ),
-                f"register {n.address}",
-            )
-            for n in batch
-        ]
-        _send_all(client, applications)
-        if approve:
-            nonce = w3.eth.get_transaction_count(admin.address, "pending")
-            approvals = [
-                (
-                    admin,
-                    client.registry.functions.approve(n.address).build_transaction(
-                        {**fields, "from": admin.address, "nonce": nonce + i, "gas": approve_gas}
-                    ),
-                    f"approve {n.address}",
-                )
-                for i, n in enumerate(batch)
-            ]
-            _send_all(client, approvals)
-        if progress is not None:
-            progress(start + len(batch), count)
-    return nodes
+    return register_gas, approve_gas
+
+
+def _fund_batch(
+    client: ChainClient, admin: LocalAccount, batch: list[LocalAccount], funds: int, fields: dict
+) -> None:
+    """Send every node of the batch its gas money from the admin, with consecutive nonces."""
+    nonce = client.w3.eth.get_transaction_count(admin.address, "pending")
+    funding = [
+        {**fields, "to": n.address, "value": funds, "gas": 21_000, "nonce": nonce + i}
+        for i, n in enumerate(batch)
+    ]
+    _send_all(client, [(admin, tx, f"fund {n.address}") for n, tx in zip(batch, funding, strict=True)])
+
+
+def _apply_batch(
+    client: ChainClient, batch: list[LocalAccount], capacity: registry.Capacity, fields: dict, gas: int
+) -> None:
+    """Every node of the batch applies to the registry."""
+    applications = [
+        (
+            n,
+            client.registry.functions.register(capacity.as_tuple(), "").build_transaction(
+                # a key made above: its first transaction, nonce 0
+                {**fields, "from": n.address, "nonce": 0, "gas": gas}
+            ),
+            f"register {n.address}",
+        )
+        for n in batch
+    ]
+    _send_all(client, applications)
+
+
+def _approve_batch(
+    client: ChainClient, admin: LocalAccount, batch: list[LocalAccount], fields: dict, gas: int
+) -> None:
+    """The admin (the local chain's registrar) approves every node of the batch."""
+    nonce = client.w3.eth.get_transaction_count(admin.address, "pending")
+    approvals = [
+        (
+            admin,
+            client.registry.functions.approve(n.address).build_transaction(
+                {**fields, "from": admin.address, "nonce": nonce + i, "gas": gas}
+            ),
+            f"approve {n.address}",
+        )
+        for i, n in enumerate(batch)
+    ]
+    _send_all(client, approvals)
 
 
 REGISTER_BATCH = 100  # transactions sent before their receipts are collected

@@ -17,7 +17,7 @@ import requests
 from fl_chain import watchdog
 from fl_chain.errors import FlchainError
 from fl_chain.paths import node_modules, require_node_tool
-from fl_chain.proctree import cmdline, pid_alive, stop_pid  # pid_alive, stop_pid: also imported from here
+from fl_chain.proctree import cmdline, pid_alive, stop_pid
 
 # Well-known development mnemonic (anvil's default); its keys are public, for local chains only.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
