@@ -2,7 +2,7 @@
 
 Server side, around any Flower strategy instance (FedAvg, your own subclass, ...)::
 
-    strategy = ChainStrategy(FedAvg(...), ledger=LedgerSession.from_context(context))
+    strategy = ChainStrategy.with_ledger(FedAvg(...), LedgerSession.from_context(context))
     strategy.start(grid=grid, initial_arrays=..., num_rounds=..., evaluate_fn=my_central_eval)
 
 Client side, one mod::

@@ -16,8 +16,12 @@ from flwr.serverapp.strategy import FedAvg
 
 from fl_chain.chain import ledger
 from fl_chain.coordinator.committer import RoundCommitter
+from fl_chain.coordinator.evaluation import Evaluation
+from fl_chain.coordinator.policies import ChainOptions, RoundPolicy
+from fl_chain.coordinator.reporting import run_end_reported
 from fl_chain.coordinator.screening import ScreeningPolicy, screen_replies
-from fl_chain.coordinator.strategy import ChainStrategy, Evaluation, RoundPolicy
+from fl_chain.coordinator.strategy import ChainStrategy
+from fl_chain.errors import FlchainError
 from fl_chain.protocol.join import sign_challenge
 from fl_chain.store import ModelStore, hash_arrays
 from fl_chain.wire.records import (
@@ -27,7 +31,7 @@ from fl_chain.wire.records import (
     arrays_to_record,
     record_to_arrays,
 )
-from fl_chain.wire.report import NodeNotice, RoundReport, RunEvents
+from fl_chain.wire.report import NodeNotice, RoundReport, RunEnd, RunEvents
 from tests.chainutil import LocalChain, new_nodes
 from tests.conftest import flower_server_identity
 
@@ -143,12 +147,14 @@ def test_rounds_commit_screen_and_score_without_flower_processes(chain: LocalCha
         client, chain.coordinator, ModelStore(tmp_path / "store"), b"\x01" * 32
     )
     round0 = committer.commit(0, INITIAL)
-    strategy = ChainStrategy(
+    strategy = ChainStrategy.for_task(
         FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2),
         committer,
-        Evaluation(test_metrics=lambda arrays: (float(np.abs(arrays["w"]).sum()), 0.5)),
-        RoundPolicy(min_nodes=2, auth_timeout=5, screening=ScreeningPolicy(max_update_norm=10.0)),
-        events=RunEvents(callback=entries.append),
+        ChainOptions(
+            Evaluation(test_metrics=lambda arrays: (float(np.abs(arrays["w"]).sum()), 0.5)),
+            RoundPolicy(min_nodes=2, auth_timeout=5, screening=ScreeningPolicy(max_update_norm=10.0)),
+            RunEvents(callback=entries.append),
+        ),
     )
 
     model, messages = train_round(strategy, grid, 1, INITIAL)
@@ -212,16 +218,16 @@ def test_screening_sorts_replies_and_names_every_reason() -> None:
         ),
         reply(6, good, {"num-examples": 5}),
     ]
-    verified = {n: f"0x{n:040x}" for n in range(1, 6)}  # node 6 never proved an address
-    out = screen_replies(replies, verified, INITIAL, ScreeningPolicy())
+    admitted = {n: f"0x{n:040x}" for n in range(1, 6)}  # node 6 never proved an address
+    out = screen_replies(replies, admitted, INITIAL, ScreeningPolicy())
     assert [r.metadata.src_node_id for r in out.accepted] == [1]
-    assert out.weights == {verified[1]: 5.0} and set(out.updates) == {verified[1]}
-    assert "shape (2, 2), expected (3, 2)" in out.dropped[verified[2]]
-    assert "num-examples" in out.dropped[verified[3]]
-    assert "exactly one ArrayRecord and one MetricRecord" in out.dropped[verified[4]]
-    assert out.dropped[verified[5]] == "error reply: node is not active"
+    assert out.weights == {admitted[1]: 5.0} and set(out.updates) == {admitted[1]}
+    assert "shape (2, 2), expected (3, 2)" in out.dropped[admitted[2]]
+    assert "num-examples" in out.dropped[admitted[3]]
+    assert "exactly one ArrayRecord and one MetricRecord" in out.dropped[admitted[4]]
+    assert out.dropped[admitted[5]] == "error reply: node is not active"
     assert out.dropped["node 6"] == "reply from an unverified node"
-    assert out.penalized == {verified[2], verified[3], verified[4]}  # error replies are missed, not penalized
+    assert out.penalized == {admitted[2], admitted[3], admitted[4]}  # error replies are missed, not penalized
     assert out.answered == {1, 2, 3, 4, 6}
     assert grid.sent == []
 
@@ -237,11 +243,12 @@ def test_a_claim_of_a_billion_examples_buys_no_more_than_the_cap(chain: LocalCha
         chain.client, chain.coordinator, ModelStore(tmp_path / "s"), b"\x02" * 32
     )
     committer.commit(0, INITIAL)
-    strategy = ChainStrategy(
+    strategy = ChainStrategy.for_task(
         FedAvg(fraction_evaluate=0.0, min_train_nodes=4, min_available_nodes=4),
         committer,
-        Evaluation(test_metrics=lambda arrays: (0.0, 0.0)),
-        RoundPolicy(min_nodes=4, auth_timeout=5),
+        ChainOptions(
+            Evaluation(test_metrics=lambda arrays: (0.0, 0.0)), RoundPolicy(min_nodes=4, auth_timeout=5)
+        ),
     )
     model, _ = train_round(strategy, grid, 1, INITIAL)
     # weights 10, 10, 10 and min(1e9, 2 x 10) = 20: (30 x 0.1 + 20 x 1.0) / 50
@@ -259,12 +266,12 @@ class NoArrays(FedAvg):
 def test_chain_strategy_in_a_users_server_app_with_a_ledger_session(
     chain: LocalChain, tmp_path: Path
 ) -> None:
-    """ChainStrategy(strategy, ledger=...) around a user's strategy instance, run by Flower's own `start`:
-    the task is created from the initial arrays, the user's evaluate_fn metrics land in the reports (one
-    call per round), and a strategy that returns no arrays commits the unchanged model crediting nobody."""
+    """ChainStrategy.with_ledger(strategy, session) around a user's strategy instance, run by Flower's own
+    `start`: the task is created from the initial arrays, the user's evaluate_fn metrics land in the
+    reports (one call per round), and a strategy that returns no arrays commits the unchanged model
+    crediting nobody."""
     from fl_chain.coordinator.ledger_session import LedgerSession
     from fl_chain.protocol.task_identity import identity_hash
-    from fl_chain.wire.report import RunEnd
 
     client, chain_id = chain.client, chain.client.deployment.chain_id
     a, b = new_nodes(chain, 2)
@@ -280,7 +287,7 @@ def test_chain_strategy_in_a_users_server_app_with_a_ledger_session(
         return MetricRecord({"acc": float(np.mean(arrays.to_numpy_ndarrays()[0])), "val_loss": 1.0})
 
     inner = FedAvg(fraction_evaluate=0.0, min_available_nodes=2)
-    strategy = ChainStrategy(inner, ledger=session, app="user/1")
+    strategy = ChainStrategy.with_ledger(inner, session, app="user/1")
     result = strategy.start(grid, arrays_to_record(INITIAL), num_rounds=1, evaluate_fn=evaluate_fn)
     task = strategy.committer.task
     assert ledger.task_config_hash(client, task) == identity_hash(INITIAL, "user/1")
@@ -292,8 +299,25 @@ def test_chain_strategy_in_a_users_server_app_with_a_ledger_session(
     assert isinstance(entries[-1], RunEnd) and entries[-1].ok
 
     entries.clear()
-    broken = ChainStrategy(NoArrays(fraction_evaluate=0.0, min_available_nodes=2), ledger=session)
+    broken = ChainStrategy.with_ledger(NoArrays(fraction_evaluate=0.0, min_available_nodes=2), session)
     broken.start(grid, arrays_to_record(INITIAL), num_rounds=1)
     report = [e for e in entries if isinstance(e, RoundReport)][-1]
     assert report.scores == {} and report.participants == []
     assert ledger.get_round(client, broken.committer.task, 1).model_hash == hash_arrays(INITIAL)
+
+
+def test_run_end_names_the_error_the_same_way_for_every_server_app() -> None:
+    """flchain's own ServerApp and ChainStrategy in a user's report a run's end through one function:
+    flchain's own message as is, any other error as 'Type: message'."""
+    entries: list = []
+    events = RunEvents(callback=entries.append)
+    for error in (FlchainError("task 3 has no committed round"), KeyError("w")):
+        with pytest.raises(type(error)), run_end_reported(events):
+            raise error
+    with run_end_reported(events):
+        pass
+    assert [(e.ok, e.error) for e in entries if isinstance(e, RunEnd)] == [
+        (False, "task 3 has no committed round"),
+        (False, "KeyError: 'w'"),
+        (True, ""),
+    ]

@@ -1,6 +1,7 @@
 """The join gate: which connected Flower nodes may take part. A node proves its Ethereum address by
-signing a fresh nonce (fl/auth.py); the address must be Active in the NodeRegistry and not in use by
-another node. `VerifiedGrid` is the Grid as the wrapped strategy sees it: only the allowed nodes."""
+signing a fresh nonce (protocol/join.py); the address must be Active in the NodeRegistry and not in use
+by another node, and the node is then admitted. `AdmittedGrid` is the Grid as the wrapped strategy sees
+it: only the allowed nodes."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ class DelegatingGrid(Grid):
         return self._grid.send_and_receive(messages, timeout=timeout)
 
 
-class VerifiedGrid(DelegatingGrid):
+class AdmittedGrid(DelegatingGrid):
     """A view of the Grid that only shows nodes allowed to take part."""
 
     def __init__(self, grid: Grid, allowed: set[int]) -> None:
@@ -95,36 +96,35 @@ class VerifiedGrid(DelegatingGrid):
 
 
 class NodeGate:
-    """Verifies connected nodes against the registry and remembers the verdicts of this run.
+    """Admits connected nodes whose join answer checks out against the registry; remembers the verdicts
+    of this run.
 
     By default every connected node is challenged once per run (the first round asks them all). With
     `fraction` set, `wait_for` samples the round instead: about `fraction` of the connected nodes (at
-    least `min_nodes`) in a random order, and only sampled nodes not yet verified are challenged, so
-    neither the handshake nor the registry reads of a round grow with the number of connected nodes
-    (the wrapped strategy then takes every node it is shown). Registry reads are batched either way:
+    least `min_nodes`) in a random order (seeded by `seed`, so a run's sampling is reproducible), and
+    only sampled nodes not yet admitted are challenged, so neither the handshake nor the registry reads
+    of a round grow with the number of connected nodes (the wrapped strategy then takes every node it
+    is shown). Registry reads are batched either way:
     one `statusesOf` call per round check, whatever the number of nodes."""
 
     def __init__(
         self,
         client: ChainClient,
-        events: RunEvents | None = None,
+        run_events: RunEvents | None = None,
         answer_timeout: float = 60.0,
         fraction: float | None = None,
         seed: int = 0,
     ) -> None:
+        """Verdicts go to `run_events` as NodeNotices; a challenge waits `answer_timeout` seconds."""
         self.client = client
-        self.events = events or RunEvents()
+        self.run_events = run_events or RunEvents()
         self.answer_timeout = answer_timeout
         self.fraction = fraction
-        self.verified: dict[int, str] = {}  # node id -> Ethereum address
-        self.known: dict[int, str] = {}  # every node id -> address it ever proved, verified or not
+        self.admitted: dict[int, str] = {}  # node id -> Ethereum address
+        self.known: dict[int, str] = {}  # every node id -> address it ever proved, admitted or not
         self.refused: dict[int, str] = {}  # node id -> reason
         self.round_refused: dict[str, str] = {}  # who -> reason, reset by `start_round`
         self._challenges: Challenges | None = None
-        self._rng = random.Random(seed)
-
-    def reseed(self, seed: int) -> None:
-        """Seed the draw of `sample` (a run's sampling is then reproducible)."""
         self._rng = random.Random(seed)
 
     def start_round(self) -> None:
@@ -132,13 +132,13 @@ class NodeGate:
         self.round_refused = {}
 
     def allowed(self, grid: Grid) -> set[int]:
-        """Verified nodes that are connected now."""
+        """Admitted nodes that are connected now."""
         connected = set(grid.get_node_ids())
-        return {n for n in self.verified if n in connected}
+        return {n for n in self.admitted if n in connected}
 
     def wait_for(self, grid: Grid, min_nodes: int, timeout: float) -> set[int]:
-        """Authenticate until at least `min_nodes` verified nodes are connected (with `fraction`: this
-        round's sample of verified nodes); a one-line error naming the refusals if that does not happen
+        """Authenticate until at least `min_nodes` admitted nodes are connected (with `fraction`: this
+        round's sample of admitted nodes); a one-line error naming the refusals if that does not happen
         within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         pick = self.authenticate if self.fraction is None else self.sample
@@ -154,15 +154,15 @@ class NodeGate:
         return chosen
 
     def authenticate(self, grid: Grid, min_nodes: int = 0) -> set[int]:
-        """Challenge every connected node not yet verified; verified nodes are re-checked on-chain.
-        Returns the verified connected nodes."""
+        """Challenge every connected node not yet admitted; admitted nodes are re-checked on-chain.
+        Returns the admitted connected nodes."""
         connected = list(grid.get_node_ids())
-        self._recheck(list(self.verified))
-        self._admit(grid, [n for n in connected if n not in self.verified])
+        self._recheck(list(self.admitted))
+        self._admit(grid, [n for n in connected if n not in self.admitted])
         return self.allowed(grid)
 
     def sample(self, grid: Grid, min_nodes: int) -> set[int]:
-        """This round's sample: k = max(min_nodes, int(fraction x connected)) verified, Active nodes
+        """This round's sample: k = max(min_nodes, int(fraction x connected)) admitted, Active nodes
         drawn in a random order from the connected ones (Flower's FedAvg sizes its sample the same way).
         Only drawn nodes are checked on-chain or challenged; a refused one is replaced by the next."""
         connected = sorted(grid.get_node_ids())
@@ -173,24 +173,24 @@ class NodeGate:
         while len(chosen) < k and position < len(order):
             drawn = order[position : position + k - len(chosen)]
             position += len(drawn)
-            self._recheck([n for n in drawn if n in self.verified])
-            self._admit(grid, [n for n in drawn if n not in self.verified])
-            chosen.update(n for n in drawn if n in self.verified)
+            self._recheck([n for n in drawn if n in self.admitted])
+            self._admit(grid, [n for n in drawn if n not in self.admitted])
+            chosen.update(n for n in drawn if n in self.admitted)
         return chosen
 
     def _recheck(self, node_ids: list[int]) -> None:
-        """Drop verified nodes whose address is no longer Active (one registry read for all)."""
+        """Drop admitted nodes whose address is no longer Active (one registry read for all)."""
         if not node_ids:
             return
-        statuses = registry.statuses_of(self.client, sorted({self.verified[n] for n in node_ids}))
+        statuses = registry.statuses_of(self.client, sorted({self.admitted[n] for n in node_ids}))
         for node_id in node_ids:
-            address = self.verified[node_id]
+            address = self.admitted[node_id]
             if statuses[address] != "Active":
-                del self.verified[node_id]
+                del self.admitted[node_id]
                 self._refuse(node_id, f"address {address} is no longer active in the NodeRegistry", address)
 
     def _admit(self, grid: Grid, node_ids: list[int]) -> None:
-        """Challenge the given unverified nodes (one message each, sent together) and verify the
+        """Challenge the given nodes not yet admitted (one message each, sent together) and check the
         answers; a node that proved an address which is still inactive is not asked again."""
         if not node_ids:
             return
@@ -247,22 +247,23 @@ class NodeGate:
         return address
 
     def _accept(self, node_id: int, address: str, status: str) -> None:
-        """Verify a node that proved `address`, if that address is Active and not in use already."""
+        """Admit a node that proved `address`, if that address is Active and not in use already."""
         if status != "Active":
             self._refuse(
                 node_id, f"address {address} is not active in the NodeRegistry (status {status})", address
             )
             return
-        bound = [n for n, a in self.verified.items() if a == address and n != node_id]
+        bound = [n for n, a in self.admitted.items() if a == address and n != node_id]
         if bound:
             self._refuse(node_id, f"address {address} is already in use by node {bound[0]}", address)
             return
-        self.verified[node_id] = address
+        self.admitted[node_id] = address
         self.refused.pop(node_id, None)
-        self.events.emit(NodeNotice(node_id, "verified", address))
+        self.run_events.emit(NodeNotice(node_id, "verified", address))
 
     def _refuse(self, node_id: int, reason: str, address: str | None = None) -> None:
+        """Refuse a node (announced once per reason; the round report lists it)."""
         if self.refused.get(node_id) != reason:  # each verdict is announced once, not every round
-            self.events.emit(NodeNotice(node_id, "refused", address or "", reason))
+            self.run_events.emit(NodeNotice(node_id, "refused", address or "", reason))
         self.refused[node_id] = reason
         self.round_refused[address or f"node {node_id}"] = reason

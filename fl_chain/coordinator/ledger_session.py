@@ -1,6 +1,7 @@
 """LedgerSession: what a Flower App's ServerApp needs to put its federation on the ledger (the chain, the
 coordinator's key, the model store, where run events go and the flchain policies), without flchain's
-TaskSpec. `ChainStrategy(FedAvg(...), ledger=LedgerSession.from_context(context))` in anyone's ServerApp.
+TaskSpec. `ChainStrategy.with_ledger(FedAvg(...), LedgerSession.from_context(context))` in anyone's
+ServerApp; flchain's own ServerApp opens or resumes its task through one too.
 
 Where the session comes from, in order: the RunSpec file `flchain server --app` hands the app (run config
 `flchain-run`, or the FLCHAIN_RUN environment variable the SuperLink passes on); else the run config key
@@ -13,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
@@ -100,16 +102,25 @@ class LedgerSession:
     def open_task(self, initial: Mapping[str, np.ndarray], app: str = "") -> tuple[RoundCommitter, Commit]:
         """Create the task on-chain (its configHash: the model's architecture and `app`) and commit the
         initial model as round 0."""
+        config_hash = identity_hash(initial, app)
         committer = RoundCommitter.new_task(
-            self.client,
-            self.coordinator,
-            self.store,
-            identity_hash(initial, app),
-            wait_finalized=self.config.federation.wait_finalized,
-            mode=self.config.ledger.mode,
-            checkpoint_every=self.config.ledger.checkpoint_every,
+            self.client, self.coordinator, self.store, config_hash, **self._committer_settings()
         )
         return committer, committer.commit(0, initial)
+
+    def resume_task(self, task: int, parent_hash: bytes) -> RoundCommitter:
+        """A committer continuing `task` from the round whose model hash is `parent_hash`."""
+        return RoundCommitter(
+            self.client, self.coordinator, task, self.store, parent_hash, **self._committer_settings()
+        )
+
+    def _committer_settings(self) -> dict[str, Any]:
+        """The config's finality wait, ledger mode and checkpoint interval, as RoundCommitter takes them."""
+        return {
+            "wait_finalized": self.config.federation.wait_finalized,
+            "mode": self.config.ledger.mode,
+            "checkpoint_every": self.config.ledger.checkpoint_every,
+        }
 
 
 def _optional(run_config: Mapping, key: str) -> str | None:

@@ -1,17 +1,21 @@
-"""The coordinator's per-round rules (RoundPolicy) and how a RunConfig turns into them, for flchain's own
-ServerApp and for ChainStrategy inside anyone's ServerApp alike."""
+"""The coordinator's per-round rules (RoundPolicy), what a ChainStrategy runs with (ChainOptions), and
+how a RunConfig turns into them, for flchain's own ServerApp and for ChainStrategy inside anyone's
+ServerApp alike."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from fl_chain.config import RunConfig
+from fl_chain.config import VERIFIABLE_STRATEGIES, RunConfig
 from fl_chain.coordinator.deadline_grid import DeadlinePolicy
+from fl_chain.coordinator.evaluation import Evaluation
 from fl_chain.coordinator.screening import ScreeningPolicy
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy
 from fl_chain.defence.influence import InfluencePolicy
 from fl_chain.defence.scoring import ScoringPolicy
 from fl_chain.defence.selection import Selector
+from fl_chain.errors import FlchainError
+from fl_chain.wire.report import RunEvents
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,63 @@ class RoundPolicy:
     round_seconds: float = 0.0  # > 0: size each node's local work to its declared samples/s
     batch_size: int = 32
     deadline: DeadlinePolicy = field(default_factory=DeadlinePolicy)  # when a round stops waiting
-    verified: bool = False  # commit the node-signed updates' root; aggregate with fl/derivation.py
+    verified: bool = False  # commit the node-signed updates' root; aggregate with defence/derivation.py
+
+
+@dataclass(frozen=True)
+class ChainOptions:
+    """What a ChainStrategy runs its rounds with, besides the wrapped strategy and the task."""
+
+    evaluation: Evaluation = field(default_factory=Evaluation)
+    policy: RoundPolicy = field(default_factory=RoundPolicy)
+    run_events: RunEvents = field(default_factory=RunEvents)
+    selector: Selector | None = None  # reputation x reliability sampling; None: the wrapped strategy's
+    evidence: EvidenceBook | None = None  # anchored evidence of harm (needs evaluation.root)
+    gate_fraction: float | None = None  # the join gate draws each round's sample (coordinator/gate.py)
+    seed: int = 0  # the gate's draw
+
+
+def effective_policy(policy: RoundPolicy, strategy_name: str, has_root: bool) -> RoundPolicy:
+    """`policy` as a round can run it around the strategy named `strategy_name`: a verified round needs
+    a strategy validators re-derive (else a one-line error) and signed updates (each one is disclosed);
+    FLTrust scores need the root set, cosine scores stand in without one."""
+    if policy.verified and strategy_name not in VERIFIABLE_STRATEGIES:
+        raise FlchainError(
+            f"verified rounds re-derive FedAvg: wrap {' or '.join(VERIFIABLE_STRATEGIES)}, "
+            f'not {strategy_name} (or set ledger.mode = "plain")'
+        )
+    if policy.verified and not policy.screening.require_signed:
+        policy = replace(policy, screening=replace(policy.screening, require_signed=True))
+    if not has_root and policy.scoring.method == "fltrust":
+        policy = replace(policy, scoring=replace(policy.scoring, method="cosine"))
+    return policy
+
+
+def gate_samples(config: RunConfig) -> bool:
+    """Whether the join gate draws each round's sample (uniform selection, fraction_train < 1): then
+    only sampled nodes are challenged and checked on-chain, so a round's cost does not grow with the
+    number of connected nodes (coordinator/gate.py)."""
+    return config.selection.mode == "uniform" and config.federation.fraction_train < 1.0
+
+
+def run_options(config: RunConfig, evaluation: Evaluation, run_events: RunEvents) -> ChainOptions:
+    """flchain's own ServerApp: every rule from the run configuration."""
+    return ChainOptions(
+        evaluation,
+        round_policy(config),
+        run_events,
+        selector_for(config),
+        evidence_book(config),
+        config.federation.fraction_train if gate_samples(config) else None,
+        config.task.seed,
+    )
+
+
+def ledger_options(config: RunConfig, evaluation: Evaluation, run_events: RunEvents) -> ChainOptions:
+    """ChainStrategy in anyone's ServerApp (a LedgerSession's config): the wrapped strategy samples, and
+    evidence is gathered only with a root set."""
+    evidence = evidence_book(config) if evaluation.root is not None else None
+    return ChainOptions(evaluation, round_policy(config), run_events, evidence=evidence)
 
 
 def evidence_book(config: RunConfig) -> EvidenceBook | None:

@@ -21,19 +21,22 @@ from fl_chain.chain.client import ChainClient, open_chain
 from fl_chain.chain.deployment import DEPLOYMENT_FILE
 from fl_chain.chain.identity import resolve_account
 from fl_chain.config import RunConfig
-from fl_chain.coordinator.committer import RoundCommitter
-from fl_chain.coordinator.policies import evidence_book, round_policy, selector_for
-from fl_chain.coordinator.strategy import ChainStrategy, Evaluation
+from fl_chain.coordinator.committer import Commit
+from fl_chain.coordinator.evaluation import Evaluation
+from fl_chain.coordinator.ledger_session import LedgerSession
+from fl_chain.coordinator.policies import gate_samples, run_options
+from fl_chain.coordinator.reporting import run_end_reported
+from fl_chain.coordinator.strategy import ChainStrategy
 from fl_chain.coordinator.trust_strategy import TrustWeighted
 from fl_chain.defence.anchor import RootAnchor
 from fl_chain.errors import FlchainError
-from fl_chain.protocol.task_identity import identity_hash, task_app_id
+from fl_chain.protocol.task_identity import task_app_id
 from fl_chain.store import ModelStore
 from fl_chain.store_http import BlobServer
 from fl_chain.tasks import load_task
 from fl_chain.tasks.base import TaskSpec
 from fl_chain.wire.records import arrays_to_record
-from fl_chain.wire.report import RoundReport, RunEnd, RunEvents
+from fl_chain.wire.report import RoundReport, RunEvents
 from fl_chain.wire.run_spec import RUN_CONFIG_KEY, RunSpec
 
 
@@ -58,13 +61,6 @@ def build_strategy(config: RunConfig) -> Strategy:
         return cls(**kwargs)
     except TypeError as exc:
         raise FlchainError(f"federation.strategy_args for {fed.strategy}: {exc}") from None
-
-
-def gate_samples(config: RunConfig) -> bool:
-    """Whether the join gate draws each round's sample (uniform selection, fraction_train < 1): then
-    only sampled nodes are challenged and checked on-chain, so a round's cost does not grow with the
-    number of connected nodes (fl/gate.py)."""
-    return config.selection.mode == "uniform" and config.federation.fraction_train < 1.0
 
 
 def wrapped_strategy(config: RunConfig, evaluation: Evaluation) -> Strategy:
@@ -150,29 +146,10 @@ def resume_point(
     return ledger.load_model(client, task, last)
 
 
-def start_task(
-    client: ChainClient,
-    coordinator: LocalAccount,
-    store: ModelStore,
-    config: RunConfig,
-    initial: dict,
-    events: RunEvents,
-    evaluation: Evaluation,
-) -> RoundCommitter:
-    """Create the task on-chain and commit the initial model as round 0."""
-    committer = RoundCommitter.new_task(
-        client,
-        coordinator,
-        store,
-        identity_hash(initial, task_app_id(config.task.name)),
-        wait_finalized=config.federation.wait_finalized,
-        mode=config.ledger.mode,
-        checkpoint_every=config.ledger.checkpoint_every,
-    )
-    commit = committer.commit(0, initial)
+def round_zero(evaluation: Evaluation, initial: dict, commit: Commit) -> RoundReport:
+    """The report of a new task's round 0: the initial model's test metrics and its commit."""
     loss, accuracy = evaluation.test_metrics(initial)
-    events.emit(RoundReport(round=0, accuracy=accuracy, loss=loss, **commit.report_fields()))
-    return committer
+    return RoundReport(round=0, accuracy=accuracy, loss=loss, **commit.report_fields())
 
 
 def run_federation(
@@ -188,37 +165,20 @@ def run_federation(
     coordinator = coordinator_account(client, config)
     evaluation, initial = task_evaluation(load_task(config.task.name), config.task.seed)
     with open_store(config, home) as store:
+        session = LedgerSession(client, coordinator, store, events, config)
         offset = 0
         if resume_task is None:
-            committer = start_task(client, coordinator, store, config, initial, events, evaluation)
+            committer, commit = session.open_task(initial, task_app_id(config.task.name))
+            events.emit(round_zero(evaluation, initial, commit))
         else:
             record, initial = resume_point(client, coordinator, resume_task)
             offset = record.round
             if offset >= config.federation.rounds:
                 return events.rounds
-            committer = RoundCommitter(
-                client,
-                coordinator,
-                resume_task,
-                store,
-                record.model_hash,
-                config.federation.wait_finalized,
-                mode=config.ledger.mode,
-                checkpoint_every=config.ledger.checkpoint_every,
-            )
-        strategy = ChainStrategy(
-            wrapped_strategy(config, evaluation),
-            committer,
-            evaluation,
-            round_policy(config),
-            selector_for(config),
-            events,
-            offset,
-            evidence_book(config),
+            committer = session.resume_task(resume_task, record.model_hash)
+        strategy = ChainStrategy.for_task(
+            wrapped_strategy(config, evaluation), committer, run_options(config, evaluation, events), offset
         )
-        if gate_samples(config):
-            strategy.gate.fraction = config.federation.fraction_train
-            strategy.gate.reseed(config.task.seed)
         strategy.start(
             grid,
             arrays_to_record(initial),
@@ -240,7 +200,7 @@ def make_server_app(
     config: RunConfig, home: Path, events: RunEvents, wrap_grid: Callable[[Grid], Grid] | None = None
 ) -> ServerApp:
     """A ServerApp with a fixed configuration (simulation and notebooks); `wrap_grid` lets experiments
-    put a Grid wrapper between Flower and the coordinator (fl/collusion.py)."""
+    put a Grid wrapper between Flower and the coordinator (experiments/collusion.py)."""
     app = ServerApp()
 
     @app.main()
@@ -263,11 +223,5 @@ def main(grid: Grid, context: Context) -> None:
         raise FlchainError(f"run config has no {RUN_CONFIG_KEY!r}: start runs with `flchain server`")
     spec = RunSpec.read(Path(str(run_file)))
     events = RunEvents(spec.events)
-    try:
+    with run_end_reported(events):
         run_federation(grid, spec.config, spec.home, events, spec.resume_task)
-    except BaseException as exc:
-        events.emit(
-            RunEnd(False, f"{type(exc).__name__}: {exc}" if not isinstance(exc, FlchainError) else str(exc))
-        )
-        raise
-    events.emit(RunEnd(True))

@@ -39,7 +39,7 @@ def main(grid: Grid, context: Context) -> None:
     cfg = context.run_config
     strategy = FedAvg(fraction_evaluate=0.0, min_available_nodes=int(cfg["min-nodes"]))
     ledger = LedgerSession.from_context(context)  # flchain
-    strategy = ChainStrategy(strategy, ledger=ledger, app=APP_ID, root_fn=train_on_root)  # flchain
+    strategy = ChainStrategy.with_ledger(strategy, ledger, app=APP_ID, root_fn=train_on_root)  # flchain
     result = strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord(Net().state_dict()),

@@ -26,7 +26,7 @@ def main(grid: Grid, context: Context) -> None:
     """Federated training for `num-server-rounds` rounds."""
     cfg = context.run_config
     strategy = FedAvg(fraction_evaluate=0.0, min_available_nodes=int(cfg["min-nodes"]))
-    strategy = ChainStrategy(strategy, ledger=LedgerSession.from_context(context))  # flchain
+    strategy = ChainStrategy.with_ledger(strategy, LedgerSession.from_context(context))  # flchain
     strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord(build_model().state_dict()),

@@ -1,0 +1,316 @@
+"""ChainStrategy's training round, both halves. `configure`: who may be sampled (the gate's admitted nodes,
+less those the deadline grid saw vanish, those the fold holds back and, with a selector, those not
+drawn) and what each message carries beyond the wrapped strategy's (task id, parent round, local steps,
+a verified round's ticket). `aggregate`: the replies screened, judged against the server's root update,
+scored, aggregated by the wrapped strategy (or re-derivably, in a verified round), bounded, committed
+and reported."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from logging import ERROR, WARNING
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.supercore import log
+
+from fl_chain.chain import registry
+from fl_chain.coordinator import verified_round
+from fl_chain.coordinator.committer import Commit, RoundCommitter
+from fl_chain.coordinator.deadline_grid import DeadlineGrid
+from fl_chain.coordinator.evaluation import RoundMetrics
+from fl_chain.coordinator.gate import AdmittedGrid, NodeGate
+from fl_chain.coordinator.policies import ChainOptions
+from fl_chain.coordinator.reporting import round_report
+from fl_chain.coordinator.root_round import RootRound
+from fl_chain.coordinator.screening import Screened, clip_influence, judge_with_evidence, screen_replies
+from fl_chain.coordinator.verified_round import canonical_weights
+from fl_chain.defence import derivation
+from fl_chain.defence.anchor import RootAnchor
+from fl_chain.defence.influence import bound_step
+from fl_chain.defence.scoring import score_round
+from fl_chain.defence.selection import local_steps
+from fl_chain.protocol.fixedpoint import from_fixed
+from fl_chain.protocol.update_signing import RoundContext, sign_ticket
+from fl_chain.store import hash_arrays
+from fl_chain.wire.records import (
+    CONFIG_LOCAL_STEPS,
+    CONFIG_PARENT_ROUND,
+    CONFIG_TASK_ID,
+    CONFIG_TICKET,
+    arrays_to_record,
+    record_to_arrays,
+    with_config,
+)
+
+Model = dict[str, np.ndarray]
+
+
+class TrainRounds:
+    """The training rounds of one ChainStrategy; `committer` is its task's (set by the strategy before
+    the first round) and `deadline_grid` the Grid Flower's loop trains through, if `start` made one."""
+
+    def __init__(
+        self,
+        inner: Strategy,
+        gate: NodeGate,
+        options: ChainOptions,
+        metrics: RoundMetrics,
+        round_offset: int,
+        app_directions: bool,
+    ) -> None:
+        """`options.policy` as the round runs it (policies.effective_policy); on-chain round =
+        `round_offset` + Flower's round (a resumed run continues the numbering). `app_directions`: a
+        Flower App's run, where g0's direction counts as evidence only while g0 improves the app's loss
+        (see `_directions_count`)."""
+        self.inner, self.gate, self.options, self.metrics = inner, gate, options, metrics
+        self.policy = options.policy
+        self.round_offset = round_offset
+        self.app_directions = app_directions
+        self.committer: RoundCommitter | None = None
+        self.deadline_grid: DeadlineGrid | None = None
+        self.min_nodes = max(self.policy.min_nodes, int(getattr(inner, "min_available_nodes", 1)))
+        self._capacity: dict[str, int] = {}  # declared samples/s, read once per node per run
+        self._selected: dict[int, str] = {}
+        self._previous: Model = {}
+        self._train_config: dict = {}
+        self._train_started = 0.0
+        self._round = 0  # Flower's current round (what the app's evaluate_fn is called with)
+        needed = (
+            options.evidence is not None
+            or self.policy.scoring.method == "fltrust"
+            or self.policy.influence.clip_ratio > 0
+            or self.policy.influence.step_ratio > 0
+        )
+        self._root = RootRound(options.evaluation.root, needed, self._directions_count)
+
+    # ---------------------------------------------------------------- configure
+    def configure(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> list[Message]:
+        """Authenticate newcomers, then let the wrapped strategy sample among the allowed nodes."""
+        allowed = self._allowed(grid)
+        self._previous = record_to_arrays(arrays)
+        config = ConfigRecord({**dict(config), **self.chain_config(server_round - 1)})
+        self._train_config = dict(config)
+        messages = self.inner.configure_train(server_round, arrays, config, AdmittedGrid(grid, allowed))
+        messages = [self._ticketed(self._sized(m), server_round) for m in messages]
+        self._selected = {
+            m.metadata.dst_node_id: self.gate.admitted[m.metadata.dst_node_id] for m in messages
+        }
+        self._train_started = time.monotonic()
+        self._round = server_round
+        self._root.start(self._previous, self._train_config)
+        return messages
+
+    def chain_config(self, parent_round: int) -> dict[str, int]:
+        """The config entries every message of a round carries: the task and the round it builds on."""
+        return {CONFIG_TASK_ID: self.committer.task, CONFIG_PARENT_ROUND: self.round_offset + parent_round}
+
+    def _allowed(self, grid: Grid) -> set[int]:
+        """The admitted nodes this round may sample (the gate waits for `min_nodes` of them)."""
+        self.gate.start_round()
+        allowed = self.gate.wait_for(grid, self.min_nodes, self.policy.auth_timeout)
+        if self.deadline_grid is not None:  # nodes that failed to reply and were not heard from since
+            allowed -= self.deadline_grid.absent_nodes()
+        held = self.committer.held_back()  # commitment mode: suspended in the fold, not yet final
+        if held:
+            allowed = {n for n in allowed if self.gate.admitted[n].lower() not in held}
+        if self.options.selector is not None:
+            allowed = self._select(allowed)
+        return allowed
+
+    def _select(self, allowed: set[int]) -> set[int]:
+        """The selector's draw among `allowed`, by reputation and reliability."""
+        by_address = {self.gate.admitted[n]: n for n in allowed}
+        fixed = self.committer.reputations(by_address)
+        chosen = self.options.selector.select(list(by_address), {a: from_fixed(v) for a, v in fixed.items()})
+        return {by_address[a] for a in chosen}
+
+    def _sized(self, message: Message) -> Message:
+        """The message with the number of mini-batches that fit the node's declared capacity."""
+        if self.policy.round_seconds <= 0:
+            return message
+        address = self.gate.admitted[message.metadata.dst_node_id]
+        if address not in self._capacity:
+            self._capacity[address] = registry.get_node(
+                self.committer.client, address
+            ).capacity.samples_per_sec
+        steps = local_steps(self._capacity[address], self.policy.round_seconds, self.policy.batch_size)
+        return message if steps is None else with_config(message, {CONFIG_LOCAL_STEPS: steps})
+
+    def _ticketed(self, message: Message, server_round: int) -> Message:
+        """In a verified round, the message with the coordinator's ticket sampling its node (what a node
+        shows the ledger to complain that its update was left out)."""
+        if not self.policy.verified:
+            return message
+        context = self._context(self.round_offset + server_round)
+        ticket = sign_ticket(
+            self.committer.coordinator,
+            context.chain_id,
+            context.ledger,
+            context.task,
+            context.round,
+            self.gate.admitted[message.metadata.dst_node_id],
+        )
+        return with_config(message, {CONFIG_TICKET: ticket})
+
+    def _context(self, on_chain_round: int) -> RoundContext:
+        """What a node's signature on its update binds: chain, ledger, task and round."""
+        client = self.committer.client
+        return RoundContext(
+            client.deployment.chain_id, client.ledger.address, self.committer.task, on_chain_round
+        )
+
+    # ---------------------------------------------------------------- aggregate
+    def aggregate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord, MetricRecord | None]:
+        """Screen, judge, score, aggregate with the wrapped strategy, commit and report the round."""
+        on_chain_round = self.round_offset + server_round
+        seconds = {"train": time.monotonic() - self._train_started}
+        context = self._context(on_chain_round)
+        screened = screen_replies(replies, self.gate.admitted, self._previous, self.policy.screening, context)
+        root, reference = self._judge_with_root(screened, seconds)
+        missed = self._attendance(screened)
+        weights = (
+            canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
+        )
+        started = time.monotonic()
+        raw, scores = score_round(
+            self.policy.scoring,
+            self._previous,
+            screened.updates,
+            screened.weights,
+            self.options.evaluation.validation_loss,
+            on_chain_round,
+            root,
+        )
+        seconds["score"] = time.monotonic() - started
+        model, metrics, aggregated = self._aggregate(on_chain_round, screened, weights)
+        if not aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
+            scores, raw = {}, {}
+        step = 1.0
+        if reference is not None and self.policy.influence.step_ratio > 0:
+            model, step = bound_step(model, self._previous, reference, self.policy.influence.step_ratio)
+        verified = None
+        if self.policy.verified:
+            verified = verified_round.build(
+                context,
+                screened,
+                scores,
+                self.committer.parent_hash,
+                hash_arrays(model),
+                self.policy.scoring.method,
+                self.policy.screening.claim_cap,
+                step,
+            )
+        commit = self.committer.commit(
+            on_chain_round, model, scores, missed, sorted(screened.penalized), verified
+        )
+        self._report(server_round, screened, raw, scores, missed, commit, model, step, seconds)
+        return arrays_to_record(model), metrics
+
+    def _judge_with_root(
+        self, screened: Screened, seconds: dict[str, float]
+    ) -> tuple[np.ndarray | None, float | None]:
+        """With the server's root update g0: leave suspect updates out (and penalize on accumulated
+        evidence), clip updates to the size reference if configured. Returns (g0, the size of a median
+        honest update when the root set's size is known)."""
+        root, directions, waited = self._root.result()
+        if root is None:
+            return None, None
+        seconds["anchor"] = waited  # waiting for the root training, if still running
+        claims = list(screened.weights.values())
+        anchor = self.options.evaluation.root
+        reference = anchor.size_reference(root, float(np.median(claims)) if claims else None)
+        admitted, evidence = self.gate.admitted, self.options.evidence
+        if evidence is not None:
+            judge_with_evidence(screened, admitted, evidence, root, self._previous, reference, directions)
+        if reference is not None and self.policy.influence.clip_ratio > 0:
+            clip_influence(screened, admitted, reference, self._previous, self.policy.influence.clip_ratio)
+        return root, reference
+
+    def _attendance(self, screened: Screened) -> list[str]:
+        """Who was sampled and did not answer (sorted); the selector learns who did."""
+        missed = sorted(a for n, a in self._selected.items() if n not in screened.answered)
+        if self.options.selector is not None:
+            answered = [a for n, a in self._selected.items() if n in screened.answered]
+            self.options.selector.record(list(self._selected.values()), answered)
+        return missed
+
+    def _aggregate(
+        self, on_chain_round: int, screened: Screened, weights: dict[str, int] | None = None
+    ) -> tuple[Model, MetricRecord | None, bool]:
+        """The wrapped strategy's aggregate of the accepted replies, in the model's own dtypes (so the
+        committed hash is over exactly what the nodes receive next), and whether there was one; else
+        the previous model. With `weights` (a verified round) the model is defence/derivation.py's
+        FedAvg of the accepted updates, which validators re-derive bit for bit; the wrapped strategy
+        (FedAvg or FedProx) then only aggregates the replies' metrics."""
+        if not screened.accepted:
+            log(WARNING, "flchain: round %s has no usable update; the model is unchanged", on_chain_round)
+            return dict(self._previous), None, False
+        arrays, metrics = self.inner.aggregate_train(on_chain_round, screened.accepted)
+        if weights is not None:
+            return derivation.aggregate(self._previous, screened.updates, weights), metrics, True
+        aggregated = record_to_arrays(arrays) if arrays is not None else {}
+        if set(aggregated) != set(self._previous):
+            log(
+                ERROR,
+                "flchain: %s returned %s in round %s; the model is unchanged and nobody is credited",
+                type(self.inner).__name__,
+                "no arrays"
+                if arrays is None
+                else f"arrays {sorted(aggregated)} for {sorted(self._previous)}",
+                on_chain_round,
+            )
+            return dict(self._previous), metrics, False
+        model = {k: aggregated[k].astype(v.dtype, copy=False) for k, v in self._previous.items()}
+        return model, metrics, True
+
+    def _report(
+        self,
+        server_round: int,
+        screened: Screened,
+        raw: Mapping[str, float],
+        scores: Mapping[str, int],
+        missed: list[str],
+        commit: Commit,
+        model: Model,
+        step: float,
+        seconds: dict[str, float],
+    ) -> None:
+        """Emit the round's report to the run events."""
+        fields = self.metrics.report_fields(server_round, model)
+        known = sorted(set(self.gate.known.values()))
+        report = round_report(
+            self.round_offset + server_round,
+            screened,
+            scores,
+            raw,
+            missed,
+            self.gate.round_refused,
+            self.committer.reputations(known),
+            fields,
+            commit,
+        )
+        report.step_scaled = round(step, 4)
+        report.seconds = {k: round(v, 3) for k, v in {**seconds, **commit.seconds}.items()}
+        self.options.run_events.emit(report)
+
+    def _directions_count(self, previous: Model, root: np.ndarray) -> bool:
+        """Whether g0's direction is evidence this round. In anyone's Flower App (any model, any local
+        training) only while g0 improves the 'loss' of the app's evaluate_fn (called with the model g0
+        leads to): with long local training honest updates drift against an overfit g0 (cnn-digits, 10
+        epochs: an honest node was suspended after 5 rounds without this). flchain's own tasks keep
+        directions as evidence in every round: their calibration (docs/anchor-calibration.md) shows
+        honest directions hold, and ALIE colluders are caught in rounds where g0 no longer improves the
+        test loss (tests/test_robustness_quick.py)."""
+        evidence = self.options.evidence
+        loss = self.metrics.app_loss(self._round) if self.app_directions else None
+        if evidence is None or loss is None:
+            return True
+        return RootAnchor.improves(previous, root, loss, evidence.policy.min_root_improvement)
