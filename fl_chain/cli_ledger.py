@@ -22,7 +22,8 @@ from fl_chain.cli_common import (
 )
 from fl_chain.errors import FlchainError
 from fl_chain.paths import state_home
-from fl_chain.views import columns_table, describe_event, fixed, short
+from fl_chain.views import columns_table, describe_event, fixed
+from fl_chain.wire.report import short
 
 
 def status(

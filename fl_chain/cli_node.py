@@ -257,7 +257,7 @@ def proof(
 ) -> None:
     """A node's reputation and status in its task's latest finalized checkpoint, with the Merkle proof
     ReputationCheckpoints checks (commitment mode)."""
-    from fl_chain.verify.commitment_check import node_proof
+    from fl_chain.node.standing import node_proof
 
     client = chain_from_options(home, deployment, rpc)
     node = keystore_address(Path(address)) if Path(address).is_file() else checksum(address)

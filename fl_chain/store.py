@@ -135,9 +135,9 @@ class ModelStore:
         """Where this store keeps node update blobs (private)."""
         return self.directory / UPDATES_DIR
 
-    def put_manifest(self, name: str, blob: bytes) -> str:
-        """Store a verified round's manifest (public: hashes, weights, scores, signatures; no arrays) under
-        `rounds/NAME`; returns its URI."""
+    def put_document(self, name: str, blob: bytes) -> str:
+        """Store a published document under `rounds/NAME` (public, no arrays: a verified round's manifest,
+        a commitment-mode round's outcome leaves, a reputation checkpoint's leaves); returns its URI."""
         directory = self.directory / ROUNDS_DIR
         directory.mkdir(exist_ok=True)
         _write_durably(directory / name, blob, 0o644, f"round manifest {name}")

@@ -9,17 +9,12 @@ from rich.text import Text
 
 from fl_chain.chain.client import NODE_STATUS
 from fl_chain.protocol.fixedpoint import from_fixed
-from fl_chain.wire.report import NodeNotice, RoundReport, RunEntry, RunNotice
+from fl_chain.wire.report import NodeNotice, RoundReport, RunEntry, RunNotice, short
 
 # Markup off: what is printed comes from the chain, files and other parties (a dispute reason, an endpoint,
 # a path) and must show literally; a "[/]" in it would otherwise raise or restyle. Styles go in as Text.
 console = Console(soft_wrap=True, markup=False)
 err_console = Console(stderr=True, soft_wrap=True, markup=False)
-
-
-def short(value: str, keep: int = 10) -> str:
-    """A long hex string shortened to its start and end."""
-    return value if len(value) <= 2 * keep + 1 else f"{value[:keep]}…{value[-6:]}"
 
 
 def print_round(report: RoundReport) -> None:

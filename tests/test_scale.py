@@ -54,7 +54,7 @@ def test_batched_views_match_per_node_views(chain: LocalChain) -> None:
     assert batched == {a: registry.status_of(chain.client, a) for a in addresses}
     assert set(batched.values()) == {"Active", "Pending", "Suspended", "None"}
     assert registry.active_of(chain.client, addresses) == {
-        a: registry.is_active(chain.client, a) for a in addresses
+        a: registry.status_of(chain.client, a) == "Active" for a in addresses
     }
     values = reputation.reputations(chain.client, addresses)
     assert values == {a: reputation.reputation_of(chain.client, a) for a in addresses}

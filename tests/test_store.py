@@ -68,7 +68,7 @@ def test_http_server_serves_blobs_only(tmp_path: Path) -> None:
         # A verified round's manifest is public; node update blobs (for the validators only) never are.
         store = ModelStore(tmp_path / "store")
         name = f"t1-r2-{'ab' * 32}.json"
-        manifest_uri = store.put_manifest(name, b'{"version": 1}')
+        manifest_uri = store.put_document(name, b'{"version": 1}')
         assert manifest_uri == store.base_uri + "rounds/" + name
         assert requests.get(base + "rounds/" + name, timeout=5).content == b'{"version": 1}'
         update = store.put_update(canonical_bytes(_arrays(3)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
@@ -10,9 +9,11 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
-from fl_chain.chain.client import ChainClient
+from fl_chain.chain import registry
+from fl_chain.chain.client import ChainClient, poll
 from fl_chain.chain.quorum import reason_text
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.outcomes import CheckpointLeaves
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,39 @@ def is_active(client: ChainClient, task: int, node: str, reputation: int, proof:
     return bool(client.call(fn))
 
 
+def apply_suspensions(client: ChainClient, sender: LocalAccount, leaves: CheckpointLeaves) -> list[str]:
+    """Suspend in the registry every node the (finalized) checkpoint records as suspended and the
+    registry still holds Active; returns them."""
+    suspended = [leaf for leaf in leaves.leaves if not leaf[2]]
+    if not suspended:
+        return []
+    active = registry.active_of(client, [leaf[0] for leaf in suspended])
+    done = []
+    for node, value, _ in suspended:
+        if active.get(node):
+            _, proof = leaves.proof_of(node)
+            apply_suspension(client, sender, leaves.task, node, value, proof)
+            done.append(Web3.to_checksum_address(node))
+    return done
+
+
+def verifies(
+    client: ChainClient, task: int, node: str, reputation: int, active: bool, proof: list[bytes]
+) -> bool:
+    """Whether the contract accepts (node, reputation, active) with `proof` against the task's latest
+    finalized checkpoint."""
+    return bool(client.call(contract(client).functions.verify(task, node, reputation, active, proof)))
+
+
+def proposed_ids(client: ChainClient, task: int) -> list[int]:
+    """The ids of every checkpoint proposed for a task (CheckpointProposed events), in chain order."""
+    return [int(e["args"]["id"]) for e in client.logs(contract(client), "CheckpointProposed", task=task)]
+
+
 def wait_finalized(client: ChainClient, checkpoint_id: int, timeout: float) -> CheckpointRecord:
     """Block until the checkpoint is finalized; a one-line error if it is rejected or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def finalized() -> CheckpointRecord | None:
         record = get(client, checkpoint_id)
         if record.finalized:
             return record
@@ -120,9 +150,7 @@ def wait_finalized(client: ChainClient, checkpoint_id: int, timeout: float) -> C
                 f"{record.through_round}) was disputed by {record.disputes} validators: not in effect "
                 "(see flchain audit)"
             )
-        if time.monotonic() > deadline:
-            raise FlchainError(
-                f"reputation checkpoint {checkpoint_id} was not finalized by the validators "
-                f"within {timeout:.0f} s"
-            )
-        time.sleep(0.2)
+        return None
+
+    late = f"reputation checkpoint {checkpoint_id} was not finalized by the validators within {timeout:.0f} s"
+    return poll(finalized, timeout, late)

@@ -3,9 +3,10 @@ reverts into one-line messages naming the custom error (and the role an account 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
@@ -21,7 +22,7 @@ from web3.exceptions import (
     Web3RPCError,
 )
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import EventData, TxReceipt
 
 from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.node_reads import NODE_STATUS
@@ -178,14 +179,15 @@ class ChainClient:
         except Web3RPCError as exc:  # e.g. a node that keeps no state for an old block
             raise FlchainError(f"{self._fn_name(fn)} at block {block}: {_rpc_message(exc)}") from None
 
-    def call_many(self, fns: list[ContractFunction]) -> list[Any]:
-        """Read several views in one JSON-RPC batch request (one round trip instead of len(fns))."""
+    def call_many(self, fns: list[ContractFunction], block: int | str = "latest") -> list[Any]:
+        """Read several views (at `block`) in one JSON-RPC batch request (one round trip instead of
+        len(fns))."""
         if not fns:
             return []
         try:
             with self.w3.batch_requests() as batch:
                 for fn in fns:
-                    batch.add(fn)
+                    batch.add(fn.call(block_identifier=block))
                 return list(batch.execute())
         except (ContractCustomError, ContractLogicError) as exc:
             raise FlchainError(f"{self._fn_name(fns[0])}: {self.describe_revert(exc)}") from None
@@ -285,9 +287,34 @@ class ChainClient:
         """Decoded `name` events of `contract` in a receipt (other contracts' logs are skipped)."""
         return [dict(e["args"]) for e in contract.events[name]().process_receipt(receipt, errors=DISCARD)]
 
+    def logs(
+        self, contract: Contract, name: str, start: int | None = None, end: int | None = None, **filters: Any
+    ) -> list[EventData]:
+        """`name` events of `contract` from block `start` (default: the deployment's block) to `end`
+        (default: the newest), filtered by their arguments."""
+        first = self.deployment.deployed_block if start is None else start
+        event = contract.events[name]()
+        return list(event.get_logs(from_block=first, to_block=end, argument_filters=filters or None))
+
     def _fn_name(self, fn: ContractFunction) -> str:
         names = {a.lower(): n for n, a in self.deployment.contracts.items()}
         return f"{names.get(str(fn.address).lower(), 'contract')}.{fn.fn_name}"
+
+
+T = TypeVar("T")
+
+
+def poll(step: Callable[[], T | None], timeout: float, late: str, interval: float = 0.2) -> T:
+    """Call `step` every `interval` seconds until it returns something other than None (returned) or
+    raises; a one-line FlchainError saying `late` once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = step()
+        if done is not None:
+            return done
+        if time.monotonic() > deadline:
+            raise FlchainError(late)
+        time.sleep(interval)
 
 
 def _rpc_message(exc: Web3RPCError) -> str:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
-from fl_chain.chain.client import ChainClient, role_id
+from fl_chain.chain.client import ChainClient, poll, role_id
 from fl_chain.errors import FlchainError
 
 VALIDATOR_ROLE = "VALIDATOR_ROLE"
@@ -196,17 +194,31 @@ def wait_finalized(client: ChainClient, task: int, round_number: int, timeout: f
     if timeout <= 0:
         return
     quorum_contract(client, "federation.wait_finalized")
-    deadline = time.monotonic() + timeout
-    while not is_finalized(client, task, round_number):
+
+    def finalized() -> bool | None:
+        if is_finalized(client, task, round_number):
+            return True
         if is_disputed(client, task, round_number):
             raise FlchainError(
                 f"round {round_number} of task {task} was disputed by "
                 f"{dispute_count(client, task, round_number)} validators: it will not be finalized "
                 "(see flchain audit)"
             )
-        if time.monotonic() > deadline:
-            raise FlchainError(
-                f"round {round_number} of task {task} was not finalized by the validators within "
-                f"{timeout:.0f} s"
-            )
-        time.sleep(0.2)
+        return None
+
+    late = f"round {round_number} of task {task} was not finalized by the validators within {timeout:.0f} s"
+    poll(finalized, timeout, late)
+
+
+def disputes_of(client: ChainClient, task: int) -> dict[int, list[dict]]:
+    """The validators' disputes of a task's rounds (Disputed events' arguments), by round."""
+    found: dict[int, list[dict]] = {}
+    for e in client.logs(quorum_contract(client), "Disputed", task=task):
+        found.setdefault(int(e["args"]["round"]), []).append(e["args"])
+    return found
+
+
+def attesters_of(client: ChainClient, task: int, round_number: int) -> list[str]:
+    """The validators that attested a round (Attested events), in chain order."""
+    events = client.logs(quorum_contract(client), "Attested", task=task, round=round_number)
+    return [str(e["args"]["validator"]) for e in events]

@@ -51,28 +51,24 @@ def status_of(client: ChainClient, address: str) -> str:
     return NODE_STATUS[client.call(client.registry.functions.statusOf(_address(address)))]
 
 
-def is_active(client: ChainClient, address: str, block: int | str = "latest") -> bool:
-    """True if the address is Active (at `block`)."""
-    return bool(client.call(client.registry.functions.isActive(_address(address)), block))
-
-
-def statuses_of(client: ChainClient, addresses: list[str]) -> dict[str, str]:
-    """Status name of each address, read with one `statusesOf` call per `BATCH` addresses (the same
-    values as `status_of`, in one request however many nodes a round checks)."""
+def statuses_of(client: ChainClient, addresses: list[str], block: int | str = "latest") -> dict[str, str]:
+    """Status name of each address at `block`, read with one `statusesOf` call per `BATCH` addresses
+    (the same values as `status_of`, in one request however many nodes a round checks); the one way
+    flchain reads the status of several nodes, now or as it was before a commit."""
     if not has_function(client.registry, "statusesOf"):  # a deployment older than the view
-        values = client.call_many([client.registry.functions.statusOf(_address(a)) for a in addresses])
-        return {a: NODE_STATUS[v] for a, v in zip(addresses, values, strict=True)}
+        fns = [client.registry.functions.statusOf(_address(a)) for a in addresses]
+        return {a: NODE_STATUS[v] for a, v in zip(addresses, client.call_many(fns, block), strict=True)}
     out: dict[str, str] = {}
     for start in range(0, len(addresses), BATCH):
         chunk = addresses[start : start + BATCH]
-        values = client.call(client.registry.functions.statusesOf([_address(a) for a in chunk]))
+        values = client.call(client.registry.functions.statusesOf([_address(a) for a in chunk]), block)
         out.update({a: NODE_STATUS[v] for a, v in zip(chunk, values, strict=True)})
     return out
 
 
-def active_of(client: ChainClient, addresses: list[str]) -> dict[str, bool]:
-    """Whether each address is Active, read in one request (`statuses_of`)."""
-    return {a: s == "Active" for a, s in statuses_of(client, addresses).items()}
+def active_of(client: ChainClient, addresses: list[str], block: int | str = "latest") -> dict[str, bool]:
+    """Whether each address is Active (at `block`), read in one request (`statuses_of`)."""
+    return {a: s == "Active" for a, s in statuses_of(client, addresses, block).items()}
 
 
 def get_node(client: ChainClient, address: str) -> NodeRecord:

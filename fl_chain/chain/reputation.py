@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from web3 import Web3
 from web3.contract import Contract
+from web3.types import EventData
 
 from fl_chain.chain.client import ChainClient
 
@@ -46,3 +47,20 @@ def reputations(client: ChainClient, addresses: Iterable[str]) -> dict[str, int]
         fn = client.reputation.functions.reputationsOf([_cs(a) for a in chunk])
         out.update({a: int(v) for a, v in zip(chunk, client.call(fn), strict=True)})
     return out
+
+
+def parameters(client: ChainClient) -> tuple[int, int, int, int, int]:
+    """The contract's parameters (its struct order: alpha, initial, miss decay, penalty, suspend
+    threshold), which every off-chain fold uses."""
+    return tuple(int(v) for v in client.call(client.reputation.functions.parameters()))
+
+
+REPLAYED = ("ParametersChanged", "EligibilityChanged", "RoundMissed", "Penalized")
+
+
+def replay_events(client: ChainClient) -> list[EventData]:
+    """Every event that changed a reputation or an eligibility since the deployment (the Reputation
+    contract's and the ledger's ContributionRecorded), in chain order."""
+    events = [e for name in REPLAYED for e in client.logs(client.reputation, name)]
+    events += client.logs(client.ledger, "ContributionRecorded")
+    return sorted(events, key=lambda e: (e["blockNumber"], e["logIndex"]))

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
 
-from fl_chain.chain import checkpoints, registry
+from fl_chain.chain import checkpoints, reputation
 from fl_chain.chain.client import ChainClient
+from fl_chain.chain.published import History
 from fl_chain.protocol.outcomes import CheckpointLeaves, RoundOutcomes
 from fl_chain.protocol.reputation_fold import checkpoint_of, fold_round, new_fold
 from fl_chain.store import ModelStore
-from fl_chain.verify.commitment_check import History, reputation_params
 
 KEEP_PROPOSED = 16  # checkpoints not yet finalized whose leaves the coordinator keeps for their suspensions
 
@@ -30,7 +29,7 @@ class CommitmentBook:
         checkpoints.contract(client)  # a one-line error on a deployment without checkpoints
         self.client, self.coordinator, self.task, self.store = client, coordinator, task, store
         self.every = max(1, every)
-        self.fold = new_fold(reputation_params(client))
+        self.fold = new_fold(reputation.parameters(client))
         self.folded_through = 0
         self.proposed: dict[int, CheckpointLeaves] = {}
         self.applied = 0  # the newest finalized checkpoint whose suspensions were applied
@@ -74,7 +73,7 @@ class CommitmentBook:
             round_number,
         )
         document = leaves.to_json()
-        self.store.put_manifest(leaves.name(), document)
+        self.store.put_document(leaves.name(), document)
         checkpoint_id, _ = checkpoints.propose(
             self.client, self.coordinator, self.task, round_number, leaves.root(), len(leaves.leaves)
         )
@@ -90,7 +89,7 @@ class CommitmentBook:
         if latest is None or latest.id <= self.applied or latest.id not in self.proposed:
             return []
         self.applied = latest.id
-        done = apply_suspensions(self.client, self.coordinator, self.proposed[latest.id])
+        done = checkpoints.apply_suspensions(self.client, self.coordinator, self.proposed[latest.id])
         for old in [i for i in self.proposed if i < latest.id]:  # superseded: never needed again
             del self.proposed[old]
         return done
@@ -103,19 +102,3 @@ class CommitmentBook:
     def suspended(self) -> set[str]:
         """Nodes the fold holds suspended (lowercase), finalized on-chain or not."""
         return {node.lower() for node, active in self.fold.active.items() if not active}
-
-
-def apply_suspensions(client: ChainClient, sender: LocalAccount, leaves: CheckpointLeaves) -> list[str]:
-    """Suspend in the registry every node the (finalized) checkpoint records as suspended and the
-    registry still holds Active; returns them."""
-    suspended = [leaf for leaf in leaves.leaves if not leaf[2]]
-    if not suspended:
-        return []
-    active = registry.active_of(client, [leaf[0] for leaf in suspended])
-    done = []
-    for node, value, _ in suspended:
-        if active.get(node):
-            _, proof = leaves.proof_of(node)
-            checkpoints.apply_suspension(client, sender, leaves.task, node, value, proof)
-            done.append(to_checksum_address(node))
-    return done

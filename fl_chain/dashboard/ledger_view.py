@@ -43,7 +43,7 @@ class LedgerView:
     """Tasks, rounds, nodes and a recent-event feed, rebuilt from the delivered events."""
 
     def __init__(self) -> None:
-        self.events: list[ChainEvent] = []
+        self.delivered: list[ChainEvent] = []
 
     def apply(self, events: Iterable[ChainEvent]) -> bool:
         """Take the watcher's next events (a retraction removes the event it names); True if any."""
@@ -51,29 +51,29 @@ class LedgerView:
         for event in events:
             changed = True
             if event.removed:
-                self.events = [e for e in self.events if e.key != event.key]
+                self.delivered = [e for e in self.delivered if e.key != event.key]
             else:
-                self.events.append(event)
+                self.delivered.append(event)
         return changed
 
     def snapshot(self, facts: ChainFacts, accuracy_by_hash: dict[str, float] | None = None) -> dict[str, Any]:
         """The whole picture as JSON-ready data (see the module docstring for where each part comes from)."""
         fold = _Fold(facts)
-        for event in self.events:
+        for event in self.delivered:
             handler = _HANDLERS.get(event.name)
             if handler is not None:
                 handler(fold, event, event.args)
         fold.attach_accuracy(accuracy_by_hash or {})
         recent = [
             {"kind": e.kind, "name": e.name, "args": e.args, **_stamp(e, facts)}
-            for e in self.events[-RECENT_EVENTS:]
+            for e in self.delivered[-RECENT_EVENTS:]
         ]
         return {
             "tasks": sorted(fold.tasks.values(), key=lambda t: t["task"]),
             "rounds": [fold.rounds[k] for k in sorted(fold.rounds)],
             "nodes": sorted(fold.nodes.values(), key=lambda n: (n["applied"] or {}).get("block", 0)),
             "events": recent[::-1],
-            "event_count": len(self.events),
+            "event_count": len(self.delivered),
         }
 
 

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from fl_chain.chain import quorum
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.watcher import ChainWatcher
 from fl_chain.dashboard.ledger_view import ChainFacts, LedgerView
@@ -61,7 +62,7 @@ class LedgerSync:
         """Block times and commit gas not yet known for the view's events; True if any were learned."""
         w3 = self.watcher.client.w3
         learned = False
-        for event in self.view.events:
+        for event in self.view.delivered:
             if event.block_number not in self.facts.block_time:
                 learned = True
                 self.facts.block_time[event.block_number] = int(
@@ -101,14 +102,12 @@ class LedgerSync:
     def _publish(self, head: int) -> None:
         deployment = self.client.deployment
         picture = self.view.snapshot(self.facts, self.accuracy_by_hash)
-        quorum = None
-        if self.client.validation is not None:
-            quorum = int(self.client.call(self.client.validation.functions.quorum()))
+        needed = quorum.quorum(self.client) if self.client.validation is not None else None
         picture["chain"] = {
             "chain_id": deployment.chain_id,
             "rpc": deployment.rpc_url,
             "head": head,
-            "quorum": quorum,
+            "quorum": needed,
             "contracts": deployment.contracts,
             "status": self.status,
             "report_error": self.report_error,

@@ -11,6 +11,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from fl_chain.chain import ledger
 from fl_chain.chain.client import ChainClient
 from fl_chain.errors import FlchainError
 from fl_chain.store import model_hash, read_blob
@@ -37,11 +38,10 @@ def _within_store(uri: str, blob_base: str) -> str | None:
 def verify_round(client: ChainClient, task: int, round_number: int) -> dict[str, Any]:
     """Fetch the round's blob from the task's store, hash it and compare with the on-chain model hash:
     status "match", "mismatch" or "unavailable" (with the reason)."""
-    ledger = client.ledger.functions
     try:
-        expected = bytes(client.call(ledger.getRound(task, round_number))[0])
-        uri = client.call(ledger.roundUri(task, round_number))
-        blob_base = client.call(ledger.getTask(task))[3]
+        record = ledger.get_round(client, task, round_number)
+        expected, uri = record.model_hash, record.uri
+        blob_base = ledger.task_record(client, task).blob_base
     except FlchainError as exc:
         return {"task": task, "round": round_number, "status": "unavailable", "detail": str(exc)}
     result: dict[str, Any] = {

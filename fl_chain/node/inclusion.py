@@ -17,9 +17,9 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import ledger
 from fl_chain.chain.client import ChainClient
+from fl_chain.chain.published import fetch_manifest
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.update_signing import SignedUpdate
-from fl_chain.verify.round_check import fetch_manifest
 
 
 def claims_for(path: Path, task: int, round_number: int) -> list[tuple[SignedUpdate, str]]:

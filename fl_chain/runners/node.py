@@ -133,7 +133,7 @@ class NodeSupervisor:
     def _standing(self, task: int) -> str:
         """This node's reputation and status in the task's newly finalized checkpoint, from its own proof
         (checked on-chain); empty if the checkpoint has no leaf for it (it has not taken part)."""
-        from fl_chain.verify.commitment_check import node_proof
+        from fl_chain.node.standing import node_proof
 
         try:
             found = node_proof(self.chain, task, self.address)

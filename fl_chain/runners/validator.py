@@ -23,7 +23,7 @@ from fl_chain.verify.validator import (
     evaluate_fn_accuracy,
     task_accuracy,
 )
-from fl_chain.views import short
+from fl_chain.wire.report import short
 
 Say = Callable[[str], None]
 

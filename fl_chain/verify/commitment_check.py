@@ -10,81 +10,18 @@ cannot be read here give no verdict (Unavailable), as for verified rounds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
 
-from fl_chain.chain import checkpoints, ledger, quorum, registry
-from fl_chain.chain.client import NODE_STATUS, ChainClient
-from fl_chain.chain.reputation import BATCH, has_function
+from fl_chain.chain import checkpoints, ledger, quorum, registry, reputation
+from fl_chain.chain.client import ChainClient
+from fl_chain.chain.published import History, Unavailable, fetch_checkpoint
 from fl_chain.errors import FlchainError
-from fl_chain.protocol.outcomes import (
-    MAX_DOCUMENT_BYTES,
-    OUTCOME_NAMES,
-    CheckpointLeaves,
-    RoundOutcomes,
-    parse_checkpoint,
-    parse_outcomes,
-)
-from fl_chain.protocol.reputation_fold import checkpoint_of, fold_round, new_fold
-from fl_chain.protocol.reputation_model import ReputationModel
-from fl_chain.verify.round_check import Unavailable, manifest_uri, read_published
+from fl_chain.protocol.outcomes import OUTCOME_NAMES, CheckpointLeaves, RoundOutcomes
+from fl_chain.protocol.reputation_fold import checkpoint_of
 
 ZERO_ADDRESS = "0x" + "00" * 20
-
-
-def reputation_params(client: ChainClient) -> tuple[int, int, int, int, int]:
-    """The Reputation contract's parameters (its struct order), which every fold uses."""
-    return tuple(int(v) for v in client.call(client.reputation.functions.parameters()))
-
-
-def fetch_outcomes(client: ChainClient, task: int, round_number: int) -> RoundOutcomes:
-    """A commitment-mode round's outcome leaves, checked to give the chain's root. Unavailable if they
-    cannot be fetched; a one-line FlchainError if they are not the committed ones."""
-    root = ledger.outcomes_root(client, task, round_number)
-    if root is None:
-        raise FlchainError(f"round {round_number} of task {task} is not a commitment-mode round")
-    uri = manifest_uri(client, task, round_number, root)
-    outcomes = parse_outcomes(read_published(uri, MAX_DOCUMENT_BYTES), uri)
-    if outcomes.root() != root:
-        raise FlchainError(
-            f"{uri}: its leaves give root 0x{outcomes.root().hex()}, the chain has 0x{root.hex()}"
-        )
-    return outcomes
-
-
-@dataclass
-class History:
-    """A task's outcome leaves, fetched once each, and the fold through the newest round folded so far:
-    a checkpoint folds every round from round 1, but consecutive checkpoints only fold the rounds in
-    between (a validator's work per checkpoint does not grow with the task's age)."""
-
-    client: ChainClient
-    task: int
-    rounds: dict[int, RoundOutcomes] = field(default_factory=dict)
-    _folded: tuple[tuple, int, ReputationModel] | None = None  # (params, through round, fold)
-
-    def outcomes(self, round_number: int) -> RoundOutcomes:
-        """One round's checked outcomes (see fetch_outcomes)."""
-        if round_number not in self.rounds:
-            self.rounds[round_number] = fetch_outcomes(self.client, self.task, round_number)
-        return self.rounds[round_number]
-
-    def fold(self, params: tuple[int, int, int, int, int], through_round: int) -> ReputationModel:
-        """The fold of rounds 1..through_round (a copy: the caller may change it)."""
-        start, model = 1, new_fold(params)
-        if self._folded is not None and self._folded[0] == tuple(params) and self._folded[1] <= through_round:
-            start, model = self._folded[1] + 1, _copy(self._folded[2])
-        for rnd in range(start, through_round + 1):
-            fold_round(model, self.outcomes(rnd))
-        self._folded = (tuple(params), through_round, _copy(model))
-        for rnd in [r for r in self.rounds if r <= through_round]:  # folded: a long run's memory stays flat
-            del self.rounds[rnd]
-        return model
-
-
-def _copy(model: ReputationModel) -> ReputationModel:
-    return ReputationModel(model.params, dict(model.values), dict(model.active))
 
 
 def round_differences(client: ChainClient, outcomes: RoundOutcomes, task: int, rnd: int) -> list[str]:
@@ -105,25 +42,12 @@ def round_differences(client: ChainClient, outcomes: RoundOutcomes, task: int, r
         if said != actual
     ]
     nodes = sorted({o.node for o in outcomes.outcomes})
-    active = _active_at(client, nodes, record.block - 1)
+    active = registry.active_of(client, nodes, record.block - 1)
     out += [
         f"{o.node} ({OUTCOME_NAMES[o.kind]}) was not Active before the commit"
         for o in outcomes.outcomes
         if not active[o.node]
     ]
-    return out
-
-
-def _active_at(client: ChainClient, nodes: list[str], block: int) -> dict[str, bool]:
-    """Whether each node was Active at `block`: one batched view call per 1,000 nodes where the
-    registry has `statusesOf`, one call per node on older deployments."""
-    if not has_function(client.registry, "statusesOf"):
-        return {n: registry.is_active(client, n, block) for n in nodes}
-    out: dict[str, bool] = {}
-    for start in range(0, len(nodes), BATCH):
-        chunk = nodes[start : start + BATCH]
-        values = client.call(client.registry.functions.statusesOf(chunk), block)
-        out.update({n: NODE_STATUS[v] == "Active" for n, v in zip(chunk, values, strict=True)})
     return out
 
 
@@ -160,7 +84,7 @@ def check_checkpoint(
             out.difference = f"it folds round {rnd}, which {'I' if mine else 'the validators'} disputed"
             return out
     try:
-        model = history.fold(reputation_params(client), record.through_round)
+        model = history.fold(reputation.parameters(client), record.through_round)
     except Unavailable:
         raise
     except FlchainError as exc:
@@ -178,18 +102,6 @@ def check_checkpoint(
     return out
 
 
-def fetch_checkpoint(client: ChainClient, record: checkpoints.CheckpointRecord) -> CheckpointLeaves:
-    """The published leaves of a proposed checkpoint, checked against its root (Unavailable if they
-    cannot be read; a FlchainError if they are not the proposed ones)."""
-    uri = manifest_uri(client, record.task, record.through_round, record.root)
-    published = parse_checkpoint(read_published(uri, MAX_DOCUMENT_BYTES), uri)
-    if published.root() != record.root:
-        raise FlchainError(
-            f"{uri}: its leaves give root 0x{published.root().hex()}, proposed 0x{record.root.hex()}"
-        )
-    return published
-
-
 def _first_differing_node(client: ChainClient, record, expected: CheckpointLeaves) -> str:
     """The first node whose published leaf differs from the re-computed one (zero if the published
     leaves cannot be read or checked)."""
@@ -203,44 +115,3 @@ def _first_differing_node(client: ChainClient, record, expected: CheckpointLeave
         if mine.get(node) != theirs.get(node):
             return to_checksum_address(node)
     return ZERO_ADDRESS
-
-
-@dataclass(frozen=True)
-class NodeProof:
-    """A node's leaf in its task's latest finalized checkpoint, with the proof the contract checks."""
-
-    checkpoint: int
-    through_round: int
-    node: str
-    reputation: int
-    active: bool
-    proof: list[bytes]
-
-    def to_json(self) -> dict:
-        """What a node presents (ReputationCheckpoints.isActive / verify arguments)."""
-        return {
-            "checkpoint": self.checkpoint,
-            "through_round": self.through_round,
-            "node": self.node,
-            "reputation": self.reputation,
-            "active": self.active,
-            "proof": ["0x" + p.hex() for p in self.proof],
-        }
-
-
-def node_proof(client: ChainClient, task: int, node: str) -> NodeProof:
-    """A node's proof against the task's latest finalized checkpoint, fetched from the published leaves
-    and checked by the contract; a one-line error if there is none or the node has no leaf."""
-    record = checkpoints.latest(client, task)
-    if record is None:
-        raise FlchainError(
-            f"task {task} has no finalized reputation checkpoint (is it a commitment-mode task?)"
-        )
-    leaves = fetch_checkpoint(client, record)
-    (address, value, active), proof = leaves.proof_of(node)
-    verify = checkpoints.contract(client).functions.verify(task, address, value, active, proof)
-    if not client.call(verify):
-        raise FlchainError(
-            f"the published leaves of checkpoint {record.id} do not verify on-chain for {address}"
-        )
-    return NodeProof(record.id, record.through_round, address, value, active, proof)

@@ -20,27 +20,13 @@ from eth_utils import to_checksum_address
 
 from fl_chain.chain import ledger, registry
 from fl_chain.chain.client import ChainClient
+from fl_chain.chain.published import Unavailable, fetch_manifest, read_published
 from fl_chain.defence.derivation import RECOMPUTABLE_SCORES, Difference, rederive
 from fl_chain.errors import FlchainError
-from fl_chain.protocol.manifest import MAX_MANIFEST_BYTES, RoundManifest, manifest_name, parse_manifest
-from fl_chain.store import ROUNDS_DIR, UPDATES_DIR, BlobTooLarge, arrays_from_bytes, read_blob, verify_blob
+from fl_chain.protocol.manifest import Entry, RoundManifest
+from fl_chain.store import UPDATES_DIR, BlobTooLarge, arrays_from_bytes, verify_blob
 
 MAX_UPDATE_BYTES = 2 * 1024**3
-
-
-class Unavailable(FlchainError):
-    """A manifest or update blob cannot be read from here (now): no verdict either way, unlike a blob that
-    is there and wrong."""
-
-
-def read_published(uri: str, max_bytes: int) -> bytes:
-    """The bytes at `uri`; Unavailable if they cannot be fetched, BlobTooLarge if they are too many."""
-    try:
-        return read_blob(uri, max_bytes=max_bytes)
-    except BlobTooLarge:
-        raise
-    except FlchainError as exc:
-        raise Unavailable(str(exc)) from None
 
 
 @dataclass
@@ -70,52 +56,6 @@ class RoundCheck:
         return self.differences[0]
 
 
-def task_blob_base(client: ChainClient, task: int) -> str:
-    """Where a task publishes its blobs (its on-chain blobBase)."""
-    return str(client.call(client.ledger.functions.getTask(task))[3])
-
-
-def manifest_uri(client: ChainClient, task: int, round_number: int, root: bytes) -> str:
-    """Where the manifest of a verified round is published."""
-    base = task_blob_base(client, task)
-    return (
-        base
-        + ("" if base.endswith("/") else "/")
-        + ROUNDS_DIR
-        + "/"
-        + manifest_name(task, round_number, root)
-    )
-
-
-def fetch_manifest(client: ChainClient, task: int, round_number: int) -> tuple[RoundManifest, int]:
-    """The round's manifest, checked to commit to the chain's root for this round; (manifest, bytes).
-    Unavailable if it cannot be fetched; a FlchainError if it is not the committed one."""
-    root = ledger.updates_root(client, task, round_number)
-    if root is None:
-        raise FlchainError(f"round {round_number} of task {task} is not a verified round")
-    uri = manifest_uri(client, task, round_number, root)
-    blob = read_published(uri, MAX_MANIFEST_BYTES)
-    manifest = parse_manifest(blob, uri)
-    if manifest.root() != root:
-        raise FlchainError(
-            f"{uri}: its leaves give root 0x{manifest.root().hex()}, the chain has 0x{root.hex()}"
-        )
-    return manifest, len(blob)
-
-
-def missed_in(client: ChainClient, task: int, round_number: int) -> set[str]:
-    """The nodes the round's commit recorded as missed (RoundMissed in its transaction)."""
-    start = client.deployment.deployed_block
-    commits = client.ledger.events.RoundCommitted().get_logs(
-        from_block=start, argument_filters={"task": task, "round": round_number}
-    )
-    missed: set[str] = set()
-    for commit in commits:
-        receipt = client.w3.eth.get_transaction_receipt(commit["transactionHash"])
-        missed |= {str(e["node"]).lower() for e in client.events(client.reputation, "RoundMissed", receipt)}
-    return missed
-
-
 def check_round(
     client: ChainClient, task: int, round_number: int, updates_base: str | None = None
 ) -> RoundCheck:
@@ -133,7 +73,9 @@ def check_round(
         out.differences += _against_chain(client, out.manifest, task, round_number)
     if out.manifest is not None and not out.differences:
         previous = ledger.load_model(client, task, round_number - 1)[1]
-        base = updates_base or task_blob_base(client, task).rstrip("/") + "/" + UPDATES_DIR + "/"
+        base = (
+            updates_base or ledger.task_record(client, task).blob_base.rstrip("/") + "/" + UPDATES_DIR + "/"
+        )
         updates = _fetch_updates(out, base, previous)
         if not out.differences and not out.unreadable:
             out.differences += rederive(out.manifest, previous, updates)[1]
@@ -166,8 +108,9 @@ def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd:
             signer = str(exc)
         if signer.lower() != entry.node.lower():
             out.append(Difference(entry.leaf(), f"the update of {entry.node} is not signed by it"))
+    active = registry.active_of(client, [e.node for e in manifest.included], record.block - 1)
     for entry in manifest.included:
-        if not registry.is_active(client, entry.node, record.block - 1):
+        if not active[entry.node]:
             out.append(Difference(entry.leaf(), f"{entry.node} was not Active before the commit"))
     on_chain = {to_checksum_address(k): v for k, v in ledger.contributions(client, task, rnd).items()}
     disclosed = {to_checksum_address(e.node): e.score for e in manifest.included}
@@ -209,3 +152,19 @@ def _fetch_updates(out: RoundCheck, base: str, previous: dict[str, np.ndarray]) 
 
 def _shape_of(arrays) -> dict[str, tuple]:
     return {k: (np.asarray(v).shape, np.asarray(v).dtype.str) for k, v in arrays.items()}
+
+
+def judge_complaint(
+    client: ChainClient, manifest: RoundManifest, task: int, round_number: int, node: str, update_hash: bytes
+) -> tuple[str, Entry | None]:
+    """The verdict on a node's complaint that its signed update `update_hash` was left out of a verified
+    round whose (root-checked) manifest is `manifest`, with the manifest's entry for the node if any:
+    "disclosed" (the manifest discloses that update: unfounded), "two updates" (it discloses another:
+    the node signed two, the complaint is refused), "missed" (not disclosed, but the commit recorded
+    the node as missed: contested) or "omitted" (left out without disclosure: founded)."""
+    entry = manifest.entry_of(node)
+    if entry is not None:
+        return ("disclosed" if entry.update_hash == update_hash else "two updates"), entry
+    if node.lower() in ledger.missed_in(client, task, round_number):
+        return "missed", None
+    return "omitted", None

@@ -194,3 +194,8 @@ def metric_fields(metrics: Mapping[str, object] | None) -> dict:
         if found is not None:
             fields[field_name] = found
     return fields
+
+
+def short(value: str, keep: int = 10) -> str:
+    """A long hex string (a hash, a transaction) shortened to its start and end, as reports show it."""
+    return value if len(value) <= 2 * keep + 1 else f"{value[:keep]}…{value[-6:]}"

@@ -1,0 +1,142 @@
+"""Documents a task publishes beside its models, fetched by the URI the chain implies and checked to
+commit to the chain's root: a verified round's manifest, a commitment-mode round's outcome leaves, a
+reputation checkpoint's leaves. The documents are parsed by protocol/ (manifest.py, outcomes.py); here
+they are only located, read (bounded) and held against the chain. `History` keeps a task's outcome
+leaves and their reputation fold for the validators, the audit and a resumed coordinator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from fl_chain.chain import ledger
+from fl_chain.chain.checkpoints import CheckpointRecord
+from fl_chain.chain.client import ChainClient
+from fl_chain.errors import FlchainError
+from fl_chain.protocol.documents import document_name
+from fl_chain.protocol.manifest import MAX_MANIFEST_BYTES, RoundManifest, parse_manifest
+from fl_chain.protocol.outcomes import (
+    MAX_DOCUMENT_BYTES,
+    CheckpointLeaves,
+    RoundOutcomes,
+    parse_checkpoint,
+    parse_outcomes,
+)
+from fl_chain.protocol.reputation_fold import fold_round, new_fold
+from fl_chain.protocol.reputation_model import ReputationModel
+from fl_chain.store import ROUNDS_DIR, BlobTooLarge, read_blob
+
+
+class Unavailable(FlchainError):
+    """A manifest or update blob cannot be read from here (now): no verdict either way, unlike a blob that
+    is there and wrong."""
+
+
+class _Rooted(Protocol):
+    """A published document: a set of Merkle leaves whose root the chain holds."""
+
+    def root(self) -> bytes:
+        """The Merkle root of the document's leaves."""
+        ...
+
+
+D = TypeVar("D", bound=_Rooted)
+
+
+def read_published(uri: str, max_bytes: int) -> bytes:
+    """The bytes at `uri`; Unavailable if they cannot be fetched, BlobTooLarge if they are too many."""
+    try:
+        return read_blob(uri, max_bytes=max_bytes)
+    except BlobTooLarge:
+        raise
+    except FlchainError as exc:
+        raise Unavailable(str(exc)) from None
+
+
+def document_uri(client: ChainClient, task: int, round_number: int, root: bytes) -> str:
+    """Where the document of `round_number` of `task` with Merkle root `root` is published (the task's
+    on-chain blob base + rounds/…)."""
+    base = ledger.task_record(client, task).blob_base
+    return (
+        base
+        + ("" if base.endswith("/") else "/")
+        + ROUNDS_DIR
+        + "/"
+        + document_name(task, round_number, root)
+    )
+
+
+def fetch_document(
+    client: ChainClient,
+    where: tuple[int, int, bytes],
+    parse: Callable[[bytes, str], D],
+    max_bytes: int,
+    claimed: str = "the chain has",
+) -> tuple[D, int]:
+    """The document published for (task, round, root), parsed by `parse` and checked to give `root`;
+    (document, bytes read). Unavailable if it cannot be fetched; a one-line FlchainError if it is not
+    the committed one (`claimed` names who holds the root in that message)."""
+    task, round_number, root = where
+    uri = document_uri(client, task, round_number, root)
+    blob = read_published(uri, max_bytes)
+    document = parse(blob, uri)
+    if document.root() != root:
+        raise FlchainError(f"{uri}: its leaves give root 0x{document.root().hex()}, {claimed} 0x{root.hex()}")
+    return document, len(blob)
+
+
+def fetch_manifest(client: ChainClient, task: int, round_number: int) -> tuple[RoundManifest, int]:
+    """A verified round's manifest, checked to commit to the chain's updates root; (manifest, bytes)."""
+    root = ledger.updates_root(client, task, round_number)
+    if root is None:
+        raise FlchainError(f"round {round_number} of task {task} is not a verified round")
+    return fetch_document(client, (task, round_number, root), parse_manifest, MAX_MANIFEST_BYTES)
+
+
+def fetch_outcomes(client: ChainClient, task: int, round_number: int) -> RoundOutcomes:
+    """A commitment-mode round's outcome leaves, checked to give the chain's outcomes root."""
+    root = ledger.outcomes_root(client, task, round_number)
+    if root is None:
+        raise FlchainError(f"round {round_number} of task {task} is not a commitment-mode round")
+    return fetch_document(client, (task, round_number, root), parse_outcomes, MAX_DOCUMENT_BYTES)[0]
+
+
+def fetch_checkpoint(client: ChainClient, record: CheckpointRecord) -> CheckpointLeaves:
+    """The published leaves of a proposed checkpoint, checked against its proposed root."""
+    where = (record.task, record.through_round, record.root)
+    return fetch_document(client, where, parse_checkpoint, MAX_DOCUMENT_BYTES, "proposed")[0]
+
+
+@dataclass
+class History:
+    """A task's outcome leaves, fetched once each, and the fold through the newest round folded so far:
+    a checkpoint folds every round from round 1, but consecutive checkpoints only fold the rounds in
+    between (a validator's work per checkpoint does not grow with the task's age)."""
+
+    client: ChainClient
+    task: int
+    rounds: dict[int, RoundOutcomes] = field(default_factory=dict)
+    _folded: tuple[tuple, int, ReputationModel] | None = None  # (params, through round, fold)
+
+    def outcomes(self, round_number: int) -> RoundOutcomes:
+        """One round's checked outcomes (see fetch_outcomes)."""
+        if round_number not in self.rounds:
+            self.rounds[round_number] = fetch_outcomes(self.client, self.task, round_number)
+        return self.rounds[round_number]
+
+    def fold(self, params: tuple[int, int, int, int, int], through_round: int) -> ReputationModel:
+        """The fold of rounds 1..through_round (a copy: the caller may change it)."""
+        start, model = 1, new_fold(params)
+        if self._folded is not None and self._folded[0] == tuple(params) and self._folded[1] <= through_round:
+            start, model = self._folded[1] + 1, _copy(self._folded[2])
+        for rnd in range(start, through_round + 1):
+            fold_round(model, self.outcomes(rnd))
+        self._folded = (tuple(params), through_round, _copy(model))
+        for rnd in [r for r in self.rounds if r <= through_round]:  # folded: a long run's memory stays flat
+            del self.rounds[rnd]
+        return model
+
+
+def _copy(model: ReputationModel) -> ReputationModel:
+    return ReputationModel(model.params, dict(model.values), dict(model.active))
