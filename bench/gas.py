@@ -125,27 +125,32 @@ def measure(local: bootstrap.LocalDeployment, nodes: list) -> list[tuple[int, in
     commitRound is called raw on purpose: this measures the contract, not the Python wrapper."""
     client, coordinator = local.client, local.coordinator
     ledger = client.ledger.functions
-    client.transact(coordinator, ledger.createTask(b"\x01" * 32, "file:///store/"))
-    parent = b"\0" * 32
-    rnd = 0
+    # A task keeps one ledger mode: task 1 is plain, task 2 verified (its round 0 commits plain).
+    client.transact(coordinator, ledger.createTask(b"\x01" * 32, "file:///store/", 0))
+    client.transact(coordinator, ledger.createTask(b"\x02" * 32, "file:///store/", 1))
+    first = secrets.token_bytes(32)
+    client.transact(coordinator, ledger.commitRound(2, 0, first, "", b"\0" * 32, [], [], [], []))
+    chain_of = {False: [1, 0, b"\0" * 32], True: [2, 1, first]}  # task, next round, parent
     results = []
     for n in SIZES:
         gas = {}
         for verified in (False, True):
             for _ in range(REPEATS):
+                task, rnd, parent = chain_of[verified]
                 model = secrets.token_bytes(32)
                 chosen = [x.address for x in nodes[:n]]
                 scores = [900_000 + secrets.randbelow(100_001) for _ in chosen]  # above the threshold
-                arguments = (1, rnd, model, "", parent, chosen, scores, [], [])
+                arguments = (task, rnd, model, "", parent, chosen, scores, [], [])
                 fn = (
                     ledger.commitVerifiedRound(*arguments, secrets.token_bytes(32))
                     if verified
                     else ledger.commitRound(*arguments)
                 )
                 receipt = client.transact(coordinator, fn)
-                parent, rnd = model, rnd + 1
+                chain_of[verified] = [task, rnd + 1, model]
             gas[verified] = int(receipt["gasUsed"])
         results.append((n, gas[False], gas[True]))
+    _, rnd, parent = chain_of[False]
     # Outcome paths: 10 scored participants plus 5 missed and 5 penalized nodes (the second commit's
     # penalties take those nodes below the threshold, so it also pays for their automatic suspension).
     for _ in range(REPEATS):
@@ -174,12 +179,12 @@ def measure_modes(local: bootstrap.LocalDeployment, nodes: list) -> list[dict]:
     plain_task = client.events(
         client.ledger,
         "TaskCreated",
-        client.transact(coordinator, ledger.createTask(b"\x03" * 32, "file:///s/")),
+        client.transact(coordinator, ledger.createTask(b"\x03" * 32, "file:///s/", 0)),
     )[0]["task"]
     task = client.events(
         client.ledger,
         "TaskCreated",
-        client.transact(coordinator, ledger.createTask(b"\x04" * 32, "file:///s/")),
+        client.transact(coordinator, ledger.createTask(b"\x04" * 32, "file:///s/", 2)),
     )[0]["task"]
     plain_parent, parent = b"\0" * 32, b"\0" * 32
     plain_rnd = rnd = 0

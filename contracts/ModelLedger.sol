@@ -26,10 +26,23 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     ///         commits rounds.
     bytes32 public constant COORDINATOR_ROLE = keccak256("COORDINATOR_ROLE");
 
-    /// @notice A training task.
+    /// @notice How a task's rounds are committed, fixed when the task is created so that validators,
+    ///         auditors and nodes read it from the chain and a coordinator cannot switch a task to a
+    ///         weaker mode mid-run: Plain (commitRound: model and scores), Verified (commitVerifiedRound:
+    ///         plus the root of the node-signed updates, re-derived by validators; its round 0, the
+    ///         initial model, goes through commitRound), Commitment (commitOutcomes: the root of the
+    ///         outcome leaves, reputation checkpointed off-chain).
+    enum LedgerMode {
+        Plain,
+        Verified,
+        Commitment
+    }
+
+    /// @notice A training task. `mode` shares the first slot with owner and nextRound (no extra slot).
     struct Task {
         address owner;
         uint64 nextRound;
+        LedgerMode mode;
         bytes32 configHash;
         string blobBase;
     }
@@ -81,9 +94,13 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     error AlreadyComplained(uint256 task, uint256 round, address node);
     /// @notice The complaint's ticket is not the task owner's signature sampling this node for the round.
     error NotSampled(uint256 task, uint256 round, address node);
+    /// @notice The commit function does not match the task's ledger mode (see LedgerMode).
+    error WrongMode(uint256 task, LedgerMode mode);
 
     /// @notice A task was created.
-    event TaskCreated(uint256 indexed task, address indexed owner, bytes32 configHash, string blobBase);
+    event TaskCreated(
+        uint256 indexed task, address indexed owner, bytes32 configHash, string blobBase, LedgerMode mode
+    );
     /// @notice A task's default blob location changed.
     event TaskStoreChanged(uint256 indexed task, string blobBase);
     /// @notice A round was committed. `uri` is empty when the blob is at the task's default location.
@@ -118,15 +135,16 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @param configHash Hash of the task's configuration (model, data, strategy).
     /// @param blobBase Default blob location prefix; a round's blob is at blobBase followed by the
     ///        64 lowercase hex digits of its model hash.
+    /// @param mode How its rounds are committed (Plain, Verified or Commitment), fixed for its life.
     /// @return task The new task's id.
-    function createTask(bytes32 configHash, string calldata blobBase)
+    function createTask(bytes32 configHash, string calldata blobBase, LedgerMode mode)
         external
         onlyRole(COORDINATOR_ROLE)
         returns (uint256 task)
     {
         task = ++taskCount;
-        _tasks[task] = Task(msg.sender, 0, configHash, blobBase);
-        emit TaskCreated(task, msg.sender, configHash, blobBase);
+        _tasks[task] = Task(msg.sender, 0, mode, configHash, blobBase);
+        emit TaskCreated(task, msg.sender, configHash, blobBase, mode);
     }
 
     /// @notice Change a task's default blob location (for rounds committed from now on and before).
@@ -159,7 +177,7 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         address[] calldata missed,
         address[] calldata penalized
     ) external onlyRole(COORDINATOR_ROLE) {
-        _commit(task, round, modelHash, uri, parentHash, participants, scores, missed, penalized);
+        _commit(task, round, modelHash, uri, parentHash, participants, scores, missed, penalized, LedgerMode.Plain);
     }
 
     /// @notice Commit one verified round: as `commitRound`, plus the Merkle root of the round's accepted
@@ -187,7 +205,7 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         bytes32 updatesRoot
     ) external onlyRole(COORDINATOR_ROLE) {
         if (updatesRoot == bytes32(0)) revert EmptyUpdatesRoot();
-        _commit(task, round, modelHash, uri, parentHash, participants, scores, missed, penalized);
+        _commit(task, round, modelHash, uri, parentHash, participants, scores, missed, penalized, LedgerMode.Verified);
         _updatesRoot[task][round] = updatesRoot;
         emit UpdatesCommitted(task, round, updatesRoot);
     }
@@ -214,7 +232,7 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         uint32 leafCount
     ) external onlyRole(COORDINATOR_ROLE) {
         if (outcomesRoot == bytes32(0)) revert EmptyOutcomesRoot();
-        _checkSequence(task, round, modelHash, parentHash);
+        _checkSequence(task, round, modelHash, parentHash, LedgerMode.Commitment);
         _tasks[task].nextRound = uint64(round + 1);
         _rounds[task][round] = Round(modelHash, uint64(block.number), uint64(block.timestamp), leafCount);
         if (bytes(uri).length != 0) _uriOverride[task][round] = uri;
@@ -355,9 +373,10 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         address[] calldata participants,
         uint256[] calldata scores,
         address[] calldata missed,
-        address[] calldata penalized
+        address[] calldata penalized,
+        LedgerMode via
     ) private {
-        _checkSequence(task, round, modelHash, parentHash);
+        _checkSequence(task, round, modelHash, parentHash, via);
         uint256 n = participants.length;
         if (n != scores.length) revert LengthMismatch(n, scores.length);
         _tasks[task].nextRound = uint64(round + 1);
@@ -372,7 +391,7 @@ contract ModelLedger is AccessControl, ILedgerRounds {
 
     /// @notice A task's record.
     /// @param task Task id.
-    /// @return The task (owner, next round number, config hash, blob base).
+    /// @return The task (owner, next round number, ledger mode, config hash, blob base).
     function getTask(uint256 task) external view returns (Task memory) {
         if (_tasks[task].owner == address(0)) revert UnknownTask(task);
         return _tasks[task];
@@ -414,10 +433,18 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         return string.concat(_tasks[task].blobBase, _hex(r.modelHash));
     }
 
-    /// @dev Revert unless the caller owns the task, `round` is its next round, the model hash is not
-    ///      zero and `parentHash` is the previous round's model hash (zero for round 0).
-    function _checkSequence(uint256 task, uint256 round, bytes32 modelHash, bytes32 parentHash) private view {
-        uint256 expected = _ownedTask(task).nextRound;
+    /// @dev Revert unless the caller owns the task, the commit function (`via`) is the task's mode
+    ///      (a verified task's round 0 goes through commitRound), `round` is its next round, the model
+    ///      hash is not zero and `parentHash` is the previous round's model hash (zero for round 0).
+    function _checkSequence(uint256 task, uint256 round, bytes32 modelHash, bytes32 parentHash, LedgerMode via)
+        private
+        view
+    {
+        Task storage t = _ownedTask(task);
+        if (t.mode != via && !(via == LedgerMode.Plain && t.mode == LedgerMode.Verified && round == 0)) {
+            revert WrongMode(task, t.mode);
+        }
+        uint256 expected = t.nextRound;
         if (round != expected) revert RoundOutOfOrder(task, expected, round);
         if (modelHash == bytes32(0)) revert EmptyModelHash();
         bytes32 parent = round == 0 ? bytes32(0) : _rounds[task][round - 1].modelHash;

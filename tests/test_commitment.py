@@ -15,6 +15,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import checkpoints, ledger, quorum, registry, reputation
+from fl_chain.chain.published import History, fetch_outcomes
 from fl_chain.chain.setup import bootstrap
 from fl_chain.coordinator.committer import RoundCommitter
 from fl_chain.errors import FlchainError
@@ -22,7 +23,7 @@ from fl_chain.protocol.outcomes import MISSED, PENALIZED, SCORED, parse_checkpoi
 from fl_chain.protocol.reputation_fold import checkpoint_of
 from fl_chain.store import ModelStore
 from fl_chain.verify.audit import audit_task
-from fl_chain.verify.commitment_check import History, check_checkpoint, fetch_outcomes
+from fl_chain.verify.commitment_check import check_checkpoint
 from fl_chain.verify.validator import CheckpointVerdict, Dispute, Validator
 from tests.chainutil import new_nodes
 
@@ -113,7 +114,7 @@ def test_validators_attest_rounds_and_checkpoints_and_suspensions_take_effect(ta
     assert latest is not None and latest.id == first.checkpoint
     one = parse_checkpoint(
         (
-            task.store.directory / "rounds" / task.committer.commitment.proposed[first.checkpoint].name()
+            task.store.directory / "rounds" / task.committer.writer.book.proposed[first.checkpoint].name()
         ).read_bytes(),
         "checkpoint",
     )
@@ -131,7 +132,7 @@ def test_validators_attest_rounds_and_checkpoints_and_suspensions_take_effect(ta
     # a stale proof (from checkpoint 1, when d was active) is refused against the new checkpoint
     with pytest.raises(FlchainError, match=r"InvalidProof"):
         checkpoints.is_active(client, task.task, d.address, leaf_d[1], proof_d)
-    two = task.committer.commitment.proposed[second.checkpoint]
+    two = task.committer.writer.book.proposed[second.checkpoint]
     leaf_a, proof_a = two.proof_of(a.address)
     assert checkpoints.is_active(client, task.task, a.address, leaf_a[1], proof_a)
     # a proof for another checkpoint (a's from checkpoint 1) is refused
@@ -149,7 +150,7 @@ def test_validators_attest_rounds_and_checkpoints_and_suspensions_take_effect(ta
             client, task.validators[0].account, task.task, a.address, leaf_a[1], proof_a
         )
     # the fold every validator and the audit run is the coordinator's
-    fold = History(client, task.task).fold(task.committer.commitment.fold.params.as_tuple(), 2)
+    fold = History(client, task.task).fold(task.committer.writer.book.fold.params.as_tuple(), 2)
     assert (
         checkpoint_of(fold, client.deployment.chain_id, client.ledger.address, task.task, 2).root()
         == two.root()
@@ -290,7 +291,7 @@ def test_a_resumed_coordinator_refolds_the_published_leaves(task: Task) -> None:
     )
     task.committer = resumed
     third = task.commit(3)
-    assert resumed.commitment.fold.values[d] < 500_000  # its penalty and miss, read back from the leaves
+    assert resumed.writer.book.fold.values[d] < 500_000  # its penalty and miss, read back from the leaves
     for number in (1, 2, 3):
         task.judge_round(number)
     verdicts = task.judge_checkpoint(third.checkpoint)

@@ -7,9 +7,11 @@ import random
 import pytest
 from eth_account import Account
 
+from fl_chain.chain import ledger
 from fl_chain.chain.client import role_id
 from fl_chain.chain.registry import status_of
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.ledger_mode import LedgerMode
 from tests.chainutil import SCALE, LocalChain, ema, new_nodes
 
 H = [bytes([i]) * 32 for i in range(256)]
@@ -18,7 +20,7 @@ ZERO = b"\0" * 32
 
 def _task(chain: LocalChain, base: str = "file:///store/") -> int:
     client = chain.client
-    client.transact(chain.coordinator, client.ledger.functions.createTask(H[9], base))
+    client.transact(chain.coordinator, client.ledger.functions.createTask(H[9], base, 0))
     return client.ledger.functions.taskCount().call()
 
 
@@ -64,7 +66,7 @@ def test_every_write_rejects_wrong_role(chain: LocalChain) -> None:
         "REGISTRY_ROLE": [client.reputation.functions.statusChanged(target, True)],
         "LEDGER_ROLE": [client.reputation.functions.recordRound([target], [1], [], [])],
         "COORDINATOR_ROLE": [
-            client.ledger.functions.createTask(H[1], ""),
+            client.ledger.functions.createTask(H[1], "", 0),
             client.ledger.functions.setBlobBase(task, "x"),
             client.ledger.functions.commitRound(task, 0, H[1], "", ZERO, [], [], [], []),
         ],
@@ -154,6 +156,42 @@ def test_commit_rules_revert_with_custom_errors(chain: LocalChain) -> None:
     with pytest.raises(FlchainError, match="UnknownTask"):
         _commit(chain, 999, 0, H[2], ZERO, [], [])
     assert chain.client.ledger.functions.roundCount(task).call() == 1
+
+
+def test_a_task_keeps_the_ledger_mode_it_was_created_in(chain: LocalChain) -> None:
+    """A coordinator cannot commit a round of another mode (e.g. a plain round in a verified task, which
+    validators could not re-derive); a verified task's round 0 (the initial model) commits plain."""
+    client, fns = chain.client, chain.client.ledger.functions
+    tasks = {}
+    for mode in LedgerMode:
+        receipt = client.transact(chain.coordinator, fns.createTask(H[20 + mode], "", int(mode)))
+        [created] = client.events(client.ledger, "TaskCreated", receipt)
+        assert created["mode"] == mode
+        tasks[mode] = int(created["task"])
+        assert ledger.task_mode(client, tasks[mode]) is mode
+    plain, verified, commitment = (tasks[m] for m in LedgerMode)
+
+    def verified_commit(task: int, rnd: int, parent: bytes):
+        return fns.commitVerifiedRound(task, rnd, H[30 + rnd], "", parent, [], [], [], [], H[40])
+
+    def outcomes_commit(task: int, rnd: int, parent: bytes):
+        return fns.commitOutcomes(task, rnd, H[30 + rnd], "", parent, H[41], 1)
+
+    for task, fn in [
+        (plain, verified_commit(plain, 0, ZERO)),
+        (plain, outcomes_commit(plain, 0, ZERO)),
+        (verified, outcomes_commit(verified, 0, ZERO)),
+        (commitment, fns.commitRound(commitment, 0, H[30], "", ZERO, [], [], [], [])),
+        (commitment, verified_commit(commitment, 0, ZERO)),
+    ]:
+        with pytest.raises(FlchainError, match=rf"WrongMode\(task={task}, mode=\d\)"):
+            client.transact(chain.coordinator, fn)
+    _commit(chain, verified, 0, H[30], ZERO, [], [])  # a verified task's initial model commits plain
+    with pytest.raises(FlchainError, match=rf"WrongMode\(task={verified}, mode=1\)"):
+        _commit(chain, verified, 1, H[31], H[30], [], [])
+    client.transact(chain.coordinator, verified_commit(verified, 1, H[30]))
+    client.transact(chain.coordinator, outcomes_commit(commitment, 0, ZERO))
+    assert ledger.round_count(client, verified) == 2 and ledger.round_count(client, commitment) == 1
 
 
 def test_happy_path_emits_documented_events(chain: LocalChain) -> None:

@@ -20,6 +20,7 @@ from fl_chain.chain.setup import bootstrap
 from fl_chain.chain.watcher import ChainWatcher
 from fl_chain.dashboard.ledger_view import ChainFacts, LedgerView
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.verify.audit import Finding, audit_task
 from fl_chain.views import describe_event
 from tests.chainutil import LocalChain
@@ -27,7 +28,8 @@ from tests.chainutil import LocalChain
 
 @dataclass
 class Rounds:
-    """A task whose rounds are committed by hand (plain or verified), four validators and quorum 2."""
+    """A verified task whose rounds are committed by hand (round 0 plain, then verified), four validators
+    and quorum 2."""
 
     chain: LocalChain
     task: int
@@ -56,7 +58,9 @@ def rounds(chain: LocalChain) -> Rounds:
     client = chain.client
     client.transact(chain.admin, quorum.quorum_contract(client).functions.setQuorum(2))
     validators = bootstrap.new_validators(client, 4)
-    task = ledger.create_task(client, chain.coordinator, b"\x05" * 32, "file:///nowhere/")
+    task = ledger.create_task(
+        client, chain.coordinator, b"\x05" * 32, "file:///nowhere/", LedgerMode.VERIFIED
+    )
     return Rounds(chain, task, validators)
 
 
@@ -190,7 +194,7 @@ def test_finality_is_withdrawn_and_latest_finalized_walks_back(rounds: Rounds) -
     base, base_hash, _ = rounds.commit(verified=False)
     quorum.attest(client, v1, task, base, base_hash, 800_000)
     quorum.attest(client, v2, task, base, base_hash, 800_000)
-    skipped, _, _ = rounds.commit(verified=False)  # never attested
+    skipped, _, _ = rounds.commit(verified=True)  # never attested
     rnd, model, root = rounds.commit(verified=True)
     quorum.attest_verified(client, v1, task, rnd, model, root, 900_000)
     quorum.attest_verified(client, v2, task, rnd, model, root, 900_000)

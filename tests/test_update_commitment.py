@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.merkle import StandardTree, process_proof
 from fl_chain.protocol.update_signing import LEAF_TYPES, SignedUpdate, UpdateLeaf, sign_update
 
@@ -125,7 +126,7 @@ def test_a_verified_round_commits_its_updates_root_and_hears_a_left_out_node(cha
 
     client = chain.client
     nodes = bootstrap.register_nodes(client, 4)
-    task = ledger.create_task(client, chain.coordinator, b"\x01" * 32, "file:///s/")
+    task = ledger.create_task(client, chain.coordinator, b"\x01" * 32, "file:///s/", LedgerMode.VERIFIED)
     ledger.commit_round(client, chain.coordinator, task, 0, b"\x10" * 32, "", ledger.ZERO_HASH, {})
     chain_id, address = client.deployment.chain_id, client.ledger.address
     signed = [

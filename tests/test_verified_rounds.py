@@ -100,7 +100,7 @@ class Federation:
 def federation(chain, tmp_path: Path) -> Federation:
     client = chain.client
     store = ModelStore(tmp_path / "store")
-    committer = RoundCommitter.new_task(client, chain.coordinator, store, b"\x01" * 32)
+    committer = RoundCommitter.new_task(client, chain.coordinator, store, b"\x01" * 32, mode="verified")
     rng = np.random.default_rng(1)
     model = {"w": rng.normal(size=(6, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
     committer.commit(0, model)
@@ -326,8 +326,8 @@ def test_a_node_whose_update_was_swapped_complains(federation: Federation) -> No
 def test_updates_that_cannot_be_read_yet_get_no_verdict_until_they_can(federation: Federation) -> None:
     """A validator that cannot read a round's updates (the store is away) neither attests nor disputes:
     an outage is no evidence. It keeps the round and re-derives it once the updates are back."""
+    from fl_chain.chain.published import Unavailable
     from fl_chain.chain.watcher import ChainWatcher
-    from fl_chain.verify.round_check import Unavailable
 
     f = federation
     validator = f.validators[0]

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.contract.contract import ContractFunction
 from web3.exceptions import TimeExhausted, TransactionNotFound
-from web3.types import TxReceipt
+from web3.types import EventData, TxReceipt
 
 from fl_chain.chain.client import ChainClient, ReceiptTimeout
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.update_signing import SignedUpdate, UpdateLeaf
 from fl_chain.store import arrays_from_bytes, fetch_blob, require_model_hash
 
@@ -31,10 +33,42 @@ class RoundRecord:
     uri: str
 
 
-def create_task(client: ChainClient, coordinator: LocalAccount, config_hash: bytes, blob_base: str) -> int:
-    """Create a task owned by the coordinator; return its id."""
-    receipt = client.transact(coordinator, client.ledger.functions.createTask(config_hash, blob_base))
+def create_task(
+    client: ChainClient,
+    coordinator: LocalAccount,
+    config_hash: bytes,
+    blob_base: str,
+    mode: LedgerMode = LedgerMode.PLAIN,
+) -> int:
+    """Create a task owned by the coordinator, its rounds committed in `mode` for its whole life; return
+    its id."""
+    receipt = client.transact(
+        coordinator, client.ledger.functions.createTask(config_hash, blob_base, int(mode))
+    )
     return int(client.events(client.ledger, "TaskCreated", receipt)[0]["task"])
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task as ModelLedger.getTask returns it."""
+
+    owner: str
+    next_round: int
+    mode: LedgerMode
+    config_hash: bytes
+    blob_base: str
+
+
+def task_record(client: ChainClient, task: int) -> TaskRecord:
+    """A task's record (owner, next round, mode, configHash, blob base); a one-line error if unknown."""
+    require_task(client, task)
+    owner, next_round, mode, config_hash, blob_base = client.call(client.ledger.functions.getTask(task))
+    return TaskRecord(str(owner), int(next_round), LedgerMode(int(mode)), bytes(config_hash), str(blob_base))
+
+
+def task_mode(client: ChainClient, task: int) -> LedgerMode:
+    """The ledger mode a task was created in (the chain records it; nothing guesses it from roots)."""
+    return task_record(client, task).mode
 
 
 def commit_round(
@@ -81,6 +115,20 @@ def commit_round(
         fn = client.ledger.functions.commitRound(*arguments)
     else:  # a verified round: the same commit plus the root of its accepted updates (one more slot)
         fn = client.ledger.functions.commitVerifiedRound(*arguments, updates_root)
+    return _send_commit(client, coordinator, fn, (task, round_number, model_hash), timeout, attempts)
+
+
+def _send_commit(
+    client: ChainClient,
+    coordinator: LocalAccount,
+    fn: ContractFunction,
+    commit: tuple[int, int, bytes],
+    timeout: float,
+    attempts: int,
+) -> TxReceipt:
+    """Send a commit (task, round, model hash) and wait for its receipt; a lost receipt is reconciled
+    with the chain before anything is re-sent (see commit_round)."""
+    task, round_number, model_hash = commit
     pending: bytes | None = None
     for _ in range(attempts):
         try:
@@ -122,10 +170,23 @@ def reconcile_commit(
             f"round {round_number} of task {task} was committed with hash 0x{committed.hex()}, "
             f"not 0x{model_hash.hex()}: another coordinator wrote this task"
         )
-    logs = client.ledger.events.RoundCommitted().get_logs(
-        from_block=client.deployment.deployed_block, argument_filters={"task": task, "round": round_number}
-    )
+    logs = commit_events(client, task, round_number)
     return client.w3.eth.get_transaction_receipt(logs[0]["transactionHash"])
+
+
+def commit_events(client: ChainClient, task: int, round_number: int | None = None) -> list[EventData]:
+    """The RoundCommitted events of a task (of one round if given), in chain order."""
+    rounds = {} if round_number is None else {"round": round_number}
+    return client.logs(client.ledger, "RoundCommitted", task=task, **rounds)
+
+
+def missed_in(client: ChainClient, task: int, round_number: int) -> set[str]:
+    """The nodes (lowercase) the round's commit recorded as missed (RoundMissed in its transaction)."""
+    missed: set[str] = set()
+    for commit in commit_events(client, task, round_number):
+        receipt = client.w3.eth.get_transaction_receipt(commit["transactionHash"])
+        missed |= {str(e["node"]).lower() for e in client.events(client.reputation, "RoundMissed", receipt)}
+    return missed
 
 
 def round_count(client: ChainClient, task: int) -> int:
@@ -140,13 +201,12 @@ def task_count(client: ChainClient) -> int:
 
 def task_owner(client: ChainClient, task: int) -> str:
     """The coordinator that created a task."""
-    require_task(client, task)
-    return str(client.call(client.ledger.functions.getTask(task))[0])
+    return task_record(client, task).owner
 
 
 def task_config_hash(client: ChainClient, task: int) -> bytes:
     """The configHash a task was created with (its identity: fl/task_identity.py)."""
-    return bytes(client.call(client.ledger.functions.getTask(task))[2])
+    return task_record(client, task).config_hash
 
 
 def newest_task(client: ChainClient, task: int | None = None) -> int:
@@ -195,10 +255,21 @@ def get_round(client: ChainClient, task: int, round_number: int) -> RoundRecord:
 def contributions(client: ChainClient, task: int, round_number: int) -> dict[str, int]:
     """Participant -> score of a committed round, from ContributionRecorded events."""
     block = get_round(client, task, round_number).block
-    logs = client.ledger.events.ContributionRecorded().get_logs(
-        from_block=block, to_block=block, argument_filters={"task": task, "round": round_number}
-    )
+    logs = client.logs(client.ledger, "ContributionRecorded", block, block, task=task, round=round_number)
     return {e["args"]["node"]: int(e["args"]["score"]) for e in logs}
+
+
+def contribution_events(client: ChainClient, task: int) -> dict[int, list[EventData]]:
+    """The ContributionRecorded events of a task, by round."""
+    out: dict[int, list[EventData]] = {}
+    for e in client.logs(client.ledger, "ContributionRecorded", task=task):
+        out.setdefault(e["args"]["round"], []).append(e)
+    return out
+
+
+def omission_complaints(client: ChainClient, task: int) -> list[EventData]:
+    """The nodes' complaints that their signed update was left out of a round (UpdateOmitted)."""
+    return client.logs(client.ledger, "UpdateOmitted", task=task)
 
 
 def require_task(client: ChainClient, task: int) -> None:

@@ -94,9 +94,9 @@ class NodeReads:
         )
         self._check_chain(answers[0])
         status = self._status(answers[1])
-        # getTask returns a struct with a string: an offset word, then (owner, nextRound, configHash, ...).
+        # getTask returns a struct with a string: an offset word, then owner, nextRound, mode, configHash...
         task_words = self._words(answers[2], self.ledger, "ModelLedger")
-        config_hash = task_words[3] if task_words is not None else None
+        config_hash = task_words[4] if task_words is not None else None
         # getRound returns a static struct: (modelHash, blockNumber, timestamp, participantCount).
         round_words = self._words(answers[3], self.ledger, "ModelLedger")
         model_hash = round_words[0] if round_words is not None else None

@@ -1,26 +1,27 @@
 """RoundCommitter: the coordinator's write path for one task. Stores a model in the content-addressed
-store, commits the round (hash, parent, scores, missed, penalized) to the ModelLedger, optionally waits
-for the validator quorum, and reports which nodes the Reputation contract suspended. It alone holds the
-task's parent hash, so rounds chain correctly whatever calls it. In commitment mode (fl/commitment.py)
-the round commits only the root of its published outcome leaves, and reputation is folded off-chain and
-checkpointed."""
+store, lets the task's ledger mode publish what goes beside it (coordinator/round_writers.py), commits
+the round to the ModelLedger, optionally waits for the validator quorum, and reports which nodes were
+suspended. It alone holds the task's parent hash, so rounds chain correctly whatever calls it. The mode
+is the one the task recorded on-chain when it was created."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
-from fl_chain.chain import checkpoints, ledger, quorum, reputation
+from fl_chain.chain import ledger, quorum
 from fl_chain.chain.client import ChainClient
-from fl_chain.coordinator.commitment import CommitmentBook
+from fl_chain.coordinator.round_writers import RoundInput, writer_for
 from fl_chain.coordinator.verified_round import VerifiedRound
+from fl_chain.errors import FlchainError
 from fl_chain.failpoints import failpoint
-from fl_chain.protocol.outcomes import RoundOutcomes
+from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.store import ModelStore, canonical_bytes
 
 
@@ -75,29 +76,38 @@ class RoundCommitter:
         store: ModelStore,
         parent_hash: bytes = ledger.ZERO_HASH,
         wait_finalized: float = 0.0,
-        mode: str = "plain",
+        mode: str | LedgerMode | None = None,
         checkpoint_every: int = 1,
     ) -> None:
-        """`mode` is the config's ledger.mode; "commitment" commits outcome roots and checkpoints the
-        folded reputation every `checkpoint_every` rounds."""
+        """The task's ledger mode is read from the chain; `mode` (the config's ledger.mode), if given,
+        must match it. Commitment mode checkpoints the folded reputation every `checkpoint_every` rounds."""
         self.client = client
         self.coordinator = coordinator
         self.task = task
         self.store = store
         self.parent_hash = parent_hash
         self.wait_finalized = wait_finalized
-        self.commitment = (
-            CommitmentBook(client, coordinator, task, store, checkpoint_every)
-            if mode == "commitment"
-            else None
-        )
+        self.mode = ledger.task_mode(client, task)
+        if mode is not None and _as_mode(mode) is not self.mode:
+            raise FlchainError(
+                f"task {task} was created in {self.mode.label} mode; this run's ledger.mode is "
+                f"{_as_mode(mode).label} (a task keeps its mode for its whole life)"
+            )
+        self.writer = writer_for(self.mode, client, coordinator, task, store, checkpoint_every)
 
     @classmethod
     def new_task(
-        cls, client: ChainClient, coordinator: LocalAccount, store: ModelStore, config_hash: bytes, **kwargs
+        cls,
+        client: ChainClient,
+        coordinator: LocalAccount,
+        store: ModelStore,
+        config_hash: bytes,
+        mode: str | LedgerMode = LedgerMode.PLAIN,
+        **kwargs: Any,
     ) -> RoundCommitter:
-        """Create a task on-chain (blobs published under the store's base URI) and a committer for it."""
-        task = ledger.create_task(client, coordinator, config_hash, store.base_uri)
+        """Create a task on-chain in `mode` (blobs published under the store's base URI) and a committer
+        for it."""
+        task = ledger.create_task(client, coordinator, config_hash, store.base_uri, _as_mode(mode))
         return cls(client, coordinator, task, store, **kwargs)
 
     def commit(
@@ -109,20 +119,16 @@ class RoundCommitter:
         penalized: Sequence[str] = (),
         verified: VerifiedRound | None = None,
     ) -> Commit:
-        """Store the model, commit the round, wait for finality if configured; the parent moves on. With
-        `verified`, the included updates and the manifest are stored first and the round commits their
-        root (validators re-derive the model from them). In commitment mode the outcome leaves are
-        stored and their root committed, the round is folded in and a checkpoint proposed when due."""
+        """Store the model, let the mode's writer publish what goes beside it (a verified round's updates
+        and manifest, a commitment round's outcome leaves), commit the round, fold and checkpoint (in
+        commitment mode), wait for finality if configured; the parent moves on."""
         seconds: dict[str, float] = {}
         started = time.monotonic()
         digest, uri = self.store.put(canonical_bytes(arrays))
-        root = verified.root if verified is not None else None
-        outcomes = None
-        if self.commitment is not None:
-            outcomes = self.commitment.outcomes(
-                round_number, self.parent_hash, digest, scores or {}, missed, penalized
-            )
-        published = self._publish(verified, outcomes)
+        rnd = RoundInput(
+            round_number, self.parent_hash, digest, dict(scores or {}), missed, penalized, verified
+        )
+        prepared = self.writer.prepare(rnd)
         seconds["store"] = time.monotonic() - started
         failpoint("after-store", round_number)
         started = time.monotonic()
@@ -137,58 +143,47 @@ class RoundCommitter:
             dict(scores or {}),
             list(missed),
             list(penalized),
-            updates_root=root,
-            outcomes=(outcomes.root(), len(outcomes.outcomes)) if outcomes is not None else None,
+            **prepared.commit_args,
         )
         self.parent_hash = digest
         seconds["commit"] = time.monotonic() - started
-        commit = Commit(round_number, digest, uri, receipt, [], seconds, root, published)
-        if outcomes is not None:
-            self._checkpoint(commit, outcomes)
-        else:
-            events = self.client.events(self.client.reputation, "AutoSuspended", receipt)
-            commit.suspended = [e["node"] for e in events]
-        if self.wait_finalized > 0:
-            started = time.monotonic()
-            quorum.wait_finalized(self.client, self.task, round_number, self.wait_finalized)
-            if commit.checkpoint:
-                checkpoints.wait_finalized(self.client, commit.checkpoint, self.wait_finalized)
-            seconds["finalize"] = time.monotonic() - started
-        if self.commitment is not None:
-            self.commitment.apply_finalized()
+        commit = Commit(round_number, digest, uri, receipt, [], seconds, prepared.updates_root)
+        commit.published_bytes = prepared.published_bytes
+        commit.outcomes_root = prepared.outcomes.root() if prepared.outcomes is not None else None
+        commit.suspended = self.writer.suspended_by(receipt, prepared)
+        self._checkpoint(commit)
+        self._finalize(commit)
         failpoint("after-commit", round_number)
         return commit
 
-    def _publish(self, verified: VerifiedRound | None, outcomes: RoundOutcomes | None) -> int:
-        """Store what a verified round (update blobs, manifest) or a commitment-mode round (outcome
-        leaves) publishes beside the model; the bytes stored."""
-        published = 0
-        if verified is not None:
-            for blob in verified.blobs.values():
-                self.store.put_update(blob)
-                published += len(blob)
-            document = verified.manifest.to_json()
-            self.store.put_manifest(verified.manifest.name(), document)
-            published += len(document)
-        if outcomes is not None:
-            document = outcomes.to_json()
-            self.store.put_manifest(outcomes.name(), document)
-            published += len(document)
-        return published
-
-    def _checkpoint(self, commit: Commit, outcomes: RoundOutcomes) -> None:
-        """Fold a commitment-mode round in and propose a checkpoint if one is due."""
-        commit.outcomes_root = outcomes.root()
-        commit.suspended = self.commitment.record(outcomes)
+    def _checkpoint(self, commit: Commit) -> None:
+        """Propose a reputation checkpoint after the round if its mode has one due."""
         started = time.monotonic()
-        proposed = self.commitment.propose_if_due(outcomes.round)
+        proposed = self.writer.checkpoint(commit.round)
         if proposed is not None:
             commit.checkpoint, size = proposed
             commit.published_bytes += size
             commit.seconds["checkpoint"] = time.monotonic() - started
 
+    def _finalize(self, commit: Commit) -> None:
+        """Wait for the validators' finality if configured, then apply what became binding."""
+        if self.wait_finalized > 0:
+            started = time.monotonic()
+            quorum.wait_finalized(self.client, self.task, commit.round, self.wait_finalized)
+            if commit.checkpoint:
+                self.writer.wait_checkpoint(commit.checkpoint, self.wait_finalized)
+            commit.seconds["finalize"] = time.monotonic() - started
+        self.writer.after_finality()
+
     def reputations(self, addresses: Iterable[str]) -> dict[str, int]:
         """Reputation (fixed point) of each address: the fold's in commitment mode, else the chain's."""
-        if self.commitment is not None:
-            return self.commitment.reputations(addresses)
-        return reputation.reputations(self.client, addresses)
+        return self.writer.reputations(addresses)
+
+    def held_back(self) -> set[str]:
+        """Nodes not to sample although the registry lists them Active: in commitment mode, those the
+        fold suspended before a checkpoint made it binding (lowercase)."""
+        return self.writer.held_back()
+
+
+def _as_mode(mode: str | LedgerMode) -> LedgerMode:
+    return mode if isinstance(mode, LedgerMode) else LedgerMode.named(mode)

@@ -1,19 +1,32 @@
-"""Replay the ledger and check it: every round's blob is reachable and hashes to the committed hash,
-the parent chain is unbroken, participants were Active just before their round was committed, and the
-reputation recomputed from the events (with the Python reference of the contract) equals the on-chain
-state."""
+"""`flchain audit`: replay the ledger and check it.
+
+Every round: its blob is reachable and hashes to the committed hash, the parent chain is unbroken, and
+its participants were Active just before it was committed. Every node: the reputation recomputed from
+the events (with the Python reference of the contract) equals the on-chain state. Verified rounds: each
+is re-derived (round_check.py), every omission complaint is judged against the round's manifest the way
+the validators judge it, and the validators' disputes are shown (who disputed which round and why, who
+attested a round a quorum disputed). Commitment-mode rounds: their outcome leaves are checked as the
+validators check them, every proposed reputation checkpoint is re-computed from those leaves, and the
+suspensions of the latest finalized checkpoint must be in effect in the registry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from fl_chain.chain import ledger, registry, reputation
+from web3.types import EventData
+
+from fl_chain.chain import checkpoints, ledger, quorum, registry, reputation
 from fl_chain.chain.client import ChainClient
-from fl_chain.chain.ledger import ZERO_HASH, round_count
+from fl_chain.chain.ledger import ZERO_HASH
+from fl_chain.chain.published import History, Unavailable, fetch_manifest
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
+from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.reputation_model import ReputationModel, ReputationParams
 from fl_chain.store import BlobIntegrityError, fetch_blob
+from fl_chain.verify.commitment_check import check_checkpoint, round_differences
+from fl_chain.verify.round_check import RoundCheck, check_round, judge_complaint
 
 
 @dataclass
@@ -26,92 +39,69 @@ class Finding:
     detail: str = ""
 
 
-def _logs(event, start: int, **filters) -> list:
-    return list(event().get_logs(from_block=start, argument_filters=filters or None))
-
-
 def audit_task(client: ChainClient, task: int) -> list[Finding]:
-    """Blob, parent-chain and participant checks for every committed round of a task."""
-    start = client.deployment.deployed_block
+    """Blob, parent-chain and participant checks for every committed round of a task, then the checks of
+    its ledger mode (MODE_AUDITS: a verified task's derivations, complaints and disputes; a commitment
+    task's outcome leaves and reputation checkpoints), the mode read from the chain."""
+    commits = {e["args"]["round"]: e for e in ledger.commit_events(client, task)}
+    contributions = ledger.contribution_events(client, task)
     findings: list[Finding] = []
-    commits = {e["args"]["round"]: e for e in _logs(client.ledger.events.RoundCommitted, start, task=task)}
-    contributions: dict[int, list] = {}
-    for e in _logs(client.ledger.events.ContributionRecorded, start, task=task):
-        contributions.setdefault(e["args"]["round"], []).append(e)
     previous = ZERO_HASH
-    for rnd in range(round_count(client, task)):
-        where = f"task {task} round {rnd}"
+    for rnd in range(ledger.round_count(client, task)):
         event = commits.get(rnd)
         if event is None:
-            findings.append(Finding(where, "commit event", False, "no RoundCommitted event"))
-            continue
-        model_hash, parent = bytes(event["args"]["modelHash"]), bytes(event["args"]["parentHash"])
-        record = ledger.get_round(client, task, rnd)
-        stored = record.model_hash
-        findings.append(
-            Finding(where, "hash", stored == model_hash, "" if stored == model_hash else "event/state differ")
-        )
-        ok = parent == previous
-        detail = "" if ok else f"parent 0x{parent.hex()[:12]}… != previous 0x{previous.hex()[:12]}…"
-        findings.append(Finding(where, "parent chain", ok, detail))
-        previous = model_hash
-        uri = record.uri
-        try:
-            fetch_blob(uri, model_hash)
-            findings.append(Finding(where, "blob", True, uri))
-        except BlobIntegrityError as exc:
-            findings.append(Finding(where, "blob", False, str(exc)))
-        except FlchainError as exc:
-            findings.append(Finding(where, "blob", False, f"unreachable: {exc}"))
-        block = int(event["blockNumber"])
-        inactive = [
-            c["args"]["node"]
-            for c in contributions.get(rnd, [])
-            if not registry.is_active(client, c["args"]["node"], block - 1)
-        ]
-        findings.append(
-            Finding(
-                where,
-                "participants active",
-                not inactive,
-                f"{len(contributions.get(rnd, []))} participants"
-                if not inactive
-                else f"not active before block {block}: {', '.join(inactive)}",
+            findings.append(
+                Finding(f"task {task} round {rnd}", "commit event", False, "no RoundCommitted event")
             )
-        )
-    from fl_chain.verify.commitment_audit import audit_commitment  # leaves and folds are on the fl side
-    from fl_chain.verify.round_audit import audit_verified_rounds
+            continue
+        findings += _committed(client, task, event, contributions.get(rnd, []), previous)
+        previous = bytes(event["args"]["modelHash"])
+    return findings + MODE_AUDITS[ledger.task_mode(client, task)](client, task)
 
-    findings.extend(audit_verified_rounds(client, task))  # derivations and omission complaints
-    findings.extend(audit_commitment(client, task))  # outcome leaves and reputation checkpoints
-    return findings
+
+def _committed(
+    client: ChainClient, task: int, event: EventData, contributions: list[EventData], previous: bytes
+) -> list[Finding]:
+    """The hash, parent-chain, blob and participant findings of one committed round."""
+    rnd = event["args"]["round"]
+    where = f"task {task} round {rnd}"
+    model_hash, parent = bytes(event["args"]["modelHash"]), bytes(event["args"]["parentHash"])
+    record = ledger.get_round(client, task, rnd)
+    same = record.model_hash == model_hash
+    ok = parent == previous
+    detail = "" if ok else f"parent 0x{parent.hex()[:12]}… != previous 0x{previous.hex()[:12]}…"
+    out = [
+        Finding(where, "hash", same, "" if same else "event/state differ"),
+        Finding(where, "parent chain", ok, detail),
+    ]
+    try:
+        fetch_blob(record.uri, model_hash)
+        out.append(Finding(where, "blob", True, record.uri))
+    except BlobIntegrityError as exc:
+        out.append(Finding(where, "blob", False, str(exc)))
+    except FlchainError as exc:
+        out.append(Finding(where, "blob", False, f"unreachable: {exc}"))
+    block = int(event["blockNumber"])
+    nodes = [c["args"]["node"] for c in contributions]
+    active = registry.active_of(client, nodes, block - 1)
+    inactive = [node for node in nodes if not active[node]]
+    said = (
+        f"not active before block {block}: {', '.join(inactive)}"
+        if inactive
+        else f"{len(nodes)} participants"
+    )
+    out.append(Finding(where, "participants active", not inactive, said))
+    return out
 
 
 def audit_reputation(client: ChainClient) -> list[Finding]:
     """Recompute every node's reputation and status from the events and compare with the chain."""
-    start = client.deployment.deployed_block
-    rep, ledger = client.reputation.events, client.ledger.events
-    events = []
-    for source in (
-        rep.ParametersChanged,
-        rep.EligibilityChanged,
-        rep.RoundMissed,
-        rep.Penalized,
-        ledger.ContributionRecorded,
-    ):
-        events += _logs(source, start)
-    events.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
     model = ReputationModel(ReputationParams())
-    for e in events:
+    for e in reputation.replay_events(client):
         args, name = e["args"], e["event"]
         if name == "ParametersChanged":
-            model.params = ReputationParams(
-                args["alpha"],
-                args["initialReputation"],
-                args["missDecay"],
-                args["penalty"],
-                args["suspendThreshold"],
-            )
+            fields = ("alpha", "initialReputation", "missDecay", "penalty", "suspendThreshold")
+            model.params = ReputationParams(*(args[f] for f in fields))
         elif name == "EligibilityChanged":
             (model.approve if args["active"] else model.suspend)(args["node"])
         elif name == "ContributionRecorded":
@@ -139,3 +129,161 @@ def audit_all(client: ChainClient, task: int | None = None) -> list[Finding]:
         ledger.require_task(client, task)
     findings = [f for t in tasks for f in audit_task(client, t)]
     return findings + audit_reputation(client)
+
+
+def audit_verified_rounds(client: ChainClient, task: int, updates_base: str | None = None) -> list[Finding]:
+    """A "derivation" finding for every verified round of a task, a "complaint" finding for every
+    UpdateOmitted and the "disputes" findings. Update blobs this reader cannot fetch (they are for the
+    validators) leave the round "not re-derived here", which is not a failure; a blob that does not hash
+    to what its node signed is."""
+    findings = [
+        _derivation(check_round(client, task, rnd, updates_base), task, rnd)
+        for rnd in range(1, ledger.round_count(client, task))  # round 0, the initial model, commits plain
+    ]
+    for complaint in ledger.omission_complaints(client, task):
+        args = complaint["args"]
+        findings.append(
+            _complaint(client, task, int(args["round"]), str(args["node"]), bytes(args["updateHash"]))
+        )
+    return findings + audit_disputes(client, task)
+
+
+def audit_disputes(client: ChainClient, task: int) -> list[Finding]:
+    """A "disputes" finding per disputed round: failed when a quorum disputed it (naming every disputing
+    validator with its reason, and every validator that attested it anyway), passed but shown when the
+    disputes were outvoted."""
+    if client.validation is None:
+        return []
+    findings = []
+    for rnd, found in sorted(quorum.disputes_of(client, task).items()):
+        where = f"task {task} round {rnd}"
+        said = "; ".join(f"{a['validator']}: {a['reason']}" for a in found)
+        if not quorum.is_disputed(client, task, rnd):
+            findings.append(
+                Finding(where, "disputes", True, f"outvoted ({len(found)} below the quorum): {said}")
+            )
+            continue
+        findings.append(Finding(where, "disputes", False, f"disputed, never final: {said}"))
+        disputing = {str(a["validator"]).lower() for a in found}
+        findings += [
+            Finding(where, "disputes", False, f"{validator} attested a round the quorum disputed")
+            for validator in quorum.attesters_of(client, task, rnd)
+            if validator.lower() not in disputing
+        ]
+    return findings
+
+
+def _derivation(check: RoundCheck, task: int, rnd: int) -> Finding:
+    where = f"task {task} round {rnd}"
+    if check.differences:
+        first = check.first()
+        leaf = f" (leaf 0x{first.leaf.hex()[:12]}…)" if first.leaf else ""
+        more = f"; {len(check.differences) - 1} more" if len(check.differences) > 1 else ""
+        return Finding(where, "derivation", False, f"{first.what}{leaf}{more}")
+    if check.manifest is None:  # the manifest is public: every reader must be able to fetch it
+        return Finding(where, "derivation", False, f"manifest unavailable: {check.unreadable[0]}")
+    if check.unreadable:  # update blobs are for the validators: a public auditor may not read them
+        return Finding(where, "derivation", True, f"not re-derived here: {check.unreadable[0]}")
+    included, excluded = len(check.manifest.included), len(check.manifest.excluded)
+    scores = (
+        "and scores " if check.scores_rederived else f"(scores by {check.manifest.scoring}: not re-derived) "
+    )
+    detail = f"model {scores}re-derived from {included} signed updates; {excluded} disclosed exclusions"
+    return Finding(where, "derivation", True, detail)
+
+
+def _complaint(client: ChainClient, task: int, rnd: int, node: str, update_hash: bytes) -> Finding:
+    """One node's complaint that its signed update was left out of a round, judged against the manifest."""
+    where = f"task {task} round {rnd}"
+    said = f"0x{update_hash.hex()[:12]}…"
+    try:
+        manifest, _ = fetch_manifest(client, task, rnd)
+    except FlchainError as exc:
+        return Finding(where, "complaint", False, f"{node} says its update {said} was left out; {exc}")
+    verdict, entry = judge_complaint(client, manifest, task, rnd, node, update_hash)
+    if verdict == "two updates":
+        detail = (
+            f"{node} signed two different updates for one round ({entry.update[:14]}… disclosed, {said} in "
+            "its complaint): the complaint is refused"
+        )
+        return Finding(where, "complaint", False, detail)
+    if verdict == "disclosed":
+        return Finding(
+            where, "complaint", True, f"{node}'s update {said} is disclosed; the complaint is unfounded"
+        )
+    if verdict == "missed":
+        detail = f"contested: {node} says it sent update {said}; the coordinator recorded it as missed"
+        return Finding(where, "complaint", False, detail)
+    return Finding(
+        where, "complaint", False, f"{node}'s signed update {said} was left out without disclosure"
+    )
+
+
+def audit_commitment(client: ChainClient, task: int) -> list[Finding]:
+    """An "outcomes" finding per round of a commitment-mode task, a "checkpoints" finding per proposed
+    checkpoint and a "suspensions" finding for the latest finalized one."""
+    history = History(client, task)
+    findings = [_outcomes(client, history, task, rnd) for rnd in range(ledger.round_count(client, task))]
+    if client.checkpoints is None or not findings:
+        return findings
+    findings += [_checkpoint(client, history, i) for i in checkpoints.proposed_ids(client, task)]
+    latest = checkpoints.latest(client, task)
+    if latest is not None:
+        findings.append(_suspensions(client, history, latest))
+    return findings
+
+
+def _outcomes(client: ChainClient, history: History, task: int, rnd: int) -> Finding:
+    where = f"task {task} round {rnd}"
+    try:
+        outcomes = history.outcomes(rnd)
+    except FlchainError as exc:
+        return Finding(where, "outcomes", False, str(exc))
+    differences = round_differences(client, outcomes, task, rnd)
+    if differences:
+        return Finding(where, "outcomes", False, "; ".join(differences[:3]))
+    return Finding(where, "outcomes", True, f"{len(outcomes.outcomes)} leaves give the committed root")
+
+
+def _checkpoint(client: ChainClient, history: History, checkpoint_id: int) -> Finding:
+    record = checkpoints.get(client, checkpoint_id)
+    where = f"task {record.task} checkpoint {checkpoint_id} (through round {record.through_round})"
+    try:
+        check = check_checkpoint(client, checkpoint_id, history)
+    except Unavailable as exc:
+        return Finding(where, "checkpoints", True, f"not re-computed here: {exc}")
+    state = "finalized" if record.finalized else "rejected" if record.rejected else "pending"
+    votes = f"{record.attestations} attested, {record.disputes} disputed"
+    if check.ok:
+        detail = f"{state}, re-computed: {record.leaf_count} nodes ({votes})"
+        return Finding(where, "checkpoints", not record.rejected, detail)
+    if record.finalized:
+        return Finding(where, "checkpoints", False, f"finalized although {check.difference} ({votes})")
+    return Finding(where, "checkpoints", False, f"{state} by the validators: {check.difference} ({votes})")
+
+
+def _suspensions(client: ChainClient, history: History, latest: checkpoints.CheckpointRecord) -> Finding:
+    where = f"task {latest.task} checkpoint {latest.id}"
+    check = check_checkpoint(client, latest.id, history) if latest.finalized else None
+    if check is None or check.expected is None:
+        return Finding(where, "suspensions", True, "not re-computed here")
+    held = [leaf[0] for leaf in check.expected.leaves if not leaf[2]]
+    active = registry.active_of(client, held) if held else {}
+    pending = [node for node in held if active.get(node)]
+    if pending:
+        return Finding(where, "suspensions", False, f"not applied to the registry yet: {', '.join(pending)}")
+    return Finding(where, "suspensions", True, f"{len(held)} suspended nodes, all suspended in the registry")
+
+
+def _no_mode_checks(client: ChainClient, task: int) -> list[Finding]:
+    """A plain task: its rounds have nothing beyond the common checks."""
+    return []
+
+
+# What the audit replays for each ledger mode (the audit's side of coordinator/round_writers.py and
+# verify/modes.py).
+MODE_AUDITS: dict[LedgerMode, Callable[[ChainClient, int], list[Finding]]] = {
+    LedgerMode.PLAIN: _no_mode_checks,
+    LedgerMode.VERIFIED: audit_verified_rounds,
+    LedgerMode.COMMITMENT: audit_commitment,
+}

@@ -1,11 +1,11 @@
 """A validator: reacts to round commits seen by its ChainWatcher, fetches the committed model by its
 on-chain URI (verified against the hash), evaluates it on its own held-out data and attests
 (hash, accuracy) to the ValidationQuorum contract. A verified round is first re-derived from its
-node-signed updates (fl/round_check.py): the validator attests "derivation correct" only if everything
+node-signed updates (verify/round_check.py): the validator attests "derivation correct" only if everything
 re-derives, and disputes the round otherwise, naming the leaf that differs. A node's complaint that its
 signed update was left out (UpdateOmitted) is disputed when the round's manifest does not disclose that
 update and the commit did not record the node as missed. A commitment-mode round is attested only if
-its published outcome leaves check (fl/commitment_check.py), and each reputation checkpoint is
+its published outcome leaves check (verify/commitment_check.py), and each reputation checkpoint is
 re-computed from the task's outcome leaves: attested if the root agrees, disputed otherwise; once a
 checkpoint the validator attested is finalized, it applies the checkpoint's suspensions itself."""
 
@@ -20,12 +20,13 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import checkpoints, ledger, quorum
 from fl_chain.chain.client import ChainClient
+from fl_chain.chain.published import History, Unavailable, fetch_manifest
 from fl_chain.chain.watcher import ChainEvent
-from fl_chain.coordinator.commitment import apply_suspensions
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import to_fixed
-from fl_chain.verify.commitment_check import History, check_checkpoint, fetch_outcomes, round_differences
-from fl_chain.verify.round_check import Unavailable, check_round, fetch_manifest, missed_in
+from fl_chain.verify.commitment_check import check_checkpoint
+from fl_chain.verify.modes import PlainRules, rules_for
+from fl_chain.verify.round_check import judge_complaint
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Validator:
         self.updates_base = updates_base
         self.pending: dict[tuple[str, int, int], ChainEvent] = {}  # events whose data was unavailable
         self._histories: dict[int, History] = {}  # commitment-mode tasks' outcome leaves, fetched once
+        self._rules_of: dict[int, PlainRules] = {}  # each task's ledger-mode rules (verify/modes.py)
         self._retried = 0.0
 
     def handle(self, event: ChainEvent) -> Attestation | Dispute | CheckpointVerdict | None:
@@ -137,60 +139,33 @@ class Validator:
         return self.attest(task, rnd)
 
     def attest(self, task: int, rnd: int) -> Attestation | Dispute:
-        """Fetch, verify, evaluate and attest one round; a verified round is re-derived first and
-        disputed if anything differs."""
-        root = ledger.updates_root(self.client, task, rnd)
-        outcomes_root = ledger.outcomes_root(self.client, task, rnd) if root is None else None
-        seconds = 0.0
-        if outcomes_root is not None:
-            differences = self._check_outcomes(task, rnd)
-            if differences:
-                return self._dispute(task, rnd, b"", differences[0])
-        if root is not None:
-            check = check_round(self.client, task, rnd, self.updates_base)
-            seconds = check.seconds
-            if check.unreadable and not check.differences:  # cannot vouch: no attestation, no dispute
-                raise Unavailable(f"cannot re-derive the round yet: {check.unreadable[0]}")
-            if not check.ok:
-                first = check.first()
-                return self._dispute(task, rnd, first.leaf, first.what)
+        """Check the round by its task's ledger mode (verify/modes.py: a verified round is re-derived, a
+        commitment round's outcome leaves checked) and dispute it if anything differs; else fetch,
+        verify and evaluate its model and attest."""
+        rules = self._rules(task)
+        judged = rules.judge(task, rnd)
+        if judged.dispute is not None:
+            return self._dispute(task, rnd, *judged.dispute)
         record, arrays = ledger.load_model(self.client, task, rnd)
         accuracy = float(self.accuracy_of(rnd, arrays))
         if not 0.0 <= accuracy <= 1.0:
             raise FlchainError(f"the evaluation returned accuracy {accuracy}: expected a fraction in 0..1")
-        if outcomes_root is not None:
-            receipt = quorum.attest_outcomes(
-                self.client, self.account, task, rnd, record.model_hash, outcomes_root, to_fixed(accuracy)
-            )
-        elif root is None:
-            receipt = quorum.attest(
-                self.client, self.account, task, rnd, record.model_hash, to_fixed(accuracy)
-            )
-        else:
-            receipt = quorum.attest_verified(
-                self.client, self.account, task, rnd, record.model_hash, root, to_fixed(accuracy)
-            )
+        receipt = rules.attest(self.account, task, rnd, record.model_hash, to_fixed(accuracy), judged)
         return Attestation(
             task,
             rnd,
             "0x" + record.model_hash.hex(),
             accuracy,
             "0x" + bytes(receipt["transactionHash"]).hex(),
-            round(seconds, 3),
+            round(judged.seconds, 3),
         )
 
-    def _check_outcomes(self, task: int, rnd: int) -> list[str]:
-        """What is wrong with a commitment-mode round's outcome leaves (Unavailable if unreadable)."""
-        try:
-            outcomes = fetch_outcomes(self.client, task, rnd)
-        except Unavailable:
-            raise
-        except FlchainError as exc:
-            return [f"outcomes: {exc}"]
-        differences = round_differences(self.client, outcomes, task, rnd)
-        if not differences:
-            self._history(task).rounds[rnd] = outcomes
-        return differences
+    def _rules(self, task: int) -> PlainRules:
+        """The rules of the task's ledger mode, read from the chain once per task."""
+        if task not in self._rules_of:
+            mode = ledger.task_mode(self.client, task)
+            self._rules_of[task] = rules_for(mode, self.client, self.updates_base, self._history)
+        return self._rules_of[task]
 
     def _history(self, task: int) -> History:
         if task not in self._histories:
@@ -213,7 +188,7 @@ class Validator:
             checkpoint_id, task, True, "re-computed from the outcome leaves", _tx(receipt)
         )
         if self.client.events(checkpoints.contract(self.client), "CheckpointFinalized", receipt):
-            verdict.suspended = apply_suspensions(self.client, self.account, check.expected)
+            verdict.suspended = checkpoints.apply_suspensions(self.client, self.account, check.expected)
         return verdict
 
     def judge_complaint(self, task: int, rnd: int, node: str, update_hash: bytes) -> Dispute | None:
@@ -228,7 +203,7 @@ class Validator:
             raise
         except FlchainError as exc:
             return self._dispute(task, rnd, b"", f"manifest: {exc}")
-        if manifest.entry_of(node) is not None or node.lower() in missed_in(self.client, task, rnd):
+        if judge_complaint(self.client, manifest, task, rnd, node, update_hash)[0] != "omitted":
             return None
         return self._dispute(
             task,
