@@ -236,7 +236,7 @@ def tabulate(lines: list[dict]) -> tuple[str, dict]:
         "travel in 5 MiB chunks. flchain does not patch Flower, so a reply's bytes reach the ServerApp once.",
         "- **Record**: before any array is decoded, a reply must hold exactly one ArrayRecord and one "
         "MetricRecord, the model's number of arrays, the model's names, shapes and dtypes, and no more "
-        "bytes per array than its data plus a 64 KiB `.npy` header (`fl/records.py: record_mismatch`). A "
+        "bytes per array than its data plus a 64 KiB `.npy` header (`wire/records.py: record_mismatch`). A "
         "refused reply costs no numpy copy and no arithmetic.",
         "- **Join answer**: a 0x address of 40 hex digits and a signature of 130; reasons quote no more "
         "than an address.",

@@ -77,7 +77,7 @@ class ScoringSection:
     shapley_budget: int = 64  # validation evaluations per round for gtg-shapley
     reject_outliers: bool = False  # drop and penalize updates far from the median update (legacy rule)
     outlier_norm_ratio: float = 3.0
-    evidence: bool = True  # penalize on evidence anchored in the server's root update (fl/evidence.py)
+    evidence: bool = True  # penalize on evidence anchored in the server's root update (defence/evidence.py)
     evidence_window: int = 3  # penalize when `evidence_needed` of a node's last `evidence_window`
     evidence_needed: int = 2  # updates were suspect
     claim_cap: float = 2.0  # claimed examples count at most this x the round's median claim (0: off)
@@ -100,9 +100,9 @@ class LedgerSection:
     """How rounds are committed."""
 
     # plain: model hash, parent, scores | verified: also the Merkle root of the node-signed updates, which
-    # validators re-derive the model from before they attest (fl/derivation.py) | commitment: flat gas for
-    # any number of participants: the root of the round's outcome leaves; reputation folded off-chain and
-    # checkpointed for the validators to attest (fl/commitment.py)
+    # validators re-derive the model from before they attest (defence/derivation.py) | commitment: flat gas
+    # for any number of participants: the root of the round's outcome leaves; reputation folded off-chain
+    # and checkpointed for the validators to attest (coordinator/commitment.py)
     mode: str = "plain"
     checkpoint_every: int = 1  # commitment mode: propose a reputation checkpoint every this many rounds
 

@@ -1,10 +1,9 @@
 """ModelStore: content-addressed model blobs.
 
-The canonical form of a model is the safetensors serialisation of its arrays (name -> ndarray), and
-its hash is keccak256 of exactly those bytes: the bytes32 committed on-chain. Blobs are stored under
-that hash (64 lowercase hex digits, no extension), so `blobBase + hex(hash)` is a blob's URI and anyone
-can re-hash a downloaded blob. Writes go to a local directory (file://); reads accept any fsspec URI
-(file, http(s), s3, ...) and are always verified against the expected hash.
+The canonical form of a model and its hash are protocol/model_bytes.py's (the bytes32 committed on-chain).
+Blobs are stored under that hash (64 lowercase hex digits, no extension), so `blobBase + hex(hash)` is a
+blob's URI and anyone can re-hash a downloaded blob. Writes go to a local directory (file://); reads accept
+any fsspec URI (file, http(s), s3, ...) and are always verified against the expected hash.
 """
 
 from __future__ import annotations
@@ -16,11 +15,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
-from eth_hash.auto import keccak
-from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.model_bytes import canonical_bytes, model_hash
 
 
 class BlobIntegrityError(FlchainError):
@@ -29,38 +26,6 @@ class BlobIntegrityError(FlchainError):
 
 class BlobTooLarge(FlchainError):
     """A blob is larger than the reader accepts."""
-
-
-def canonical_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """Deterministic serialisation of named arrays (safetensors, no metadata)."""
-    return st_save({name: np.ascontiguousarray(value) for name, value in arrays.items()})
-
-
-def model_hash(blob: bytes) -> bytes:
-    """The bytes32 model hash: keccak256 of the canonical bytes."""
-    return keccak(blob)
-
-
-def hash_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """Model hash of named arrays."""
-    return model_hash(canonical_bytes(arrays))
-
-
-def require_model_hash(
-    expected: bytes, arrays: Mapping[str, np.ndarray], task: int, round_number: int
-) -> None:
-    """Refuse arrays that are not the model committed for `round_number` of `task` (hash `expected`)."""
-    actual = hash_arrays(arrays)
-    if actual != expected:
-        raise FlchainError(
-            f"received model does not match round {round_number} of task {task} on-chain: "
-            f"expected hash 0x{expected.hex()}, got 0x{actual.hex()}"
-        )
-
-
-def arrays_from_bytes(blob: bytes) -> dict[str, np.ndarray]:
-    """Named arrays from canonical bytes."""
-    return dict(st_load(blob))
 
 
 UPDATES_DIR = "updates"  # node update blobs of verified rounds (private to the validators)

@@ -1,4 +1,4 @@
-"""Helpers for tests that run against a real local chain (thin wrappers over chain/bootstrap.py)."""
+"""Helpers for tests that run against a real local chain (thin wrappers over chain/setup/bootstrap.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The flchain client mod (fl/chain_mod.py) in front of a user's train function, against a real anvil
+"""The flchain client mod (node/chain_mod.py) in front of a user's train function, against a real anvil
 chain: what reaches the user's code, and the one-line refusals for everything that must not."""
 
 from __future__ import annotations

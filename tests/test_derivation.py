@@ -1,5 +1,5 @@
 """Verified rounds, the pure part: the coordinator's aggregate and scores re-derive bit for bit from the
-manifest and the update blobs (fl/derivation.py), and each way of cooking a round shows as a difference.
+manifest and the update blobs (defence/derivation.py), and each way of cooking a round shows as a difference.
 Signatures, eligibility and the chain's records are checked on a real chain in test_verified_rounds.py."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.manifest import EXCLUDED_SCORE, RoundManifest, parse_manifest
+from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, sign_update
-from fl_chain.store import hash_arrays
 
 CONTEXT = RoundContext(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3", 1, 4)
 

@@ -14,14 +14,8 @@ from eth_utils import keccak
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task, load_model, verify_model
 from fl_chain.chain.ledger import round_count as ledger_round_count_of
 from fl_chain.errors import FlchainError
-from fl_chain.store import (
-    BlobIntegrityError,
-    ModelStore,
-    arrays_from_bytes,
-    canonical_bytes,
-    fetch_blob,
-    hash_arrays,
-)
+from fl_chain.protocol.model_bytes import arrays_from_bytes, canonical_bytes, hash_arrays
+from fl_chain.store import BlobIntegrityError, ModelStore, fetch_blob
 from fl_chain.store_http import BlobServer
 from tests.chainutil import LocalChain
 

@@ -23,7 +23,8 @@ from fl_chain.coordinator.screening import ScreeningPolicy, screen_replies
 from fl_chain.coordinator.strategy import ChainStrategy
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.join import sign_challenge
-from fl_chain.store import ModelStore, hash_arrays
+from fl_chain.protocol.model_bytes import hash_arrays
+from fl_chain.store import ModelStore
 from fl_chain.wire.records import (
     AUTH_RECORD,
     CONFIG_PARENT_ROUND,

@@ -205,8 +205,8 @@ def test_screening_checks_each_replys_signed_update() -> None:
     from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
     from fl_chain.coordinator.screening import ScreeningPolicy, screen_replies
+    from fl_chain.protocol.model_bytes import hash_arrays
     from fl_chain.protocol.update_signing import RoundContext
-    from fl_chain.store import hash_arrays
     from fl_chain.wire.records import UPDATE_RECORD, arrays_to_record
     from tests.conftest import flower_server_identity
 

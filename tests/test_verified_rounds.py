@@ -24,8 +24,9 @@ from fl_chain.defence import derivation
 from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.node.inclusion import check_inclusion
 from fl_chain.protocol.manifest import RoundManifest
+from fl_chain.protocol.model_bytes import arrays_from_bytes, canonical_bytes, hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
-from fl_chain.store import ModelStore, arrays_from_bytes, canonical_bytes, hash_arrays
+from fl_chain.store import ModelStore
 from fl_chain.verify.audit import audit_task
 from fl_chain.verify.validator import Attestation, Dispute, Validator
 from tests.chainutil import new_nodes

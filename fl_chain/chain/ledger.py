@@ -15,8 +15,9 @@ from web3.types import EventData, TxReceipt
 from fl_chain.chain.client import ChainClient, ReceiptTimeout
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.ledger_mode import LedgerMode
+from fl_chain.protocol.model_bytes import arrays_from_bytes, require_model_hash
 from fl_chain.protocol.update_signing import SignedUpdate, UpdateLeaf
-from fl_chain.store import arrays_from_bytes, fetch_blob, require_model_hash
+from fl_chain.store import fetch_blob
 
 ZERO_HASH = b"\0" * 32
 
@@ -205,7 +206,7 @@ def task_owner(client: ChainClient, task: int) -> str:
 
 
 def task_config_hash(client: ChainClient, task: int) -> bytes:
-    """The configHash a task was created with (its identity: fl/task_identity.py)."""
+    """The configHash a task was created with (its identity: protocol/task_identity.py)."""
     return task_record(client, task).config_hash
 
 

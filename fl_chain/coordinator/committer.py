@@ -22,7 +22,8 @@ from fl_chain.coordinator.verified_round import VerifiedRound
 from fl_chain.errors import FlchainError
 from fl_chain.failpoints import failpoint
 from fl_chain.protocol.ledger_mode import LedgerMode
-from fl_chain.store import ModelStore, canonical_bytes
+from fl_chain.protocol.model_bytes import canonical_bytes
+from fl_chain.store import ModelStore
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Commit:
         return int(self.receipt["gasUsed"])
 
     def report_fields(self) -> dict[str, str | int | list[str]]:
-        """What a round report says about the commit (fl/report.py's field names)."""
+        """What a round report says about the commit (wire/report.py's field names)."""
         return {
             "model_hash": "0x" + self.model_hash.hex(),
             "uri": self.uri,

@@ -1,6 +1,6 @@
-"""The server's root update g0 of the current round (fl/anchor.py), trained in the background: g0 needs only
-the global model and the round's config, so the server trains on its root set while the nodes train, not
-after their replies arrive (one worker: one root training at a time)."""
+"""The server's root update g0 of the current round (defence/anchor.py), trained in the background: g0 needs
+only the global model and the round's config, so the server trains on its root set while the nodes train,
+not after their replies arrive (one worker: one root training at a time)."""
 
 from __future__ import annotations
 

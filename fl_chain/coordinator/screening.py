@@ -17,8 +17,8 @@ from fl_chain.defence.scoring import find_outliers
 from fl_chain.defence.update_checks import check_metrics, check_update
 from fl_chain.defence.vectors import flat_delta
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, check_claim, claim_signed_by
-from fl_chain.store import hash_arrays
 from fl_chain.wire.records import (
     WEIGHT_KEY,
     record_mismatch,

@@ -1,6 +1,6 @@
 """The ServerApp: set up the task on-chain (round 0 = the initial model) or resume it, then run
 ChainStrategy around the configured Flower strategy, with central evaluation on the server's held-out
-split. Everything it reports goes to a `RunEvents` sink (fl/report.py)."""
+split. Everything it reports goes to a `RunEvents` sink (wire/report.py)."""
 
 from __future__ import annotations
 

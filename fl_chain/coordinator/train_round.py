@@ -34,8 +34,8 @@ from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import score_round
 from fl_chain.defence.selection import local_steps
 from fl_chain.protocol.fixedpoint import from_fixed
+from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, sign_ticket
-from fl_chain.store import hash_arrays
 from fl_chain.wire.records import (
     CONFIG_LOCAL_STEPS,
     CONFIG_PARENT_ROUND,

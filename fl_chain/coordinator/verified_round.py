@@ -12,8 +12,8 @@ import numpy as np
 
 from fl_chain.defence.derivation import effective_weights
 from fl_chain.protocol.manifest import EXCLUDED_SCORE, Entry, RoundManifest, canonical
+from fl_chain.protocol.model_bytes import canonical_bytes
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate
-from fl_chain.store import canonical_bytes
 
 
 class Disclosed(Protocol):

@@ -14,7 +14,8 @@ from urllib.parse import unquote, urlparse
 from fl_chain.chain import ledger
 from fl_chain.chain.client import ChainClient
 from fl_chain.errors import FlchainError
-from fl_chain.store import model_hash, read_blob
+from fl_chain.protocol.model_bytes import model_hash
+from fl_chain.store import read_blob
 
 MAX_BLOB_BYTES = 2 * 1024**3  # Flower's own message limit: no honest model blob is larger
 FETCHED_SCHEMES = ("file", "http", "https")

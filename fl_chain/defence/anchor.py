@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
-from fl_chain.store import hash_arrays
+from fl_chain.protocol.model_bytes import hash_arrays
 
 Arrays = Mapping[str, np.ndarray]
 RootTrainer = Callable[[Arrays, Mapping[str, Any]], dict[str, np.ndarray]]

@@ -25,7 +25,7 @@ import numpy as np
 
 from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.protocol.manifest import RoundManifest
-from fl_chain.store import hash_arrays
+from fl_chain.protocol.model_bytes import hash_arrays
 
 Arrays = Mapping[str, np.ndarray]
 RECOMPUTABLE_SCORES = ("cosine", "data-size")

@@ -7,7 +7,7 @@ chosen below it), label-flip (train on flipped labels; applied to the data by at
 arrays pass unchanged), nan (poison one value), wrong-shape (drop a row), sybil (every node with the same
 `seed` sends the same noise update: colluding identities), and on-off (behave for `after` rounds, then
 run the attack in `then`). Coordinated attacks that need every participant's update, ALIE and IPM,
-live in fl/collusion.py.
+live in experiments/collusion.py.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ ATTACKS = (
     "alie",
     "ipm",
 )
-COORDINATED = ("alie", "ipm")  # applied by fl/collusion.py, the client trains honestly
+COORDINATED = ("alie", "ipm")  # applied by experiments/collusion.py, the client trains honestly
 
 
 def active_attack(attack: Mapping[str, object], round_number: int) -> Mapping[str, object]:

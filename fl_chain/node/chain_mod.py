@@ -7,7 +7,7 @@ of the ledger. Before the app's own handler runs, the mod
 and after a training handler returns, refuses to send a model that is not the task's architecture.
 A refusal is an error reply with one line saying why (the coordinator reports it, the round goes on with
 the others); the node's settings come from its node config (`flchain-deployment`, `flchain-key`, ...:
-fl/node_config.py), so a plain `flower-supernode` works as well as `flchain client`."""
+wire/node_config.py), so a plain `flower-supernode` works as well as `flchain client`."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from fl_chain.chain.identity import keystore_address
 from fl_chain.chain.node_reads import NodeReads, NodeRoundView
 from fl_chain.errors import FlchainError
 from fl_chain.node.simulated_keys import keys_file, simulated_node_settings
+from fl_chain.protocol.model_bytes import hash_arrays, require_model_hash
 from fl_chain.protocol.task_identity import require_identity
-from fl_chain.store import hash_arrays, require_model_hash
 from fl_chain.wire.node_config import NodeConfig
 from fl_chain.wire.records import (
     AUTH_RECORD,
@@ -123,7 +123,7 @@ def identity_for(settings: NodeConfig) -> NodeIdentity:
 
 def settings_from_node_config(context: Context) -> NodeConfig:
     """The node's settings from its SuperNode's node config; on the Simulation Engine, where nodes have
-    no node config of their own, from the keys file the run config names (fl/simulated_keys.py)."""
+    no node config of their own, from the keys file the run config names (node/simulated_keys.py)."""
     node_config = dict(context.node_config)
     simulated = keys_file(context.run_config)
     if simulated is not None and "flchain-key" not in node_config:
@@ -241,7 +241,7 @@ def check_reply_model(config_hash: bytes, reply: Message, app: str) -> dict[str,
 def sign_reply(
     identity: NodeIdentity, message: Message, reply: Message, arrays: Mapping[str, np.ndarray] | None = None
 ) -> None:
-    """Attach the node's signature on the update it sends (chain/update_signing.py): this update, with
+    """Attach the node's signature on the update it sends (protocol/update_signing.py): this update, with
     this weight, for this round of this task, on this chain and ledger. Anyone holding the update can
     check it; a coordinator that drops or reweights it cannot deny having received it. `arrays`: the
     reply's arrays if already decoded."""
@@ -269,6 +269,6 @@ def sign_reply(
     )
     from fl_chain.node.claims_file import record_claim
 
-    # So that `flchain client` can find it in the round's manifest (fl/inclusion.py), with the ticket it
+    # So that `flchain client` can find it in the round's manifest (node/inclusion.py), with the ticket it
     # needs to complain if it is missing.
     record_claim(signed, str(config.get(CONFIG_TICKET, "")))

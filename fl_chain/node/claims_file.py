@@ -1,6 +1,6 @@
 """Where a node remembers the updates it signed: one JSON line per signed update in the file named by
 CLAIMS_ENV (set by `flchain client` for its app processes). Written from the flchain mod in every training
-message's app process, so this module imports nothing heavy (no web3); fl/inclusion.py reads it."""
+message's app process, so this module imports nothing heavy (no web3); node/inclusion.py reads it."""
 
 from __future__ import annotations
 

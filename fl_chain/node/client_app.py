@@ -1,4 +1,4 @@
-"""flchain's own ClientApp: the flchain mod (fl/chain_mod.py) proves the node's Ethereum identity and
+"""flchain's own ClientApp: the flchain mod (node/chain_mod.py) proves the node's Ethereum identity and
 checks the model it is given against the chain; the app trains on its own partition only and returns
 weights and metrics. Nothing but weights leaves the node.
 

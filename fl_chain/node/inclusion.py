@@ -1,6 +1,6 @@
 """A node's own check of a verified round: was the update it signed included, with the weight it signed?
 
-The flchain mod records every update the node signs (fl/claims_file.py: a JSON line per round in the
+The flchain mod records every update the node signs (node/claims_file.py: a JSON line per round in the
 file `flchain client` names for its app processes). When the chain shows the round's updates
 root (UpdatesCommitted), the node fetches the round's public manifest and finds its leaf. Disclosed as
 included or excluded (with the coordinator's reason): said. Not disclosed at all: the node posts its

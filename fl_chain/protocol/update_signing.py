@@ -5,7 +5,7 @@ its claim "this is what I sent, with this weight, for this round of this task on
 checked by anyone holding the update blob, and shown to a contract: the digest is signed as an
 EIP-191 personal message, which OpenZeppelin's `MessageHashUtils.toEthSignedMessageHash` and
 `ECDSA.recover` reproduce on-chain. The update hash is the model hash of the node's trained arrays
-(store.hash_arrays), the same hash a blob of those arrays is stored under.
+(protocol/model_bytes.hash_arrays), the same hash a blob of those arrays is stored under.
 """
 
 from __future__ import annotations

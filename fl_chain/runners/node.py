@@ -60,7 +60,7 @@ class NodeSupervisor:
 
     @property
     def claims(self) -> Path:
-        """The file where this node's app processes record the updates they sign (fl/inclusion.py)."""
+        """The file where this node's app processes record the updates they sign (node/inclusion.py)."""
         return self.log.with_suffix(".claims.jsonl")
 
     def start(self) -> Managed:

@@ -1,6 +1,6 @@
 """ServerRun: what `flchain server` does. Checks everything it can before starting anything (chain,
 coordinator key, task, resume point, TLS files, port), starts a SuperLink, submits the flchain app with
-`flwr run`, follows the ServerApp's run events (fl/report.py: the only channel between the two
+`flwr run`, follows the ServerApp's run events (wire/report.py: the only channel between the two
 processes) and stops both by PID, also on failure and Ctrl-C."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ published leaves: what validators run before they attest, and what `flchain audi
 A round: its outcome leaves (fetched by the committed root) give that root, name this chain, ledger,
 task, round, model and parent, count as many leaves as the commit says, and name only nodes Active in
 the registry at the block before the commit. A checkpoint: the task's outcome leaves of rounds 1 to its
-last round, folded with the Reputation parameters (fl/reputation_fold.py), give its root. Leaves that
+last round, folded with the Reputation parameters (protocol/reputation_fold.py), give its root. Leaves that
 cannot be read here give no verdict (Unavailable), as for verified rounds.
 """
 

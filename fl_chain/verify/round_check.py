@@ -7,7 +7,7 @@ it recorded as missed. From the task's store: the manifest (rounds/…, public) 
 this chain, ledger, task and round; every disclosed update is signed by its node for this round; every
 included node was Active just before the commit; the chain's scores are the manifest's; every update blob
 hashes to what its node signed; and the included updates re-derive the committed model and the
-recomputable scores (fl/derivation.py).
+recomputable scores (defence/derivation.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from fl_chain.chain.published import Unavailable, fetch_manifest, read_published
 from fl_chain.defence.derivation import RECOMPUTABLE_SCORES, Difference, rederive
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.manifest import Entry, RoundManifest
-from fl_chain.store import UPDATES_DIR, BlobTooLarge, arrays_from_bytes, verify_blob
+from fl_chain.protocol.model_bytes import arrays_from_bytes
+from fl_chain.store import UPDATES_DIR, BlobTooLarge, verify_blob
 
 MAX_UPDATE_BYTES = 2 * 1024**3
 

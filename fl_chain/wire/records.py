@@ -16,14 +16,14 @@ AUTH_MESSAGE_TYPE = "train"
 AUTH_RECORD = "flchain-auth"  # ConfigRecord: "nonce" (server -> node), "address" + "signature" (reply)
 
 # Train/evaluate config keys set by the coordinator. The on-chain task id has its own key, distinct from
-# the node-config key "flchain-task" that names the ML task (see fl/node_config.py).
+# the node-config key "flchain-task" that names the ML task (see wire/node_config.py).
 CONFIG_TASK_ID = "flchain-task-id"
 CONFIG_PARENT_ROUND = "flchain-parent-round"
 CONFIG_LOCAL_STEPS = "local-steps"  # mini-batches sized to the node's declared capacity
 CONFIG_TICKET = "flchain-ticket"  # verified rounds: the coordinator's signature sampling this node
 WEIGHT_KEY = "num-examples"  # the metric Flower's strategies weight replies by
 # ConfigRecord a node's mod adds to its training reply: "hash" (0x + the update's model hash), "weight"
-# (int: the claimed WEIGHT_KEY) and "signature" (chain/update_signing.py). Flower's strategies read only
+# (int: the claimed WEIGHT_KEY) and "signature" (protocol/update_signing.py). Flower's strategies read only
 # the ArrayRecord and the MetricRecord of a reply, so the extra record passes through them.
 UPDATE_RECORD = "flchain-update"
 MAX_ARRAY_HEADER = 65_536  # bytes an .npy header may take beyond the array's data (numpy's own limit)

@@ -39,7 +39,7 @@ class RoundReport:
     clipped: dict[str, float] = field(default_factory=dict)  # who -> factor its update was scaled by
     signed: list[str] = field(default_factory=list)  # participants whose update carried a valid signature
     metrics: dict[str, float] = field(default_factory=dict)  # the app's own evaluation, if it has one
-    step_scaled: float = 1.0  # factor the aggregate's step was shortened by (fl/influence.py)
+    step_scaled: float = 1.0  # factor the aggregate's step was shortened by (defence/influence.py)
     updates_root: str = ""  # verified rounds: the Merkle root of the disclosed, node-signed updates
     published_bytes: int = 0  # verified rounds: update blobs + manifest stored beside the model
     outcomes_root: str = ""  # commitment mode: the Merkle root of the round's outcome leaves

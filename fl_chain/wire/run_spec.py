@@ -19,7 +19,7 @@ class RunSpec:
 
     config: RunConfig
     home: Path  # state directory (deployment file, store)
-    events: Path  # JSON-lines run events (fl/report.py), read by `flchain server`
+    events: Path  # JSON-lines run events (wire/report.py), read by `flchain server`
     resume_task: int | None = None
 
     def write(self, path: Path) -> None:
