@@ -5,9 +5,9 @@ STAMP   := .venv/.installed
 NPMSTAMP:= node_modules/.installed
 VENDOR  := fl_chain/dashboard/static/vendor
 
-.PHONY: setup browser demo dashboard test lint format bench bench-robustness notebooks clean
+.PHONY: setup browser nginx demo dashboard test lint format bench bench-robustness notebooks clean
 
-setup: $(STAMP) $(NPMSTAMP) $(VENDOR)/.copied browser
+setup: $(STAMP) $(NPMSTAMP) $(VENDOR)/.copied browser nginx
 
 # The dashboard's chart library, from the pinned npm package into the Python package (no CDN at run time).
 $(VENDOR)/.copied: $(NPMSTAMP)
@@ -23,6 +23,15 @@ browser:
 	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null)) || \
 	  (echo "make: cannot install Debian's chromium and chromium-driver (needs root and apt);" \
 	        "the dashboard's browser tests will be skipped" >&2)
+
+# Debian's nginx: `flchain server --host` on a non-loopback address exposes only Flower's Fleet API through
+# it (fl_chain/runners/fleet_proxy.py), as its own process with its own configuration per run.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+	  (apt-get install -y -q nginx >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nginx >/dev/null)) || \
+	  (echo "make: cannot install Debian's nginx (needs root and apt); flchain server refuses a" \
+	        "non-loopback --host without it" >&2)
 
 # Re-install only when the pinned dependency files change (idempotent and quick when done).
 $(STAMP): pyproject.toml

@@ -126,8 +126,10 @@ contract ModelLedger is AccessControl, ILedgerRounds {
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE.
     /// @param reputation_ Reputation contract fed with scores (and checking participants are active).
-    constructor(address admin, IReputation reputation_) {
+    /// @param coordinator Receives COORDINATOR_ROLE at creation (zero: none yet; the admin grants it).
+    constructor(address admin, IReputation reputation_, address coordinator) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        if (coordinator != address(0)) _grantRole(COORDINATOR_ROLE, coordinator);
         reputation = reputation_;
     }
 

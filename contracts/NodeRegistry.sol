@@ -46,6 +46,8 @@ contract NodeRegistry is AccessControl, ISuspender {
     mapping(address => Node) private _nodes;
     address[] private _addresses;
     /// @notice Contract told about every change of Active status (the Reputation contract), or zero.
+    ///         Set by the constructor only. Kept in storage rather than immutable so the gas of a
+    ///         suspension inside a round's commit stays as measured (docs/gas.md).
     IStatusHook public statusHook;
     /// @notice Whether nodes may join without a registrar by submitting proof of work.
     bool public openRegistration;
@@ -60,8 +62,6 @@ contract NodeRegistry is AccessControl, ISuspender {
     error InvalidTransition(address node, Status from, Status to);
     /// @notice Declared capacity must name at least one core.
     error InvalidCapacity();
-    /// @notice The status hook can be set once, before any node registered, so its mirror is exact.
-    error HookLocked();
     /// @notice Open registration (proof of work) is switched off.
     error RegistrationClosed();
     /// @notice The proof's hash is not below the target.
@@ -69,7 +69,7 @@ contract NodeRegistry is AccessControl, ISuspender {
 
     /// @notice A node registered (or re-registered after a suspension) with its declared capacity.
     event NodeApplied(address indexed node, uint16 cores, uint32 memoryMb, uint32 samplesPerSec, string endpoint);
-    /// @notice The status hook was set.
+    /// @notice The status hook was set (once, by the constructor).
     event StatusHookSet(address indexed hook);
     /// @notice Open registration was switched on or off, or its target changed.
     event OpenRegistrationChanged(bool open, uint256 target);
@@ -78,10 +78,24 @@ contract NodeRegistry is AccessControl, ISuspender {
     /// @notice A node's status changed.
     event NodeStatusChanged(address indexed node, Status from, Status to, address indexed by);
 
-    /// @param admin Receives DEFAULT_ADMIN_ROLE and REGISTRAR_ROLE.
-    constructor(address admin) {
+    /// @notice Everything is wired here, in the transaction that creates the registry: no later wiring
+    ///         transaction exists that an outsider's registration could front-run (a hook set after a
+    ///         node registered would miss its status), and no setter exists to change the hook later.
+    /// @dev The deployer passes the addresses its next contract creations will have (CREATE addresses
+    ///      follow from its nonce), so the hook and the suspenders may not have code yet; until the
+    ///      hook has code, any change of Active status reverts (a registration alone does not call it).
+    /// @param admin Receives DEFAULT_ADMIN_ROLE (grants roles, sets open registration).
+    /// @param registrar Receives REGISTRAR_ROLE (approves, suspends and revokes nodes).
+    /// @param hook Told about every change of Active status (the Reputation contract), or zero for none.
+    /// @param suspenders Receive SUSPENDER_ROLE (the Reputation and ReputationCheckpoints contracts).
+    constructor(address admin, address registrar, IStatusHook hook, address[] memory suspenders) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(REGISTRAR_ROLE, admin);
+        _grantRole(REGISTRAR_ROLE, registrar);
+        for (uint256 i = 0; i < suspenders.length; ++i) {
+            _grantRole(SUSPENDER_ROLE, suspenders[i]);
+        }
+        statusHook = hook;
+        emit StatusHookSet(address(hook));
     }
 
     /// @notice Apply to join, declaring capacity. The caller's address is the node's identity.
@@ -146,15 +160,6 @@ contract NodeRegistry is AccessControl, ISuspender {
         Status from = _nodes[node].status;
         if (from != Status.Pending && from != Status.Suspended) revert InvalidTransition(node, from, Status.Active);
         _setStatus(node, from, Status.Active);
-    }
-
-    /// @notice Set the contract told about every change of Active status (the Reputation contract).
-    /// @dev Only once and only while no node has registered, so the hook never misses a change.
-    /// @param hook Address of the hook.
-    function setStatusHook(IStatusHook hook) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (address(statusHook) != address(0) || _addresses.length != 0) revert HookLocked();
-        statusHook = hook;
-        emit StatusHookSet(address(hook));
     }
 
     /// @inheritdoc ISuspender

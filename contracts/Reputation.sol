@@ -64,11 +64,17 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
         uint32 alpha, uint32 initialReputation, uint32 missDecay, uint32 penalty, uint32 suspendThreshold
     );
 
+    /// @notice Wired at creation (no later grant transaction to front-run): the registry gets
+    ///         REGISTRY_ROLE and the ledger LEDGER_ROLE here.
     /// @param admin Receives DEFAULT_ADMIN_ROLE.
-    /// @param registry_ Registry to suspend nodes in (must grant this contract SUSPENDER_ROLE).
+    /// @param registry_ Registry to suspend nodes in (grants this contract SUSPENDER_ROLE); receives
+    ///        REGISTRY_ROLE.
+    /// @param ledger The ModelLedger (may not have code yet: its CREATE address); receives LEDGER_ROLE.
     /// @param params Initial parameters (SCALE units).
-    constructor(address admin, ISuspender registry_, Parameters memory params) {
+    constructor(address admin, ISuspender registry_, address ledger, Parameters memory params) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(REGISTRY_ROLE, address(registry_));
+        _grantRole(LEDGER_ROLE, ledger);
         registry = registry_;
         _setParameters(params);
     }

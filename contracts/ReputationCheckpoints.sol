@@ -98,9 +98,17 @@ contract ReputationCheckpoints is AccessControl {
     /// @param admin Receives DEFAULT_ADMIN_ROLE (grants COORDINATOR_ROLE).
     /// @param ledger_ The ModelLedger.
     /// @param validators_ The ValidationQuorum.
-    /// @param registry_ The NodeRegistry (must grant this contract SUSPENDER_ROLE).
-    constructor(address admin, ILedgerRounds ledger_, IValidatorSet validators_, address registry_) {
+    /// @param registry_ The NodeRegistry (grants this contract SUSPENDER_ROLE at its creation).
+    /// @param coordinator Receives COORDINATOR_ROLE at creation (zero: none yet; the admin grants it).
+    constructor(
+        address admin,
+        ILedgerRounds ledger_,
+        IValidatorSet validators_,
+        address registry_,
+        address coordinator
+    ) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        if (coordinator != address(0)) _grantRole(COORDINATOR_ROLE, coordinator);
         ledger = ledger_;
         validators = validators_;
         registry = registry_;

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from web3 import Web3
 
 from fl_chain.chain import ledger, registry
 from fl_chain.chain.client import connect
 from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
-from fl_chain.chain.identity import load_key
-from fl_chain.chain.setup import bootstrap
+from fl_chain.chain.identity import keystore_address, load_key
+from fl_chain.chain.setup import bootstrap, public_chain
 from fl_chain.chain.setup.compile import compile_contracts
 from fl_chain.chain.setup.deploy import deploy_contracts
 from fl_chain.chain.setup.localnode import (
@@ -25,13 +26,16 @@ from fl_chain.chain.setup.localnode import (
 from fl_chain.cli_common import (
     DeploymentOpt,
     HomeOpt,
+    KeyOpt,
     RpcOpt,
+    acting_account,
     chain_from_options,
     checksum,
     console,
     read_password,
 )
 from fl_chain.errors import FlchainError
+from fl_chain.netaddr import is_loopback
 from fl_chain.paths import state_home
 from fl_chain.proctree import pid_alive
 from fl_chain.views import key_value_table
@@ -62,15 +66,23 @@ def start_local_deployment(
     state: Path | None = None,
 ) -> tuple[ChainProcess, Deployment, bool]:
     """Start a local chain (refusing a second one from the same state directory), deploy the contracts
-    with development keys (unless `state` already holds them), and record the chain in the PID file so
-    `chain down` can stop it. Returns the process, the deployment and whether it was resumed."""
+    (unless `state` already holds them) with development keys on loopback, or with fresh role keystores
+    under HOME/keys (password from FLCHAIN_KEY_PASSWORD or a prompt) on a host other machines reach, and
+    record the chain in the PID file so `chain down` can stop it. Returns the process, the deployment
+    and whether it was resumed."""
     existing = read_pidfile(home / PIDFILE)
     if existing is not None:
         raise FlchainError(
             f"a chain started from {home} is already running (pid {existing.pid}, port "
             f"{existing.port}): run `flchain chain down` first or use another --home"
         )
-    local = bootstrap.start_local(home, backend, port, host, block_time, detach, state=state)
+    password = None
+    if not is_loopback(host):
+        keystore = public_chain.role_keystore(home, "admin")
+        password = read_password(keystore.parent, confirm=not keystore.exists())
+    local = bootstrap.start_local(
+        home, backend, port, host, block_time, detach, state=state, role_password=password
+    )
     try:
         write_pidfile(home / PIDFILE, local.process)
     except BaseException:
@@ -121,6 +133,7 @@ def up(
             home_dir, backend, port, host, block_time, detach, state.resolve() if state else None
         )
         extra = {"pid": str(chain.pid), "deployment file": str(home_dir / DEPLOYMENT_FILE), "log": chain.log}
+        extra.update(_public_rows(chain, home_dir))
         if state is not None:
             extra["state file"] = f"{state} ({'resumed' if resumed else 'new'})"
         _print_deployment(deployment, extra)
@@ -144,6 +157,19 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _public_rows(chain: ChainProcess, home: Path) -> dict[str, str]:
+    """What `chain up` adds to its table for a chain other machines reach: the gate and the keystores."""
+    if not chain.gate_pid:
+        return {}
+    rows = {
+        "RPC gate": f"{chain.public_url} (pid {chain.gate_pid}): standard eth_* methods only",
+        "node": f"{chain.rpc_url} (loopback only)",
+    }
+    for role in public_chain.ROLE_NAMES:
+        rows[f"{role} keystore"] = str(public_chain.role_keystore(home, role))
+    return rows
+
+
 @app.command("down")
 def down(home: HomeOpt = None) -> None:
     """Stop the chain started by `chain up` from this state directory, by its PID."""
@@ -164,20 +190,46 @@ def down(home: HomeOpt = None) -> None:
 def deploy(
     rpc: Annotated[str, typer.Option("--rpc", help="RPC URL of an existing node")],
     key: Annotated[Path, typer.Option("--key", help="Keystore of the deploying admin account")],
-    coordinator: Annotated[
-        str | None, typer.Option(help="Address granted COORDINATOR_ROLE (default: the admin)")
+    registrar_key: Annotated[
+        Path | None,
+        typer.Option("--registrar-key", help="Keystore of the registrar (address only; default: the admin)"),
+    ] = None,
+    coordinator_key: Annotated[
+        Path | None,
+        typer.Option("--coordinator-key", help="Keystore of the coordinator (address only; default: admin)"),
     ] = None,
     home: HomeOpt = None,
     deployment: DeploymentOpt = None,
 ) -> None:
-    """Deploy the contracts onto any existing node (a testnet, a private network, ...)."""
+    """Deploy the contracts onto any existing node (a testnet, a private network, ...); each role goes
+    to the account of its keystore (only the admin's is decrypted: it signs the deployment)."""
+    registrar = keystore_address(registrar_key) if registrar_key else None
+    coordinator = keystore_address(coordinator_key) if coordinator_key else None
     admin = load_key(key, read_password(key))
     w3 = connect(rpc)
-    coord = checksum(coordinator, "--coordinator") if coordinator else admin.address
-    result = deploy_contracts(w3, admin, coord, rpc)
+    result = deploy_contracts(w3, admin, coordinator or admin.address, rpc, registrar=registrar)
     path = deployment or state_home(home) / DEPLOYMENT_FILE
     result.save(path)
     _print_deployment(result, {"deployment file": str(path)})
+
+
+@app.command("fund")
+def fund(
+    address: Annotated[str, typer.Argument(help="Account to send ether to (a node, a validator)")],
+    ether: Annotated[float, typer.Option("--ether", min=0.000001, help="Amount in ether")] = 1.0,
+    key: KeyOpt = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Send ether for gas from the admin (--key, or the local development admin) to a node's account:
+    on a chain other machines reach, nodes pay their own gas and nothing funds them automatically."""
+    client = chain_from_options(home, deployment, rpc)
+    target = checksum(address)
+    sender = acting_account(client, key, "admin")
+    client.fund(sender, target, int(Web3.to_wei(ether, "ether")))
+    balance = Web3.from_wei(client.w3.eth.get_balance(target), "ether")
+    console.print(f"sent {ether:g} ether from {sender.address} to {target}; balance {balance} ether")
 
 
 @app.command("status")

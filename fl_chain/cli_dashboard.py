@@ -31,6 +31,13 @@ def dashboard(
         bool,
         typer.Option("--allow-remote", help="Allow a non-loopback --host (anyone who reaches it can read)"),
     ] = False,
+    store: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A store of yours that verify may read (a directory, or an http(s) URL at a private "
+            "address); HOME/store is one already. Repeatable"
+        ),
+    ] = None,
 ) -> None:
     """A live web view of the ledger: rounds, accuracy, gas, nodes, reputation, blob verification. It reads
     only the chain and the blob store, so anyone with the deployment file can run it. Ctrl-C stops it."""
@@ -41,7 +48,7 @@ def dashboard(
     client = chain_from_options(home, deployment, rpc)
     beside = state_home(home) if deployment is None else None  # a server's home: its reports too
     console.print(f"flchain dashboard: reading the ledger on {client.deployment.rpc_url} ...")
-    server = DashboardServer(client, host, port, home=beside, allow_remote=allow_remote)
+    server = DashboardServer(client, host, port, home=beside, allow_remote=allow_remote, stores=store)
     if not is_loopback(host):
         err_console.print(
             Text.assemble(

@@ -5,7 +5,7 @@ runners/node.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,10 @@ from fl_chain.config import RunConfig, load_config
 from fl_chain.errors import FlchainError
 from fl_chain.paths import state_home
 from fl_chain.views import describe_event, print_entry, summary_table
+
+if TYPE_CHECKING:
+    from fl_chain.runners.node import NodeSupervisor
+    from fl_chain.wire.node_config import NodeConfig
 
 
 def config_with_overrides(config_path: Path | None, rounds: int | None) -> RunConfig:
@@ -97,6 +101,25 @@ def server(
     console.print(f"run complete; logs and reports in {result.run_dir}")
 
 
+APP_HASH_HELP = (
+    "Run only this app bundle: its FAB hash (64 hex digits: sha256 of `flwr build`'s .fab), or 'flchain' "
+    "for flchain's own app; any other bundle is refused unrun"
+)
+
+
+def open_node(node: NodeConfig, key: Path, superlink: str, home: Path | None) -> NodeSupervisor:
+    """Decrypt the node's key in this process only. Before anything is started, the keystore password
+    leaves this process's environment (and the kernel's copy of it in /proc) and the process becomes
+    non-dumpable: no child inherits the password, no app process can read it or this process's memory."""
+    from fl_chain.runners.node import NodeSupervisor
+    from fl_chain.runners.processes import SECRET_ENV
+    from fl_chain.runners.signing_agent import forget_secrets
+
+    password = read_password(key)
+    forget_secrets(SECRET_ENV)
+    return NodeSupervisor.open(node, key, password, superlink, state_home(home))
+
+
 def client(
     key: Annotated[Path, typer.Option(help="This node's keystore")],
     superlink: Annotated[str, typer.Option(help="SuperLink address HOST:PORT")] = "127.0.0.1:9100",
@@ -114,6 +137,7 @@ def client(
         bool, typer.Option(help="Train only from models finalized by the validator quorum")
     ] = False,
     port: Annotated[int | None, typer.Option(help="Local port of this SuperNode's app API")] = None,
+    app_hash: Annotated[str | None, typer.Option(help=APP_HASH_HELP)] = None,
     home: HomeOpt = None,
     deployment: DeploymentOpt = None,
     rpc: RpcOpt = None,
@@ -121,11 +145,12 @@ def client(
     """Start a SuperNode running this node's ClientApp; runs until Ctrl-C."""
     import re
 
-    from fl_chain.runners.node import NodeSupervisor
+    from fl_chain.runners.app_launcher import pinned_app_hash
     from fl_chain.wire.node_config import NodeConfig, parse_partition
 
     if not re.fullmatch(r"[^:\s]+:\d+", superlink):
         raise FlchainError(f"--superlink {superlink!r}: expected HOST:PORT")
+    pin = pinned_app_hash(app_hash) if app_hash is not None else None
     partition_id, partitions = parse_partition(partition)
     node = NodeConfig(
         deployment=deployment_path(home, deployment).resolve(),
@@ -141,8 +166,8 @@ def client(
         model_source=model_source,
         finalized_only=finalized_only,
     ).validate()
-    supervisor = NodeSupervisor.open(node, key, read_password(key), superlink, state_home(home))
-    supervisor.root_certificates, supervisor.port = root_certificates, port
+    supervisor = open_node(node, key, superlink, home)
+    supervisor.root_certificates, supervisor.port, supervisor.app_hash = root_certificates, port, pin
     if supervisor.status != "Active":
         err_console.print(
             f"warning: {supervisor.address} is {supervisor.status} in the NodeRegistry; the server will "

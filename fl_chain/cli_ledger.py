@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote, urlparse
 
 import typer
 from rich.text import Text
@@ -22,8 +23,18 @@ from fl_chain.cli_common import (
 )
 from fl_chain.errors import FlchainError
 from fl_chain.paths import state_home
+from fl_chain.store_read import allow_local_store
 from fl_chain.views import columns_table, describe_event, fixed
 from fl_chain.wire.report import short
+
+
+def _local_stores(home: Path | None, *more: str | None) -> None:
+    """The file:// places this command may read (store_read): this machine's HOME/store, and any file://
+    place its operator named (--updates); every other file:// URI a round names is refused."""
+    allow_local_store(state_home(home) / "store")
+    for uri in more:
+        if uri is not None and uri.startswith("file://"):
+            allow_local_store(Path(unquote(urlparse(uri).path)))
 
 
 def status(
@@ -78,6 +89,7 @@ def audit(
     from fl_chain.verify.audit import audit_all
 
     chain = chain_from_options(home, deployment, rpc)
+    _local_stores(home)
     started = time.monotonic()
     findings = audit_all(chain, task)
     rows = [
@@ -146,6 +158,7 @@ def pull(
 ) -> None:
     """Download the newest committed model by its on-chain URI, verify its hash and write it."""
     chain = chain_from_options(home, deployment, rpc)
+    _local_stores(home)
     task_id = ledger.newest_task(chain, task)
     rounds = ledger.round_count(chain, task_id)
     if rounds == 0:
@@ -195,6 +208,7 @@ def validator(
     from its node-signed updates first, and disputed on-chain if it does not re-derive."""
     from fl_chain.runners.validator import ValidatorRun
 
+    _local_stores(home, updates)
     run = ValidatorRun.open(
         chain_from_options(home, deployment, rpc),
         key,

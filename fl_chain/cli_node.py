@@ -167,7 +167,7 @@ def simulated_keys(
     from fl_chain.node.simulated_keys import RUN_CONFIG_KEY, write_simulated_keys
 
     client = chain_from_options(home, deployment, rpc)
-    if not client.deployment.dev_keys.get("admin"):
+    if enrolment.development_faucet(client) is None:  # the development admin funds and approves them
         raise FlchainError("simulated keys need a local development chain (`flchain chain up`): no admin key")
     accounts = bootstrap.register_nodes(client, count)
     keys = ["0x" + a.key.hex().removeprefix("0x") for a in accounts]

@@ -1,9 +1,11 @@
 """ModelStore: content-addressed model blobs.
 
-The canonical form of a model and its hash are protocol/model_bytes.py's (the bytes32 committed on-chain).
-Blobs are stored under that hash (64 lowercase hex digits, no extension), so `blobBase + hex(hash)` is a
-blob's URI and anyone can re-hash a downloaded blob. Writes go to a local directory (file://); reads accept
-any fsspec URI (file, http(s), s3, ...) and are always verified against the expected hash.
+The canonical form of a model and its hash are protocol/model_bytes.py's (the bytes32 committed
+on-chain). Blobs are stored under
+that hash (64 lowercase hex digits, no extension), so `blobBase + hex(hash)` is a blob's URI and anyone
+can re-hash a downloaded blob. Writes go to a local directory (file://); reads go through
+`store_read.fetch` (allowed schemes, file:// only inside a local store such as this process's own
+ModelStore, a size cap, streamed) and are always verified against the expected hash.
 """
 
 from __future__ import annotations
@@ -12,20 +14,17 @@ import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.model_bytes import canonical_bytes, model_hash
+from fl_chain.store_read import BlobTooLarge as BlobTooLarge  # re-exported: readers catch it from here
+from fl_chain.store_read import allow_local_store, fetch
 
 
 class BlobIntegrityError(FlchainError):
     """A blob's bytes do not hash to the expected model hash."""
-
-
-class BlobTooLarge(FlchainError):
-    """A blob is larger than the reader accepts."""
 
 
 UPDATES_DIR = "updates"  # node update blobs of verified rounds (private to the validators)
@@ -63,11 +62,12 @@ def _write_durably(path: Path, blob: bytes, mode: int, what: str) -> None:
 
 
 class ModelStore:
-    """A directory of blobs named by their hash; reads from anywhere fsspec can open."""
+    """A directory of blobs named by their hash; this process may read file:// URIs inside it."""
 
     def __init__(self, directory: str | Path, public_base: str | None = None) -> None:
         self.directory = Path(directory).expanduser().resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
+        allow_local_store(self.directory)  # the store this process writes is the one file:// it reads
         self.base_uri = public_base or self.directory.as_uri() + "/"
         if not self.base_uri.endswith("/"):
             self.base_uri += "/"
@@ -117,30 +117,18 @@ class ModelStore:
         return self.directory / digest.hex()
 
 
-def fetch_blob(uri: str, expected: bytes, timeout: float = 30.0) -> bytes:
-    """Read a blob from any fsspec URI and verify it hashes to `expected`."""
-    blob = read_blob(uri, timeout)
+def fetch_blob(uri: str, expected: bytes, max_bytes: int | None = None) -> bytes:
+    """Read a blob (`store_read.fetch`: checked scheme and place, at most `max_bytes` or the ceiling) and
+    verify it hashes to `expected`."""
+    blob = fetch(uri, max_bytes)
     verify_blob(blob, expected, uri)
     return blob
 
 
-def read_blob(uri: str, timeout: float = 30.0, max_bytes: int | None = None) -> bytes:
-    """The bytes at any fsspec URI, unverified; a one-line error if missing, unreadable or (with
-    `max_bytes`) larger than that."""
-    scheme = urlparse(uri).scheme or "file"
-    options = {"client_kwargs": {"timeout": _aiohttp_timeout(timeout)}} if scheme in ("http", "https") else {}
-    import fsspec  # imported here: the flchain mod hashes arrays in every app process and never reads
-
-    try:
-        with fsspec.open(uri, "rb", **options) as fh:
-            blob = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise FlchainError(f"model blob {uri} not found") from None
-    except Exception as exc:
-        raise FlchainError(f"cannot read model blob {uri}: {type(exc).__name__}: {exc}") from None
-    if max_bytes is not None and len(blob) > max_bytes:
-        raise BlobTooLarge(f"model blob {uri} is larger than {max_bytes} bytes")
-    return blob
+def read_blob(uri: str, max_bytes: int | None = None, what: str = "model blob") -> bytes:
+    """The bytes at `uri`, unverified (`store_read.fetch`); a one-line error if refused, missing,
+    unreadable or larger than `max_bytes` (or the ceiling)."""
+    return fetch(uri, max_bytes, what)
 
 
 def verify_blob(blob: bytes, expected: bytes, where: str) -> None:
@@ -151,9 +139,3 @@ def verify_blob(blob: bytes, expected: bytes, where: str) -> None:
             f"model blob {where} is corrupt or tampered: "
             f"expected hash 0x{expected.hex()}, got 0x{actual.hex()}"
         )
-
-
-def _aiohttp_timeout(seconds: float):
-    import aiohttp
-
-    return aiohttp.ClientTimeout(total=seconds)

@@ -32,6 +32,9 @@ from fl_chain.proctree import pinned, process_tree, stop_processes
 SNAPSHOT_INTERVAL = 0.5  # seconds between snapshots of the watched trees
 
 
+SECRET_NAMES = ("FLCHAIN_KEY_PASSWORD", "FLCHAIN_NODE_KEY")  # never handed to the watchdog process
+
+
 class Watchdog:
     """The command-side handle: starts the watchdog process once and tells it what to watch."""
 
@@ -45,6 +48,7 @@ class Watchdog:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal must not stop it before the command cleans up
+            env={k: v for k, v in os.environ.items() if k not in SECRET_NAMES},  # it needs no secret
         )
         atexit.register(self.close)
 

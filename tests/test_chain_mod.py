@@ -1,8 +1,10 @@
 """The flchain client mod (node/chain_mod.py) in front of a user's train function, against a real anvil
-chain: what reaches the user's code, and the one-line refusals for everything that must not."""
+chain: what reaches the user's code, and the one-line refusals for everything that must not; under
+`flchain client` the mod signs through the node's signing agent and holds no key."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from fl_chain.coordinator.ledger_session import LedgerSession
 from fl_chain.node.chain_mod import make_flchain_mod, settings_from_node_config
-from fl_chain.protocol.join import recover_signer
+from fl_chain.protocol.join import Challenges, JoinStatement
 from fl_chain.protocol.task_identity import identity_hash
 from fl_chain.store import ModelStore
 from fl_chain.wire.node_config import NodeConfig
@@ -86,23 +88,42 @@ def test_an_active_node_with_the_task_model_reaches_the_user_code(
     assert user.calls == 1 and not reply.has_error()
 
 
+def _gate(chain: LocalChain, task: int, ledger: str | None = None) -> Challenges:
+    """The coordinator's side of the handshake for this chain's (or another) ledger and `task`."""
+    return Challenges(chain.client.deployment.chain_id, RUN_ID, ledger or chain.client.ledger.address, task)
+
+
+def _challenge(statement: JoinStatement) -> Message:
+    """The gate's challenge message for a statement (coordinator/gate.py)."""
+    asked = {"nonce": statement.nonce, "chain": statement.chain_id, "ledger": statement.ledger}
+    return Message(
+        RecordDict({AUTH_RECORD: ConfigRecord({**asked, "task": statement.task})}),
+        dst_node_id=NODE_ID,
+        message_type=AUTH_MESSAGE_TYPE,
+    )
+
+
 def test_the_join_challenge_is_answered_by_the_mod_alone(
     chain: LocalChain, tmp_path: Path, task: int
 ) -> None:
     node = new_nodes(chain, 1)[0]
     mod, user = _mod_for(chain, tmp_path, node.key.hex()), UserTrain()
-    challenge = Message(
-        RecordDict({AUTH_RECORD: ConfigRecord({"nonce": "abc"})}),
-        dst_node_id=NODE_ID,
-        message_type=AUTH_MESSAGE_TYPE,
-    )
-    answer = mod(challenge, _context(), user).content.config_records[AUTH_RECORD]
+    gate = _gate(chain, task)
+    answer = mod(_challenge(gate.issue(NODE_ID)), _context(), user).content.config_records[AUTH_RECORD]
     assert user.calls == 0
     assert answer["address"] == node.address
-    signer = recover_signer(
-        chain.client.deployment.chain_id, RUN_ID, NODE_ID, "abc", str(answer["signature"])
-    )
-    assert signer == node.address
+    assert gate.verify(NODE_ID, answer["address"], answer["signature"]) == (node.address, "")
+
+
+def test_a_challenge_for_another_ledger_is_refused_by_the_node(
+    chain: LocalChain, tmp_path: Path, task: int
+) -> None:
+    """A SuperLink relaying another ledger's challenge gets a one-line refusal, not a signature."""
+    node = new_nodes(chain, 1)[0]
+    mod = _mod_for(chain, tmp_path, node.key.hex())
+    other = _gate(chain, task, ledger="0x" + "77" * 20).issue(NODE_ID)
+    reason = _refusal(mod(_challenge(other), _context(), UserTrain()))
+    assert "the join challenge is for ledger 0x" + "77" * 20 in reason
 
 
 def _refusal(reply: Message) -> str:
@@ -150,22 +171,42 @@ def test_a_tampered_model_an_inactive_node_and_a_missing_key_are_refused(
     assert user.calls == 0
 
 
-def test_a_key_decrypted_once_reaches_app_processes_only_for_its_own_keystore(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_under_flchain_client_the_mod_signs_through_the_agent_and_holds_no_key(
+    chain: LocalChain, tmp_path: Path, task: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`flchain client` hands its app processes the decrypted key by environment (no scrypt per
-    message); it is used only for the keystore it belongs to."""
-    import json
+    """The mod in an app process of `flchain client`: no key, no password, no keystore in its settings;
+    the join answer and the update claim come from the node's signing agent, for this ledger."""
+    from fl_chain.chain.identity import DECRYPTED_KEY_ENV, PASSWORD_ENV
+    from fl_chain.node.signer import SIGNER_ENV
+    from fl_chain.protocol.model_bytes import hash_arrays
+    from fl_chain.runners.signing_agent import SigningAgent
+    from fl_chain.wire.records import UPDATE_RECORD
 
-    from fl_chain.chain.identity import DECRYPTED_KEY_ENV, PASSWORD_ENV, resolve_account
-    from fl_chain.errors import FlchainError
+    node = new_nodes(chain, 1)[0]
+    agent = SigningAgent(node, chain.client)
+    agent.start()
+    try:
+        agent.admit(os.getpid(), RUN_ID, "ab" * 32)  # this test process plays the app process
+        for name in (PASSWORD_ENV, DECRYPTED_KEY_ENV):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(SIGNER_ENV, str(agent.path))
+        deployment = home_with_deployment(chain, tmp_path) / "deployment.json"
+        mod = make_flchain_mod(lambda context: NodeConfig(deployment=deployment), APP)
 
-    mine, other = Account.create(), Account.create()
-    keystore = tmp_path / "node.json"
-    keystore.write_text(json.dumps(Account.encrypt(mine.key, "pw", kdf="scrypt", iterations=2)))
-    monkeypatch.delenv(PASSWORD_ENV, raising=False)
-    monkeypatch.setenv(DECRYPTED_KEY_ENV, "0x" + mine.key.hex().removeprefix("0x"))
-    assert resolve_account({}, "node", keystore).address == mine.address
-    monkeypatch.setenv(DECRYPTED_KEY_ENV, "0x" + other.key.hex().removeprefix("0x"))
-    with pytest.raises(FlchainError, match=PASSWORD_ENV):
-        resolve_account({}, "node", keystore)
+        gate = _gate(chain, task)
+        answer = mod(_challenge(gate.issue(NODE_ID)), _context(), UserTrain()).content.config_records[
+            AUTH_RECORD
+        ]
+        assert gate.verify(NODE_ID, answer["address"], answer["signature"]) == (node.address, "")
+
+        user = UserTrain()
+        reply = mod(_train_message(task, MODEL), _context(), user)
+        assert user.calls == 1 and not reply.has_error()
+        claim = reply.content.config_records[UPDATE_RECORD]
+        from fl_chain.protocol.update_signing import RoundContext, check_claim
+
+        context = RoundContext(chain.client.deployment.chain_id, chain.client.ledger.address, task, 1)
+        signed = check_claim(claim, context, node.address, hash_arrays(MODEL), 10)
+        assert signed.signer() == node.address
+    finally:
+        agent.stop()

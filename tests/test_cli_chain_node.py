@@ -171,7 +171,7 @@ def test_deploy_onto_an_existing_node_and_a_fresh_chain_has_no_contracts(
     assert code == 0, err
     deployed = json.loads((tmp_path / "deployment.json").read_text())
     assert deployed["roles"]["coordinator"].lower() == admin_address.lower()
-    assert deployed["dev_keys"] == {}
+    assert "dev_keys" not in deployed and not (tmp_path / "deployment.dev-keys.json").exists()
     code, out, err = cli(capsys, "chain", "status", "--home", str(tmp_path))
     assert code == 0 and deployed["contracts"]["ModelLedger"] in out, err
     code, _, err = cli(capsys, "chain", "deploy", "--rpc", "ftp://x", "--key", str(key))

@@ -146,7 +146,6 @@ FORBIDDEN = (
     "status_changed",
     "set_parameters",
     "set_open_registration",
-    "set_status_hook",
     "set_blob_base",
 )
 
@@ -752,11 +751,6 @@ class ContractMachine(RuleBasedStateMachine):
             "set_open_registration": lambda: (
                 c.registry.functions.setOpenRegistration(True, 2**256 - 1),
                 "lacks DEFAULT_ADMIN_ROLE",
-            ),
-            # The admin holds the role, but the hook is locked once set.
-            "set_status_hook": lambda: (
-                c.registry.functions.setStatusHook(me),
-                "HookLocked" if caller == "admin" else "lacks DEFAULT_ADMIN_ROLE",
             ),
             # Only the task's owner may move its blob location; a second coordinator may not either.
             "set_blob_base": lambda: (

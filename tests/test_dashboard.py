@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +255,112 @@ def test_accuracy_comes_from_the_chain_or_a_server_report_of_the_same_model(chai
     sync.step()
     picture = sync.snapshot()
     assert "not a run entry" in picture["chain"]["report_error"] and picture["chain"]["status"] == "live"
+
+
+@contextmanager
+def _canary() -> Iterator[tuple[str, list[str]]]:
+    """A web server on 127.0.0.1 that records every request (what an SSRF would reach): (base, paths)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Canary(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"secret")
+
+        do_HEAD = do_GET
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _task(chain, blob_base: str, uri: str, digest: bytes = b"\x0c" * 32) -> int:
+    """A task whose blob base the coordinator chose, with round 0 at `uri`."""
+    task = ledger.create_task(chain.client, chain.coordinator, b"\x0a" * 32, blob_base)
+    ledger.commit_round(chain.client, chain.coordinator, task, 0, digest, uri, ledger.ZERO_HASH, {})
+    return task
+
+
+SAME_ORIGIN = {"x-flchain-verify": "1", "origin": "http://testserver", "sec-fetch-site": "same-origin"}
+
+
+def test_verify_reads_no_local_file_and_no_private_address(chain) -> None:
+    """A task owner who sets the blob base to file:///etc/ or to a link-local or loopback address gets
+    neither a local file's hash and size nor a request to that address out of the dashboard (the old GET
+    route hashed /etc/passwd and fetched from any address the blob base named)."""
+    from starlette.testclient import TestClient
+
+    from fl_chain.dashboard.app import make_app
+    from fl_chain.dashboard.sync import LedgerSync
+
+    with _canary() as (canary, hits):
+        passwd = _task(chain, "file:///etc/", "file:///etc/passwd")
+        metadata = _task(chain, "http://169.254.169.254/", "http://169.254.169.254/latest/meta-data/")
+        internal = _task(chain, canary, canary + "0c" * 32)
+        with TestClient(make_app(LedgerSync(chain.client), ["testserver"])) as page:
+            for task in (passwd, metadata, internal):
+                assert page.get(f"/api/verify/{task}/0").status_code == 405  # no GET: no <img src=…>
+            answers = {
+                task: page.post(f"/api/verify/{task}/0", headers=SAME_ORIGIN).json()
+                for task in (passwd, metadata, internal)
+            }
+        assert hits == []  # nothing reached the internal server
+    for answer in answers.values():
+        assert answer["status"] == "unavailable" and answer["refused"] and "bytes" not in answer, answer
+    assert "file:///etc/passwd: file:// is read only inside a local store" in answers[passwd]["detail"]
+    assert "169.254.169.254 is a link-local address; not fetched" in answers[metadata]["detail"]
+    assert "127.0.0.1 is a loopback address; not fetched" in answers[internal]["detail"]
+
+
+def test_verify_is_refused_cross_site_and_reads_the_own_store(chain, tmp_path: Path) -> None:
+    """Verify runs only for the dashboard's own page: a cross-site GET (any <img> elsewhere could send
+    one) is not routed, and a POST with another Origin, from a cross-site fetch or without the page's
+    header is refused (403) before anything is fetched. The dashboard's own stores (a directory, an
+    http URL at a private address) are read as before."""
+    from starlette.testclient import TestClient
+
+    from fl_chain.dashboard.app import make_app
+    from fl_chain.dashboard.sync import LedgerSync
+    from fl_chain.store import ModelStore
+
+    store = ModelStore(tmp_path / "store")
+    digest, uri = store.put_arrays({"w": np.ones(3, dtype=np.float32)})
+    local = _task(chain, store.base_uri, uri, digest)
+    with _canary() as (canary, hits):
+        remote = _task(chain, canary, canary + "0c" * 32)
+        with TestClient(make_app(LedgerSync(chain.client), ["testserver"])) as page:
+            evil = {"origin": "http://evil.example", "sec-fetch-site": "cross-site"}
+            assert page.get(f"/api/verify/{remote}/0", headers=evil).status_code == 405
+            for headers in (
+                {**SAME_ORIGIN, "origin": "http://evil.example"},
+                {**SAME_ORIGIN, "origin": "null"},
+                {**SAME_ORIGIN, "sec-fetch-site": "cross-site"},
+                {"origin": "http://testserver"},  # a form post from elsewhere cannot add the header
+            ):
+                refused = page.post(f"/api/verify/{remote}/0", headers=headers)
+                assert refused.status_code == 403 and "refused" in refused.json()["detail"], headers
+        from fl_chain.dashboard.verify import dashboard_policy
+
+        reads = dashboard_policy([tmp_path / "store", canary])  # the operator's own stores
+        with TestClient(make_app(LedgerSync(chain.client), ["testserver"], reads)) as page:
+            for headers in (
+                {**SAME_ORIGIN, "origin": "http://evil.example"},
+                {"origin": "http://testserver"},
+            ):
+                assert page.post(f"/api/verify/{remote}/0", headers=headers).status_code == 403
+            assert hits == []
+            assert page.post(f"/api/verify/{local}/0", headers=SAME_ORIGIN).json()["status"] == "match"
+            fetched = page.post(f"/api/verify/{remote}/0", headers=SAME_ORIGIN).json()
+    assert fetched["status"] == "mismatch" and fetched["bytes"] == 6 and set(hits) == {"/" + "0c" * 32}

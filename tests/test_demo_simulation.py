@@ -53,6 +53,24 @@ def test_malformed_replies_are_dropped_and_the_round_commits(tmp_path: Path) -> 
     assert set(last.participants) == {result.nodes[2], result.nodes[3]}
 
 
+def test_hostile_example_counts_are_penalized_and_every_round_commits(tmp_path: Path) -> None:
+    """Nodes claiming inf, nan, -1 and 2**60 examples for honest updates (a buggy or hostile app): every
+    round still commits, each of them is dropped with the reason and penalized, the honest nodes count."""
+    config = RunConfig()
+    config.federation.rounds = 2
+    config.task.local_epochs = 1
+    lies = [float("inf"), float("nan"), -1, 2**60]  # 2**60 fits the wire's int64, not a count
+    attacks = {i: {"kind": "lie-examples", "value": value} for i, value in enumerate(lies)}
+    result = run_demo(config, 6, tmp_path / "demo", attacks=attacks, plot=False)
+    assert result.chain_rounds == 3  # round 0 and both training rounds
+    liars, honest = set(result.nodes[:4]), set(result.nodes[4:])
+    for report in result.reports[1:]:
+        assert set(report.participants) == honest
+        assert set(report.dropped) == liars
+        assert all("num-examples" in reason for reason in report.dropped.values()), report.dropped
+        assert liars <= set(report.penalized)
+
+
 def test_a_verified_demo_is_rederived_by_every_validator_and_finalized(tmp_path: Path) -> None:
     """Verified rounds on the Simulation Engine: the nodes sign, the coordinator commits the updates root
     and publishes update blobs and manifest, both validators re-derive each round before attesting (round 0,

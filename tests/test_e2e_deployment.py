@@ -201,6 +201,7 @@ def test_coordinator_faults_lose_and_double_nothing(tmp_path: Path) -> None:
     scripts/make-certs.sh; clients verify the SuperLink with ca.crt)."""
     from fl_chain.failpoints import FAILPOINT_ENV
     from fl_chain.proctree import descendants
+    from fl_chain.store_read import allow_local_store
     from fl_chain.verify.audit import audit_task
 
     certs = tmp_path / "certs"
@@ -301,6 +302,7 @@ def test_coordinator_faults_lose_and_double_nothing(tmp_path: Path) -> None:
         assert len(final.participants) == 2 and not final.missed, final  # nobody missed for the outage
         logs = chain.ledger.events.RoundCommitted().get_logs(from_block=0, argument_filters={"task": 1})
         assert [e["args"]["round"] for e in logs] == [0, 1, 2, 3]  # none lost, none twice
+        allow_local_store(home / "store")  # this test reads the server's file:// store as its machine would
         assert all(f.ok for f in audit_task(chain, 1))  # parent chain unbroken, blobs verified
     finally:
         for proc in clients + servers:

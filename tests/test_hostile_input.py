@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,9 @@ from hypothesis import strategies as st
 
 from fl_chain.coordinator.screening import ScreeningPolicy, screen_replies
 from fl_chain.errors import FlchainError
-from fl_chain.protocol.join import Challenges, sign_challenge
-from fl_chain.wire.records import arrays_to_record, record_mismatch
+from fl_chain.protocol.join import Challenges, sign_statement
+from fl_chain.protocol.update_signing import RoundContext
+from fl_chain.wire.records import UPDATE_RECORD, arrays_to_record, record_mismatch
 from tests.conftest import flower_server_identity
 
 MODEL = {"w": np.zeros((30, 20), np.float32), "b": np.zeros(20, np.float32)}
@@ -95,6 +97,88 @@ def test_replies_built_to_exhaust_memory_or_time_are_refused_before_decoding(
     assert record_mismatch(arrays_to_record(MODEL), MODEL) is None
 
 
+HOSTILE_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**90), max_value=2**90),
+    st.sampled_from([float("inf"), float("-inf"), float("nan"), -1, 0, 2**80, 2**53 + 1, True]),
+    st.text(max_size=5),
+    st.none(),
+    st.lists(st.one_of(st.floats(allow_nan=True), st.integers(), st.text(max_size=3)), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def _metrics_reply(values: dict[str, object], src: int) -> Message:
+    """A training reply whose MetricRecord holds exactly `values`, also those Flower's own type checks
+    would refuse (a hostile peer's serialiser need not run them)."""
+    metrics = MetricRecord()
+    metrics._data.update(values)  # bypasses MetricRecord's checks on purpose
+    content = RecordDict({"arrays": arrays_to_record(MODEL), "metrics": metrics})
+    with flower_server_identity(7):
+        outgoing = Message(RecordDict(), dst_node_id=src, message_type="train")
+        return Message(content, reply_to=outgoing)
+
+
+def _fine(value: object, weight: bool) -> bool:
+    """What check_metrics must accept: a real, finite number in range (a list of them for a metric)."""
+    items = value if isinstance(value, list) and not weight else [value]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            return False
+        number = float(item) if abs(item) < 2**1000 else float("inf")
+        if weight and not 0 < number <= 2**53:
+            return False
+        if not abs(number) <= 1e15:
+            return False
+    return True
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(weight=HOSTILE_NUMBERS, loss=HOSTILE_NUMBERS, drop_weight=st.booleans())
+def test_hostile_numbers_in_a_reply_are_refused_never_fatal(
+    weight: object, loss: object, drop_weight: bool
+) -> None:
+    """Any value in a reply's metrics (inf, nan, negative, 2**80, strings, lists, missing): screening never
+    raises, a refused reply is its sender's penalty with a reason and is not aggregated, and an honest
+    reply beside it is accepted."""
+    _count("reply metrics")
+    values: dict[str, object] = {"loss": loss} if drop_weight else {"num-examples": weight, "loss": loss}
+    hostile, honest = "0x" + "11" * 20, "0x" + "22" * 20
+    admitted = {1: hostile, 2: honest}
+    replies = [_metrics_reply(values, 1), _metrics_reply({"num-examples": 5, "loss": 0.5}, 2)]
+    screened = screen_replies(replies, admitted, MODEL, ScreeningPolicy())
+    usable = not drop_weight and _fine(weight, True) and _fine(loss, False)
+    assert honest in screened.weights and honest not in screened.penalized
+    if usable:
+        assert hostile in screened.weights and hostile not in screened.penalized
+    else:
+        assert hostile not in screened.weights and hostile not in screened.updates
+        assert hostile in screened.penalized and screened.dropped[hostile]
+        assert [r.metadata.src_node_id for r in screened.accepted] == [2]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(digest=HOSTILE_NUMBERS, weight=HOSTILE_NUMBERS, signature=HOSTILE_NUMBERS, require=st.booleans())
+def test_hostile_update_claims_are_refused_never_fatal(
+    digest: object, weight: object, signature: object, require: bool
+) -> None:
+    """A reply's signed-update claim with any values (also types Flower would refuse): screening never
+    raises; the reply is dropped (and its sender penalized, since a claim is its own doing) and an honest
+    unsigned reply beside it is judged as usual."""
+    _count("update claims")
+    hostile, honest = "0x" + "11" * 20, "0x" + "22" * 20
+    claim = ConfigRecord()
+    claim._data.update({"hash": digest, "weight": weight, "signature": signature})  # unchecked on purpose
+    bad = _metrics_reply({"num-examples": 5, "loss": 0.5}, 1)
+    bad.content[UPDATE_RECORD] = claim
+    replies = [bad, _metrics_reply({"num-examples": 5, "loss": 0.5}, 2)]
+    context = RoundContext(31337, "0x" + "33" * 20, 1, 1)
+    policy = ScreeningPolicy(require_signed=require)
+    screened = screen_replies(replies, {1: hostile, 2: honest}, MODEL, policy, context)
+    assert hostile not in screened.weights and hostile in screened.penalized and screened.dropped[hostile]
+    assert (honest in screened.weights) is not require  # unsigned: accepted unless signatures are required
+
+
 def test_a_reply_with_many_records_is_refused() -> None:
     """Flower's records do not nest; a reply can only pile up records, and more than one of a kind is
     refused before anything in them is read."""
@@ -124,13 +208,14 @@ GARBAGE = st.one_of(
 @given(claimed=GARBAGE, signature=GARBAGE)
 def test_garbage_join_answers_are_refused_with_a_short_reason(claimed: object, signature: object) -> None:
     _count("join answer")
-    challenges = Challenges(31337, 7)
+    challenges = Challenges(31337, 7, _LEDGER)
     challenges.issue(11)
     address, reason = challenges.verify(11, claimed, signature)
     assert address is None and 0 < len(reason) < 200
 
 
 _KEY = Account.from_key("0x" + "42" * 32)
+_LEDGER = "0x" + "5e" * 20  # the gate's ModelLedger, named in every join statement
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -146,14 +231,14 @@ def test_signatures_of_another_chain_run_or_node_never_verify(
     """A well-formed signature verifies only for its own chain, run, node and nonce: replayed by a
     second node id, or answered for another chain or run, it is refused."""
     _count("join answer")
-    challenges = Challenges(31337, 7)
-    nonce = challenges.issue(node_id)
-    signature = sign_challenge(_KEY, chain_id, run_id, node_id, nonce)
+    challenges = Challenges(31337, 7, _LEDGER)
+    statement = challenges.issue(node_id)
+    signature = sign_statement(_KEY, replace(statement, chain_id=chain_id, run_id=run_id))
     genuine = (chain_id, run_id) == (31337, 7)
     address, _ = challenges.verify(node_id, _KEY.address, signature)
     assert (address == _KEY.address) == genuine
     if other_node != node_id:  # the same answer by a second node id
-        replay = Challenges(31337, 7)
+        replay = Challenges(31337, 7, _LEDGER)
         replay.issue(other_node)
         assert replay.verify(other_node, _KEY.address, signature)[0] is None
 

@@ -22,7 +22,7 @@ from fl_chain.coordinator.reporting import run_end_reported
 from fl_chain.coordinator.screening import ScreeningPolicy, screen_replies
 from fl_chain.coordinator.strategy import ChainStrategy
 from fl_chain.errors import FlchainError
-from fl_chain.protocol.join import sign_challenge
+from fl_chain.protocol.join import JoinStatement, sign_statement
 from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.store import ModelStore
 from fl_chain.wire.records import (
@@ -107,8 +107,11 @@ def node(
 
     def reply(message: Message) -> Message | None:
         if AUTH_RECORD in message.content.config_records:
-            nonce = str(message.content.config_records[AUTH_RECORD]["nonce"])
-            signature = sign_challenge(account, chain_id, RUN_ID, node_id, nonce)
+            asked = message.content.config_records[AUTH_RECORD]  # the gate's ledger and task, a nonce
+            statement = JoinStatement(
+                chain_id, str(asked["ledger"]), int(asked["task"]), RUN_ID, node_id, str(asked["nonce"])
+            )
+            signature = sign_statement(account, statement)
             answer = ConfigRecord({"address": account.address, "signature": signature})
             return Message(RecordDict({AUTH_RECORD: answer}), reply_to=message)
         if bad.get("silent"):

@@ -1,9 +1,11 @@
-"""A node joining the registry: gas money on local chains, a declared capacity, and either a plain
-application (a registrar approves it) or a proof of work (active at once, registry in open registration)."""
+"""A node joining the registry: gas money on local development chains, a declared capacity, and either a
+plain application (a registrar approves it) or a proof of work (active at once, registry in open
+registration). On any other chain a node pays its own gas: nobody's key funds it automatically."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -12,19 +14,39 @@ from web3.types import TxReceipt
 from fl_chain.chain import registry
 from fl_chain.chain.client import ChainClient
 from fl_chain.errors import FlchainError
+from fl_chain.netaddr import is_loopback
 from fl_chain.protocol.pow import difficulty_of, mine
 
 GAS_ALLOWANCE_WEI = 10**18  # what a local chain's faucet gives a new node for its transactions
 
 
+def _endpoint(client: ChainClient) -> str:
+    """The RPC URL the client actually talks to (a command's --rpc may override the deployment's)."""
+    return str(getattr(client.w3.provider, "endpoint_uri", "") or client.deployment.rpc_url)
+
+
+def development_faucet(client: ChainClient) -> LocalAccount | None:
+    """The development admin that funds new accounts, only on a development chain this machine started
+    on loopback (its dev keys are in the local dev-keys file) and reached over loopback; else None."""
+    faucet = client.deployment.dev_keys.get("admin")
+    if not faucet or not is_loopback(urlsplit(_endpoint(client)).hostname or ""):
+        return None
+    return Account.from_key(faucet)
+
+
 def ensure_gas(client: ChainClient, address: str) -> None:
-    """On a local chain, top up a new node from the development faucet; elsewhere, explain."""
+    """On a loopback development chain, top up a new account from the development faucet; elsewhere an
+    account without ether is a one-line error (it pays its own gas)."""
     if client.w3.eth.get_balance(address) > 0:
         return
-    faucet = client.deployment.dev_keys.get("admin")
-    if not faucet:
-        raise FlchainError(f"account {address} has no ether to pay for gas on {client.deployment.rpc_url}")
-    client.fund(Account.from_key(faucet), address, GAS_ALLOWANCE_WEI)
+    faucet = development_faucet(client)
+    if faucet is None:
+        raise FlchainError(
+            f"account {address} has no ether to pay for gas on {_endpoint(client)}: on a shared "
+            "chain each node pays its own gas; ask the chain's operator to send some "
+            f"(`flchain chain fund {address} --key ADMIN_KEYSTORE`)"
+        )
+    client.fund(faucet, address, GAS_ALLOWANCE_WEI)
 
 
 def proof_difficulty(client: ChainClient) -> tuple[int, float]:
@@ -52,8 +74,8 @@ def apply(
         ensure_gas(client, node.address)
         return registry.register(client, node, capacity, endpoint), 0
     target, _ = proof_difficulty(client)
+    ensure_gas(client, node.address)  # before mining: a node without gas learns it at once
     nonce, tried = mine(
         client.deployment.chain_id, client.registry.address, node.address, target, progress=progress
     )
-    ensure_gas(client, node.address)
     return registry.register_with_work(client, node, capacity, endpoint, nonce), tried

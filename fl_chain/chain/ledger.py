@@ -18,6 +18,7 @@ from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.model_bytes import arrays_from_bytes, require_model_hash
 from fl_chain.protocol.update_signing import SignedUpdate, UpdateLeaf
 from fl_chain.store import fetch_blob
+from fl_chain.store_read import model_cap, remember_model_size
 
 ZERO_HASH = b"\0" * 32
 
@@ -230,9 +231,19 @@ def newest_owned_task(client: ChainClient, coordinator: str) -> int:
 
 
 def fetch_model_blob(client: ChainClient, task: int, round_number: int) -> tuple[RoundRecord, bytes]:
-    """A committed round and its model blob, fetched by the on-chain URI and verified against the hash."""
+    """A committed round and its model blob, fetched by the on-chain URI (`store_read.fetch`: a checked
+    scheme and place, capped at twice a verified blob of the task seen before, else at the ceiling) and
+    verified against the hash."""
     record = get_round(client, task, round_number)
-    return record, fetch_blob(record.uri, record.model_hash)
+    key = model_size_key(client, task)
+    blob = fetch_blob(record.uri, record.model_hash, model_cap(key))
+    remember_model_size(key, len(blob))
+    return record, blob
+
+
+def model_size_key(client: ChainClient, task: int) -> tuple[int, str, int]:
+    """What names a task's model size for `store_read.model_cap`: chain, ledger, task."""
+    return (client.deployment.chain_id, str(client.ledger.address).lower(), task)
 
 
 def load_model(client: ChainClient, task: int, round_number: int) -> tuple[RoundRecord, dict]:

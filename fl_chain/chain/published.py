@@ -44,10 +44,12 @@ class _Rooted(Protocol):
 D = TypeVar("D", bound=_Rooted)
 
 
-def read_published(uri: str, max_bytes: int) -> bytes:
-    """The bytes at `uri`; Unavailable if they cannot be fetched, BlobTooLarge if they are too many."""
+def read_published(uri: str, max_bytes: int, what: str = "blob") -> bytes:
+    """The bytes at `uri` (`store_read.fetch`: checked scheme and place, streamed, at most `max_bytes`);
+    Unavailable if they cannot be fetched or this reader does not fetch such a URI, BlobTooLarge if
+    there are too many."""
     try:
-        return read_blob(uri, max_bytes=max_bytes)
+        return read_blob(uri, max_bytes, what)
     except BlobTooLarge:
         raise
     except FlchainError as exc:
@@ -79,7 +81,7 @@ def fetch_document(
     the committed one (`claimed` names who holds the root in that message)."""
     task, round_number, root = where
     uri = document_uri(client, task, round_number, root)
-    blob = read_published(uri, max_bytes)
+    blob = read_published(uri, max_bytes, "document")
     document = parse(blob, uri)
     if document.root() != root:
         raise FlchainError(f"{uri}: its leaves give root 0x{document.root().hex()}, {claimed} 0x{root.hex()}")

@@ -62,7 +62,8 @@ class DeadlineGrid(DelegatingGrid):
         """Push, then pull until every reply is in, every node still owed is gone, or the deadline."""
         messages = list(messages)
         if not any(m.content.array_records for m in messages):
-            # the join challenge and other model-less exchanges keep Flower's behaviour and timing
+            # model-less exchanges keep Flower's behaviour and timing (the join gate pushes and pulls
+            # its challenges itself, coordinator/gate.py, and never comes through here)
             return list(self._grid.send_and_receive(messages, timeout=timeout))
         owed = set(self.push_messages(messages))
         destination = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}

@@ -1,14 +1,15 @@
 """The join gate: which connected Flower nodes may take part. A node proves its Ethereum address by
-signing a fresh nonce (protocol/join.py); the address must be Active in the NodeRegistry and not in use
-by another node, and the node is then admitted. `AdmittedGrid` is the Grid as the wrapped strategy sees
-it: only the allowed nodes."""
+signing a fresh nonce (protocol/join.py); the address must be Active in the NodeRegistry, and the node is
+then admitted (a node that proves the address of an admitted one under a new Flower node id replaces it).
+Challenges never hold a round (coordinator/join_schedule.py). `AdmittedGrid` is the Grid as the wrapped
+strategy sees it: only the allowed nodes."""
 
 from __future__ import annotations
 
 import random
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
@@ -16,6 +17,7 @@ from web3 import Web3
 
 from fl_chain.chain import registry
 from fl_chain.chain.client import ChainClient
+from fl_chain.coordinator.join_schedule import ChallengeBook, JoinPolicy, Patience
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.join import Challenges
 from fl_chain.wire.records import AUTH_MESSAGE_TYPE, AUTH_RECORD
@@ -99,13 +101,18 @@ class NodeGate:
     """Admits connected nodes whose join answer checks out against the registry; remembers the verdicts
     of this run.
 
-    By default every connected node is challenged once per run (the first round asks them all). With
-    `fraction` set, `wait_for` samples the round instead: about `fraction` of the connected nodes (at
-    least `min_nodes`) in a random order (seeded by `seed`, so a run's sampling is reproducible), and
-    only sampled nodes not yet admitted are challenged, so neither the handshake nor the registry reads
-    of a round grow with the number of connected nodes (the wrapped strategy then takes every node it
-    is shown). Registry reads are batched either way:
-    one `statusesOf` call per round check, whatever the number of nodes."""
+    Challenges are pushed, and answers pulled whenever the gate looks (join_schedule.py): a round waits
+    only while it has fewer than `min_nodes` admitted nodes, then gives the others it challenged
+    `straggler_factor` x the time that took; later answers count in a later round. Failed or expired
+    challenges back their node off. A node proving an admitted address under a new Flower node id (a
+    restarted SuperNode) takes it over; the old id is dropped and never challenged again.
+
+    By default every connected node is challenged once per run. With `fraction` set, `wait_for` samples
+    the round instead: about `fraction` of the connected nodes (at least `min_nodes`) in a random order
+    (seeded by `seed`, so a run's sampling is reproducible), and only sampled nodes not yet admitted are
+    challenged, so neither the handshake nor the registry reads of a round grow with the number of
+    connected nodes (the wrapped strategy then takes every node it is shown). Registry reads are
+    batched either way: one `statusesOf` call per round check, whatever the number of nodes."""
 
     def __init__(
         self,
@@ -114,17 +121,21 @@ class NodeGate:
         answer_timeout: float = 60.0,
         fraction: float | None = None,
         seed: int = 0,
+        policy: JoinPolicy | None = None,
     ) -> None:
-        """Verdicts go to `run_events` as NodeNotices; a challenge waits `answer_timeout` seconds."""
+        """Verdicts go to `run_events` as NodeNotices; a challenge lives `answer_timeout` seconds
+        (`policy`, if given, sets that and the rest of the join timing)."""
         self.client = client
         self.run_events = run_events or RunEvents()
-        self.answer_timeout = answer_timeout
+        self.policy = policy or JoinPolicy(answer_timeout=answer_timeout)
         self.fraction = fraction
+        self.book = ChallengeBook(self.policy)
         self.admitted: dict[int, str] = {}  # node id -> Ethereum address
         self.known: dict[int, str] = {}  # every node id -> address it ever proved, admitted or not
         self.refused: dict[int, str] = {}  # node id -> reason
         self.round_refused: dict[str, str] = {}  # who -> reason, reset by `start_round`
         self._challenges: Challenges | None = None
+        self.join_task = 0  # the task join statements name (0: none yet); the round pipeline sets it
         self._rng = random.Random(seed)
 
     def start_round(self) -> None:
@@ -149,22 +160,27 @@ class NodeGate:
                     f"only {len(chosen)} verified active nodes after {timeout:.0f} s, "
                     f"{min_nodes} needed; refused: {self.refused}"
                 )
-            time.sleep(1.0)
+            time.sleep(self.policy.poll)
             chosen = pick(grid, min_nodes)
         return chosen
 
     def authenticate(self, grid: Grid, min_nodes: int = 0) -> set[int]:
-        """Challenge every connected node not yet admitted; admitted nodes are re-checked on-chain.
+        """Take in the answers that arrived, re-check admitted nodes on-chain and challenge connected
+        nodes that may be asked; wait for answers only if fewer than `min_nodes` are admitted.
         Returns the admitted connected nodes."""
-        connected = list(grid.get_node_ids())
+        self._collect(grid)
         self._recheck(list(self.admitted))
-        self._admit(grid, [n for n in connected if n not in self.admitted])
+        short = len(self.allowed(grid)) < min_nodes
+        asked = self._ask(grid, [n for n in grid.get_node_ids() if n not in self.admitted])
+        if short and asked:
+            self._await(grid, asked, lambda: len(self.allowed(grid)) >= min_nodes)
         return self.allowed(grid)
 
     def sample(self, grid: Grid, min_nodes: int) -> set[int]:
         """This round's sample: k = max(min_nodes, int(fraction x connected)) admitted, Active nodes
         drawn in a random order from the connected ones (Flower's FedAvg sizes its sample the same way).
-        Only drawn nodes are checked on-chain or challenged; a refused one is replaced by the next."""
+        Only drawn nodes are checked on-chain or challenged; one not admitted is replaced by the next."""
+        self._collect(grid)
         connected = sorted(grid.get_node_ids())
         k = min(len(connected), max(min_nodes, int(len(connected) * (self.fraction or 1.0))))
         order = self._rng.sample(connected, len(connected))
@@ -174,7 +190,9 @@ class NodeGate:
             drawn = order[position : position + k - len(chosen)]
             position += len(drawn)
             self._recheck([n for n in drawn if n in self.admitted])
-            self._admit(grid, [n for n in drawn if n not in self.admitted])
+            asked = self._ask(grid, [n for n in drawn if n not in self.admitted])
+            if asked:  # once one of them answered, the others get the straggler's grace
+                self._await(grid, asked, lambda asked=asked: bool(asked - self.book.open_nodes()))
             chosen.update(n for n in drawn if n in self.admitted)
         return chosen
 
@@ -189,13 +207,16 @@ class NodeGate:
                 del self.admitted[node_id]
                 self._refuse(node_id, f"address {address} is no longer active in the NodeRegistry", address)
 
-    def _admit(self, grid: Grid, node_ids: list[int]) -> None:
-        """Challenge the given nodes not yet admitted (one message each, sent together) and check the
-        answers; a node that proved an address which is still inactive is not asked again."""
+    def _ask(self, grid: Grid, node_ids: list[int]) -> set[int]:
+        """Push a challenge to each of these nodes that may be asked now (one message each, sent
+        together); a node that proved an address which is still inactive is not asked again. Returns
+        the nodes challenged."""
         if not node_ids:
-            return
+            return set()
         if self._challenges is None:
-            self._challenges = Challenges(self.client.deployment.chain_id, int(grid.run.run_id))
+            self._challenges = Challenges(
+                self.client.deployment.chain_id, int(grid.run.run_id), str(self.client.ledger.address)
+            )
         proven = sorted({self.known[n] for n in node_ids if n in self.known})
         statuses = registry.statuses_of(self.client, proven) if proven else {}
         pending = []
@@ -203,30 +224,70 @@ class NodeGate:
             address = self.known.get(node_id)
             if address is not None and statuses[address] != "Active":
                 self.round_refused[address] = self.refused.get(node_id, "not active in the NodeRegistry")
-            else:
+            elif self.book.may_ask(node_id):
                 pending.append(node_id)
         if not pending:
+            return set()
+        message_ids = list(grid.push_messages([self._challenge(node_id) for node_id in pending]))
+        asked = set()
+        for node_id, message_id in zip(pending, message_ids, strict=False):
+            if message_id:  # Flower returns no id for a message it could not take
+                self.book.opened(message_id, node_id)
+                asked.add(node_id)
+        return asked
+
+    def _await(self, grid: Grid, asked: set[int], enough: Callable[[], bool]) -> None:
+        """Take in answers until every node in `asked` answered or the round's patience is over."""
+        patience = Patience(self.policy)
+        waiting = asked & self.book.open_nodes()
+        while waiting and not patience.over(enough):
+            patience.pause()
+            self._collect(grid)
+            if (still := asked & self.book.open_nodes()) != waiting:
+                patience.answered()
+                waiting = still
+
+    def _collect(self, grid: Grid) -> None:
+        """Check the answers that arrived for open challenges and close the expired ones; one registry
+        read for every valid answer of the batch, not one per node."""
+        message_ids = self.book.message_ids()
+        if not message_ids:
             return
-        messages = [self._challenge(node_id) for node_id in pending]
-        answered: set[int] = set()
         proofs: dict[int, str] = {}
-        for reply in grid.send_and_receive(messages, timeout=self.answer_timeout):
-            answered.add(reply.metadata.src_node_id)
-            address = self._check_answer(reply.metadata.src_node_id, reply)
-            if address is not None:
-                proofs[reply.metadata.src_node_id] = address
-        for node_id in set(pending) - answered:
+        for reply in grid.pull_messages(message_ids):
+            node_id = self.book.answered(reply.metadata.reply_to_message_id)
+            if node_id is None:
+                continue  # not (or no longer) an open challenge
+            address = self._check_answer(node_id, reply)
+            if address is None:
+                self.book.failed(node_id)
+            else:
+                proofs[node_id] = address
+        for node_id in self.book.expired():
             self._challenges.issue(node_id)  # invalidate the unanswered nonce
-            self._refuse(node_id, "no answer to the identity challenge")
-        # One registry read for every valid answer of the batch, not one per node.
+            self.book.failed(node_id)
+            timeout = self.policy.answer_timeout
+            self._refuse(node_id, f"no answer to the identity challenge within {timeout:g} s")
         statuses = registry.statuses_of(self.client, sorted(set(proofs.values()))) if proofs else {}
         for node_id, address in sorted(proofs.items()):
             self._accept(node_id, address, statuses[address])
 
     def _challenge(self, node_id: int) -> Message:
-        nonce = self._challenges.issue(node_id)
-        content = RecordDict({AUTH_RECORD: ConfigRecord({"nonce": nonce})})
-        return Message(content=content, message_type=AUTH_MESSAGE_TYPE, dst_node_id=node_id)
+        # The statement names this gate's chain, ledger and task (protocol/join.py): an answer signed
+        # for another ledger never verifies here. They travel too, so a node of another deployment
+        # can refuse in one line instead of signing for the wrong ledger.
+        self._challenges.task = self.join_task
+        statement = self._challenges.issue(node_id)
+        challenge = {"nonce": statement.nonce, "chain": statement.chain_id, "ledger": statement.ledger}
+        content = RecordDict({AUTH_RECORD: ConfigRecord({**challenge, "task": statement.task})})
+        # The SuperLink drops the message when the challenge expires: a node that comes back later
+        # does not answer a stale nonce.
+        return Message(
+            content=content,
+            message_type=AUTH_MESSAGE_TYPE,
+            dst_node_id=node_id,
+            ttl=self.policy.answer_timeout,
+        )
 
     def _check_answer(self, node_id: int, reply: Message) -> str | None:
         """The address a reply proves, or None (and the node refused)."""
@@ -247,16 +308,20 @@ class NodeGate:
         return address
 
     def _accept(self, node_id: int, address: str, status: str) -> None:
-        """Admit a node that proved `address`, if that address is Active and not in use already."""
+        """Admit a node that proved `address`, if that address is Active. An admitted node holding the
+        same address is replaced: only the key's holder can prove it, and a restarted SuperNode comes
+        back under a new Flower node id while its old id may still look connected for a while."""
         if status != "Active":
             self._refuse(
                 node_id, f"address {address} is not active in the NodeRegistry (status {status})", address
             )
             return
-        bound = [n for n, a in self.admitted.items() if a == address and n != node_id]
-        if bound:
-            self._refuse(node_id, f"address {address} is already in use by node {bound[0]}", address)
-            return
+        self.book.succeeded(node_id)
+        for old in [n for n, a in self.admitted.items() if a == address and n != node_id]:
+            del self.admitted[old]
+            self.book.retire(old)
+            self.refused[old] = f"replaced by node {node_id}, which proved the same address"
+            self.run_events.emit(NodeNotice(old, "refused", address, self.refused[old]))
         self.admitted[node_id] = address
         self.refused.pop(node_id, None)
         self.run_events.emit(NodeNotice(node_id, "verified", address))

@@ -24,6 +24,7 @@ from fl_chain.chain.client import ChainClient, open_chain
 from fl_chain.chain.identity import resolve_account
 from fl_chain.config import RunConfig
 from fl_chain.coordinator.committer import Commit, RoundCommitter
+from fl_chain.coordinator.key_handoff import handed_password
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.task_identity import identity_hash
 from fl_chain.store import ModelStore
@@ -57,7 +58,8 @@ class LedgerSession:
         `events`. Without `coordinator_key` a local chain's development key acts as coordinator."""
         client = open_chain(Path(deployment), rpc)
         key = Path(coordinator_key) if coordinator_key else None
-        coordinator = resolve_account(client.deployment.dev_keys, "coordinator", key)
+        password = handed_password() if key is not None else None  # from `flchain server --app`, if any
+        coordinator = resolve_account(client.deployment.dev_keys, "coordinator", key, password)
         run_events = RunEvents(Path(events) if events else None)
         client.on_outage(run_events.notice)
         return cls(client, coordinator, ModelStore(Path(store_dir)), run_events, config or RunConfig())

@@ -75,40 +75,69 @@ def screen_replies(
     for reply in replies:
         node_id = reply.metadata.src_node_id
         who = verified.get(node_id, f"node {node_id}")
-        if reply.has_error():
-            out.dropped[who] = f"error reply: {short_reason(reply.error.reason)}"
-            continue
-        out.answered.add(node_id)
-        if node_id not in verified:
-            out.dropped[who] = "reply from an unverified node"
-            continue
-        claim = update_claim(reply) if context is not None else None
-        if claim is not None and (signed := claim_signed_by(claim, context, who)) is not None:
-            out.claims[who] = signed
-        reason, arrays, weight = _check(reply, previous, policy)
-        if reason:
-            out.dropped[who] = reason
-            out.penalized.add(who)
-            continue
-        if context is not None:
-            reason, signed = _check_signature(
-                claim, out.claims.get(who), who, arrays, weight, context, policy.require_signed
-            )
-            if reason:
-                out.dropped[who] = reason
-                if claim is not None:  # a false claim is the node's doing; no claim may not be
-                    out.penalized.add(who)
-                continue
-            if signed is not None:
-                out.signed[who] = signed
-        out.accepted.append(reply)
-        out.updates[who], out.weights[who] = arrays, weight
-        out.originals[who] = arrays
+        try:
+            _screen_one(out, reply, who, node_id in verified, previous, policy, context)
+        except Exception as exc:  # a reply is data from another party: nothing in it may stop the round
+            _drop_unscreenable(out, who, node_id, node_id in verified, exc)
     if policy.reject_outliers:
         _drop_outliers(out, verified, previous, policy.outlier_norm_ratio)
     if policy.claim_cap > 0:
         _cap_claims(out, verified, policy)
     return out
+
+
+def _screen_one(
+    out: Screened,
+    reply: Message,
+    who: str,
+    admitted: bool,
+    previous: Mapping[str, np.ndarray],
+    policy: ScreeningPolicy,
+    context: RoundContext | None,
+) -> None:
+    """Screen one reply into `out`: accepted, or dropped with its reason (penalized when it is the
+    admitted sender's fault)."""
+    if reply.has_error():
+        out.dropped[who] = f"error reply: {short_reason(reply.error.reason)}"
+        return
+    out.answered.add(reply.metadata.src_node_id)
+    if not admitted:
+        out.dropped[who] = "reply from an unverified node"
+        return
+    claim = update_claim(reply) if context is not None else None
+    if claim is not None and (signed := claim_signed_by(claim, context, who)) is not None:
+        out.claims[who] = signed
+    reason, arrays, weight = _check(reply, previous, policy)
+    if reason:
+        out.dropped[who] = reason
+        out.penalized.add(who)
+        return
+    if context is not None:
+        reason, signed = _check_signature(
+            claim, out.claims.get(who), who, arrays, weight, context, policy.require_signed
+        )
+        if reason:
+            out.dropped[who] = reason
+            if claim is not None:  # a false claim is the node's doing; no claim may not be
+                out.penalized.add(who)
+            return
+        if signed is not None:
+            out.signed[who] = signed
+    out.accepted.append(reply)
+    out.updates[who], out.weights[who] = arrays, weight
+    out.originals[who] = arrays
+
+
+def _drop_unscreenable(out: Screened, who: str, node_id: int, admitted: bool, exc: Exception) -> None:
+    """A reply whose screening raised: undo anything half-recorded, drop it with the reason, penalize an
+    admitted sender (what it sent could not be read as a reply)."""
+    out.accepted = [r for r in out.accepted if r.metadata.src_node_id != node_id]
+    for book in (out.updates, out.weights, out.signed, out.originals):
+        book.pop(who, None)
+    out.dropped[who] = f"malformed reply ({type(exc).__name__}: {short_reason(str(exc))})"
+    if admitted:
+        out.answered.add(node_id)
+        out.penalized.add(who)
 
 
 def _check_signature(

@@ -23,6 +23,7 @@ from fl_chain.chain.identity import resolve_account
 from fl_chain.config import RunConfig
 from fl_chain.coordinator.committer import Commit
 from fl_chain.coordinator.evaluation import Evaluation
+from fl_chain.coordinator.key_handoff import handed_password
 from fl_chain.coordinator.ledger_session import LedgerSession
 from fl_chain.coordinator.policies import gate_samples, run_options
 from fl_chain.coordinator.reporting import run_end_reported
@@ -114,7 +115,9 @@ def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np
 def coordinator_account(client: ChainClient, config: RunConfig) -> LocalAccount:
     """The coordinator's key: a keystore from the config, else the local chain's development key."""
     key = Path(config.chain.coordinator_key) if config.chain.coordinator_key else None
-    return resolve_account(client.deployment.dev_keys, "coordinator", key)
+    # `flchain server` hands the password over as a file, never through the environment (key_handoff.py)
+    password = handed_password() if key is not None else None
+    return resolve_account(client.deployment.dev_keys, "coordinator", key, password)
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from fl_chain.coordinator.policies import ChainOptions, effective_policy, ledger
 from fl_chain.coordinator.reporting import run_end_reported
 from fl_chain.coordinator.train_round import TrainRounds
 from fl_chain.defence.anchor import RootAnchor, RootTrainer
+from fl_chain.defence.update_checks import check_metrics
 from fl_chain.wire.records import record_to_arrays
 from fl_chain.wire.report import RoundReport, metric_fields
 
@@ -180,10 +181,24 @@ class ChainStrategy(Strategy):
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Aggregate evaluation replies from admitted nodes only."""
-        good = [r for r in replies if not r.has_error() and r.metadata.src_node_id in self.gate.admitted]
+        good = [
+            r
+            for r in replies
+            if not r.has_error()
+            and r.metadata.src_node_id in self.gate.admitted
+            and _usable_evaluation(r, self.options.policy.screening.weight_key)
+        ]
         return self.inner.aggregate_evaluate(server_round, good) if good else None
 
     def summary(self) -> None:
         """Log the wrapped strategy's summary and the chain settings."""
         log(INFO, "\tChainStrategy around %s, task %s", type(self.inner).__name__, self.committer.task)
         self.inner.summary()
+
+
+def _usable_evaluation(reply: Message, weight_key: str) -> bool:
+    """An evaluation reply the wrapped strategy may average: one MetricRecord whose example count and
+    metrics pass the same checks as a training reply's (an inf or a string must not reach Flower's
+    weighted average)."""
+    records = list(reply.content.metric_records.values())
+    return len(records) == 1 and check_metrics(records[0], weight_key) is None

@@ -78,6 +78,7 @@ class TrainRounds:
         self._previous: Model = {}
         self._train_config: dict = {}
         self._train_started = 0.0
+        self._join_seconds = 0.0
         self._round = 0  # Flower's current round (what the app's evaluate_fn is called with)
         needed = (
             options.evidence is not None
@@ -92,7 +93,9 @@ class TrainRounds:
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> list[Message]:
         """Authenticate newcomers, then let the wrapped strategy sample among the allowed nodes."""
+        joining = time.monotonic()
         allowed = self._allowed(grid)
+        self._join_seconds = time.monotonic() - joining  # how long the join gate held the round
         self._previous = record_to_arrays(arrays)
         config = ConfigRecord({**dict(config), **self.chain_config(server_round - 1)})
         self._train_config = dict(config)
@@ -113,6 +116,7 @@ class TrainRounds:
     def _allowed(self, grid: Grid) -> set[int]:
         """The admitted nodes this round may sample (the gate waits for `min_nodes` of them)."""
         self.gate.start_round()
+        self.gate.join_task = self.committer.task  # join answers name the task (protocol/join.py)
         allowed = self.gate.wait_for(grid, self.min_nodes, self.policy.auth_timeout)
         if self.deadline_grid is not None:  # nodes that failed to reply and were not heard from since
             allowed -= self.deadline_grid.absent_nodes()
@@ -171,7 +175,7 @@ class TrainRounds:
     ) -> tuple[ArrayRecord, MetricRecord | None]:
         """Screen, judge, score, aggregate with the wrapped strategy, commit and report the round."""
         on_chain_round = self.round_offset + server_round
-        seconds = {"train": time.monotonic() - self._train_started}
+        seconds = {"join": self._join_seconds, "train": time.monotonic() - self._train_started}
         context = self._context(on_chain_round)
         screened = screen_replies(replies, self.gate.admitted, self._previous, self.policy.screening, context)
         root, reference = self._judge_with_root(screened, seconds)

@@ -11,6 +11,7 @@ from pathlib import Path
 from fl_chain.chain.client import ChainClient
 from fl_chain.dashboard.app import make_app, missing_vendor_files
 from fl_chain.dashboard.sync import LedgerSync
+from fl_chain.dashboard.verify import dashboard_policy
 from fl_chain.errors import FlchainError
 from fl_chain.netaddr import is_loopback
 
@@ -35,7 +36,9 @@ def check_address(host: str, port: int, allow_remote: bool) -> None:
 
 class DashboardServer:
     """The dashboard over one chain, served from a background thread; `home` is a server's or demo's
-    state directory beside it (its run reports add accuracy), if any."""
+    state directory beside it (its run reports add accuracy, its HOME/store is read by verify), if any;
+    `stores`: more stores of this operator that verify may read (directories, or http(s) URLs at a
+    private address)."""
 
     def __init__(
         self,
@@ -44,8 +47,10 @@ class DashboardServer:
         port: int = 8600,
         home: Path | None = None,
         allow_remote: bool = False,
+        stores: list[str] | None = None,
     ) -> None:
         check_address(host, port, allow_remote)
+        self.reads = dashboard_policy([*([home / "store"] if home is not None else []), *(stores or [])])
         missing = missing_vendor_files()
         if missing:
             raise FlchainError(
@@ -70,7 +75,7 @@ class DashboardServer:
         self.sync.start()
         hosts = ["*"] if self.allow_remote else ["127.0.0.1", "localhost", "[::1]", "::1", self.host]
         config = uvicorn.Config(
-            make_app(self.sync, hosts),
+            make_app(self.sync, hosts, self.reads),
             host=self.host,
             port=self.port,
             log_level="warning",

@@ -1,13 +1,17 @@
 """Re-hash a round's blob and compare it with the hash on-chain, for the dashboard's verify button.
 
-The URI comes from the chain and is attacker-controlled, so it is fetched only where the task's own
-store is: same scheme and host as the task's blob base and, for files, inside the blob base's
-directory. Anything else is reported, never fetched.
+The URI comes from the chain and is attacker-controlled (the task owner chose the blob base, the
+coordinator the URI), and the dashboard fetches it on its viewer's behalf, so a URI is fetched only if:
+it lies in the task's own store (same scheme and host as the task's blob base, inside its directory),
+its scheme is http, https or file, a file lies inside this dashboard's own store (HOME/store, --store
+DIR) and an HTTP host is a public address unless it is this dashboard's own store (--store URL). The read
+itself is `store_read.fetch`: streamed, capped, with a timeout. Anything else is reported, never fetched.
 """
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -15,10 +19,35 @@ from fl_chain.chain import ledger
 from fl_chain.chain.client import ChainClient
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.model_bytes import model_hash
-from fl_chain.store import read_blob
+from fl_chain.store_read import (
+    ReadPolicy,
+    ReadRefused,
+    fetch,
+    model_cap,
+    process_policy,
+    remember_model_size,
+    with_stores,
+)
 
-MAX_BLOB_BYTES = 2 * 1024**3  # Flower's own message limit: no honest model blob is larger
 FETCHED_SCHEMES = ("file", "http", "https")
+
+
+def dashboard_policy(stores: list[str | Path]) -> ReadPolicy:
+    """What the verify button may read: http(s) at public addresses, and this dashboard's own stores
+    (directories: file:// inside them; http(s) URLs: that host and port even if it is private)."""
+    directories, hosts = [], []
+    for store in stores:
+        parsed = urlparse(str(store))
+        if parsed.scheme in ("http", "https"):
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+            hosts.append(f"{(parsed.hostname or '').lower()}:{port}")
+        elif parsed.scheme in ("", "file"):
+            directories.append(Path(unquote(parsed.path)))
+        else:
+            raise FlchainError(f"--store {store}: expected a directory or an http(s):// URL")
+    policy = replace(process_policy(), schemes=("http", "https"), public_only=True)
+    policy = replace(policy, trusted_hosts=tuple(hosts))
+    return with_stores(policy, tuple(directories))
 
 
 def _within_store(uri: str, blob_base: str) -> str | None:
@@ -36,9 +65,10 @@ def _within_store(uri: str, blob_base: str) -> str | None:
     return None
 
 
-def verify_round(client: ChainClient, task: int, round_number: int) -> dict[str, Any]:
-    """Fetch the round's blob from the task's store, hash it and compare with the on-chain model hash:
-    status "match", "mismatch" or "unavailable" (with the reason)."""
+def verify_round(client: ChainClient, task: int, round_number: int, policy: ReadPolicy) -> dict[str, Any]:
+    """Fetch the round's blob from the task's store under `policy` (see `dashboard_policy`), hash it and
+    compare with the on-chain model hash: status "match", "mismatch" or "unavailable" (with the reason;
+    `refused` set when the dashboard would not fetch the URI at all)."""
     try:
         record = ledger.get_round(client, task, round_number)
         expected, uri = record.model_hash, record.uri
@@ -53,11 +83,15 @@ def verify_round(client: ChainClient, task: int, round_number: int) -> dict[str,
     }
     refused = _within_store(uri, blob_base)
     if refused is not None:
-        return {**result, "status": "unavailable", "detail": f"not fetched: {refused}"}
+        return {**result, "status": "unavailable", "refused": True, "detail": f"not fetched: {refused}"}
     try:
-        blob = read_blob(uri, timeout=30.0, max_bytes=MAX_BLOB_BYTES)
+        blob = fetch(uri, model_cap(ledger.model_size_key(client, task), policy), policy=policy)
+    except ReadRefused as exc:
+        return {**result, "status": "unavailable", "refused": True, "detail": str(exc)}
     except FlchainError as exc:
         return {**result, "status": "unavailable", "detail": str(exc)}
     actual = model_hash(blob)
     status = "match" if actual == expected else "mismatch"
+    if status == "match":  # the task's model size, for the next verification's cap
+        remember_model_size(ledger.model_size_key(client, task), len(blob))
     return {**result, "status": status, "actual": "0x" + actual.hex(), "bytes": len(blob)}

@@ -15,7 +15,13 @@ from fl_chain.experiments.attacks import active_attack, apply_attack
 from fl_chain.node.chain_mod import identity_for, sign_reply
 from fl_chain.node.client_app import SimulatedNodes, make_client_app
 from fl_chain.wire.node_config import NodeConfig
-from fl_chain.wire.records import CONFIG_PARENT_ROUND, UPDATE_RECORD, arrays_to_record, record_to_arrays
+from fl_chain.wire.records import (
+    CONFIG_PARENT_ROUND,
+    UPDATE_RECORD,
+    WEIGHT_KEY,
+    arrays_to_record,
+    record_to_arrays,
+)
 
 
 def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
@@ -33,6 +39,10 @@ def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
         trained = record_to_arrays(reply.content.array_records["arrays"])
         round_number = int(message.content.config_records["config"][CONFIG_PARENT_ROUND]) + 1
         reply.content["arrays"] = arrays_to_record(apply_attack(attack, received, trained, round_number))
+        active = active_attack(attack, round_number)
+        if active.get("kind") == "lie-examples":
+            for metrics in reply.content.metric_records.values():
+                metrics[WEIGHT_KEY] = active["value"]  # what a buggy or hostile app would claim
         if UPDATE_RECORD in reply.content.config_records:
             # The attacker controls its client and key: it signs what it really sends, so its poisoned
             # update is judged on its merits, not caught by a signature it would never get wrong.

@@ -1,13 +1,14 @@
 """Misbehaviour of simulated clients, for experiments and tests. An attack turns the honestly trained
 arrays into what a faulty or malicious node would send.
 
-Client-side kinds: sign-flip (send global - scale*(update)), noise (Gaussian, std), free-rider (return
-the model received), scale (boost the update by a factor; "boosting just under a filter" is a factor
-chosen below it), label-flip (train on flipped labels; applied to the data by attacking_client.py, the
-arrays pass unchanged), nan (poison one value), wrong-shape (drop a row), sybil (every node with the same
-`seed` sends the same noise update: colluding identities), and on-off (behave for `after` rounds, then
-run the attack in `then`). Coordinated attacks that need every participant's update, ALIE and IPM,
-live in experiments/collusion.py.
+Client-side kinds: sign-flip (send global - scale*(update)), noise (Gaussian, std), free-rider (return the
+model received), scale (boost the update by a factor; "boosting just under a filter" is a factor chosen
+below it), label-flip (train on flipped labels; applied to the data by attacking_client.py, the arrays pass
+unchanged), nan (poison one value), wrong-shape (drop a row), sybil (every node with the same `seed` sends
+the same noise update: colluding identities), lie-examples (an honest update with the example count `value`
+claimed instead: inf, nan, -1, 2**80; applied to the reply by attacking_client.py), and on-off (behave for
+`after` rounds, then run the attack in `then`). Coordinated attacks that need every participant's update,
+ALIE and IPM, live in experiments/collusion.py.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ ATTACKS = (
     "wrong-shape",
     "sybil",
     "on-off",
+    "lie-examples",
     "alie",
     "ipm",
 )
@@ -70,7 +72,7 @@ def apply_attack(
             out[name] = base.copy()
         elif kind == "scale":
             out[name] = (base + float(attack.get("scale", 10.0)) * delta).astype(value.dtype)
-        elif kind in ("nan", "wrong-shape", "label-flip"):
+        elif kind in ("nan", "wrong-shape", "label-flip", "lie-examples"):
             out[name] = value.copy()
         else:
             raise FlchainError(f"unknown attack {kind!r}: expected one of {', '.join(ATTACKS)}")

@@ -7,7 +7,9 @@ of the ledger. Before the app's own handler runs, the mod
 and after a training handler returns, refuses to send a model that is not the task's architecture.
 A refusal is an error reply with one line saying why (the coordinator reports it, the round goes on with
 the others); the node's settings come from its node config (`flchain-deployment`, `flchain-key`, ...:
-wire/node_config.py), so a plain `flower-supernode` works as well as `flchain client`."""
+wire/node_config.py), so a plain `flower-supernode` works as well as `flchain client`. Under `flchain client`
+the mod holds no key: it asks the node's signing agent (node/signer.py), which signs only these two
+statements for the node's own chain and ledger."""
 
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.identity import keystore_address
 from fl_chain.chain.node_reads import NodeReads, NodeRoundView
 from fl_chain.errors import FlchainError
+from fl_chain.node.signer import LocalSigner, Signer, agent_signer
 from fl_chain.node.simulated_keys import keys_file, simulated_node_settings
+from fl_chain.protocol.join import JoinStatement
 from fl_chain.protocol.model_bytes import hash_arrays, require_model_hash
 from fl_chain.protocol.task_identity import require_identity
 from fl_chain.wire.node_config import NodeConfig
@@ -42,26 +46,25 @@ from fl_chain.wire.records import (
 )
 
 if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-
     from fl_chain.chain.client import ChainClient
 
 # Flower runs every message in a fresh process, so this module imports neither web3 nor eth-account:
-# a training message costs one batched chain read (fl_chain/chain/node_reads.py) and no key. The key is
-# needed only to sign the join challenge, web3 only for the opt-in finalized_only / model_source="store".
+# a training message costs one batched chain read (fl_chain/chain/node_reads.py) and one request to the
+# signing agent; web3 is needed only for the opt-in finalized_only / model_source="store".
 
 Resolver = Callable[[Context], NodeConfig]
 
 
 class NodeIdentity:
     """The node's address and its view of the chain (its own deployment file and RPC, not the server's);
-    its key is loaded only when it has something to sign."""
+    whoever signs for it (`signer`) is found only when it has something to sign or to say who it is."""
 
     def __init__(self, settings: NodeConfig) -> None:
-        if settings.key_path is None and settings.private_key is None:
+        self._agent = None if settings.private_key is not None else agent_signer()
+        if settings.key_path is None and settings.private_key is None and self._agent is None:
             raise FlchainError(
-                "node config has no 'flchain-key': give the node's keystore (its password in "
-                "FLCHAIN_KEY_PASSWORD)"
+                "node config has no 'flchain-key': start the node with `flchain client --key KEYSTORE`, or "
+                "give flower-supernode the node's keystore (its password in FLCHAIN_KEY_PASSWORD)"
             )
         self.settings = settings
         deployment = Deployment.load(settings.deployment)
@@ -72,24 +75,27 @@ class NodeIdentity:
             deployment.contracts["ModelLedger"],
             str(settings.deployment),
         )
-        self._account: LocalAccount | None = None
+        self._signer: Signer | None = self._agent
         self._chain: ChainClient | None = None
-        self.address = (
-            keystore_address(settings.key_path, checksum=False)
-            if settings.private_key is None and settings.key_path is not None
-            else self.account.address
-        )
+        if self._agent is not None:
+            self.address = self._agent.address  # also the agent's first check of this process
+        elif settings.private_key is None and settings.key_path is not None:
+            self.address = keystore_address(settings.key_path, checksum=False)
+        else:
+            self.address = self.signer.address
 
     @property
-    def account(self) -> LocalAccount:
-        """The node's key: decrypted (or taken from `flchain client`'s environment) on first use."""
-        if self._account is None:
+    def signer(self) -> Signer:
+        """Who signs for the node: `flchain client`'s agent, else a key in this process (a simulated
+        node's, or the keystore decrypted with FLCHAIN_KEY_PASSWORD on first use)."""
+        if self._signer is None:
             from fl_chain.chain.identity import resolve_account
 
-            self._account = resolve_account(
+            account = resolve_account(
                 {}, "node", self.settings.key_path, private_key=self.settings.private_key
             )
-        return self._account
+            self._signer = LocalSigner(account)
+        return self._signer
 
     @property
     def chain(self) -> ChainClient:
@@ -115,7 +121,9 @@ _IDENTITIES: dict[tuple, NodeIdentity] = {}
 
 def identity_for(settings: NodeConfig) -> NodeIdentity:
     """Cached per process: a simulation actor serves many messages; a SuperNode's process serves one."""
-    cache_key = (settings.deployment, settings.key_path, settings.private_key, settings.rpc)
+    signer = agent_signer()
+    agent = signer.path if signer is not None else None
+    cache_key = (settings.deployment, settings.key_path, settings.private_key, settings.rpc, agent)
     if cache_key not in _IDENTITIES:
         _IDENTITIES[cache_key] = NodeIdentity(settings)
     return _IDENTITIES[cache_key]
@@ -169,16 +177,33 @@ def is_challenge(message: Message) -> bool:
 
 
 def answer_challenge(settings: NodeConfig, message: Message, context: Context) -> Message:
-    """Sign the server's nonce bound to chain id, run id and this node's id."""
-    from fl_chain.protocol.join import sign_challenge
-
+    """Sign the join statement: the server's nonce bound to this node's chain, ledger, the task the
+    challenge names, the run id and this node's id."""
     identity = identity_for(settings)
     identity.require_active()
-    nonce = str(message.content.config_records[AUTH_RECORD]["nonce"])
-    chain_id = identity.reads.chain_id
-    signature = sign_challenge(identity.account, chain_id, context.run_id, context.node_id, nonce)
-    answer = ConfigRecord({"address": identity.account.address, "signature": signature})
+    statement = join_statement(identity, message.content.config_records[AUTH_RECORD], context)
+    signature = identity.signer.sign_join(statement)
+    answer = ConfigRecord({"address": identity.signer.address, "signature": signature})
     return Message(RecordDict({AUTH_RECORD: answer}), reply_to=message)
+
+
+def join_statement(identity: NodeIdentity, challenge: ConfigRecord, context: Context) -> JoinStatement:
+    """The statement a challenge asks this node to sign, for the node's own chain and ledger: a challenge
+    naming another chain or ledger is refused here, in one line, rather than answered for the wrong one."""
+    reads = identity.reads
+    for key, own in (("chain", reads.chain_id), ("ledger", reads.ledger)):
+        asked = challenge.get(key)
+        if asked is not None and str(asked).lower() != str(own).lower():
+            raise FlchainError(
+                f"the join challenge is for {key} {asked}, but this node's deployment "
+                f"({identity.settings.deployment}) is {key} {own}"
+            )
+    task = challenge.get("task", 0)
+    if not isinstance(task, int) or isinstance(task, bool):
+        raise FlchainError("the join challenge's 'task' is not an integer")
+    nonce = challenge.get("nonce")
+    statement = JoinStatement(reads.chain_id, reads.ledger, task, context.run_id, context.node_id, nonce)
+    return statement.checked()
 
 
 def chain_config(message: Message) -> ConfigRecord:
@@ -247,8 +272,6 @@ def sign_reply(
     reply's arrays if already decoded."""
     if reply.has_error():
         return
-    from fl_chain.protocol.update_signing import sign_update
-
     config = chain_config(message)
     task, round_number = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND]) + 1
     if arrays is None:
@@ -261,8 +284,8 @@ def sign_reply(
     weight = int(claimed) if plausible else 0
     reads = identity.reads
     update_hash = hash_arrays(arrays)
-    signed = sign_update(
-        identity.account, reads.chain_id, reads.ledger, task, round_number, update_hash, weight
+    signed = identity.signer.sign_update(
+        reads.chain_id, reads.ledger, task, round_number, update_hash, weight
     )
     reply.content[UPDATE_RECORD] = ConfigRecord(
         {"hash": "0x" + update_hash.hex(), "weight": weight, "signature": signed.signature}

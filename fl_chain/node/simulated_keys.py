@@ -3,7 +3,10 @@ has no node config of its own beyond its partition id, so the flchain mod finds 
 keys file the run config names (`flchain-simulated-keys`; for `flwr.simulation.run_simulation`, which has
 no run config, the environment variable FLCHAIN_SIMULATED_KEYS): the deployment file and one private key
 per partition id. The keys are throwaway keys of a local development chain (as `flchain demo` uses), so
-the file holds them in clear, readable by its owner only; a real node uses its keystore (`flchain-key`)."""
+the file holds them in clear, readable by its owner only; a real node uses its keystore (`flchain-key`).
+Simulated nodes sign in process (node/signer.py `LocalSigner`): a simulation runs app code its user
+started themselves, so there is no coordinator's code to keep the keys from; `flchain client` nodes sign
+through their signing agent and never hand a key to app code."""
 
 from __future__ import annotations
 

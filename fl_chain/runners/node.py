@@ -1,6 +1,12 @@
 """NodeSupervisor: what `flchain client` does once its inputs are checked. Runs this node's SuperNode
 (with its `NodeConfig`), restarts it when the SuperLink goes away so a restarted or resumed server finds
-the node again, and reports the chain events that concern the node from its own ChainWatcher."""
+the node again, and reports the chain events that concern the node from its own ChainWatcher.
+
+The node's decrypted key never leaves this process: the SuperNode runs with `--isolation process`, this
+process starts its app processes (runners/app_launcher.py) with an environment holding neither key nor
+password, and signs for them through its signing agent (runners/signing_agent.py), which signs only
+flchain's join answer and update claim for this node's chain and ledger, and with `app_hash` only for
+the pinned app bundle."""
 
 from __future__ import annotations
 
@@ -8,18 +14,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fl_chain.chain.client import ChainClient
-from fl_chain.chain.identity import DECRYPTED_KEY_ENV
 from fl_chain.chain.setup.localnode import free_port
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher, is_fatal
 from fl_chain.errors import FlchainError
 from fl_chain.node.claims_file import CLAIMS_ENV
 from fl_chain.node.inclusion import check_inclusion, claims_for
+from fl_chain.node.signer import SIGNER_ENV
 from fl_chain.protocol.fixedpoint import from_fixed
 from fl_chain.protocol.update_signing import SignedUpdate
-from fl_chain.runners.processes import Managed, start_supernode
+from fl_chain.runners.app_launcher import AppLauncher
+from fl_chain.runners.processes import SECRET_ENV, Managed, child_environment, start_supernode
+from fl_chain.runners.signing_agent import SigningAgent
 from fl_chain.wire.node_config import NodeConfig
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 RESTART_DELAY = 2.0
 
@@ -33,11 +45,14 @@ class NodeSupervisor:
     node: NodeConfig
     superlink: str
     log: Path
-    secret_key: str = field(repr=False)  # decrypted once here; app processes get it by environment
+    account: LocalAccount = field(repr=False)  # decrypted once here, never handed to another process
     root_certificates: Path | None = None
     port: int | None = None
     status: str = ""  # the node's registry status when it started
+    app_hash: str | None = None  # the only app bundle (FAB hash) this node runs, if pinned
     _process: Managed | None = None
+    _agent: SigningAgent | None = None
+    _launcher: AppLauncher | None = None
 
     @classmethod
     def open(cls, node: NodeConfig, key: Path, password: str, superlink: str, home: Path) -> NodeSupervisor:
@@ -46,15 +61,15 @@ class NodeSupervisor:
         from fl_chain.chain import registry
         from fl_chain.chain.client import open_chain
         from fl_chain.chain.identity import load_key
+        from fl_chain.store_read import allow_local_store
         from fl_chain.tasks import load_task
 
         load_task(node.task)  # a task that does not import fails here, not in every app process
+        allow_local_store(home / "store")  # this machine's store (as for pull and audit): file:// reads there
         account = load_key(key, password)
         chain = open_chain(node.deployment, node.rpc)
         log = home / "nodes" / f"{account.address}.log"
-        supervisor = cls(
-            chain, account.address, node, superlink, log, "0x" + account.key.hex().removeprefix("0x")
-        )
+        supervisor = cls(chain, account.address, node, superlink, log, account)
         supervisor.status = registry.status_of(chain, account.address)
         return supervisor
 
@@ -64,16 +79,27 @@ class NodeSupervisor:
         return self.log.with_suffix(".claims.jsonl")
 
     def start(self) -> Managed:
-        """Start the SuperNode; the decrypted key reaches its app processes by environment only (each
-        message's app process would otherwise spend ~0.7 s on the keystore's scrypt)."""
+        """Start the signing agent (once), the SuperNode and the launcher of its app processes; the app
+        processes get the agent's socket path and the claims file, no key and no password."""
+        if self._agent is None:
+            from fl_chain.chain.client import open_chain
+
+            # Its own connection: the agent answers in its own threads while this one watches the chain.
+            agent_chain = open_chain(self.node.deployment, self.node.rpc)
+            self._agent = SigningAgent(self.account, agent_chain, self.app_hash)
+            self._agent.start()
+        port = self.port or free_port()
         self._process = start_supernode(
             self.superlink,
-            self.port or free_port(),
+            port,
             self.node.to_node_config(),
             self.log,
             self.root_certificates,
-            {DECRYPTED_KEY_ENV: self.secret_key, CLAIMS_ENV: str(self.claims)},
+            isolation="process",
         )
+        env = child_environment({SIGNER_ENV: str(self._agent.path), CLAIMS_ENV: str(self.claims)}, SECRET_ENV)
+        self._launcher = AppLauncher(f"127.0.0.1:{port}", self._agent, self.log, env, self.app_hash)
+        self._launcher.start()
         return self._process
 
     def serve(
@@ -109,24 +135,32 @@ class NodeSupervisor:
                         f"(SuperLink {self.superlink} gone?); restarting it in {RESTART_DELAY:g} s; "
                         f"see {self.log}"
                     )
-                    self._process.stop()
+                    self._stop_node()
                     time.sleep(RESTART_DELAY)
                     self.start()
         finally:
             self.stop()
 
     def stop(self) -> None:
-        """Stop the SuperNode (and everything it started) by PID."""
+        """Stop the app processes, the SuperNode (and everything it started) by PID, and the agent."""
+        self._stop_node()
+        if self._agent is not None:
+            self._agent.stop()
+            self._agent = None
+
+    def _stop_node(self) -> None:
+        """Stop the launcher with its app processes, then the SuperNode."""
+        if self._launcher is not None:
+            self._launcher.stop()
+            self._launcher = None
         if self._process is not None:
             self._process.stop()
             self._process = None
 
     def _inclusion(self, signed: SignedUpdate, ticket: str) -> str:
         """Check (and if need be complain about) one signed update of this node; one line to show."""
-        from eth_account import Account
-
         try:
-            return check_inclusion(self.chain, Account.from_key(self.secret_key), signed, ticket).line()
+            return check_inclusion(self.chain, self.account, signed, ticket).line()
         except FlchainError as exc:
             return f"task {signed.task} round {signed.round}: inclusion check failed: {exc}"
 

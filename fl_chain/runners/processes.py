@@ -13,8 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fl_chain import watchdog
+from fl_chain.chain.identity import DECRYPTED_KEY_ENV, PASSWORD_ENV
+from fl_chain.chain.setup.localnode import free_port
 from fl_chain.errors import FlchainError
+from fl_chain.netaddr import is_loopback
 from fl_chain.proctree import stop_tree
+
+# What opens a node's key: never inherited by a SuperNode of `flchain client` or the app processes it runs
+# (the coordinator ships their code). Given explicitly (a plain flower-supernode), it is the user's choice.
+SECRET_ENV = (PASSWORD_ENV, DECRYPTED_KEY_ENV)
 
 CERT_FILES = ("ca.crt", "server.pem", "server.key")
 APP_PYPROJECT = """[build-system]
@@ -67,8 +74,19 @@ def _bin(name: str) -> str:
     return str(path)
 
 
-def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Managed:
-    """Start a command in a new process group with output to a log file."""
+def child_environment(env: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """This process's environment without `drop`, with this Python's bin directory first on PATH (Flower's
+    launchers find flower-superexec and the app runners there), and `env` on top."""
+    inherited = {k: v for k, v in os.environ.items() if k not in drop}
+    inherited["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**inherited, **(env or {})}
+
+
+def spawn(
+    name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None, drop: tuple[str, ...] = ()
+) -> Managed:
+    """Start a command in a new process group with output to a log file (`env` added to this process's
+    environment, `drop` left out of it)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
@@ -76,12 +94,7 @@ def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = Non
             stdout=fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            # Flower's launchers find flower-superexec and the app runners on PATH.
-            env={
-                **os.environ,
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                **(env or {}),
-            },
+            env=child_environment(env, drop),
             start_new_session=True,
         )
     watchdog.watch(proc.pid)  # stopped with its tree even if this process is SIGKILLed
@@ -116,11 +129,61 @@ def wait_port(host: str, port: int, proc: Managed, timeout: float = 60.0) -> Non
     raise FlchainError(f"{proc.name} did not listen on {host}:{port} within {timeout:.0f} s; see {proc.log}")
 
 
+@dataclass
+class SuperLink:
+    """A running SuperLink and, on a non-loopback address, the Fleet proxy in front of it
+    (runners/fleet_proxy.py). `local` is where its Control and ServerAppIo APIs answer: loopback when
+    proxied (then plain HTTP: `local_certificates` is None), else the SuperLink's own address."""
+
+    process: Managed
+    local: str
+    local_certificates: Path | None
+    proxy: Managed | None = None
+
+    @property
+    def pid(self) -> int:
+        """PID of the SuperLink (its SuperExec and ServerApp processes are its descendants)."""
+        return self.process.pid
+
+    @property
+    def proc(self) -> subprocess.Popen:
+        """The SuperLink's Popen."""
+        return self.process.proc
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the proxy (nodes lose their way in first), then the SuperLink and its descendants."""
+        if self.proxy is not None:
+            self.proxy.stop(timeout)
+        self.process.stop(timeout)
+
+
 def start_superlink(
     host: str, port: int, log: Path, certificates: Path | None, env: dict[str, str] | None = None
+) -> SuperLink:
+    """A SuperLink for nodes at `host:port`. Flower 1.42 serves the Fleet, Control and ServerAppIo APIs
+    from one HTTP port, so on a loopback `host` that is the SuperLink's own; on any other address the
+    SuperLink listens on a free loopback port and nginx passes only the Fleet API from `host:port`
+    (runners/fleet_proxy.py): nobody on the network can submit a run. `env` reaches the ServerApp
+    processes it starts; no secret of this process (SECRET_ENV) does."""
+    from fl_chain.runners.fleet_proxy import nginx_binary, start_fleet_proxy  # it builds on this module
+
+    if is_loopback(host):
+        return SuperLink(_superlink(host, port, log, certificates, env), f"{host}:{port}", certificates)
+    nginx_binary()  # fail before anything starts
+    inner = free_port()
+    link = _superlink("127.0.0.1", inner, log, None, env)
+    try:
+        proxy = start_fleet_proxy(host, port, inner, log.with_name("fleet-proxy.log"), certificates)
+    except BaseException:
+        link.stop()
+        raise
+    return SuperLink(link, f"127.0.0.1:{inner}", None, proxy)
+
+
+def _superlink(
+    host: str, port: int, log: Path, certificates: Path | None, env: dict[str, str] | None
 ) -> Managed:
-    """A SuperLink whose Fleet, Control and ServerAppIo APIs share one HTTP port; `env` reaches the
-    ServerApp processes it starts (the coordinator's keystore password, never on a command line)."""
+    """The flower-superlink process itself, listening on host:port."""
     cmd = [
         _bin("flower-superlink"),
         "--host",
@@ -135,9 +198,9 @@ def start_superlink(
         cmd += ["--ssl-keyfile", str(files["server.key"])]
     else:
         cmd += ["--insecure"]
-    link = spawn("SuperLink", cmd, log, env)
+    link = spawn("SuperLink", cmd, log, env, drop=SECRET_ENV)
     try:
-        wait_port("127.0.0.1" if host in ("0.0.0.0", "::") else host, port, link)
+        wait_port(host, port, link)
     except BaseException:
         link.stop()
         raise
@@ -169,12 +232,15 @@ def start_supernode(
     log: Path,
     root_certificates: Path | None,
     env: dict[str, str] | None = None,
+    isolation: str = "subprocess",
 ) -> Managed:
-    """A SuperNode connected to `superlink` (host:port) with this node's config."""
+    """A SuperNode connected to `superlink` (host:port) with this node's config, its Runtime API on
+    127.0.0.1:`port`. It inherits no secret of this process (SECRET_ENV), only what `env` gives it. With
+    `isolation="process"` it starts no app process itself: `flchain client` does (runners/app_launcher.py)."""
     cmd = [_bin("flower-supernode"), "--superlink", superlink, "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--node-config", format_node_config(node_config)]
+    cmd += ["--node-config", format_node_config(node_config), "--isolation", isolation]
     cmd += ["--root-certificates", str(root_certificates)] if root_certificates else ["--insecure"]
-    return spawn("SuperNode", cmd, log, env)
+    return spawn("SuperNode", cmd, log, env, drop=SECRET_ENV)
 
 
 def format_node_config(values: dict[str, str | int | float]) -> str:
@@ -216,7 +282,7 @@ def submit_run(app_dir: Path, flwr_home: Path, run_file: Path | None, log: Path)
     cmd = [_bin("flwr"), "run", str(app_dir), "flchain", "--stream"]
     if run_file is not None:
         cmd += ["--run-config", f"flchain-run='{run_file}'"]
-    return spawn("flwr run", cmd, log, {"FLWR_HOME": str(flwr_home)})
+    return spawn("flwr run", cmd, log, {"FLWR_HOME": str(flwr_home)}, drop=SECRET_ENV)
 
 
 def check_app_dir(app: Path) -> None:

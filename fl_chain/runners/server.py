@@ -11,15 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fl_chain.chain import ledger
-from fl_chain.chain.identity import PASSWORD_ENV, resolve_account
+from fl_chain.chain.identity import resolve_account
 from fl_chain.chain.setup.localnode import port_in_use
 from fl_chain.config import RunConfig
+from fl_chain.coordinator.key_handoff import discard_password, hand_over_password
 from fl_chain.coordinator.ledger_session import RUN_ENV
 from fl_chain.errors import FlchainError
 from fl_chain.netaddr import is_loopback
 from fl_chain.proctree import cmdline, descendants
+from fl_chain.runners.fleet_proxy import nginx_binary
 from fl_chain.runners.processes import (
     Managed,
+    SuperLink,
     check_app_dir,
     check_certificates,
     prepare_app,
@@ -46,7 +49,7 @@ class ServerOptions:
     insecure: bool = False
     resume: bool = False
     task: int | None = None
-    password: str | None = None  # of the coordinator keystore; handed to the ServerApp's environment
+    password: str | None = None  # of the coordinator keystore; handed to the ServerApp as a 0600 file
     app: Path | None = None  # a Flower App directory whose ServerApp uses ChainStrategy (else flchain's own)
 
 
@@ -84,7 +87,7 @@ class ServerRun:
     resume_task: int | None = None
     already: int = 0  # rounds after round 0 already on-chain (resume)
     resumed_hash: bytes = b""
-    _processes: list[Managed] = field(default_factory=list)
+    _processes: list[Managed | SuperLink] = field(default_factory=list)
 
     @property
     def connect_address(self) -> str:
@@ -103,6 +106,7 @@ class ServerRun:
         """Fail fast, before anything starts: network exposure, TLS files, chain, key, task, resume point."""
         from fl_chain.chain.client import open_chain
         from fl_chain.coordinator.server_app import resume_point
+        from fl_chain.store_read import allow_local_store
 
         opts = self.options
         if opts.certificates is None and not opts.insecure and not is_loopback(opts.host):
@@ -111,6 +115,8 @@ class ServerRun:
             )
         if opts.certificates is not None:
             check_certificates(opts.certificates)
+        if not is_loopback(opts.host):
+            nginx_binary()  # a public address passes only Flower's Fleet API (runners/fleet_proxy.py)
         if opts.task is not None and not opts.resume:
             raise FlchainError("--task is only used with --resume")
         if opts.app is not None:
@@ -127,6 +133,8 @@ class ServerRun:
             self.resume_task = (
                 opts.task if opts.task is not None else ledger.newest_owned_task(client, coordinator.address)
             )
+            store = opts.config.store.dir or opts.home / "store"
+            allow_local_store(store)  # the run's own store: its file:// blobs are this machine's
             record, _ = resume_point(client, coordinator, self.resume_task)  # fetched and verified now
             self.already, self.resumed_hash = record.round, record.model_hash
         if port_in_use(opts.port, opts.host):
@@ -148,25 +156,32 @@ class ServerRun:
         run_dir.mkdir(parents=True, exist_ok=True)
         spec = self._spec(run_dir)
         spec.write(run_dir / "run.json")
-        app_dir, flwr_home = prepare_app(run_dir, self.connect_address, opts.certificates)
-        secrets = {PASSWORD_ENV: opts.password} if opts.password is not None else {}
+        # The coordinator's keystore password reaches the ServerApp as a 0600 file it reads once and
+        # deletes (coordinator/key_handoff.py), never through an environment.
+        password_file = run_dir / "coordinator.password"
+        env = hand_over_password(password_file, opts.password) if opts.password is not None else {}
         if opts.app is not None:  # the user's ServerApp finds its LedgerSession through the environment
-            app_dir, secrets = opts.app.resolve(), {**secrets, RUN_ENV: str(run_dir / "run.json")}
+            env[RUN_ENV] = str(run_dir / "run.json")
         try:
-            link = start_superlink(
-                opts.host, opts.port, run_dir / "superlink.log", opts.certificates, secrets
-            )
+            link = start_superlink(opts.host, opts.port, run_dir / "superlink.log", opts.certificates, env)
             self._processes.append(link)
+            only = "" if link.proxy is None else f" (Fleet API only; runs are submitted on {link.local})"
             on_started(
-                f"SuperLink on {opts.host}:{opts.port} (pid {link.pid}); coordinator {self.coordinator}; "
-                f"connect nodes with: flchain client --superlink {self.connect_address} --key KEY"
+                f"SuperLink on {opts.host}:{opts.port}{only} (pid {link.pid}); coordinator "
+                f"{self.coordinator}; connect nodes with: flchain client --superlink {self.connect_address} "
+                "--key KEY"
             )
+            # `flwr run` talks to the Control API, which only the SuperLink's local address serves.
+            app_dir, flwr_home = prepare_app(run_dir, link.local, link.local_certificates)
+            if opts.app is not None:
+                app_dir = opts.app.resolve()
             run_file = run_dir / "run.json" if opts.app is None else None  # a user's app has no such key
             runner = submit_run(app_dir, flwr_home, run_file, run_dir / "serverapp.log")
             self._processes.append(runner)
             return self._follow(runner, spec.events, run_dir, on_entry, link.pid)
         finally:
             self.stop()
+            discard_password(password_file)
 
     def stop(self) -> None:
         """Stop every process this run started, newest first, by PID."""

@@ -1,7 +1,8 @@
 """A local federation's chain in one call: start anvil or ganache, deploy the contracts with the
 development keys (admin = registrar = account 0, coordinator = account 1) and, for demos, tests and
 benches, register funded node keys. Used by `flchain chain up`, `flchain demo`, the tests and the
-benches, so there is one way to do it."""
+benches, so there is one way to do it. A chain other machines reach is set up by public_chain.py
+instead: fresh role keystores, the node on loopback behind the RPC gate."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -19,9 +21,11 @@ from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhaust
 from fl_chain.chain import quorum, registry
 from fl_chain.chain.client import ChainClient, connect
 from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
+from fl_chain.chain.setup import public_chain
 from fl_chain.chain.setup.deploy import deploy_contracts, dev_account
-from fl_chain.chain.setup.localnode import ChainProcess, free_port, start_chain
+from fl_chain.chain.setup.localnode import ChainProcess, free_port, port_in_use, start_chain
 from fl_chain.errors import FlchainError
+from fl_chain.netaddr import is_loopback
 from fl_chain.protocol.reputation_model import ReputationParams
 
 NODE_FUNDS_WEI = 10**17  # enough gas money for a node's registration and a long run
@@ -54,8 +58,10 @@ def deploy_local(
     quorum: int = 1,
     save_to: Path | None = None,
 ) -> LocalDeployment:
-    """Deploy the contracts onto a running local chain with the development keys recorded in the
-    deployment (written to `save_to` if given)."""
+    """Deploy the contracts onto a running loopback chain with the development keys, which are kept in
+    the deployment's separate dev-keys file (written beside `save_to` if given), never in the file."""
+    if process.gate_pid or not is_loopback(process.host):
+        raise FlchainError("development keys hold roles only on a loopback chain")
     w3 = connect(process.rpc_url)
     admin, coordinator = dev_account(0), dev_account(1)
     params = (reputation_params or ReputationParams()).as_tuple()
@@ -72,6 +78,28 @@ def deploy_local(
     return LocalDeployment(process, ChainClient(w3, deployment), admin, coordinator)
 
 
+def _deploy_public(
+    process: ChainProcess,
+    home: Path,
+    password: str | None,
+    reputation_params: ReputationParams | None,
+    public_url: str,
+) -> LocalDeployment:
+    """Deploy onto a chain other machines will reach (its gate not open yet) with fresh role keystores
+    under HOME/keys, funded by the development accounts; writes HOME's key-free deployment file."""
+    accounts = public_chain.role_accounts(home, password or "", create=True)
+    w3 = connect(process.rpc_url)
+    public_chain.fund_roles(w3, accounts)
+    params = (reputation_params or ReputationParams()).as_tuple()
+    admin, coordinator = accounts["admin"], accounts["coordinator"]
+    registrar = accounts["registrar"].address
+    deployment = deploy_contracts(
+        w3, admin, coordinator.address, public_url, process.backend, params, registrar=registrar
+    )
+    deployment.save(home / DEPLOYMENT_FILE)
+    return LocalDeployment(process, ChainClient(w3, deployment), admin, coordinator)
+
+
 def start_local(
     home: Path,
     backend: str = "anvil",
@@ -81,24 +109,41 @@ def start_local(
     detach: bool = False,
     reputation_params: ReputationParams | None = None,
     state: Path | None = None,
+    role_password: str | None = None,
 ) -> LocalDeployment:
     """Start a chain (on a free port unless given), deploy, and write HOME/deployment.json; the chain is
     stopped again if anything after its start fails. With `state` (anvil) the chain is kept in that
-    file across restarts: when it already holds HOME's deployment, nothing is deployed again."""
+    file across restarts: when it already holds HOME's deployment, nothing is deployed again.
+    On a host other machines reach, the roles are held by keystores under HOME/keys encrypted with
+    `role_password` (public_chain.py) and the chain answers them only through the RPC gate."""
     resuming = state is not None and state.is_file() and (home / DEPLOYMENT_FILE).is_file()
+    public = not is_loopback(host)
+    port = port or free_port(host)
+    if public and port_in_use(port, host):
+        raise FlchainError(f"port {port} on {host} is already in use: choose another with --port")
+    chain_host, chain_port = ("127.0.0.1", free_port()) if public else (host, port)
     process = start_chain(
-        backend, port or free_port(host), home / "chain.log", host, block_time, detach=detach, state=state
+        backend, chain_port, home / "chain.log", chain_host, block_time, detach=detach, state=state
     )
+    public_url = f"http://{host}:{port}"
     try:
         if resuming:
-            return _resume_local(process, home / DEPLOYMENT_FILE, state)
-        return deploy_local(process, reputation_params, save_to=home / DEPLOYMENT_FILE)
+            local = _resume_local(process, home / DEPLOYMENT_FILE, state, public_url, role_password)
+        elif public:
+            local = _deploy_public(process, home, role_password, reputation_params, public_url)
+        else:
+            local = deploy_local(process, reputation_params, save_to=home / DEPLOYMENT_FILE)
+        if public:  # opened only now: nobody else reached the chain while it was being set up
+            public_chain.open_gate(process, host, port, home, detach)
+        return local
     except BaseException:
         process.stop()
         raise
 
 
-def _resume_local(process: ChainProcess, deployment_path: Path, state: Path) -> LocalDeployment:
+def _resume_local(
+    process: ChainProcess, deployment_path: Path, state: Path, public_url: str, password: str | None
+) -> LocalDeployment:
     deployment = Deployment.load(deployment_path)
     w3 = connect(process.rpc_url)
     registry_address = Web3.to_checksum_address(deployment.contracts["NodeRegistry"])
@@ -107,10 +152,22 @@ def _resume_local(process: ChainProcess, deployment_path: Path, state: Path) -> 
             f"{state} does not hold the contracts of {deployment_path}: start with another --state "
             "file (or remove it to deploy afresh)"
         )
-    if deployment.rpc_url != process.rpc_url:  # restarted on another port: nodes read the file
-        deployment.rpc_url = process.rpc_url
-        deployment.save(deployment_path)
-    return LocalDeployment(process, ChainClient(w3, deployment), dev_account(0), dev_account(1), resumed=True)
+    if not is_loopback(urlsplit(public_url).hostname or ""):  # its roles are HOME's keystores
+        accounts = public_chain.role_accounts(deployment_path.parent, password or "", create=False)
+        public_chain.check_roles(accounts, deployment.roles, deployment_path.parent / public_chain.KEYS_DIR)
+        admin, coordinator = accounts["admin"], accounts["coordinator"]
+    elif deployment.dev_keys:
+        admin, coordinator = dev_account(0), dev_account(1)
+    else:
+        raise FlchainError(
+            f"{deployment_path} was deployed for other machines (its roles are keystores under "
+            f"{deployment_path.parent / public_chain.KEYS_DIR}): start it again with the same --host"
+        )
+    # Saved again: the port may have changed (nodes read the file), and a file written before the
+    # development keys moved to their own file loses them here.
+    deployment.rpc_url = public_url
+    deployment.save(deployment_path)
+    return LocalDeployment(process, ChainClient(w3, deployment), admin, coordinator, resumed=True)
 
 
 def register_nodes(

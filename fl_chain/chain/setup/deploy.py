@@ -1,14 +1,23 @@
-"""Deploy the flchain contracts, wire them together and grant roles."""
+"""Deploy the flchain contracts already wired together, in five contract creations and nothing else.
+
+Each constructor receives the addresses of the others and grants their roles itself: the deployer's
+next CREATE addresses follow from its nonce (keccak(rlp([deployer, nonce]))), so they are known before
+anything is sent. There is no wiring transaction after the creations, hence no window in which an
+outsider's transaction (a node registering before the registry's status hook is set, say) could lock
+or misconfigure the contracts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import rlp
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_canonical_address, to_checksum_address
 from web3 import Web3
 
-from fl_chain.chain.client import ChainClient, role_id
+from fl_chain.chain.client import ChainClient
 from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.setup.compile import compile_contracts
 from fl_chain.chain.setup.localnode import DEV_MNEMONIC
@@ -18,6 +27,8 @@ from fl_chain.protocol.reputation_model import ReputationParams
 # Reputation parameters in fixed-point units of 1e6 (== 1.0), in the contract's struct order:
 # (alpha, initialReputation, missDecay, penalty, suspendThreshold); see ReputationParams.
 DEFAULT_REPUTATION_PARAMS = ReputationParams().as_tuple()
+# The order of creation: each contract's address is the deployer's nonce + its index.
+CONTRACTS = ("NodeRegistry", "Reputation", "ModelLedger", "ValidationQuorum", "ReputationCheckpoints")
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -27,18 +38,46 @@ def dev_account(index: int) -> LocalAccount:
     return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
 
 
-def _deploy_one(client: ChainClient, admin: LocalAccount, artifact: dict[str, Any], *args: Any) -> str:
-    factory = client.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-    tx = factory.constructor(*args).build_transaction(
-        {
-            "from": admin.address,
-            "nonce": client.w3.eth.get_transaction_count(admin.address, "pending"),
-            "gas": 3_000_000,
-            "chainId": client.deployment.chain_id,
-        }
-    )
-    receipt = client.send_signed(admin, tx, "deploy")
-    return str(receipt["contractAddress"])
+def create_address(deployer: str, nonce: int) -> str:
+    """The address a contract created by `deployer` with transaction nonce `nonce` gets (CREATE)."""
+    return to_checksum_address(keccak(rlp.encode([to_canonical_address(deployer), nonce]))[12:])
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Who holds which role in a new deployment (addresses)."""
+
+    admin: str
+    registrar: str
+    coordinator: str
+
+    def as_dict(self) -> dict[str, str]:
+        """The deployment file's `roles` field."""
+        return {"admin": self.admin, "registrar": self.registrar, "coordinator": self.coordinator}
+
+
+def _constructor_args(
+    at: dict[str, str], roles: Roles, params: tuple[int, ...], quorum: int
+) -> dict[str, tuple[Any, ...]]:
+    """Every contract's constructor arguments, given where each contract will be created."""
+    return {
+        "NodeRegistry": (
+            roles.admin,
+            roles.registrar,
+            at["Reputation"],
+            [at["Reputation"], at["ReputationCheckpoints"]],
+        ),
+        "Reputation": (roles.admin, at["NodeRegistry"], at["ModelLedger"], params),
+        "ModelLedger": (roles.admin, at["Reputation"], roles.coordinator),
+        "ValidationQuorum": (roles.admin, at["ModelLedger"], quorum),
+        "ReputationCheckpoints": (
+            roles.admin,
+            at["ModelLedger"],
+            at["ValidationQuorum"],
+            at["NodeRegistry"],
+            roles.coordinator,
+        ),
+    }
 
 
 def deploy_contracts(
@@ -49,53 +88,45 @@ def deploy_contracts(
     backend: str = "external",
     reputation_params: tuple[int, int, int, int, int] = DEFAULT_REPUTATION_PARAMS,
     quorum: int = 1,
+    registrar: str | None = None,
 ) -> Deployment:
-    """Deploy NodeRegistry, Reputation, ModelLedger, ValidationQuorum and ReputationCheckpoints; admin is
-    registrar, `coordinator` commits rounds and proposes checkpoints."""
+    """Deploy NodeRegistry, Reputation, ModelLedger, ValidationQuorum and ReputationCheckpoints, wired
+    and with their roles granted by their constructors: `admin` administers them, `registrar` (default:
+    the admin) approves nodes, `coordinator` commits rounds and proposes checkpoints."""
     artifacts = compile_contracts()
     if w3.eth.get_balance(admin.address) == 0:
         raise FlchainError(f"deployer {admin.address} has no ether on {rpc_url} to pay for gas")
+    roles = Roles(
+        admin.address,
+        Web3.to_checksum_address(registrar or admin.address),
+        Web3.to_checksum_address(coordinator),
+    )
     deployment = Deployment(
         chain_id=w3.eth.chain_id,
         rpc_url=rpc_url,
         contracts={},
         abis={name: a["abi"] for name, a in artifacts.items()},
-        roles={},
+        roles=roles.as_dict(),
         backend=backend,
         deployed_block=w3.eth.block_number,
     )
-    # A placeholder client lets us reuse the signing/receipt helper before addresses exist.
-    deployment.contracts = {n: "0x" + "00" * 20 for n in artifacts}
+    first = w3.eth.get_transaction_count(admin.address, "pending")
+    at = {name: create_address(admin.address, first + i) for i, name in enumerate(CONTRACTS)}
+    # The client's signing and receipt helper works before the contracts exist.
+    deployment.contracts = dict(at)
     client = ChainClient(w3, deployment)
-    registry = _deploy_one(client, admin, artifacts["NodeRegistry"], admin.address)
-    reputation = _deploy_one(
-        client, admin, artifacts["Reputation"], admin.address, registry, reputation_params
-    )
-    ledger = _deploy_one(client, admin, artifacts["ModelLedger"], admin.address, reputation)
-    validation = _deploy_one(client, admin, artifacts["ValidationQuorum"], admin.address, ledger, quorum)
-    checkpoints = _deploy_one(
-        client, admin, artifacts["ReputationCheckpoints"], admin.address, ledger, validation, registry
-    )
-    deployment.contracts = {
-        "NodeRegistry": registry,
-        "Reputation": reputation,
-        "ModelLedger": ledger,
-        "ValidationQuorum": validation,
-        "ReputationCheckpoints": checkpoints,
-    }
-    client = ChainClient(w3, deployment)
-    coordinator = Web3.to_checksum_address(coordinator)
-    client.transact(admin, client.reputation.functions.grantRole(role_id("LEDGER_ROLE"), ledger))
-    client.transact(admin, client.reputation.functions.grantRole(role_id("REGISTRY_ROLE"), registry))
-    client.transact(admin, client.registry.functions.setStatusHook(reputation))
-    client.transact(admin, client.registry.functions.grantRole(role_id("SUSPENDER_ROLE"), reputation))
-    client.transact(admin, client.ledger.functions.grantRole(role_id("COORDINATOR_ROLE"), coordinator))
-    client.transact(admin, client.registry.functions.grantRole(role_id("SUSPENDER_ROLE"), checkpoints))
-    checkpoint_roles = client.checkpoints.functions.grantRole(role_id("COORDINATOR_ROLE"), coordinator)
-    client.transact(admin, checkpoint_roles)
-    deployment.roles = {
-        "admin": admin.address,
-        "registrar": admin.address,
-        "coordinator": coordinator,
-    }
+    arguments = _constructor_args(at, roles, reputation_params, quorum)
+    for i, name in enumerate(CONTRACTS):
+        factory = w3.eth.contract(abi=artifacts[name]["abi"], bytecode=artifacts[name]["bytecode"])
+        creation = factory.constructor(*arguments[name])
+        gas = int(creation.estimate_gas({"from": admin.address}) * 1.2)  # constructors call nothing
+        tx = creation.build_transaction(
+            {"from": admin.address, "nonce": first + i, "gas": gas, "chainId": deployment.chain_id}
+        )
+        receipt = client.send_signed(admin, tx, f"deploy {name}")
+        if receipt["contractAddress"] != at[name]:  # the deployer's key sent something else meanwhile
+            raise FlchainError(
+                f"deploy {name}: created at {receipt['contractAddress']}, not at {at[name]} (the deployer "
+                f"{admin.address} sent another transaction during the deployment): deploy again"
+            )
     return deployment

@@ -38,14 +38,27 @@ class ChainProcess:
     port: int
     host: str
     log: str
+    # A chain other machines reach listens on loopback behind the RPC gate (rpc_gate.py), which
+    # listens on public_host:public_port; gate_pid 0 means no gate (a loopback-only chain).
+    gate_pid: int = 0
+    public_host: str = ""
+    public_port: int = 0
 
     @property
     def rpc_url(self) -> str:
-        """HTTP JSON-RPC address of the node."""
+        """HTTP JSON-RPC address of the node itself (loopback when it has a gate)."""
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def public_url(self) -> str:
+        """The address other programs use: the gate's when there is one, else the node's."""
+        return f"http://{self.public_host}:{self.public_port}" if self.gate_pid else self.rpc_url
+
     def stop(self) -> None:
-        """Stop the node by its PID, then remove the historical states anvil persisted beside its log."""
+        """Stop the gate and the node by their PIDs, then remove the historical states anvil persisted
+        beside its log."""
+        if self.gate_pid and "rpc_gate" in cmdline(self.gate_pid):  # never a reused PID
+            stop_pid(self.gate_pid)
         stop_pid(self.pid)
         if self.backend == "anvil" and not pid_alive(self.pid):
             shutil.rmtree(states_dir(Path(self.log), self.port), ignore_errors=True)

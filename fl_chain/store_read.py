@@ -1,0 +1,290 @@
+"""The one way flchain reads a URI it was given by someone else: model blobs, update blobs, manifests,
+outcome and checkpoint leaves all come from URIs a coordinator chose, so every read is checked and bounded.
+
+- Schemes: http, https and s3 by default (FLCHAIN_READ_SCHEMES=comma list to change); file:// only inside
+  a local store of this process (`allow_local_store`: a ModelStore's own directory, the HOME/store of a
+  command), so a reader without a local store refuses every file:// URI.
+- Size: each read has a cap (a task's model size where known, else FLCHAIN_MAX_BLOB_BYTES, default 1 GiB;
+  documents their fixed caps), read in chunks with a hard stop: "… larger than the N-byte cap".
+- Time: a stalled connection gives up after `timeout` seconds, a whole read after `deadline`.
+- Addresses (the dashboard's policy, `public_only`): a host that resolves to a loopback, private or
+  link-local address is refused unless it is the reader's own store; the check is made again by the
+  HTTP client's resolver at connect time (DNS rebinding) and redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import stat
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from fl_chain.errors import FlchainError
+
+DEFAULT_SCHEMES = ("http", "https", "s3")
+KNOWN_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "abfs")  # what fsspec can read without a server
+DEFAULT_MAX_BYTES = 1024**3
+SCHEMES_ENV = "FLCHAIN_READ_SCHEMES"
+MAX_BYTES_ENV = "FLCHAIN_MAX_BLOB_BYTES"
+MODEL_SIZE_MARGIN = 2  # every round of a task has the size of its round 0: twice that is plenty
+CHUNK = 1024 * 1024
+
+
+class BlobTooLarge(FlchainError):
+    """A blob is larger than the reader accepts."""
+
+
+class ReadRefused(FlchainError):
+    """A URI this reader does not fetch: its scheme, its place or its address."""
+
+
+@dataclass(frozen=True)
+class ReadPolicy:
+    """What a reader fetches: schemes, local store directories, the size ceiling, time limits and, for a
+    reader acting for someone else (the dashboard), public addresses only."""
+
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    local_stores: tuple[Path, ...] = ()
+    max_bytes: int = DEFAULT_MAX_BYTES
+    timeout: float = 30.0  # connect, and the longest silence while reading
+    deadline: float = 600.0  # the whole read
+    public_only: bool = False
+    trusted_hosts: tuple[str, ...] = ()  # host:port exempt from public_only (own store)
+
+
+def with_stores(policy: ReadPolicy, stores: tuple[Path, ...]) -> ReadPolicy:
+    """`policy` with these local store directories (resolved)."""
+    return replace(policy, local_stores=tuple(Path(s).expanduser().resolve() for s in stores))
+
+
+_local_stores: set[Path] = set()
+_model_sizes: dict[object, int] = {}
+_lock = threading.Lock()
+
+
+def allow_local_store(directory: str | Path) -> None:
+    """Let this process read file:// URIs inside `directory` (its own store)."""
+    with _lock:
+        _local_stores.add(Path(directory).expanduser().resolve())
+
+
+def process_policy() -> ReadPolicy:
+    """This process's policy: the environment's schemes and size ceiling, its local stores."""
+    schemes = DEFAULT_SCHEMES
+    if os.environ.get(SCHEMES_ENV, "").strip():
+        schemes = tuple(s.strip().lower() for s in os.environ[SCHEMES_ENV].split(",") if s.strip())
+        unknown = [s for s in schemes if s not in KNOWN_SCHEMES]
+        if unknown:
+            known = ", ".join(KNOWN_SCHEMES)
+            raise FlchainError(f"{SCHEMES_ENV}: unknown scheme {unknown[0]!r} (known: {known})")
+    max_bytes = DEFAULT_MAX_BYTES
+    if os.environ.get(MAX_BYTES_ENV, "").strip():
+        try:
+            max_bytes = int(os.environ[MAX_BYTES_ENV])
+        except ValueError:
+            max_bytes = 0
+        if max_bytes <= 0:
+            given = os.environ[MAX_BYTES_ENV]
+            raise FlchainError(f"{MAX_BYTES_ENV}={given!r}: expected a positive number of bytes")
+    with _lock:
+        stores = tuple(sorted(_local_stores))
+    return ReadPolicy(schemes=schemes, local_stores=stores, max_bytes=max_bytes)
+
+
+def model_cap(key: object, policy: ReadPolicy | None = None) -> int:
+    """The cap for a model blob of the task `key` names: a verified blob of the task seen before, times
+    MODEL_SIZE_MARGIN, within the policy's ceiling; the ceiling while the task's size is unknown."""
+    ceiling = (policy or process_policy()).max_bytes
+    with _lock:
+        known = _model_sizes.get(key)
+    return ceiling if known is None else min(ceiling, MODEL_SIZE_MARGIN * known + CHUNK)
+
+
+def remember_model_size(key: object, size: int) -> None:
+    """Record the size of a verified model blob of the task `key` names (see model_cap)."""
+    with _lock:
+        _model_sizes[key] = size
+
+
+def fetch(
+    uri: str, max_bytes: int | None = None, what: str = "model blob", policy: ReadPolicy | None = None
+) -> bytes:
+    """The bytes at `uri`, unverified, read under `policy` (default: this process's): ReadRefused for a
+    URI it does not fetch, BlobTooLarge past min(max_bytes, the ceiling), else a one-line FlchainError
+    if missing or unreadable."""
+    policy = policy or process_policy()
+    cap = policy.max_bytes if max_bytes is None else min(max_bytes, policy.max_bytes)
+    scheme = urlparse(uri).scheme.lower() or "file"
+    if scheme == "file":
+        return _read_file(_local_path(uri, what, policy), uri, cap, what, policy)
+    if scheme not in policy.schemes:
+        allowed = ", ".join(policy.schemes)
+        raise ReadRefused(f"{what} {uri}: scheme {scheme!r} is not read here (allowed: {allowed})")
+    if policy.public_only and scheme in ("http", "https"):
+        _require_public(uri, what, policy)
+    return _read_remote(uri, scheme, cap, what, policy)
+
+
+def _local_path(uri: str, what: str, policy: ReadPolicy) -> Path:
+    """The file a file:// URI names, resolved (symlinks followed), if it lies inside a local store."""
+    parsed = urlparse(uri)
+    if parsed.netloc not in ("", "localhost"):
+        raise ReadRefused(f"{what} {uri}: a file:// URI on another host is not read")
+    if not policy.local_stores:
+        raise ReadRefused(f"{what} {uri}: file:// is read only inside a local store; this reader has none")
+    path = Path(unquote(parsed.path)).resolve()
+    if not any(path.is_relative_to(store) for store in policy.local_stores):
+        stores = ", ".join(str(s) for s in policy.local_stores)
+        raise ReadRefused(f"{what} {uri}: outside the local store ({stores}); not read")
+    return path
+
+
+def _read_file(path: Path, uri: str, cap: int, what: str, policy: ReadPolicy) -> bytes:
+    """A regular file's bytes, at most `cap` of them (a device, pipe or directory is refused)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+    except FileNotFoundError:
+        raise FlchainError(f"{what} {uri} not found") from None
+    except OSError as exc:
+        raise FlchainError(f"cannot read {what} {uri}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ReadRefused(f"{what} {uri}: not a regular file; not read")
+        if info.st_size > cap:
+            raise BlobTooLarge(f"{what} {uri} is larger than the {cap}-byte cap ({info.st_size} bytes)")
+        return _read_capped(fh, uri, cap, what, policy)
+
+
+def _read_capped(fh, uri: str, cap: int, what: str, policy: ReadPolicy) -> bytes:
+    """Read `fh` in chunks until it ends; BlobTooLarge as soon as it passes `cap` bytes, a one-line error
+    once the read has taken longer than the policy's deadline."""
+    out = bytearray()
+    stop_at = time.monotonic() + policy.deadline
+    while True:
+        chunk = fh.read(min(CHUNK, cap + 1 - len(out)))
+        if not chunk:
+            return bytes(out)
+        out += chunk
+        if len(out) > cap:
+            raise BlobTooLarge(f"{what} {uri} is larger than the {cap}-byte cap")
+        if time.monotonic() > stop_at:
+            raise FlchainError(f"cannot read {what} {uri}: not done after {policy.deadline:.0f} s")
+
+
+def _read_remote(uri: str, scheme: str, cap: int, what: str, policy: ReadPolicy) -> bytes:
+    """Stream a remote URI through fsspec, bounded by `cap`."""
+    import fsspec  # imported here: the flchain mod hashes arrays in every app process and seldom reads
+
+    options = _http_options(policy) if scheme in ("http", "https") else {}
+    try:
+        with fsspec.open(uri, "rb", **options) as fh:
+            return _read_capped(fh, uri, cap, what, policy)
+    except FlchainError:
+        raise
+    except FileNotFoundError as exc:
+        cause = exc.__cause__  # fsspec reports any failed HTTP probe as not found: say which it was
+        if cause is None or getattr(cause, "status", None) in (404, 410):
+            raise FlchainError(f"{what} {uri} not found") from None
+        raise FlchainError(_cannot_read(what, uri, cause)) from None
+    except Exception as exc:
+        raise FlchainError(_cannot_read(what, uri, exc)) from None
+
+
+def _cannot_read(what: str, uri: str, exc: BaseException) -> str:
+    """One line naming what could not be read and why."""
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return f"cannot read {what} {uri}: {type(exc).__name__}: {detail}".rstrip(": ")
+
+
+def _http_options(policy: ReadPolicy) -> dict:
+    """fsspec HTTP options: a streamed body (block_size 0: no range requests that read a whole reply),
+    no decompression (no zip bombs), the policy's timeouts; public_only: no redirects, checked resolver."""
+    import aiohttp
+
+    options = {
+        "block_size": 0,
+        "headers": {"Accept-Encoding": "identity"},
+        "client_kwargs": {
+            "timeout": aiohttp.ClientTimeout(
+                total=policy.deadline, sock_connect=policy.timeout, sock_read=policy.timeout
+            ),
+            "auto_decompress": False,
+        },
+    }
+    if policy.public_only:
+        options.update(allow_redirects=False, get_client=_PublicClient(policy.trusted_hosts))
+        options["skip_instance_cache"] = True
+    return options
+
+
+def address_kind(address: str) -> str | None:
+    """'loopback', 'link-local', 'private' (any other non-global range) for such an IP, None if public."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    return None if ip.is_global else "private"
+
+
+def _require_public(uri: str, what: str, policy: ReadPolicy) -> None:
+    """ReadRefused if the URI's host is, or resolves to, a non-public address (unless it is trusted)."""
+    parsed = urlparse(uri)
+    try:
+        host, port = (parsed.hostname or "").lower(), parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        raise ReadRefused(f"{what} {uri}: not a valid URL") from None
+    if f"{host}:{port}" in policy.trusted_hosts:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError) as exc:
+        raise FlchainError(f"cannot read {what} {uri}: cannot resolve {host!r} ({exc})") from None
+    for address in sorted(addresses):
+        kind = address_kind(address)
+        if kind is not None:
+            named = host if host.strip("[]") == address else f"{host} ({address})"
+            raise ReadRefused(f"{what} {uri}: {named} is a {kind} address; not fetched")
+
+
+class _PublicClient:
+    """An aiohttp session factory whose resolver drops non-public addresses of untrusted hosts: a name
+    that resolved to a public address for the check above cannot resolve to a private one at connect."""
+
+    def __init__(self, trusted: tuple[str, ...]) -> None:
+        self.trusted = trusted
+
+    async def __call__(self, **kwargs):
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(resolver=_PublicResolver(self.trusted))
+        return aiohttp.ClientSession(connector=connector, **kwargs)
+
+
+class _PublicResolver:
+    """aiohttp's threaded resolver, filtered to public addresses (see _PublicClient)."""
+
+    def __init__(self, trusted: tuple[str, ...]) -> None:
+        import aiohttp
+
+        self.inner, self.trusted = aiohttp.ThreadedResolver(), trusted
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list:
+        """The public addresses of `host` (all of them for a trusted host:port)."""
+        found = await self.inner.resolve(host, port, family)
+        if f"{host.lower()}:{port}" in self.trusted:
+            return found
+        public = [r for r in found if address_kind(r["host"]) is None]
+        if not public:
+            raise OSError(f"{host} resolves to no public address")
+        return public
+
+    async def close(self) -> None:
+        """Close the wrapped resolver."""
+        await self.inner.close()
