@@ -258,8 +258,11 @@ def proof(
     """A node's reputation and status in its task's latest finalized checkpoint, with the Merkle proof
     ReputationCheckpoints checks (commitment mode)."""
     from fl_chain.node.standing import node_proof
+    from fl_chain.paths import state_home
+    from fl_chain.store_read import allow_local_store
 
     client = chain_from_options(home, deployment, rpc)
+    allow_local_store(state_home(home) / "store")  # this machine's store, as for pull and audit
     node = keystore_address(Path(address)) if Path(address).is_file() else checksum(address)
     found = node_proof(client, task, node)
     rows = {

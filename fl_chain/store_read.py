@@ -139,7 +139,9 @@ def _local_path(uri: str, what: str, policy: ReadPolicy) -> Path:
         raise ReadRefused(f"{what} {uri}: file:// is read only inside a local store; this reader has none")
     path = Path(unquote(parsed.path)).resolve()
     if not any(path.is_relative_to(store) for store in policy.local_stores):
-        stores = ", ".join(str(s) for s in policy.local_stores)
+        shown = [str(s) for s in policy.local_stores[:2]]
+        more = len(policy.local_stores) - len(shown)
+        stores = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
         raise ReadRefused(f"{what} {uri}: outside the local store ({stores}); not read")
     return path
 

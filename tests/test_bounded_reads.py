@@ -21,6 +21,7 @@ import pytest
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task
 from fl_chain.errors import FlchainError
 from fl_chain.store import ModelStore, fetch_blob
+from tests.canary import canary
 from tests.chainutil import LocalChain, home_with_deployment
 
 MEMORY_LIMIT = 1536 * 1024**2  # the reader process's address space: the old code ran into it
@@ -163,25 +164,8 @@ def test_a_name_that_turns_private_at_connect_time_is_not_fetched(
     from fl_chain import store_read
     from fl_chain.store_read import ReadPolicy, fetch
 
-    hits: list[str] = []
-
-    class Canary(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        do_HEAD = do_GET
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://localhost:{server.server_address[1]}/x"
+    with canary(b"ok") as (_, port, hits):
+        url = f"http://localhost:{port}/x"
         public_only = ReadPolicy(schemes=("http",), public_only=True)
         with pytest.raises(FlchainError, match=r"localhost \(.*\) is a loopback address; not fetched"):
             fetch(url, policy=public_only)
@@ -189,10 +173,5 @@ def test_a_name_that_turns_private_at_connect_time_is_not_fetched(
         with pytest.raises(FlchainError, match="cannot read model blob"):
             fetch(url, policy=public_only)
         assert hits == []
-        trusted = ReadPolicy(
-            schemes=("http",), public_only=True, trusted_hosts=(f"localhost:{server.server_address[1]}",)
-        )
+        trusted = ReadPolicy(schemes=("http",), public_only=True, trusted_hosts=(f"localhost:{port}",))
         assert fetch(url, policy=trusted) == b"ok" and hits  # the reader's own store is reached
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +21,7 @@ from fl_chain.dashboard.ledger_view import ChainFacts, LedgerView
 from fl_chain.dashboard.verify import _within_store
 from fl_chain.proctree import stop_pid
 from tests.browser import chromium, wait_for
+from tests.canary import canary
 
 FLCHAIN = [sys.executable, "-m", "fl_chain"]
 HOSTILE_ENDPOINT = "<img src=x onerror=alert(1)>"
@@ -257,35 +255,6 @@ def test_accuracy_comes_from_the_chain_or_a_server_report_of_the_same_model(chai
     assert "not a run entry" in picture["chain"]["report_error"] and picture["chain"]["status"] == "live"
 
 
-@contextmanager
-def _canary() -> Iterator[tuple[str, list[str]]]:
-    """A web server on 127.0.0.1 that records every request (what an SSRF would reach): (base, paths)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    hits: list[str] = []
-
-    class Canary(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", "6")
-            self.end_headers()
-            self.wfile.write(b"secret")
-
-        do_HEAD = do_GET
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _task(chain, blob_base: str, uri: str, digest: bytes = b"\x0c" * 32) -> int:
     """A task whose blob base the coordinator chose, with round 0 at `uri`."""
     task = ledger.create_task(chain.client, chain.coordinator, b"\x0a" * 32, blob_base)
@@ -305,10 +274,10 @@ def test_verify_reads_no_local_file_and_no_private_address(chain) -> None:
     from fl_chain.dashboard.app import make_app
     from fl_chain.dashboard.sync import LedgerSync
 
-    with _canary() as (canary, hits):
+    with canary() as (canary_url, _, hits):
         passwd = _task(chain, "file:///etc/", "file:///etc/passwd")
         metadata = _task(chain, "http://169.254.169.254/", "http://169.254.169.254/latest/meta-data/")
-        internal = _task(chain, canary, canary + "0c" * 32)
+        internal = _task(chain, canary_url, canary_url + "0c" * 32)
         with TestClient(make_app(LedgerSync(chain.client), ["testserver"])) as page:
             for task in (passwd, metadata, internal):
                 assert page.get(f"/api/verify/{task}/0").status_code == 405  # no GET: no <img src=…>
@@ -338,8 +307,8 @@ def test_verify_is_refused_cross_site_and_reads_the_own_store(chain, tmp_path: P
     store = ModelStore(tmp_path / "store")
     digest, uri = store.put_arrays({"w": np.ones(3, dtype=np.float32)})
     local = _task(chain, store.base_uri, uri, digest)
-    with _canary() as (canary, hits):
-        remote = _task(chain, canary, canary + "0c" * 32)
+    with canary() as (canary_url, _, hits):
+        remote = _task(chain, canary_url, canary_url + "0c" * 32)
         with TestClient(make_app(LedgerSync(chain.client), ["testserver"])) as page:
             evil = {"origin": "http://evil.example", "sec-fetch-site": "cross-site"}
             assert page.get(f"/api/verify/{remote}/0", headers=evil).status_code == 405
@@ -353,7 +322,7 @@ def test_verify_is_refused_cross_site_and_reads_the_own_store(chain, tmp_path: P
                 assert refused.status_code == 403 and "refused" in refused.json()["detail"], headers
         from fl_chain.dashboard.verify import dashboard_policy
 
-        reads = dashboard_policy([tmp_path / "store", canary])  # the operator's own stores
+        reads = dashboard_policy([tmp_path / "store", canary_url])  # the operator's own stores
         with TestClient(make_app(LedgerSync(chain.client), ["testserver"], reads)) as page:
             for headers in (
                 {**SAME_ORIGIN, "origin": "http://evil.example"},

@@ -21,6 +21,7 @@ from fl_chain.chain.client import open_chain
 from fl_chain.chain.setup.localnode import free_port
 from fl_chain.protocol.task_identity import identity_hash
 from fl_chain.runners.processes import start_simulation_superlink, start_supernode, write_flwr_home
+from fl_chain.store_read import allow_local_store
 from fl_chain.wire.report import read_reports
 from tests.test_e2e_deployment import FLCHAIN, PASSWORD, _processes_with, _run, _spawn, _stop, registered_keys
 
@@ -70,6 +71,7 @@ def test_example_app_runs_on_the_ledger(example: str, tmp_path: Path) -> None:
         chain = open_chain(home / "deployment.json")
         task = ledger.task_count(chain)
         assert ledger.round_count(chain, task) == 4  # round 0 + the app's 3 rounds
+        allow_local_store(home / "store")  # the test reads the server's file:// store as its machine would
         # The task's identity is the model's architecture and the app id, as the nodes checked it.
         _, initial = ledger.load_model(chain, task, 0)
         assert ledger.task_config_hash(chain, task) == identity_hash(initial, APPS[example])

@@ -91,6 +91,7 @@ class CollusionGrid(DelegatingGrid):
         # a reply already pulled and held back must not be asked for again (Flower answers that with
         # a "Message Unavailable" error reply)
         for reply in self._grid.pull_messages([i for i in message_ids if i not in held]):
+            self._learn_addresses([reply])  # join answers arrive pulled too (the gate never blocks on them)
             pushed = self._rounds.get(reply.metadata.reply_to_message_id)
             if pushed is None:
                 out.append(reply)
