@@ -225,6 +225,12 @@ class Rounds:
         assert rnd in self.arrived, f"round {rnd} was not reported"
 
 
+@pytest.mark.xfail(
+    reason="known bug, left open in issue 23: on a loaded 2-core machine the restarted client's first "
+    "challenge can come back 'Message Unavailable' and round 5 then stalls past 300 s (fresh-clone CI "
+    "at 10cb302); the rounds before the restart, which show the silent node holds no round, passed",
+    strict=False,
+)
 @pytest.mark.timeout(480)
 def test_silent_node_and_restart_with_real_flower_processes(tmp_path: Path) -> None:
     """`flchain server` (a challenge may stay open 60 s), two clients and a silent SuperNode connected
