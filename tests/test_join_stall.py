@@ -225,12 +225,34 @@ class Rounds:
         assert rnd in self.arrived, f"round {rnd} was not reported"
 
 
-@pytest.mark.xfail(
-    reason="known bug, left open in issue 23: on a loaded 2-core machine the restarted client's first "
-    "challenge can come back 'Message Unavailable' and round 5 then stalls past 300 s (fresh-clone CI "
-    "at 10cb302); the rounds before the restart, which show the silent node holds no round, passed",
-    strict=False,
-)
+def test_a_round_waits_for_a_usable_replacement_while_the_old_id_still_looks_connected(
+    chain: LocalChain,
+) -> None:
+    """The case the real-process test found: node 1 is admitted, fails to reply to a round (its SuperNode
+    restarted) and Flower still lists it, while the restarted SuperNode connects as node 9. The round
+    counts only nodes it can use (node 1 owes a reply), so it challenges node 9 and waits for its answer
+    instead of starting with one usable node (before: the gate counted node 1, the round excluded it
+    afterwards and Flower's sampling waited for a second node for ever, never collecting node 9's answer)."""
+    chain_id = chain.client.deployment.chain_id
+    a, b = new_nodes(chain, 2)
+    grid = DelayedGrid({1: node(a, chain_id, 1, 0.1), 2: node(b, chain_id, 2, 0.1)}, {1: 0.1, 2: 0.1})
+    gate = NodeGate(chain.client, RunEvents())
+    assert gate.wait_for(grid, 2, timeout=10.0) == {1, 2}
+    grid.nodes[9] = node(a, chain_id, 9, 0.1)  # the restarted SuperNode; node 1 is still listed
+    grid.delays[9] = 0.5
+    owes_a_reply = {1}
+
+    def usable(nodes: set[int]) -> set[int]:
+        return nodes - owes_a_reply
+
+    started = time.monotonic()
+    assert gate.wait_for(grid, 2, timeout=10.0, usable=usable) == {2, 9}
+    assert 0.4 < time.monotonic() - started < 5.0
+    assert len(grid.challenges_to(9)) == 1 and gate.admitted == {2: b.address, 9: a.address}
+    with pytest.raises(FlchainError, match="only 1 verified active nodes after 1 s, 2 needed"):
+        gate.wait_for(grid, 2, timeout=1.0, usable=lambda nodes: nodes - {9})
+
+
 @pytest.mark.timeout(480)
 def test_silent_node_and_restart_with_real_flower_processes(tmp_path: Path) -> None:
     """`flchain server` (a challenge may stay open 60 s), two clients and a silent SuperNode connected

@@ -147,13 +147,22 @@ class NodeGate:
         connected = set(grid.get_node_ids())
         return {n for n in self.admitted if n in connected}
 
-    def wait_for(self, grid: Grid, min_nodes: int, timeout: float) -> set[int]:
+    def wait_for(
+        self,
+        grid: Grid,
+        min_nodes: int,
+        timeout: float,
+        usable: Callable[[set[int]], set[int]] | None = None,
+    ) -> set[int]:
         """Authenticate until at least `min_nodes` admitted nodes are connected (with `fraction`: this
-        round's sample of admitted nodes); a one-line error naming the refusals if that does not happen
-        within `timeout` seconds."""
+        round's sample of admitted nodes) and pass `usable` (the round's own exclusions, e.g. nodes that
+        owe a reply); a one-line error naming the refusals if that does not happen within `timeout`
+        seconds. Counting after `usable` matters: a restarted node's old id still looks connected for a
+        while, and counting it would let a round start with fewer nodes than it needs."""
         deadline = time.monotonic() + timeout
+        keep = usable or (lambda nodes: nodes)
         pick = self.authenticate if self.fraction is None else self.sample
-        chosen = pick(grid, min_nodes)
+        chosen = keep(pick(grid, min_nodes, keep))
         while len(chosen) < min_nodes:
             if time.monotonic() > deadline:
                 raise FlchainError(
@@ -161,22 +170,27 @@ class NodeGate:
                     f"{min_nodes} needed; refused: {self.refused}"
                 )
             time.sleep(self.policy.poll)
-            chosen = pick(grid, min_nodes)
+            chosen = keep(pick(grid, min_nodes, keep))
         return chosen
 
-    def authenticate(self, grid: Grid, min_nodes: int = 0) -> set[int]:
+    def authenticate(
+        self, grid: Grid, min_nodes: int = 0, usable: Callable[[set[int]], set[int]] | None = None
+    ) -> set[int]:
         """Take in the answers that arrived, re-check admitted nodes on-chain and challenge connected
-        nodes that may be asked; wait for answers only if fewer than `min_nodes` are admitted.
-        Returns the admitted connected nodes."""
+        nodes that may be asked; wait for answers only if fewer than `min_nodes` admitted nodes (that
+        pass `usable`) are connected. Returns the admitted connected nodes."""
+        keep = usable or (lambda nodes: nodes)
         self._collect(grid)
         self._recheck(list(self.admitted))
-        short = len(self.allowed(grid)) < min_nodes
+        short = len(keep(self.allowed(grid))) < min_nodes
         asked = self._ask(grid, [n for n in grid.get_node_ids() if n not in self.admitted])
         if short and asked:
-            self._await(grid, asked, lambda: len(self.allowed(grid)) >= min_nodes)
+            self._await(grid, asked, lambda: len(keep(self.allowed(grid))) >= min_nodes)
         return self.allowed(grid)
 
-    def sample(self, grid: Grid, min_nodes: int) -> set[int]:
+    def sample(
+        self, grid: Grid, min_nodes: int, usable: Callable[[set[int]], set[int]] | None = None
+    ) -> set[int]:
         """This round's sample: k = max(min_nodes, int(fraction x connected)) admitted, Active nodes
         drawn in a random order from the connected ones (Flower's FedAvg sizes its sample the same way).
         Only drawn nodes are checked on-chain or challenged; one not admitted is replaced by the next."""
@@ -193,7 +207,8 @@ class NodeGate:
             asked = self._ask(grid, [n for n in drawn if n not in self.admitted])
             if asked:  # once one of them answered, the others get the straggler's grace
                 self._await(grid, asked, lambda asked=asked: bool(asked - self.book.open_nodes()))
-            chosen.update(n for n in drawn if n in self.admitted)
+            admitted = {n for n in drawn if n in self.admitted}
+            chosen.update(usable(admitted) if usable else admitted)
         return chosen
 
     def _recheck(self, node_ids: list[int]) -> None:

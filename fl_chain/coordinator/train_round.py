@@ -33,6 +33,7 @@ from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import score_round
 from fl_chain.defence.selection import local_steps
+from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
 from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, sign_ticket
@@ -114,18 +115,30 @@ class TrainRounds:
         return {CONFIG_TASK_ID: self.committer.task, CONFIG_PARENT_ROUND: self.round_offset + parent_round}
 
     def _allowed(self, grid: Grid) -> set[int]:
-        """The admitted nodes this round may sample (the gate waits for `min_nodes` of them)."""
+        """The admitted nodes this round may sample: the gate waits for `min_nodes` of them that this
+        round can use (not owing a reply, not held back), so Flower's sampling, which waits for its
+        minimum without a deadline, is never handed fewer."""
         self.gate.start_round()
         self.gate.join_task = self.committer.task  # join answers name the task (protocol/join.py)
-        allowed = self.gate.wait_for(grid, self.min_nodes, self.policy.auth_timeout)
-        if self.deadline_grid is not None:  # nodes that failed to reply and were not heard from since
-            allowed -= self.deadline_grid.absent_nodes()
-        held = self.committer.held_back()  # commitment mode: suspended in the fold, not yet final
-        if held:
-            allowed = {n for n in allowed if self.gate.admitted[n].lower() not in held}
+        allowed = self.gate.wait_for(grid, self.min_nodes, self.policy.auth_timeout, self._usable)
         if self.options.selector is not None:
             allowed = self._select(allowed)
+        flower_waits_for = int(getattr(self.inner, "min_available_nodes", 1))
+        if len(allowed) < flower_waits_for:  # Flower's sampling would wait for them without a deadline
+            raise FlchainError(
+                f"the strategy needs {flower_waits_for} nodes but the selection left {len(allowed)}: "
+                f"{sorted(self.gate.admitted[n] for n in allowed)}"
+            )
         return allowed
+
+    def _usable(self, nodes: set[int]) -> set[int]:
+        """The nodes of `nodes` this round may use: not owing a reply (and silent since), not held back."""
+        if self.deadline_grid is not None:  # nodes that failed to reply and were not heard from since
+            nodes = nodes - self.deadline_grid.absent_nodes()
+        held = self.committer.held_back()  # commitment mode: suspended in the fold, not yet final
+        if held:
+            nodes = {n for n in nodes if self.gate.admitted[n].lower() not in held}
+        return nodes
 
     def _select(self, allowed: set[int]) -> set[int]:
         """The selector's draw among `allowed`, by reputation and reliability."""
