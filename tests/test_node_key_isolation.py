@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from fl_chain.runners.processes import spawn, start_superlink, write_flwr_home
 from fl_chain.runners.signing_agent import SigningAgent
 from fl_chain.store import ModelStore
 from tests.chainutil import LocalChain, new_nodes
+from tests.test_e2e_deployment import _stop
 
 FLCHAIN = [sys.executable, "-m", "fl_chain"]
 OTHER_LEDGER = "0x" + "77" * 20
@@ -254,16 +254,6 @@ def _node(tmp_path: Path, name: str, chain: LocalChain, password: str) -> tuple[
     work = tmp_path / f"{name}-work"
     work.mkdir()
     return home, work, load_key(key, password).key.hex().removeprefix("0x").lower()
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_coordinators_client_app_finds_nothing_to_sign_with(chain: LocalChain, tmp_path: Path) -> None:

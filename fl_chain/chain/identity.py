@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 # reads a keystore's address in every app process Flower starts, and needs no key for that.
 
 PASSWORD_ENV = "FLCHAIN_KEY_PASSWORD"
-# The key `flchain client` decrypted once, handed to the app processes its SuperNode starts (Flower starts
-# one per message): only through their environment, which no other local user can read; never on disk
-# in clear, never logged. It is used only for the keystore whose address it matches.
+# Where earlier versions handed app processes the decrypted node key. Nothing reads it any more (the node
+# signs through its signing agent, runners/signing_agent.py); the name is still scrubbed from the
+# environment of every process flchain starts, so a key a user left there never reaches app code.
 DECRYPTED_KEY_ENV = "FLCHAIN_NODE_KEY"
 
 
@@ -56,21 +56,6 @@ def keystore_address(path: Path, checksum: bool = True) -> str:
     from eth_utils import to_checksum_address
 
     return to_checksum_address(address)
-
-
-def key_from_environment(path: Path) -> LocalAccount | None:
-    """The already decrypted key of keystore `path` from DECRYPTED_KEY_ENV, if it is that keystore's."""
-    secret = os.environ.get(DECRYPTED_KEY_ENV)
-    if not secret:
-        return None
-    from eth_account import Account
-
-    try:
-        account = Account.from_key(secret)
-    except ValueError:
-        return None
-    address = str(_read_keystore(path).get("address", "")).lower().removeprefix("0x")
-    return account if account.address.lower().removeprefix("0x") == address else None
 
 
 def load_key(path: Path, password: str) -> LocalAccount:
@@ -135,8 +120,7 @@ def resolve_account(
     if private_key:
         return Account.from_key(private_key)
     if key is not None:
-        decrypted = key_from_environment(key) if password is None else None
-        return decrypted or load_key(key, password if password is not None else password_from_env(key))
+        return load_key(key, password if password is not None else password_from_env(key))
     dev = dev_keys.get(role)
     if dev:
         return Account.from_key(dev)
