@@ -6,6 +6,7 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {ILedgerRounds} from "./interfaces/ILedgerRounds.sol";
 import {IReputation} from "./interfaces/IReputation.sol";
+import {IRoundStatus} from "./interfaces/IRoundStatus.sol";
 
 /// @title ModelLedger
 /// @notice Tamper-proof history of model versions per training task: every round's model hash, where
@@ -21,6 +22,8 @@ import {IReputation} from "./interfaces/IReputation.sol";
 ///      whatever the number of participants; a node whose signed update was left out can say so here.
 ///      A commitment-mode round (commitOutcomes) stores only the model and the root of its outcome
 ///      leaves: flat gas for any number of participants.
+///      A task recovers from a disputed round by `rebase`: its next round builds on the newest
+///      finalized model instead of the disputed one (ValidationQuorum says which is which).
 contract ModelLedger is AccessControl, ILedgerRounds {
     /// @notice Role of the federated-learning coordinator, the only account that creates tasks and
     ///         commits rounds.
@@ -49,6 +52,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
 
     /// @notice Reputation contract fed with every round's scores, missed and penalized nodes.
     IReputation public immutable reputation;
+    /// @notice The validator quorum whose verdicts let a task rebase past a disputed round.
+    IRoundStatus public immutable quorum;
     /// @notice Number of tasks created; task ids are 1..taskCount.
     uint256 public taskCount;
 
@@ -58,6 +63,7 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     mapping(uint256 => mapping(uint256 => bytes32)) private _updatesRoot;
     mapping(uint256 => mapping(uint256 => bytes32)) private _outcomesRoot;
     mapping(uint256 => mapping(uint256 => mapping(address => bool))) private _complained;
+    mapping(uint256 => mapping(uint256 => bytes32)) private _rebasedParent;
 
     /// @notice Domain of a node's signature on its update (fl_chain/chain/update_signing.py).
     bytes32 public constant UPDATE_DOMAIN = keccak256("flchain.update.v1");
@@ -96,6 +102,10 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     error NotSampled(uint256 task, uint256 round, address node);
     /// @notice The commit function does not match the task's ledger mode (see LedgerMode).
     error WrongMode(uint256 task, LedgerMode mode);
+    /// @notice A rebase needs the task's newest round to be disputed by the validator quorum.
+    error NotDisputed(uint256 task, uint256 round);
+    /// @notice A rebase builds on an earlier round the validator quorum finalized.
+    error NotFinalized(uint256 task, uint256 round);
 
     /// @notice A task was created.
     event TaskCreated(
@@ -119,6 +129,9 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @notice A commitment-mode round's outcomes: the Merkle root of its leaves (node, score, outcome)
     ///         and how many there are. Reputation is folded from them off-chain and checkpointed.
     event OutcomesCommitted(uint256 indexed task, uint256 indexed round, bytes32 outcomesRoot, uint256 leafCount);
+    /// @notice The task's round `round` will build on round `fromRound`'s model (`parentHash`), the newest
+    ///         finalized one, instead of the disputed round before it.
+    event TaskRebased(uint256 indexed task, uint256 indexed round, uint256 fromRound, bytes32 parentHash);
     /// @notice A node says its signed update for a verified round was left out of the commitment.
     event UpdateOmitted(
         uint256 indexed task, uint256 indexed round, address indexed node, bytes32 updateHash, uint256 weight
@@ -127,10 +140,12 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @param admin Receives DEFAULT_ADMIN_ROLE.
     /// @param reputation_ Reputation contract fed with scores (and checking participants are active).
     /// @param coordinator Receives COORDINATOR_ROLE at creation (zero: none yet; the admin grants it).
-    constructor(address admin, IReputation reputation_, address coordinator) {
+    /// @param quorum_ The ValidationQuorum (may not have code yet: its CREATE address).
+    constructor(address admin, IReputation reputation_, address coordinator, IRoundStatus quorum_) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         if (coordinator != address(0)) _grantRole(COORDINATOR_ROLE, coordinator);
         reputation = reputation_;
+        quorum = quorum_;
     }
 
     /// @notice Create a training task owned by the caller.
@@ -156,6 +171,31 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         Task storage t = _ownedTask(task);
         t.blobBase = blobBase;
         emit TaskStoreChanged(task, blobBase);
+    }
+
+    /// @notice Let the task's next round build on an earlier finalized model because the validator quorum
+    ///         disputed its newest round: without it, every later round would descend from the
+    ///         disputed model and nodes that train only from finalized models would stop for good.
+    ///         Round numbers go on; only the next round's parent changes (RoundCommitted shows it).
+    /// @param task Task id (owned by the caller).
+    /// @param fromRound A round before the disputed one that the quorum finalized (normally the newest).
+    function rebase(uint256 task, uint256 fromRound) external onlyRole(COORDINATOR_ROLE) {
+        Task storage t = _ownedTask(task);
+        uint256 next = t.nextRound;
+        if (next == 0 || !quorum.isDisputed(task, next - 1)) revert NotDisputed(task, next == 0 ? 0 : next - 1);
+        if (fromRound + 1 >= next || !quorum.isFinalized(task, fromRound)) revert NotFinalized(task, fromRound);
+        bytes32 parent = _rounds[task][fromRound].modelHash;
+        _rebasedParent[task][next] = parent;
+        emit TaskRebased(task, next, fromRound, parent);
+    }
+
+    /// @notice The model hash a round may build on instead of its predecessor's (zero if none): set by
+    ///         `rebase` for that round only.
+    /// @param task Task id.
+    /// @param round Round number.
+    /// @return The rebased parent hash, or zero.
+    function rebasedParent(uint256 task, uint256 round) external view returns (bytes32) {
+        return _rebasedParent[task][round];
     }
 
     /// @notice Commit one round: the aggregated model and every participant's score.
@@ -437,7 +477,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
 
     /// @dev Revert unless the caller owns the task, the commit function (`via`) is the task's mode
     ///      (a verified task's round 0 goes through commitRound), `round` is its next round, the model
-    ///      hash is not zero and `parentHash` is the previous round's model hash (zero for round 0).
+    ///      hash is not zero and `parentHash` is the previous round's model hash (zero for round 0) or
+    ///      the parent a rebase set for this round (read only when it is not the previous one's).
     function _checkSequence(uint256 task, uint256 round, bytes32 modelHash, bytes32 parentHash, LedgerMode via)
         private
         view
@@ -450,7 +491,9 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         if (round != expected) revert RoundOutOfOrder(task, expected, round);
         if (modelHash == bytes32(0)) revert EmptyModelHash();
         bytes32 parent = round == 0 ? bytes32(0) : _rounds[task][round - 1].modelHash;
-        if (parentHash != parent) revert ParentMismatch(task, parent, parentHash);
+        if (parentHash != parent && (parentHash == bytes32(0) || parentHash != _rebasedParent[task][round])) {
+            revert ParentMismatch(task, parent, parentHash);
+        }
     }
 
     /// @dev Emit one ContributionRecorded per participant and check that participants are sorted

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ILedgerRounds} from "./interfaces/ILedgerRounds.sol";
+import {IRoundStatus} from "./interfaces/IRoundStatus.sol";
 import {IValidatorSet} from "./interfaces/IValidatorSet.sol";
 
 /// @title ValidationQuorum
@@ -13,7 +14,7 @@ import {IValidatorSet} from "./interfaces/IValidatorSet.sol";
 ///         the model from those updates. A validator that finds a round does not re-derive disputes it;
 ///         once `quorum` validators disputed a round it is disputed and never (or no longer) finalized.
 /// @dev One concern: attestations and disputes. Writes are O(1); no loop over validators.
-contract ValidationQuorum is AccessControl, IValidatorSet {
+contract ValidationQuorum is AccessControl, IValidatorSet, IRoundStatus {
     /// @notice Role of the accounts allowed to attest.
     bytes32 public constant VALIDATOR_ROLE = keccak256("VALIDATOR_ROLE");
 
@@ -184,7 +185,7 @@ contract ValidationQuorum is AccessControl, IValidatorSet {
     /// @param task Task id.
     /// @param round Round number.
     /// @return True if finalized.
-    function isFinalized(uint256 task, uint256 round) external view returns (bool) {
+    function isFinalized(uint256 task, uint256 round) external view override returns (bool) {
         return _finalized[task][round] && !_roundDisputed[task][round];
     }
 
@@ -192,7 +193,7 @@ contract ValidationQuorum is AccessControl, IValidatorSet {
     /// @param task Task id.
     /// @param round Round number.
     /// @return True if disputed.
-    function isDisputed(uint256 task, uint256 round) external view returns (bool) {
+    function isDisputed(uint256 task, uint256 round) external view override returns (bool) {
         return _roundDisputed[task][round];
     }
 

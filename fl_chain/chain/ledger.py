@@ -279,6 +279,29 @@ def contribution_events(client: ChainClient, task: int) -> dict[int, list[EventD
     return out
 
 
+def rebase(client: ChainClient, coordinator: LocalAccount, task: int, from_round: int) -> TxReceipt:
+    """Let the task's next round build on finalized round `from_round` because its newest round was
+    disputed (ModelLedger.rebase)."""
+    return client.transact(coordinator, client.ledger.functions.rebase(task, from_round))
+
+
+def parent_round(client: ChainClient, task: int, round_number: int) -> int:
+    """The round whose model `round_number` built on: the one before it, unless a rebase past a disputed
+    round named another (TaskRebased)."""
+    if round_number <= 0:
+        raise FlchainError(f"round {round_number} of task {task} has no parent")
+    if client.call(client.ledger.functions.rebasedParent(task, round_number)) == ZERO_HASH:
+        return round_number - 1
+    events = client.logs(client.ledger, "TaskRebased", task=task, round=round_number)
+    return int(events[-1]["args"]["fromRound"])
+
+
+def rebases(client: ChainClient, task: int) -> dict[int, int]:
+    """Round -> the finalized round it builds on instead of its predecessor, for every rebase of a task."""
+    events = client.logs(client.ledger, "TaskRebased", task=task)
+    return {int(e["args"]["round"]): int(e["args"]["fromRound"]) for e in events}
+
+
 def omission_complaints(client: ChainClient, task: int) -> list[EventData]:
     """The nodes' complaints that their signed update was left out of a round (UpdateOmitted)."""
     return client.logs(client.ledger, "UpdateOmitted", task=task)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from logging import WARNING
 from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
+from flwr.supercore import log
 from web3.types import TxReceipt
 
 from fl_chain.chain import ledger, quorum
@@ -87,6 +89,8 @@ class RoundCommitter:
         self.task = task
         self.store = store
         self.parent_hash = parent_hash
+        self.parent_round: int | None = None  # the round parent_hash belongs to, once known
+        self.rebased: tuple[int, dict[str, np.ndarray]] | None = None  # rebase past a disputed round
         self.wait_finalized = wait_finalized
         self.mode = ledger.task_mode(client, task)
         if mode is not None and _as_mode(mode) is not self.mode:
@@ -146,7 +150,7 @@ class RoundCommitter:
             list(penalized),
             **prepared.commit_args,
         )
-        self.parent_hash = digest
+        self.parent_hash, self.parent_round, self.rebased = digest, round_number, None
         seconds["commit"] = time.monotonic() - started
         commit = Commit(round_number, digest, uri, receipt, [], seconds, prepared.updates_root)
         commit.published_bytes = prepared.published_bytes
@@ -166,11 +170,32 @@ class RoundCommitter:
             commit.published_bytes += size
             commit.seconds["checkpoint"] = time.monotonic() - started
 
+    def rebase_if_disputed(self) -> tuple[int, dict[str, np.ndarray]] | None:
+        """If the validators disputed the round the next one would build on, rebase the task on its
+        newest finalized round (ModelLedger.rebase) and return that round and its model, to train from
+        instead; None if the parent stands. One chain read per round when nothing is disputed."""
+        if self.rebased is not None:
+            return self.rebased
+        if self.parent_round is None or not quorum.is_disputed(self.client, self.task, self.parent_round):
+            return None
+        finalized = quorum.latest_finalized(self.client, self.task)
+        ledger.rebase(self.client, self.coordinator, self.task, finalized)
+        record, arrays = ledger.load_model(self.client, self.task, finalized)
+        self.parent_hash, self.parent_round = record.model_hash, finalized
+        self.rebased = (finalized, arrays)
+        return self.rebased
+
     def _finalize(self, commit: Commit) -> None:
-        """Wait for the validators' finality if configured, then apply what became binding."""
+        """Wait for the validators' finality if configured (a disputed round does not stop the run: the
+        next round rebases past it), then apply what became binding."""
         if self.wait_finalized > 0:
             started = time.monotonic()
-            quorum.wait_finalized(self.client, self.task, commit.round, self.wait_finalized)
+            try:
+                quorum.wait_finalized(self.client, self.task, commit.round, self.wait_finalized)
+            except FlchainError:
+                if not quorum.is_disputed(self.client, self.task, commit.round):
+                    raise
+                log(WARNING, "round %d was disputed by the validators: the next round rebases", commit.round)
             if commit.checkpoint:
                 self.writer.wait_checkpoint(commit.checkpoint, self.wait_finalized)
             commit.seconds["finalize"] = time.monotonic() - started

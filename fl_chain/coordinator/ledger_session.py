@@ -20,6 +20,7 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 from flwr.app import Context
 
+from fl_chain.chain import ledger
 from fl_chain.chain.client import ChainClient, open_chain
 from fl_chain.chain.identity import resolve_account
 from fl_chain.config import RunConfig
@@ -111,10 +112,12 @@ class LedgerSession:
         return committer, committer.commit(0, initial)
 
     def resume_task(self, task: int, parent_hash: bytes) -> RoundCommitter:
-        """A committer continuing `task` from the round whose model hash is `parent_hash`."""
-        return RoundCommitter(
+        """A committer continuing `task` from its newest round, whose model hash is `parent_hash`."""
+        committer = RoundCommitter(
             self.client, self.coordinator, task, self.store, parent_hash, **self._committer_settings()
         )
+        committer.parent_round = ledger.round_count(self.client, task) - 1
+        return committer
 
     def _committer_settings(self) -> dict[str, Any]:
         """The config's finality wait, ledger mode and checkpoint interval, as RoundCommitter takes them."""

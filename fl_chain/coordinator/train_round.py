@@ -97,8 +97,11 @@ class TrainRounds:
         joining = time.monotonic()
         allowed = self._allowed(grid)
         self._join_seconds = time.monotonic() - joining  # how long the join gate held the round
+        rebased = self.committer.rebase_if_disputed()
+        if rebased is not None:  # the validators disputed the parent: train from the newest finalized model
+            arrays = ArrayRecord(rebased[1])
         self._previous = record_to_arrays(arrays)
-        config = ConfigRecord({**dict(config), **self.chain_config(server_round - 1)})
+        config = ConfigRecord({**dict(config), **self._parent_config(server_round)})
         self._train_config = dict(config)
         messages = self.inner.configure_train(server_round, arrays, config, AdmittedGrid(grid, allowed))
         messages = [self._ticketed(self._sized(m), server_round) for m in messages]
@@ -109,6 +112,14 @@ class TrainRounds:
         self._round = server_round
         self._root.start(self._previous, self._train_config)
         return messages
+
+    def _parent_config(self, server_round: int) -> dict[str, int]:
+        """chain_config for a training round: its parent is the previous round, or the round a rebase
+        past a disputed one chose (the committer knows)."""
+        known = self.committer.parent_round
+        if self.committer.rebased is not None and known is not None:
+            return {CONFIG_TASK_ID: self.committer.task, CONFIG_PARENT_ROUND: known}
+        return self.chain_config(server_round - 1)
 
     def chain_config(self, parent_round: int) -> dict[str, int]:
         """The config entries every message of a round carries: the task and the round it builds on."""

@@ -45,9 +45,12 @@ def audit_task(client: ChainClient, task: int) -> list[Finding]:
     task's outcome leaves and reputation checkpoints), the mode read from the chain."""
     commits = {e["args"]["round"]: e for e in ledger.commit_events(client, task)}
     contributions = ledger.contribution_events(client, task)
+    rebases = ledger.rebases(client, task)  # round -> the finalized round it builds on instead
+    models: dict[int, bytes] = {}
     findings: list[Finding] = []
-    previous = ZERO_HASH
     for rnd in range(ledger.round_count(client, task)):
+        parent_round = rebases.get(rnd, rnd - 1)
+        previous = models.get(parent_round, ZERO_HASH)
         event = commits.get(rnd)
         if event is None:
             findings.append(
@@ -55,7 +58,7 @@ def audit_task(client: ChainClient, task: int) -> list[Finding]:
             )
             continue
         findings += _committed(client, task, event, contributions.get(rnd, []), previous)
-        previous = bytes(event["args"]["modelHash"])
+        models[rnd] = bytes(event["args"]["modelHash"])
     return findings + MODE_AUDITS[ledger.task_mode(client, task)](client, task)
 
 

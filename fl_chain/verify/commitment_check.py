@@ -27,7 +27,11 @@ ZERO_ADDRESS = "0x" + "00" * 20
 def round_differences(client: ChainClient, outcomes: RoundOutcomes, task: int, rnd: int) -> list[str]:
     """What a round's (root-checked) outcome leaves say that the chain contradicts."""
     record = ledger.get_round(client, task, rnd)
-    parent = ledger.get_round(client, task, rnd - 1).model_hash if rnd > 0 else bytes(32)
+    parent = (
+        ledger.get_round(client, task, ledger.parent_round(client, task, rnd)).model_hash
+        if rnd > 0
+        else bytes(32)
+    )
     out = [
         f"the outcomes' {what} is {said}, the chain's {actual}"
         for what, said, actual in (

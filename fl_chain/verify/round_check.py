@@ -73,7 +73,7 @@ def check_round(
     if out.manifest is not None:
         out.differences += _against_chain(client, out.manifest, task, round_number)
     if out.manifest is not None and not out.differences:
-        previous = ledger.load_model(client, task, round_number - 1)[1]
+        previous = ledger.load_model(client, task, ledger.parent_round(client, task, round_number))[1]
         base = (
             updates_base or ledger.task_record(client, task).blob_base.rstrip("/") + "/" + UPDATES_DIR + "/"
         )
@@ -88,7 +88,9 @@ def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd:
     """What the manifest of round `rnd` of `task` says that the chain contradicts: its context, model and
     parent, a signature, a node that was not Active before the commit, the recorded scores."""
     record = ledger.get_round(client, task, rnd)
-    parent = ledger.get_round(client, task, rnd - 1).model_hash if rnd > 0 else b""
+    parent = (
+        ledger.get_round(client, task, ledger.parent_round(client, task, rnd)).model_hash if rnd > 0 else b""
+    )
     context = (client.deployment.chain_id, client.ledger.address, task, rnd)
     out = [
         Difference(b"", f"the manifest's {what} is {said}, the chain's {actual}")

@@ -68,7 +68,7 @@ def _constructor_args(
             [at["Reputation"], at["ReputationCheckpoints"]],
         ),
         "Reputation": (roles.admin, at["NodeRegistry"], at["ModelLedger"], params),
-        "ModelLedger": (roles.admin, at["Reputation"], roles.coordinator),
+        "ModelLedger": (roles.admin, at["Reputation"], roles.coordinator, at["ValidationQuorum"]),
         "ValidationQuorum": (roles.admin, at["ModelLedger"], quorum),
         "ReputationCheckpoints": (
             roles.admin,
