@@ -77,3 +77,45 @@ def test_a_disputed_round_is_rebased_on_the_newest_finalized_model(chain: LocalC
     assert committer.rebase_if_disputed() is None
     committer.commit(4, _model(4.0))
     assert ledger.parent_round(client, task, 4) == 3
+
+
+def test_a_verified_federation_with_finalized_only_nodes_continues_after_a_disputed_round(
+    tmp_path: Path,
+) -> None:
+    """The Simulation Engine demo in verified mode: one honest validator (quorum 1) attests every round and
+    the nodes train only from finalized models. Right after round 2 finalized, a second validator disputes
+    it: round 3 is rebased on round 1, the nodes train from it, and rounds 3 and 4 commit and finalize.
+    Before: round 3 built on the disputed round 2 and every node refused to train from it."""
+    from fl_chain.config import RunConfig
+    from fl_chain.demo import run_demo
+    from fl_chain.wire.report import RoundReport
+
+    config = RunConfig()
+    config.federation.rounds = 4
+    config.task.local_epochs = 1
+    config.ledger.mode = "verified"
+    config.scoring.method = "cosine"
+    home = tmp_path / "demo"
+    home.mkdir()
+    local = bootstrap.start_local(home, "anvil")
+    try:
+        rogue = bootstrap.new_validators(local.client, 1)[0]
+        disputed: list[int] = []
+
+        def dispute_round_2(entry: object) -> None:
+            if isinstance(entry, RoundReport) and entry.round == 2:  # reported once finalized
+                quorum.dispute(local.client, rogue, ledger.task_count(local.client), 2, b"", "rogue dispute")
+                disputed.append(2)
+
+        result = run_demo(config, 3, home, plot=False, validators=1, local=local, on_entry=dispute_round_2)
+        client, task = local.client, result.task
+        assert disputed == [2] and result.chain_rounds == 5
+        assert quorum.is_disputed(client, task, 2)
+        assert [quorum.is_finalized(client, task, r) for r in range(5)] == [True, True, False, True, True]
+        assert ledger.rebases(client, task) == {3: 1}
+        rebased = result.reports[3]  # every node trained round 3 from round 1's model and signed it
+        assert len(rebased.participants) == 3 and not rebased.dropped and not rebased.refused, rebased
+        assert all(not r.dropped for r in result.reports), result.reports
+        assert all(f.ok for f in audit_task(client, task) if f.check == "parent chain")
+    finally:
+        local.stop()

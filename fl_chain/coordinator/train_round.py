@@ -40,6 +40,7 @@ from fl_chain.protocol.update_signing import RoundContext, sign_ticket
 from fl_chain.wire.records import (
     CONFIG_LOCAL_STEPS,
     CONFIG_PARENT_ROUND,
+    CONFIG_ROUND,
     CONFIG_TASK_ID,
     CONFIG_TICKET,
     arrays_to_record,
@@ -99,7 +100,7 @@ class TrainRounds:
         self._join_seconds = time.monotonic() - joining  # how long the join gate held the round
         rebased = self.committer.rebase_if_disputed()
         if rebased is not None:  # the validators disputed the parent: train from the newest finalized model
-            arrays = ArrayRecord(rebased[1])
+            arrays = arrays_to_record(rebased[1])
         self._previous = record_to_arrays(arrays)
         config = ConfigRecord({**dict(config), **self._parent_config(server_round)})
         self._train_config = dict(config)
@@ -116,10 +117,10 @@ class TrainRounds:
     def _parent_config(self, server_round: int) -> dict[str, int]:
         """chain_config for a training round: its parent is the previous round, or the round a rebase
         past a disputed one chose (the committer knows)."""
-        known = self.committer.parent_round
-        if self.committer.rebased is not None and known is not None:
-            return {CONFIG_TASK_ID: self.committer.task, CONFIG_PARENT_ROUND: known}
-        return self.chain_config(server_round - 1)
+        config = self.chain_config(server_round - 1)
+        if self.committer.rebased is not None:
+            config[CONFIG_PARENT_ROUND] = self.committer.rebased[0]
+        return {**config, CONFIG_ROUND: self.round_offset + server_round}
 
     def chain_config(self, parent_round: int) -> dict[str, int]:
         """The config entries every message of a round carries: the task and the round it builds on."""

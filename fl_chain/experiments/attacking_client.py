@@ -16,11 +16,11 @@ from fl_chain.node.chain_mod import identity_for, sign_reply
 from fl_chain.node.client_app import SimulatedNodes, make_client_app
 from fl_chain.wire.node_config import NodeConfig
 from fl_chain.wire.records import (
-    CONFIG_PARENT_ROUND,
     UPDATE_RECORD,
     WEIGHT_KEY,
     arrays_to_record,
     record_to_arrays,
+    trained_round,
 )
 
 
@@ -37,7 +37,7 @@ def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
             return reply  # the join challenge and its answer carry no model
         received = record_to_arrays(message.content.array_records["arrays"])
         trained = record_to_arrays(reply.content.array_records["arrays"])
-        round_number = int(message.content.config_records["config"][CONFIG_PARENT_ROUND]) + 1
+        round_number = trained_round(message.content.config_records["config"])
         reply.content["arrays"] = arrays_to_record(apply_attack(attack, received, trained, round_number))
         active = active_attack(attack, round_number)
         if active.get("kind") == "lie-examples":

@@ -43,6 +43,7 @@ from fl_chain.wire.records import (
     WEIGHT_KEY,
     arrays_to_record,
     record_to_arrays,
+    trained_round,
 )
 
 if TYPE_CHECKING:
@@ -273,7 +274,7 @@ def sign_reply(
     if reply.has_error():
         return
     config = chain_config(message)
-    task, round_number = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND]) + 1
+    task, round_number = int(config[CONFIG_TASK_ID]), trained_round(config)
     if arrays is None:
         arrays = record_to_arrays(model_record(reply)[1])
     metrics = list(reply.content.metric_records.values())

@@ -24,10 +24,10 @@ from fl_chain.tasks.base import DataSpec
 from fl_chain.wire.node_config import NodeConfig
 from fl_chain.wire.records import (
     CONFIG_LOCAL_STEPS,
-    CONFIG_PARENT_ROUND,
     WEIGHT_KEY,
     arrays_to_record,
     record_to_arrays,
+    trained_round,
 )
 
 # Rewrites a node's training data before it trains: (settings, round, x, y) -> (x, y). Experiments only.
@@ -55,7 +55,7 @@ def train_locally(
         )
     )
     if data_hook is not None:
-        x, y = data_hook(settings, int(config[CONFIG_PARENT_ROUND]) + 1, x, y)
+        x, y = data_hook(settings, trained_round(config), x, y)
     model = task.build_model(0)
     set_arrays(model, arrays)
     loss = train(

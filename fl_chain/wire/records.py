@@ -19,6 +19,8 @@ AUTH_RECORD = "flchain-auth"  # ConfigRecord: "nonce" (server -> node), "address
 # the node-config key "flchain-task" that names the ML task (see wire/node_config.py).
 CONFIG_TASK_ID = "flchain-task-id"
 CONFIG_PARENT_ROUND = "flchain-parent-round"
+# The on-chain round being trained: the parent's + 1, except after a rebase past a disputed round.
+CONFIG_ROUND = "flchain-round"
 CONFIG_LOCAL_STEPS = "local-steps"  # mini-batches sized to the node's declared capacity
 CONFIG_TICKET = "flchain-ticket"  # verified rounds: the coordinator's signature sampling this node
 WEIGHT_KEY = "num-examples"  # the metric Flower's strategies weight replies by
@@ -102,3 +104,11 @@ def with_update(
         {"arrays": arrays_to_record(arrays) if arrays is not None else record, "metrics": new_metrics}
     )
     return Message(content=content, metadata=reply.metadata)
+
+
+def trained_round(config: Mapping[str, object]) -> int:
+    """The on-chain round a train message's config asks for (CONFIG_ROUND; from a coordinator that does
+    not send it, the parent round + 1)."""
+    if CONFIG_ROUND in config:
+        return int(config[CONFIG_ROUND])
+    return int(config[CONFIG_PARENT_ROUND]) + 1
