@@ -5,9 +5,10 @@ From the chain: the round's updates root, model hash, parent, scores (Contributi
 it recorded as missed. From the task's store: the manifest (rounds/…, public) and the included updates
 (updates/…, for the validators only). Checked: the manifest's leaves give the committed root and name
 this chain, ledger, task and round; every disclosed update is signed by its node for this round; every
-included node was Active just before the commit; the chain's scores are the manifest's; every update blob
-hashes to what its node signed; and the included updates re-derive the committed model and the
-recomputable scores (defence/derivation.py).
+included node was Active just before the commit; the chain's scores are the manifest's; every node that
+posted its claim on-chain before the commit (ClaimPosted) is disclosed and not recorded missed; every
+update blob hashes to what its node signed; and the included updates re-derive the committed model and
+the recomputable scores (defence/derivation.py).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def check_round(
         out.differences.append(Difference(b"", f"manifest: {exc}"))
     if out.manifest is not None:
         out.differences += _against_chain(client, out.manifest, task, round_number)
+        out.differences += posted_claim_differences(client, out.manifest, task, round_number)
     if out.manifest is not None and not out.differences:
         previous = ledger.load_model(client, task, round_number - 1)[1]
         base = (
@@ -118,6 +120,29 @@ def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd:
     if on_chain != disclosed:
         changed = sorted(set(on_chain.items()) ^ set(disclosed.items()))
         out.append(Difference(b"", f"the chain's scores differ from the manifest's: {changed[:4]}"))
+    return out
+
+
+def posted_claim_differences(
+    client: ChainClient, manifest: RoundManifest, task: int, rnd: int
+) -> list[Difference]:
+    """The nodes that posted their claim on-chain before round `rnd` was committed (ClaimPosted: the
+    contract accepts it only for the task's next round, from a sampled, eligible node) and that the round
+    then omitted from its manifest or recorded as missed: the coordinator received their reply, or at
+    least cannot show it did not, so the round is disputed. A posting node the manifest discloses
+    (included, or excluded with a reason) is fine."""
+    posted = ledger.posted_claims(client, task, rnd)
+    if not posted:
+        return []
+    missed = ledger.missed_in(client, task, rnd)
+    out = []
+    for node, (update_hash, _weight) in sorted(posted.items()):
+        leaf = bytes.fromhex(node[2:]).rjust(32, b"\0")
+        claim = f"{to_checksum_address(node)}'s claim 0x{update_hash.hex()[:16]}"
+        if node in missed:
+            out.append(Difference(leaf, f"recorded missed: {claim} was posted on time"))
+        elif manifest.entry_of(node) is None:
+            out.append(Difference(leaf, f"claim posted on time but omitted: {claim}"))
     return out
 
 
