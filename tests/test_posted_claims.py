@@ -7,7 +7,7 @@ verified_round.build, lying by leaving a posting node out."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +23,12 @@ from fl_chain.defence import derivation
 from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.ledger_mode import LedgerMode
+from fl_chain.protocol.manifest import canonical
 from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
 from fl_chain.runners.signing_agent import SigningAgent
 from fl_chain.store import ModelStore
+from fl_chain.verify import round_check
 from fl_chain.verify.audit import audit_task
 from fl_chain.verify.validator import Attestation, Dispute, Validator
 from tests.chainutil import new_nodes
@@ -125,10 +127,17 @@ class Rounds:
         return self.chain.client
 
     def round(
-        self, number: int, drop: str | None = None, record_missed: bool = False, exclude: str | None = None
+        self,
+        number: int,
+        drop: str | None = None,
+        record_missed: bool = False,
+        exclude: str | None = None,
+        silent: str | None = None,
     ):
-        """Every node trains, signs and posts its claim; the coordinator leaves `drop` out of the manifest
-        (and with `record_missed` commits it as missed), and discloses `exclude` as excluded."""
+        """Every node trains, signs and posts its claim. A lying coordinator leaves `drop` out of the
+        manifest (and with `record_missed` commits it as missed); an honest one discloses `exclude` as
+        excluded and, like ChainStrategy (train_round.py), discloses every posted claim it did not
+        receive (`silent`: a node that posted and never replied) instead of recording it missed."""
         context = _context(self.client, self.committer.task, number)
         screened = Screened()
         for node in self.nodes:
@@ -141,7 +150,7 @@ class Rounds:
             ledger.post_claim(
                 self.client, node, signed, _ticket(self.committer.coordinator, context, node.address)
             )
-            if node.address == drop:  # the coordinator pretends it never got this reply
+            if node.address in (drop, silent):  # never received (silent), or pretended so (drop)
                 continue
             screened.claims[node.address] = signed
             if node.address == exclude:
@@ -159,6 +168,10 @@ class Rounds:
             context, screened, scores, self.committer.parent_hash, hash_arrays(model), "cosine", 2.0, 1.0
         )
         missed = [drop] if drop and record_missed else []
+        if drop is None:  # the honest coordinator's last step before the commit
+            missed = [silent] if silent else []
+            posted = ledger.posted_claims(self.client, context.task, number)
+            built, missed = verified_round.disclose_posted(built, posted, missed)
         self.committer.commit(number, model, scores, missed=missed, verified=built)
         self.model = model
         return built.manifest
@@ -199,6 +212,37 @@ def test_an_honest_round_with_posted_claims_is_attested(rounds: Rounds) -> None:
     assert all(f.ok for f in findings), [f for f in findings if not f.ok]
     (posted,) = [f for f in findings if f.check == "posted claims"]
     assert "4 claims posted on time, all disclosed" in posted.detail
+
+
+def test_a_node_that_posts_and_never_replies_cannot_get_an_honest_round_disputed(rounds: Rounds) -> None:
+    """A node posts its claim and sends no reply. Before: the honest coordinator recorded it missed, and
+    (with posted claims) every validator would dispute the honest round. Now ChainStrategy discloses the
+    posted claim as excluded (unsigned: the node's transaction is its signature) and does not record the
+    node missed: the validators attest. A coordinator that invents such an entry for a node that posted
+    no claim is disputed."""
+    r = rounds
+    silent = r.nodes[2].address
+    manifest = r.round(1, silent=silent)
+    entry = manifest.entry_of(silent)
+    assert entry is not None and not entry.included and entry.signature == ""
+    assert entry.reason == verified_round.POSTED_NOT_RECEIVED
+    assert silent.lower() not in ledger.missed_in(r.client, r.committer.task, 1)
+    verdicts = r.judge(1)
+    assert all(isinstance(v, Attestation) for v in verdicts), verdicts
+    assert quorum.is_finalized(r.client, r.committer.task, 1)
+    findings = audit_task(r.client, r.committer.task)
+    assert all(f.ok for f in findings), [f for f in findings if not f.ok]
+
+    made_up = replace(entry, update="0x" + "cd" * 32)  # a claim the node never posted
+    posted = {silent.lower(): (entry.update_hash, entry.claimed)}
+    differences = round_check._against_chain(
+        r.client,
+        replace(manifest, entries=canonical([*(e for e in manifest.entries if e is not entry), made_up])),
+        r.committer.task,
+        1,
+        posted,
+    )
+    assert any("posted no such claim" in d.what for d in differences), differences
 
 
 @pytest.mark.parametrize(

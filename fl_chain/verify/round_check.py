@@ -29,6 +29,7 @@ from fl_chain.protocol.model_bytes import arrays_from_bytes
 from fl_chain.store import UPDATES_DIR, BlobTooLarge, verify_blob
 
 MAX_UPDATE_BYTES = 2 * 1024**3
+Posted = dict[str, tuple[bytes, int]]  # node (lowercase) -> (update hash, weight) it posted on-chain
 
 
 @dataclass
@@ -72,8 +73,9 @@ def check_round(
     except FlchainError as exc:
         out.differences.append(Difference(b"", f"manifest: {exc}"))
     if out.manifest is not None:
-        out.differences += _against_chain(client, out.manifest, task, round_number)
-        out.differences += posted_claim_differences(client, out.manifest, task, round_number)
+        posted = ledger.posted_claims(client, task, round_number)
+        out.differences += _against_chain(client, out.manifest, task, round_number, posted)
+        out.differences += posted_claim_differences(client, out.manifest, task, round_number, posted)
     if out.manifest is not None and not out.differences:
         previous = ledger.load_model(client, task, round_number - 1)[1]
         base = (
@@ -86,9 +88,12 @@ def check_round(
     return out
 
 
-def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd: int) -> list[Difference]:
+def _against_chain(
+    client: ChainClient, manifest: RoundManifest, task: int, rnd: int, posted: Posted
+) -> list[Difference]:
     """What the manifest of round `rnd` of `task` says that the chain contradicts: its context, model and
-    parent, a signature, a node that was not Active before the commit, the recorded scores."""
+    parent, a signature (an unsigned entry must be an excluded claim its node posted, `posted`), a node
+    that was not Active before the commit, the recorded scores."""
     record = ledger.get_round(client, task, rnd)
     parent = ledger.get_round(client, task, rnd - 1).model_hash if rnd > 0 else b""
     context = (client.deployment.chain_id, client.ledger.address, task, rnd)
@@ -105,6 +110,10 @@ def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd:
         if said != actual
     ]
     for entry in manifest.entries:
+        if not entry.signature and not entry.included:
+            if posted.get(entry.node.lower()) != (entry.update_hash, entry.claimed):
+                out.append(Difference(entry.leaf(), f"{entry.node} posted no such claim on-chain"))
+            continue
         try:
             signer = entry.signed(*context).signer()
         except FlchainError as exc:
@@ -124,14 +133,14 @@ def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd:
 
 
 def posted_claim_differences(
-    client: ChainClient, manifest: RoundManifest, task: int, rnd: int
+    client: ChainClient, manifest: RoundManifest, task: int, rnd: int, posted: Posted | None = None
 ) -> list[Difference]:
     """The nodes that posted their claim on-chain before round `rnd` was committed (ClaimPosted: the
     contract accepts it only for the task's next round, from a sampled, eligible node) and that the round
     then omitted from its manifest or recorded as missed: the coordinator received their reply, or at
     least cannot show it did not, so the round is disputed. A posting node the manifest discloses
     (included, or excluded with a reason) is fine."""
-    posted = ledger.posted_claims(client, task, rnd)
+    posted = ledger.posted_claims(client, task, rnd) if posted is None else posted
     if not posted:
         return []
     missed = ledger.missed_in(client, task, rnd)
