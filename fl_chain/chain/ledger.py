@@ -338,10 +338,14 @@ def post_claim(client: ChainClient, node: LocalAccount, signed: SignedUpdate, ti
     return client.transact(node, fn)
 
 
-def posted_claims(client: ChainClient, task: int, round_number: int) -> dict[str, tuple[bytes, int]]:
+def posted_claims(
+    client: ChainClient, task: int, round_number: int, before_block: int | None = None
+) -> dict[str, tuple[bytes, int]]:
     """Node (lowercase) -> (update hash, weight) of the claims posted for a round (ClaimPosted, one
-    eth_getLogs); a node that posted twice is shown with its last claim."""
-    logs = client.logs(client.ledger, "ClaimPosted", task=task, round=round_number)
+    eth_getLogs), only those mined before block `before_block` if given; a node that posted twice is
+    shown with its last claim."""
+    end = None if before_block is None else before_block - 1
+    logs = client.logs(client.ledger, "ClaimPosted", end=end, task=task, round=round_number)
     return {
         str(e["args"]["node"]).lower(): (bytes(e["args"]["updateHash"]), int(e["args"]["weight"]))
         for e in logs

@@ -29,6 +29,7 @@ from fl_chain.store import BlobIntegrityError, fetch_blob
 from fl_chain.verify.commitment_check import check_checkpoint, round_differences
 from fl_chain.verify.round_check import (
     RoundCheck,
+    binding_claims,
     check_round,
     judge_complaint,
     posted_claim_differences,
@@ -205,7 +206,7 @@ def _posted_claims(client: ChainClient, check: RoundCheck, task: int, rnd: int) 
     each posting node the round omitted or recorded as missed, else one passed finding."""
     if check.manifest is None:
         return []
-    posted = ledger.posted_claims(client, task, rnd)
+    posted = binding_claims(client, task, rnd)
     if not posted:
         return []
     where = f"task {task} round {rnd}"

@@ -73,7 +73,7 @@ def check_round(
     except FlchainError as exc:
         out.differences.append(Difference(b"", f"manifest: {exc}"))
     if out.manifest is not None:
-        posted = ledger.posted_claims(client, task, round_number)
+        posted = binding_claims(client, task, round_number)
         out.differences += _against_chain(client, out.manifest, task, round_number, posted)
         out.differences += posted_claim_differences(client, out.manifest, task, round_number, posted)
     if out.manifest is not None and not out.differences:
@@ -132,6 +132,14 @@ def _against_chain(
     return out
 
 
+def binding_claims(client: ChainClient, task: int, rnd: int) -> Posted:
+    """The claims posted for a committed round that bind its coordinator: those mined in a block before
+    the commit's. A claim in the commit's own block (a node front-running the commit it saw pending)
+    cannot have been seen by the coordinator; an honest node waits for its post's receipt before it
+    replies, so its claim is always in an earlier block."""
+    return ledger.posted_claims(client, task, rnd, before_block=ledger.get_round(client, task, rnd).block)
+
+
 def posted_claim_differences(
     client: ChainClient, manifest: RoundManifest, task: int, rnd: int, posted: Posted | None = None
 ) -> list[Difference]:
@@ -140,7 +148,7 @@ def posted_claim_differences(
     then omitted from its manifest or recorded as missed: the coordinator received their reply, or at
     least cannot show it did not, so the round is disputed. A posting node the manifest discloses
     (included, or excluded with a reason) is fine."""
-    posted = ledger.posted_claims(client, task, rnd) if posted is None else posted
+    posted = binding_claims(client, task, rnd) if posted is None else posted
     if not posted:
         return []
     missed = ledger.missed_in(client, task, rnd)
