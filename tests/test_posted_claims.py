@@ -7,7 +7,11 @@ verified_round.build, lying by leaving a posting node out."""
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -133,11 +137,14 @@ class Rounds:
         record_missed: bool = False,
         exclude: str | None = None,
         silent: str | None = None,
+        quiet: str | None = None,
+        commit: Callable | None = None,
     ):
         """Every node trains, signs and posts its claim. A lying coordinator leaves `drop` out of the
         manifest (and with `record_missed` commits it as missed); an honest one discloses `exclude` as
         excluded and, like ChainStrategy (train_round.py), discloses every posted claim it did not
-        receive (`silent`: a node that posted and never replied) instead of recording it missed."""
+        receive (`silent`: a node that posted and never replied) instead of recording it missed.
+        `quiet` neither posts nor replies (recorded missed). `commit(send)`: runs the commit, `send()`."""
         context = _context(self.client, self.committer.task, number)
         screened = Screened()
         for node in self.nodes:
@@ -147,6 +154,8 @@ class Rounds:
             signed = sign_update(
                 node, *vars(context).values(), hash_arrays(arrays), int(self.rng.integers(50, 150))
             )
+            if node.address == quiet:
+                continue
             ledger.post_claim(
                 self.client, node, signed, _ticket(self.committer.coordinator, context, node.address)
             )
@@ -169,10 +178,11 @@ class Rounds:
         )
         missed = [drop] if drop and record_missed else []
         if drop is None:  # the honest coordinator's last step before the commit
-            missed = [silent] if silent else []
+            missed = [n for n in (silent, quiet) if n]
             posted = ledger.posted_claims(self.client, context.task, number)
             built, missed = verified_round.disclose_posted(built, posted, missed)
-        self.committer.commit(number, model, scores, missed=missed, verified=built)
+        send = partial(self.committer.commit, number, model, scores, missed=missed, verified=built)
+        send() if commit is None else commit(send)
         self.model = model
         return built.manifest
 
@@ -243,6 +253,53 @@ def test_a_node_that_posts_and_never_replies_cannot_get_an_honest_round_disputed
         posted,
     )
     assert any("posted no such claim" in d.what for d in differences), differences
+
+
+def test_a_claim_front_running_the_commit_in_its_block_does_not_dispute_the_round(rounds: Rounds) -> None:
+    """A sampled node never replies; when it sees the honest commit (which records it missed) pending, it
+    posts its claim with a higher tip so that it lands first in the same block. Before (every ClaimPosted
+    of the round counted): the validators disputed the honest round ("recorded missed"). Now a claim
+    mined in the commit's own block does not bind the coordinator, who cannot have seen it: attested."""
+    r = rounds
+    attacker = r.nodes[0]
+    w3, client = r.client.w3, r.client
+
+    def front_run(send: Callable) -> None:
+        context = _context(client, r.committer.task, 1)
+        claim = _claim(attacker, context, 7)
+        fn = client.ledger.functions.postClaim(
+            r.committer.task, 1, claim.update_hash, claim.weight,
+            bytes.fromhex(_ticket(r.committer.coordinator, context, attacker.address)[2:]),
+        )  # fmt: skip
+        w3.provider.make_request("evm_setAutomine", [False])
+        try:
+            sender = threading.Thread(target=send)
+            sender.start()
+            deadline = time.monotonic() + 30
+            while not w3.eth.get_block("pending")["transactions"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            tip = 100 * 10**9
+            tx = fn.build_transaction(
+                {"from": attacker.address, "nonce": w3.eth.get_transaction_count(attacker.address),
+                 "gas": 100_000, "maxFeePerGas": 2 * tip, "maxPriorityFeePerGas": tip,
+                 "chainId": client.deployment.chain_id},
+            )  # fmt: skip
+            w3.eth.send_raw_transaction(attacker.sign_transaction(tx).raw_transaction)
+            w3.provider.make_request("evm_mine", [])
+        finally:
+            w3.provider.make_request("evm_setAutomine", [True])
+        sender.join(60)
+
+    r.round(1, quiet=attacker.address, commit=front_run)
+    (event,) = client.logs(client.ledger, "ClaimPosted", task=r.committer.task, node=attacker.address)
+    record = ledger.get_round(client, r.committer.task, 1)
+    assert event["blockNumber"] == record.block and event["args"]["node"] == attacker.address
+    assert attacker.address.lower() in ledger.missed_in(client, r.committer.task, 1)
+    binding = ledger.posted_claims(client, r.committer.task, 1, before_block=record.block)
+    assert attacker.address.lower() not in binding and len(binding) == 3
+    verdicts = r.judge(1)
+    assert all(isinstance(v, Attestation) for v in verdicts), verdicts
+    assert quorum.is_finalized(client, r.committer.task, 1)
 
 
 @pytest.mark.parametrize(
