@@ -26,6 +26,7 @@ from fl_chain.coordinator.screening import Screened
 from fl_chain.defence import derivation
 from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.errors import FlchainError
+from fl_chain.node.signer import AgentSigner
 from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.manifest import canonical
 from fl_chain.protocol.model_bytes import hash_arrays
@@ -360,10 +361,12 @@ def test_the_signing_agent_posts_only_the_claim_it_signed_once_per_round(
         assert agent.answer(me, {**update, "statement": "update"})["ok"]
         other = agent.answer(me, {**claim, "weight": 121})
         assert not other["ok"] and "signed last" in other["error"]
-        answer = agent.answer(me, claim)
-        assert answer["ok"] and answer["tx"].startswith("0x"), answer
-        again = agent.answer(me, claim)
-        assert not again["ok"] and "already posted" in again["error"]
+        # The mod's side, over the agent's Unix socket (this process is the admitted app process).
+        signer = AgentSigner(str(agent.start()))
+        signed = signer.sign_update(context.chain_id, context.ledger, task, 1, b"\xab" * 32, 120)
+        assert signer.post_claim(signed, ticket).startswith("0x")
+        with pytest.raises(FlchainError, match="already posted its claim for round 1"):
+            signer.post_claim(signed, ticket)
     (node_posted,) = ledger.posted_claims(client, task, 1).items()
     assert node_posted == (node.address.lower(), (bytes.fromhex("ab" * 32), 120))
 
