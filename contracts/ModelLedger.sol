@@ -399,6 +399,45 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         emit UpdateOmitted(task, round, signer, updateHash, weight);
     }
 
+    // ---- Posted claims: a node proves on-chain, before its round commits, that it sent its update ----
+
+    /// @notice A claim can be posted only for the task's next round (not yet committed, and not round 0,
+    ///         the initial model): a claim posted later proves nothing about what the commit omitted.
+    error ClaimNotOnTime(uint256 task, uint256 expected, uint256 given);
+
+    /// @notice A sampled node posted its claim on its update for a verified round before the round was
+    ///         committed: the round's manifest must disclose that node, and the commit must not record it
+    ///         as missed (checked by validators and `flchain audit`).
+    event ClaimPosted(
+        uint256 indexed task, uint256 indexed round, address indexed node, bytes32 updateHash, uint256 weight
+    );
+
+    /// @notice Post the caller's claim on its update for the task's next (uncommitted) round: the update
+    ///         hash and weight it signed and sends the coordinator. The transaction is the node's own
+    ///         signature, and its block shows it came before the commit, so a coordinator that later
+    ///         records the node as missed, or leaves it out of the manifest, is caught by the validators.
+    ///         Writes no storage: one event, flat gas per node and round; the commit is unchanged.
+    /// @param task A task in Verified mode.
+    /// @param round The task's next round (its `nextRound`), at least 1.
+    /// @param updateHash Hash of the update blob the node sends (its signed claim's hash).
+    /// @param weight The weight the node signed.
+    /// @param ticket The task owner's signature over `ticketDigest(task, round, msg.sender)`.
+    function postClaim(uint256 task, uint256 round, bytes32 updateHash, uint256 weight, bytes calldata ticket)
+        external
+    {
+        Task storage t = _tasks[task];
+        address owner = t.owner;
+        if (owner == address(0)) revert UnknownTask(task);
+        if (t.mode != LedgerMode.Verified) revert WrongMode(task, t.mode);
+        uint256 expected = t.nextRound;
+        if (round != expected || round == 0) revert ClaimNotOnTime(task, expected, round);
+        if (ECDSA.recover(_ethSigned(ticketDigest(task, round, msg.sender)), ticket) != owner) {
+            revert NotSampled(task, round, msg.sender);
+        }
+        if (!reputation.isEligible(msg.sender)) revert NotEligible(msg.sender);
+        emit ClaimPosted(task, round, msg.sender, updateHash, weight);
+    }
+
     /// @dev MessageHashUtils.toEthSignedMessageHash, inlined: that library pulls in Strings and Bytes,
     ///      which need Cancun's mcopy, and these contracts target Shanghai (ganache runs no later fork).
     function _ethSigned(bytes32 digest) private pure returns (bytes32) {

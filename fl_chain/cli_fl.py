@@ -106,6 +106,11 @@ APP_HASH_HELP = (
     "for flchain's own app; any other bundle is refused unrun"
 )
 
+POST_CLAIMS_HELP = (
+    "Verified rounds: post this node's signed update claim on-chain (ModelLedger.postClaim, one small "
+    "transaction per round, paid by this node) before replying, so omitting it is provable"
+)
+
 
 def open_node(node: NodeConfig, key: Path, superlink: str, home: Path | None) -> NodeSupervisor:
     """Decrypt the node's key in this process only. Before anything is started, the keystore password
@@ -138,6 +143,7 @@ def client(
     ] = False,
     port: Annotated[int | None, typer.Option(help="Local port of this SuperNode's app API")] = None,
     app_hash: Annotated[str | None, typer.Option(help=APP_HASH_HELP)] = None,
+    post_claims: Annotated[bool, typer.Option(help=POST_CLAIMS_HELP)] = False,
     home: HomeOpt = None,
     deployment: DeploymentOpt = None,
     rpc: RpcOpt = None,
@@ -165,6 +171,7 @@ def client(
         task=task,
         model_source=model_source,
         finalized_only=finalized_only,
+        post_claims=post_claims,
     ).validate()
     supervisor = open_node(node, key, superlink, home)
     supervisor.root_certificates, supervisor.port, supervisor.app_hash = root_certificates, port, pin

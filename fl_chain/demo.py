@@ -48,11 +48,13 @@ def run_demo(
     validators: int = 0,
     local: bootstrap.LocalDeployment | None = None,
     progress: Callable[[int, int], None] | None = None,
+    post_claims: bool = False,
 ) -> DemoResult:
     """Run the demo; `home` receives the deployment file, the store, rounds.jsonl and the plot.
     With `local` (a chain started by `bootstrap.start_local(home, ...)`), the run uses that chain and
     leaves it running, so its ledger can be read afterwards; otherwise the demo's own chain is stopped.
-    `progress(done, total)` is called while the nodes are registered (bootstrap.register_nodes)."""
+    `progress(done, total)` is called while the nodes are registered (bootstrap.register_nodes).
+    `post_claims`: the simulated nodes post their verified-round claims on-chain (ModelLedger.postClaim)."""
     _fresh_home(home)
     own_chain = local is None
     if local is None:
@@ -67,9 +69,8 @@ def run_demo(
         config.federation.min_nodes = min(config.federation.min_nodes, clients)
         events = RunEvents(home / "rounds.jsonl", on_entry)
         try:
-            simulate(
-                config, home, events, [bootstrap.hex_key(n) for n in nodes], attacks or {}, validators > 0
-            )
+            keys = [bootstrap.hex_key(n) for n in nodes]
+            simulate(config, home, events, keys, attacks or {}, validators > 0, post_claims)
         finally:
             if validation is not None:
                 validation.stop()
@@ -122,6 +123,7 @@ def simulate(
     keys: list[str],
     attacks: dict[int, dict],
     finalized_only: bool,
+    post_claims: bool = False,
 ) -> None:
     """One run of the flchain ServerApp and ClientApp on Flower's Simulation Engine, one node per key."""
     from flwr.simulation import run_simulation
@@ -139,6 +141,7 @@ def simulate(
             data_seed=config.task.seed,
             task=config.task.name,
             finalized_only=finalized_only,
+            post_claims=post_claims,
         ),
         keys,
         attacks,

@@ -150,6 +150,11 @@ def describe_event(event) -> str:
             f"task {args['task']} round {args['round']}: {args['node']} says its signed update "
             f"{short(args['updateHash'])} (weight {args['weight']}) was left out"
         )
+    elif event.name == "ClaimPosted":
+        text = (
+            f"task {args['task']} round {args['round']}: {args['node']} posted its claim "
+            f"{short(args['updateHash'])} (weight {args['weight']}) before the commit"
+        )
     else:
         text = f"{event.name} " + ", ".join(f"{k}={v}" for k, v in args.items())
     return f"{prefix}block {event.block_number}: {text}"

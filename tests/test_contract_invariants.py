@@ -17,6 +17,8 @@ on-chain views and event logs are compared with the model and checked for these 
   custom error (the role an account lacks, or the broken rule), and, since the model did not move,
   the next comparison proves the call changed nothing; some of these calls are also mined with a fixed
   gas limit so the revert happens inside a block and not only in gas estimation;
+- ModelLedger.postClaim writes nothing: on these (Plain) tasks and on unknown ones it reverts WrongMode
+  or UnknownTask whoever posts with whatever ticket, and the next comparison proves nothing moved;
 - the validation quorum counts distinct validators (attestations() equals the distinct validators of
   the Attested events, a second attestation by one validator reverts AlreadyAttested).
 
@@ -41,6 +43,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
+from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from hypothesis import HealthCheck, settings
@@ -623,6 +626,27 @@ class ContractMachine(RuleBasedStateMachine):
         assert on_chain == suspended, f"automatic suspensions {on_chain}, reference model {suspended}"
         RUN_COUNTS["rounds_committed"] += 1
         RUN_COUNTS["auto_suspensions"] += len(suspended)
+
+    @rule(data=st.data(), caller=st.sampled_from(CALLERS), mine=MINE)
+    def post_claim_any(self, data: st.DataObject, caller: str, mine: bool) -> None:
+        """Anyone posts an update claim (ModelLedger.postClaim) for any round of a task (or of one that
+        does not exist), with its owner's ticket or a forged one. The tasks here are Plain, so every post
+        reverts (UnknownTask, WrongMode); postClaim writes no storage in any case, and the invariants
+        then prove nothing moved (tests/test_posted_claims.py covers verified tasks)."""
+        model = self.model
+        task_id = data.draw(st.integers(1, len(model.tasks) + 1), label="task")
+        task = model.tasks[task_id - 1] if task_id <= len(model.tasks) else None
+        round_number = data.draw(st.integers(0, 3), label="round")
+        signer = data.draw(st.sampled_from((task.owner if task else "coordinator", caller)), label="signer")
+        digest = self.client.call(
+            self.client.ledger.functions.ticketDigest(task_id, round_number, self.addr(caller))
+        )
+        ticket = self.world.accounts[signer].sign_message(encode_defunct(primitive=bytes(digest))).signature
+        error = f"UnknownTask(task={task_id})" if task is None else f"WrongMode(task={task_id}"
+        fn = self.client.ledger.functions.postClaim(
+            task_id, round_number, keccak(text=caller), 1, bytes(ticket)
+        )
+        self.send(caller, fn, error, mine)
 
     # ---- validation quorum ---------------------------------------------------------------------
 

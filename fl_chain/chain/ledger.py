@@ -345,3 +345,31 @@ def complain_omitted(client: ChainClient, node: LocalAccount, signed: SignedUpda
         bytes.fromhex(ticket.removeprefix("0x")),
     )
     return client.transact(node, fn)
+
+
+def post_claim(client: ChainClient, node: LocalAccount, signed: SignedUpdate, ticket: str) -> TxReceipt:
+    """Post a node's claim on its update for the round its task is training now (ClaimPosted), with the
+    coordinator's ticket that sampled the node: from then on, the commit may not omit the node nor record
+    it as missed without the validators disputing the round."""
+    fn = client.ledger.functions.postClaim(
+        signed.task,
+        signed.round,
+        signed.update_hash,
+        signed.weight,
+        bytes.fromhex(ticket.removeprefix("0x")),
+    )
+    return client.transact(node, fn)
+
+
+def posted_claims(
+    client: ChainClient, task: int, round_number: int, before_block: int | None = None
+) -> dict[str, tuple[bytes, int]]:
+    """Node (lowercase) -> (update hash, weight) of the claims posted for a round (ClaimPosted, one
+    eth_getLogs), only those mined before block `before_block` if given; a node that posted twice is
+    shown with its last claim."""
+    end = None if before_block is None else before_block - 1
+    logs = client.logs(client.ledger, "ClaimPosted", end=end, task=task, round=round_number)
+    return {
+        str(e["args"]["node"]).lower(): (bytes(e["args"]["updateHash"]), int(e["args"]["weight"]))
+        for e in logs
+    }

@@ -36,6 +36,7 @@ KINDS = {
     "ContributionRecorded": "contribution",
     "UpdatesCommitted": "updates_committed",
     "UpdateOmitted": "update_omitted",
+    "ClaimPosted": "claim_posted",
     "ReputationUpdated": "reputation",
     "AutoSuspended": "auto_suspended",
     "RoundMissed": "round_missed",

@@ -17,7 +17,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
-from fl_chain.chain import registry
+from fl_chain.chain import ledger, registry
 from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.committer import Commit, RoundCommitter
 from fl_chain.coordinator.deadline_grid import DeadlineGrid
@@ -237,6 +237,9 @@ class TrainRounds:
                 self.policy.screening.claim_cap,
                 step,
             )
+            # Read last, just before the commit: a node that posted its claim is disclosed, never missed.
+            posted = ledger.posted_claims(self.committer.client, context.task, context.round)
+            verified, missed = verified_round.disclose_posted(verified, posted, missed)
         commit = self.committer.commit(
             on_chain_round, model, scores, missed, sorted(screened.penalized), verified
         )

@@ -5,7 +5,7 @@ a round's screening through the fields it needs (Disclosed), so it depends on no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -92,3 +92,26 @@ def build(
         canonical(entries),
     )
     return VerifiedRound(manifest, blobs)
+
+
+POSTED_NOT_RECEIVED = "claim posted on-chain; no usable signed reply received"
+
+
+def disclose_posted(
+    built: VerifiedRound, posted: Mapping[str, tuple[bytes, int]], missed: list[str]
+) -> tuple[VerifiedRound, list[str]]:
+    """The round with every node that posted its claim on-chain for it (ModelLedger.postClaim; node ->
+    (update hash, weight)) disclosed, and the missed list without them: validators dispute a round that
+    leaves a posting node out or records it missed. A posting node the manifest does not disclose (its
+    reply never arrived, or came unsigned) gets an excluded entry of its posted claim, unsigned (its
+    transaction is its signature: verify/round_check.py checks it against the event)."""
+    manifest = built.manifest
+    added = [
+        Entry(node, "0x" + update_hash.hex(), weight, "", EXCLUDED_SCORE, reason=POSTED_NOT_RECEIVED)
+        for node, (update_hash, weight) in posted.items()
+        if manifest.entry_of(node) is None
+    ]
+    if added:
+        manifest = replace(manifest, entries=canonical([*manifest.entries, *added]))
+    kept = [m for m in missed if m.lower() not in posted]
+    return VerifiedRound(manifest, built.blobs), kept

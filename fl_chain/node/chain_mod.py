@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from logging import ERROR
+from logging import ERROR, WARNING
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +48,7 @@ from fl_chain.wire.records import (
 
 if TYPE_CHECKING:
     from fl_chain.chain.client import ChainClient
+    from fl_chain.protocol.update_signing import SignedUpdate
 
 # Flower runs every message in a fresh process, so this module imports neither web3 nor eth-account:
 # a training message costs one batched chain read (fl_chain/chain/node_reads.py) and one request to the
@@ -95,7 +96,7 @@ class NodeIdentity:
             account = resolve_account(
                 {}, "node", self.settings.key_path, private_key=self.settings.private_key
             )
-            self._signer = LocalSigner(account)
+            self._signer = LocalSigner(account, lambda: self.chain)
         return self._signer
 
     @property
@@ -136,7 +137,7 @@ def settings_from_node_config(context: Context) -> NodeConfig:
     node_config = dict(context.node_config)
     simulated = keys_file(context.run_config)
     if simulated is not None and "flchain-key" not in node_config:
-        return simulated_node_settings(simulated, node_config)
+        return simulated_node_settings(simulated, node_config, context.run_config)
     return NodeConfig.from_node_config(node_config)
 
 
@@ -295,4 +296,17 @@ def sign_reply(
 
     # So that `flchain client` can find it in the round's manifest (node/inclusion.py), with the ticket it
     # needs to complain if it is missing.
-    record_claim(signed, str(config.get(CONFIG_TICKET, "")))
+    ticket = str(config.get(CONFIG_TICKET, ""))
+    record_claim(signed, ticket)
+    if identity.settings.post_claims and ticket:
+        post_claim(identity, signed, ticket)
+
+
+def post_claim(identity: NodeIdentity, signed: SignedUpdate, ticket: str) -> None:
+    """Post the signed claim on-chain before the reply leaves (a verified round's train message carries
+    the coordinator's ticket): once the round commits, omitting this node or recording it missed gets the
+    round disputed. A failed post is a one-line warning; the reply is still sent."""
+    try:
+        identity.signer.post_claim(signed, ticket)
+    except FlchainError as exc:
+        log(WARNING, "flchain: claim for round %s of task %s not posted: %s", signed.round, signed.task, exc)

@@ -1,7 +1,8 @@
 """Who signs for the flchain mod. A node started by `flchain client` keeps its decrypted key in the
 `flchain client` process; the mod, running inside app code the coordinator shipped, asks that process's
 signing agent (runners/signing_agent.py) over a Unix socket whose path is in SIGNER_ENV, and the agent
-signs only flchain's own statements (a join answer, an update claim) for its own chain and ledger. The
+signs only flchain's own statements (a join answer, an update claim) for its own chain and ledger, and
+with `--post-claims` posts the update claim it signed on-chain (ModelLedger.postClaim). The
 app process never holds the key or the keystore password.
 
 A simulated node (Simulation Engine: the demo, a user's `flwr run` with a simulated-keys file) and a plain
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fl_chain.errors import FlchainError
@@ -24,6 +26,7 @@ from fl_chain.protocol.join import JoinStatement
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
+    from fl_chain.chain.client import ChainClient
     from fl_chain.protocol.update_signing import SignedUpdate
 
 SIGNER_ENV = "FLCHAIN_SIGNER"  # path of the agent's socket (a path, not a secret)
@@ -45,12 +48,17 @@ class Signer(Protocol):
     ) -> SignedUpdate:
         """The node's signed claim on its update for one round of one task."""
 
+    def post_claim(self, signed: SignedUpdate, ticket: str) -> str:
+        """Post a claim this signer just signed on-chain (ModelLedger.postClaim) with the coordinator's
+        ticket; the transaction hash, or a one-line FlchainError."""
+
 
 class LocalSigner:
     """A key held in this process (simulated nodes, a plain flower-supernode with the password)."""
 
-    def __init__(self, account: LocalAccount) -> None:
+    def __init__(self, account: LocalAccount, chain: Callable[[], ChainClient] | None = None) -> None:
         self._account = account
+        self._chain = chain  # opened only when a claim is posted (web3 is slow to import)
 
     @property
     def address(self) -> str:
@@ -70,6 +78,15 @@ class LocalSigner:
         from fl_chain.protocol.update_signing import sign_update
 
         return sign_update(self._account, chain_id, ledger, task, round_number, update_hash, weight)
+
+    def post_claim(self, signed: SignedUpdate, ticket: str) -> str:
+        """Send the postClaim transaction from this key."""
+        if self._chain is None:
+            raise FlchainError("this signer has no chain connection to post claims with")
+        from fl_chain.chain import ledger
+
+        receipt = ledger.post_claim(self._chain(), self._account, signed, ticket)
+        return "0x" + bytes(receipt["transactionHash"]).hex()
 
 
 class AgentSigner:
@@ -124,6 +141,22 @@ class AgentSigner:
         return SignedUpdate(
             chain_id, str(answer["ledger"]), task, round_number, update_hash, weight, signature
         )
+
+    def post_claim(self, signed: SignedUpdate, ticket: str) -> str:
+        """Ask the agent to post the claim it signed (only `flchain client --post-claims` does)."""
+        answer = self.request(
+            {
+                "statement": "claim",
+                "chain": signed.chain_id,
+                "ledger": signed.ledger,
+                "task": signed.task,
+                "round": signed.round,
+                "hash": "0x" + signed.update_hash.hex(),
+                "weight": signed.weight,
+                "ticket": ticket,
+            }
+        )
+        return str(answer["tx"])
 
     def request(self, body: dict[str, Any]) -> dict[str, Any]:
         """Send one request, return the agent's answer; its refusal as a one-line FlchainError."""

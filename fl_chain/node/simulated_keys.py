@@ -4,9 +4,11 @@ keys file the run config names (`flchain-simulated-keys`; for `flwr.simulation.r
 no run config, the environment variable FLCHAIN_SIMULATED_KEYS): the deployment file and one private key
 per partition id. The keys are throwaway keys of a local development chain (as `flchain demo` uses), so
 the file holds them in clear, readable by its owner only; a real node uses its keystore (`flchain-key`).
-Simulated nodes sign in process (node/signer.py `LocalSigner`): a simulation runs app code its user
-started themselves, so there is no coordinator's code to keep the keys from; `flchain client` nodes sign
-through their signing agent and never hand a key to app code."""
+With `flchain-post-claims = true` in the run config, simulated nodes also post their verified-round
+claims on-chain (ModelLedger.postClaim) from the same process. Simulated nodes sign in process
+(node/signer.py `LocalSigner`): a simulation runs app code its user started themselves, so there is no
+coordinator's code to keep the keys from; `flchain client` nodes sign through their signing agent and
+never hand a key to app code."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from fl_chain.errors import FlchainError
 from fl_chain.wire.node_config import NodeConfig
 
 RUN_CONFIG_KEY = "flchain-simulated-keys"
+POST_CLAIMS_KEY = "flchain-post-claims"  # run config: simulated nodes post their claims on-chain
 ENV_VAR = "FLCHAIN_SIMULATED_KEYS"
 
 
@@ -53,10 +56,15 @@ def _read(path: str) -> tuple[str, tuple[str, ...]]:
     return str(data["deployment"]), tuple(str(k) for k in data["keys"])
 
 
-def simulated_node_settings(path: Path, node_config: dict[str, Any]) -> NodeConfig:
-    """The settings of the simulated node whose node config (partition id) is `node_config`."""
+def simulated_node_settings(
+    path: Path, node_config: dict[str, Any], run_config: Mapping[str, Any] | None = None
+) -> NodeConfig:
+    """The settings of the simulated node whose node config (partition id) is `node_config`; the run
+    config's POST_CLAIMS_KEY (true/1) makes every simulated node post its verified-round claims."""
     deployment, keys = _read(str(path))
-    settings = NodeConfig.from_node_config({**node_config, "flchain-deployment": deployment})
+    post = (run_config or {}).get(POST_CLAIMS_KEY, node_config.get(POST_CLAIMS_KEY))
+    extra = {} if post is None else {POST_CLAIMS_KEY: post}
+    settings = NodeConfig.from_node_config({**node_config, **extra, "flchain-deployment": deployment})
     if settings.partition_id >= len(keys):
         raise FlchainError(
             f"{path}: no key for simulated node {settings.partition_id} (the file has {len(keys)})"

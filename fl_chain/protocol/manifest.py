@@ -35,7 +35,7 @@ class Entry:
     node: str
     update: str  # 0x + 64 hex: the update blob's hash (what the node signed)
     claimed: int  # the weight the node signed (its example count)
-    signature: str
+    signature: str  # "" only for an excluded claim its node posted on-chain (ModelLedger.postClaim)
     score: int = 0  # included: its fixed-point score; excluded: EXCLUDED_SCORE
     clip: float = 1.0  # included: the factor its update was shortened by (<= 1)
     reason: str = ""  # excluded: why
@@ -126,6 +126,12 @@ def canonical(entries: list[Entry]) -> tuple[Entry, ...]:
     return tuple(sorted(entries, key=lambda e: e.node.lower()))
 
 
+def _signature(value: object, at: str) -> str:
+    """An entry's signature; empty only for an excluded claim its node posted on-chain (the transaction
+    signed it: verify/round_check.py checks the event)."""
+    return "" if value == "" else fields.signature(value, at)
+
+
 def _entry(raw: object, at: str) -> Entry:
     """One entry of a manifest's JSON; `at` labels it ("<where>: entries[<i>]")."""
     raw = fields.mapping(raw, at)
@@ -133,7 +139,7 @@ def _entry(raw: object, at: str) -> Entry:
         fields.address(raw.get("node"), f"{at}.node"),
         fields.hash_text(raw.get("update"), f"{at}.update"),
         fields.uint(raw.get("claimed"), f"{at}.claimed"),
-        fields.signature(raw.get("signature"), f"{at}.signature"),
+        _signature(raw.get("signature"), f"{at}.signature"),
         fields.uint(raw.get("score"), f"{at}.score"),
         fields.finite(raw.get("clip"), f"{at}.clip"),
         str(raw.get("reason", ""))[:MAX_REASON_CHARS],

@@ -86,7 +86,9 @@ class NodeSupervisor:
 
             # Its own connection: the agent answers in its own threads while this one watches the chain.
             agent_chain = open_chain(self.node.deployment, self.node.rpc)
-            self._agent = SigningAgent(self.account, agent_chain, self.app_hash)
+            self._agent = SigningAgent(
+                self.account, agent_chain, self.app_hash, post_claims=self.node.post_claims
+            )
             self._agent.start()
         port = self.port or free_port()
         self._process = start_supernode(

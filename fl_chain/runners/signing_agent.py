@@ -8,8 +8,10 @@ SuperNode gave it. With `--app-hash`, it signs nothing for an app process of ano
 What it signs: only flchain's two statements, and only for this node's own chain and ModelLedger:
 - a join answer (protocol/join.py) for the run the asking process serves, naming a task that exists;
 - an update claim (protocol/update_signing.py) for the round a task is training now (its next round).
-Anything else gets a one-line refusal. The agent never answers with the key and never signs a
-transaction: app code cannot move the node's funds, complain on its behalf or sign for another ledger.
+Anything else gets a one-line refusal. The agent never answers with the key and signs one transaction
+only: with `flchain client --post-claims`, the postClaim of the update claim it just signed (once per
+task and round, a "claim" request carrying the coordinator's ticket). App code cannot move the node's
+funds, complain on its behalf, post a claim the agent did not sign, or sign for another ledger.
 
 `forget_secrets` is what `flchain client` does once the key is decrypted: the keystore password leaves
 its environment (also the copy the kernel shows in /proc/PID/environ), and the process is made
@@ -59,8 +61,19 @@ class LaunchedApp:
 class SigningAgent:
     """Signs flchain's statements for the app processes of this node (see the module docstring)."""
 
-    def __init__(self, account: LocalAccount, chain: ChainClient, app_hash: str | None = None) -> None:
+    def __init__(
+        self,
+        account: LocalAccount,
+        chain: ChainClient,
+        app_hash: str | None = None,
+        post_claims: bool = False,
+    ) -> None:
         self._account = account
+        self.post_claims = post_claims
+        self._signed: dict[
+            int, tuple[int, bytes, int]
+        ] = {}  # task -> last claim signed (round, hash, weight)
+        self._posted: dict[int, int] = {}  # task -> last round whose claim was posted
         self.chain = chain
         self.chain_id = chain.deployment.chain_id
         self.ledger = str(chain.ledger.address)
@@ -133,8 +146,13 @@ class SigningAgent:
             if kind == "update":
                 with self._lock:
                     return {"ok": True, "signature": self._sign_update(body), "ledger": self.ledger}
+            if kind == "claim":
+                with self._lock:
+                    return {"ok": True, "tx": self._post_claim(body)}
             shown = kind if isinstance(kind, str) and len(kind) <= 32 else "?"
-            raise FlchainError(f"{shown!r} is not a statement flchain signs (only 'join' and 'update')")
+            raise FlchainError(
+                f"{shown!r} is not a statement flchain signs (only 'join', 'update' and 'claim')"
+            )
         except FlchainError as exc:
             return {"ok": False, "error": str(exc)}
 
@@ -193,9 +211,36 @@ class SigningAgent:
                 f"an update claim for round {round_number} of task {task}: "
                 f"the task is training round {current}"
             )
+        self._signed[task] = (round_number, update_hash, weight)
         return sign_update(
             self._account, self.chain_id, self.ledger, task, round_number, update_hash, weight
         ).signature
+
+    def _post_claim(self, body: dict[str, Any]) -> str:
+        """Post on-chain (ModelLedger.postClaim) the update claim this agent signed last for its task,
+        once per round, if this node posts claims (`--post-claims`); the transaction hash."""
+        if not self.post_claims:
+            raise FlchainError("this node does not post claims (start `flchain client --post-claims`)")
+        self._same_ledger(body, "a posted claim")
+        task = fields.uint(body.get("task"), "the posted claim's task")
+        claim = (
+            fields.uint(body.get("round"), "the posted claim's round"),
+            fields.hash_bytes(body.get("hash"), "the posted claim's hash"),
+            fields.uint(body.get("weight"), "the posted claim's weight"),
+        )
+        if self._signed.get(task) != claim:
+            raise FlchainError(
+                f"a posted claim must be the update claim this node signed last for task {task}"
+            )
+        if self._posted.get(task) == claim[0]:
+            raise FlchainError(f"this node already posted its claim for round {claim[0]} of task {task}")
+        ticket = fields.signature(body.get("ticket"), "the posted claim's ticket")
+        signed = sign_update(self._account, self.chain_id, self.ledger, task, *claim)
+        from fl_chain.chain import ledger
+
+        receipt = ledger.post_claim(self.chain, self._account, signed, ticket)
+        self._posted[task] = claim[0]
+        return "0x" + bytes(receipt["transactionHash"]).hex()
 
     def _task_record(self, task: int) -> Any:
         """The task's on-chain record; a one-line refusal for a task this ledger does not have."""

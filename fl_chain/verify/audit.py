@@ -3,7 +3,8 @@
 Every round: its blob is reachable and hashes to the committed hash, the parent chain is unbroken, and
 its participants were Active just before it was committed. Every node: the reputation recomputed from
 the events (with the Python reference of the contract) equals the on-chain state. Verified rounds: each
-is re-derived (round_check.py), every omission complaint is judged against the round's manifest the way
+is re-derived (round_check.py), every claim a node posted on-chain before the commit must be disclosed and
+not recorded missed, every omission complaint is judged against the round's manifest the way
 the validators judge it, and the validators' disputes are shown (who disputed which round and why, who
 attested a round a quorum disputed). Commitment-mode rounds: their outcome leaves are checked as the
 validators check them, every proposed reputation checkpoint is re-computed from those leaves, and the
@@ -26,7 +27,13 @@ from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.reputation_model import ReputationModel, ReputationParams
 from fl_chain.store import BlobIntegrityError, fetch_blob
 from fl_chain.verify.commitment_check import check_checkpoint, round_differences
-from fl_chain.verify.round_check import RoundCheck, check_round, judge_complaint
+from fl_chain.verify.round_check import (
+    RoundCheck,
+    binding_claims,
+    check_round,
+    judge_complaint,
+    posted_claim_differences,
+)
 
 
 @dataclass
@@ -135,14 +142,16 @@ def audit_all(client: ChainClient, task: int | None = None) -> list[Finding]:
 
 
 def audit_verified_rounds(client: ChainClient, task: int, updates_base: str | None = None) -> list[Finding]:
-    """A "derivation" finding for every verified round of a task, a "complaint" finding for every
+    """A "derivation" finding for every verified round of a task, "posted claims" findings for a round
+    nodes posted their claims for, a "complaint" finding for every
     UpdateOmitted and the "disputes" findings. Update blobs this reader cannot fetch (they are for the
     validators) leave the round "not re-derived here", which is not a failure; a blob that does not hash
     to what its node signed is."""
-    findings = [
-        _derivation(check_round(client, task, rnd, updates_base), task, rnd)
-        for rnd in range(1, ledger.round_count(client, task))  # round 0, the initial model, commits plain
-    ]
+    findings = []
+    for rnd in range(1, ledger.round_count(client, task)):  # round 0, the initial model, commits plain
+        check = check_round(client, task, rnd, updates_base)
+        findings.append(_derivation(check, task, rnd))
+        findings += _posted_claims(client, check, task, rnd)
     for complaint in ledger.omission_complaints(client, task):
         args = complaint["args"]
         findings.append(
@@ -193,6 +202,21 @@ def _derivation(check: RoundCheck, task: int, rnd: int) -> Finding:
     )
     detail = f"model {scores}re-derived from {included} signed updates; {excluded} disclosed exclusions"
     return Finding(where, "derivation", True, detail)
+
+
+def _posted_claims(client: ChainClient, check: RoundCheck, task: int, rnd: int) -> list[Finding]:
+    """A "posted claims" finding for a round some nodes posted their claim for (ClaimPosted): failed for
+    each posting node the round omitted or recorded as missed, else one passed finding."""
+    if check.manifest is None:
+        return []
+    posted = binding_claims(client, task, rnd)
+    if not posted:
+        return []
+    where = f"task {task} round {rnd}"
+    differences = posted_claim_differences(client, check.manifest, task, rnd)
+    if differences:
+        return [Finding(where, "posted claims", False, d.what) for d in differences]
+    return [Finding(where, "posted claims", True, f"{len(posted)} claims posted on time, all disclosed")]
 
 
 def _complaint(client: ChainClient, task: int, rnd: int, node: str, update_hash: bytes) -> Finding:

@@ -5,9 +5,10 @@ From the chain: the round's updates root, model hash, parent, scores (Contributi
 it recorded as missed. From the task's store: the manifest (rounds/…, public) and the included updates
 (updates/…, for the validators only). Checked: the manifest's leaves give the committed root and name
 this chain, ledger, task and round; every disclosed update is signed by its node for this round; every
-included node was Active just before the commit; the chain's scores are the manifest's; every update blob
-hashes to what its node signed; and the included updates re-derive the committed model and the
-recomputable scores (defence/derivation.py).
+included node was Active just before the commit; the chain's scores are the manifest's; every node that
+posted its claim on-chain before the commit (ClaimPosted) is disclosed and not recorded missed; every
+update blob hashes to what its node signed; and the included updates re-derive the committed model and
+the recomputable scores (defence/derivation.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fl_chain.protocol.model_bytes import arrays_from_bytes
 from fl_chain.store import UPDATES_DIR, BlobTooLarge, verify_blob
 
 MAX_UPDATE_BYTES = 2 * 1024**3
+Posted = dict[str, tuple[bytes, int]]  # node (lowercase) -> (update hash, weight) it posted on-chain
 
 
 @dataclass
@@ -71,7 +73,9 @@ def check_round(
     except FlchainError as exc:
         out.differences.append(Difference(b"", f"manifest: {exc}"))
     if out.manifest is not None:
-        out.differences += _against_chain(client, out.manifest, task, round_number)
+        posted = binding_claims(client, task, round_number)
+        out.differences += _against_chain(client, out.manifest, task, round_number, posted)
+        out.differences += posted_claim_differences(client, out.manifest, task, round_number, posted)
     if out.manifest is not None and not out.differences:
         previous = ledger.load_model(client, task, ledger.parent_round(client, task, round_number))[1]
         base = (
@@ -84,9 +88,12 @@ def check_round(
     return out
 
 
-def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd: int) -> list[Difference]:
+def _against_chain(
+    client: ChainClient, manifest: RoundManifest, task: int, rnd: int, posted: Posted
+) -> list[Difference]:
     """What the manifest of round `rnd` of `task` says that the chain contradicts: its context, model and
-    parent, a signature, a node that was not Active before the commit, the recorded scores."""
+    parent, a signature (an unsigned entry must be an excluded claim its node posted, `posted`), a node
+    that was not Active before the commit, the recorded scores."""
     record = ledger.get_round(client, task, rnd)
     parent = (
         ledger.get_round(client, task, ledger.parent_round(client, task, rnd)).model_hash if rnd > 0 else b""
@@ -105,6 +112,10 @@ def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd:
         if said != actual
     ]
     for entry in manifest.entries:
+        if not entry.signature and not entry.included:
+            if posted.get(entry.node.lower()) != (entry.update_hash, entry.claimed):
+                out.append(Difference(entry.leaf(), f"{entry.node} posted no such claim on-chain"))
+            continue
         try:
             signer = entry.signed(*context).signer()
         except FlchainError as exc:
@@ -120,6 +131,37 @@ def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd:
     if on_chain != disclosed:
         changed = sorted(set(on_chain.items()) ^ set(disclosed.items()))
         out.append(Difference(b"", f"the chain's scores differ from the manifest's: {changed[:4]}"))
+    return out
+
+
+def binding_claims(client: ChainClient, task: int, rnd: int) -> Posted:
+    """The claims posted for a committed round that bind its coordinator: those mined in a block before
+    the commit's. A claim in the commit's own block (a node front-running the commit it saw pending)
+    cannot have been seen by the coordinator; an honest node waits for its post's receipt before it
+    replies, so its claim is always in an earlier block."""
+    return ledger.posted_claims(client, task, rnd, before_block=ledger.get_round(client, task, rnd).block)
+
+
+def posted_claim_differences(
+    client: ChainClient, manifest: RoundManifest, task: int, rnd: int, posted: Posted | None = None
+) -> list[Difference]:
+    """The nodes that posted their claim on-chain before round `rnd` was committed (ClaimPosted: the
+    contract accepts it only for the task's next round, from a sampled, eligible node) and that the round
+    then omitted from its manifest or recorded as missed: the coordinator received their reply, or at
+    least cannot show it did not, so the round is disputed. A posting node the manifest discloses
+    (included, or excluded with a reason) is fine."""
+    posted = binding_claims(client, task, rnd) if posted is None else posted
+    if not posted:
+        return []
+    missed = ledger.missed_in(client, task, rnd)
+    out = []
+    for node, (update_hash, _weight) in sorted(posted.items()):
+        leaf = bytes.fromhex(node[2:]).rjust(32, b"\0")
+        claim = f"{to_checksum_address(node)}'s claim 0x{update_hash.hex()[:16]}"
+        if node in missed:
+            out.append(Difference(leaf, f"recorded missed: {claim} was posted on time"))
+        elif manifest.entry_of(node) is None:
+            out.append(Difference(leaf, f"claim posted on time but omitted: {claim}"))
     return out
 
 

@@ -4,7 +4,9 @@ on-chain URI (verified against the hash), evaluates it on its own held-out data 
 node-signed updates (verify/round_check.py): the validator attests "derivation correct" only if everything
 re-derives, and disputes the round otherwise, naming the leaf that differs. A node's complaint that its
 signed update was left out (UpdateOmitted) is disputed when the round's manifest does not disclose that
-update and the commit did not record the node as missed. A commitment-mode round is attested only if
+update and the commit did not record the node as missed; a round that leaves out, or records as missed,
+a node that posted its claim on-chain before the commit (ClaimPosted) is disputed outright
+(verify/round_check.py). A commitment-mode round is attested only if
 its published outcome leaves check (verify/commitment_check.py), and each reputation checkpoint is
 re-computed from the task's outcome leaves: attested if the root agrees, disputed otherwise; once a
 checkpoint the validator attested is finalized, it applies the checkpoint's suspensions itself."""

@@ -36,6 +36,7 @@ _KEYS = {
     "task": "flchain-task",
     "model_source": "flchain-model-source",
     "finalized_only": "flchain-finalized-only",
+    "post_claims": "flchain-post-claims",
 }
 
 
@@ -56,6 +57,7 @@ class NodeConfig:
     task: str = "digits"  # the ML task: "digits" or "module:attr" naming a TaskSpec
     model_source: str = "message"  # "message": verify received arrays; "store": load the committed blob
     finalized_only: bool = False  # train only from models the validator quorum finalized
+    post_claims: bool = False  # verified rounds: post the signed claim on-chain before replying
     attack: dict = field(default_factory=dict)  # simulation only: experiments with misbehaving nodes
 
     def validate(self) -> NodeConfig:
