@@ -154,6 +154,15 @@ def attest_outcomes(
     return client.transact(validator, fn)
 
 
+def discount(
+    client: ChainClient, sender: LocalAccount, task: int, round_number: int, validator: str
+) -> TxReceipt:
+    """Take the votes of an account that lost VALIDATOR_ROLE out of a round not yet finalized (or
+    disputed); anyone may send it (StillValidator / NothingToDiscount are one-line errors)."""
+    fn = quorum_contract(client).functions.discount(task, round_number, Web3.to_checksum_address(validator))
+    return client.transact(sender, fn)
+
+
 def reason_text(reason: str) -> str:
     """A dispute reason cut to MAX_REASON_BYTES of UTF-8 without splitting a character (a lone surrogate
     becomes '?')."""
