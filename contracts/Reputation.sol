@@ -40,10 +40,15 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
         uint32 suspendThreshold;
     }
 
-    /// @notice A parameter change and the block it takes effect from (one slot).
+    /// @notice A parameter setting and the block it takes effect from, flat so it fits one slot (a
+    ///         nested Parameters struct would start a second one).
     struct ParameterChange {
         uint64 fromBlock;
-        Parameters params;
+        uint32 alpha;
+        uint32 initialReputation;
+        uint32 missDecay;
+        uint32 penalty;
+        uint32 suspendThreshold;
     }
 
     /// @notice One slot per node: value, counts of scored / missed / penalized rounds, whether it was
@@ -116,7 +121,8 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
             else high = mid;
         }
         if (low == 0) revert NoParametersAt(blockNumber);
-        return _history[low - 1].params;
+        ParameterChange storage h = _history[low - 1];
+        return Parameters(h.alpha, h.initialReputation, h.missDecay, h.penalty, h.suspendThreshold);
     }
 
     /// @notice Number of parameter settings recorded (the constructor's included).
@@ -262,7 +268,9 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
     }
 
     /// @dev Validate and store all parameters, append them to the history from this block; emits
-    ///      ParametersChanged. Two changes in one block: the later one is in effect from it.
+    ///      ParametersChanged. Always a new entry (O(1)): two changes in one block leave the later one in
+    ///      effect from it (parametersAt takes the last entry at or before a block), and a gas estimate
+    ///      made against the previous block never takes a cheaper path than the transaction.
     function _setParameters(Parameters memory p) private {
         if (p.alpha == 0 || p.alpha > SCALE) revert InvalidParameter("alpha", p.alpha);
         if (p.initialReputation > SCALE) revert InvalidParameter("initialReputation", p.initialReputation);
@@ -270,9 +278,9 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
         if (p.penalty > SCALE) revert InvalidParameter("penalty", p.penalty);
         if (p.suspendThreshold > SCALE) revert InvalidParameter("suspendThreshold", p.suspendThreshold);
         _params = p;
-        uint256 n = _history.length;
-        if (n != 0 && _history[n - 1].fromBlock == block.number) _history[n - 1].params = p;
-        else _history.push(ParameterChange(uint64(block.number), p));
+        _history.push(
+            ParameterChange(uint64(block.number), p.alpha, p.initialReputation, p.missDecay, p.penalty, p.suspendThreshold)
+        );
         emit ParametersChanged(p.alpha, p.initialReputation, p.missDecay, p.penalty, p.suspendThreshold);
     }
 }
