@@ -93,6 +93,25 @@ def test_a_reapproved_node_stays_active_through_later_checkpoints(task: Task, ch
     assert not [f for f in audit_task(client, task.task) if not f.ok]
 
 
+def test_only_the_registrar_lifts_a_suspension_from_the_fold(task: Task) -> None:
+    """Before: any outcome of a node the fold held suspended reset it to the starting reputation, so a
+    coordinator that sampled d before its suspension reached the registry (the checkpoint not final
+    yet: d still Active there, so the round's leaves check) cleared it. Now d stays suspended."""
+    client, d = task.client, task.nodes[3].address
+    task.commit(1, penalized=[d])
+    assert task.commit(2, penalized=[d]).suspended == [d]
+    assert registry.status_of(client, d) == "Active"  # not applied: no checkpoint is finalized
+    third = task.commit(3)  # d scored 0.1 as if nothing happened
+    assert _leaf(task, third.checkpoint, d)[0][1:] == (125_000, False)
+    assert d.lower() in task.committer.writer.book.suspended()
+    for number in (1, 2, 3):
+        task.judge_round(number)
+    for checkpoint in (third.checkpoint - 2, third.checkpoint - 1, third.checkpoint):
+        task.judge_checkpoint(checkpoint)
+    assert checkpoints.get(client, third.checkpoint).finalized  # the validators fold it the same way
+    assert registry.status_of(client, d) == "Suspended"
+
+
 def test_a_checkpoint_on_an_unresolved_base_does_not_finalize(task: Task) -> None:
     """Before: attest checked only that the base was not rejected, so checkpoint 2 finalized while
     checkpoint 1 (its base) was still unresolved. Now attest refuses (BaseNotFinalized) and a validator

@@ -7,9 +7,10 @@ are folded in order from round 1, each with the Reputation parameters in effect 
 The fold starts each round from the registry's decisions: a node the fold holds suspended that the
 registrar re-approved after the round that suspended it (NodeRegistry.activatedAt, read as of the block
 before the round's commit) restarts at the starting reputation, Active, as Reputation.statusChanged
-does; so does a node that has an outcome while the fold holds it suspended (only Active nodes are
-sampled). The chain side (chain/published.py `fold_inputs`) reads those decisions; the coordinator, every
-validator and `flchain audit` run this same fold.
+does. Nothing else lifts a suspension: an outcome of a node the fold still holds suspended is not
+folded (its suspension may simply not be applied to the registry yet). The chain side
+(chain/published.py `fold_inputs`) reads those decisions; the coordinator, every validator and
+`flchain audit` run this same fold.
 """
 
 from __future__ import annotations
@@ -44,10 +45,13 @@ def fold_round(
         model.approve(node)  # below the threshold: back to the starting value, as statusChanged does
         model.suspended_at.pop(node, None)
     for outcome in outcomes.outcomes:
-        if not model.active.get(outcome.node):
-            model.approve(outcome.node)  # first outcome, or reinstated since its suspension
+        if outcome.node not in model.active:
+            model.approve(outcome.node)  # its first outcome: enrolled at the starting reputation
+    # Only the registrar lifts a suspension: a held node's score is not folded (before, any outcome
+    # reset it, so a coordinator could sample a node before its suspension was applied and clear it).
+    held = {node for node, active in model.active.items() if not active}
     suspended = model.apply_round(
-        [(o.node, o.score) for o in outcomes.of_kind(SCORED)],
+        [(o.node, o.score) for o in outcomes.of_kind(SCORED) if o.node not in held],
         [o.node for o in outcomes.of_kind(MISSED)],
         [o.node for o in outcomes.of_kind(PENALIZED)],
     )
