@@ -196,6 +196,27 @@ def test_a_revoked_validators_votes_stop_counting(task: Task, chain) -> None:
     assert record.finalized and record.attestations == 2
 
 
+def test_revoking_a_validator_through_the_cli_discounts_its_pending_votes(
+    task: Task, chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`flchain node validator-role ADDRESS --revoke` takes the role and discounts the former validator's
+    votes on unresolved rounds and checkpoints (before: the revocation left them counting)."""
+    from fl_chain.cli import run
+    from tests.chainutil import home_with_deployment
+
+    client, v0 = task.client, task.validators[0]
+    commit = task.commit(1)
+    v0.attest(task.task, 1)
+    v0.judge_checkpoint(task.task, commit.checkpoint)
+    home = home_with_deployment(chain, tmp_path)
+    assert run(["node", "validator-role", v0.account.address, "--revoke", "--home", str(home)]) == 0
+    assert "discounted its votes on 1 rounds and 1 checkpoints" in capsys.readouterr().out
+    assert quorum.attestation_count(client, task.task, 1) == 0
+    assert checkpoints.get(client, commit.checkpoint).attestations == 0
+    task.validators[1].attest(task.task, 1)
+    assert not quorum.is_finalized(client, task.task, 1)
+
+
 def test_a_parameter_change_mid_task_is_folded_alike(task: Task, chain) -> None:
     """Before: the coordinator folded every round with the parameters it read at start and the
     validators with the current ones, so after a change they computed different roots and every later

@@ -99,6 +99,24 @@ def discount_vote(client: ChainClient, sender: LocalAccount, checkpoint_id: int,
     return client.transact(sender, fn)
 
 
+def discount_all(client: ChainClient, sender: LocalAccount, validator: str) -> list[int]:
+    """Discount every vote of a former validator on a checkpoint not yet finalized or rejected (from
+    its CheckpointAttested and CheckpointDisputed events); returns the checkpoint ids."""
+    who = Web3.to_checksum_address(validator)
+    voted = {
+        int(e["args"]["id"])
+        for name in ("CheckpointAttested", "CheckpointDisputed")
+        for e in client.logs(contract(client), name, validator=who)
+    }
+    done = []
+    for checkpoint_id in sorted(voted):
+        record = get(client, checkpoint_id)
+        if not (record.finalized or record.rejected):
+            discount_vote(client, sender, checkpoint_id, who)
+            done.append(checkpoint_id)
+    return done
+
+
 def apply_suspension(
     client: ChainClient, sender: LocalAccount, task: int, node: str, reputation: int, proof: list[bytes]
 ) -> TxReceipt:
