@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {INodeStatus} from "./interfaces/INodeStatus.sol";
 import {IStatusHook} from "./interfaces/IStatusHook.sol";
 import {ISuspender} from "./interfaces/ISuspender.sol";
 
@@ -11,7 +12,7 @@ import {ISuspender} from "./interfaces/ISuspender.sol";
 /// @dev One concern: node identity and status. Reputation lives in `Reputation`, rounds in `ModelLedger`.
 ///      Implements ISuspender, through which Reputation suspends nodes; pushes every change of Active
 ///      status to an IStatusHook (Reputation).
-contract NodeRegistry is AccessControl, ISuspender {
+contract NodeRegistry is AccessControl, ISuspender, INodeStatus {
     /// @notice Role allowed to approve, suspend and revoke nodes.
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
     /// @notice Role allowed to suspend nodes automatically (granted to the Reputation contract).
@@ -33,13 +34,15 @@ contract NodeRegistry is AccessControl, ISuspender {
         uint32 samplesPerSec;
     }
 
-    /// @notice Everything the registry knows of one node; packed so status and capacity share a slot.
+    /// @notice Everything the registry knows of one node; packed so status, capacity and the block of
+    ///         its last activation share a slot.
     struct Node {
         Status status;
         uint16 cores;
         uint32 memoryMb;
         uint32 samplesPerSec;
         uint64 appliedAt;
+        uint64 activatedAt;
         string endpoint;
     }
 
@@ -189,6 +192,11 @@ contract NodeRegistry is AccessControl, ISuspender {
         return _nodes[node].status == Status.Active;
     }
 
+    /// @inheritdoc INodeStatus
+    function activatedAt(address node) external view returns (uint256) {
+        return _nodes[node].activatedAt;
+    }
+
     /// @notice Status of a node.
     /// @param node Address of the node.
     /// @return The node's status (None if it never applied).
@@ -262,8 +270,11 @@ contract NodeRegistry is AccessControl, ISuspender {
 
     /// @dev The only writer of a node's status: emits NodeStatusChanged and tells the status hook when
     ///      the node becomes or stops being Active.
+    ///      Records the block of every activation (`activatedAt`), in the slot the status write touches.
     function _setStatus(address node, Status from, Status to) private {
-        _nodes[node].status = to;
+        Node storage n = _nodes[node];
+        n.status = to;
+        if (to == Status.Active) n.activatedAt = uint64(block.number);
         emit NodeStatusChanged(node, from, to, msg.sender);
         bool wasActive = from == Status.Active;
         bool isNowActive = to == Status.Active;

@@ -40,6 +40,17 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
         uint32 suspendThreshold;
     }
 
+    /// @notice A parameter setting and the block it takes effect from, flat so it fits one slot (a
+    ///         nested Parameters struct would start a second one).
+    struct ParameterChange {
+        uint64 fromBlock;
+        uint32 alpha;
+        uint32 initialReputation;
+        uint32 missDecay;
+        uint32 penalty;
+        uint32 suspendThreshold;
+    }
+
     /// @notice One slot per node: value, counts of scored / missed / penalized rounds, whether it was
     ///         ever enrolled (had its starting value set) and whether it is currently Active.
     struct Record {
@@ -54,10 +65,13 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
     /// @notice The registry Reputation suspends nodes in.
     ISuspender public immutable registry;
     Parameters private _params;
+    ParameterChange[] private _history;
     mapping(address => Record) private _records;
 
     /// @notice A parameter was outside [0, SCALE] (alpha must also be non-zero).
     error InvalidParameter(string name, uint256 value);
+    /// @notice No parameters were in effect at that block (it precedes the deployment).
+    error NoParametersAt(uint256 blockNumber);
 
     /// @notice The parameters changed.
     event ParametersChanged(
@@ -79,7 +93,8 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
         _setParameters(params);
     }
 
-    /// @notice Change all parameters at once.
+    /// @notice Change all parameters at once, from this block on: rounds committed in this block or
+    ///         later use them (recordRound at once; commitment-mode folds through parametersAt).
     /// @param params New parameters (SCALE units); alpha in (0, SCALE], the others in [0, SCALE].
     function setParameters(Parameters calldata params) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setParameters(params);
@@ -89,6 +104,31 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
     /// @return The parameters (SCALE units).
     function parameters() external view returns (Parameters memory) {
         return _params;
+    }
+
+    /// @notice The parameters in effect at a block: those of the last change made in it or before, so a
+    ///         commitment-mode round committed in block B is folded, by the coordinator and every
+    ///         validator alike, with parametersAt(B) however the parameters changed since.
+    /// @dev Binary search over the append-only history (a view: O(log changes)).
+    /// @param blockNumber The block.
+    /// @return The parameters (SCALE units); reverts NoParametersAt before the deployment.
+    function parametersAt(uint256 blockNumber) external view returns (Parameters memory) {
+        uint256 low = 0;
+        uint256 high = _history.length;
+        while (low < high) {
+            uint256 mid = (low + high) / 2;
+            if (_history[mid].fromBlock <= blockNumber) low = mid + 1;
+            else high = mid;
+        }
+        if (low == 0) revert NoParametersAt(blockNumber);
+        ParameterChange storage h = _history[low - 1];
+        return Parameters(h.alpha, h.initialReputation, h.missDecay, h.penalty, h.suspendThreshold);
+    }
+
+    /// @notice Number of parameter settings recorded (the constructor's included).
+    /// @return The count.
+    function parameterChanges() external view returns (uint256) {
+        return _history.length;
     }
 
     /// @notice Weight of the newest score in the moving average (SCALE units).
@@ -227,7 +267,10 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
         registry.suspend(node); // calls back statusChanged(node, false)
     }
 
-    /// @dev Validate and store all parameters; emits ParametersChanged.
+    /// @dev Validate and store all parameters, append them to the history from this block; emits
+    ///      ParametersChanged. Always a new entry (O(1)): two changes in one block leave the later one in
+    ///      effect from it (parametersAt takes the last entry at or before a block), and a gas estimate
+    ///      made against the previous block never takes a cheaper path than the transaction.
     function _setParameters(Parameters memory p) private {
         if (p.alpha == 0 || p.alpha > SCALE) revert InvalidParameter("alpha", p.alpha);
         if (p.initialReputation > SCALE) revert InvalidParameter("initialReputation", p.initialReputation);
@@ -235,6 +278,9 @@ contract Reputation is AccessControl, IReputation, IStatusHook {
         if (p.penalty > SCALE) revert InvalidParameter("penalty", p.penalty);
         if (p.suspendThreshold > SCALE) revert InvalidParameter("suspendThreshold", p.suspendThreshold);
         _params = p;
+        _history.push(
+            ParameterChange(uint64(block.number), p.alpha, p.initialReputation, p.missDecay, p.penalty, p.suspendThreshold)
+        );
         emit ParametersChanged(p.alpha, p.initialReputation, p.missDecay, p.penalty, p.suspendThreshold);
     }
 }

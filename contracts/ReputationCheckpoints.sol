@@ -17,13 +17,21 @@ import {IValidatorSet} from "./interfaces/IValidatorSet.sol";
 ///         reputation or status verify a proof against the task's latest finalized checkpoint; a
 ///         suspension in a finalized checkpoint is applied to the registry by anyone with its proof.
 /// @dev One concern: reputation checkpoints. Every write is O(1): no loop over nodes or validators.
-///      Checkpoints of a task chain: each folds from the task's previously proposed one (its base).
+///      Checkpoints of a task chain: each folds from the task's previously proposed one (its base),
+///      and finalizes only once its base is finalized. When a quorum rejects a checkpoint, the task's
+///      next proposal builds on its latest finalized checkpoint instead (every checkpoint proposed
+///      since the rejected one descends from it and can never finalize), so one rejection does not
+///      wedge the task. A vote of an account that has since lost VALIDATOR_ROLE can be discounted by
+///      anyone (discountVote) while the checkpoint is unresolved.
 ///      Leaves use OpenZeppelin's StandardMerkleTree encoding of (address, uint256, bool).
 contract ReputationCheckpoints is AccessControl {
     /// @notice Role of the coordinator, the only account that proposes checkpoints.
     bytes32 public constant COORDINATOR_ROLE = keccak256("COORDINATOR_ROLE");
     /// @notice Longest dispute reason accepted, in bytes (bounds the event's gas).
     uint256 public constant MAX_REASON_BYTES = 200;
+    uint8 private constant VOTE_ATTEST = 1;
+    uint8 private constant VOTE_DISPUTE = 2;
+    uint8 private constant VOTE_DISCOUNTED = 3;
 
     /// @notice One proposed checkpoint.
     struct Checkpoint {
@@ -48,7 +56,8 @@ contract ReputationCheckpoints is AccessControl {
     uint256 public checkpointCount;
 
     mapping(uint256 => Checkpoint) private _checkpoints;
-    mapping(uint256 => mapping(address => bool)) private _voted;
+    /// @dev Per checkpoint and validator: 0 no vote, VOTE_ATTEST, VOTE_DISPUTE or VOTE_DISCOUNTED.
+    mapping(uint256 => mapping(address => uint8)) private _voted;
     mapping(uint256 => uint256) private _lastProposed;
     mapping(uint256 => uint256) private _latestFinalized;
 
@@ -78,6 +87,17 @@ contract ReputationCheckpoints is AccessControl {
     error InvalidProof(uint256 task, address node);
     /// @notice A dispute reason longer than MAX_REASON_BYTES.
     error ReasonTooLong(uint256 length);
+    /// @notice The checkpoint's base is not finalized (yet): a checkpoint finalizes only on a finalized base.
+    error BaseNotFinalized(uint256 id, uint256 base);
+    /// @notice The registrar re-approved the node at `activatedAt`, after the rounds this checkpoint
+    ///         folded: its suspension predates the registrar's decision.
+    error ReinstatedSince(uint256 id, address node, uint256 activatedAt);
+    /// @notice Only votes of accounts that no longer hold VALIDATOR_ROLE can be discounted.
+    error StillValidator(address validator);
+    /// @notice The account has no counted vote on this checkpoint.
+    error NoVote(uint256 id, address validator);
+    /// @notice The checkpoint is already finalized or rejected: its votes stand.
+    error AlreadyResolved(uint256 id);
 
     /// @notice A checkpoint was proposed: `root` of the leaves folded from `base` through `throughRound`.
     event CheckpointProposed(
@@ -92,6 +112,11 @@ contract ReputationCheckpoints is AccessControl {
     event CheckpointFinalized(uint256 indexed id, uint256 indexed task, bytes32 root);
     /// @notice A checkpoint's disputes reached the quorum: it never takes effect.
     event CheckpointRejectedByQuorum(uint256 indexed id, uint256 indexed task);
+    /// @notice After a rejection, the task's next proposal builds on `base` (its latest finalized
+    ///         checkpoint, or 0 for none).
+    event ProposalBaseReset(uint256 indexed task, uint256 base);
+    /// @notice The vote of an account that lost VALIDATOR_ROLE was taken out of an unresolved checkpoint.
+    event VoteDiscounted(uint256 indexed id, address indexed validator, bool attestation);
     /// @notice A suspension recorded in a finalized checkpoint was applied to the registry.
     event SuspensionApplied(uint256 indexed id, address indexed node, uint256 reputation);
 
@@ -139,16 +164,22 @@ contract ReputationCheckpoints is AccessControl {
     }
 
     /// @notice Attest a checkpoint: the validator folded the published outcome leaves from the base's
-    ///         leaves and got `root`. At the quorum the checkpoint becomes the task's latest, unless
-    ///         it, or its base, was rejected, or a newer one is already finalized.
+    ///         leaves and got `root`. Refused while its base is not finalized (BaseNotFinalized: vote
+    ///         again once it is), so a checkpoint never finalizes on an unresolved or rejected base. At
+    ///         the quorum the checkpoint becomes the task's latest, unless it, or its base, was
+    ///         rejected, or a newer one (or one folding as far) is already finalized.
     /// @param id Checkpoint id.
     /// @param root The root the validator computed; must equal the proposed root.
     function attest(uint256 id, bytes32 root) external {
-        Checkpoint storage c = _vote(id);
+        Checkpoint storage c = _vote(id, VOTE_ATTEST);
         if (c.root != root) revert RootMismatch(id, c.root, root);
-        if (c.rejected || (c.base != 0 && _checkpoints[c.base].rejected)) revert CheckpointRejected(id);
+        uint256 base = c.base;
+        if (c.rejected || (base != 0 && _checkpoints[base].rejected)) revert CheckpointRejected(id);
+        if (base != 0 && !_checkpoints[base].finalized) revert BaseNotFinalized(id, base);
         uint256 latest = _latestFinalized[c.task];
-        if (id < latest) revert Superseded(id, latest);
+        if (id < latest || (id > latest && latest != 0 && c.throughRound <= _checkpoints[latest].throughRound)) {
+            revert Superseded(id, latest);
+        }
         c.attestations += 1;
         emit CheckpointAttested(id, msg.sender);
         if (!c.finalized && c.attestations >= validators.quorum()) {
@@ -159,29 +190,63 @@ contract ReputationCheckpoints is AccessControl {
     }
 
     /// @notice Dispute a checkpoint the validator could not re-compute (another root, a leaf set that
-    ///         does not match its round's root, a rejected base). At the quorum it is rejected for good.
+    ///         does not match its round's root, a rejected base). At the quorum it is rejected for good,
+    ///         and if it (or a checkpoint built on it) is the task's last proposed one, the task's next
+    ///         proposal builds on its latest finalized checkpoint (ProposalBaseReset).
     /// @param id Checkpoint id.
     /// @param node A node whose leaf differs, or zero.
     /// @param reason What differed, at most MAX_REASON_BYTES bytes.
     function dispute(uint256 id, address node, string calldata reason) external {
         if (bytes(reason).length > MAX_REASON_BYTES) revert ReasonTooLong(bytes(reason).length);
-        Checkpoint storage c = _vote(id);
+        Checkpoint storage c = _vote(id, VOTE_DISPUTE);
         c.disputes += 1;
         emit CheckpointDisputed(id, msg.sender, node, reason);
         if (!c.rejected && !c.finalized && c.disputes >= validators.quorum()) {
             c.rejected = true;
             emit CheckpointRejectedByQuorum(id, c.task);
+            // Ids grow with proposals and each proposal builds on the last one: a last proposed id at or
+            // after the rejected one may descend from it, so the next proposal starts from finality.
+            if (_lastProposed[c.task] >= id) {
+                uint256 base = _latestFinalized[c.task];
+                _lastProposed[c.task] = base;
+                emit ProposalBaseReset(c.task, base);
+            }
         }
+    }
+
+    /// @notice Take out of an unresolved checkpoint the vote of an account that no longer holds
+    ///         VALIDATOR_ROLE. Anyone may call it: O(1), no loop over validators. A vote that already
+    ///         finalized or rejected the checkpoint stands (discount before the quorum is reached).
+    /// @param id Checkpoint id.
+    /// @param validator The former validator.
+    function discountVote(uint256 id, address validator) external {
+        if (validators.isValidator(validator)) revert StillValidator(validator);
+        Checkpoint storage c = _checkpoints[id];
+        uint8 vote = _voted[id][validator];
+        if (vote != VOTE_ATTEST && vote != VOTE_DISPUTE) revert NoVote(id, validator);
+        if (c.finalized || c.rejected) revert AlreadyResolved(id);
+        _voted[id][validator] = VOTE_DISCOUNTED;
+        if (vote == VOTE_ATTEST) c.attestations -= 1;
+        else c.disputes -= 1;
+        emit VoteDiscounted(id, validator, vote == VOTE_ATTEST);
     }
 
     /// @notice Apply a suspension that the task's latest finalized checkpoint records: the node's leaf
     ///         says (node, reputation, false). Anyone may call it; the registry suspends the node.
+    ///         Refused (ReinstatedSince) if the registrar re-approved the node in or after the block of
+    ///         the checkpoint's last folded round: the fold reads the registry as of the block before
+    ///         each round's commit, so this checkpoint could not see that approval, and the next
+    ///         checkpoint folds it (the node restarts at the starting reputation, Active).
     /// @param task Task id.
     /// @param node The suspended node.
     /// @param reputation Its reputation in the checkpoint (SCALE units).
     /// @param proof Sibling hashes from its leaf to the checkpoint's root.
     function applySuspension(uint256 task, address node, uint256 reputation, bytes32[] calldata proof) external {
         uint256 id = _requireLeaf(task, node, reputation, false, proof);
+        uint256 since = INodeStatus(registry).activatedAt(node);
+        if (since >= ledger.getRound(task, _checkpoints[id].throughRound).blockNumber) {
+            revert ReinstatedSince(id, node, since);
+        }
         emit SuspensionApplied(id, node, reputation);
         if (INodeStatus(registry).isActive(node)) ISuspender(registry).suspend(node);
     }
@@ -243,20 +308,20 @@ contract ReputationCheckpoints is AccessControl {
         return _lastProposed[task];
     }
 
-    /// @notice Whether a validator attested or disputed a checkpoint.
+    /// @notice Whether a validator attested or disputed a checkpoint (a discounted vote included).
     /// @param id Checkpoint id.
     /// @param validator The validator.
     /// @return True if it voted.
     function hasVoted(uint256 id, address validator) external view returns (bool) {
-        return _voted[id][validator];
+        return _voted[id][validator] != 0;
     }
 
-    /// @dev Record the caller's one vote on checkpoint `id`; reverts for non-validators and repeats.
-    function _vote(uint256 id) private returns (Checkpoint storage c) {
+    /// @dev Record the caller's one vote (`kind`) on checkpoint `id`; reverts for non-validators and repeats.
+    function _vote(uint256 id, uint8 kind) private returns (Checkpoint storage c) {
         if (!validators.isValidator(msg.sender)) revert NotValidator(msg.sender);
         getCheckpoint(id);
-        if (_voted[id][msg.sender]) revert AlreadyVoted(id, msg.sender);
-        _voted[id][msg.sender] = true;
+        if (_voted[id][msg.sender] != 0) revert AlreadyVoted(id, msg.sender);
+        _voted[id][msg.sender] = kind;
         c = _checkpoints[id];
     }
 

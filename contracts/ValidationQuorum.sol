@@ -13,7 +13,11 @@ import {IValidatorSet} from "./interfaces/IValidatorSet.sol";
 ///         Merkle root of its node-signed updates) only `attestVerified` counts: the validator re-derived
 ///         the model from those updates. A validator that finds a round does not re-derive disputes it;
 ///         once `quorum` validators disputed a round it is disputed and never (or no longer) finalized.
-/// @dev One concern: attestations and disputes. Writes are O(1); no loop over validators.
+///         A vote (attestation or dispute) of an account whose VALIDATOR_ROLE was revoked stops counting
+///         once anyone calls `discount` for it, while the round is not yet finalized (or disputed).
+/// @dev One concern: attestations and disputes. Writes are O(1); no loop over validators: a revoked
+///      validator's votes are taken out one round at a time by `discount` (permissionless), not by the
+///      revocation, which cannot know the rounds the validator voted on without a loop.
 contract ValidationQuorum is AccessControl, IValidatorSet, IRoundStatus {
     /// @notice Role of the accounts allowed to attest.
     bytes32 public constant VALIDATOR_ROLE = keccak256("VALIDATOR_ROLE");
@@ -58,6 +62,10 @@ contract ValidationQuorum is AccessControl, IValidatorSet, IRoundStatus {
     error AlreadyDisputed(uint256 task, uint256 round, address validator);
     /// @notice A dispute reason longer than MAX_REASON_BYTES.
     error ReasonTooLong(uint256 length);
+    /// @notice Only votes of accounts that no longer hold VALIDATOR_ROLE can be discounted.
+    error StillValidator(address validator);
+    /// @notice The account has no vote on this round that still counts towards an unresolved outcome.
+    error NothingToDiscount(uint256 task, uint256 round, address validator);
 
     /// @notice The quorum changed.
     event QuorumChanged(uint256 quorum);
@@ -74,6 +82,10 @@ contract ValidationQuorum is AccessControl, IValidatorSet, IRoundStatus {
     event Disputed(uint256 indexed task, uint256 indexed round, address indexed validator, bytes32 leaf, string reason);
     /// @notice A round's disputes reached the quorum: it is never (or no longer) finalized.
     event RoundDisputed(uint256 indexed task, uint256 indexed round, uint256 disputes);
+    /// @notice The votes of an account that lost VALIDATOR_ROLE were taken out of a round.
+    event VoteDiscounted(
+        uint256 indexed task, uint256 indexed round, address indexed validator, bool attestation, bool dispute
+    );
 
     /// @param admin Receives DEFAULT_ADMIN_ROLE (grants VALIDATOR_ROLE, sets the quorum).
     /// @param ledger_ The ModelLedger.
@@ -164,6 +176,28 @@ contract ValidationQuorum is AccessControl, IValidatorSet, IRoundStatus {
             _roundDisputed[task][round] = true;
             emit RoundDisputed(task, round, count);
         }
+    }
+
+    /// @notice Take the votes of an account that no longer holds VALIDATOR_ROLE out of a round: its
+    ///         attestation if the round is not finalized yet, its dispute if the round is not disputed
+    ///         yet. Anyone may call it (O(1)); a vote that already finalized or disputed the round stands.
+    /// @param task Task id.
+    /// @param round Round number.
+    /// @param validator The former validator.
+    function discount(uint256 task, uint256 round, address validator) external {
+        if (hasRole(VALIDATOR_ROLE, validator)) revert StillValidator(validator);
+        bool attestation = _attested[task][round][validator] && !_finalized[task][round];
+        bool disputeVote = _disputed[task][round][validator] && !_roundDisputed[task][round];
+        if (!attestation && !disputeVote) revert NothingToDiscount(task, round, validator);
+        if (attestation) {
+            _attested[task][round][validator] = false;
+            _count[task][round] -= 1;
+        }
+        if (disputeVote) {
+            _disputed[task][round][validator] = false;
+            _disputeCount[task][round] -= 1;
+        }
+        emit VoteDiscounted(task, round, validator, attestation, disputeVote);
     }
 
     /// @dev Record one attestation; finalize at the quorum unless the round is disputed.

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fl_chain.chain import enrolment, quorum, registry, reputation
+from fl_chain.chain import checkpoints, enrolment, quorum, registry, reputation
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import keystore_address, load_key, write_keystore
 from fl_chain.chain.registry import Capacity
@@ -142,7 +142,8 @@ def validator_role(
     deployment: DeploymentOpt = None,
     rpc: RpcOpt = None,
 ) -> None:
-    """Grant (or revoke) VALIDATOR_ROLE on the ValidationQuorum contract (admin)."""
+    """Grant (or revoke) VALIDATOR_ROLE on the ValidationQuorum contract (admin). A revocation also
+    discounts the former validator's votes on rounds and checkpoints not yet resolved."""
     client = chain_from_options(home, deployment, rpc)
     quorum.quorum_contract(client)
     node = checksum(address)
@@ -151,6 +152,10 @@ def validator_role(
     if not revoke:  # a validator pays gas for its attestations (topped up on a local chain)
         enrolment.ensure_gas(client, node)
     console.print(f"{node}: VALIDATOR_ROLE {'revoked' if revoke else 'granted'}")
+    if revoke:  # its votes would still count until someone discounts them
+        rounds = quorum.discount_all(client, admin, node)
+        proposed = checkpoints.discount_all(client, admin, node) if client.checkpoints is not None else []
+        console.print(f"{node}: discounted its votes on {len(rounds)} rounds and {len(proposed)} checkpoints")
 
 
 @app.command("simulated-keys")

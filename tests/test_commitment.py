@@ -150,7 +150,7 @@ def test_validators_attest_rounds_and_checkpoints_and_suspensions_take_effect(ta
             client, task.validators[0].account, task.task, a.address, leaf_a[1], proof_a
         )
     # the fold every validator and the audit run is the coordinator's
-    fold = History(client, task.task).fold(task.committer.writer.book.fold.params.as_tuple(), 2)
+    fold = History(client, task.task).fold(2)
     assert (
         checkpoint_of(fold, client.deployment.chain_id, client.ledger.address, task.task, 2).root()
         == two.root()
@@ -294,6 +294,8 @@ def test_a_resumed_coordinator_refolds_the_published_leaves(task: Task) -> None:
     assert resumed.writer.book.fold.values[d] < 500_000  # its penalty and miss, read back from the leaves
     for number in (1, 2, 3):
         task.judge_round(number)
+    for earlier in (third.checkpoint - 2, third.checkpoint - 1):  # a checkpoint finalizes on a final base
+        task.judge_checkpoint(earlier)
     verdicts = task.judge_checkpoint(third.checkpoint)
     assert all(v.attested for v in verdicts), verdicts
     assert checkpoints.latest(task.client, task.task).id == third.checkpoint

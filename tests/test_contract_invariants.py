@@ -20,7 +20,11 @@ on-chain views and event logs are compared with the model and checked for these 
 - ModelLedger.postClaim writes nothing: on these (Plain) tasks and on unknown ones it reverts WrongMode
   or UnknownTask whoever posts with whatever ticket, and the next comparison proves nothing moved;
 - the validation quorum counts distinct validators (attestations() equals the distinct validators of
-  the Attested events, a second attestation by one validator reverts AlreadyAttested).
+  the Attested events less those discounted since, a second attestation by one validator reverts
+  AlreadyAttested);
+- a validator whose role was revoked stops counting once anyone discounts its attestation of a round not
+  yet finalized (ValidationQuorum.discount); a current validator's vote, a missing vote or a finalized
+  round's vote cannot be discounted (StillValidator, NothingToDiscount).
 
 Size: 25 sequences of up to 20 steps each (`SETTINGS`; hypothesis adds a couple, e.g. replaying its
 example database), typically ~27 sequences and ~450 steps in ~30 s. The counts actually run are recorded
@@ -84,6 +88,7 @@ RUN_COUNTS: dict[str, int] = {
     "mined_reverts": 0,  # of those, also sent with a fixed gas limit and reverted inside a block
     "rounds_committed": 0,
     "attestations": 0,
+    "discounts": 0,  # revoked validators' attestations taken out of unfinalized rounds
     "auto_suspensions": 0,
 }
 
@@ -707,6 +712,37 @@ class ContractMachine(RuleBasedStateMachine):
         )
         RUN_COUNTS["attestations"] += 1
 
+    @precondition(lambda self: any(task.hashes for task in self.model.tasks))
+    @rule(data=st.data())
+    def discount(self, data: st.DataObject) -> None:
+        """Anyone takes a revoked validator's attestation out of a round not finalized yet; half of the
+        time a (validator, round) pair whose vote counts, if there is one, and then, half of the time,
+        the admin revokes that validator first."""
+        model = self.model
+        fit = [
+            (v, key)
+            for key, voters in model.attested.items()
+            for v in VALIDATOR_NAMES
+            if self.addr(v) in voters and key not in model.finalized
+        ]
+        anyone = st.tuples(st.sampled_from(VALIDATOR_NAMES), st.sampled_from(self._committed()))
+        validator, (task, round_number) = data.draw(
+            st.one_of(st.sampled_from(fit), anyone) if fit else anyone, label="vote"
+        )
+        if validator in model.validators and data.draw(st.booleans(), label="revoke first"):
+            self.set_validator("admin", validator, False, False)
+        caller = data.draw(st.sampled_from(CALLERS), label="caller")
+        address, key = self.addr(validator), (task, round_number)
+        error = None
+        if validator in model.validators:
+            error = f"StillValidator(validator={address})"
+        elif address not in model.attested.get(key, set()) or key in model.finalized:
+            error = f"NothingToDiscount(task={task}, round={round_number}, validator={address})"
+        fn = self.client.validation.functions.discount(task, round_number, address)
+        if self.send(caller, fn, error, data.draw(MINE, label="mine")) is not None:
+            model.attested[key].discard(address)
+            RUN_COUNTS["discounts"] += 1
+
     @rule(caller=_callers("admin"), quorum=st.integers(0, 3), mine=MINE)
     def set_quorum(self, caller: str, quorum: int, mine: bool) -> None:
         """Change the quorum (DEFAULT_ADMIN_ROLE; at least 1); it applies to later attestations."""
@@ -725,7 +761,8 @@ class ContractMachine(RuleBasedStateMachine):
         mine=MINE,
     )
     def set_validator(self, caller: str, validator: str, grant: bool, mine: bool) -> None:
-        """Grant or revoke VALIDATOR_ROLE (DEFAULT_ADMIN_ROLE); attestations already made still count."""
+        """Grant or revoke VALIDATOR_ROLE (DEFAULT_ADMIN_ROLE); attestations already made count until
+        discounted."""
         functions = self.client.validation.functions
         fn = (functions.grantRole if grant else functions.revokeRole)(
             role_id("VALIDATOR_ROLE"), self.addr(validator)
@@ -924,13 +961,20 @@ class ContractMachine(RuleBasedStateMachine):
             assert [h for _, _, h in rounds] == self.model.tasks[task - 1].hashes
         assert sum(len(r) for r in chains.values()) == len(committed)
 
-        voters: dict[tuple[int, int], list[str]] = {}
-        for log in c.validation.events.Attested().get_logs(from_block=since):
+        votes = c.validation.events.Attested().get_logs(from_block=since)
+        votes += c.validation.events.VoteDiscounted().get_logs(from_block=since)
+        voters: dict[tuple[int, int], set[str]] = {}
+        for log in sorted(votes, key=lambda v: (v["blockNumber"], v["logIndex"])):
             e = log["args"]
-            voters.setdefault((e["task"], e["round"]), []).append(e["validator"])
+            who = voters.setdefault((e["task"], e["round"]), set())
+            if log["event"] == "Attested":
+                assert e["validator"] not in who, f"round {e['task']}/{e['round']}: counted twice"
+                who.add(e["validator"])
+            else:
+                assert e["attestation"] and e["validator"] in who, "discounted a vote that did not count"
+                who.discard(e["validator"])
         for key, who in voters.items():
-            assert len(set(who)) == len(who), f"round {key}: a validator attested twice"
-            assert set(who) == self.model.attested[key]
+            assert who == self.model.attested[key]
 
 
 def test_random_call_sequences_keep_contract_invariants(chain: LocalChain) -> None:

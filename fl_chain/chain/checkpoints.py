@@ -9,7 +9,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
-from fl_chain.chain import registry
+from fl_chain.chain import ledger, registry
 from fl_chain.chain.client import ChainClient, poll
 from fl_chain.chain.quorum import reason_text
 from fl_chain.errors import FlchainError
@@ -93,6 +93,30 @@ def dispute(
     return client.transact(validator, fn)
 
 
+def discount_vote(client: ChainClient, sender: LocalAccount, checkpoint_id: int, validator: str) -> TxReceipt:
+    """Take the vote of an account that lost VALIDATOR_ROLE out of an unresolved checkpoint (anyone)."""
+    fn = contract(client).functions.discountVote(checkpoint_id, Web3.to_checksum_address(validator))
+    return client.transact(sender, fn)
+
+
+def discount_all(client: ChainClient, sender: LocalAccount, validator: str) -> list[int]:
+    """Discount every vote of a former validator on a checkpoint not yet finalized or rejected (from
+    its CheckpointAttested and CheckpointDisputed events); returns the checkpoint ids."""
+    who = Web3.to_checksum_address(validator)
+    voted = {
+        int(e["args"]["id"])
+        for name in ("CheckpointAttested", "CheckpointDisputed")
+        for e in client.logs(contract(client), name, validator=who)
+    }
+    done = []
+    for checkpoint_id in sorted(voted):
+        record = get(client, checkpoint_id)
+        if not (record.finalized or record.rejected):
+            discount_vote(client, sender, checkpoint_id, who)
+            done.append(checkpoint_id)
+    return done
+
+
 def apply_suspension(
     client: ChainClient, sender: LocalAccount, task: int, node: str, reputation: int, proof: list[bytes]
 ) -> TxReceipt:
@@ -108,19 +132,29 @@ def is_active(client: ChainClient, task: int, node: str, reputation: int, proof:
     return bool(client.call(fn))
 
 
-def apply_suspensions(client: ChainClient, sender: LocalAccount, leaves: CheckpointLeaves) -> list[str]:
-    """Suspend in the registry every node the (finalized) checkpoint records as suspended and the
-    registry still holds Active; returns them."""
+def unapplied_suspensions(client: ChainClient, leaves: CheckpointLeaves) -> list[tuple[str, int]]:
+    """(node, reputation) of each suspension the checkpoint records that the registry does not hold yet:
+    the node is still Active and the registrar did not re-approve it in or after the block of the
+    checkpoint's last folded round (the contract refuses those: ReinstatedSince; the next checkpoint
+    folds the reinstatement)."""
     suspended = [leaf for leaf in leaves.leaves if not leaf[2]]
     if not suspended:
         return []
-    active = registry.active_of(client, [leaf[0] for leaf in suspended])
+    nodes = [leaf[0] for leaf in suspended]
+    active = registry.active_of(client, nodes)
+    since = registry.activated_at(client, nodes)
+    folded = ledger.get_round(client, leaves.task, leaves.through_round).block
+    return [(node, value) for node, value, _ in suspended if active.get(node) and since[node] < folded]
+
+
+def apply_suspensions(client: ChainClient, sender: LocalAccount, leaves: CheckpointLeaves) -> list[str]:
+    """Suspend in the registry every suspension of the (finalized) checkpoint it does not hold yet
+    (`unapplied_suspensions`); returns the nodes suspended."""
     done = []
-    for node, value, _ in suspended:
-        if active.get(node):
-            _, proof = leaves.proof_of(node)
-            apply_suspension(client, sender, leaves.task, node, value, proof)
-            done.append(Web3.to_checksum_address(node))
+    for node, value in unapplied_suspensions(client, leaves):
+        _, proof = leaves.proof_of(node)
+        apply_suspension(client, sender, leaves.task, node, value, proof)
+        done.append(Web3.to_checksum_address(node))
     return done
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from fl_chain.chain import ledger
+from fl_chain.chain import ledger, registry, reputation
 from fl_chain.chain.checkpoints import CheckpointRecord
 from fl_chain.chain.client import ChainClient
 from fl_chain.errors import FlchainError
@@ -23,7 +23,7 @@ from fl_chain.protocol.outcomes import (
     parse_checkpoint,
     parse_outcomes,
 )
-from fl_chain.protocol.reputation_fold import fold_round, new_fold
+from fl_chain.protocol.reputation_fold import fold_round, held_suspended, new_fold
 from fl_chain.protocol.reputation_model import ReputationModel
 from fl_chain.store import ROUNDS_DIR, BlobTooLarge, read_blob
 
@@ -110,6 +110,34 @@ def fetch_checkpoint(client: ChainClient, record: CheckpointRecord) -> Checkpoin
     return fetch_document(client, where, parse_checkpoint, MAX_DOCUMENT_BYTES, "proposed")[0]
 
 
+def fold_inputs(
+    client: ChainClient, task: int, round_number: int, model: ReputationModel
+) -> tuple[tuple[int, int, int, int, int], list[str], int]:
+    """What the chain says a commitment-mode round folds with: (the Reputation parameters in effect at
+    its commit block, the nodes `model` holds suspended that the registrar re-approved after the round
+    that suspended them and that are Active as of the block before the commit, the commit block). Read
+    at fixed blocks, so the coordinator, the validators and the audit get the same inputs whenever they
+    fold."""
+    block = ledger.get_round(client, task, round_number).block
+    held = held_suspended(model)
+    reinstated: list[str] = []
+    if held:
+        nodes = sorted(held)
+        active = registry.active_of(client, nodes, block - 1)
+        since = registry.activated_at(client, nodes, block - 1)
+        reinstated = [n for n in nodes if active[n] and since[n] > held[n]]
+    return reputation.parameters_at(client, block), reinstated, block
+
+
+def fold_with_chain(
+    client: ChainClient, task: int, model: ReputationModel, outcomes: RoundOutcomes
+) -> list[str]:
+    """Fold one committed round into `model` with the inputs the chain gives it (`fold_inputs`);
+    returns the nodes it suspends."""
+    params, reinstated, block = fold_inputs(client, task, outcomes.round, model)
+    return fold_round(model, outcomes, params, reinstated, block)
+
+
 @dataclass
 class History:
     """A task's outcome leaves, fetched once each, and the fold through the newest round folded so far:
@@ -119,7 +147,7 @@ class History:
     client: ChainClient
     task: int
     rounds: dict[int, RoundOutcomes] = field(default_factory=dict)
-    _folded: tuple[tuple, int, ReputationModel] | None = None  # (params, through round, fold)
+    _folded: tuple[int, ReputationModel] | None = None  # (through round, fold)
 
     def outcomes(self, round_number: int) -> RoundOutcomes:
         """One round's checked outcomes (see fetch_outcomes)."""
@@ -127,18 +155,24 @@ class History:
             self.rounds[round_number] = fetch_outcomes(self.client, self.task, round_number)
         return self.rounds[round_number]
 
-    def fold(self, params: tuple[int, int, int, int, int], through_round: int) -> ReputationModel:
-        """The fold of rounds 1..through_round (a copy: the caller may change it)."""
-        start, model = 1, new_fold(params)
-        if self._folded is not None and self._folded[0] == tuple(params) and self._folded[1] <= through_round:
-            start, model = self._folded[1] + 1, _copy(self._folded[2])
+    def fold(self, through_round: int) -> ReputationModel:
+        """The fold of rounds 1..through_round, each with its chain inputs (`fold_inputs`: parameters
+        at its commit, reinstatements before it); a copy: the caller may change it."""
+        start, model = 1, new_fold(_initial(self.client))
+        if self._folded is not None and self._folded[0] <= through_round:
+            start, model = self._folded[0] + 1, _copy(self._folded[1])
         for rnd in range(start, through_round + 1):
-            fold_round(model, self.outcomes(rnd))
-        self._folded = (tuple(params), through_round, _copy(model))
+            fold_with_chain(self.client, self.task, model, self.outcomes(rnd))
+        self._folded = (through_round, _copy(model))
         for rnd in [r for r in self.rounds if r <= through_round]:  # folded: a long run's memory stays flat
             del self.rounds[rnd]
         return model
 
 
+def _initial(client: ChainClient) -> tuple[int, int, int, int, int]:
+    """Parameters of an empty fold (each folded round sets its own)."""
+    return reputation.parameters(client)
+
+
 def _copy(model: ReputationModel) -> ReputationModel:
-    return ReputationModel(model.params, dict(model.values), dict(model.active))
+    return ReputationModel(model.params, dict(model.values), dict(model.active), dict(model.suspended_at))

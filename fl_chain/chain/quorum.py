@@ -154,6 +154,35 @@ def attest_outcomes(
     return client.transact(validator, fn)
 
 
+def discount(
+    client: ChainClient, sender: LocalAccount, task: int, round_number: int, validator: str
+) -> TxReceipt:
+    """Take the votes of an account that lost VALIDATOR_ROLE out of a round not yet finalized (or
+    disputed); anyone may send it (StillValidator / NothingToDiscount are one-line errors)."""
+    fn = quorum_contract(client).functions.discount(task, round_number, Web3.to_checksum_address(validator))
+    return client.transact(sender, fn)
+
+
+def discount_all(client: ChainClient, sender: LocalAccount, validator: str) -> list[tuple[int, int]]:
+    """Discount every vote of a former validator that still counts towards an unresolved round (from
+    its Attested and Disputed events: an off-chain walk, each discount O(1) on-chain); returns the
+    (task, round) pairs discounted."""
+    contract, who = quorum_contract(client), Web3.to_checksum_address(validator)
+    voted = {
+        (int(e["args"]["task"]), int(e["args"]["round"]))
+        for name in ("Attested", "Disputed")
+        for e in client.logs(contract, name, validator=who)
+    }
+    done = []
+    for task, rnd in sorted(voted):
+        attested = has_attested(client, task, rnd, who) and not is_finalized(client, task, rnd)
+        disputed = has_disputed(client, task, rnd, who) and not is_disputed(client, task, rnd)
+        if attested or disputed:
+            discount(client, sender, task, rnd, who)
+            done.append((task, rnd))
+    return done
+
+
 def reason_text(reason: str) -> str:
     """A dispute reason cut to MAX_REASON_BYTES of UTF-8 without splitting a character (a lone surrogate
     becomes '?')."""

@@ -71,6 +71,15 @@ def active_of(client: ChainClient, addresses: list[str], block: int | str = "lat
     return {a: s == "Active" for a, s in statuses_of(client, addresses, block).items()}
 
 
+def activated_at(client: ChainClient, addresses: list[str], block: int | str = "latest") -> dict[str, int]:
+    """Block of each address's last activation (0 if never Active) as recorded at `block`, read in one
+    batch request; all zeros on a deployment older than the record (no reinstatement is then seen)."""
+    if not addresses or not has_function(client.registry, "activatedAt"):
+        return {a: 0 for a in addresses}
+    fns = [client.registry.functions.activatedAt(_address(a)) for a in addresses]
+    return {a: int(v) for a, v in zip(addresses, client.call_many(fns, block), strict=True)}
+
+
 def get_node(client: ChainClient, address: str) -> NodeRecord:
     """The registry entry of an address."""
     status, capacity, applied_at, endpoint = client.call(client.registry.functions.getNode(_address(address)))

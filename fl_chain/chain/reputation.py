@@ -55,6 +55,15 @@ def parameters(client: ChainClient) -> tuple[int, int, int, int, int]:
     return tuple(int(v) for v in client.call(client.reputation.functions.parameters()))
 
 
+def parameters_at(client: ChainClient, block: int) -> tuple[int, int, int, int, int]:
+    """The parameters in effect at `block` (Reputation.parametersAt: the last change made in that block
+    or before), with which a commitment-mode round committed in `block` is folded. A deployment older
+    than the history is read as it was at that block."""
+    if not has_function(client.reputation, "parametersAt"):
+        return tuple(int(v) for v in client.call(client.reputation.functions.parameters(), block))
+    return tuple(int(v) for v in client.call(client.reputation.functions.parametersAt(block)))
+
+
 REPLAYED = ("ParametersChanged", "EligibilityChanged", "RoundMissed", "Penalized")
 
 

@@ -12,9 +12,9 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import checkpoints, reputation
 from fl_chain.chain.client import ChainClient
-from fl_chain.chain.published import History
+from fl_chain.chain.published import History, fold_with_chain
 from fl_chain.protocol.outcomes import CheckpointLeaves, RoundOutcomes
-from fl_chain.protocol.reputation_fold import checkpoint_of, fold_round, new_fold
+from fl_chain.protocol.reputation_fold import checkpoint_of, new_fold
 from fl_chain.store import ModelStore
 
 KEEP_PROPOSED = 16  # checkpoints not yet finalized whose leaves the coordinator keeps for their suspensions
@@ -37,7 +37,7 @@ class CommitmentBook:
     def resume(self, through_round: int) -> None:
         """Re-fold the task's published outcomes of rounds 1..through_round (a resumed run)."""
         if through_round > self.folded_through:
-            self.fold = History(self.client, self.task).fold(self.fold.params.as_tuple(), through_round)
+            self.fold = History(self.client, self.task).fold(through_round)
             self.folded_through = through_round
 
     def outcomes(
@@ -54,10 +54,11 @@ class CommitmentBook:
         return RoundOutcomes.of(context, parent, model_hash, dict(scores), list(missed), list(penalized))
 
     def record(self, outcomes: RoundOutcomes) -> list[str]:
-        """Fold a committed round in; returns the nodes it suspends (in effect on-chain once a checkpoint
-        holding the suspension is finalized)."""
+        """Fold a committed round in, with the chain's inputs for it (parameters at its commit, the
+        registrar's reinstatements before it: the validators fold with the same); returns the nodes it
+        suspends (in effect on-chain once a checkpoint holding the suspension is finalized)."""
         self.resume(outcomes.round - 1)
-        suspended = fold_round(self.fold, outcomes) if outcomes.round > 0 else []
+        suspended = fold_with_chain(self.client, self.task, self.fold, outcomes) if outcomes.round > 0 else []
         self.folded_through = max(self.folded_through, outcomes.round)
         return suspended
 

@@ -2,10 +2,15 @@
 
 The arithmetic is the Reputation contract's (protocol/reputation_model.py, its Python reference), so a
 commitment-mode task's reputations are what a per-participant task's would be. Every round's outcomes
-are folded in order from round 1; a node enters at the starting reputation the first time it has an
-outcome, and a node that has an outcome while the fold holds it suspended was reinstated by the
-registrar in between (only Active nodes are sampled), so it restarts from the starting reputation, as
-Reputation.statusChanged does. The coordinator, every validator and `flchain audit` run this same fold.
+are folded in order from round 1, each with the Reputation parameters in effect at its commit block
+(Reputation.parametersAt). A node enters at the starting reputation the first time it has an outcome.
+The fold starts each round from the registry's decisions: a node the fold holds suspended that the
+registrar re-approved after the round that suspended it (NodeRegistry.activatedAt, read as of the block
+before the round's commit) restarts at the starting reputation, Active, as Reputation.statusChanged
+does. Nothing else lifts a suspension: an outcome of a node the fold still holds suspended is not
+folded (its suspension may simply not be applied to the registry yet). The chain side
+(chain/published.py `fold_inputs`) reads those decisions; the coordinator, every validator and
+`flchain audit` run this same fold.
 """
 
 from __future__ import annotations
@@ -23,17 +28,40 @@ def new_fold(params: tuple[int, int, int, int, int]) -> ReputationModel:
     return ReputationModel(ReputationParams(*params))
 
 
-def fold_round(model: ReputationModel, outcomes: RoundOutcomes) -> list[str]:
+def fold_round(
+    model: ReputationModel,
+    outcomes: RoundOutcomes,
+    params: tuple[int, int, int, int, int] | None = None,
+    reinstated: Iterable[str] = (),
+    commit_block: int = 0,
+) -> list[str]:
     """Fold one round's outcomes into `model` (scored, then missed, then penalized, as
-    Reputation.recordRound does); returns the nodes this round suspended."""
+    Reputation.recordRound does) with `params` (None: the model's), after restarting the `reinstated`
+    nodes (re-approved by the registrar since their suspension); returns the nodes this round suspended,
+    noting `commit_block` (the round's) as the block of their suspension."""
+    if params is not None:
+        model.params = ReputationParams(*params)
+    for node in reinstated:
+        model.approve(node)  # below the threshold: back to the starting value, as statusChanged does
+        model.suspended_at.pop(node, None)
     for outcome in outcomes.outcomes:
-        if not model.active.get(outcome.node):
-            model.approve(outcome.node)  # first outcome, or reinstated since its suspension
-    return model.apply_round(
-        [(o.node, o.score) for o in outcomes.of_kind(SCORED)],
+        if outcome.node not in model.active:
+            model.approve(outcome.node)  # its first outcome: enrolled at the starting reputation
+    # Only the registrar lifts a suspension: a held node's score is not folded (before, any outcome
+    # reset it, so a coordinator could sample a node before its suspension was applied and clear it).
+    held = {node for node, active in model.active.items() if not active}
+    suspended = model.apply_round(
+        [(o.node, o.score) for o in outcomes.of_kind(SCORED) if o.node not in held],
         [o.node for o in outcomes.of_kind(MISSED)],
         [o.node for o in outcomes.of_kind(PENALIZED)],
     )
+    model.suspended_at.update(dict.fromkeys(suspended, commit_block))
+    return suspended
+
+
+def held_suspended(model: ReputationModel) -> dict[str, int]:
+    """The nodes the fold holds suspended, with the commit block of the round that suspended each."""
+    return {node: model.suspended_at.get(node, 0) for node, active in model.active.items() if not active}
 
 
 def fold_all(params: tuple[int, int, int, int, int], rounds: Iterable[RoundOutcomes]) -> ReputationModel:

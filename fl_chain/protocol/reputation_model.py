@@ -33,6 +33,9 @@ class ReputationModel:
     params: ReputationParams = field(default_factory=ReputationParams)
     values: dict[str, int] = field(default_factory=dict)
     active: dict[str, bool] = field(default_factory=dict)
+    # Commitment mode's fold: the commit block of the round that suspended each node it holds suspended,
+    # so a registrar's later approval (the registry's record of it) can be told from an older one.
+    suspended_at: dict[str, int] = field(default_factory=dict)
 
     def approve(self, node: str) -> None:
         """Registrar approval: enroll, or reinstate (reset to initial if below the threshold)."""

@@ -295,8 +295,7 @@ def _suspensions(client: ChainClient, history: History, latest: checkpoints.Chec
     if check is None or check.expected is None:
         return Finding(where, "suspensions", True, "not re-computed here")
     held = [leaf[0] for leaf in check.expected.leaves if not leaf[2]]
-    active = registry.active_of(client, held) if held else {}
-    pending = [node for node in held if active.get(node)]
+    pending = [node for node, _ in checkpoints.unapplied_suspensions(client, check.expected)]
     if pending:
         return Finding(where, "suspensions", False, f"not applied to the registry yet: {', '.join(pending)}")
     return Finding(where, "suspensions", True, f"{len(held)} suspended nodes, all suspended in the registry")

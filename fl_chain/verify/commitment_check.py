@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
 
-from fl_chain.chain import checkpoints, ledger, quorum, registry, reputation
+from fl_chain.chain import checkpoints, ledger, quorum, registry
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.published import History, Unavailable, fetch_checkpoint
 from fl_chain.errors import FlchainError
@@ -63,6 +63,7 @@ class CheckpointCheck:
     expected: CheckpointLeaves | None = None
     difference: str = ""
     node: str = ZERO_ADDRESS  # a node whose leaf differs, if one can be named
+    waiting: str = ""  # why an attestation must wait (its base is not finalized yet), if it must
 
     @property
     def ok(self) -> bool:
@@ -82,13 +83,15 @@ def check_checkpoint(
     if base is not None and base.rejected:
         out.difference = f"it folds from checkpoint {record.base}, which the validators rejected"
         return out
+    if base is not None and not base.finalized:  # the contract refuses an attestation until then
+        out.waiting = f"checkpoint {checkpoint_id} folds from checkpoint {record.base}: not finalized yet"
     for rnd in range((base.through_round if base else 0) + 1, record.through_round + 1):
         mine = validator is not None and quorum.has_disputed(client, record.task, rnd, validator)
         if mine or quorum.is_disputed(client, record.task, rnd):
             out.difference = f"it folds round {rnd}, which {'I' if mine else 'the validators'} disputed"
             return out
     try:
-        model = history.fold(reputation.parameters(client), record.through_round)
+        model = history.fold(record.through_round)
     except Unavailable:
         raise
     except FlchainError as exc:

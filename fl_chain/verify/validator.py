@@ -176,7 +176,8 @@ class Validator:
 
     def judge_checkpoint(self, task: int, checkpoint_id: int) -> CheckpointVerdict | None:
         """Re-compute a proposed reputation checkpoint from the task's outcome leaves; attest it if the
-        root agrees (and apply its suspensions if that finalized it), dispute it otherwise."""
+        root agrees (and apply its suspensions if that finalized it), dispute it otherwise. A correct
+        checkpoint whose base is not finalized yet raises Unavailable (kept for `retry`)."""
         if checkpoints.has_voted(self.client, checkpoint_id, self.account.address):
             return None
         check = check_checkpoint(self.client, checkpoint_id, self._history(task), self.account.address)
@@ -185,6 +186,8 @@ class Validator:
                 self.client, self.account, checkpoint_id, check.node, check.difference
             )
             return CheckpointVerdict(checkpoint_id, task, False, check.difference, _tx(receipt))
+        if check.waiting:  # the contract counts an attestation only on a finalized base: retry later
+            raise Unavailable(check.waiting)
         receipt = checkpoints.attest(self.client, self.account, checkpoint_id, check.record.root)
         verdict = CheckpointVerdict(
             checkpoint_id, task, True, "re-computed from the outcome leaves", _tx(receipt)
