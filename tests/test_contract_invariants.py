@@ -312,7 +312,9 @@ def _build_world(chain: LocalChain) -> World:
         if index < 3:
             client.transact(admin, client.registry.functions.approve(_address(node)))
             model.set_status(_address(node), "Active")
-    client.transact(chain.coordinator, client.ledger.functions.createTask(b"\x01" * 32, "file:///blobs/", 0))
+    client.transact(
+        chain.coordinator, client.ledger.functions.createTask(b"\x01" * 32, "file:///blobs/", 0, bytes(32))
+    )
     model.tasks.append(Task("coordinator"))
 
     # Round 0 with the three Active nodes scored, so attestations have a round from the first step.
@@ -517,7 +519,7 @@ class ContractMachine(RuleBasedStateMachine):
     def create_task(self, caller: str, mine: bool) -> None:
         """Create a task (COORDINATOR_ROLE); the caller owns it."""
         error = None if caller in COORDINATORS else "lacks COORDINATOR_ROLE"
-        fn = self.client.ledger.functions.createTask(keccak(text=caller), "", 0)
+        fn = self.client.ledger.functions.createTask(keccak(text=caller), "", 0, bytes(32))
         receipt = self.send(caller, fn, error, mine)
         if receipt is not None:
             self.model.tasks.append(Task(caller))
