@@ -313,7 +313,10 @@ def _build_world(chain: LocalChain) -> World:
             client.transact(admin, client.registry.functions.approve(_address(node)))
             model.set_status(_address(node), "Active")
     client.transact(
-        chain.coordinator, client.ledger.functions.createTask(b"\x01" * 32, "file:///blobs/", 0, bytes(32))
+        chain.coordinator,
+        client.ledger.functions.createTask(
+            b"\x01" * 32, "file:///blobs/", 0, keccak(text="coordinator rules")
+        ),
     )
     model.tasks.append(Task("coordinator"))
 
@@ -519,7 +522,9 @@ class ContractMachine(RuleBasedStateMachine):
     def create_task(self, caller: str, mine: bool) -> None:
         """Create a task (COORDINATOR_ROLE); the caller owns it."""
         error = None if caller in COORDINATORS else "lacks COORDINATOR_ROLE"
-        fn = self.client.ledger.functions.createTask(keccak(text=caller), "", 0, bytes(32))
+        fn = self.client.ledger.functions.createTask(
+            keccak(text=caller), "", 0, keccak(text=caller + " rules")
+        )
         receipt = self.send(caller, fn, error, mine)
         if receipt is not None:
             self.model.tasks.append(Task(caller))
@@ -837,8 +842,9 @@ class ContractMachine(RuleBasedStateMachine):
 
         # Tasks and rounds: owners, counts, hashes.
         for task in model.tasks:
-            owner, next_round, mode, _, _ = next(results)
+            owner, next_round, mode, _, rules_hash, _ = next(results)
             assert mode == 0  # the machine creates plain tasks
+            assert bytes(rules_hash) == keccak(text=task.owner + " rules"), "a task's rules changed"
             assert Web3.to_checksum_address(owner) == self.addr(task.owner)
             assert next_round == next(results) == len(task.hashes)
         for t, r in committed:
