@@ -136,6 +136,8 @@ def test_an_honest_round_under_the_tasks_rules_is_attested(task: Task) -> None:
     assert quorum.is_finalized(task.client, task.id, 1) and not quorum.is_disputed(task.client, task.id, 1)
     findings = audit_task(task.client, task.id)
     assert all(x.ok for x in findings), [x for x in findings if not x.ok]
+    (rules,) = [x for x in findings if x.check == "rules"]
+    assert "scoring cosine, claim cap 2" in rules.detail, rules
 
 
 @pytest.mark.parametrize(
@@ -206,6 +208,8 @@ def test_the_tasks_rules_hash_is_on_chain_and_matches_the_published_rules(
         published.write_bytes(task_rules("cosine", 3.0, 0.0, 0.0, "other").to_json())  # swapped in the store
         with pytest.raises(FlchainError, match="rulesHash is 0x"):
             fetch_rules(client, committer.task)
+        (audited,) = [x for x in audit_task(client, committer.task) if x.check == "rules"]
+        assert not audited.ok and "rulesHash is 0x" in audited.detail, audited
     finally:
         server.stop()
     events = client.ledger.events.TaskCreated.get_logs(from_block=0)
