@@ -126,8 +126,8 @@ def measure(local: bootstrap.LocalDeployment, nodes: list) -> list[tuple[int, in
     client, coordinator = local.client, local.coordinator
     ledger = client.ledger.functions
     # A task keeps one ledger mode: task 1 is plain, task 2 verified (its round 0 commits plain).
-    client.transact(coordinator, ledger.createTask(b"\x01" * 32, "file:///store/", 0))
-    client.transact(coordinator, ledger.createTask(b"\x02" * 32, "file:///store/", 1))
+    client.transact(coordinator, ledger.createTask(b"\x01" * 32, "file:///store/", 0, bytes(32)))
+    client.transact(coordinator, ledger.createTask(b"\x02" * 32, "file:///store/", 1, b"\x0e" * 32))
     first = secrets.token_bytes(32)
     client.transact(coordinator, ledger.commitRound(2, 0, first, "", b"\0" * 32, [], [], [], []))
     chain_of = {False: [1, 0, b"\0" * 32], True: [2, 1, first]}  # task, next round, parent
@@ -179,12 +179,12 @@ def measure_modes(local: bootstrap.LocalDeployment, nodes: list) -> list[dict]:
     plain_task = client.events(
         client.ledger,
         "TaskCreated",
-        client.transact(coordinator, ledger.createTask(b"\x03" * 32, "file:///s/", 0)),
+        client.transact(coordinator, ledger.createTask(b"\x03" * 32, "file:///s/", 0, bytes(32))),
     )[0]["task"]
     task = client.events(
         client.ledger,
         "TaskCreated",
-        client.transact(coordinator, ledger.createTask(b"\x04" * 32, "file:///s/", 2)),
+        client.transact(coordinator, ledger.createTask(b"\x04" * 32, "file:///s/", 2, bytes(32))),
     )[0]["task"]
     plain_parent, parent = b"\0" * 32, b"\0" * 32
     plain_rnd = rnd = 0

@@ -42,11 +42,15 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     }
 
     /// @notice A training task. `mode` shares the first slot with owner and nextRound (no extra slot).
+    ///         `rulesHash` is the keccak-256 of the task's rules document (fl_chain/protocol/task_rules.py:
+    ///         scoring method, claim cap, clip and step ratios), fixed for the task's life: a verified
+    ///         round's manifest must declare exactly these rules or validators dispute it.
     struct Task {
         address owner;
         uint64 nextRound;
         LedgerMode mode;
         bytes32 configHash;
+        bytes32 rulesHash;
         string blobBase;
     }
 
@@ -72,6 +76,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
 
     /// @notice No task has this id.
     error UnknownTask(uint256 task);
+    /// @notice A verified task needs the hash of its rules (what validators re-derive its rounds with).
+    error EmptyRulesHash();
     /// @notice Only the task's owner (its creating coordinator) may write to it.
     error NotTaskOwner(uint256 task, address caller);
     /// @notice Rounds must be committed strictly in sequence.
@@ -109,7 +115,12 @@ contract ModelLedger is AccessControl, ILedgerRounds {
 
     /// @notice A task was created.
     event TaskCreated(
-        uint256 indexed task, address indexed owner, bytes32 configHash, string blobBase, LedgerMode mode
+        uint256 indexed task,
+        address indexed owner,
+        bytes32 configHash,
+        string blobBase,
+        LedgerMode mode,
+        bytes32 rulesHash
     );
     /// @notice A task's default blob location changed.
     event TaskStoreChanged(uint256 indexed task, string blobBase);
@@ -153,15 +164,18 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @param blobBase Default blob location prefix; a round's blob is at blobBase followed by the
     ///        64 lowercase hex digits of its model hash.
     /// @param mode How its rounds are committed (Plain, Verified or Commitment), fixed for its life.
+    /// @param rulesHash keccak-256 of the task's rules document, fixed for its life (required, non-zero,
+    ///        for a Verified task; reverts EmptyRulesHash otherwise).
     /// @return task The new task's id.
-    function createTask(bytes32 configHash, string calldata blobBase, LedgerMode mode)
+    function createTask(bytes32 configHash, string calldata blobBase, LedgerMode mode, bytes32 rulesHash)
         external
         onlyRole(COORDINATOR_ROLE)
         returns (uint256 task)
     {
+        if (mode == LedgerMode.Verified && rulesHash == bytes32(0)) revert EmptyRulesHash();
         task = ++taskCount;
-        _tasks[task] = Task(msg.sender, 0, mode, configHash, blobBase);
-        emit TaskCreated(task, msg.sender, configHash, blobBase, mode);
+        _tasks[task] = Task(msg.sender, 0, mode, configHash, rulesHash, blobBase);
+        emit TaskCreated(task, msg.sender, configHash, blobBase, mode, rulesHash);
     }
 
     /// @notice Change a task's default blob location (for rounds committed from now on and before).
@@ -472,7 +486,7 @@ contract ModelLedger is AccessControl, ILedgerRounds {
 
     /// @notice A task's record.
     /// @param task Task id.
-    /// @return The task (owner, next round number, ledger mode, config hash, blob base).
+    /// @return The task (owner, next round number, ledger mode, config hash, rules hash, blob base).
     function getTask(uint256 task) external view returns (Task memory) {
         if (_tasks[task].owner == address(0)) revert UnknownTask(task);
         return _tasks[task];

@@ -1,7 +1,8 @@
 """Read-only HTTP server for a ModelStore directory, so clients on other machines can fetch blobs.
 
-Serves only GET/HEAD of `/<64 hex digits>` (model blobs) and `/rounds/<manifest name>` (verified rounds'
-manifests) that exist in the directory: no listing, no other paths. Node update blobs (`updates/`) are
+Serves only GET/HEAD of `/<64 hex digits>` (model blobs), `/rounds/<document name>` (verified rounds'
+manifests, outcome and checkpoint leaves) and `/rounds/rules-<64 hex digits>.json` (a task's rules) that
+exist in the directory: no listing, no other paths. Node update blobs (`updates/`) are
 never served: they are for the validators only.
 """
 
@@ -12,7 +13,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-_BLOB = re.compile(r"^/([0-9a-f]{64}|rounds/t[0-9]+-r[0-9]+-[0-9a-f]{64}\.json)$")
+_BLOB = re.compile(
+    r"^/([0-9a-f]{64}|rounds/t[0-9]+-r[0-9]+-[0-9a-f]{64}\.json|rounds/rules-[0-9a-f]{64}\.json)$"
+)
 
 
 def _handler(directory: Path) -> type[BaseHTTPRequestHandler]:

@@ -320,7 +320,12 @@ def _build_world(chain: LocalChain) -> World:
         if index < 3:
             client.transact(admin, client.registry.functions.approve(_address(node)))
             model.set_status(_address(node), "Active")
-    client.transact(chain.coordinator, client.ledger.functions.createTask(b"\x01" * 32, "file:///blobs/", 0))
+    client.transact(
+        chain.coordinator,
+        client.ledger.functions.createTask(
+            b"\x01" * 32, "file:///blobs/", 0, keccak(text="coordinator rules")
+        ),
+    )
     model.tasks.append(Task("coordinator"))
 
     # Round 0 with the three Active nodes scored, so attestations have a round from the first step.
@@ -525,7 +530,9 @@ class ContractMachine(RuleBasedStateMachine):
     def create_task(self, caller: str, mine: bool) -> None:
         """Create a task (COORDINATOR_ROLE); the caller owns it."""
         error = None if caller in COORDINATORS else "lacks COORDINATOR_ROLE"
-        fn = self.client.ledger.functions.createTask(keccak(text=caller), "", 0)
+        fn = self.client.ledger.functions.createTask(
+            keccak(text=caller), "", 0, keccak(text=caller + " rules")
+        )
         receipt = self.send(caller, fn, error, mine)
         if receipt is not None:
             self.model.tasks.append(Task(caller))
@@ -896,8 +903,9 @@ class ContractMachine(RuleBasedStateMachine):
 
         # Tasks and rounds: owners, counts, hashes.
         for task in model.tasks:
-            owner, next_round, mode, _, _ = next(results)
+            owner, next_round, mode, _, rules_hash, _ = next(results)
             assert mode == 0  # the machine creates plain tasks
+            assert bytes(rules_hash) == keccak(text=task.owner + " rules"), "a task's rules changed"
             assert Web3.to_checksum_address(owner) == self.addr(task.owner)
             assert next_round == next(results) == len(task.hashes)
         for t, r in committed:

@@ -20,7 +20,7 @@ ZERO = b"\0" * 32
 
 def _task(chain: LocalChain, base: str = "file:///store/") -> int:
     client = chain.client
-    client.transact(chain.coordinator, client.ledger.functions.createTask(H[9], base, 0))
+    client.transact(chain.coordinator, client.ledger.functions.createTask(H[9], base, 0, bytes(32)))
     return client.ledger.functions.taskCount().call()
 
 
@@ -65,7 +65,7 @@ def test_every_write_rejects_wrong_role(chain: LocalChain) -> None:
         "REGISTRY_ROLE": [client.reputation.functions.statusChanged(target, True)],
         "LEDGER_ROLE": [client.reputation.functions.recordRound([target], [1], [], [])],
         "COORDINATOR_ROLE": [
-            client.ledger.functions.createTask(H[1], "", 0),
+            client.ledger.functions.createTask(H[1], "", 0, bytes(32)),
             client.ledger.functions.setBlobBase(task, "x"),
             client.ledger.functions.commitRound(task, 0, H[1], "", ZERO, [], [], [], []),
         ],
@@ -163,7 +163,7 @@ def test_a_task_keeps_the_ledger_mode_it_was_created_in(chain: LocalChain) -> No
     client, fns = chain.client, chain.client.ledger.functions
     tasks = {}
     for mode in LedgerMode:
-        receipt = client.transact(chain.coordinator, fns.createTask(H[20 + mode], "", int(mode)))
+        receipt = client.transact(chain.coordinator, fns.createTask(H[20 + mode], "", int(mode), H[30]))
         [created] = client.events(client.ledger, "TaskCreated", receipt)
         assert created["mode"] == mode
         tasks[mode] = int(created["task"])

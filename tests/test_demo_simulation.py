@@ -105,4 +105,5 @@ def test_a_verified_demo_is_rederived_by_every_validator_and_finalized(tmp_path:
         assert report.updates_root.startswith("0x") and report.published_bytes > 0
         assert report.signed == report.participants and len(report.participants) == 3
     assert len(list((home / "store" / "updates").iterdir())) == 6  # 3 nodes x 2 rounds, kept private
-    assert len(list((home / "store" / "rounds").iterdir())) == 2
+    assert len(list((home / "store" / "rounds").glob("t*.json"))) == 2  # the manifests
+    assert len(list((home / "store" / "rounds").glob("rules-*.json"))) == 1  # the task's rules

@@ -233,7 +233,7 @@ def test_a_registration_front_running_the_deployment_changes_nothing(
         client.transact(local.admin, client.registry.functions.approve(address))
         assert client.reputation.functions.reputationOf(address).call() > 0
     ledger = client.ledger.functions
-    client.transact(local.coordinator, ledger.createTask(b"\x09" * 32, "file:///s/", 0))
+    client.transact(local.coordinator, ledger.createTask(b"\x09" * 32, "file:///s/", 0, bytes(32)))
     task = ledger.taskCount().call()
     client.transact(
         local.coordinator, ledger.commitRound(task, 0, b"\x01" * 32, "", b"\0" * 32, [], [], [], [])

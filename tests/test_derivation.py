@@ -18,6 +18,7 @@ from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.manifest import EXCLUDED_SCORE, RoundManifest, parse_manifest
 from fl_chain.protocol.model_bytes import hash_arrays
+from fl_chain.protocol.task_rules import task_rules
 from fl_chain.protocol.update_signing import RoundContext, sign_update
 
 CONTEXT = RoundContext(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3", 1, 4)
@@ -50,7 +51,8 @@ def _round(seed: int, method: str = "cosine", clip: dict[int, float] | None = No
     _, scores = score_round(ScoringPolicy(method), previous, screened.updates, screened.weights, None, 4)
     model = derivation.aggregate(previous, screened.updates, weights)
     model, step = bound_step(model, previous, 0.05, 1.5)  # a step bound that bites
-    built = verified_round.build(CONTEXT, screened, scores, b"\1" * 32, hash_arrays(model), method, 2.0, step)
+    rules = task_rules(method, 2.0, 1.0, 1.5, "rules")  # clip and step bounds on, as this round uses them
+    built = verified_round.build(CONTEXT, screened, scores, b"\1" * 32, hash_arrays(model), rules, step)
     blobs = {e.update: screened.originals[e.node] for e in built.manifest.included}
     return previous, built, blobs, model, accounts
 
@@ -117,7 +119,7 @@ def test_capped_weights_are_integers_from_the_signed_claims() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d.update(version=2), "manifest version"),
+        (lambda d: d.update(version=1), "manifest version"),
         (lambda d: d.update(model="0x12"), "model is not"),
         (lambda d: d["entries"][0].update(node="0xnope"), r"entries\[0\].node"),
         (lambda d: d["entries"][0].update(claimed=-1), "uint256"),

@@ -15,7 +15,9 @@ def test_deploy_commit_and_events_on_ganache(tmp_path: Path) -> None:
         client = chain.client
         assert client.w3.eth.chain_id == 1337
         nodes = new_nodes(chain, 2)
-        client.transact(chain.coordinator, client.ledger.functions.createTask(b"\x01" * 32, "file:///s/", 0))
+        client.transact(
+            chain.coordinator, client.ledger.functions.createTask(b"\x01" * 32, "file:///s/", 0, bytes(32))
+        )
         zero, h0, h1 = b"\0" * 32, b"\x0a" * 32, b"\x0b" * 32
         ledger = client.ledger.functions
         client.transact(chain.coordinator, ledger.commitRound(1, 0, h0, "", zero, [], [], [], []))

@@ -123,6 +123,6 @@ def test_a_refused_transaction_is_a_one_line_error_not_a_lookup_failure(chain: L
     from fl_chain.errors import FlchainError
 
     broke = Account.create()
-    fn = chain.client.ledger.functions.createTask(b"\x07" * 32, "file:///s/", 0)
+    fn = chain.client.ledger.functions.createTask(b"\x07" * 32, "file:///s/", 0, bytes(32))
     with pytest.raises(FlchainError, match=r"(?i)insufficient funds"):
         chain.client.transact(broke, fn, gas=200_000)

@@ -59,7 +59,7 @@ def rounds(chain: LocalChain) -> Rounds:
     client.transact(chain.admin, quorum.quorum_contract(client).functions.setQuorum(2))
     validators = bootstrap.new_validators(client, 4)
     task = ledger.create_task(
-        client, chain.coordinator, b"\x05" * 32, "file:///nowhere/", LedgerMode.VERIFIED
+        client, chain.coordinator, b"\x05" * 32, "file:///nowhere/", LedgerMode.VERIFIED, b"\x0e" * 32
     )
     return Rounds(chain, task, validators)
 

@@ -23,7 +23,7 @@ class Round:
     def __init__(self, chain: LocalChain) -> None:
         self.chain = chain
         client = chain.client
-        client.transact(chain.coordinator, client.ledger.functions.createTask(b"\x01" * 32, "", 0))
+        client.transact(chain.coordinator, client.ledger.functions.createTask(b"\x01" * 32, "", 0, bytes(32)))
         self.task = client.ledger.functions.taskCount().call()
         self.number = 0
         self.parent = ZERO

@@ -126,7 +126,9 @@ def test_a_verified_round_commits_its_updates_root_and_hears_a_left_out_node(cha
 
     client = chain.client
     nodes = bootstrap.register_nodes(client, 4)
-    task = ledger.create_task(client, chain.coordinator, b"\x01" * 32, "file:///s/", LedgerMode.VERIFIED)
+    task = ledger.create_task(
+        client, chain.coordinator, b"\x01" * 32, "file:///s/", LedgerMode.VERIFIED, b"\x0e" * 32
+    )
     ledger.commit_round(client, chain.coordinator, task, 0, b"\x10" * 32, "", ledger.ZERO_HASH, {})
     chain_id, address = client.deployment.chain_id, client.ledger.address
     signed = [

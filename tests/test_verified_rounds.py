@@ -25,11 +25,14 @@ from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.node.inclusion import check_inclusion
 from fl_chain.protocol.manifest import RoundManifest
 from fl_chain.protocol.model_bytes import arrays_from_bytes, canonical_bytes, hash_arrays
+from fl_chain.protocol.task_rules import task_rules
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
 from fl_chain.store import ModelStore
 from fl_chain.verify.audit import audit_task
 from fl_chain.verify.validator import Attestation, Dispute, Validator
 from tests.chainutil import new_nodes
+
+RULES = task_rules("cosine", 2.0, 0.0, 0.0, "rules")  # the task's rules: cosine scores, claims capped at 2x
 
 
 @dataclass
@@ -83,7 +86,7 @@ class Federation:
         )
         model = derivation.aggregate(self.model, screened.updates, weights)
         built = verified_round.build(
-            context, screened, scores, self.committer.parent_hash, hash_arrays(model), "cosine", 2.0, 1.0
+            context, screened, scores, self.committer.parent_hash, hash_arrays(model), RULES, 1.0
         )
         if cook is not None:
             model, scores = cook(built, self.model, model, scores)
@@ -101,7 +104,9 @@ class Federation:
 def federation(chain, tmp_path: Path) -> Federation:
     client = chain.client
     store = ModelStore(tmp_path / "store")
-    committer = RoundCommitter.new_task(client, chain.coordinator, store, b"\x01" * 32, mode="verified")
+    committer = RoundCommitter.new_task(
+        client, chain.coordinator, store, b"\x01" * 32, mode="verified", rules=RULES
+    )
     rng = np.random.default_rng(1)
     model = {"w": rng.normal(size=(6, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
     committer.commit(0, model)

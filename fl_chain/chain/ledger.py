@@ -41,11 +41,13 @@ def create_task(
     config_hash: bytes,
     blob_base: str,
     mode: LedgerMode = LedgerMode.PLAIN,
+    rules_hash: bytes = ZERO_HASH,
 ) -> int:
-    """Create a task owned by the coordinator, its rounds committed in `mode` for its whole life; return
-    its id."""
+    """Create a task owned by the coordinator, its rounds committed in `mode` and re-derived with the
+    rules `rules_hash` names (protocol/task_rules.py; required for a verified task) for its whole life;
+    return its id."""
     receipt = client.transact(
-        coordinator, client.ledger.functions.createTask(config_hash, blob_base, int(mode))
+        coordinator, client.ledger.functions.createTask(config_hash, blob_base, int(mode), rules_hash)
     )
     return int(client.events(client.ledger, "TaskCreated", receipt)[0]["task"])
 
@@ -58,14 +60,25 @@ class TaskRecord:
     next_round: int
     mode: LedgerMode
     config_hash: bytes
+    rules_hash: bytes  # keccak of the task's rules document (protocol/task_rules.py); zero: none declared
     blob_base: str
 
 
 def task_record(client: ChainClient, task: int) -> TaskRecord:
-    """A task's record (owner, next round, mode, configHash, blob base); a one-line error if unknown."""
+    """A task's record (owner, next round, mode, configHash, rulesHash, blob base); a one-line error if
+    unknown."""
     require_task(client, task)
-    owner, next_round, mode, config_hash, blob_base = client.call(client.ledger.functions.getTask(task))
-    return TaskRecord(str(owner), int(next_round), LedgerMode(int(mode)), bytes(config_hash), str(blob_base))
+    owner, next_round, mode, config_hash, rules_hash, blob_base = client.call(
+        client.ledger.functions.getTask(task)
+    )
+    return TaskRecord(
+        str(owner),
+        int(next_round),
+        LedgerMode(int(mode)),
+        bytes(config_hash),
+        bytes(rules_hash),
+        str(blob_base),
+    )
 
 
 def task_mode(client: ChainClient, task: int) -> LedgerMode:

@@ -94,7 +94,8 @@ class NodeReads:
         )
         self._check_chain(answers[0])
         status = self._status(answers[1])
-        # getTask returns a struct with a string: an offset word, then owner, nextRound, mode, configHash...
+        # getTask returns a struct with a string: an offset word, then owner, nextRound, mode, configHash,
+        # rulesHash, the string's offset...
         task_words = self._words(answers[2], self.ledger, "ModelLedger")
         config_hash = task_words[4] if task_words is not None else None
         # getRound returns a static struct: (modelHash, blockNumber, timestamp, participantCount).

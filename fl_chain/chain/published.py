@@ -1,7 +1,8 @@
 """Documents a task publishes beside its models, fetched by the URI the chain implies and checked to
 commit to the chain's root: a verified round's manifest, a commitment-mode round's outcome leaves, a
-reputation checkpoint's leaves. The documents are parsed by protocol/ (manifest.py, outcomes.py); here
-they are only located, read (bounded) and held against the chain. `History` keeps a task's outcome
+reputation checkpoint's leaves, and the task's rules (checked against its rulesHash). The documents are
+parsed by protocol/ (manifest.py, outcomes.py, task_rules.py); here they are only located, read (bounded)
+and held against the chain. `History` keeps a task's outcome
 leaves and their reputation fold for the validators, the audit and a resumed coordinator."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fl_chain.protocol.outcomes import (
 )
 from fl_chain.protocol.reputation_fold import fold_round, held_suspended, new_fold
 from fl_chain.protocol.reputation_model import ReputationModel
+from fl_chain.protocol.task_rules import MAX_RULES_BYTES, TaskRules, parse_rules, rules_document_name
 from fl_chain.store import ROUNDS_DIR, BlobTooLarge, read_blob
 
 
@@ -59,14 +61,29 @@ def read_published(uri: str, max_bytes: int, what: str = "blob") -> bytes:
 def document_uri(client: ChainClient, task: int, round_number: int, root: bytes) -> str:
     """Where the document of `round_number` of `task` with Merkle root `root` is published (the task's
     on-chain blob base + rounds/…)."""
-    base = ledger.task_record(client, task).blob_base
-    return (
-        base
-        + ("" if base.endswith("/") else "/")
-        + ROUNDS_DIR
-        + "/"
-        + document_name(task, round_number, root)
-    )
+    return _in_rounds(ledger.task_record(client, task).blob_base, document_name(task, round_number, root))
+
+
+def _in_rounds(base: str, name: str) -> str:
+    """The URI of document `name` in the `rounds/` of the store at `base`."""
+    return base + ("" if base.endswith("/") else "/") + ROUNDS_DIR + "/" + name
+
+
+def fetch_rules(client: ChainClient, task: int) -> TaskRules:
+    """The task's published rules document, checked to hash to its on-chain rulesHash. Unavailable if it
+    cannot be fetched; a one-line FlchainError if the task declared no rules or the document is not
+    the one the chain names."""
+    record = ledger.task_record(client, task)
+    if record.rules_hash == ledger.ZERO_HASH:
+        raise FlchainError(f"task {task} declared no rules (its rulesHash is zero)")
+    uri = _in_rounds(record.blob_base, rules_document_name(record.rules_hash))
+    rules = parse_rules(read_published(uri, MAX_RULES_BYTES, "rules document"), uri)
+    if rules.rules_hash() != record.rules_hash:
+        raise FlchainError(
+            f"{uri}: the rules hash to 0x{rules.rules_hash().hex()}, task {task}'s rulesHash is "
+            f"0x{record.rules_hash.hex()}"
+        )
+    return rules
 
 
 def fetch_document(

@@ -25,6 +25,7 @@ from fl_chain.errors import FlchainError
 from fl_chain.failpoints import failpoint
 from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.model_bytes import canonical_bytes
+from fl_chain.protocol.task_rules import TaskRules, rules_document_name
 from fl_chain.store import ModelStore
 
 
@@ -108,12 +109,33 @@ class RoundCommitter:
         store: ModelStore,
         config_hash: bytes,
         mode: str | LedgerMode = LedgerMode.PLAIN,
+        rules: TaskRules | None = None,
         **kwargs: Any,
     ) -> RoundCommitter:
         """Create a task on-chain in `mode` (blobs published under the store's base URI) and a committer
-        for it."""
-        task = ledger.create_task(client, coordinator, config_hash, store.base_uri, _as_mode(mode))
+        for it. `rules` (required for a verified task) are published in the store, by their hash, before
+        the task records that hash as its rulesHash."""
+        rules_hash = ledger.ZERO_HASH
+        if rules is not None:
+            rules_hash = rules.rules_hash()
+            store.put_document(rules_document_name(rules_hash), rules.to_json())
+        elif _as_mode(mode) is LedgerMode.VERIFIED:
+            raise FlchainError("a verified task needs its rules (scoring, claim cap, clip and step ratios)")
+        task = ledger.create_task(
+            client, coordinator, config_hash, store.base_uri, _as_mode(mode), rules_hash
+        )
         return cls(client, coordinator, task, store, **kwargs)
+
+    def check_rules(self, rules: TaskRules) -> None:
+        """A one-line error unless `rules` are the ones the task recorded on-chain (a task without
+        recorded rules accepts any): a run must not derive a task's rounds with other rules than the
+        validators hold it to."""
+        recorded = ledger.task_record(self.client, self.task).rules_hash
+        if recorded not in (ledger.ZERO_HASH, rules.rules_hash()):
+            raise FlchainError(
+                f"task {self.task} was created with rules 0x{recorded.hex()}; this run's rules "
+                f"({rules.describe()}) hash to 0x{rules.rules_hash().hex()} (a task keeps its rules)"
+            )
 
     def commit(
         self,

@@ -26,8 +26,10 @@ from fl_chain.chain.identity import resolve_account
 from fl_chain.config import RunConfig
 from fl_chain.coordinator.committer import Commit, RoundCommitter
 from fl_chain.coordinator.key_handoff import handed_password
+from fl_chain.coordinator.policies import round_policy, rules_of
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.task_identity import identity_hash
+from fl_chain.protocol.task_rules import TaskRules
 from fl_chain.store import ModelStore
 from fl_chain.wire.report import RunEvents
 from fl_chain.wire.run_spec import RUN_CONFIG_KEY, RunSpec
@@ -102,12 +104,19 @@ class LedgerSession:
             _optional(run_config, "flchain-coordinator-key"),
         )
 
-    def open_task(self, initial: Mapping[str, np.ndarray], app: str = "") -> tuple[RoundCommitter, Commit]:
-        """Create the task on-chain (its configHash: the model's architecture and `app`) and commit the
-        initial model as round 0."""
+    def open_task(
+        self, initial: Mapping[str, np.ndarray], app: str = "", rules: TaskRules | None = None
+    ) -> tuple[RoundCommitter, Commit]:
+        """Create the task on-chain (its configHash: the model's architecture and `app`; its rulesHash:
+        `rules`, the effective policy's, by default the config's) and commit the initial model as round 0."""
         config_hash = identity_hash(initial, app)
         committer = RoundCommitter.new_task(
-            self.client, self.coordinator, self.store, config_hash, **self._committer_settings()
+            self.client,
+            self.coordinator,
+            self.store,
+            config_hash,
+            rules=rules if rules is not None else rules_of(round_policy(self.config)),
+            **self._committer_settings(),
         )
         return committer, committer.commit(0, initial)
 

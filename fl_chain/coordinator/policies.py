@@ -15,6 +15,7 @@ from fl_chain.defence.influence import InfluencePolicy
 from fl_chain.defence.scoring import ScoringPolicy
 from fl_chain.defence.selection import Selector
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.task_rules import TaskRules, task_rules
 from fl_chain.wire.report import RunEvents
 
 
@@ -60,6 +61,24 @@ def effective_policy(policy: RoundPolicy, strategy_name: str, has_root: bool) ->
     if not has_root and policy.scoring.method == "fltrust":
         policy = replace(policy, scoring=replace(policy.scoring, method="cosine"))
     return policy
+
+
+def rules_of(policy: RoundPolicy) -> TaskRules:
+    """The task rules of an (effective) policy: what validators re-derive its verified rounds with, fixed
+    on-chain with the task (protocol/task_rules.py). An unknown scoring method is a one-line error."""
+    return task_rules(
+        policy.scoring.method,
+        policy.screening.claim_cap,
+        policy.influence.clip_ratio,
+        policy.influence.step_ratio,
+        "the task's rules",
+    )
+
+
+def effective_rules(options: ChainOptions, strategy_name: str) -> TaskRules:
+    """The rules a ChainStrategy wrapping `strategy_name` with `options` runs its rounds by (its effective
+    policy's): what its task records on-chain."""
+    return rules_of(effective_policy(options.policy, strategy_name, options.evaluation.root is not None))
 
 
 def gate_samples(config: RunConfig) -> bool:

@@ -25,7 +25,7 @@ from fl_chain.coordinator.committer import Commit
 from fl_chain.coordinator.evaluation import Evaluation
 from fl_chain.coordinator.key_handoff import handed_password
 from fl_chain.coordinator.ledger_session import LedgerSession
-from fl_chain.coordinator.policies import gate_samples, run_options
+from fl_chain.coordinator.policies import effective_rules, gate_samples, run_options
 from fl_chain.coordinator.reporting import run_end_reported
 from fl_chain.coordinator.strategy import ChainStrategy
 from fl_chain.coordinator.trust_strategy import TrustWeighted
@@ -169,9 +169,11 @@ def run_federation(
     evaluation, initial = task_evaluation(load_task(config.task.name), config.task.seed)
     with open_store(config, home) as store:
         session = LedgerSession(client, coordinator, store, events, config)
+        inner, options = wrapped_strategy(config, evaluation), run_options(config, evaluation, events)
         offset = 0
         if resume_task is None:
-            committer, commit = session.open_task(initial, task_app_id(config.task.name))
+            rules = effective_rules(options, type(inner).__name__)  # the task's rules, fixed on-chain
+            committer, commit = session.open_task(initial, task_app_id(config.task.name), rules)
             events.emit(round_zero(evaluation, initial, commit))
         else:
             record, initial = resume_point(client, coordinator, resume_task)
@@ -179,9 +181,7 @@ def run_federation(
             if offset >= config.federation.rounds:
                 return events.rounds
             committer = session.resume_task(resume_task, record.model_hash)
-        strategy = ChainStrategy.for_task(
-            wrapped_strategy(config, evaluation), committer, run_options(config, evaluation, events), offset
-        )
+        strategy = ChainStrategy.for_task(inner, committer, options, offset)
         strategy.start(
             grid,
             arrays_to_record(initial),

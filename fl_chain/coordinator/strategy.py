@@ -10,12 +10,11 @@ created from the initial arrays when `start` runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
 from logging import INFO
 
-import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
@@ -27,7 +26,7 @@ from fl_chain.coordinator.deadline_grid import DeadlineGrid
 from fl_chain.coordinator.evaluation import EvaluateFn, Evaluation, RoundMetrics
 from fl_chain.coordinator.gate import AdmittedGrid, NodeGate
 from fl_chain.coordinator.ledger_session import LedgerSession
-from fl_chain.coordinator.policies import ChainOptions, effective_policy, ledger_options
+from fl_chain.coordinator.policies import ChainOptions, effective_policy, ledger_options, rules_of
 from fl_chain.coordinator.reporting import run_end_reported
 from fl_chain.coordinator.train_round import TrainRounds
 from fl_chain.defence.anchor import RootAnchor, RootTrainer
@@ -35,8 +34,8 @@ from fl_chain.defence.update_checks import check_metrics
 from fl_chain.wire.records import record_to_arrays
 from fl_chain.wire.report import RoundReport, metric_fields
 
-# Creates the task on-chain from the initial arrays and commits them as round 0.
-TaskOpener = Callable[[Mapping[str, np.ndarray]], tuple[RoundCommitter, Commit]]
+# Creates the task on-chain from the initial arrays (and its rules, by keyword) and commits them as round 0.
+TaskOpener = Callable[..., tuple[RoundCommitter, Commit]]
 
 
 class ChainStrategy(Strategy):
@@ -58,6 +57,9 @@ class ChainStrategy(Strategy):
         self.inner = inner
         policy = effective_policy(options.policy, type(inner).__name__, options.evaluation.root is not None)
         self.options = replace(options, policy=policy)
+        self.rules = rules_of(policy)  # the task's on-chain rules: what validators re-derive with
+        if isinstance(task, RoundCommitter):
+            task.check_rules(self.rules)
         self.run_events = options.run_events
         self.gate = NodeGate(client, self.run_events, fraction=options.gate_fraction, seed=options.seed)
         self.metrics = RoundMetrics(options.evaluation)
@@ -133,7 +135,7 @@ class ChainStrategy(Strategy):
 
     def _open(self, initial_arrays: ArrayRecord) -> None:
         """Create the task from the initial arrays and report its round 0."""
-        self.rounds.committer, commit = self._open_task(record_to_arrays(initial_arrays))
+        self.rounds.committer, commit = self._open_task(record_to_arrays(initial_arrays), rules=self.rules)
         fields = metric_fields(self.metrics.app_metrics(0, initial_arrays))
         self.run_events.emit(RoundReport(round=0, **fields, **commit.report_fields()))
 

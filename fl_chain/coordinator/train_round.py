@@ -23,7 +23,7 @@ from fl_chain.coordinator.committer import Commit, RoundCommitter
 from fl_chain.coordinator.deadline_grid import DeadlineGrid
 from fl_chain.coordinator.evaluation import RoundMetrics
 from fl_chain.coordinator.gate import AdmittedGrid, NodeGate
-from fl_chain.coordinator.policies import ChainOptions
+from fl_chain.coordinator.policies import ChainOptions, rules_of
 from fl_chain.coordinator.reporting import round_report
 from fl_chain.coordinator.root_round import RootRound
 from fl_chain.coordinator.screening import Screened, clip_influence, judge_with_evidence, screen_replies
@@ -70,6 +70,7 @@ class TrainRounds:
         (see `_directions_count`)."""
         self.inner, self.gate, self.options, self.metrics = inner, gate, options, metrics
         self.policy = options.policy
+        self.rules = rules_of(self.policy)  # what every verified manifest declares: the task's rules
         self.round_offset = round_offset
         self.app_directions = app_directions
         self.committer: RoundCommitter | None = None
@@ -233,8 +234,7 @@ class TrainRounds:
                 scores,
                 self.committer.parent_hash,
                 hash_arrays(model),
-                self.policy.scoring.method,
-                self.policy.screening.claim_cap,
+                self.rules,
                 step,
             )
             # Read last, just before the commit: a node that posted its claim is disclosed, never missed.

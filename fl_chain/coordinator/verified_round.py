@@ -13,6 +13,7 @@ import numpy as np
 from fl_chain.defence.derivation import effective_weights
 from fl_chain.protocol.manifest import EXCLUDED_SCORE, Entry, RoundManifest, canonical
 from fl_chain.protocol.model_bytes import canonical_bytes
+from fl_chain.protocol.task_rules import TaskRules
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate
 
 
@@ -58,12 +59,12 @@ def build(
     scores: Mapping[str, int],
     parent: bytes,
     model_hash: bytes,
-    scoring: str,
-    claim_cap: float,
+    rules: TaskRules,
     step: float,
 ) -> VerifiedRound:
     """The round's manifest: an entry for every update a node signed for this round, included (with its
-    score and clip factor) or excluded (with the reason), and the included updates' blobs as sent."""
+    score and clip factor) or excluded (with the reason), the task's rules (its on-chain rulesHash) and
+    the included updates' blobs as sent."""
     entries, blobs = [], {}
     for who, signed in screened.claims.items():
         common = {"node": who, "update": "0x" + signed.update_hash.hex(), "claimed": signed.weight}
@@ -86,8 +87,7 @@ def build(
         context.round,
         "0x" + parent.hex(),
         "0x" + model_hash.hex(),
-        scoring,
-        float(claim_cap),
+        rules,
         float(step),
         canonical(entries),
     )

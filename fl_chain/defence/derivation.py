@@ -9,7 +9,10 @@ The aggregate is FedAvg of the included updates (what Flower's FedAvg and FedPro
 rounding), each first shortened by its clip factor, with weights the signed example counts capped at
 `claim_cap` x their median, and the step from the previous model then shortened by the step factor.
 Clip and step factors come from the server's root set (defence/influence.py): a validator cannot recompute
-them, only check that they shorten (<= 1) and see them per leaf.
+them, only check that they shorten (<= 1) and see them per leaf, and that they are exactly 1 when the task's
+rules turn that bound off (ratio 0). The scoring method, the claim cap and the ratios are the task's rules
+(protocol/task_rules.py), which the caller checks against the task's on-chain rulesHash
+(verify/round_check.py).
 
 Scores: `cosine` (similarity with the median update) and `data-size` depend only on the updates and are
 recomputed exactly. `fltrust`, `loss-delta`, `loo` and `gtg-shapley` need the coordinator's root or
@@ -94,11 +97,20 @@ def rederive(
     are checked by the caller (verify/round_check.py)."""
     differences: list[Difference] = []
     included = manifest.included
+    rules = manifest.rules
     for entry in included:
         if not 0.0 < entry.clip <= 1.0:
             differences.append(Difference(entry.leaf(), f"clip factor {entry.clip} is not in (0, 1]"))
+        elif rules.clip_ratio == 0 and entry.clip != 1.0:
+            differences.append(
+                Difference(entry.leaf(), f"clip factor {entry.clip}, but the task's rules clip nothing")
+            )
     if not 0.0 < manifest.step <= 1.0:
         differences.append(Difference(b"", f"step factor {manifest.step} is not in (0, 1]"))
+    elif rules.step_ratio == 0 and manifest.step != 1.0:
+        differences.append(
+            Difference(b"", f"step factor {manifest.step}, but the task's rules bound no step")
+        )
     if differences:
         return dict(previous), differences
     clipped = {e.node: clip_update(previous, updates[e.update], e.clip) for e in included}

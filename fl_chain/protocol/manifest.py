@@ -6,7 +6,9 @@ commits the Merkle root of its leaves on-chain. One leaf per disclosed update, i
 update the coordinator left out carries EXCLUDED_SCORE, so the root binds what was excluded as well as what
 was aggregated, and a coordinator cannot later disclose an exclusion it did not commit. Reasons and the
 clip and step factors are not in the leaves: the validators re-derive the model from them and a false
-one changes the model hash.
+one changes the model hash. The manifest carries the task's rules (protocol/task_rules.py: scoring method,
+claim cap, clip and step ratios); they must hash to the task's on-chain rulesHash, so a round cannot
+declare rules of its own.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from fl_chain.errors import FlchainError
 from fl_chain.protocol import fields
 from fl_chain.protocol.documents import canonical_json, document_name, load_document
 from fl_chain.protocol.merkle import StandardTree, leaf_hash
+from fl_chain.protocol.task_rules import TaskRules, rules_from_object
 from fl_chain.protocol.update_signing import LEAF_TYPES, SignedUpdate
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the rules are the task's rules document, not free fields
 EXCLUDED_SCORE = 2**256 - 1  # the score of a disclosed, excluded update's leaf
 EMPTY_ROOT = keccak(text="flchain.updates.none.v1")  # the root of a round with no disclosed update
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -81,11 +84,20 @@ class RoundManifest:
     round: int
     parent: str  # 0x hash of the previous model
     model: str  # 0x hash of the committed model
-    scoring: str  # the scoring method (which scores can be recomputed: defence/derivation.py)
-    claim_cap: float
+    rules: TaskRules  # the task's rules (its on-chain rulesHash): scoring, claim cap, clip/step ratios
     step: float  # the factor the aggregate's step was shortened by (<= 1)
     entries: tuple[Entry, ...] = field(default_factory=tuple)
     version: int = MANIFEST_VERSION
+
+    @property
+    def scoring(self) -> str:
+        """The scoring method (which scores can be recomputed: defence/derivation.py)."""
+        return self.rules.scoring
+
+    @property
+    def claim_cap(self) -> float:
+        """Each signed weight counts at most claim_cap x the median (0: no cap)."""
+        return self.rules.claim_cap
 
     @property
     def included(self) -> list[Entry]:
@@ -118,6 +130,7 @@ class RoundManifest:
         """Canonical JSON bytes."""
         data = asdict(self)
         data["entries"] = [asdict(e) for e in self.entries]
+        data["rules"] = self.rules.document()
         return canonical_json(data)
 
 
@@ -169,8 +182,7 @@ def parse_manifest(blob: bytes, where: str) -> RoundManifest:
         fields.uint(data.get("round"), f"{where}: round"),
         fields.hash_text(data.get("parent"), f"{where}: parent"),
         fields.hash_text(data.get("model"), f"{where}: model"),
-        fields.text(data.get("scoring"), f"{where}: scoring"),
-        fields.finite(data.get("claim_cap"), f"{where}: claim_cap"),
+        rules_from_object(data.get("rules"), f"{where}: rules"),
         fields.finite(data.get("step"), f"{where}: step"),
         _entries(data.get("entries"), where),
     )

@@ -20,7 +20,7 @@ from web3.types import EventData
 from fl_chain.chain import checkpoints, ledger, quorum, registry, reputation
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.ledger import ZERO_HASH
-from fl_chain.chain.published import History, Unavailable, fetch_manifest
+from fl_chain.chain.published import History, Unavailable, fetch_manifest, fetch_rules
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
 from fl_chain.protocol.ledger_mode import LedgerMode
@@ -142,12 +142,12 @@ def audit_all(client: ChainClient, task: int | None = None) -> list[Finding]:
 
 
 def audit_verified_rounds(client: ChainClient, task: int, updates_base: str | None = None) -> list[Finding]:
-    """A "derivation" finding for every verified round of a task, "posted claims" findings for a round
-    nodes posted their claims for, a "complaint" finding for every
+    """The task's "rules" finding, a "derivation" finding for every verified round of a task, "posted
+    claims" findings for a round nodes posted their claims for, a "complaint" finding for every
     UpdateOmitted and the "disputes" findings. Update blobs this reader cannot fetch (they are for the
     validators) leave the round "not re-derived here", which is not a failure; a blob that does not hash
     to what its node signed is."""
-    findings = []
+    findings = [_rules(client, task)]
     for rnd in range(1, ledger.round_count(client, task)):  # round 0, the initial model, commits plain
         check = check_round(client, task, rnd, updates_base)
         findings.append(_derivation(check, task, rnd))
@@ -183,6 +183,19 @@ def audit_disputes(client: ChainClient, task: int) -> list[Finding]:
             if validator.lower() not in disputing
         ]
     return findings
+
+
+def _rules(client: ChainClient, task: int) -> Finding:
+    """The task's published rules, checked against its on-chain rulesHash: like a manifest, the rules
+    document is public, so every reader must be able to fetch it."""
+    where = f"task {task}"
+    try:
+        rules = fetch_rules(client, task)
+    except Unavailable as exc:
+        return Finding(where, "rules", False, f"rules document unavailable: {exc}")
+    except FlchainError as exc:
+        return Finding(where, "rules", False, str(exc))
+    return Finding(where, "rules", True, f"{rules.describe()} (rulesHash 0x{rules.rules_hash().hex()[:16]}…)")
 
 
 def _derivation(check: RoundCheck, task: int, rnd: int) -> Finding:

@@ -2,13 +2,15 @@
 and what `flchain audit` does for every verified round.
 
 From the chain: the round's updates root, model hash, parent, scores (ContributionRecorded) and the nodes
-it recorded as missed. From the task's store: the manifest (rounds/…, public) and the included updates
-(updates/…, for the validators only). Checked: the manifest's leaves give the committed root and name
-this chain, ledger, task and round; every disclosed update is signed by its node for this round; every
-included node was Active just before the commit; the chain's scores are the manifest's; every node that
-posted its claim on-chain before the commit (ClaimPosted) is disclosed and not recorded missed; every
-update blob hashes to what its node signed; and the included updates re-derive the committed model and
-the recomputable scores (defence/derivation.py).
+it recorded as missed, and the task's rulesHash. From the task's store: the manifest (rounds/…, public) and
+the included updates (updates/…, for the validators only). Checked: the manifest's leaves give the
+committed root and name this chain, ledger, task and round; its rules (scoring method, claim cap, clip
+and step ratios: protocol/task_rules.py) are the task's, which hash to the rulesHash the task was
+created with, so a round cannot derive with rules of its own choosing; every disclosed update is signed
+by its node for this round; every included node was Active just before the commit; the chain's scores
+are the manifest's; every node that posted its claim on-chain before the commit (ClaimPosted) is
+disclosed and not recorded missed; every update blob hashes to what its node signed; and the included
+updates re-derive the committed model and the recomputable scores (defence/derivation.py).
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def _against_chain(
         )
         if said != actual
     ]
+    out += _rules_differences(client, manifest, task)
     for entry in manifest.entries:
         if not entry.signature and not entry.included:
             if posted.get(entry.node.lower()) != (entry.update_hash, entry.claimed):
@@ -163,6 +166,21 @@ def posted_claim_differences(
         elif manifest.entry_of(node) is None:
             out.append(Difference(leaf, f"claim posted on time but omitted: {claim}"))
     return out
+
+
+def _rules_differences(client: ChainClient, manifest: RoundManifest, task: int) -> list[Difference]:
+    """A Difference unless the manifest's rules hash to the task's on-chain rulesHash."""
+    recorded = ledger.task_record(client, task).rules_hash
+    declared = manifest.rules.rules_hash()
+    if declared == recorded:
+        return []
+    return [
+        Difference(
+            b"",
+            f"the manifest declares rules other than the task's ({manifest.rules.describe()}: "
+            f"0x{declared.hex()[:16]}…, the task's rulesHash 0x{recorded.hex()[:16]}…)",
+        )
+    ]
 
 
 def _fetch_updates(out: RoundCheck, base: str, previous: dict[str, np.ndarray]) -> dict[str, dict]:
