@@ -7,6 +7,13 @@ update the coordinator left out carries EXCLUDED_SCORE, so the root binds what w
 was aggregated, and a coordinator cannot later disclose an exclusion it did not commit. Reasons and the
 clip and step factors are not in the leaves: the validators re-derive the model from them and a false
 one changes the model hash.
+
+A node that answered the round's train message without a valid signed claim (unsigned, signed by another
+key, malformed, refused numbers) is disclosed too, by an unsigned entry: no signature, claimed 0, score
+EXCLUDED_SCORE, the reason, and in place of an update hash the hash of that reason (reason_hash: it names
+no update, and the leaf then binds the reason as well). Its leaf is in the root like any other, so the root
+binds that the node answered and why it was left out; a complaint from a node disclosed as answered is
+unfounded.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ EXCLUDED_SCORE = 2**256 - 1  # the score of a disclosed, excluded update's leaf
 EMPTY_ROOT = keccak(text="flchain.updates.none.v1")  # the root of a round with no disclosed update
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_REASON_CHARS = 500  # a reason is the coordinator's free text: kept short whatever it sent
+UNSIGNED_DOMAIN = b"flchain.unsigned-reply.v1\x00"  # keeps a reason's hash apart from any update blob's
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,11 @@ class Entry:
     def included(self) -> bool:
         """Whether the update went into the aggregate."""
         return self.score != EXCLUDED_SCORE
+
+    @property
+    def unsigned(self) -> bool:
+        """Whether it discloses a reply without a valid signed claim (no update, no signature)."""
+        return self.signature == ""
 
     @property
     def update_hash(self) -> bytes:
@@ -121,6 +134,17 @@ class RoundManifest:
         return canonical_json(data)
 
 
+def reason_hash(reason: str) -> str:
+    """The "update hash" of an unsigned entry: 0x + keccak of the domain and the reason's UTF-8."""
+    return "0x" + keccak(UNSIGNED_DOMAIN + reason.encode("utf-8", "replace")).hex()
+
+
+def unsigned_entry(node: str, reason: str) -> Entry:
+    """The entry disclosing that `node` answered the round without a valid signed claim, and why."""
+    reason = reason[:MAX_REASON_CHARS]
+    return Entry(node, reason_hash(reason), 0, "", EXCLUDED_SCORE, 1.0, reason)
+
+
 def canonical(entries: list[Entry]) -> tuple[Entry, ...]:
     """Entries in canonical order."""
     return tuple(sorted(entries, key=lambda e: e.node.lower()))
@@ -129,6 +153,8 @@ def canonical(entries: list[Entry]) -> tuple[Entry, ...]:
 def _entry(raw: object, at: str) -> Entry:
     """One entry of a manifest's JSON; `at` labels it ("<where>: entries[<i>]")."""
     raw = fields.mapping(raw, at)
+    if raw.get("signature") == "":
+        return _unsigned(raw, at)
     return Entry(
         fields.address(raw.get("node"), f"{at}.node"),
         fields.hash_text(raw.get("update"), f"{at}.update"),
@@ -138,6 +164,23 @@ def _entry(raw: object, at: str) -> Entry:
         fields.finite(raw.get("clip"), f"{at}.clip"),
         str(raw.get("reason", ""))[:MAX_REASON_CHARS],
     )
+
+
+def _unsigned(raw: dict, at: str) -> Entry:
+    """An unsigned entry (see the module docstring): accepted only as excluded, with no weight and the
+    hash of its reason for an update hash, so it cannot carry anything into the aggregate nor stand for
+    a signed claim, and its leaf binds the reason."""
+    reason = raw.get("reason")
+    if not isinstance(reason, str):
+        raise FlchainError(f"{at}.reason is not text (an unsigned entry must say why it was left out)")
+    entry = unsigned_entry(fields.address(raw.get("node"), f"{at}.node"), reason)
+    said = (raw.get("update"), raw.get("claimed"), raw.get("score"), raw.get("clip"))
+    if said != (entry.update, entry.claimed, entry.score, entry.clip) or isinstance(raw.get("claimed"), bool):
+        raise FlchainError(
+            f"{at} has no signature: it must be excluded (score 2**256-1) with claimed 0, clip 1 and the "
+            "hash of its reason as update"
+        )
+    return entry
 
 
 def _entries(raw: object, where: str) -> tuple[Entry, ...]:

@@ -4,7 +4,9 @@ and what `flchain audit` does for every verified round.
 From the chain: the round's updates root, model hash, parent, scores (ContributionRecorded) and the nodes
 it recorded as missed. From the task's store: the manifest (rounds/…, public) and the included updates
 (updates/…, for the validators only). Checked: the manifest's leaves give the committed root and name
-this chain, ledger, task and round; every disclosed update is signed by its node for this round; every
+this chain, ledger, task and round; every disclosed update is signed by its node for this round (an
+unsigned entry, a reply disclosed as answered without a valid claim, names no update: the parser admits it
+only as excluded, with no weight); every
 included node was Active just before the commit; the chain's scores are the manifest's; every update blob
 hashes to what its node signed; and the included updates re-derive the committed model and the
 recomputable scores (defence/derivation.py).
@@ -105,6 +107,8 @@ def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd:
         if said != actual
     ]
     for entry in manifest.entries:
+        if entry.unsigned:  # a reply without a valid claim, disclosed as answered: no update to check
+            continue
         try:
             signer = entry.signed(*context).signer()
         except FlchainError as exc:
@@ -164,8 +168,13 @@ def judge_complaint(
     round whose (root-checked) manifest is `manifest`, with the manifest's entry for the node if any:
     "disclosed" (the manifest discloses that update: unfounded), "two updates" (it discloses another:
     the node signed two, the complaint is refused), "missed" (not disclosed, but the commit recorded
-    the node as missed: contested) or "omitted" (left out without disclosure: founded)."""
+    the node as missed: contested) or "omitted" (left out without disclosure: founded). A node the
+    manifest discloses as having answered without a valid signed claim (an unsigned entry, with the
+    reason) is "disclosed" too: its reply was received and disclosed, the update it signed separately
+    afterwards was never sent."""
     entry = manifest.entry_of(node)
+    if entry is not None and entry.unsigned:
+        return "disclosed", entry
     if entry is not None:
         return ("disclosed" if entry.update_hash == update_hash else "two updates"), entry
     if node.lower() in ledger.missed_in(client, task, round_number):
