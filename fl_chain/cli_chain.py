@@ -16,7 +16,7 @@ from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
 from fl_chain.chain.identity import keystore_address, load_key
 from fl_chain.chain.setup import bootstrap, public_chain
 from fl_chain.chain.setup.compile import compile_contracts
-from fl_chain.chain.setup.deploy import DEFAULT_COMPLAINT_WINDOW, deploy_contracts
+from fl_chain.chain.setup.deploy import DEFAULT_COMPLAINT_WINDOW, MAX_COMPLAINT_WINDOW, deploy_contracts
 from fl_chain.chain.setup.localnode import (
     BACKENDS,
     ChainProcess,
@@ -203,6 +203,7 @@ def deploy(
         typer.Option(
             "--complaint-window",
             min=0,
+            max=MAX_COMPLAINT_WINDOW,
             help="Seconds after a round's commit that omission complaints (and disputes of a finalized "
             "round) are accepted; after that, finality stands",
         ),

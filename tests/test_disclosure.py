@@ -251,6 +251,12 @@ def test_complaints_and_disputes_of_a_finalized_round_end_at_the_deadline(
     assert ledger.complaint_deadline(client, task, 1) == record.timestamp + WINDOW
     with pytest.raises(FlchainError, match="UnknownRound"):
         ledger.complaint_deadline(client, task, 9)
+    for bad in (-1, 2**33, 1.5, True):
+        with pytest.raises(
+            FlchainError, match=r"complaint window .* is not a whole number of seconds"
+        ) as err:
+            bootstrap.deploy_local(world.chain.process, complaint_window=bad)
+        assert "\n" not in str(err.value)
     v1, v2, v3 = world.validators
     receipt = quorum.dispute(client, v1.account, task, 1, bytes(32), "a dispute in time")
     assert receipt["status"] == 1 and quorum.dispute_count(client, task, 1) == 1

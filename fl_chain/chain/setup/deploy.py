@@ -22,6 +22,7 @@ from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.setup.compile import compile_contracts
 from fl_chain.chain.setup.localnode import DEV_MNEMONIC
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.fields import is_uint
 from fl_chain.protocol.reputation_model import ReputationParams
 
 # Reputation parameters in fixed-point units of 1e6 (== 1.0), in the contract's struct order:
@@ -30,6 +31,7 @@ DEFAULT_REPUTATION_PARAMS = ReputationParams().as_tuple()
 # Seconds after a round's commit during which a node may complain that its update was left out and a
 # finalized round may still be disputed (ModelLedger.complaintWindow); after that, finality stands.
 DEFAULT_COMPLAINT_WINDOW = 3600
+MAX_COMPLAINT_WINDOW = 2**32  # ~136 years: anything longer is a mistake (and could overflow the deadline)
 # The order of creation: each contract's address is the deployer's nonce + its index.
 CONTRACTS = ("NodeRegistry", "Reputation", "ModelLedger", "ValidationQuorum", "ReputationCheckpoints")
 
@@ -104,8 +106,11 @@ def deploy_contracts(
     and with their roles granted by their constructors: `admin` administers them, `registrar` (default:
     the admin) approves nodes, `coordinator` commits rounds and proposes checkpoints. `complaint_window`:
     seconds after a round's commit that omission complaints and disputes of a finalized round count."""
-    if isinstance(complaint_window, bool) or not isinstance(complaint_window, int) or complaint_window < 0:
-        raise FlchainError(f"complaint window {complaint_window!r} is not a whole number of seconds >= 0")
+    if not is_uint(complaint_window, MAX_COMPLAINT_WINDOW):
+        raise FlchainError(
+            f"complaint window {complaint_window!r} is not a whole number of seconds in "
+            f"0..{MAX_COMPLAINT_WINDOW}"
+        )
     artifacts = compile_contracts()
     if w3.eth.get_balance(admin.address) == 0:
         raise FlchainError(f"deployer {admin.address} has no ether on {rpc_url} to pay for gas")
