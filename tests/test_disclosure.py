@@ -50,7 +50,7 @@ WINDOW = 120  # seconds: the ledger's complaint window in these tests
 
 @dataclass
 class World:
-    """A verified task on a real chain: four registered nodes, three validators (quorum 2) and a
+    """A verified task on a real chain: five registered nodes, three validators (quorum 2) and a
     coordinator whose rounds go through the real screening, manifest and committer."""
 
     chain: object
@@ -70,9 +70,16 @@ class World:
     def context(self, number: int) -> RoundContext:
         return RoundContext(self.client.deployment.chain_id, self.client.ledger.address, self.task, number)
 
-    def round(self, number: int, unsigned: tuple[str, ...] = (), other_key: tuple[str, ...] = ()):
+    def round(
+        self,
+        number: int,
+        unsigned: tuple[str, ...] = (),
+        other_key: tuple[str, ...] = (),
+        infinite: tuple[str, ...] = (),
+    ):
         """Every node trains and replies; those in `unsigned` send no claim, those in `other_key` a claim
-        signed by a stranger's key. Screened as ChainStrategy screens, built, committed."""
+        signed by a stranger's key, those in `infinite` claim inf examples (and sign nothing: no integer
+        weight to sign). Screened as ChainStrategy screens, built, committed."""
         context = self.context(number)
         ids = {i + 1: n.address for i, n in enumerate(self.nodes)}
         with flower_server_identity(1):
@@ -84,10 +91,11 @@ class World:
         replies = []
         for i, node in enumerate(self.nodes, start=1):
             arrays = {k: (v + rng.normal(0.05, 0.1, v.shape)).astype(v.dtype) for k, v in self.model.items()}
+            examples = float("inf") if node.address in infinite else 100
             content = RecordDict(
-                {"arrays": arrays_to_record(arrays), "metrics": MetricRecord({"num-examples": 100})}
+                {"arrays": arrays_to_record(arrays), "metrics": MetricRecord({"num-examples": examples})}
             )
-            if node.address not in unsigned:
+            if node.address not in unsigned + infinite:
                 signer = Account.create() if node.address in other_key else node
                 signed = sign_update(signer, *vars(context).values(), hash_arrays(arrays), 100)
                 content[UPDATE_RECORD] = ConfigRecord(
@@ -147,7 +155,7 @@ def world(anvil_process: ChainProcess, tmp_path: Path) -> World:
         Validator(client, account, lambda rnd, arrays: 0.5, task=committer.task)
         for account in bootstrap.new_validators(client, 3)
     ]
-    nodes = bootstrap.register_nodes(client, 4, True, TEST_CAPACITY, funds=10**18)
+    nodes = bootstrap.register_nodes(client, 5, True, TEST_CAPACITY, funds=10**18)
     return World(chain, committer, nodes, validators, model)
 
 
@@ -166,8 +174,10 @@ def test_an_unsigned_reply_is_disclosed_and_its_complaint_does_not_dispute_the_r
     validator judges the complaint unfounded ("disclosed"), nobody disputes and the round stays finalized;
     the audit agrees and the node's own inclusion check does not complain. Before: the manifest had no
     entry for it, the complaint was "omitted" and a quorum of validators disputed the finalized round."""
-    attacker, stranger_signed = world.nodes[2], world.nodes[3]
-    built = world.round(1, unsigned=(attacker.address,), other_key=(stranger_signed.address,))
+    attacker, stranger_signed, hostile = world.nodes[2], world.nodes[3], world.nodes[4]
+    built = world.round(
+        1, unsigned=(attacker.address,), other_key=(stranger_signed.address,), infinite=(hostile.address,)
+    )
     manifest = built.manifest
     entry = manifest.entry_of(attacker.address)
     assert entry is not None and entry.unsigned and not entry.included and entry.score == EXCLUDED_SCORE
@@ -176,6 +186,8 @@ def test_an_unsigned_reply_is_disclosed_and_its_complaint_does_not_dispute_the_r
     )
     other = manifest.entry_of(stranger_signed.address)  # signed, but by another key: disclosed unsigned too
     assert other is not None and other.unsigned and "signed by" in other.reason
+    refused = manifest.entry_of(hostile.address)  # refused numbers, no claim: disclosed with the reason
+    assert refused is not None and refused.unsigned and "num-examples" in refused.reason, refused
     assert [e.node for e in manifest.included] == sorted((n.address for n in world.nodes[:2]), key=str.lower)
     assert ledger.updates_root(world.client, world.task, 1) == manifest.root()
     world.finalize(1)  # the validators re-derive a round with unsigned entries
