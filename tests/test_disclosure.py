@@ -297,3 +297,25 @@ def test_complaints_and_disputes_of_a_finalized_round_end_at_the_deadline(
     assert check_inclusion(
         client, late, world.separate_update(1, late), world.ticket(1, late)
     ).detail.endswith(f"closed at {record.timestamp + WINDOW}")
+
+
+def test_chain_deploy_sets_the_complaint_window(
+    anvil_process: ChainProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flchain chain deploy --complaint-window 600` deploys a ledger whose window is 600 s; a negative
+    window is refused before anything is sent. Before: the option did not exist and complaints had no
+    deadline."""
+    from fl_chain.chain.client import open_chain
+    from fl_chain.chain.identity import write_keystore
+    from fl_chain.cli import run
+
+    monkeypatch.setenv("FLCHAIN_KEY_PASSWORD", "pw")
+    key = tmp_path / "admin.json"
+    admin = write_keystore(key, "pw")
+    funder = bootstrap.deploy_local(anvil_process)
+    funder.client.fund(funder.admin, admin, 10**18)
+    args = ["chain", "deploy", "--rpc", anvil_process.rpc_url, "--key", str(key), "--home", str(tmp_path)]
+    assert run([*args, "--complaint-window", "-1"]) != 0
+    assert not (tmp_path / "deployment.json").exists()
+    assert run([*args, "--complaint-window", "600"]) == 0
+    assert ledger.complaint_window(open_chain(tmp_path / "deployment.json")) == 600
