@@ -2,8 +2,8 @@
 
 On a real anvil, a verified task whose rounds go through the coordinator's own screening
 (coordinator/screening.py), manifest (coordinator/verified_round.py) and committer; three validators,
-quorum 2, and a ledger deployed with a short complaint window (WINDOW seconds) so that anvil's clock moves
-little when a test passes the deadline (evm_increaseTime + evm_mine).
+quorum 2, and a ledger deployed with a short complaint window (WINDOW seconds) that a test passes with
+evm_increaseTime + evm_mine; the chain (and its clock) is reverted to before the test afterwards.
 
 The attack: a node replies unsigned (or signed with another key), so it is counted as answered, not
 missed; then it calls complainOmitted with an update it signed separately and its ticket. Before this
@@ -13,6 +13,7 @@ and disputed the honest round, even after it finalized, since complaints had no 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from eth_utils import keccak
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
 from fl_chain.chain import ledger, quorum
+from fl_chain.chain.client import connect
 from fl_chain.chain.setup import bootstrap
 from fl_chain.chain.setup.localnode import ChainProcess
 from fl_chain.chain.watcher import ChainWatcher
@@ -45,7 +47,7 @@ from fl_chain.wire.records import UPDATE_RECORD, arrays_to_record
 from tests.chainutil import TEST_CAPACITY
 from tests.conftest import flower_server_identity
 
-WINDOW = 120  # seconds: the ledger's complaint window in these tests
+WINDOW = 120  # seconds: the ledger's complaint window in these tests (short: a test passes it)
 
 
 @dataclass
@@ -141,7 +143,18 @@ class World:
 
 
 @pytest.fixture()
-def world(anvil_process: ChainProcess, tmp_path: Path) -> World:
+def world(anvil_process: ChainProcess, tmp_path: Path) -> Iterator[World]:
+    """The world on the session's anvil; afterwards the chain is reverted to before it (evm_revert also
+    puts back the clock a test moved past a deadline, so later tests see anvil's time as it was)."""
+    rpc = connect(anvil_process.rpc_url).provider
+    snapshot = rpc.make_request("evm_snapshot", [])["result"]
+    try:
+        yield _world(anvil_process, tmp_path)
+    finally:
+        assert rpc.make_request("evm_revert", [snapshot]).get("result") is True
+
+
+def _world(anvil_process: ChainProcess, tmp_path: Path) -> World:
     chain = bootstrap.deploy_local(anvil_process, complaint_window=WINDOW)
     client = chain.client
     committer = RoundCommitter.new_task(
