@@ -332,3 +332,57 @@ def test_chain_deploy_sets_the_complaint_window(
     assert not (tmp_path / "deployment.json").exists()
     assert run([*args, "--complaint-window", "600"]) == 0
     assert ledger.complaint_window(open_chain(tmp_path / "deployment.json")) == 600
+
+
+def test_a_simulated_federation_discloses_an_unsigned_node_and_its_complaint_disputes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack end to end on the Simulation Engine: a verified demo (3 nodes, 2 validators) where node
+    0's app sends its update without its signed claim. The round commits and finalizes with the node
+    disclosed as answered (its unsigned entry); the node then complains on-chain with a separately signed
+    update and the ticket it was sent; a validator judges the complaint unfounded, nobody disputes, the
+    round stays finalized and the audit agrees. Before: the manifest named only signed claims, the
+    complaint was "omitted" and validators disputed the finalized round."""
+    from fl_chain.config import RunConfig
+    from fl_chain.demo import run_demo
+
+    registered: list[LocalAccount] = []  # the demo's node keys, as it registers them
+    register = bootstrap.register_nodes
+
+    def keep(*args, **kwargs) -> list[LocalAccount]:
+        registered.extend(register(*args, **kwargs))
+        return registered
+
+    monkeypatch.setattr(bootstrap, "register_nodes", keep)
+    config = RunConfig()
+    config.federation.rounds = 1
+    config.task.local_epochs = 1
+    config.ledger.mode = "verified"
+    config.scoring.method = "cosine"
+    home = tmp_path / "demo"
+    home.mkdir()
+    local = bootstrap.start_local(home, "anvil")
+    try:
+        result = run_demo(
+            config, 3, home, plot=False, validators=2, local=local, attacks={0: {"kind": "unsigned"}}
+        )
+        client, task, attacker = local.client, result.task, registered[0]
+        assert result.chain_rounds == 2 and quorum.is_finalized(client, task, 1)
+        assert set(result.reports[-1].participants) == {n.address for n in registered[1:]}
+        manifest = check_round(client, task, 1).manifest
+        entry = manifest.entry_of(attacker.address)
+        assert entry is not None and entry.unsigned and "unsigned update" in entry.reason, entry
+        context = RoundContext(client.deployment.chain_id, client.ledger.address, task, 1)
+        signed = sign_update(attacker, *vars(context).values(), keccak(text="signed afterwards"), 100)
+        ticket = sign_ticket(local.coordinator, *vars(context).values(), attacker.address)
+        ledger.complain_omitted(client, attacker, signed, ticket)
+        [event] = [
+            e for e in ChainWatcher(client, tmp_path / "cursor.json").poll() if e.name == "UpdateOmitted"
+        ]
+        [account] = bootstrap.new_validators(client, 1)
+        assert Validator(client, account, lambda rnd, arrays: 0.5, task=task).handle(event) is None
+        assert quorum.dispute_count(client, task, 1) == 0 and quorum.is_finalized(client, task, 1)
+        [finding] = [f for f in audit_task(client, task) if f.check == "complaint"]
+        assert finding.ok and "unfounded" in finding.detail, finding
+    finally:
+        local.stop()
