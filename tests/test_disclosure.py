@@ -337,12 +337,13 @@ def test_chain_deploy_sets_the_complaint_window(
 def test_a_simulated_federation_discloses_an_unsigned_node_and_its_complaint_disputes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The attack end to end on the Simulation Engine: a verified demo (3 nodes, 2 validators) where node
-    0's app sends its update without its signed claim. The round commits and finalizes with the node
-    disclosed as answered (its unsigned entry); the node then complains on-chain with a separately signed
-    update and the ticket it was sent; a validator judges the complaint unfounded, nobody disputes, the
-    round stays finalized and the audit agrees. Before: the manifest named only signed claims, the
-    complaint was "omitted" and validators disputed the finalized round."""
+    """The attack end to end on the Simulation Engine: a verified demo (3 nodes) where node 0's app sends
+    its update without its signed claim. The round commits with the node disclosed as answered (its
+    unsigned entry); two validators re-derive it from the store and finalize it (quorum 2); the node then
+    complains on-chain with a separately signed update and the ticket it was sent; every validator judges
+    the complaint unfounded, nobody disputes, the round stays finalized and the audit agrees. Before: the
+    manifest named only signed claims, the complaint was "omitted" and validators disputed the finalized
+    round."""
     from fl_chain.config import RunConfig
     from fl_chain.demo import run_demo
 
@@ -363,12 +364,18 @@ def test_a_simulated_federation_discloses_an_unsigned_node_and_its_complaint_dis
     home.mkdir()
     local = bootstrap.start_local(home, "anvil")
     try:
-        result = run_demo(
-            config, 3, home, plot=False, validators=2, local=local, attacks={0: {"kind": "unsigned"}}
-        )
+        result = run_demo(config, 3, home, plot=False, local=local, attacks={0: {"kind": "unsigned"}})
         client, task, attacker = local.client, result.task, registered[0]
-        assert result.chain_rounds == 2 and quorum.is_finalized(client, task, 1)
+        assert result.chain_rounds == 2, result.chain_rounds
         assert set(result.reports[-1].participants) == {n.address for n in registered[1:]}
+        client.transact(local.admin, quorum.quorum_contract(client).functions.setQuorum(2))
+        validators = [
+            Validator(client, account, lambda rnd, arrays: 0.5, task=task)
+            for account in bootstrap.new_validators(client, 3)
+        ]
+        done = [v.attest(task, 1) for v in validators[:2]]  # each re-derives the round from the store
+        assert all(isinstance(d, Attestation) for d in done), done
+        assert quorum.is_finalized(client, task, 1)
         manifest = check_round(client, task, 1).manifest
         entry = manifest.entry_of(attacker.address)
         assert entry is not None and entry.unsigned and "unsigned update" in entry.reason, entry
@@ -379,8 +386,7 @@ def test_a_simulated_federation_discloses_an_unsigned_node_and_its_complaint_dis
         [event] = [
             e for e in ChainWatcher(client, tmp_path / "cursor.json").poll() if e.name == "UpdateOmitted"
         ]
-        [account] = bootstrap.new_validators(client, 1)
-        assert Validator(client, account, lambda rnd, arrays: 0.5, task=task).handle(event) is None
+        assert [v.handle(event) for v in validators] == [None, None, None]
         assert quorum.dispute_count(client, task, 1) == 0 and quorum.is_finalized(client, task, 1)
         [finding] = [f for f in audit_task(client, task) if f.check == "complaint"]
         assert finding.ok and "unfounded" in finding.detail, finding
