@@ -58,6 +58,10 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     IReputation public immutable reputation;
     /// @notice The validator quorum whose verdicts let a task rebase past a disputed round.
     IRoundStatus public immutable quorum;
+    /// @notice Seconds after a round's commit during which a node may complain that its update was left
+    ///         out (complainOmitted) and a finalized round may still be disputed (ValidationQuorum).
+    ///         After `complaintDeadline`, finality stands.
+    uint256 public immutable complaintWindow;
     /// @notice Number of tasks created; task ids are 1..taskCount.
     uint256 public taskCount;
 
@@ -112,6 +116,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     error NotDisputed(uint256 task, uint256 round);
     /// @notice A rebase builds on an earlier round the validator quorum finalized.
     error NotFinalized(uint256 task, uint256 round);
+    /// @notice The round's complaint window closed at `deadline` (see complaintDeadline).
+    error ComplaintWindowClosed(uint256 task, uint256 round, uint256 deadline);
 
     /// @notice A task was created.
     event TaskCreated(
@@ -152,11 +158,20 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @param reputation_ Reputation contract fed with scores (and checking participants are active).
     /// @param coordinator Receives COORDINATOR_ROLE at creation (zero: none yet; the admin grants it).
     /// @param quorum_ The ValidationQuorum (may not have code yet: its CREATE address).
-    constructor(address admin, IReputation reputation_, address coordinator, IRoundStatus quorum_) {
+    /// @param complaintWindow_ Seconds after a round's commit that complaints and disputes of a
+    ///        finalized round are accepted (see complaintWindow).
+    constructor(
+        address admin,
+        IReputation reputation_,
+        address coordinator,
+        IRoundStatus quorum_,
+        uint256 complaintWindow_
+    ) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         if (coordinator != address(0)) _grantRole(COORDINATOR_ROLE, coordinator);
         reputation = reputation_;
         quorum = quorum_;
+        complaintWindow = complaintWindow_;
     }
 
     /// @notice Create a training task owned by the caller.
@@ -384,10 +399,16 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         return keccak256(abi.encode(TICKET_DOMAIN, block.chainid, address(this), task, round, node));
     }
 
+    /// @inheritdoc ILedgerRounds
+    function complaintDeadline(uint256 task, uint256 round) public view override returns (uint256) {
+        return uint256(getRound(task, round).timestamp) + complaintWindow;
+    }
+
     /// @notice A node's complaint that its signed update was left out of a verified round. The
-    ///         contract checks the node's signature, that the task's owner sampled it for the round
-    ///         (its ticket) and that it is eligible; whether the update really is missing is for the
-    ///         round's disclosed leaves to show (validators, `flchain audit`).
+    ///         contract checks the complaint window (until complaintDeadline), the node's signature,
+    ///         that the task's owner sampled it for the round (its ticket) and that it is eligible;
+    ///         whether the update really is missing is for the round's disclosed leaves to show
+    ///         (validators, `flchain audit`).
     /// @param task Task id.
     /// @param round A verified round.
     /// @param updateHash The update the node signed.
@@ -403,6 +424,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         bytes calldata ticket
     ) external {
         if (_updatesRoot[task][round] == bytes32(0)) revert NotVerified(task, round);
+        uint256 deadline = uint256(_rounds[task][round].timestamp) + complaintWindow;
+        if (block.timestamp > deadline) revert ComplaintWindowClosed(task, round, deadline);
         address signer = ECDSA.recover(_ethSigned(updateDigest(task, round, updateHash, weight)), signature);
         if (signer != msg.sender) revert NotSigner(msg.sender, signer);
         address sampler = ECDSA.recover(_ethSigned(ticketDigest(task, round, signer)), ticket);

@@ -66,6 +66,9 @@ contract ValidationQuorum is AccessControl, IValidatorSet, IRoundStatus {
     error StillValidator(address validator);
     /// @notice The account has no vote on this round that still counts towards an unresolved outcome.
     error NothingToDiscount(uint256 task, uint256 round, address validator);
+    /// @notice The round is finalized and its complaint deadline (ILedgerRounds.complaintDeadline) passed:
+    ///         its finality stands.
+    error FinalityStands(uint256 task, uint256 round, uint256 deadline);
 
     /// @notice The quorum changed.
     event QuorumChanged(uint256 quorum);
@@ -157,7 +160,8 @@ contract ValidationQuorum is AccessControl, IValidatorSet, IRoundStatus {
     /// @notice Dispute a committed round: it did not re-derive (or a node's update was left out without
     ///         disclosure). A validator may dispute a round it attested before, on new evidence such as a
     ///         node's omission complaint. Once `quorum` validators disputed, the round is disputed: it
-    ///         never finalizes, and a finality it already reached is withdrawn (`isFinalized` false).
+    ///         never finalizes, and a finality it already reached is withdrawn (`isFinalized` false)
+    ///         until the round's complaint deadline; after it, a finalized round cannot be disputed.
     /// @param task Task id.
     /// @param round Round number (must be committed).
     /// @param leaf What differed: a leaf hash, a node address (left-padded), or zero for the round.
@@ -167,6 +171,10 @@ contract ValidationQuorum is AccessControl, IValidatorSet, IRoundStatus {
         onlyRole(VALIDATOR_ROLE)
     {
         ledger.getRound(task, round);
+        if (_finalized[task][round] && !_roundDisputed[task][round]) {
+            uint256 deadline = ledger.complaintDeadline(task, round);
+            if (block.timestamp > deadline) revert FinalityStands(task, round, deadline);
+        }
         if (bytes(reason).length > MAX_REASON_BYTES) revert ReasonTooLong(bytes(reason).length);
         if (_disputed[task][round][msg.sender]) revert AlreadyDisputed(task, round, msg.sender);
         _disputed[task][round][msg.sender] = true;

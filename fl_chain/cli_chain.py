@@ -16,7 +16,7 @@ from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
 from fl_chain.chain.identity import keystore_address, load_key
 from fl_chain.chain.setup import bootstrap, public_chain
 from fl_chain.chain.setup.compile import compile_contracts
-from fl_chain.chain.setup.deploy import deploy_contracts
+from fl_chain.chain.setup.deploy import DEFAULT_COMPLAINT_WINDOW, MAX_COMPLAINT_WINDOW, deploy_contracts
 from fl_chain.chain.setup.localnode import (
     BACKENDS,
     ChainProcess,
@@ -198,6 +198,16 @@ def deploy(
         Path | None,
         typer.Option("--coordinator-key", help="Keystore of the coordinator (address only; default: admin)"),
     ] = None,
+    complaint_window: Annotated[
+        int,
+        typer.Option(
+            "--complaint-window",
+            min=0,
+            max=MAX_COMPLAINT_WINDOW,
+            help="Seconds after a round's commit that omission complaints (and disputes of a finalized "
+            "round) are accepted; after that, finality stands",
+        ),
+    ] = DEFAULT_COMPLAINT_WINDOW,
     home: HomeOpt = None,
     deployment: DeploymentOpt = None,
 ) -> None:
@@ -207,7 +217,9 @@ def deploy(
     coordinator = keystore_address(coordinator_key) if coordinator_key else None
     admin = load_key(key, read_password(key))
     w3 = connect(rpc)
-    result = deploy_contracts(w3, admin, coordinator or admin.address, rpc, registrar=registrar)
+    result = deploy_contracts(
+        w3, admin, coordinator or admin.address, rpc, registrar=registrar, complaint_window=complaint_window
+    )
     path = deployment or state_home(home) / DEPLOYMENT_FILE
     result.save(path)
     _print_deployment(result, {"deployment file": str(path)})

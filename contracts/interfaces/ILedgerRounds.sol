@@ -40,4 +40,11 @@ interface ILedgerRounds {
     /// @param round Round number; reverts UnknownRound if never committed.
     /// @return The root.
     function outcomesRoot(uint256 task, uint256 round) external view returns (bytes32);
+
+    /// @notice The last second (block timestamp) at which a node may complain about a round and a
+    ///         finalized round may be disputed: the commit's timestamp plus the ledger's complaint window.
+    /// @param task Task id.
+    /// @param round Round number; reverts UnknownRound if never committed.
+    /// @return The deadline, in seconds since the epoch.
+    function complaintDeadline(uint256 task, uint256 round) external view returns (uint256);
 }

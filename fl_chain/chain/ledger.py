@@ -346,9 +346,28 @@ def is_committed_update(
     return bool(client.call(fn))
 
 
+def complaint_window(client: ChainClient) -> int:
+    """Seconds after a round's commit that omission complaints (and disputes of a finalized round) count."""
+    return int(client.call(client.ledger.functions.complaintWindow()))
+
+
+def complaint_deadline(client: ChainClient, task: int, round_number: int) -> int:
+    """The last block timestamp at which a node may complain about the round, and a finalized round may
+    still be disputed: the commit's timestamp plus the complaint window (one-line error if never
+    committed)."""
+    return int(client.call(client.ledger.functions.complaintDeadline(task, round_number)))
+
+
+def complaint_window_open(client: ChainClient, task: int, round_number: int) -> bool:
+    """Whether the latest block is still within the round's complaint window."""
+    latest = client.w3.eth.get_block("latest")["timestamp"]
+    return int(latest) <= complaint_deadline(client, task, round_number)
+
+
 def complain_omitted(client: ChainClient, node: LocalAccount, signed: SignedUpdate, ticket: str) -> TxReceipt:
     """Post a node's signed update on-chain as left out of its verified round (UpdateOmitted), with the
-    coordinator's ticket that sampled the node for that round."""
+    coordinator's ticket that sampled the node for that round; reverts ComplaintWindowClosed after the
+    round's complaint deadline."""
     fn = client.ledger.functions.complainOmitted(
         signed.task,
         signed.round,

@@ -7,6 +7,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
+from fl_chain.chain import ledger
 from fl_chain.chain.client import ChainClient, poll, role_id
 from fl_chain.errors import FlchainError
 
@@ -194,13 +195,22 @@ def dispute(
 ) -> TxReceipt:
     """Dispute a round, naming what differed (`leaf`: at most 32 bytes, left-padded, e.g. a leaf hash or
     a node's 20-byte address; empty for the round as a whole) and why. The reason is cut to
-    MAX_REASON_BYTES of UTF-8 without splitting a character (a lone surrogate becomes '?')."""
+    MAX_REASON_BYTES of UTF-8 without splitting a character (a lone surrogate becomes '?'). A finalized
+    round past its complaint deadline reverts FinalityStands (see `finality_stands`)."""
     if len(leaf) > 32:
         raise FlchainError(f"a dispute names a leaf of at most 32 bytes, not {len(leaf)}")
     fn = quorum_contract(client).functions.dispute(
         task, round_number, leaf.rjust(32, b"\0"), reason_text(reason)
     )
     return client.transact(validator, fn)
+
+
+def finality_stands(client: ChainClient, task: int, round_number: int) -> bool:
+    """Whether the round is finalized and its complaint deadline (ledger.complaint_deadline) has passed:
+    no dispute can withdraw its finality any more."""
+    return is_finalized(client, task, round_number) and not ledger.complaint_window_open(
+        client, task, round_number
+    )
 
 
 def require_finalized(client: ChainClient, task: int, round_number: int) -> None:

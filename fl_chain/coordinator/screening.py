@@ -49,6 +49,9 @@ class Screened:
     updates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
     answered: set[int] = field(default_factory=set)  # node ids that replied without an error
+    # admitted nodes (by address) that replied without an error, whatever became of the reply: a verified
+    # round discloses each of them, so none can say it answered and was neither disclosed nor missed
+    responded: set[str] = field(default_factory=set)
     dropped: dict[str, str] = field(default_factory=dict)  # who -> reason
     penalized: set[str] = field(default_factory=set)  # verified senders of unusable or outlier replies
     clipped: dict[str, float] = field(default_factory=dict)  # who -> factor its update was scaled by
@@ -104,6 +107,7 @@ def _screen_one(
     if not admitted:
         out.dropped[who] = "reply from an unverified node"
         return
+    out.responded.add(who)
     claim = update_claim(reply) if context is not None else None
     if claim is not None and (signed := claim_signed_by(claim, context, who)) is not None:
         out.claims[who] = signed
@@ -137,6 +141,7 @@ def _drop_unscreenable(out: Screened, who: str, node_id: int, admitted: bool, ex
     out.dropped[who] = f"malformed reply ({type(exc).__name__}: {short_reason(str(exc))})"
     if admitted:
         out.answered.add(node_id)
+        out.responded.add(who)
         out.penalized.add(who)
 
 

@@ -1,5 +1,6 @@
 """The coordinator's side of a verified round: the weights and model it derives (defence/derivation.py, the
-same functions a validator runs), and the manifest that discloses every signed update it received. It reads
+same functions a validator runs), and the manifest that discloses every signed update it received and every
+admitted node that answered without one (protocol/manifest.py's unsigned entries). It reads
 a round's screening through the fields it needs (Disclosed), so it depends on no Flower message."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from fl_chain.defence.derivation import effective_weights
-from fl_chain.protocol.manifest import EXCLUDED_SCORE, Entry, RoundManifest, canonical
+from fl_chain.protocol.manifest import EXCLUDED_SCORE, Entry, RoundManifest, canonical, unsigned_entry
 from fl_chain.protocol.model_bytes import canonical_bytes
 from fl_chain.protocol.task_rules import TaskRules
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate
@@ -28,6 +29,7 @@ class Disclosed(Protocol):
     claims: dict[str, SignedUpdate]  # everything signed for this round, dropped replies included
     clipped: dict[str, float]
     dropped: dict[str, str]
+    responded: set[str]  # admitted nodes that answered the round's message, whatever became of the reply
 
 
 @dataclass
@@ -63,8 +65,9 @@ def build(
     step: float,
 ) -> VerifiedRound:
     """The round's manifest: an entry for every update a node signed for this round, included (with its
-    score and clip factor) or excluded (with the reason), the task's rules (its on-chain rulesHash) and
-    the included updates' blobs as sent."""
+    score and clip factor) or excluded (with the reason), an unsigned entry (with the reason) for every
+    other admitted node that answered, the task's rules (its on-chain rulesHash) and the included updates'
+    blobs as sent."""
     entries, blobs = [], {}
     for who, signed in screened.claims.items():
         common = {"node": who, "update": "0x" + signed.update_hash.hex(), "claimed": signed.weight}
@@ -80,6 +83,8 @@ def build(
             reason = screened.dropped.get(who, "not aggregated")
             entry = Entry(**common, signature=signed.signature, score=EXCLUDED_SCORE, reason=reason)
         entries.append(entry)
+    for who in screened.responded - set(screened.claims):  # answered without a valid signed claim
+        entries.append(unsigned_entry(who, screened.dropped.get(who, "no valid signed claim")))
     manifest = RoundManifest(
         context.chain_id,
         context.ledger,

@@ -43,6 +43,9 @@ def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
         if active.get("kind") == "lie-examples":
             for metrics in reply.content.metric_records.values():
                 metrics[WEIGHT_KEY] = active["value"]  # what a buggy or hostile app would claim
+        if active.get("kind") == "unsigned":  # the reply goes out without the node's claim on its update
+            reply.content.config_records.pop(UPDATE_RECORD, None)
+            return reply
         if UPDATE_RECORD in reply.content.config_records:
             # The attacker controls its client and key: it signs what it really sends, so its poisoned
             # update is judged on its merits, not caught by a signature it would never get wrong.

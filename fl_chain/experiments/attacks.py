@@ -6,7 +6,9 @@ model received), scale (boost the update by a factor; "boosting just under a fil
 below it), label-flip (train on flipped labels; applied to the data by attacking_client.py, the arrays pass
 unchanged), nan (poison one value), wrong-shape (drop a row), sybil (every node with the same `seed` sends
 the same noise update: colluding identities), lie-examples (an honest update with the example count `value`
-claimed instead: inf, nan, -1, 2**80; applied to the reply by attacking_client.py), and on-off (behave for
+claimed instead: inf, nan, -1, 2**80; applied to the reply by attacking_client.py), unsigned (an honest
+update sent without the node's signed claim on it, removed by attacking_client.py: in a verified round the
+reply is answered but carries no valid claim), and on-off (behave for
 `after` rounds, then run the attack in `then`). Coordinated attacks that need every participant's update,
 ALIE and IPM, live in experiments/collusion.py.
 """
@@ -30,6 +32,7 @@ ATTACKS = (
     "sybil",
     "on-off",
     "lie-examples",
+    "unsigned",
     "alie",
     "ipm",
 )
@@ -72,7 +75,7 @@ def apply_attack(
             out[name] = base.copy()
         elif kind == "scale":
             out[name] = (base + float(attack.get("scale", 10.0)) * delta).astype(value.dtype)
-        elif kind in ("nan", "wrong-shape", "label-flip", "lie-examples"):
+        elif kind in ("nan", "wrong-shape", "label-flip", "lie-examples", "unsigned"):
             out[name] = value.copy()
         else:
             raise FlchainError(f"unknown attack {kind!r}: expected one of {', '.join(ATTACKS)}")

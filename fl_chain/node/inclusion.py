@@ -86,6 +86,8 @@ def check_inclusion(
     except FlchainError as exc:
         return Inclusion(task, rnd, "unchecked", str(exc))
     entry = manifest.entry_of(node.address)
+    if entry is not None and entry.unsigned:  # its reply reached the coordinator without a valid claim
+        return Inclusion(task, rnd, "excluded", f"answered without a valid signed update: {entry.reason}")
     if entry is not None and entry.update_hash == signed.update_hash and entry.claimed == signed.weight:
         if entry.included:
             return Inclusion(task, rnd, "included", f"weight {entry.claimed}, score {entry.score}")
@@ -94,5 +96,8 @@ def check_inclusion(
         return Inclusion(
             task, rnd, "omitted", "not disclosed" + ("" if ticket else " (no ticket to complain with)")
         )
+    if not ledger.complaint_window_open(client, task, rnd):  # the ledger would refuse it: finality stands
+        deadline = ledger.complaint_deadline(client, task, rnd)
+        return Inclusion(task, rnd, "omitted", f"not disclosed; the complaint window closed at {deadline}")
     receipt = ledger.complain_omitted(client, node, signed, ticket)
     return Inclusion(task, rnd, "omitted", "not disclosed", "0x" + bytes(receipt["transactionHash"]).hex())

@@ -9,6 +9,13 @@ clip and step factors are not in the leaves: the validators re-derive the model 
 one changes the model hash. The manifest carries the task's rules (protocol/task_rules.py: scoring method,
 claim cap, clip and step ratios); they must hash to the task's on-chain rulesHash, so a round cannot
 declare rules of its own.
+
+A node that answered the round's train message without a valid signed claim (unsigned, signed by another
+key, malformed, refused numbers) is disclosed too, by an unsigned entry: no signature, claimed 0, score
+EXCLUDED_SCORE, the reason, and in place of an update hash the hash of that reason (reason_hash: it names
+no update, and the leaf then binds the reason as well). Its leaf is in the root like any other, so the root
+binds that the node answered and why it was left out; a complaint from a node disclosed as answered is
+unfounded.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ EXCLUDED_SCORE = 2**256 - 1  # the score of a disclosed, excluded update's leaf
 EMPTY_ROOT = keccak(text="flchain.updates.none.v1")  # the root of a round with no disclosed update
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_REASON_CHARS = 500  # a reason is the coordinator's free text: kept short whatever it sent
+UNSIGNED_DOMAIN = b"flchain.unsigned-reply.v1\x00"  # keeps a reason's hash apart from any update blob's
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,17 @@ class Entry:
     def included(self) -> bool:
         """Whether the update went into the aggregate."""
         return self.score != EXCLUDED_SCORE
+
+    @property
+    def unsigned(self) -> bool:
+        """Whether it carries no signature: a reply without a valid signed claim (answered_without_claim),
+        or a claim its node posted on-chain whose reply never came (the transaction is its signature)."""
+        return self.signature == ""
+
+    @property
+    def answered_without_claim(self) -> bool:
+        """Whether it discloses a reply without a valid signed claim (no update: its reason's hash)."""
+        return self.unsigned and self.claimed == 0 and self.update == reason_hash(self.reason)
 
     @property
     def update_hash(self) -> bytes:
@@ -134,6 +153,17 @@ class RoundManifest:
         return canonical_json(data)
 
 
+def reason_hash(reason: str) -> str:
+    """The "update hash" of an unsigned entry: 0x + keccak of the domain and the reason's UTF-8."""
+    return "0x" + keccak(UNSIGNED_DOMAIN + reason.encode("utf-8", "replace")).hex()
+
+
+def unsigned_entry(node: str, reason: str) -> Entry:
+    """The entry disclosing that `node` answered the round without a valid signed claim, and why."""
+    reason = reason[:MAX_REASON_CHARS]
+    return Entry(node, reason_hash(reason), 0, "", EXCLUDED_SCORE, 1.0, reason)
+
+
 def canonical(entries: list[Entry]) -> tuple[Entry, ...]:
     """Entries in canonical order."""
     return tuple(sorted(entries, key=lambda e: e.node.lower()))
@@ -148,6 +178,8 @@ def _signature(value: object, at: str) -> str:
 def _entry(raw: object, at: str) -> Entry:
     """One entry of a manifest's JSON; `at` labels it ("<where>: entries[<i>]")."""
     raw = fields.mapping(raw, at)
+    if raw.get("signature") == "":
+        return _unsigned(raw, at)
     return Entry(
         fields.address(raw.get("node"), f"{at}.node"),
         fields.hash_text(raw.get("update"), f"{at}.update"),
@@ -157,6 +189,45 @@ def _entry(raw: object, at: str) -> Entry:
         fields.finite(raw.get("clip"), f"{at}.clip"),
         str(raw.get("reason", ""))[:MAX_REASON_CHARS],
     )
+
+
+def _unsigned(raw: dict, at: str) -> Entry:
+    """An unsigned entry (see the module docstring): accepted only as excluded, with no weight and the
+    hash of its reason for an update hash, so it cannot carry anything into the aggregate nor stand for
+    a signed claim, and its leaf binds the reason; or, excluded, a claim its node posted on-chain
+    (ModelLedger.postClaim: validators check it against the node's ClaimPosted)."""
+    reason = raw.get("reason")
+    if not isinstance(reason, str):
+        raise FlchainError(f"{at}.reason is not text (an unsigned entry must say why it was left out)")
+    if raw.get("update") != reason_hash(reason[:MAX_REASON_CHARS]):
+        return _posted(raw, at, reason)
+    entry = unsigned_entry(fields.address(raw.get("node"), f"{at}.node"), reason)
+    said = (raw.get("update"), raw.get("claimed"), raw.get("score"), raw.get("clip"))
+    if said != (entry.update, entry.claimed, entry.score, entry.clip) or isinstance(raw.get("claimed"), bool):
+        raise FlchainError(
+            f"{at} has no signature: it must be excluded (score 2**256-1) with claimed 0, clip 1 and the "
+            "hash of its reason as update"
+        )
+    return entry
+
+
+def _posted(raw: dict, at: str, reason: str) -> Entry:
+    """An unsigned entry disclosing a claim posted on-chain: excluded, clip 1."""
+    entry = Entry(
+        fields.address(raw.get("node"), f"{at}.node"),
+        fields.hash_text(raw.get("update"), f"{at}.update"),
+        fields.uint(raw.get("claimed"), f"{at}.claimed"),
+        "",
+        fields.uint(raw.get("score"), f"{at}.score"),
+        fields.finite(raw.get("clip"), f"{at}.clip"),
+        reason[:MAX_REASON_CHARS],
+    )
+    if entry.included or entry.clip != 1.0:
+        raise FlchainError(
+            f"{at} has no signature: it must be excluded (score 2**256-1) with clip 1, either with claimed 0 "
+            "and the hash of its reason as update, or as the claim its node posted on-chain"
+        )
+    return entry
 
 
 def _entries(raw: object, where: str) -> tuple[Entry, ...]:

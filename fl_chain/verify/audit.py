@@ -247,6 +247,12 @@ def _complaint(client: ChainClient, task: int, rnd: int, node: str, update_hash:
             "its complaint): the complaint is refused"
         )
         return Finding(where, "complaint", False, detail)
+    if verdict == "disclosed" and entry is not None and entry.unsigned:
+        detail = (
+            f"{node} answered without a valid signed update ({entry.reason or 'no reason given'}), as the "
+            f"manifest discloses: its complaint about update {said} is unfounded"
+        )
+        return Finding(where, "complaint", True, detail)
     if verdict == "disclosed":
         return Finding(
             where, "complaint", True, f"{node}'s update {said} is disclosed; the complaint is unfounded"

@@ -7,8 +7,10 @@ the included updates (updates/…, for the validators only). Checked: the manife
 committed root and name this chain, ledger, task and round; its rules (scoring method, claim cap, clip
 and step ratios: protocol/task_rules.py) are the task's, which hash to the rulesHash the task was
 created with, so a round cannot derive with rules of its own choosing; every disclosed update is signed
-by its node for this round; every included node was Active just before the commit; the chain's scores
-are the manifest's; every node that posted its claim on-chain before the commit (ClaimPosted) is
+by its node for this round (an unsigned entry either discloses a reply without a valid claim -- it names
+no update, the parser admits it only as excluded with no weight -- or a claim its node posted on-chain,
+which must match the node's ClaimPosted); every included node was Active just before the commit; the
+chain's scores are the manifest's; every node that posted its claim on-chain before the commit is
 disclosed and not recorded missed; every update blob hashes to what its node signed; and the included
 updates re-derive the committed model and the recomputable scores (defence/derivation.py).
 """
@@ -115,8 +117,11 @@ def _against_chain(
     ]
     out += _rules_differences(client, manifest, task)
     for entry in manifest.entries:
-        if not entry.signature and not entry.included:
-            if posted.get(entry.node.lower()) != (entry.update_hash, entry.claimed):
+        if entry.unsigned:  # no signature to check: a reply disclosed as answered, or a posted claim
+            if not entry.answered_without_claim and posted.get(entry.node.lower()) != (
+                entry.update_hash,
+                entry.claimed,
+            ):
                 out.append(Difference(entry.leaf(), f"{entry.node} posted no such claim on-chain"))
             continue
         try:
@@ -224,8 +229,13 @@ def judge_complaint(
     round whose (root-checked) manifest is `manifest`, with the manifest's entry for the node if any:
     "disclosed" (the manifest discloses that update: unfounded), "two updates" (it discloses another:
     the node signed two, the complaint is refused), "missed" (not disclosed, but the commit recorded
-    the node as missed: contested) or "omitted" (left out without disclosure: founded)."""
+    the node as missed: contested) or "omitted" (left out without disclosure: founded). A node the
+    manifest discloses as having answered without a valid signed claim (an unsigned entry, with the
+    reason) is "disclosed" too: its reply was received and disclosed, the update it signed separately
+    afterwards was never sent."""
     entry = manifest.entry_of(node)
+    if entry is not None and entry.unsigned:
+        return "disclosed", entry
     if entry is not None:
         return ("disclosed" if entry.update_hash == update_hash else "two updates"), entry
     if node.lower() in ledger.missed_in(client, task, round_number):

@@ -4,9 +4,11 @@ on-chain URI (verified against the hash), evaluates it on its own held-out data 
 node-signed updates (verify/round_check.py): the validator attests "derivation correct" only if everything
 re-derives, and disputes the round otherwise, naming the leaf that differs. A node's complaint that its
 signed update was left out (UpdateOmitted) is disputed when the round's manifest does not disclose that
-update and the commit did not record the node as missed; a round that leaves out, or records as missed,
-a node that posted its claim on-chain before the commit (ClaimPosted) is disputed outright
-(verify/round_check.py). A commitment-mode round is attested only if
+update and the commit did not record the node as missed (a node disclosed as having answered without a
+valid signed update was heard: unfounded); after the round's complaint deadline a finalized round's
+finality stands. A round that leaves out, or records as missed, a node that posted its claim on-chain
+before the commit (ClaimPosted) is disputed outright (verify/round_check.py). A commitment-mode round is
+attested only if
 its published outcome leaves check (verify/commitment_check.py), and each reputation checkpoint is
 re-computed from the task's outcome leaves: attested if the root agrees, disputed otherwise; once a
 checkpoint the validator attested is finalized, it applies the checkpoint's suspensions itself."""
@@ -199,8 +201,13 @@ class Validator:
     def judge_complaint(self, task: int, rnd: int, node: str, update_hash: bytes) -> Dispute | None:
         """Dispute the round if the complaining node's signed update is neither disclosed in the manifest
         nor excused by the commit (recorded as missed). A node whose disclosed update has another hash
-        signed two updates for one round: its complaint is refused (no dispute)."""
+        signed two updates for one round, and a node disclosed as having answered without a valid signed
+        update was heard: their complaints are refused (no dispute). A complaint judged after the round's
+        complaint deadline about a finalized round is ignored: its finality stands (the ledger refuses
+        complaints after the deadline, the quorum disputes of a finalized round)."""
         if quorum.has_disputed(self.client, task, rnd, self.account.address):
+            return None
+        if quorum.finality_stands(self.client, task, rnd):
             return None
         try:
             manifest, _ = fetch_manifest(self.client, task, rnd)

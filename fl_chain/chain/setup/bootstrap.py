@@ -22,7 +22,7 @@ from fl_chain.chain import quorum, registry
 from fl_chain.chain.client import ChainClient, connect
 from fl_chain.chain.deployment import DEPLOYMENT_FILE, Deployment
 from fl_chain.chain.setup import public_chain
-from fl_chain.chain.setup.deploy import deploy_contracts, dev_account
+from fl_chain.chain.setup.deploy import DEFAULT_COMPLAINT_WINDOW, deploy_contracts, dev_account
 from fl_chain.chain.setup.localnode import ChainProcess, free_port, port_in_use, start_chain
 from fl_chain.errors import FlchainError
 from fl_chain.netaddr import is_loopback
@@ -57,6 +57,7 @@ def deploy_local(
     reputation_params: ReputationParams | None = None,
     quorum: int = 1,
     save_to: Path | None = None,
+    complaint_window: int = DEFAULT_COMPLAINT_WINDOW,
 ) -> LocalDeployment:
     """Deploy the contracts onto a running loopback chain with the development keys, which are kept in
     the deployment's separate dev-keys file (written beside `save_to` if given), never in the file."""
@@ -66,7 +67,14 @@ def deploy_local(
     admin, coordinator = dev_account(0), dev_account(1)
     params = (reputation_params or ReputationParams()).as_tuple()
     deployment: Deployment = deploy_contracts(
-        w3, admin, coordinator.address, process.rpc_url, process.backend, params, quorum
+        w3,
+        admin,
+        coordinator.address,
+        process.rpc_url,
+        process.backend,
+        params,
+        quorum,
+        complaint_window=complaint_window,
     )
     deployment.dev_keys = {
         "admin": hex_key(admin),

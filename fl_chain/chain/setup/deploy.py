@@ -22,11 +22,16 @@ from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.setup.compile import compile_contracts
 from fl_chain.chain.setup.localnode import DEV_MNEMONIC
 from fl_chain.errors import FlchainError
+from fl_chain.protocol.fields import is_uint
 from fl_chain.protocol.reputation_model import ReputationParams
 
 # Reputation parameters in fixed-point units of 1e6 (== 1.0), in the contract's struct order:
 # (alpha, initialReputation, missDecay, penalty, suspendThreshold); see ReputationParams.
 DEFAULT_REPUTATION_PARAMS = ReputationParams().as_tuple()
+# Seconds after a round's commit during which a node may complain that its update was left out and a
+# finalized round may still be disputed (ModelLedger.complaintWindow); after that, finality stands.
+DEFAULT_COMPLAINT_WINDOW = 3600
+MAX_COMPLAINT_WINDOW = 2**32  # ~136 years: anything longer is a mistake (and could overflow the deadline)
 # The order of creation: each contract's address is the deployer's nonce + its index.
 CONTRACTS = ("NodeRegistry", "Reputation", "ModelLedger", "ValidationQuorum", "ReputationCheckpoints")
 
@@ -57,7 +62,7 @@ class Roles:
 
 
 def _constructor_args(
-    at: dict[str, str], roles: Roles, params: tuple[int, ...], quorum: int
+    at: dict[str, str], roles: Roles, params: tuple[int, ...], quorum: int, complaint_window: int
 ) -> dict[str, tuple[Any, ...]]:
     """Every contract's constructor arguments, given where each contract will be created."""
     return {
@@ -68,7 +73,13 @@ def _constructor_args(
             [at["Reputation"], at["ReputationCheckpoints"]],
         ),
         "Reputation": (roles.admin, at["NodeRegistry"], at["ModelLedger"], params),
-        "ModelLedger": (roles.admin, at["Reputation"], roles.coordinator, at["ValidationQuorum"]),
+        "ModelLedger": (
+            roles.admin,
+            at["Reputation"],
+            roles.coordinator,
+            at["ValidationQuorum"],
+            complaint_window,
+        ),
         "ValidationQuorum": (roles.admin, at["ModelLedger"], quorum),
         "ReputationCheckpoints": (
             roles.admin,
@@ -89,10 +100,17 @@ def deploy_contracts(
     reputation_params: tuple[int, int, int, int, int] = DEFAULT_REPUTATION_PARAMS,
     quorum: int = 1,
     registrar: str | None = None,
+    complaint_window: int = DEFAULT_COMPLAINT_WINDOW,
 ) -> Deployment:
     """Deploy NodeRegistry, Reputation, ModelLedger, ValidationQuorum and ReputationCheckpoints, wired
     and with their roles granted by their constructors: `admin` administers them, `registrar` (default:
-    the admin) approves nodes, `coordinator` commits rounds and proposes checkpoints."""
+    the admin) approves nodes, `coordinator` commits rounds and proposes checkpoints. `complaint_window`:
+    seconds after a round's commit that omission complaints and disputes of a finalized round count."""
+    if not is_uint(complaint_window, MAX_COMPLAINT_WINDOW):
+        raise FlchainError(
+            f"complaint window {complaint_window!r} is not a whole number of seconds in "
+            f"0..{MAX_COMPLAINT_WINDOW}"
+        )
     artifacts = compile_contracts()
     if w3.eth.get_balance(admin.address) == 0:
         raise FlchainError(f"deployer {admin.address} has no ether on {rpc_url} to pay for gas")
@@ -115,7 +133,7 @@ def deploy_contracts(
     # The client's signing and receipt helper works before the contracts exist.
     deployment.contracts = dict(at)
     client = ChainClient(w3, deployment)
-    arguments = _constructor_args(at, roles, reputation_params, quorum)
+    arguments = _constructor_args(at, roles, reputation_params, quorum, complaint_window)
     for i, name in enumerate(CONTRACTS):
         factory = w3.eth.contract(abi=artifacts[name]["abi"], bytecode=artifacts[name]["bytecode"])
         creation = factory.constructor(*arguments[name])
