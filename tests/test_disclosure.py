@@ -40,12 +40,14 @@ from fl_chain.protocol.manifest import EXCLUDED_SCORE, parse_manifest, reason_ha
 from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
 from fl_chain.store import ModelStore
+from fl_chain.verify import round_check
 from fl_chain.verify.audit import audit_task
 from fl_chain.verify.round_check import check_round, judge_complaint
 from fl_chain.verify.validator import Attestation, Validator
 from fl_chain.wire.records import UPDATE_RECORD, arrays_to_record
 from tests.chainutil import TEST_CAPACITY
 from tests.conftest import flower_server_identity
+from tests.test_verified_rounds import RULES
 
 WINDOW = 120  # seconds: the ledger's complaint window in these tests (short: a test passes it)
 
@@ -111,7 +113,7 @@ class World:
         )
         model = derivation.aggregate(self.model, screened.updates, weights)
         built = verified_round.build(
-            context, screened, scores, self.committer.parent_hash, hash_arrays(model), "cosine", 2.0, 1.0
+            context, screened, scores, self.committer.parent_hash, hash_arrays(model), RULES, 1.0
         )
         self.committer.commit(number, model, scores, [], sorted(screened.penalized), built)
         self.model = model
@@ -158,7 +160,7 @@ def _world(anvil_process: ChainProcess, tmp_path: Path) -> World:
     chain = bootstrap.deploy_local(anvil_process, complaint_window=WINDOW)
     client = chain.client
     committer = RoundCommitter.new_task(
-        client, chain.coordinator, ModelStore(tmp_path / "store"), b"\x24" * 32, mode="verified"
+        client, chain.coordinator, ModelStore(tmp_path / "store"), b"\x24" * 32, mode="verified", rules=RULES
     )
     rng = np.random.default_rng(24)
     model = {"w": rng.normal(size=(6, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
@@ -244,18 +246,24 @@ def test_the_root_binds_the_disclosure_of_an_unsigned_reply(world: World) -> Non
     assert parse_manifest(reworded.to_json(), "m").entry_of(attacker.address).reason == "late"
 
     index = list(manifest.entries).index(entry)
-    for change in (
-        {"reason": "late"},  # reason changed, leaf kept: its update hash is no longer the reason's
-        {"claimed": 100},
-        {"score": 500_000},
-        {"update": "0x" + "00" * 32},
-        {"reason": 7},
-    ):
+    for change in ({"score": 500_000}, {"reason": 7}, {"clip": 0.5}, {"claimed": 100}):  # never unsigned
         data = json.loads(manifest.to_json())
         data["entries"][index].update(change)
         with pytest.raises(FlchainError, match=rf"m: entries\[{index}\]") as refused:
             parse_manifest(json.dumps(data).encode(), "m")
         assert "\n" not in str(refused.value), change
+    # Any other unsigned entry stands for a claim its node posted on-chain: this node posted none, so a
+    # validator finds the difference (reason changed with the leaf kept, another update hash).
+    for change in (
+        {"reason": "late"},
+        {"update": "0x" + "00" * 32},
+        {"update": "0x" + "00" * 32, "claimed": 9},
+    ):
+        data = json.loads(manifest.to_json())
+        data["entries"][index].update(change)
+        tampered = parse_manifest(json.dumps(data).encode(), "m")
+        found = round_check._against_chain(world.client, tampered, world.task, 1, {})
+        assert any("posted no such claim on-chain" in d.what for d in found), (change, found)
     check = check_round(world.client, world.task, 1)  # the published manifest re-derives as committed
     assert check.ok, check.differences
 

@@ -37,6 +37,7 @@ from fl_chain.verify import round_check
 from fl_chain.verify.audit import audit_task
 from fl_chain.verify.validator import Attestation, Dispute, Validator
 from tests.chainutil import new_nodes
+from tests.test_verified_rounds import RULES
 
 
 def _context(client, task: int, rnd: int) -> RoundContext:
@@ -56,7 +57,9 @@ def test_post_claim_is_accepted_only_on_time_from_a_sampled_eligible_node(chain)
     round survived). Now the claim is refused for a bad ticket, a committed round, a task not in Verified
     mode and an ineligible node; a good one emits ClaimPosted at flat gas and writes nothing."""
     client, coordinator = chain.client, chain.coordinator
-    task = ledger.create_task(client, coordinator, b"\x07" * 32, "file:///nowhere/", LedgerMode.VERIFIED)
+    task = ledger.create_task(
+        client, coordinator, b"\x07" * 32, "file:///nowhere/", LedgerMode.VERIFIED, RULES.rules_hash()
+    )
     plain = ledger.create_task(client, coordinator, b"\x08" * 32, "file:///nowhere/", LedgerMode.PLAIN)
     nodes = new_nodes(chain, 4)
     (pending,) = new_nodes(chain, 1, approve=False)
@@ -175,7 +178,7 @@ class Rounds:
         )
         model = derivation.aggregate(self.model, screened.updates, weights)
         built = verified_round.build(
-            context, screened, scores, self.committer.parent_hash, hash_arrays(model), "cosine", 2.0, 1.0
+            context, screened, scores, self.committer.parent_hash, hash_arrays(model), RULES, 1.0
         )
         missed = [drop] if drop and record_missed else []
         if drop is None:  # the honest coordinator's last step before the commit
@@ -195,7 +198,7 @@ class Rounds:
 def rounds(chain, tmp_path: Path) -> Rounds:
     client = chain.client
     committer = RoundCommitter.new_task(
-        client, chain.coordinator, ModelStore(tmp_path / "store"), b"\x01" * 32, mode="verified"
+        client, chain.coordinator, ModelStore(tmp_path / "store"), b"\x01" * 32, mode="verified", rules=RULES
     )
     rng = np.random.default_rng(1)
     model = {"w": rng.normal(size=(6, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
@@ -339,7 +342,9 @@ def test_the_signing_agent_posts_only_the_claim_it_signed_once_per_round(
     signed, once per round; without the option, or for a claim it did not sign, it refuses in one line.
     Before: the agent knew no "claim" statement and never sent a transaction."""
     client, coordinator = chain.client, chain.coordinator
-    task = ledger.create_task(client, coordinator, b"\x09" * 32, "file:///nowhere/", LedgerMode.VERIFIED)
+    task = ledger.create_task(
+        client, coordinator, b"\x09" * 32, "file:///nowhere/", LedgerMode.VERIFIED, RULES.rules_hash()
+    )
     ledger.commit_round(client, coordinator, task, 0, b"\x10" * 32, "", ledger.ZERO_HASH, {})
     (node,) = new_nodes(chain, 1)
     context = _context(client, task, 1)
