@@ -58,6 +58,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     mapping(uint256 => mapping(uint256 => bytes32)) private _updatesRoot;
     mapping(uint256 => mapping(uint256 => bytes32)) private _outcomesRoot;
     mapping(uint256 => mapping(uint256 => mapping(address => bool))) private _complained;
+    /// @dev Task members: nodes that were a scored participant of at least one of the task's rounds.
+    mapping(uint256 => mapping(address => bool)) private _member;
 
     /// @notice Domain of a node's signature on its update (fl_chain/chain/update_signing.py).
     bytes32 public constant UPDATE_DOMAIN = keccak256("flchain.update.v1");
@@ -96,6 +98,15 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     error NotSampled(uint256 task, uint256 round, address node);
     /// @notice The commit function does not match the task's ledger mode (see LedgerMode).
     error WrongMode(uint256 task, LedgerMode mode);
+    /// @notice `missed` must be sorted by address, strictly ascending (this also forbids duplicates).
+    error MissedNotSorted(uint256 index);
+    /// @notice `penalized` must be sorted by address, strictly ascending (this also forbids duplicates).
+    error PenalizedNotSorted(uint256 index);
+    /// @notice A node appears in two of a commit's lists (participants, missed, penalized).
+    error ListedTwice(address node);
+    /// @notice A node missed or penalized in a task must have been a scored participant of one of its
+    ///         earlier rounds: a task's coordinator reaches only the standing of its own task's nodes.
+    error NotTaskMember(uint256 task, address node);
 
     /// @notice A task was created.
     event TaskCreated(
@@ -119,6 +130,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @notice A commitment-mode round's outcomes: the Merkle root of its leaves (node, score, outcome)
     ///         and how many there are. Reputation is folded from them off-chain and checkpointed.
     event OutcomesCommitted(uint256 indexed task, uint256 indexed round, bytes32 outcomesRoot, uint256 leafCount);
+    /// @notice A node became a member of a task: its first round as a scored participant of it.
+    event TaskMember(uint256 indexed task, address indexed node);
     /// @notice A node says its signed update for a verified round was left out of the commitment.
     event UpdateOmitted(
         uint256 indexed task, uint256 indexed round, address indexed node, bytes32 updateHash, uint256 weight
@@ -166,8 +179,11 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @param parentHash Model hash of the previous round (zero for round 0).
     /// @param participants Participants, sorted ascending by address; all must be active.
     /// @param scores Contribution scores in Reputation.SCALE units, same order.
-    /// @param missed Nodes selected for the round that did not answer in time (their reputation decays).
-    /// @param penalized Nodes whose reply was rejected as malformed or an outlier (they are penalized).
+    /// @param missed Nodes selected for the round that did not answer in time (their reputation decays);
+    ///        sorted strictly ascending, members of the task (see isMember), not participants.
+    /// @param penalized Nodes whose reply was rejected as malformed or an outlier (they are penalized);
+    ///        sorted strictly ascending, members of the task, neither participants nor missed.
+    ///        A node's first round in a task can therefore be missed or rejected without a charge.
     function commitRound(
         uint256 task,
         uint256 round,
@@ -191,8 +207,9 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @param parentHash Model hash of the previous round.
     /// @param participants Participants, sorted ascending by address; all must be active.
     /// @param scores Contribution scores in Reputation.SCALE units, same order.
-    /// @param missed Nodes selected for the round that did not answer in time.
-    /// @param penalized Nodes whose reply was rejected.
+    /// @param missed Nodes selected for the round that did not answer in time (rules as in commitRound).
+    /// @param penalized Nodes whose reply was rejected (rules as in commitRound); validators check that
+    ///        each is disclosed as excluded in the round's manifest and that no missed node is in it.
     /// @param updatesRoot Root of the leaves (node, update hash, weight, score) of the accepted updates.
     function commitVerifiedRound(
         uint256 task,
@@ -386,9 +403,20 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         if (bytes(uri).length != 0) _uriOverride[task][round] = uri;
         emit RoundCommitted(task, round, modelHash, parentHash, uri, n);
         _emitContributions(task, round, participants, scores);
+        _checkListed(task, missed, participants, participants[0:0], false);
+        _checkListed(task, penalized, participants, missed, true);
         if (n + missed.length + penalized.length > 0) {
             reputation.recordRound(participants, scores, missed, penalized);
         }
+    }
+
+    /// @notice Whether a node is a member of a task: it was a scored participant of one of its rounds.
+    ///         Only members can be recorded as missed or penalized in the task.
+    /// @param task Task id.
+    /// @param node The node.
+    /// @return True if a member.
+    function isMember(uint256 task, address node) external view returns (bool) {
+        return _member[task][node];
     }
 
     /// @notice A task's record.
@@ -453,23 +481,60 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         if (parentHash != parent) revert ParentMismatch(task, parent, parentHash);
     }
 
-    /// @dev Emit one ContributionRecorded per participant and check that participants are sorted
-    ///      strictly ascending. The sort check shares this loop: a revert undoes the events, and one
-    ///      pass is cheaper.
+    /// @dev Emit one ContributionRecorded per participant, check that participants are sorted
+    ///      strictly ascending and record each as a member of the task (one SLOAD each; the slot and a
+    ///      TaskMember event are written only the first time). The sort check shares this loop: a revert
+    ///      undoes the events, and one pass is cheaper.
     function _emitContributions(
         uint256 task,
         uint256 round,
         address[] calldata participants,
         uint256[] calldata scores
     ) private {
+        mapping(address => bool) storage members = _member[task];
         address previous = address(0);
         for (uint256 i = 0; i < participants.length; ) {
             address node = participants[i];
             if (node <= previous) revert ParticipantsNotSorted(i);
             previous = node;
             emit ContributionRecorded(task, round, node, scores[i]);
+            if (!members[node]) {
+                members[node] = true;
+                emit TaskMember(task, node);
+            }
             unchecked {
                 ++i;
+            }
+        }
+    }
+
+    /// @dev Revert unless `list` (missed, or penalized when `penalties`) is sorted strictly ascending,
+    ///      shares no node with the sorted arrays `a` and `b` (a merge walk: O(n), no storage) and holds
+    ///      only members of the task (one SLOAD per listed node).
+    function _checkListed(
+        uint256 task,
+        address[] calldata list,
+        address[] calldata a,
+        address[] calldata b,
+        bool penalties
+    ) private view {
+        mapping(address => bool) storage members = _member[task];
+        uint256 i = 0;
+        uint256 j = 0;
+        address previous = address(0);
+        for (uint256 k = 0; k < list.length; ) {
+            address node = list[k];
+            if (node <= previous) {
+                if (penalties) revert PenalizedNotSorted(k);
+                revert MissedNotSorted(k);
+            }
+            previous = node;
+            while (i < a.length && a[i] < node) ++i;
+            while (j < b.length && b[j] < node) ++j;
+            if ((i < a.length && a[i] == node) || (j < b.length && b[j] == node)) revert ListedTwice(node);
+            if (!members[node]) revert NotTaskMember(task, node);
+            unchecked {
+                ++k;
             }
         }
     }

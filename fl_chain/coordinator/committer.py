@@ -133,6 +133,7 @@ class RoundCommitter:
         seconds["store"] = time.monotonic() - started
         failpoint("after-store", round_number)
         started = time.monotonic()
+        missed, penalized = self.writer.charges(rnd)  # only what the ledger accepts and validators check
         receipt = ledger.commit_round(
             self.client,
             self.coordinator,
@@ -142,8 +143,8 @@ class RoundCommitter:
             "",
             self.parent_hash,
             dict(scores or {}),
-            list(missed),
-            list(penalized),
+            missed,
+            penalized,
             **prepared.commit_args,
         )
         self.parent_hash = digest

@@ -5,7 +5,9 @@ From the chain: the round's updates root, model hash, parent, scores (Contributi
 it recorded as missed. From the task's store: the manifest (rounds/…, public) and the included updates
 (updates/…, for the validators only). Checked: the manifest's leaves give the committed root and name
 this chain, ledger, task and round; every disclosed update is signed by its node for this round; every
-included node was Active just before the commit; the chain's scores are the manifest's; every update blob
+included node was Active just before the commit; the chain's scores are the manifest's; every node the
+commit penalized is disclosed as excluded with its reason, and no node it recorded as missed is disclosed
+at all; every update blob
 hashes to what its node signed; and the included updates re-derive the committed model and the
 recomputable scores (defence/derivation.py).
 """
@@ -118,7 +120,40 @@ def _against_chain(client: ChainClient, manifest: RoundManifest, task: int, rnd:
     if on_chain != disclosed:
         changed = sorted(set(on_chain.items()) ^ set(disclosed.items()))
         out.append(Difference(b"", f"the chain's scores differ from the manifest's: {changed[:4]}"))
+    return out + _charges_against_manifest(client, manifest, task, rnd)
+
+
+def _charges_against_manifest(
+    client: ChainClient, manifest: RoundManifest, task: int, rnd: int
+) -> list[Difference]:
+    """The commit's charges the manifest does not back: a penalized node must be disclosed as excluded
+    with its reason (a penalty is tied to the round's evidence), a node recorded as missed must have no
+    entry (a disclosed entry means it answered). Read from the commit's Penalized and RoundMissed events."""
+    out = []
+    for node in sorted(ledger.penalized_in(client, task, rnd)):
+        entry = manifest.entry_of(node)
+        why = _unbacked_penalty(entry)
+        if why:
+            leaf = entry.leaf() if entry is not None else b""
+            out.append(Difference(leaf, f"{node} was penalized but {why}"))
+    for node in sorted(ledger.missed_in(client, task, rnd)):
+        entry = manifest.entry_of(node)
+        if entry is not None:
+            out.append(
+                Difference(
+                    entry.leaf(), f"{node} was recorded as missed, but the manifest discloses its update"
+                )
+            )
     return out
+
+
+def _unbacked_penalty(entry: Entry | None) -> str:
+    """Why a penalty is not backed by a node's manifest entry ("" when it is: excluded, with a reason)."""
+    if entry is None:
+        return "the manifest does not disclose it"
+    if entry.included:
+        return "the manifest discloses its update as included"
+    return "" if entry.reason else "the manifest excludes its update without a reason"
 
 
 def _fetch_updates(out: RoundCheck, base: str, previous: dict[str, np.ndarray]) -> dict[str, dict]:
