@@ -21,6 +21,8 @@ import {IReputation} from "./interfaces/IReputation.sol";
 ///      whatever the number of participants; a node whose signed update was left out can say so here.
 ///      A commitment-mode round (commitOutcomes) stores only the model and the root of its outcome
 ///      leaves: flat gas for any number of participants.
+///      Charges (missed, penalized) reach only members of the task: nodes that were a scored
+///      participant of one of its rounds (isMember); lists are sorted and disjoint, checked in O(n).
 contract ModelLedger is AccessControl, ILedgerRounds {
     /// @notice Role of the federated-learning coordinator, the only account that creates tasks and
     ///         commits rounds.
@@ -529,8 +531,11 @@ contract ModelLedger is AccessControl, ILedgerRounds {
                 revert MissedNotSorted(k);
             }
             previous = node;
-            while (i < a.length && a[i] < node) ++i;
-            while (j < b.length && b[j] < node) ++j;
+            // Both walks only advance (every array is sorted), so the whole check is O(n).
+            unchecked {
+                while (i < a.length && a[i] < node) ++i;
+                while (j < b.length && b[j] < node) ++j;
+            }
             if ((i < a.length && a[i] == node) || (j < b.length && b[j] == node)) revert ListedTwice(node);
             if (!members[node]) revert NotTaskMember(task, node);
             unchecked {

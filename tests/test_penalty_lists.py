@@ -180,7 +180,7 @@ def test_the_coordinator_sends_clean_lists_and_charges_no_stranger(chain: LocalC
 
 
 def _verified_round(
-    f: Federation, number: int, excluded: dict[str, str], penalized: list[str]
+    f: Federation, number: int, excluded: dict[str, str], penalized: list[str], missed: tuple[str, ...] = ()
 ) -> tuple[list[Attestation | Dispute], set[str]]:
     """A verified round in which every node signs an update; those in `excluded` are disclosed as
     excluded with that reason, the others aggregated; the commit charges `penalized`. Returns the
@@ -206,7 +206,7 @@ def _verified_round(
     built = verified_round.build(
         context, screened, scores, f.committer.parent_hash, hash_arrays(model), "cosine", 2.0, 1.0
     )
-    commit = f.committer.commit(number, model, scores, penalized=penalized, verified=built)
+    commit = f.committer.commit(number, model, scores, missed, penalized, verified=built)
     f.model = model
     charged = {e["node"] for e in client.events(client.reputation, "Penalized", commit.receipt)}
     return f.judge(number), charged
@@ -247,3 +247,21 @@ def test_validators_dispute_a_penalty_the_manifest_does_not_disclose(federation:
     assert all(v.leaf.endswith(victim.address[2:].lower()) for v in verdicts), verdicts  # names the node
     assert quorum.is_disputed(f.client, f.committer.task, 2)
     assert not quorum.is_finalized(f.client, f.committer.task, 2)
+
+
+def test_validators_dispute_a_missed_record_for_a_node_the_manifest_discloses(
+    federation: Federation,  # noqa: F811
+) -> None:
+    """A coordinator that skips the clean-up records as missed a node whose update it disclosed (as
+    excluded): the node answered, so the validators dispute. Before, they attested."""
+    f = federation
+    f.round(1)
+    f.judge(1)
+    late = f.nodes[0].address
+    f.committer.writer.charges = lambda rnd: (sorted(rnd.missed), [])  # the dishonest coordinator
+    verdicts, _ = _verified_round(f, 2, {late: "arrived after the deadline"}, [], missed=(late,))
+    assert ledger.missed_in(f.client, f.committer.task, 2) == {late.lower()}
+    assert all(isinstance(v, Dispute) and f"{late} was recorded as missed" in v.reason for v in verdicts), (
+        verdicts
+    )
+    assert quorum.is_disputed(f.client, f.committer.task, 2)

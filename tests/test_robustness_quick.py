@@ -39,12 +39,23 @@ def test_no_honest_node_is_penalized_on_extremely_non_iid_data(tmp_path: Path) -
     assert result.reports[-1].accuracy >= 0.8
 
 
-def test_sign_flippers_are_suspended_within_five_rounds_on_non_iid_data(tmp_path: Path) -> None:
+def test_sign_flippers_are_penalized_within_five_rounds_on_non_iid_data(tmp_path: Path) -> None:
+    """Sign flippers are left out from their first round and penalized on evidence by round 5. They are
+    never charged on-chain (so never suspended) in this task: the ledger charges only members of a
+    task, nodes scored in one of its rounds, and these never were (issue 24 point 4). Before that rule
+    the same run suspended all three by round 5."""
     attacks = {i: {"kind": "sign-flip", "seed": i} for i in range(3)}
     result = _run(tmp_path, "dirichlet", 0.3, attacks)
-    honest_penalized, suspended, all_by = _judged(result, 3)
-    assert honest_penalized == set() and suspended == set(result.nodes[:3])
-    assert all_by is not None and all_by <= 5
+    honest_penalized, suspended, _ = _judged(result, 3)
+    assert honest_penalized == set() and suspended == set()
+    bad = set(result.nodes[:3])
+    penalized_by = {
+        n: min(r.round for r in result.reports if n in r.penalized)
+        for n in bad
+        if any(n in r.penalized for r in result.reports)
+    }
+    assert set(penalized_by) == bad and max(penalized_by.values()) <= 5, penalized_by
+    assert not any(n in r.participants for r in result.reports for n in bad)  # never aggregated
     assert result.reports[-1].accuracy >= 0.85
 
 

@@ -133,17 +133,14 @@ def _charges_against_manifest(
     for node in sorted(ledger.penalized_in(client, task, rnd)):
         entry = manifest.entry_of(node)
         why = _unbacked_penalty(entry)
-        if why:
-            leaf = entry.leaf() if entry is not None else b""
-            out.append(Difference(leaf, f"{node} was penalized but {why}"))
+        if why:  # an undisclosed node is named by its address (what a dispute's leaf may be)
+            leaf = entry.leaf() if entry is not None else bytes.fromhex(node[2:])
+            out.append(Difference(leaf, f"{to_checksum_address(node)} was penalized but {why}"))
     for node in sorted(ledger.missed_in(client, task, rnd)):
         entry = manifest.entry_of(node)
         if entry is not None:
-            out.append(
-                Difference(
-                    entry.leaf(), f"{node} was recorded as missed, but the manifest discloses its update"
-                )
-            )
+            what = f"{to_checksum_address(node)} was recorded as missed but the manifest discloses its update"
+            out.append(Difference(entry.leaf(), what))
     return out
 
 
