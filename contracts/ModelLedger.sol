@@ -185,7 +185,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     ///        sorted strictly ascending, members of the task (see isMember), not participants.
     /// @param penalized Nodes whose reply was rejected as malformed or an outlier (they are penalized);
     ///        sorted strictly ascending, members of the task, neither participants nor missed.
-    ///        A node's first round in a task can therefore be missed or rejected without a charge.
+    ///        A node is charged only once it has been scored in the task: its first round (and any
+    ///        round before it is first scored) can be missed or rejected without a charge.
     function commitRound(
         uint256 task,
         uint256 round,
