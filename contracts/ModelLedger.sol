@@ -24,6 +24,10 @@ import {IRoundStatus} from "./interfaces/IRoundStatus.sol";
 ///      leaves: flat gas for any number of participants.
 ///      A task recovers from a disputed round by `rebase`: its next round builds on the newest
 ///      finalized model instead of the disputed one (ValidationQuorum says which is which).
+///      Charges (missed, penalized) reach a node only from a task it is a member of (a scored
+///      participant of one of its rounds: isMember), or from any task while it is a member of none
+///      (chargeable): a task's coordinator cannot reach nodes that work in other tasks, and a new node
+///      that misbehaves in its first round is still charged. Lists are sorted and disjoint, checked in O(n).
 contract ModelLedger is AccessControl, ILedgerRounds {
     /// @notice Role of the federated-learning coordinator, the only account that creates tasks and
     ///         commits rounds.
@@ -72,6 +76,10 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     mapping(uint256 => mapping(uint256 => bytes32)) private _outcomesRoot;
     mapping(uint256 => mapping(uint256 => mapping(address => bool))) private _complained;
     mapping(uint256 => mapping(uint256 => bytes32)) private _rebasedParent;
+    /// @dev Task members: nodes that were a scored participant of at least one of the task's rounds.
+    mapping(uint256 => mapping(address => bool)) private _member;
+    /// @dev The first task a node became a member of (0: none yet). Written once per node.
+    mapping(address => uint256) private _firstTask;
 
     /// @notice Domain of a node's signature on its update (fl_chain/chain/update_signing.py).
     bytes32 public constant UPDATE_DOMAIN = keccak256("flchain.update.v1");
@@ -118,6 +126,16 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     error NotFinalized(uint256 task, uint256 round);
     /// @notice The round's complaint window closed at `deadline` (see complaintDeadline).
     error ComplaintWindowClosed(uint256 task, uint256 round, uint256 deadline);
+    /// @notice `missed` must be sorted by address, strictly ascending (this also forbids duplicates).
+    error MissedNotSorted(uint256 index);
+    /// @notice `penalized` must be sorted by address, strictly ascending (this also forbids duplicates).
+    error PenalizedNotSorted(uint256 index);
+    /// @notice A node appears in two of a commit's lists (participants, missed, penalized).
+    error ListedTwice(address node);
+    /// @notice A node missed or penalized in a task must be a member of it (a scored participant of one of
+    ///         its rounds) unless it is a member of no task yet: a task's coordinator cannot reach the
+    ///         standing of nodes that work in other tasks.
+    error NotTaskMember(uint256 task, address node);
 
     /// @notice A task was created.
     event TaskCreated(
@@ -149,6 +167,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @notice The task's round `round` will build on round `fromRound`'s model (`parentHash`), the newest
     ///         finalized one, instead of the disputed round before it.
     event TaskRebased(uint256 indexed task, uint256 indexed round, uint256 fromRound, bytes32 parentHash);
+    /// @notice A node became a member of a task: its first round as a scored participant of it.
+    event TaskMember(uint256 indexed task, address indexed node);
     /// @notice A node says its signed update for a verified round was left out of the commitment.
     event UpdateOmitted(
         uint256 indexed task, uint256 indexed round, address indexed node, bytes32 updateHash, uint256 weight
@@ -235,8 +255,12 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @param parentHash Model hash of the previous round (zero for round 0).
     /// @param participants Participants, sorted ascending by address; all must be active.
     /// @param scores Contribution scores in Reputation.SCALE units, same order.
-    /// @param missed Nodes selected for the round that did not answer in time (their reputation decays).
-    /// @param penalized Nodes whose reply was rejected as malformed or an outlier (they are penalized).
+    /// @param missed Nodes selected for the round that did not answer in time (their reputation decays);
+    ///        sorted strictly ascending, chargeable by the task (see chargeable), not participants.
+    /// @param penalized Nodes whose reply was rejected as malformed or an outlier (they are penalized);
+    ///        sorted strictly ascending, chargeable by the task, neither participants nor missed.
+    ///        A node is charged only once it has been scored in the task: its first round (and any
+    ///        round before it is first scored) can be missed or rejected without a charge.
     function commitRound(
         uint256 task,
         uint256 round,
@@ -260,8 +284,9 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @param parentHash Model hash of the previous round.
     /// @param participants Participants, sorted ascending by address; all must be active.
     /// @param scores Contribution scores in Reputation.SCALE units, same order.
-    /// @param missed Nodes selected for the round that did not answer in time.
-    /// @param penalized Nodes whose reply was rejected.
+    /// @param missed Nodes selected for the round that did not answer in time (rules as in commitRound).
+    /// @param penalized Nodes whose reply was rejected (rules as in commitRound); validators check that
+    ///        each is disclosed as excluded in the round's manifest and that no missed node is in it.
     /// @param updatesRoot Root of the leaves (node, update hash, weight, score) of the accepted updates.
     function commitVerifiedRound(
         uint256 task,
@@ -502,9 +527,29 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         if (bytes(uri).length != 0) _uriOverride[task][round] = uri;
         emit RoundCommitted(task, round, modelHash, parentHash, uri, n);
         _emitContributions(task, round, participants, scores);
+        _checkListed(task, missed, participants, participants[0:0], false);
+        _checkListed(task, penalized, participants, missed, true);
         if (n + missed.length + penalized.length > 0) {
             reputation.recordRound(participants, scores, missed, penalized);
         }
+    }
+
+    /// @notice Whether a node is a member of a task: it was a scored participant of one of its rounds.
+    ///         Only members can be recorded as missed or penalized in the task.
+    /// @param task Task id.
+    /// @param node The node.
+    /// @return True if a member.
+    function isMember(uint256 task, address node) external view returns (bool) {
+        return _member[task][node];
+    }
+
+    /// @notice Whether a task's commits may record a node as missed or penalized: it is a member of the
+    ///         task, or a member of no task yet.
+    /// @param task Task id.
+    /// @param node The node.
+    /// @return True if chargeable.
+    function chargeable(uint256 task, address node) public view returns (bool) {
+        return _member[task][node] || _firstTask[node] == 0;
     }
 
     /// @notice A task's record.
@@ -572,23 +617,64 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         }
     }
 
-    /// @dev Emit one ContributionRecorded per participant and check that participants are sorted
-    ///      strictly ascending. The sort check shares this loop: a revert undoes the events, and one
-    ///      pass is cheaper.
+    /// @dev Emit one ContributionRecorded per participant, check that participants are sorted
+    ///      strictly ascending and record each as a member of the task (one SLOAD each; the slot and a
+    ///      TaskMember event are written only the first time). The sort check shares this loop: a revert
+    ///      undoes the events, and one pass is cheaper.
     function _emitContributions(
         uint256 task,
         uint256 round,
         address[] calldata participants,
         uint256[] calldata scores
     ) private {
+        mapping(address => bool) storage members = _member[task];
         address previous = address(0);
         for (uint256 i = 0; i < participants.length; ) {
             address node = participants[i];
             if (node <= previous) revert ParticipantsNotSorted(i);
             previous = node;
             emit ContributionRecorded(task, round, node, scores[i]);
+            if (!members[node]) {
+                members[node] = true;
+                if (_firstTask[node] == 0) _firstTask[node] = task;
+                emit TaskMember(task, node);
+            }
             unchecked {
                 ++i;
+            }
+        }
+    }
+
+    /// @dev Revert unless `list` (missed, or penalized when `penalties`) is sorted strictly ascending,
+    ///      shares no node with the sorted arrays `a` and `b` (a merge walk: O(n), no storage) and holds
+    ///      only nodes the task may charge (chargeable: one or two SLOADs per listed node).
+    function _checkListed(
+        uint256 task,
+        address[] calldata list,
+        address[] calldata a,
+        address[] calldata b,
+        bool penalties
+    ) private view {
+        mapping(address => bool) storage members = _member[task];
+        uint256 i = 0;
+        uint256 j = 0;
+        address previous = address(0);
+        for (uint256 k = 0; k < list.length; ) {
+            address node = list[k];
+            if (node <= previous) {
+                if (penalties) revert PenalizedNotSorted(k);
+                revert MissedNotSorted(k);
+            }
+            previous = node;
+            // Both walks only advance (every array is sorted), so the whole check is O(n).
+            unchecked {
+                while (i < a.length && a[i] < node) ++i;
+                while (j < b.length && b[j] < node) ++j;
+            }
+            if ((i < a.length && a[i] == node) || (j < b.length && b[j] == node)) revert ListedTwice(node);
+            if (!members[node] && _firstTask[node] != 0) revert NotTaskMember(task, node);
+            unchecked {
+                ++k;
             }
         }
     }

@@ -23,7 +23,8 @@ def _history(chain: LocalChain, store: ModelStore, rounds: int = 4) -> tuple[int
     parent, hashes = ZERO_HASH, []
     for rnd in range(rounds):
         digest, _ = store.put_arrays({"w": np.full((2, 2), rnd, dtype=np.float32)})
-        scores = {} if rnd == 0 else {nodes[0]: 900_000, nodes[1]: 400_000 + 100_000 * rnd}
+        # Round 0 scores node 2 (a member of the task from then on: only members can be charged).
+        scores = {nodes[2]: 500_000} if rnd == 0 else {nodes[0]: 900_000, nodes[1]: 400_000 + 100_000 * rnd}
         missed = [nodes[2]] if rnd == 1 else []
         penalized = [nodes[2]] if rnd == 2 else []
         commit_round(client, chain.coordinator, task, rnd, digest, "", parent, scores, missed, penalized)

@@ -177,10 +177,13 @@ def _callers(*favoured: str) -> st.SearchStrategy[str]:
 
 @dataclass
 class Task:
-    """A task in the model: its owner's caller name and the model hash of each committed round."""
+    """A task in the model: its owner's caller name, the model hash of each committed round and its
+    members (addresses that were a scored participant of one of its rounds: the task may charge them,
+    and nodes that are members of no task yet)."""
 
     owner: str
     hashes: list[bytes] = field(default_factory=list)
+    members: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -348,6 +351,7 @@ def _build_world(chain: LocalChain) -> World:
     )
     client.transact(chain.coordinator, fn)
     model.tasks[0].hashes.append(keccak(text="model 1/0"))
+    model.tasks[0].members.update(a for a, _ in scores)
     model.apply_round(scores, [], [])
     # Finalized by two validators, so that disputes of a finalized round (and the complaint deadline
     # that ends them) are tried from the first step.
@@ -360,6 +364,32 @@ def _build_world(chain: LocalChain) -> World:
     world = World(chain, accounts, model, base_block=client.w3.eth.block_number)
     world.take_snapshot()
     return world
+
+
+def _charges_error(
+    task_id: int,
+    task: Task,
+    participants: list[str],
+    missed: list[str],
+    penalized: list[str],
+    tasks: list[Task],
+) -> str | None:
+    """The error ModelLedger's commit raises for its missed and penalized lists, in its order: each list
+    in turn (missed first), each entry in order: strictly ascending, in no earlier list, chargeable by
+    the task (a member of it, or of no task yet)."""
+    earlier = set(participants)
+    for entries, unsorted in ((missed, "MissedNotSorted"), (penalized, "PenalizedNotSorted")):
+        previous = 0
+        for index, node in enumerate(entries):
+            if int(node, 16) <= previous:
+                return f"{unsorted}(index={index})"
+            previous = int(node, 16)
+            if node in earlier:
+                return f"ListedTwice(node={node})"
+            if node not in task.members and any(node in t.members for t in tasks):
+                return f"NotTaskMember(task={task_id}, node={node})"
+        earlier |= set(entries)
+    return None
 
 
 def _abi_type(item: dict[str, Any]) -> str:
@@ -594,9 +624,7 @@ class ContractMachine(RuleBasedStateMachine):
         )
         score = st.one_of(st.sampled_from([0, SCALE]), st.integers(0, SCALE))
         scores = {a: data.draw(score, label="score") for a in chosen}
-        anyone = st.sampled_from(list(model.status))
-        missed = data.draw(st.lists(anyone, max_size=2), label="missed")
-        penalized = data.draw(st.lists(anyone, max_size=2), label="penalized")
+        missed, penalized = self._draw_charges(data, task, chosen, honest)
 
         hashes = task.hashes if task else []
         round_number = len(hashes)
@@ -637,6 +665,8 @@ class ContractMachine(RuleBasedStateMachine):
         ):
             error = "ParticipantsNotSorted"
         else:
+            error = _charges_error(task_id, task, participants, missed, penalized, model.tasks)
+        if error is None:
             for address, value in zip(participants, values, strict=True):
                 if value > SCALE:
                     error = f"ScoreOutOfRange(node={address}, score={value})"
@@ -653,6 +683,7 @@ class ContractMachine(RuleBasedStateMachine):
             return
         assert task is not None
         task.hashes.append(model_hash)
+        task.members.update(participants)
         suspended = model.apply_round(list(zip(participants, values, strict=True)), missed, penalized)
         on_chain = [e["node"] for e in self.client.events(self.client.reputation, "AutoSuspended", receipt)]
         assert on_chain == suspended, f"automatic suspensions {on_chain}, reference model {suspended}"
@@ -679,6 +710,23 @@ class ContractMachine(RuleBasedStateMachine):
             task_id, round_number, keccak(text=caller), 1, bytes(ticket)
         )
         self.send(caller, fn, error, mine)
+
+    def _draw_charges(
+        self, data: st.DataObject, task: Task | None, chosen: list[str], honest: bool
+    ) -> tuple[list[str], list[str]]:
+        """Missed and penalized lists: as the coordinator sends them (sorted, disjoint, members of the
+        task that are not participants) for an honest commit and half of the others; otherwise any
+        nodes in any order, duplicates included (the ledger refuses those that break its rules)."""
+        if not honest and data.draw(st.booleans(), label="messy charges"):
+            anyone = st.sampled_from(list(self.model.status))
+            missed = data.draw(st.lists(anyone, max_size=2), label="missed")
+            return missed, data.draw(st.lists(anyone, max_size=2), label="penalized")
+        members = sorted(task.members - set(chosen)) if task else []
+        if not members:
+            return [], []
+        picked = data.draw(st.lists(st.sampled_from(members), unique=True, max_size=3), label="charged")
+        cut = data.draw(st.integers(0, len(picked)), label="missed count")
+        return _sorted(picked[:cut]), _sorted(picked[cut:])
 
     # ---- validation quorum ---------------------------------------------------------------------
 
@@ -937,6 +985,8 @@ class ContractMachine(RuleBasedStateMachine):
         for t in range(1, len(model.tasks) + 1):
             q.add(led, "getTask", t)
             q.add(led, "roundCount", t)
+            for n in nodes:
+                q.add(led, "isMember", t, n)
         for t, r in committed:
             q.add(led, "getRound", t, r)
             q.add(val, "attestations", t, r)
@@ -990,6 +1040,8 @@ class ContractMachine(RuleBasedStateMachine):
             assert bytes(rules_hash) == keccak(text=task.owner + " rules"), "a task's rules changed"
             assert Web3.to_checksum_address(owner) == self.addr(task.owner)
             assert next_round == next(results) == len(task.hashes)
+            members = {n for n in nodes if next(results)}
+            assert members == task.members, f"members {members}, model {task.members}"
         for t, r in committed:
             record = next(results)
             assert bytes(record[0]) == model.tasks[t - 1].hashes[r]

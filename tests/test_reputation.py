@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fl_chain.chain.ledger import penalty_lists
 from fl_chain.chain.registry import status_of
 from fl_chain.chain.setup.localnode import ChainProcess
 from fl_chain.errors import FlchainError
@@ -55,7 +56,9 @@ def test_decay_penalty_suspension_and_reinstatement(chain: LocalChain) -> None:
     for n in nodes:
         model.approve(n)
     rounds = Round(chain)
-    rounds.commit()
+    # Round 0 scores every node at its current value (no change): it makes them members of the task,
+    # and only members can be charged as missed or penalized in it.
+    rounds.commit([(n, 500_000) for n in nodes])
 
     receipt = rounds.commit([(nodes[0], SCALE)], missed=[nodes[1]], penalized=[nodes[2]])
     model.apply_round([(nodes[0], SCALE)], [nodes[1]], [nodes[2]])
@@ -74,7 +77,8 @@ def test_decay_penalty_suspension_and_reinstatement(chain: LocalChain) -> None:
     with pytest.raises(FlchainError, match="InactiveParticipant"):
         rounds.commit([(nodes[2], SCALE)])
     # Missed/penalized entries for an inactive node are skipped, not fatal.
-    rounds.commit(penalized=[nodes[2]], missed=[nodes[2]])
+    rounds.commit(penalized=[nodes[2]])
+    rounds.commit(missed=[nodes[2]])  # (one list at a time: the ledger refuses a node listed twice)
     assert rep.reputationOf(nodes[2]).call() == 125_000
 
     # Only the registrar reinstates; reinstatement resets to the starting reputation.
@@ -129,15 +133,19 @@ def test_on_chain_reputation_equals_python_reference(anvil_process: ChainProcess
     for n in nodes:
         model.approve(n)
     committer = Round(chain)
-    committer.commit()
+    first = sorted(((n, 500_000) for n in nodes), key=lambda x: int(x[0], 16))
+    committer.commit(first)  # makes every node a member of the task (a no-op on reputation)
+    model.apply_round(first)
     for scored, missed, penalized, reinstate in rounds:
         scores = {}
         for index, score in scored:
             if model.active[nodes[index]]:
                 scores[nodes[index]] = score
         ordered = sorted(scores.items(), key=lambda x: int(x[0], 16))
-        missed_nodes = [nodes[i] for i in missed]
-        penalized_nodes = [nodes[i] for i in penalized]
+        # The ledger takes the lists sorted, without duplicates and disjoint (ledger.penalty_lists).
+        missed_nodes, penalized_nodes = penalty_lists(
+            scores, [nodes[i] for i in missed], [nodes[i] for i in penalized]
+        )
         committer.commit(ordered, missed_nodes, penalized_nodes)
         model.apply_round(ordered, missed_nodes, penalized_nodes)
         for i in reinstate:

@@ -150,7 +150,9 @@ def test_rounds_commit_screen_and_score_without_flower_processes(chain: LocalCha
     committer = RoundCommitter.new_task(
         client, chain.coordinator, ModelStore(tmp_path / "store"), b"\x01" * 32
     )
-    round0 = committer.commit(0, INITIAL)
+    # The three nodes took part in the task before (scored at their current value, a no-op on their
+    # reputation): members of the task, so the ledger accepts charging them (a first round is free).
+    round0 = committer.commit(0, INITIAL, {a.address: 500_000 for a in (honest_a, honest_b, poisoner)})
     strategy = ChainStrategy.for_task(
         FedAvg(fraction_evaluate=0.0, min_train_nodes=2, min_available_nodes=2),
         committer,

@@ -3,7 +3,7 @@ model (`load_model`). Reads go through `ChainClient.call`, writes through `Chain
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
@@ -113,6 +113,7 @@ def commit_round(
     `outcomes` (root, leaf count) in commitment mode (`commitOutcomes`: scores stay off-chain)."""
     ordered = sorted((Web3.to_checksum_address(a) for a in scores), key=lambda a: int(a, 16))
     lookup = {a.lower(): s for a, s in scores.items()}
+    on_missed, on_penalized = penalty_lists(ordered, missed or [], penalized or [])
     arguments = [
         task,
         round_number,
@@ -121,8 +122,8 @@ def commit_round(
         parent_hash,
         ordered,
         [int(lookup[a.lower()]) for a in ordered],
-        [Web3.to_checksum_address(a) for a in missed or []],
-        [Web3.to_checksum_address(a) for a in penalized or []],
+        on_missed,
+        on_penalized,
     ]
     if outcomes is not None:  # commitment mode: flat gas, the leaves are a blob named by their root
         fn = client.ledger.functions.commitOutcomes(*arguments[:5], outcomes[0], outcomes[1])
@@ -131,6 +132,37 @@ def commit_round(
     else:  # a verified round: the same commit plus the root of its accepted updates (one more slot)
         fn = client.ledger.functions.commitVerifiedRound(*arguments, updates_root)
     return _send_commit(client, coordinator, fn, (task, round_number, model_hash), timeout, attempts)
+
+
+def penalty_lists(
+    participants: Iterable[str], missed: Iterable[str], penalized: Iterable[str]
+) -> tuple[list[str], list[str]]:
+    """`missed` and `penalized` as ModelLedger's commit takes them: checksummed, sorted by address,
+    without duplicates and disjoint from each other and from the participants (a participant is
+    never charged; a node both rejected and missing counts as penalized, the reply having arrived)."""
+    scored = {a.lower() for a in participants}
+    charged = {a.lower() for a in penalized} - scored
+    absent = {a.lower() for a in missed} - scored - charged
+    return _by_address(absent), _by_address(charged)
+
+
+def _by_address(addresses: Iterable[str]) -> list[str]:
+    return sorted((Web3.to_checksum_address(a) for a in addresses), key=lambda a: int(a, 16))
+
+
+def is_member(client: ChainClient, task: int, node: str) -> bool:
+    """Whether a node was a scored participant of one of the task's rounds (only members can be
+    recorded as missed or penalized in it)."""
+    return bool(client.call(client.ledger.functions.isMember(task, Web3.to_checksum_address(node))))
+
+
+def chargeable_among(client: ChainClient, task: int, nodes: Iterable[str]) -> set[str]:
+    """The nodes among `nodes` (lowercase) the task's commits may record as missed or penalized: its
+    members, and nodes that are members of no task yet (ModelLedger.chargeable); one batched read."""
+    distinct = sorted({n.lower() for n in nodes})
+    fn = client.ledger.functions.chargeable
+    flags = client.call_many([fn(task, Web3.to_checksum_address(n)) for n in distinct]) if distinct else []
+    return {n for n, ok in zip(distinct, flags, strict=True) if ok}
 
 
 def _send_commit(
@@ -202,6 +234,15 @@ def missed_in(client: ChainClient, task: int, round_number: int) -> set[str]:
         receipt = client.w3.eth.get_transaction_receipt(commit["transactionHash"])
         missed |= {str(e["node"]).lower() for e in client.events(client.reputation, "RoundMissed", receipt)}
     return missed
+
+
+def penalized_in(client: ChainClient, task: int, round_number: int) -> set[str]:
+    """The nodes (lowercase) the round's commit penalized (Penalized in its transaction)."""
+    penalized: set[str] = set()
+    for commit in commit_events(client, task, round_number):
+        receipt = client.w3.eth.get_transaction_receipt(commit["transactionHash"])
+        penalized |= {str(e["node"]).lower() for e in client.events(client.reputation, "Penalized", receipt)}
+    return penalized
 
 
 def round_count(client: ChainClient, task: int) -> int:

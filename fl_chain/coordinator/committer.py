@@ -159,6 +159,7 @@ class RoundCommitter:
         seconds["store"] = time.monotonic() - started
         failpoint("after-store", round_number)
         started = time.monotonic()
+        missed, penalized = self.writer.charges(rnd)  # only what the ledger accepts and validators check
         receipt = ledger.commit_round(
             self.client,
             self.coordinator,
@@ -168,8 +169,8 @@ class RoundCommitter:
             "",
             self.parent_hash,
             dict(scores or {}),
-            list(missed),
-            list(penalized),
+            missed,
+            penalized,
             **prepared.commit_args,
         )
         self.parent_hash, self.parent_round, self.rebased = digest, round_number, None

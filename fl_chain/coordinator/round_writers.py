@@ -13,12 +13,13 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
-from fl_chain.chain import checkpoints, reputation
+from fl_chain.chain import checkpoints, ledger, reputation
 from fl_chain.chain.client import ChainClient
 from fl_chain.coordinator.commitment import CommitmentBook
 from fl_chain.coordinator.verified_round import VerifiedRound
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.ledger_mode import LedgerMode
+from fl_chain.protocol.manifest import Entry
 from fl_chain.protocol.outcomes import RoundOutcomes
 from fl_chain.store import ModelStore
 
@@ -59,6 +60,16 @@ class PlainWriter:
         if rnd.verified is not None:
             raise FlchainError(f"task {self.task} is in {self.mode.label} mode: it commits no verified round")
         return Prepared()
+
+    def charges(self, rnd: RoundInput) -> tuple[list[str], list[str]]:
+        """The (missed, penalized) lists the commit sends: sorted, deduplicated and disjoint, and only
+        nodes the task may charge (ModelLedger.chargeable: its members, and nodes in no task yet; a node
+        that works only in other tasks stays in the round report, uncharged)."""
+        missed, penalized = ledger.penalty_lists(rnd.scores, rnd.missed, rnd.penalized)
+        if not missed and not penalized:
+            return missed, penalized
+        allowed = ledger.chargeable_among(self.client, self.task, [*missed, *penalized])
+        return [a for a in missed if a.lower() in allowed], [a for a in penalized if a.lower() in allowed]
 
     def suspended_by(self, receipt: TxReceipt, prepared: Prepared) -> list[str]:
         """The nodes the commit suspended (Reputation's AutoSuspended events in its transaction)."""
@@ -106,6 +117,22 @@ class VerifiedWriter(PlainWriter):
         published += len(document)
         return Prepared({"updates_root": verified.root}, published, verified.root)
 
+    def charges(self, rnd: RoundInput) -> tuple[list[str], list[str]]:
+        """As in plain mode, and what validators check against the manifest: a penalized node is
+        disclosed as excluded with its reason, a missed node is not disclosed at all (one that is, has
+        answered). A node penalized without a disclosed entry stays in the round report only."""
+        missed, penalized = super().charges(rnd)
+        if rnd.verified is None:
+            return missed, penalized
+        manifest = rnd.verified.manifest
+        missed = [a for a in missed if manifest.entry_of(a) is None]
+        return missed, [a for a in penalized if _disclosed_excluded(manifest.entry_of(a))]
+
+
+def _disclosed_excluded(entry: Entry | None) -> bool:
+    """Whether a manifest entry discloses an excluded update with its reason."""
+    return entry is not None and not entry.included and bool(entry.reason)
+
 
 class CommitmentWriter(PlainWriter):
     """Commitment mode: the round's outcome leaves are stored and their root committed (flat gas);
@@ -130,6 +157,11 @@ class CommitmentWriter(PlainWriter):
         self.store.put_document(outcomes.name(), document)
         args = {"outcomes": (outcomes.root(), len(outcomes.outcomes))}
         return Prepared(args, len(document), outcomes=outcomes)
+
+    def charges(self, rnd: RoundInput) -> tuple[list[str], list[str]]:
+        """Nothing is charged on-chain in this mode (commitOutcomes takes no lists): the outcome leaves
+        carry the round's missed and penalized nodes."""
+        return list(rnd.missed), list(rnd.penalized)
 
     def suspended_by(self, receipt: TxReceipt, prepared: Prepared) -> list[str]:
         """The nodes the fold suspends with this round (binding once a checkpoint holding it is final)."""

@@ -10,9 +10,11 @@ created with, so a round cannot derive with rules of its own choosing; every dis
 by its node for this round (an unsigned entry either discloses a reply without a valid claim -- it names
 no update, the parser admits it only as excluded with no weight -- or a claim its node posted on-chain,
 which must match the node's ClaimPosted); every included node was Active just before the commit; the
-chain's scores are the manifest's; every node that posted its claim on-chain before the commit is
-disclosed and not recorded missed; every update blob hashes to what its node signed; and the included
-updates re-derive the committed model and the recomputable scores (defence/derivation.py).
+chain's scores are the manifest's; every node the commit penalized is disclosed as excluded with its
+reason, and no node it recorded as missed is disclosed at all; every node that posted its claim on-chain
+before the commit is disclosed and not recorded missed; every update blob hashes to what its node
+signed; and the included updates re-derive the committed model and the recomputable scores
+(defence/derivation.py).
 """
 
 from __future__ import annotations
@@ -139,6 +141,27 @@ def _against_chain(
     if on_chain != disclosed:
         changed = sorted(set(on_chain.items()) ^ set(disclosed.items()))
         out.append(Difference(b"", f"the chain's scores differ from the manifest's: {changed[:4]}"))
+    return out + _charges_against_manifest(client, manifest, task, rnd)
+
+
+def _charges_against_manifest(
+    client: ChainClient, manifest: RoundManifest, task: int, rnd: int
+) -> list[Difference]:
+    """The commit's charges the manifest does not back: a penalized node must be disclosed as excluded
+    with its reason (a penalty is tied to the round's evidence), a node recorded as missed must have no
+    entry (a disclosed entry means it answered). Read from the commit's Penalized and RoundMissed events."""
+    out = []
+    for node in sorted(ledger.penalized_in(client, task, rnd)):
+        entry = manifest.entry_of(node)
+        why = _unbacked_penalty(entry)
+        if why:  # an undisclosed node is named by its address (what a dispute's leaf may be)
+            leaf = entry.leaf() if entry is not None else bytes.fromhex(node[2:])
+            out.append(Difference(leaf, f"{to_checksum_address(node)} was penalized but {why}"))
+    for node in sorted(ledger.missed_in(client, task, rnd)):
+        entry = manifest.entry_of(node)
+        if entry is not None:
+            what = f"{to_checksum_address(node)} was recorded as missed but the manifest discloses its update"
+            out.append(Difference(entry.leaf(), what))
     return out
 
 
@@ -186,6 +209,15 @@ def _rules_differences(client: ChainClient, manifest: RoundManifest, task: int) 
             f"0x{declared.hex()[:16]}…, the task's rulesHash 0x{recorded.hex()[:16]}…)",
         )
     ]
+
+
+def _unbacked_penalty(entry: Entry | None) -> str:
+    """Why a penalty is not backed by a node's manifest entry ("" when it is: excluded, with a reason)."""
+    if entry is None:
+        return "the manifest does not disclose it"
+    if entry.included:
+        return "the manifest discloses its update as included"
+    return "" if entry.reason else "the manifest excludes its update without a reason"
 
 
 def _fetch_updates(out: RoundCheck, base: str, previous: dict[str, np.ndarray]) -> dict[str, dict]:
