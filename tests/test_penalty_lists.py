@@ -36,7 +36,7 @@ from fl_chain.protocol.update_signing import RoundContext, sign_update
 from fl_chain.store import ModelStore
 from fl_chain.verify.validator import Attestation, Dispute
 from tests.chainutil import LocalChain, new_nodes
-from tests.test_verified_rounds import Federation, federation  # noqa: F401 (the fixture)
+from tests.test_verified_rounds import RULES, Federation, federation  # noqa: F401 (the fixture)
 
 ZERO = b"\0" * 32
 
@@ -48,7 +48,10 @@ class Task:
     def __init__(self, chain: LocalChain, owner: LocalAccount) -> None:
         self.chain, self.owner = chain, owner
         client = chain.client
-        client.transact(owner, client.ledger.functions.createTask(Web3.keccak(text=owner.address), "", 0))
+        client.transact(
+            owner,
+            client.ledger.functions.createTask(Web3.keccak(text=owner.address), "", 0, ledger.ZERO_HASH),
+        )
         self.id = int(client.ledger.functions.taskCount().call())
         self.round, self.parent = 0, ZERO
 
@@ -221,7 +224,7 @@ def _verified_round(
     )
     model = derivation.aggregate(f.model, screened.updates, weights)
     built = verified_round.build(
-        context, screened, scores, f.committer.parent_hash, hash_arrays(model), "cosine", 2.0, 1.0
+        context, screened, scores, f.committer.parent_hash, hash_arrays(model), RULES, 1.0
     )
     commit = f.committer.commit(number, model, scores, missed, penalized, verified=built)
     f.model = model
