@@ -100,6 +100,7 @@ def test_the_dashboard_shows_the_ledger_live_and_verifies_blobs(tmp_path: Path) 
             # A short federated run on the same chain: its rounds arrive while the page is open.
             config = RunConfig()
             config.federation.rounds = 2
+            config.federation.min_nodes = 3  # every round waits for all three (the page counts their rounds)
             result = run_demo(config, 3, home, local=local, plot=False)
             assert result.chain_rounds == 3
             rounds = wait_for(

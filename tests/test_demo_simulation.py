@@ -43,6 +43,7 @@ def test_malformed_replies_are_dropped_and_the_round_commits(tmp_path: Path) -> 
     config.federation.rounds = 1
     config.task.local_epochs = 1
     attacks = {0: {"kind": "nan"}, 1: {"kind": "wrong-shape"}}
+    config.federation.min_nodes = 4  # the round waits for all four, however slowly they join
     result = run_demo(config, 4, tmp_path / "demo", attacks=attacks, plot=False)
     assert result.chain_rounds == 2
     last = result.reports[-1]
@@ -61,6 +62,7 @@ def test_hostile_example_counts_are_penalized_and_every_round_commits(tmp_path: 
     config.task.local_epochs = 1
     lies = [float("inf"), float("nan"), -1, 2**60]  # 2**60 fits the wire's int64, not a count
     attacks = {i: {"kind": "lie-examples", "value": value} for i, value in enumerate(lies)}
+    config.federation.min_nodes = 6  # every round waits for all six, however slowly they join
     result = run_demo(config, 6, tmp_path / "demo", attacks=attacks, plot=False)
     assert result.chain_rounds == 3  # round 0 and both training rounds
     liars, honest = set(result.nodes[:4]), set(result.nodes[4:])
