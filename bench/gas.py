@@ -129,7 +129,7 @@ def measure(local: bootstrap.LocalDeployment, nodes: list) -> list[tuple[int, in
     client.transact(coordinator, ledger.createTask(b"\x01" * 32, "file:///store/", 0, bytes(32)))
     client.transact(coordinator, ledger.createTask(b"\x02" * 32, "file:///store/", 1, b"\x0e" * 32))
     first = secrets.token_bytes(32)
-    client.transact(coordinator, ledger.commitRound(2, 0, first, "", b"\0" * 32, [], [], [], []))
+    client.transact(coordinator, ledger.commitRound(2, 0, first, "", b"\0" * 32, [], [], [], [], []))
     chain_of = {False: [1, 0, b"\0" * 32], True: [2, 1, first]}  # task, next round, parent
     results = []
     for n in SIZES:
@@ -140,7 +140,8 @@ def measure(local: bootstrap.LocalDeployment, nodes: list) -> list[tuple[int, in
                 model = secrets.token_bytes(32)
                 chosen = [x.address for x in nodes[:n]]
                 scores = [900_000 + secrets.randbelow(100_001) for _ in chosen]  # above the threshold
-                arguments = (task, rnd, model, "", parent, chosen, scores, [], [])
+                # Steady state: the participants' task membership is not re-recorded (joined = []).
+                arguments = (task, rnd, model, "", parent, chosen, scores, [], [], [])
                 fn = (
                     ledger.commitVerifiedRound(*arguments, secrets.token_bytes(32))
                     if verified
@@ -151,11 +152,11 @@ def measure(local: bootstrap.LocalDeployment, nodes: list) -> list[tuple[int, in
             gas[verified] = int(receipt["gasUsed"])
         results.append((n, gas[False], gas[True]))
     _, rnd, parent = chain_of[False]
-    # Only members of a task (scored in one of its rounds) can be charged: one round scores all 20.
+    # Charges reach a task's members (and nodes in no task): one round makes all 20 members.
     model = secrets.token_bytes(32)
     twenty = sorted((x.address for x in nodes[:20]), key=lambda a: int(a, 16))
     client.transact(
-        coordinator, ledger.commitRound(1, rnd, model, "", parent, twenty, [900_000] * 20, [], [])
+        coordinator, ledger.commitRound(1, rnd, model, "", parent, twenty, [900_000] * 20, [], [], twenty)
     )
     parent, rnd = model, rnd + 1
     # Outcome paths: 10 scored participants plus 5 missed and 5 penalized nodes (the second commit's
@@ -165,7 +166,7 @@ def measure(local: bootstrap.LocalDeployment, nodes: list) -> list[tuple[int, in
         scored = [x.address for x in nodes[:10]]
         fn = ledger.commitRound(
             1, rnd, model, "", parent, scored, [900_000] * 10, [x.address for x in nodes[10:15]],
-            [x.address for x in nodes[15:20]],
+            [x.address for x in nodes[15:20]], [],
         )  # fmt: skip
         receipt = client.transact(coordinator, fn)
         parent, rnd = model, rnd + 1
@@ -199,11 +200,33 @@ def measure_modes(local: bootstrap.LocalDeployment, nodes: list) -> list[dict]:
     for i, n in enumerate(MODE_SIZES):
         row: dict = {"participants": n}
         if n <= len(nodes) - 4:  # the per-participant commit, measured where the nodes are registered
+            # Steady state: every participant is already a member of the task. A node's first round in a
+            # task costs once more (its membership slot, and its first-task slot the first time ever);
+            # committed here in chunks, since 1,000 first memberships do not fit one block.
+            for start in range(0, n, 200):
+                model = secrets.token_bytes(32)
+                chunk = sorted(
+                    (x.address for x in nodes[start : min(n, start + 200)]), key=lambda a: int(a, 16)
+                )
+                fn = ledger.commitRound(
+                    plain_task,
+                    plain_rnd,
+                    model,
+                    "",
+                    plain_parent,
+                    chunk,
+                    [900_000] * len(chunk),
+                    [],
+                    [],
+                    chunk,
+                )
+                client.transact(coordinator, fn)
+                plain_parent, plain_rnd = model, plain_rnd + 1
             for _ in range(REPEATS):
                 model = secrets.token_bytes(32)
                 chosen = sorted((x.address for x in nodes[:n]), key=lambda a: int(a, 16))
                 fn = ledger.commitRound(
-                    plain_task, plain_rnd, model, "", plain_parent, chosen, [900_000] * n, [], []
+                    plain_task, plain_rnd, model, "", plain_parent, chosen, [900_000] * n, [], [], []
                 )
                 receipt = client.transact(coordinator, fn)
                 plain_parent, plain_rnd = model, plain_rnd + 1

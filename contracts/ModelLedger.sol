@@ -132,6 +132,10 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     error PenalizedNotSorted(uint256 index);
     /// @notice A node appears in two of a commit's lists (participants, missed, penalized).
     error ListedTwice(address node);
+    /// @notice `joined` must be sorted by address, strictly ascending.
+    error JoinedNotSorted(uint256 index);
+    /// @notice A node in `joined` is not a participant of the round.
+    error NotParticipant(address node);
     /// @notice A node missed or penalized in a task must be a member of it (a scored participant of one of
     ///         its rounds) unless it is a member of no task yet: a task's coordinator cannot reach the
     ///         standing of nodes that work in other tasks.
@@ -259,8 +263,9 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     ///        sorted strictly ascending, chargeable by the task (see chargeable), not participants.
     /// @param penalized Nodes whose reply was rejected as malformed or an outlier (they are penalized);
     ///        sorted strictly ascending, chargeable by the task, neither participants nor missed.
-    ///        A node is charged only once it has been scored in the task: its first round (and any
-    ///        round before it is first scored) can be missed or rejected without a charge.
+    /// @param joined Participants that become members of the task with this round (sorted strictly
+    ///        ascending; the coordinator lists those that are not members yet, so a round of members
+    ///        pays nothing for membership).
     function commitRound(
         uint256 task,
         uint256 round,
@@ -270,9 +275,10 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         address[] calldata participants,
         uint256[] calldata scores,
         address[] calldata missed,
-        address[] calldata penalized
+        address[] calldata penalized,
+        address[] calldata joined
     ) external onlyRole(COORDINATOR_ROLE) {
-        _commit(task, round, modelHash, uri, parentHash, participants, scores, missed, penalized, LedgerMode.Plain);
+        _commit(task, round, modelHash, uri, parentHash, participants, scores, missed, penalized, joined, LedgerMode.Plain);
     }
 
     /// @notice Commit one verified round: as `commitRound`, plus the Merkle root of the round's accepted
@@ -287,6 +293,7 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     /// @param missed Nodes selected for the round that did not answer in time (rules as in commitRound).
     /// @param penalized Nodes whose reply was rejected (rules as in commitRound); validators check that
     ///        each is disclosed as excluded in the round's manifest and that no missed node is in it.
+    /// @param joined Participants that become members of the task with this round (as in commitRound).
     /// @param updatesRoot Root of the leaves (node, update hash, weight, score) of the accepted updates.
     function commitVerifiedRound(
         uint256 task,
@@ -298,10 +305,13 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         uint256[] calldata scores,
         address[] calldata missed,
         address[] calldata penalized,
+        address[] calldata joined,
         bytes32 updatesRoot
     ) external onlyRole(COORDINATOR_ROLE) {
         if (updatesRoot == bytes32(0)) revert EmptyUpdatesRoot();
-        _commit(task, round, modelHash, uri, parentHash, participants, scores, missed, penalized, LedgerMode.Verified);
+        _commit(
+            task, round, modelHash, uri, parentHash, participants, scores, missed, penalized, joined, LedgerMode.Verified
+        );
         _updatesRoot[task][round] = updatesRoot;
         emit UpdatesCommitted(task, round, updatesRoot);
     }
@@ -517,6 +527,7 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         uint256[] calldata scores,
         address[] calldata missed,
         address[] calldata penalized,
+        address[] calldata joined,
         LedgerMode via
     ) private {
         _checkSequence(task, round, modelHash, parentHash, via);
@@ -527,6 +538,7 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         if (bytes(uri).length != 0) _uriOverride[task][round] = uri;
         emit RoundCommitted(task, round, modelHash, parentHash, uri, n);
         _emitContributions(task, round, participants, scores);
+        _recordMembers(task, joined, participants);
         _checkListed(task, missed, participants, participants[0:0], false);
         _checkListed(task, penalized, participants, missed, true);
         if (n + missed.length + penalized.length > 0) {
@@ -627,20 +639,41 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         address[] calldata participants,
         uint256[] calldata scores
     ) private {
-        mapping(address => bool) storage members = _member[task];
         address previous = address(0);
         for (uint256 i = 0; i < participants.length; ) {
             address node = participants[i];
             if (node <= previous) revert ParticipantsNotSorted(i);
             previous = node;
             emit ContributionRecorded(task, round, node, scores[i]);
+            unchecked {
+                ++i;
+            }
+        }
+    }
+
+    /// @dev Make the `joined` participants members of the task (sorted strictly ascending, each one a
+    ///      participant: a merge walk over the sorted arrays, O(n)). Only these are read and written, so
+    ///      a round whose participants are all members already pays nothing for membership; a node's
+    ///      first-ever membership also records its first task (see chargeable).
+    function _recordMembers(uint256 task, address[] calldata joined, address[] calldata participants) private {
+        mapping(address => bool) storage members = _member[task];
+        uint256 j = 0;
+        address previous = address(0);
+        for (uint256 k = 0; k < joined.length; ) {
+            address node = joined[k];
+            if (node <= previous) revert JoinedNotSorted(k);
+            previous = node;
+            unchecked {
+                while (j < participants.length && participants[j] < node) ++j;
+            }
+            if (j == participants.length || participants[j] != node) revert NotParticipant(node);
             if (!members[node]) {
                 members[node] = true;
                 if (_firstTask[node] == 0) _firstTask[node] = task;
                 emit TaskMember(task, node);
             }
             unchecked {
-                ++i;
+                ++k;
             }
         }
     }

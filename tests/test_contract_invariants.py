@@ -347,7 +347,16 @@ def _build_world(chain: LocalChain) -> World:
     # Round 0 with the three Active nodes scored, so attestations have a round from the first step.
     scores = [(a, SCALE // 2 + 1000 * i) for i, a in enumerate(_sorted(list(model.status)[:3]))]
     fn = client.ledger.functions.commitRound(
-        1, 0, keccak(text="model 1/0"), "", ZERO_HASH, [a for a, _ in scores], [v for _, v in scores], [], []
+        1,
+        0,
+        keccak(text="model 1/0"),
+        "",
+        ZERO_HASH,
+        [a for a, _ in scores],
+        [v for _, v in scores],
+        [],
+        [],
+        [a for a, _ in scores],  # all three join the task
     )
     client.transact(chain.coordinator, fn)
     model.tasks[0].hashes.append(keccak(text="model 1/0"))
@@ -675,8 +684,9 @@ class ContractMachine(RuleBasedStateMachine):
                     error = f"InactiveParticipant(node={address})"
                     break
 
+        joined = [p for p in participants if task is None or p not in task.members]  # the newcomers
         fn = self.client.ledger.functions.commitRound(
-            task_id, round_number, model_hash, "", parent, participants, values, missed, penalized
+            task_id, round_number, model_hash, "", parent, participants, values, missed, penalized, joined
         )
         receipt = self.send(caller, fn, error, data.draw(MINE, label="mine"))
         if receipt is None:

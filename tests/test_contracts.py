@@ -41,7 +41,16 @@ def _commit(
     missed = [n if isinstance(n, str) else n.address for n in missed]
     penalized = [n if isinstance(n, str) else n.address for n in penalized]
     fn = client.ledger.functions.commitRound(
-        task, rnd, model, uri, parent, addresses, scores, missed, penalized
+        task,
+        rnd,
+        model,
+        uri,
+        parent,
+        addresses,
+        scores,
+        missed,
+        penalized,
+        ledger.newcomers(client, task, addresses),
     )
     return client.transact(chain.coordinator, fn)
 
@@ -67,7 +76,7 @@ def test_every_write_rejects_wrong_role(chain: LocalChain) -> None:
         "COORDINATOR_ROLE": [
             client.ledger.functions.createTask(H[1], "", 0, bytes(32)),
             client.ledger.functions.setBlobBase(task, "x"),
-            client.ledger.functions.commitRound(task, 0, H[1], "", ZERO, [], [], [], []),
+            client.ledger.functions.commitRound(task, 0, H[1], "", ZERO, [], [], [], [], []),
         ],
     }
     for role, fns in writes.items():
@@ -81,7 +90,9 @@ def test_every_write_rejects_wrong_role(chain: LocalChain) -> None:
         chain.admin, client.ledger.functions.grantRole(role_id("COORDINATOR_ROLE"), other.address)
     )
     with pytest.raises(FlchainError, match="NotTaskOwner"):
-        client.transact(other, client.ledger.functions.commitRound(task, 0, H[1], "", ZERO, [], [], [], []))
+        client.transact(
+            other, client.ledger.functions.commitRound(task, 0, H[1], "", ZERO, [], [], [], [], [])
+        )
     with pytest.raises(FlchainError, match="NotTaskOwner"):
         client.transact(other, client.ledger.functions.setBlobBase(task, "y"))
 
@@ -171,7 +182,7 @@ def test_a_task_keeps_the_ledger_mode_it_was_created_in(chain: LocalChain) -> No
     plain, verified, commitment = (tasks[m] for m in LedgerMode)
 
     def verified_commit(task: int, rnd: int, parent: bytes):
-        return fns.commitVerifiedRound(task, rnd, H[30 + rnd], "", parent, [], [], [], [], H[40])
+        return fns.commitVerifiedRound(task, rnd, H[30 + rnd], "", parent, [], [], [], [], [], H[40])
 
     def outcomes_commit(task: int, rnd: int, parent: bytes):
         return fns.commitOutcomes(task, rnd, H[30 + rnd], "", parent, H[41], 1)
@@ -180,7 +191,7 @@ def test_a_task_keeps_the_ledger_mode_it_was_created_in(chain: LocalChain) -> No
         (plain, verified_commit(plain, 0, ZERO)),
         (plain, outcomes_commit(plain, 0, ZERO)),
         (verified, outcomes_commit(verified, 0, ZERO)),
-        (commitment, fns.commitRound(commitment, 0, H[30], "", ZERO, [], [], [], [])),
+        (commitment, fns.commitRound(commitment, 0, H[30], "", ZERO, [], [], [], [], [])),
         (commitment, verified_commit(commitment, 0, ZERO)),
     ]:
         with pytest.raises(FlchainError, match=rf"WrongMode\(task={task}, mode=\d\)"):

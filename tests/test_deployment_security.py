@@ -236,11 +236,11 @@ def test_a_registration_front_running_the_deployment_changes_nothing(
     client.transact(local.coordinator, ledger.createTask(b"\x09" * 32, "file:///s/", 0, bytes(32)))
     task = ledger.taskCount().call()
     client.transact(
-        local.coordinator, ledger.commitRound(task, 0, b"\x01" * 32, "", b"\0" * 32, [], [], [], [])
+        local.coordinator, ledger.commitRound(task, 0, b"\x01" * 32, "", b"\0" * 32, [], [], [], [], [])
     )
     participants = sorted(front_run, key=lambda a: int(a, 16))
     scores = [SCALE // 2] * len(participants)
-    commit = ledger.commitRound(task, 1, b"\x02" * 32, "", b"\x01" * 32, participants, scores, [], [])
+    commit = ledger.commitRound(task, 1, b"\x02" * 32, "", b"\x01" * 32, participants, scores, [], [], [])
     assert client.transact(local.coordinator, commit)["status"] == 1
 
 

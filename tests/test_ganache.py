@@ -20,10 +20,10 @@ def test_deploy_commit_and_events_on_ganache(tmp_path: Path) -> None:
         )
         zero, h0, h1 = b"\0" * 32, b"\x0a" * 32, b"\x0b" * 32
         ledger = client.ledger.functions
-        client.transact(chain.coordinator, ledger.commitRound(1, 0, h0, "", zero, [], [], [], []))
+        client.transact(chain.coordinator, ledger.commitRound(1, 0, h0, "", zero, [], [], [], [], []))
         receipt = client.transact(
             chain.coordinator,
-            ledger.commitRound(1, 1, h1, "", h0, [n.address for n in nodes], [SCALE, 0], [], []),
+            ledger.commitRound(1, 1, h1, "", h0, [n.address for n in nodes], [SCALE, 0], [], [], []),
         )
         committed = client.events(client.ledger, "RoundCommitted", receipt)
         assert committed[0]["modelHash"] == h1 and committed[0]["parentHash"] == h0

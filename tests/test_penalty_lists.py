@@ -70,6 +70,7 @@ class Task:
             [500_000] * len(participants),
             [n.address for n in missed],
             [n.address for n in penalized],
+            ledger.newcomers(self.chain.client, self.id, participants),  # scored: members from now on
         )
         receipt = self.chain.client.transact(self.owner, fn)
         self.round, self.parent = self.round + 1, model

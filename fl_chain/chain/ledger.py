@@ -128,9 +128,10 @@ def commit_round(
     if outcomes is not None:  # commitment mode: flat gas, the leaves are a blob named by their root
         fn = client.ledger.functions.commitOutcomes(*arguments[:5], outcomes[0], outcomes[1])
     elif updates_root is None:
-        fn = client.ledger.functions.commitRound(*arguments)
+        fn = client.ledger.functions.commitRound(*arguments, newcomers(client, task, ordered))
     else:  # a verified round: the same commit plus the root of its accepted updates (one more slot)
-        fn = client.ledger.functions.commitVerifiedRound(*arguments, updates_root)
+        joined = newcomers(client, task, ordered)
+        fn = client.ledger.functions.commitVerifiedRound(*arguments, joined, updates_root)
     return _send_commit(client, coordinator, fn, (task, round_number, model_hash), timeout, attempts)
 
 
@@ -154,6 +155,16 @@ def is_member(client: ChainClient, task: int, node: str) -> bool:
     """Whether a node was a scored participant of one of the task's rounds (only members can be
     recorded as missed or penalized in it)."""
     return bool(client.call(client.ledger.functions.isMember(task, Web3.to_checksum_address(node))))
+
+
+def newcomers(client: ChainClient, task: int, participants: list[str]) -> list[str]:
+    """The participants (sorted by address) that are not members of the task yet: the commit's `joined`
+    list, which makes them members (one batched read; members already pay nothing in the commit)."""
+    if not participants:
+        return []
+    fn = client.ledger.functions.isMember
+    flags = client.call_many([fn(task, Web3.to_checksum_address(p)) for p in participants])
+    return [p for p, member in zip(participants, flags, strict=True) if not member]
 
 
 def chargeable_among(client: ChainClient, task: int, nodes: Iterable[str]) -> set[str]:
