@@ -29,17 +29,13 @@ from fl_chain.chain.client import connect
 from fl_chain.chain.setup import bootstrap
 from fl_chain.chain.setup.localnode import ChainProcess
 from fl_chain.chain.watcher import ChainWatcher
-from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.committer import RoundCommitter
 from fl_chain.coordinator.screening import ScreeningPolicy, screen_replies
-from fl_chain.defence import derivation
-from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.errors import FlchainError
 from fl_chain.node.inclusion import check_inclusion
 from fl_chain.protocol.manifest import EXCLUDED_SCORE, parse_manifest, reason_hash
 from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
-from fl_chain.store import ModelStore
 from fl_chain.verify import round_check
 from fl_chain.verify.audit import audit_task
 from fl_chain.verify.round_check import check_round, judge_complaint
@@ -47,7 +43,7 @@ from fl_chain.verify.validator import Attestation, Validator
 from fl_chain.wire.records import UPDATE_RECORD, arrays_to_record
 from tests.chainutil import TEST_CAPACITY
 from tests.conftest import flower_server_identity
-from tests.test_verified_rounds import RULES
+from tests.verified_helpers import derive, open_verified_task, quorum_validators, verified_demo_config
 
 WINDOW = 120  # seconds: the ledger's complaint window in these tests (short: a test passes it)
 
@@ -107,14 +103,7 @@ class World:
                 )
             replies.append(Message(content, reply_to=outgoing[i]))
         screened = screen_replies(replies, ids, self.model, ScreeningPolicy(require_signed=True), context)
-        weights = verified_round.canonical_weights(screened, 2.0)
-        _, scores = score_round(
-            ScoringPolicy("cosine"), self.model, screened.updates, screened.weights, None, number
-        )
-        model = derivation.aggregate(self.model, screened.updates, weights)
-        built = verified_round.build(
-            context, screened, scores, self.committer.parent_hash, hash_arrays(model), RULES, 1.0
-        )
+        model, scores, built = derive(context, screened, self.model, self.committer.parent_hash)
         self.committer.commit(number, model, scores, [], sorted(screened.penalized), built)
         self.model = model
         return built
@@ -159,17 +148,8 @@ def world(anvil_process: ChainProcess, tmp_path: Path) -> Iterator[World]:
 def _world(anvil_process: ChainProcess, tmp_path: Path) -> World:
     chain = bootstrap.deploy_local(anvil_process, complaint_window=WINDOW)
     client = chain.client
-    committer = RoundCommitter.new_task(
-        client, chain.coordinator, ModelStore(tmp_path / "store"), b"\x24" * 32, mode="verified", rules=RULES
-    )
-    rng = np.random.default_rng(24)
-    model = {"w": rng.normal(size=(6, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
-    committer.commit(0, model)
-    client.transact(chain.admin, quorum.quorum_contract(client).functions.setQuorum(2))
-    validators = [
-        Validator(client, account, lambda rnd, arrays: 0.5, task=committer.task)
-        for account in bootstrap.new_validators(client, 3)
-    ]
+    committer, model = open_verified_task(client, chain.coordinator, tmp_path / "store", b"\x24" * 32, 24)
+    validators = quorum_validators(client, chain.admin, committer.task)
     nodes = bootstrap.register_nodes(client, 5, True, TEST_CAPACITY, funds=10**18)
     return World(chain, committer, nodes, validators, model)
 
@@ -352,7 +332,6 @@ def test_a_simulated_federation_discloses_an_unsigned_node_and_its_complaint_dis
     the complaint unfounded, nobody disputes, the round stays finalized and the audit agrees. Before: the
     manifest named only signed claims, the complaint was "omitted" and validators disputed the finalized
     round."""
-    from fl_chain.config import RunConfig
     from fl_chain.demo import run_demo
 
     registered: list[LocalAccount] = []  # the demo's node keys, as it registers them
@@ -363,11 +342,7 @@ def test_a_simulated_federation_discloses_an_unsigned_node_and_its_complaint_dis
         return registered
 
     monkeypatch.setattr(bootstrap, "register_nodes", keep)
-    config = RunConfig()
-    config.federation.rounds = 1
-    config.task.local_epochs = 1
-    config.ledger.mode = "verified"
-    config.scoring.method = "cosine"
+    config = verified_demo_config(1)
     home = tmp_path / "demo"
     home.mkdir()
     local = bootstrap.start_local(home, "anvil")

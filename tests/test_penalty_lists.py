@@ -25,18 +25,16 @@ from web3 import Web3
 
 from fl_chain.chain import ledger, quorum
 from fl_chain.chain.client import role_id
-from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.committer import RoundCommitter
 from fl_chain.coordinator.screening import Screened
-from fl_chain.defence import derivation
-from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, sign_update
 from fl_chain.store import ModelStore
 from fl_chain.verify.validator import Attestation, Dispute
 from tests.chainutil import LocalChain, new_nodes
-from tests.test_verified_rounds import RULES, Federation, federation  # noqa: F401 (the fixture)
+from tests.test_verified_rounds import Federation, federation  # noqa: F401 (the fixture)
+from tests.verified_helpers import derive
 
 ZERO = b"\0" * 32
 
@@ -219,14 +217,7 @@ def _verified_round(
         screened.signed[node.address] = signed
         screened.updates[node.address] = screened.originals[node.address] = arrays
         screened.weights[node.address] = float(signed.weight)
-    weights = verified_round.canonical_weights(screened, 2.0)
-    _, scores = score_round(
-        ScoringPolicy("cosine"), f.model, screened.updates, screened.weights, None, number
-    )
-    model = derivation.aggregate(f.model, screened.updates, weights)
-    built = verified_round.build(
-        context, screened, scores, f.committer.parent_hash, hash_arrays(model), RULES, 1.0
-    )
+    model, scores, built = derive(context, screened, f.model, f.committer.parent_hash)
     commit = f.committer.commit(number, model, scores, missed, penalized, verified=built)
     f.model = model
     charged = {e["node"] for e in client.events(client.reputation, "Penalized", commit.receipt)}

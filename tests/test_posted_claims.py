@@ -23,8 +23,6 @@ from fl_chain.chain.setup import bootstrap
 from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.committer import RoundCommitter
 from fl_chain.coordinator.screening import Screened
-from fl_chain.defence import derivation
-from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.errors import FlchainError
 from fl_chain.node.signer import AgentSigner
 from fl_chain.protocol.ledger_mode import LedgerMode
@@ -32,12 +30,11 @@ from fl_chain.protocol.manifest import canonical
 from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
 from fl_chain.runners.signing_agent import SigningAgent
-from fl_chain.store import ModelStore
 from fl_chain.verify import round_check
 from fl_chain.verify.audit import audit_task
 from fl_chain.verify.validator import Attestation, Dispute, Validator
 from tests.chainutil import new_nodes
-from tests.test_verified_rounds import RULES
+from tests.verified_helpers import RULES, derive, open_verified_task, quorum_validators, verified_demo_config
 
 
 def _context(client, task: int, rnd: int) -> RoundContext:
@@ -172,14 +169,7 @@ class Rounds:
             screened.signed[node.address] = signed
             screened.updates[node.address] = screened.originals[node.address] = arrays
             screened.weights[node.address] = float(signed.weight)
-        weights = verified_round.canonical_weights(screened, 2.0)
-        _, scores = score_round(
-            ScoringPolicy("cosine"), self.model, screened.updates, screened.weights, None, number
-        )
-        model = derivation.aggregate(self.model, screened.updates, weights)
-        built = verified_round.build(
-            context, screened, scores, self.committer.parent_hash, hash_arrays(model), RULES, 1.0
-        )
+        model, scores, built = derive(context, screened, self.model, self.committer.parent_hash)
         missed = [drop] if drop and record_missed else []
         if drop is None:  # the honest coordinator's last step before the commit
             missed = [n for n in (silent, quiet) if n]
@@ -197,17 +187,8 @@ class Rounds:
 @pytest.fixture()
 def rounds(chain, tmp_path: Path) -> Rounds:
     client = chain.client
-    committer = RoundCommitter.new_task(
-        client, chain.coordinator, ModelStore(tmp_path / "store"), b"\x01" * 32, mode="verified", rules=RULES
-    )
-    rng = np.random.default_rng(1)
-    model = {"w": rng.normal(size=(6, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
-    committer.commit(0, model)
-    client.transact(chain.admin, quorum.quorum_contract(client).functions.setQuorum(2))
-    validators = [
-        Validator(client, account, lambda rnd, arrays: 0.5, task=committer.task)
-        for account in bootstrap.new_validators(client, 3)
-    ]
+    committer, model = open_verified_task(client, chain.coordinator, tmp_path / "store", b"\x01" * 32, 1)
+    validators = quorum_validators(client, chain.admin, committer.task)
     return Rounds(chain, committer, new_nodes(chain, 4), validators, model)
 
 
@@ -380,14 +361,9 @@ def test_a_simulated_federation_posts_every_nodes_claim(tmp_path: Path) -> None:
     """The Simulation Engine with post-claims on: every node of every verified round posted its claim
     before the round was committed, the validators attest every round and the audit's "posted claims"
     check passes. Before: nodes posted nothing (there was no postClaim)."""
-    from fl_chain.config import RunConfig
     from fl_chain.demo import run_demo
 
-    config = RunConfig()
-    config.federation.rounds = 2
-    config.task.local_epochs = 1
-    config.ledger.mode = "verified"
-    config.scoring.method = "cosine"
+    config = verified_demo_config(2)
     home = tmp_path / "demo"
     home.mkdir()
     local = bootstrap.start_local(home, "anvil")

@@ -20,6 +20,7 @@ from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.store import ModelStore
 from fl_chain.verify.audit import audit_task
 from tests.chainutil import LocalChain
+from tests.verified_helpers import verified_demo_config
 
 
 def _model(value: float) -> dict[str, np.ndarray]:
@@ -86,15 +87,10 @@ def test_a_verified_federation_with_finalized_only_nodes_continues_after_a_dispu
     the nodes train only from finalized models. Right after round 2 finalized, a second validator disputes
     it: round 3 is rebased on round 1, the nodes train from it, and rounds 3 and 4 commit and finalize.
     Before: round 3 built on the disputed round 2 and every node refused to train from it."""
-    from fl_chain.config import RunConfig
     from fl_chain.demo import run_demo
     from fl_chain.wire.report import RoundReport
 
-    config = RunConfig()
-    config.federation.rounds = 4
-    config.task.local_epochs = 1
-    config.ledger.mode = "verified"
-    config.scoring.method = "cosine"
+    config = verified_demo_config(4)
     home = tmp_path / "demo"
     home.mkdir()
     local = bootstrap.start_local(home, "anvil")

@@ -22,7 +22,6 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import ledger, quorum
 from fl_chain.chain.published import fetch_rules
-from fl_chain.chain.setup import bootstrap
 from fl_chain.config import RunConfig
 from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.committer import RoundCommitter
@@ -42,8 +41,8 @@ from fl_chain.store_http import BlobServer
 from fl_chain.verify.audit import audit_task
 from fl_chain.verify.validator import Attestation, Dispute, Validator
 from tests.chainutil import LocalChain, new_nodes
+from tests.verified_helpers import RULES, open_verified_task, quorum_validators
 
-RULES = task_rules("cosine", 2.0, 0.0, 0.0, "rules")  # the task's: cosine scores, claims capped at 2x median
 COLLUDER_CLAIM = 1_000_000  # the examples the coordinator's friend signs for (honest nodes: 50..150)
 
 
@@ -104,18 +103,8 @@ class Task:
 @pytest.fixture()
 def task(chain: LocalChain, tmp_path: Path) -> Task:
     client = chain.client
-    store = ModelStore(tmp_path / "store")
-    committer = RoundCommitter.new_task(
-        client, chain.coordinator, store, b"\x01" * 32, mode="verified", rules=RULES
-    )
-    rng = np.random.default_rng(1)
-    model = {"w": rng.normal(size=(6, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
-    committer.commit(0, model)
-    client.transact(chain.admin, quorum.quorum_contract(client).functions.setQuorum(2))
-    validators = [
-        Validator(client, account, lambda rnd, arrays: 0.5, task=committer.task)
-        for account in bootstrap.new_validators(client, 3)
-    ]
+    committer, model = open_verified_task(client, chain.coordinator, tmp_path / "store", b"\x01" * 32, 1)
+    validators = quorum_validators(client, chain.admin, committer.task)
     return Task(chain, committer, new_nodes(chain, 4), validators, model)
 
 

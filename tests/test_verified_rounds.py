@@ -16,23 +16,17 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import quorum
-from fl_chain.chain.setup import bootstrap
-from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.committer import RoundCommitter
 from fl_chain.coordinator.screening import Screened
 from fl_chain.defence import derivation
-from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.node.inclusion import check_inclusion
 from fl_chain.protocol.manifest import RoundManifest
 from fl_chain.protocol.model_bytes import arrays_from_bytes, canonical_bytes, hash_arrays
-from fl_chain.protocol.task_rules import task_rules
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
-from fl_chain.store import ModelStore
 from fl_chain.verify.audit import audit_task
 from fl_chain.verify.validator import Attestation, Dispute, Validator
 from tests.chainutil import new_nodes
-
-RULES = task_rules("cosine", 2.0, 0.0, 0.0, "rules")  # the task's rules: cosine scores, claims capped at 2x
+from tests.verified_helpers import derive, open_verified_task, quorum_validators
 
 
 @dataclass
@@ -80,14 +74,7 @@ class Federation:
             screened.claims[node.address] = screened.signed[node.address] = signed
             screened.updates[node.address] = screened.originals[node.address] = arrays
             screened.weights[node.address] = float(signed.weight)
-        weights = verified_round.canonical_weights(screened, 2.0)
-        _, scores = score_round(
-            ScoringPolicy("cosine"), self.model, screened.updates, screened.weights, None, number
-        )
-        model = derivation.aggregate(self.model, screened.updates, weights)
-        built = verified_round.build(
-            context, screened, scores, self.committer.parent_hash, hash_arrays(model), RULES, 1.0
-        )
+        model, scores, built = derive(context, screened, self.model, self.committer.parent_hash)
         if cook is not None:
             model, scores = cook(built, self.model, model, scores)
         commit = self.committer.commit(number, model, scores, verified=built)
@@ -103,19 +90,9 @@ class Federation:
 @pytest.fixture()
 def federation(chain, tmp_path: Path) -> Federation:
     client = chain.client
-    store = ModelStore(tmp_path / "store")
-    committer = RoundCommitter.new_task(
-        client, chain.coordinator, store, b"\x01" * 32, mode="verified", rules=RULES
-    )
-    rng = np.random.default_rng(1)
-    model = {"w": rng.normal(size=(6, 4)).astype(np.float32), "b": np.zeros(4, np.float32)}
-    committer.commit(0, model)
+    committer, model = open_verified_task(client, chain.coordinator, tmp_path / "store", b"\x01" * 32, 1)
     admin = Account.from_key(client.deployment.dev_keys["admin"])
-    client.transact(admin, quorum.quorum_contract(client).functions.setQuorum(2))
-    validators = [
-        Validator(client, account, lambda rnd, arrays: 0.5, task=committer.task)
-        for account in bootstrap.new_validators(client, 3)
-    ]
+    validators = quorum_validators(client, admin, committer.task)
     return Federation(chain, committer, new_nodes(chain, 4), validators, model)
 
 
