@@ -7,7 +7,7 @@ import random
 import pytest
 from eth_account import Account
 
-from fl_chain.chain import ledger
+from fl_chain.chain import charges, ledger
 from fl_chain.chain.client import role_id
 from fl_chain.chain.registry import status_of
 from fl_chain.errors import FlchainError
@@ -50,7 +50,7 @@ def _commit(
         scores,
         missed,
         penalized,
-        ledger.newcomers(client, task, addresses),
+        charges.newcomers(client, task, addresses),
     )
     return client.transact(chain.coordinator, fn)
 

@@ -23,7 +23,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from fl_chain.chain import ledger, quorum
+from fl_chain.chain import charges, ledger, quorum
 from fl_chain.chain.client import role_id
 from fl_chain.coordinator.committer import RoundCommitter
 from fl_chain.coordinator.screening import Screened
@@ -68,7 +68,7 @@ class Task:
             [500_000] * len(participants),
             [n.address for n in missed],
             [n.address for n in penalized],
-            ledger.newcomers(self.chain.client, self.id, participants),  # scored: members from now on
+            charges.newcomers(self.chain.client, self.id, participants),  # scored: members from now on
         )
         receipt = self.chain.client.transact(self.owner, fn)
         self.round, self.parent = self.round + 1, model
@@ -171,8 +171,8 @@ def test_a_member_can_be_missed_and_penalized_once_per_round(chain: LocalChain) 
     assert [e["node"] for e in client.events(client.reputation, "RoundMissed", receipt)] == [b.address]
     assert [e["node"] for e in client.events(client.reputation, "Penalized", receipt)] == [c.address]
     assert (_reputation(chain, b), _reputation(chain, c)) == (450_000, 250_000)
-    assert ledger.missed_in(client, task.id, 1) == {b.address.lower()}
-    assert ledger.penalized_in(client, task.id, 1) == {c.address.lower()}
+    assert charges.missed_in(client, task.id, 1) == {b.address.lower()}
+    assert charges.penalized_in(client, task.id, 1) == {c.address.lower()}
 
 
 def test_the_coordinator_sends_clean_lists_and_charges_no_stranger(chain: LocalChain, tmp_path: Path) -> None:
@@ -252,7 +252,7 @@ def test_validators_dispute_a_penalty_the_manifest_does_not_disclose(federation:
         number, model, scores, penalized=[victim.address], verified=verified
     )
     f.round(2, skip_claims=(victim.address,))  # its update left out, and the node penalized
-    assert ledger.penalized_in(f.client, f.committer.task, 2) == {victim.address.lower()}
+    assert charges.penalized_in(f.client, f.committer.task, 2) == {victim.address.lower()}
     verdicts = f.judge(2)
     assert all(isinstance(v, Dispute) for v in verdicts), verdicts
     assert all(victim.address in v.reason and "penalized" in v.reason for v in verdicts), verdicts
@@ -272,7 +272,7 @@ def test_validators_dispute_a_missed_record_for_a_node_the_manifest_discloses(
     late = f.nodes[0].address
     f.committer.writer.charges = lambda rnd: (sorted(rnd.missed), [])  # the dishonest coordinator
     verdicts, _ = _verified_round(f, 2, {late: "arrived after the deadline"}, [], missed=(late,))
-    assert ledger.missed_in(f.client, f.committer.task, 2) == {late.lower()}
+    assert charges.missed_in(f.client, f.committer.task, 2) == {late.lower()}
     assert all(isinstance(v, Dispute) and f"{late} was recorded as missed" in v.reason for v in verdicts), (
         verdicts
     )

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.chain import ledger, quorum
+from fl_chain.chain import charges, ledger, quorum
 from fl_chain.chain.setup import bootstrap
 from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.committer import RoundCommitter
@@ -221,7 +221,7 @@ def test_a_node_that_posts_and_never_replies_cannot_get_an_honest_round_disputed
     entry = manifest.entry_of(silent)
     assert entry is not None and not entry.included and entry.signature == ""
     assert entry.reason == verified_round.POSTED_NOT_RECEIVED
-    assert silent.lower() not in ledger.missed_in(r.client, r.committer.task, 1)
+    assert silent.lower() not in charges.missed_in(r.client, r.committer.task, 1)
     verdicts = r.judge(1)
     assert all(isinstance(v, Attestation) for v in verdicts), verdicts
     assert quorum.is_finalized(r.client, r.committer.task, 1)
@@ -279,7 +279,7 @@ def test_a_claim_front_running_the_commit_in_its_block_does_not_dispute_the_roun
     (event,) = client.logs(client.ledger, "ClaimPosted", task=r.committer.task, node=attacker.address)
     record = ledger.get_round(client, r.committer.task, 1)
     assert event["blockNumber"] == record.block and event["args"]["node"] == attacker.address
-    assert attacker.address.lower() in ledger.missed_in(client, r.committer.task, 1)
+    assert attacker.address.lower() in charges.missed_in(client, r.committer.task, 1)
     binding = ledger.posted_claims(client, r.committer.task, 1, before_block=record.block)
     assert attacker.address.lower() not in binding and len(binding) == 3
     verdicts = r.judge(1)
@@ -303,7 +303,7 @@ def test_a_coordinator_that_drops_a_posted_reply_has_the_round_disputed(
     dropped = r.nodes[1]
     r.round(1, drop=dropped.address, record_missed=record_missed)
     if record_missed:
-        assert dropped.address.lower() in ledger.missed_in(r.client, r.committer.task, 1)
+        assert dropped.address.lower() in charges.missed_in(r.client, r.committer.task, 1)
     verdicts = r.judge(1)
     assert all(isinstance(v, Dispute) and v.reason.startswith(reason) for v in verdicts), verdicts
     assert all(dropped.address in v.reason and v.leaf.endswith(dropped.address[2:].lower()) for v in verdicts)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fl_chain.chain import ledger
-from fl_chain.chain.ledger import penalty_lists
+from fl_chain.chain import charges
+from fl_chain.chain.charges import penalty_lists
 from fl_chain.chain.registry import status_of
 from fl_chain.chain.setup.localnode import ChainProcess
 from fl_chain.errors import FlchainError
@@ -43,7 +43,7 @@ class Round:
             [s for _, s in ordered],
             list(missed),
             list(penalized),
-            ledger.newcomers(self.chain.client, self.task, [a for a, _ in ordered]),
+            charges.newcomers(self.chain.client, self.task, [a for a, _ in ordered]),
         )
         receipt = self.chain.client.transact(self.chain.coordinator, fn)
         self.number, self.parent = self.number + 1, model

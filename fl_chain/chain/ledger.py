@@ -3,7 +3,7 @@ model (`load_model`). Reads go through `ChainClient.call`, writes through `Chain
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
@@ -12,6 +12,7 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import TimeExhausted, TransactionNotFound
 from web3.types import EventData, TxReceipt
 
+from fl_chain.chain.charges import newcomers, penalty_lists
 from fl_chain.chain.client import ChainClient, ReceiptTimeout
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.ledger_mode import LedgerMode
@@ -135,47 +136,6 @@ def commit_round(
     return _send_commit(client, coordinator, fn, (task, round_number, model_hash), timeout, attempts)
 
 
-def penalty_lists(
-    participants: Iterable[str], missed: Iterable[str], penalized: Iterable[str]
-) -> tuple[list[str], list[str]]:
-    """`missed` and `penalized` as ModelLedger's commit takes them: checksummed, sorted by address,
-    without duplicates and disjoint from each other and from the participants (a participant is
-    never charged; a node both rejected and missing counts as penalized, the reply having arrived)."""
-    scored = {a.lower() for a in participants}
-    charged = {a.lower() for a in penalized} - scored
-    absent = {a.lower() for a in missed} - scored - charged
-    return _by_address(absent), _by_address(charged)
-
-
-def _by_address(addresses: Iterable[str]) -> list[str]:
-    return sorted((Web3.to_checksum_address(a) for a in addresses), key=lambda a: int(a, 16))
-
-
-def is_member(client: ChainClient, task: int, node: str) -> bool:
-    """Whether a node was a scored participant of one of the task's rounds (only members can be
-    recorded as missed or penalized in it)."""
-    return bool(client.call(client.ledger.functions.isMember(task, Web3.to_checksum_address(node))))
-
-
-def newcomers(client: ChainClient, task: int, participants: list[str]) -> list[str]:
-    """The participants (sorted by address) that are not members of the task yet: the commit's `joined`
-    list, which makes them members (one batched read; members already pay nothing in the commit)."""
-    if not participants:
-        return []
-    fn = client.ledger.functions.isMember
-    flags = client.call_many([fn(task, Web3.to_checksum_address(p)) for p in participants])
-    return [p for p, member in zip(participants, flags, strict=True) if not member]
-
-
-def chargeable_among(client: ChainClient, task: int, nodes: Iterable[str]) -> set[str]:
-    """The nodes among `nodes` (lowercase) the task's commits may record as missed or penalized: its
-    members, and nodes that are members of no task yet (ModelLedger.chargeable); one batched read."""
-    distinct = sorted({n.lower() for n in nodes})
-    fn = client.ledger.functions.chargeable
-    flags = client.call_many([fn(task, Web3.to_checksum_address(n)) for n in distinct]) if distinct else []
-    return {n for n, ok in zip(distinct, flags, strict=True) if ok}
-
-
 def _send_commit(
     client: ChainClient,
     coordinator: LocalAccount,
@@ -236,24 +196,6 @@ def commit_events(client: ChainClient, task: int, round_number: int | None = Non
     """The RoundCommitted events of a task (of one round if given), in chain order."""
     rounds = {} if round_number is None else {"round": round_number}
     return client.logs(client.ledger, "RoundCommitted", task=task, **rounds)
-
-
-def missed_in(client: ChainClient, task: int, round_number: int) -> set[str]:
-    """The nodes (lowercase) the round's commit recorded as missed (RoundMissed in its transaction)."""
-    missed: set[str] = set()
-    for commit in commit_events(client, task, round_number):
-        receipt = client.w3.eth.get_transaction_receipt(commit["transactionHash"])
-        missed |= {str(e["node"]).lower() for e in client.events(client.reputation, "RoundMissed", receipt)}
-    return missed
-
-
-def penalized_in(client: ChainClient, task: int, round_number: int) -> set[str]:
-    """The nodes (lowercase) the round's commit penalized (Penalized in its transaction)."""
-    penalized: set[str] = set()
-    for commit in commit_events(client, task, round_number):
-        receipt = client.w3.eth.get_transaction_receipt(commit["transactionHash"])
-        penalized |= {str(e["node"]).lower() for e in client.events(client.reputation, "Penalized", receipt)}
-    return penalized
 
 
 def round_count(client: ChainClient, task: int) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
-from fl_chain.chain import checkpoints, ledger, reputation
+from fl_chain.chain import charges, checkpoints, reputation
 from fl_chain.chain.client import ChainClient
 from fl_chain.coordinator.commitment import CommitmentBook
 from fl_chain.coordinator.verified_round import VerifiedRound
@@ -65,10 +65,10 @@ class PlainWriter:
         """The (missed, penalized) lists the commit sends: sorted, deduplicated and disjoint, and only
         nodes the task may charge (ModelLedger.chargeable: its members, and nodes in no task yet; a node
         that works only in other tasks stays in the round report, uncharged)."""
-        missed, penalized = ledger.penalty_lists(rnd.scores, rnd.missed, rnd.penalized)
+        missed, penalized = charges.penalty_lists(rnd.scores, rnd.missed, rnd.penalized)
         if not missed and not penalized:
             return missed, penalized
-        allowed = ledger.chargeable_among(self.client, self.task, [*missed, *penalized])
+        allowed = charges.chargeable_among(self.client, self.task, [*missed, *penalized])
         return [a for a in missed if a.lower() in allowed], [a for a in penalized if a.lower() in allowed]
 
     def suspended_by(self, receipt: TxReceipt, prepared: Prepared) -> list[str]:

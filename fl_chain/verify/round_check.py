@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from eth_utils import to_checksum_address
 
-from fl_chain.chain import ledger, registry
+from fl_chain.chain import charges, ledger, registry
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.published import Unavailable, fetch_manifest, read_published
 from fl_chain.defence.derivation import RECOMPUTABLE_SCORES, Difference, rederive
@@ -151,13 +151,13 @@ def _charges_against_manifest(
     with its reason (a penalty is tied to the round's evidence), a node recorded as missed must have no
     entry (a disclosed entry means it answered). Read from the commit's Penalized and RoundMissed events."""
     out = []
-    for node in sorted(ledger.penalized_in(client, task, rnd)):
+    for node in sorted(charges.penalized_in(client, task, rnd)):
         entry = manifest.entry_of(node)
         why = _unbacked_penalty(entry)
         if why:  # an undisclosed node is named by its address (what a dispute's leaf may be)
             leaf = entry.leaf() if entry is not None else bytes.fromhex(node[2:])
             out.append(Difference(leaf, f"{to_checksum_address(node)} was penalized but {why}"))
-    for node in sorted(ledger.missed_in(client, task, rnd)):
+    for node in sorted(charges.missed_in(client, task, rnd)):
         entry = manifest.entry_of(node)
         if entry is not None:
             what = f"{to_checksum_address(node)} was recorded as missed but the manifest discloses its update"
@@ -184,7 +184,7 @@ def posted_claim_differences(
     posted = binding_claims(client, task, rnd) if posted is None else posted
     if not posted:
         return []
-    missed = ledger.missed_in(client, task, rnd)
+    missed = charges.missed_in(client, task, rnd)
     out = []
     for node, (update_hash, _weight) in sorted(posted.items()):
         leaf = bytes.fromhex(node[2:]).rjust(32, b"\0")
@@ -270,6 +270,6 @@ def judge_complaint(
         return "disclosed", entry
     if entry is not None:
         return ("disclosed" if entry.update_hash == update_hash else "two updates"), entry
-    if node.lower() in ledger.missed_in(client, task, round_number):
+    if node.lower() in charges.missed_in(client, task, round_number):
         return "missed", None
     return "omitted", None
