@@ -17,6 +17,7 @@ from flwr.common.config import parse_config_args
 from fl_chain.chain.identity import write_keystore
 from fl_chain.chain.setup.localnode import free_port
 from fl_chain.errors import FlchainError
+from fl_chain.proctree import stop_tree
 from fl_chain.runners.processes import format_node_config
 from fl_chain.wire.node_config import NodeConfig
 from tests.chainutil import LocalChain, home_with_deployment
@@ -81,7 +82,11 @@ def test_flchain_client_hands_its_task_and_seed_to_the_supernode(chain: LocalCha
         )  # the password is not argv
     finally:
         client.send_signal(signal.SIGTERM)
-        client.wait(timeout=30)
+        try:
+            client.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # the test fails, and leaves no SuperNode behind
+            stop_tree(client.pid)
+            raise
     assert not supernode.is_running() or supernode.status() == psutil.STATUS_ZOMBIE
 
 
