@@ -17,6 +17,7 @@ from fl_chain.chain.client import ChainClient, open_chain
 from fl_chain.chain.deployment import DEPLOYMENT_FILE
 from fl_chain.chain.identity import PASSWORD_ENV, resolve_account
 from fl_chain.errors import FlchainError
+from fl_chain.interrupts import clear_stop, request_stop
 from fl_chain.paths import state_home
 from fl_chain.views import console, err_console
 
@@ -72,11 +73,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM ends a long-running command like Ctrl-C does (its `finally` blocks stop what it started)."""
 
     def interrupt(signum: int, frame: object) -> None:
+        request_stop()  # kept even if the exception below is dropped (interrupts.py says where)
         raise KeyboardInterrupt
 
+    clear_stop()
     previous = signal.signal(signal.SIGTERM, interrupt)
     # Started in the background by a shell, SIGINT arrives ignored; Ctrl-C must still stop the command.
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_int = signal.signal(signal.SIGINT, interrupt)
     try:
         yield
     finally:

@@ -177,7 +177,7 @@ def client(
     supervisor.root_certificates, supervisor.port, supervisor.app_hash = root_certificates, port, pin
     if supervisor.status != "Active":
         err_console.print(
-            f"warning: {supervisor.address} is {supervisor.status} in the NodeRegistry; the server will "
+            f"warning: {supervisor.address} is {_status_words(supervisor.status)}; the server will "
             "refuse this node until a registrar approves it"
         )
     with sigterm_as_interrupt():
@@ -186,3 +186,10 @@ def client(
             console.print,
             err_console.print,
         )
+
+
+def _status_words(status: str) -> str:
+    """A node's registry status as a phrase (status "None" means it never registered)."""
+    if status == "None":
+        return "not registered in the NodeRegistry (`flchain node apply`)"
+    return f"{status} in the NodeRegistry"

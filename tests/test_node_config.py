@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -20,7 +22,7 @@ from fl_chain.errors import FlchainError
 from fl_chain.proctree import stop_tree
 from fl_chain.runners.processes import format_node_config
 from fl_chain.wire.node_config import NodeConfig
-from tests.chainutil import LocalChain, home_with_deployment
+from tests.chainutil import LocalChain, fresh_deployment, home_with_deployment, launch
 
 
 def test_round_trip_through_flowers_parser(tmp_path: Path) -> None:
@@ -57,16 +59,9 @@ def test_bad_node_config_values_are_one_line_errors(tmp_path: Path) -> None:
 def test_flchain_client_hands_its_task_and_seed_to_the_supernode(chain: LocalChain, tmp_path: Path) -> None:
     """The SuperNode that `flchain client` starts carries the ML task and partition seed it was given
     (before, every real node trained digits with seed 42 whatever it was told); SIGTERM stops it all."""
-    home = home_with_deployment(chain, tmp_path)
     key = tmp_path / "node.json"
-    write_keystore(key, "s3cret-pw-Zq")
-    env = {**os.environ, "FLCHAIN_KEY_PASSWORD": "s3cret-pw-Zq", "COLUMNS": "200"}
-    args = ["client", "--key", str(key), "--superlink", f"127.0.0.1:{free_port()}", "--home", str(home)]
-    args += ["--task", "tests.user_task:TASK", "--data-seed", "7", "--partition", "1/3"]
-    client = subprocess.Popen(
-        [sys.executable, "-m", "fl_chain", *args], stdout=subprocess.PIPE, text=True, env=env
-    )
-    try:
+    extra = ["--task", "tests.user_task:TASK", "--data-seed", "7", "--partition", "1/3"]
+    with _client(chain, tmp_path, key, extra) as client:
         supernode = _wait_for_child(client.pid, "flower-supernode")
         cmdline = supernode.cmdline()
         parsed = parse_config_args([cmdline[cmdline.index("--node-config") + 1]])
@@ -80,14 +75,65 @@ def test_flchain_client_hands_its_task_and_seed_to_the_supernode(chain: LocalCha
         assert node.key_path == key.resolve() and "s3cret-pw-Zq" not in " ".join(
             cmdline
         )  # the password is not argv
-    finally:
-        client.send_signal(signal.SIGTERM)
-        try:
-            client.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # the test fails, and leaves no SuperNode behind
-            stop_tree(client.pid)
-            raise
     assert not supernode.is_running() or supernode.status() == psutil.STATUS_ZOMBIE
+
+
+def test_sigterm_stops_a_client_whose_chain_and_superlink_are_gone(tmp_path: Path) -> None:
+    """A client left alone (its chain stopped and waited for, no SuperLink ever there, its SuperNode
+    restarting) still stops on SIGTERM with everything it started;
+    one such client once ran on for 25 minutes."""
+    process = launch("anvil", tmp_path / "anvil")
+    try:
+        chain = fresh_deployment(process)
+        with _client(chain, tmp_path, tmp_path / "node.json", []) as client:
+            supernode = _wait_for_child(client.pid, "flower-supernode")
+            process.stop()
+            out = tmp_path / "client.out"
+            deadline = time.monotonic() + 60
+            while not _chain_gone(out.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert _chain_gone(out.read_text()), out.read_text()[-2000:]
+            assert client.poll() is None  # it keeps supervising until told to stop
+    finally:
+        process.stop()
+    assert client.returncode is not None
+    assert "stopping the node" in out.read_text()
+    assert not supernode.is_running() or supernode.status() == psutil.STATUS_ZOMBIE
+
+
+def _chain_gone(output: str) -> bool:
+    """Whether the client has said that its chain stopped answering (it waits, then gives up polling)."""
+    return "is not answering" in output or "chain unavailable" in output
+
+
+@contextmanager
+def _client(
+    chain: LocalChain, tmp_path: Path, key: Path, extra: list[str]
+) -> Iterator[subprocess.Popen[str]]:
+    """`flchain client` on the chain, towards a SuperLink port nobody listens on, its output in
+    tmp_path/client.out; SIGTERMed on the way out, and failing the test (its tree stopped by PID) if it
+    does not exit within 30 s."""
+    home = home_with_deployment(chain, tmp_path)
+    write_keystore(key, "s3cret-pw-Zq")
+    env = {**os.environ, "FLCHAIN_KEY_PASSWORD": "s3cret-pw-Zq", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    args = ["client", "--key", str(key), "--superlink", f"127.0.0.1:{free_port()}", "--home", str(home)]
+    with (tmp_path / "client.out").open("w") as out:
+        client = subprocess.Popen(
+            [sys.executable, "-m", "fl_chain", *args, *extra],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        try:
+            yield client
+        finally:
+            client.send_signal(signal.SIGTERM)
+            try:
+                client.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # the test fails, and leaves no SuperNode behind
+                stop_tree(client.pid)
+                raise
 
 
 def _wait_for_child(pid: int, name: str, timeout: float = 30.0) -> psutil.Process:

@@ -28,6 +28,7 @@ from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.node_reads import NODE_STATUS
 from fl_chain.chain.patient_http import DEFAULT_PATIENCE, PatientHTTPProvider
 from fl_chain.errors import FlchainError
+from fl_chain.interrupts import raise_if_stopping
 
 ROLE_NAMES = {
     "0x" + "00" * 32: "DEFAULT_ADMIN_ROLE",
@@ -315,6 +316,7 @@ def poll(step: Callable[[], T | None], timeout: float, late: str, interval: floa
         if time.monotonic() > deadline:
             raise FlchainError(late)
         time.sleep(interval)
+        raise_if_stopping()
 
 
 def _rpc_message(exc: Web3RPCError) -> str:

@@ -19,6 +19,7 @@ from web3 import HTTPProvider
 from web3._utils.http_session_manager import HTTPSessionManager
 
 from fl_chain.errors import FlchainError
+from fl_chain.interrupts import raise_if_stopping
 
 DEFAULT_PATIENCE = 300.0  # seconds a chain node may be away before the command gives up
 FIRST_WAIT = 0.25
@@ -68,6 +69,7 @@ class _PatientSession(HTTPSessionManager):
                         f"{now - away_since:.0f} s; gave up (is it running?)"
                     ) from None
                 time.sleep(wait)
+                raise_if_stopping()
                 wait = min(wait * 2, LONGEST_WAIT)
                 continue
             if reported and away_since is not None:

@@ -24,6 +24,7 @@ from web3.exceptions import BlockNotFound
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.patient_http import ChainUnreachable
 from fl_chain.errors import FlchainError, read_text_file
+from fl_chain.interrupts import raise_if_stopping
 
 REORG_WINDOW = 64
 WATCHER_REQUEST_PATIENCE = 3.0  # seconds one request is retried before the poll fails
@@ -268,6 +269,7 @@ class ChainWatcher:
             return
         backoff = interval
         while not stop():
+            raise_if_stopping()
             try:
                 events = self.poll()
                 backoff = interval
@@ -313,6 +315,7 @@ class ChainWatcher:
 
         backoff = 0.5
         while not stop():
+            raise_if_stopping()
             try:
                 asyncio.run(subscribe())
                 backoff = 0.5

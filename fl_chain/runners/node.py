@@ -20,6 +20,7 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.chain.setup.localnode import free_port
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher, is_fatal
 from fl_chain.errors import FlchainError
+from fl_chain.interrupts import raise_if_stopping
 from fl_chain.node.claims_file import CLAIMS_ENV
 from fl_chain.node.inclusion import check_inclusion, claims_for
 from fl_chain.node.signer import SIGNER_ENV
@@ -113,7 +114,8 @@ class NodeSupervisor:
         """Start, say so, supervise until Ctrl-C or SIGTERM (as KeyboardInterrupt), and stop by PID."""
         try:
             process = self.start()
-            say(f"node {self.address} ({self.status}) -> SuperLink {self.superlink} (pid {process.pid})")
+            status = "not registered" if self.status == "None" else self.status
+            say(f"node {self.address} ({status}) -> SuperLink {self.superlink} (pid {process.pid})")
             say(f"node log: {self.log}")
             self.run(on_event, complain)
         except KeyboardInterrupt:
@@ -129,8 +131,10 @@ class NodeSupervisor:
             self.start()
         try:
             while True:
+                raise_if_stopping()
                 self._report(watcher, on_event, on_notice)
                 time.sleep(0.5)
+                raise_if_stopping()
                 if self._process.proc.poll() is not None:
                     on_notice(
                         f"SuperNode exited with code {self._process.proc.returncode} "
