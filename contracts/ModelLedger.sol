@@ -58,7 +58,8 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         string blobBase;
     }
 
-    /// @notice Reputation contract fed with every round's scores, missed and penalized nodes.
+    /// @notice Reputation contract fed with every round's scores, missed and penalized nodes (a verified
+    ///         round's missed and penalized nodes once its finality stands: settleCharges).
     IReputation public immutable reputation;
     /// @notice The validator quorum whose verdicts let a task rebase past a disputed round.
     IRoundStatus public immutable quorum;
@@ -80,6 +81,9 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     mapping(uint256 => mapping(address => bool)) private _member;
     /// @dev The first task a node became a member of (0: none yet). Written once per node.
     mapping(address => uint256) private _firstTask;
+    /// @dev A verified round's charges held until its finality stands: keccak256(abi.encode(missed,
+    ///      penalized)) as committed, zero once settled (or if it charged nobody).
+    mapping(uint256 => mapping(uint256 => bytes32)) private _pendingCharges;
 
     /// @notice Domain of a node's signature on its update (fl_chain/chain/update_signing.py).
     bytes32 public constant UPDATE_DOMAIN = keccak256("flchain.update.v1");
@@ -140,6 +144,13 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     ///         its rounds) unless it is a member of no task yet: a task's coordinator cannot reach the
     ///         standing of nodes that work in other tasks.
     error NotTaskMember(uint256 task, address node);
+    /// @notice The round holds no unsettled charges (none recorded, or already settled).
+    error NothingToSettle(uint256 task, uint256 round);
+    /// @notice The lists given are not the ones the round's commit recorded (ChargesRecorded).
+    error WrongCharges(uint256 task, uint256 round);
+    /// @notice The round's finality does not stand yet: not finalized by the quorum, disputed, or still
+    ///         inside its complaint window (until `deadline`).
+    error FinalityNotStanding(uint256 task, uint256 round, uint256 deadline);
 
     /// @notice A task was created.
     event TaskCreated(
@@ -173,6 +184,11 @@ contract ModelLedger is AccessControl, ILedgerRounds {
     event TaskRebased(uint256 indexed task, uint256 indexed round, uint256 fromRound, bytes32 parentHash);
     /// @notice A node became a member of a task: its first round as a scored participant of it.
     event TaskMember(uint256 indexed task, address indexed node);
+    /// @notice The nodes a round's commit charged (missed, penalized) as it listed them; emitted only when
+    ///         a list is non-empty. A Plain round applies them at once, a Verified round once it settles.
+    event ChargesRecorded(uint256 indexed task, uint256 indexed round, address[] missed, address[] penalized);
+    /// @notice A verified round's charges went to Reputation: its finality stands (settleCharges).
+    event ChargesSettled(uint256 indexed task, uint256 indexed round);
     /// @notice A node says its signed update for a verified round was left out of the commitment.
     event UpdateOmitted(
         uint256 indexed task, uint256 indexed round, address indexed node, bytes32 updateHash, uint256 weight
@@ -541,9 +557,48 @@ contract ModelLedger is AccessControl, ILedgerRounds {
         _recordMembers(task, joined, participants);
         _checkListed(task, missed, participants, participants[0:0], false);
         _checkListed(task, penalized, participants, missed, true);
-        if (n + missed.length + penalized.length > 0) {
+        bool charges = missed.length + penalized.length > 0;
+        if (charges) emit ChargesRecorded(task, round, missed, penalized);
+        if (via == LedgerMode.Verified && charges) {
+            // A verified round may still be disputed: its charges wait for its finality (settleCharges),
+            // so a cooked round never costs a node reputation, and nothing has to be undone.
+            _pendingCharges[task][round] = keccak256(abi.encode(missed, penalized));
+            if (n > 0) reputation.recordRound(participants, scores, missed[0:0], missed[0:0]);
+        } else if (n > 0 || charges) {
             reputation.recordRound(participants, scores, missed, penalized);
         }
+    }
+
+    /// @notice Apply a verified round's charges (the missed and penalized nodes its commit recorded in
+    ///         ChargesRecorded) once its finality stands: finalized by the validator quorum and past its
+    ///         complaint deadline, so no dispute can withdraw it. A disputed round's charges are never
+    ///         applied. Anyone may call it: it only carries out what the commit recorded and the quorum
+    ///         finalized (O(listed nodes), once per round).
+    /// @param task Task id.
+    /// @param round A verified round with unsettled charges.
+    /// @param missed The round's missed nodes, exactly as committed.
+    /// @param penalized The round's penalized nodes, exactly as committed.
+    function settleCharges(uint256 task, uint256 round, address[] calldata missed, address[] calldata penalized)
+        external
+    {
+        bytes32 pending = _pendingCharges[task][round];
+        if (pending == bytes32(0)) revert NothingToSettle(task, round);
+        if (keccak256(abi.encode(missed, penalized)) != pending) revert WrongCharges(task, round);
+        uint256 deadline = complaintDeadline(task, round);
+        if (!quorum.isFinalized(task, round) || block.timestamp <= deadline) {
+            revert FinalityNotStanding(task, round, deadline);
+        }
+        delete _pendingCharges[task][round];
+        emit ChargesSettled(task, round);
+        reputation.recordRound(missed[0:0], new uint256[](0), missed, penalized);
+    }
+
+    /// @notice Whether a verified round holds charges that wait for its finality (see settleCharges).
+    /// @param task Task id.
+    /// @param round Round number.
+    /// @return True if unsettled charges are held.
+    function hasPendingCharges(uint256 task, uint256 round) external view returns (bool) {
+        return _pendingCharges[task][round] != bytes32(0);
     }
 
     /// @notice Whether a node is a member of a task: it was a scored participant of one of its rounds.

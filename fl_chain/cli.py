@@ -31,6 +31,7 @@ app.command("audit")(cli_ledger.audit)
 app.command("watch")(cli_ledger.watch)
 app.command("pull")(cli_ledger.pull)
 app.command("validator")(cli_ledger.validator)
+app.command("settle")(cli_ledger.settle)
 app.command("dashboard")(cli_dashboard.dashboard)
 
 

@@ -1,5 +1,6 @@
-"""`flchain status`, `audit`, `watch`, `pull`, `validator`: commands that read the ledger (and, for the
-validator, attest to it). Any participant with the deployment file can run them."""
+"""`flchain status`, `audit`, `watch`, `pull`, `validator`, `settle`: commands that read the ledger (and,
+for the validator, attest to it; `settle` applies charges whose round is final). Any participant with the
+deployment file can run them."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from urllib.parse import unquote, urlparse
 import typer
 from rich.text import Text
 
-from fl_chain.chain import ledger, quorum, registry, reputation
+from fl_chain.chain import ledger, quorum, registry, reputation, settlement
 from fl_chain.cli_common import (
     DeploymentOpt,
     HomeOpt,
+    KeyOpt,
     RpcOpt,
+    acting_account,
     chain_from_options,
     console,
     err_console,
@@ -232,3 +235,24 @@ def validator(
         run.forever(console.print, err_console.print)
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+def settle(
+    task: Annotated[int | None, typer.Option(help="Task id (default: every task)")] = None,
+    key: KeyOpt = None,
+    home: HomeOpt = None,
+    deployment: DeploymentOpt = None,
+    rpc: RpcOpt = None,
+) -> None:
+    """Apply the missed and penalized charges of verified rounds whose finality stands (finalized, past
+    their complaint deadline). Anyone may: the coordinator and validators do it as they go; a disputed
+    round's charges are never applied."""
+    chain = chain_from_options(home, deployment, rpc)
+    account = acting_account(chain, key, "coordinator")
+    done, suspended = settlement.settle_due(chain, account, task)
+    for task_id, rnd in done:
+        console.print(f"task {task_id} round {rnd}: charges settled")
+    if suspended:
+        console.print(f"suspended by these charges: {', '.join(suspended)}")
+    if not done:
+        console.print("no round's charges are due (none held, or finality does not stand yet)")

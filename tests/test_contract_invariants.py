@@ -17,7 +17,11 @@ on-chain views and event logs are compared with the model and checked for these 
   custom error (the role an account lacks, or the broken rule), and, since the model did not move,
   the next comparison proves the call changed nothing; some of these calls are also mined with a fixed
   gas limit so the revert happens inside a block and not only in gas estimation;
-- ModelLedger.postClaim writes nothing: on these (Plain) tasks and on unknown ones it reverts WrongMode
+- a Verified task's rounds (after round 0) hold their missed and penalized charges (hasPendingCharges)
+  until anyone settles them with the committed lists (settleCharges), which succeeds only once the
+  round's finality stands (finalized, not disputed, past its complaint deadline), and only once; the
+  reference model applies them then, so a disputed round never charges anyone;
+- ModelLedger.postClaim writes nothing: on tasks not in Verified mode and on unknown ones it reverts WrongMode
   or UnknownTask whoever posts with whatever ticket, and the next comparison proves nothing moved;
 - the validation quorum counts distinct validators (attestations() equals the distinct validators of
   the Attested events less those discounted since, a second attestation by one validator reverts
@@ -91,6 +95,7 @@ RUN_COUNTS: dict[str, int] = {
     "rejected": 0,  # calls the model expected to revert, and which did with the expected error
     "mined_reverts": 0,  # of those, also sent with a fixed gas limit and reverted inside a block
     "rounds_committed": 0,
+    "charges_settled": 0,  # verified rounds whose held charges were applied once finality stood
     "attestations": 0,
     "discounts": 0,  # revoked validators' attestations taken out of unfinalized rounds
     "auto_suspensions": 0,
@@ -184,6 +189,8 @@ class Task:
     owner: str
     hashes: list[bytes] = field(default_factory=list)
     members: set[str] = field(default_factory=set)
+    verified: bool = False  # Verified mode: rounds after 0 hold their charges until finality stands
+    pending: dict[int, tuple[list[str], list[str]]] = field(default_factory=dict)  # round -> charges held
 
 
 @dataclass
@@ -585,16 +592,16 @@ class ContractMachine(RuleBasedStateMachine):
     # ---- ledger --------------------------------------------------------------------------------
 
     @precondition(lambda self: len(self.model.tasks) < MAX_TASKS)
-    @rule(caller=_callers("coordinator", "coordinator2"), mine=MINE)
-    def create_task(self, caller: str, mine: bool) -> None:
-        """Create a task (COORDINATOR_ROLE); the caller owns it."""
+    @rule(caller=_callers("coordinator", "coordinator2"), verified=st.booleans(), mine=MINE)
+    def create_task(self, caller: str, verified: bool, mine: bool) -> None:
+        """Create a Plain or a Verified task (COORDINATOR_ROLE); the caller owns it."""
         error = None if caller in COORDINATORS else "lacks COORDINATOR_ROLE"
         fn = self.client.ledger.functions.createTask(
-            keccak(text=caller), "", 0, keccak(text=caller + " rules")
+            keccak(text=caller), "", int(verified), keccak(text=caller + " rules")
         )
         receipt = self.send(caller, fn, error, mine)
         if receipt is not None:
-            self.model.tasks.append(Task(caller))
+            self.model.tasks.append(Task(caller, verified=verified))
             created = self.client.events(self.client.ledger, "TaskCreated", receipt)
             assert [e["task"] for e in created] == [len(self.model.tasks)]
 
@@ -685,8 +692,25 @@ class ContractMachine(RuleBasedStateMachine):
                     break
 
         joined = [p for p in participants if task is None or p not in task.members]  # the newcomers
-        fn = self.client.ledger.functions.commitRound(
-            task_id, round_number, model_hash, "", parent, participants, values, missed, penalized, joined
+        args = (
+            task_id,
+            round_number,
+            model_hash,
+            "",
+            parent,
+            participants,
+            values,
+            missed,
+            penalized,
+            joined,
+        )
+        held = task is not None and task.verified and round_number > 0
+        fn = (
+            self.client.ledger.functions.commitVerifiedRound(
+                *args, keccak(text=f"updates {model_hash.hex()}")
+            )
+            if held
+            else self.client.ledger.functions.commitRound(*args)
         )
         receipt = self.send(caller, fn, error, data.draw(MINE, label="mine"))
         if receipt is None:
@@ -694,6 +718,9 @@ class ContractMachine(RuleBasedStateMachine):
         assert task is not None
         task.hashes.append(model_hash)
         task.members.update(participants)
+        if held and (missed or penalized):  # charged only once its finality stands (settle_any)
+            task.pending[round_number] = (missed, penalized)
+            missed, penalized = [], []
         suspended = model.apply_round(list(zip(participants, values, strict=True)), missed, penalized)
         on_chain = [e["node"] for e in self.client.events(self.client.reputation, "AutoSuspended", receipt)]
         assert on_chain == suspended, f"automatic suspensions {on_chain}, reference model {suspended}"
@@ -703,11 +730,12 @@ class ContractMachine(RuleBasedStateMachine):
     @rule(data=st.data(), caller=st.sampled_from(CALLERS), mine=MINE)
     def post_claim_any(self, data: st.DataObject, caller: str, mine: bool) -> None:
         """Anyone posts an update claim (ModelLedger.postClaim) for any round of a task (or of one that
-        does not exist), with its owner's ticket or a forged one. The tasks here are Plain, so every post
+        does not exist), with its owner's ticket or a forged one. The tasks drawn are Plain, so every post
         reverts (UnknownTask, WrongMode); postClaim writes no storage in any case, and the invariants
         then prove nothing moved (tests/test_posted_claims.py covers verified tasks)."""
         model = self.model
-        task_id = data.draw(st.integers(1, len(model.tasks) + 1), label="task")
+        plain = [t for t, task in enumerate(model.tasks, 1) if not task.verified]
+        task_id = data.draw(st.sampled_from([*plain, len(model.tasks) + 1]), label="task")
         task = model.tasks[task_id - 1] if task_id <= len(model.tasks) else None
         round_number = data.draw(st.integers(0, 3), label="round")
         signer = data.draw(st.sampled_from((task.owner if task else "coordinator", caller)), label="signer")
@@ -720,6 +748,40 @@ class ContractMachine(RuleBasedStateMachine):
             task_id, round_number, keccak(text=caller), 1, bytes(ticket)
         )
         self.send(caller, fn, error, mine)
+
+    @precondition(lambda self: any(task.hashes for task in self.model.tasks))
+    @rule(data=st.data(), caller=st.sampled_from(CALLERS), mine=MINE)
+    def settle_any(self, data: st.DataObject, caller: str, mine: bool) -> None:
+        """Anyone settles a round's held charges (ModelLedger.settleCharges), mostly with the committed
+        lists, sometimes with others: only a verified round whose finality stands (finalized, not
+        disputed, past its complaint deadline) is charged, once, exactly as committed."""
+        model = self.model
+        held = [(t, r) for t, task in enumerate(model.tasks, 1) for r in task.pending]
+        pick = st.one_of(st.sampled_from(held), st.sampled_from(self._committed())) if held else None
+        task_id, rnd = data.draw(pick or st.sampled_from(self._committed()), label="round")
+        task = model.tasks[task_id - 1]
+        missed, penalized = task.pending.get(rnd, ([], []))
+        if data.draw(st.sampled_from((False, False, True)), label="other lists"):
+            missed, penalized = penalized, missed  # the committed nodes, in the wrong lists
+        key = (task_id, rnd)
+        if rnd not in task.pending:
+            error = f"NothingToSettle(task={task_id}, round={rnd})"
+        elif (missed, penalized) != task.pending[rnd]:
+            error = f"WrongCharges(task={task_id}, round={rnd})"
+        elif not (model.is_finalized(key) and self._past_deadline(task_id, rnd)):
+            error = f"FinalityNotStanding(task={task_id}, round={rnd}"
+        else:
+            error = None
+        receipt = self.send(
+            caller, self.client.ledger.functions.settleCharges(*key, missed, penalized), error, mine
+        )
+        if receipt is None:
+            return
+        del task.pending[rnd]
+        suspended = model.apply_round([], missed, penalized)
+        on_chain = [e["node"] for e in self.client.events(self.client.reputation, "AutoSuspended", receipt)]
+        assert on_chain == suspended, f"automatic suspensions {on_chain}, reference model {suspended}"
+        RUN_COUNTS["charges_settled"] += 1
 
     def _draw_charges(
         self, data: st.DataObject, task: Task | None, chosen: list[str], honest: bool
@@ -998,6 +1060,7 @@ class ContractMachine(RuleBasedStateMachine):
             for n in nodes:
                 q.add(led, "isMember", t, n)
         for t, r in committed:
+            q.add(led, "hasPendingCharges", t, r)
             q.add(led, "getRound", t, r)
             q.add(val, "attestations", t, r)
             q.add(val, "isFinalized", t, r)
@@ -1046,13 +1109,14 @@ class ContractMachine(RuleBasedStateMachine):
         # Tasks and rounds: owners, counts, hashes.
         for task in model.tasks:
             owner, next_round, mode, _, rules_hash, _ = next(results)
-            assert mode == 0  # the machine creates plain tasks
+            assert mode == int(task.verified)
             assert bytes(rules_hash) == keccak(text=task.owner + " rules"), "a task's rules changed"
             assert Web3.to_checksum_address(owner) == self.addr(task.owner)
             assert next_round == next(results) == len(task.hashes)
             members = {n for n in nodes if next(results)}
             assert members == task.members, f"members {members}, model {task.members}"
         for t, r in committed:
+            assert next(results) == (r in model.tasks[t - 1].pending), f"round {t}/{r}: held charges"
             record = next(results)
             assert bytes(record[0]) == model.tasks[t - 1].hashes[r]
             count, finalized = next(results), next(results)

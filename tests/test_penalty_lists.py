@@ -15,6 +15,8 @@ one commit, any coordinator could penalize any node, and validators attested suc
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from fl_chain.chain import charges, ledger, quorum
+from fl_chain.chain import charges, ledger, quorum, settlement
 from fl_chain.chain.client import role_id
 from fl_chain.coordinator.committer import RoundCommitter
 from fl_chain.coordinator.screening import Screened
@@ -220,7 +222,8 @@ def _verified_round(
     model, scores, built = derive(context, screened, f.model, f.committer.parent_hash)
     commit = f.committer.commit(number, model, scores, missed, penalized, verified=built)
     f.model = model
-    charged = {e["node"] for e in client.events(client.reputation, "Penalized", commit.receipt)}
+    assert client.events(client.reputation, "Penalized", commit.receipt) == []  # held until finality stands
+    charged = {a for a in penalized if a.lower() in charges.penalized_in(client, f.committer.task, number)}
     return f.judge(number), charged
 
 
@@ -232,10 +235,40 @@ def test_a_penalty_the_manifest_discloses_is_attested(federation: Federation) ->
     f.round(1)  # every node is a scored participant: members of the task
     f.judge(1)
     outlier, undisclosed = f.nodes[1].address, f.nodes[3].address
+    before = _reputation_at(f, outlier)
     verdicts, charged = _verified_round(f, 2, {outlier: "penalized: outlier"}, [outlier, undisclosed])
     assert charged == {outlier}
     assert all(isinstance(v, Attestation) for v in verdicts), verdicts
     assert quorum.is_finalized(f.client, f.committer.task, 2)
+    assert _reputation_at(f, outlier) == before  # finalized, but still disputable: nothing charged yet
+    with pytest.raises(FlchainError, match="FinalityNotStanding"):
+        settlement.settle(f.client, f.nodes[0], f.committer.task, 2)  # anyone may, once it stands
+    with _past_deadline(f, 2):
+        receipt = settlement.settle(f.client, f.nodes[0], f.committer.task, 2)
+        assert [e["node"] for e in f.client.events(f.client.reputation, "Penalized", receipt)] == [outlier]
+        assert _reputation_at(f, outlier) < before
+        assert not settlement.has_pending(f.client, f.committer.task, 2)
+        with pytest.raises(FlchainError, match="NothingToSettle"):
+            settlement.settle(f.client, f.nodes[0], f.committer.task, 2)
+
+
+def _reputation_at(f: Federation, address: str) -> int:
+    return int(f.client.reputation.functions.reputationOf(address).call())
+
+
+@contextmanager
+def _past_deadline(f: Federation, number: int) -> Iterator[None]:
+    """Anvil's clock past the round's complaint deadline, then back (evm_revert restores state and time)."""
+    rpc = f.client.w3.provider
+    snapshot = rpc.make_request("evm_snapshot", [])["result"]
+    try:
+        deadline = ledger.complaint_deadline(f.client, f.committer.task, number)
+        now = int(f.client.w3.eth.get_block("latest")["timestamp"])
+        rpc.make_request("evm_increaseTime", [max(deadline - now + 1, 1)])
+        rpc.make_request("evm_mine", [])
+        yield
+    finally:
+        assert rpc.make_request("evm_revert", [snapshot]).get("result") is True
 
 
 def test_validators_dispute_a_penalty_the_manifest_does_not_disclose(federation: Federation) -> None:  # noqa: F811
@@ -258,6 +291,12 @@ def test_validators_dispute_a_penalty_the_manifest_does_not_disclose(federation:
     assert all(victim.address in v.reason and "penalized" in v.reason for v in verdicts), verdicts
     assert all(v.leaf.endswith(victim.address[2:].lower()) for v in verdicts), verdicts  # names the node
     assert quorum.is_disputed(f.client, f.committer.task, 2)
+    before = _reputation_at(f, victim.address)
+    with _past_deadline(f, 2):  # a disputed round's penalty is never applied, by anyone, ever
+        assert settlement.due_rounds(f.client, f.committer.task) == []
+        with pytest.raises(FlchainError, match="FinalityNotStanding"):
+            settlement.settle(f.client, f.nodes[0], f.committer.task, 2)
+        assert _reputation_at(f, victim.address) == before
     assert not quorum.is_finalized(f.client, f.committer.task, 2)
 
 

@@ -1,7 +1,7 @@
 """Who a round's commit may charge (missed, penalized), and who it did: the lists in the order
 ModelLedger takes them, task membership (a node joins a task in its first scored round; a task charges
-its members and nodes of no task yet), and the charges a committed round recorded (Reputation's events
-in its transaction)."""
+its members and nodes of no task yet), and the charges a committed round listed (ModelLedger's
+ChargesRecorded; chain/settlement.py applies a verified round's once its finality stands)."""
 
 from __future__ import annotations
 
@@ -53,21 +53,20 @@ def chargeable_among(client: ChainClient, task: int, nodes: Iterable[str]) -> se
     return {n for n, ok in zip(distinct, _flags(client, "chargeable", task, distinct), strict=True) if ok}
 
 
-def charged_in(client: ChainClient, task: int, round_number: int, event: str) -> set[str]:
-    """The nodes (lowercase) a round's commit charged: `event` is Reputation's "RoundMissed" or
-    "Penalized", read from the commit's transaction."""
+def _listed(client: ChainClient, task: int, round_number: int, key: str) -> set[str]:
+    """The nodes (lowercase) in one list (`missed` or `penalized`) of the round's ChargesRecorded."""
     found: set[str] = set()
-    for commit in client.logs(client.ledger, "RoundCommitted", task=task, round=round_number):
-        receipt = client.w3.eth.get_transaction_receipt(commit["transactionHash"])
-        found |= {str(e["node"]).lower() for e in client.events(client.reputation, event, receipt)}
+    for log in client.logs(client.ledger, "ChargesRecorded", task=task, round=round_number):
+        found |= {str(a).lower() for a in log["args"][key]}
     return found
 
 
 def missed_in(client: ChainClient, task: int, round_number: int) -> set[str]:
-    """The nodes (lowercase) the round's commit recorded as missed."""
-    return charged_in(client, task, round_number, "RoundMissed")
+    """The nodes (lowercase) the round's commit recorded as missed (charged at once in plain mode, when
+    the round settles in verified mode)."""
+    return _listed(client, task, round_number, "missed")
 
 
 def penalized_in(client: ChainClient, task: int, round_number: int) -> set[str]:
-    """The nodes (lowercase) the round's commit penalized."""
-    return charged_in(client, task, round_number, "Penalized")
+    """The nodes (lowercase) the round's commit penalized (charged as missed_in says)."""
+    return _listed(client, task, round_number, "penalized")

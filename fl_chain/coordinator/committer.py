@@ -222,7 +222,7 @@ class RoundCommitter:
             if commit.checkpoint:
                 self.writer.wait_checkpoint(commit.checkpoint, self.wait_finalized)
             commit.seconds["finalize"] = time.monotonic() - started
-        self.writer.after_finality()
+        commit.suspended += self.writer.after_finality()
 
     def reputations(self, addresses: Iterable[str]) -> dict[str, int]:
         """Reputation (fixed point) of each address: the fold's in commitment mode, else the chain's."""

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from logging import INFO, WARNING
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from flwr.common.logger import log
 from web3.types import TxReceipt
 
-from fl_chain.chain import charges, checkpoints, reputation
+from fl_chain.chain import charges, checkpoints, reputation, settlement
 from fl_chain.chain.client import ChainClient
 from fl_chain.coordinator.commitment import CommitmentBook
 from fl_chain.coordinator.verified_round import VerifiedRound
@@ -127,6 +129,23 @@ class VerifiedWriter(PlainWriter):
         manifest = rnd.verified.manifest
         missed = [a for a in missed if manifest.entry_of(a) is None]
         return missed, [a for a in penalized if _disclosed_excluded(manifest.entry_of(a))]
+
+    def suspended_by(self, receipt: TxReceipt, prepared: Prepared) -> list[str]:
+        """None at commit: a verified round's charges wait for its finality (after_finality)."""
+        return []
+
+    def after_finality(self) -> list[str]:
+        """Settle the charges of every round whose finality now stands (chain/settlement.py); the nodes
+        they suspended. A failed settlement is said and retried after the next round: it never stops
+        training."""
+        try:
+            rounds, suspended = settlement.settle_due(self.client, self.coordinator, self.task)
+        except FlchainError as exc:
+            log(WARNING, "settling finalized rounds' charges failed (retried next round): %s", exc)
+            return []
+        if rounds:
+            log(INFO, "charges of round(s) %s settled: finality stands", ", ".join(str(r) for _, r in rounds))
+        return suspended
 
 
 def _disclosed_excluded(entry: Entry | None) -> bool:

@@ -5,11 +5,12 @@ not re-derive); a bad blob is reported, never attested, and the run goes on."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_chain.chain import quorum
+from fl_chain.chain import quorum, settlement
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.identity import load_key
 from fl_chain.chain.watcher import ChainEvent, ChainWatcher
@@ -26,6 +27,7 @@ from fl_chain.verify.validator import (
 from fl_chain.wire.report import short
 
 Say = Callable[[str], None]
+SETTLE_EVERY = 30.0  # seconds between looks for rounds whose held charges became due
 
 
 @dataclass
@@ -34,6 +36,7 @@ class ValidatorRun:
 
     worker: Validator
     watcher: ChainWatcher
+    _settled_at: float = 0.0
 
     @classmethod
     def open(
@@ -119,6 +122,23 @@ class ValidatorRun:
         )
 
     def retry(self, say: Say, complain: Say) -> None:
-        """Try again the rounds whose data was unavailable; report what came of it."""
+        """Try again the rounds whose data was unavailable, and (every SETTLE_EVERY seconds) settle the
+        charges of verified rounds whose finality now stands; report what came of it."""
         for done in self.worker.retry():
             self._report(done, say, complain)
+        if time.monotonic() - self._settled_at >= SETTLE_EVERY:
+            self._settled_at = time.monotonic()
+            self.settle(say, complain)
+
+    def settle(self, say: Say, complain: Say) -> None:
+        """Apply the held charges of the watched task's (or every task's) rounds whose finality stands
+        (chain/settlement.py: anyone may; the coordinator does too, after its rounds)."""
+        try:
+            done, suspended = settlement.settle_due(self.worker.client, self.worker.account, self.worker.task)
+        except FlchainError as exc:
+            complain(f"settling finalized rounds' charges failed (retried later): {exc}")
+            return
+        for task, rnd in done:
+            say(f"settled the charges of task {task} round {rnd}: its finality stands")
+        if suspended:
+            say(f"settled charges suspended: {', '.join(suspended)}")
