@@ -30,6 +30,7 @@ from fl_chain.chain import checkpoints, quorum  # noqa: E402
 from fl_chain.chain.registry import Capacity  # noqa: E402
 from fl_chain.chain.setup import bootstrap  # noqa: E402
 from fl_chain.protocol.outcomes import CheckpointLeaves, RoundOutcomes  # noqa: E402
+from fl_chain.protocol.update_signing import sign_ticket, sign_update  # noqa: E402
 
 SIZES = (0, 1, 10, 50, 100)
 MODE_SIZES = (10, 100, 1_000, 10_000)  # participants per round, both modes side by side
@@ -58,6 +59,7 @@ def main() -> None:
             print()
             rows = measure(local, nodes)
             modes = measure_modes(local, nodes[20:])  # measure() suspends some of nodes[10:20]
+            protocol = measure_protocol(local, nodes[-44:-24])  # members of no task of measure_modes
         finally:
             local.stop()
     table = Table(title="ModelLedger.commitRound gas (anvil, steady state)")
@@ -107,11 +109,13 @@ def main() -> None:
     ]
     Console().print(table)
     lines += modes_report(modes)
+    lines += protocol_report(protocol)
     out = ROOT / "docs" / "gas.md"
     out.write_text("\n".join(lines))
     data = {
         "per_participant": [{"participants": n, "gas": g, "verified": v} for n, g, v in rows],
         "modes": modes,
+        "protocol": protocol,
     }
     (ROOT / "docs" / "gas.json").write_text(
         json.dumps(data, indent=1) + "\n"
@@ -348,6 +352,104 @@ def modes_report(rows: list[dict]) -> list[str]:
         "its figure on this machine (no network), so it is not tabulated.",
         "",
     ]
+    Console().print(table)
+    return lines
+
+
+def _gas(receipt: dict) -> int:
+    return int(receipt["gasUsed"])
+
+
+def measure_protocol(local: bootstrap.LocalDeployment, nodes: list) -> dict[str, int]:
+    """Gas of the integrity protocol's calls on one verified task (issue 24): its creation with a rules
+    hash, a node's posted claim, a commit whose 5 missed and 5 penalized nodes wait for finality, their
+    settlement once it stands, a complaint, the validators' attestations and disputes, a rebase past
+    a disputed round and a revoked validator's vote discounted. 20 registered nodes (members of no
+    other task); three validators, quorum 2."""
+    client, coordinator = local.client, local.coordinator
+    admin = Account.from_key(client.deployment.dev_keys["admin"])
+    ledger, rpc = client.ledger.functions, client.w3.provider
+    validators = bootstrap.new_validators(client, 3)
+    gas: dict[str, int] = {}
+    receipt = client.transact(coordinator, ledger.createTask(b"\x05" * 32, "file:///s/", 1, b"\x0e" * 32))
+    gas["createTask (verified, rules hash)"] = _gas(receipt)
+    task = client.events(client.ledger, "TaskCreated", receipt)[0]["task"]
+    members = sorted((x.address for x in nodes[:20]), key=lambda a: int(a, 16))
+    by_address = {x.address: x for x in nodes[:20]}
+    chain_id, at = client.deployment.chain_id, client.ledger.address
+    parent = secrets.token_bytes(32)
+    client.transact(coordinator, ledger.commitRound(task, 0, parent, "", b"\0" * 32, [], [], [], [], []))
+
+    def commit(
+        rnd: int, scored: list[str], missed: tuple = (), penalized: tuple = (), joined: tuple = ()
+    ) -> dict:
+        nonlocal parent
+        model = secrets.token_bytes(32)
+        values = [900_000] * len(scored)
+        lists = (list(missed), list(penalized), list(joined))
+        fn = ledger.commitVerifiedRound(
+            task, rnd, model, "", parent, scored, values, *lists, secrets.token_bytes(32)
+        )
+        receipt = client.transact(coordinator, fn)
+        parent = model
+        return receipt
+
+    commit(1, members, joined=tuple(members))  # every node becomes a member of the task
+    node = by_address[members[0]]
+    ticket = sign_ticket(coordinator, chain_id, at, task, 2, node.address)
+    update = sign_update(node, chain_id, at, task, 2, secrets.token_bytes(32), 100)
+    fn = ledger.postClaim(task, 2, update.update_hash, update.weight, bytes.fromhex(ticket[2:]))
+    gas["postClaim (one node, one round)"] = _gas(client.transact(node, fn))
+    receipt = commit(2, members[:10], tuple(members[10:15]), tuple(members[15:20]))
+    gas["commitVerifiedRound, 10 scored + 5 missed + 5 penalized (charges held)"] = _gas(receipt)
+    for rnd in (1, 2):
+        model, root = client.call(ledger.getRound(task, rnd))[0], client.call(ledger.updatesRoot(task, rnd))
+        for i, v in enumerate(validators[:2]):
+            receipt = quorum.attest_verified(client, v, task, rnd, model, root, 900_000)
+            gas[f"attestVerified ({'first' if i == 0 else 'finalizing'})"] = _gas(receipt)
+    sig = bytes.fromhex(update.signature[2:])
+    fn = ledger.complainOmitted(task, 2, update.update_hash, update.weight, sig, bytes.fromhex(ticket[2:]))
+    gas["complainOmitted"] = _gas(client.transact(node, fn))
+    rpc.make_request("evm_increaseTime", [int(client.call(ledger.complaintWindow())) + 1])
+    rpc.make_request("evm_mine", [])
+    fn = ledger.settleCharges(task, 2, members[10:15], members[15:20])
+    gas["settleCharges (5 missed + 5 penalized, once finality stands)"] = _gas(client.transact(node, fn))
+    commit(3, members[:10])
+    for i, v in enumerate(validators[:2]):
+        receipt = quorum.dispute(client, v, task, 3, b"", "does not re-derive")
+        gas[f"dispute ({'first' if i == 0 else 'disputing the round'})"] = _gas(receipt)
+    gas["rebase (past the disputed round)"] = _gas(client.transact(coordinator, ledger.rebase(task, 2)))
+    commit(4, members[:10])
+    model, root = client.call(ledger.getRound(task, 4))[0], client.call(ledger.updatesRoot(task, 4))
+    quorum.attest_verified(client, validators[2], task, 4, model, root, 900_000)
+    quorum.set_validator(client, admin, validators[2].address, granted=False)
+    receipt = client.transact(
+        node, quorum.quorum_contract(client).functions.discount(task, 4, validators[2].address)
+    )
+    gas["discount (a revoked validator's attestation)"] = _gas(receipt)
+    return gas
+
+
+def protocol_report(gas: dict[str, int]) -> list[str]:
+    """The protocol calls' table (printed and as markdown lines)."""
+    table = Table(title="Integrity protocol calls, gas (anvil, one verified task)")
+    table.add_column("call")
+    table.add_column("gas", justify="right")
+    lines = [
+        "",
+        "## Integrity protocol calls",
+        "",
+        "`bench/gas.py`, same run: one verified task, 20 member nodes, three validators (quorum 2). A "
+        "verified round's missed and penalized nodes are recorded at commit (one event, one hash slot) and "
+        "charged when anyone settles them after the round's finality stands, so a disputed round charges "
+        "nobody.",
+        "",
+        "| call | gas |",
+        "|---|---:|",
+    ]
+    for name, value in gas.items():
+        table.add_row(name, f"{value:,}")
+        lines.append(f"| {name} | {value:,} |")
     Console().print(table)
     return lines
 

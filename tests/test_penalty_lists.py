@@ -27,6 +27,7 @@ from web3 import Web3
 
 from fl_chain.chain import charges, ledger, quorum, settlement
 from fl_chain.chain.client import role_id
+from fl_chain.cli import run
 from fl_chain.coordinator.committer import RoundCommitter
 from fl_chain.coordinator.screening import Screened
 from fl_chain.errors import FlchainError
@@ -34,7 +35,7 @@ from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, sign_update
 from fl_chain.store import ModelStore
 from fl_chain.verify.validator import Attestation, Dispute
-from tests.chainutil import LocalChain, new_nodes
+from tests.chainutil import LocalChain, home_with_deployment, new_nodes
 from tests.test_verified_rounds import Federation, federation  # noqa: F401 (the fixture)
 from tests.verified_helpers import derive
 
@@ -227,10 +228,15 @@ def _verified_round(
     return f.judge(number), charged
 
 
-def test_a_penalty_the_manifest_discloses_is_attested(federation: Federation) -> None:  # noqa: F811
+def test_a_penalty_the_manifest_discloses_is_attested(
+    federation: Federation,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """An honest coordinator charges a node whose update it excluded with a reason: the validators
     attest. A node it penalizes without disclosing it is not charged on-chain (the commit would be
-    disputed)."""
+    disputed). The charge waits until the round's finality stands; then anyone settles it, once
+    (`flchain settle`)."""
     f = federation
     f.round(1)  # every node is a scored participant: members of the task
     f.judge(1)
@@ -243,9 +249,13 @@ def test_a_penalty_the_manifest_discloses_is_attested(federation: Federation) ->
     assert _reputation_at(f, outlier) == before  # finalized, but still disputable: nothing charged yet
     with pytest.raises(FlchainError, match="FinalityNotStanding"):
         settlement.settle(f.client, f.nodes[0], f.committer.task, 2)  # anyone may, once it stands
+    home = home_with_deployment(f.chain, tmp_path)
+    settle = ["settle", "--task", str(f.committer.task), "--home", str(home)]
+    assert run(settle) == 0 and "no round's charges are due" in capsys.readouterr().out
     with _past_deadline(f, 2):
-        receipt = settlement.settle(f.client, f.nodes[0], f.committer.task, 2)
-        assert [e["node"] for e in f.client.events(f.client.reputation, "Penalized", receipt)] == [outlier]
+        assert run(settle) == 0
+        assert f"task {f.committer.task} round 2: charges settled" in capsys.readouterr().out
+        assert [e["args"]["node"] for e in f.client.logs(f.client.reputation, "Penalized")][-1] == outlier
         assert _reputation_at(f, outlier) < before
         assert not settlement.has_pending(f.client, f.committer.task, 2)
         with pytest.raises(FlchainError, match="NothingToSettle"):
