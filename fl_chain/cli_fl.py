@@ -175,6 +175,11 @@ def client(
     ).validate()
     supervisor = open_node(node, key, superlink, home)
     supervisor.root_certificates, supervisor.port, supervisor.app_hash = root_certificates, port, pin
+    _serve_node(supervisor)
+
+
+def _serve_node(supervisor: NodeSupervisor) -> None:
+    """Warn about a node the server will refuse, then supervise it until Ctrl-C or SIGTERM."""
     if supervisor.status != "Active":
         err_console.print(
             f"warning: {supervisor.address} is {_status_words(supervisor.status)}; the server will "

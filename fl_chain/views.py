@@ -3,6 +3,9 @@ Pure rendering (rich); the commands decide what to show."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -96,65 +99,73 @@ def fixed(value: int, digits: int = 4) -> str:
     return f"{from_fixed(value):.{digits}f}"
 
 
+def _round(a: Mapping[str, Any]) -> str:
+    return f"task {a['task']} round {a['round']}"
+
+
+def _listed(nodes: Iterable[str]) -> str:
+    return ", ".join(nodes) or "nobody"
+
+
+# One line per event kind (args -> text); anything else is printed with its raw arguments.
+_EVENT_TEXT: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "RoundCommitted": lambda a: (
+        f"round {a['round']} of task {a['task']} committed: hash {short(a['modelHash'])}, "
+        f"{a['participantCount']} participants"
+    ),
+    "NodeStatusChanged": lambda a: f"node {a['node']}: {NODE_STATUS[a['from']]} -> {NODE_STATUS[a['to']]}",
+    "ReputationUpdated": lambda a: f"reputation of {a['node']}: {fixed(a['value'])}",
+    "RoundFinalized": lambda a: (
+        f"round {a['round']} of task {a['task']} finalized by {a['attestations']} validators"
+    ),
+    "Attested": lambda a: f"{_round(a)}: {a['validator']} attested, metric {fixed(a['metric'])}",
+    "DerivationAttested": lambda a: f"{_round(a)}: {a['validator']} re-derived the round from its updates",
+    "Disputed": lambda a: f"{_round(a)}: {a['validator']} disputes it: {a['reason']}",
+    "RoundDisputed": lambda a: (
+        f"round {a['round']} of task {a['task']} disputed by {a['disputes']} validators: it is not final"
+    ),
+    "ContributionRecorded": lambda a: f"{_round(a)}: {a['node']} scored {fixed(a['score'])}",
+    "UpdatesCommitted": lambda a: f"{_round(a)}: updates root {short(a['updatesRoot'])}",
+    "OutcomesCommitted": lambda a: (
+        f"{_round(a)}: outcomes root {short(a['outcomesRoot'])} ({a['leafCount']} leaves)"
+    ),
+    "CheckpointProposed": lambda a: (
+        f"reputation checkpoint {a['id']} of task {a['task']} through round "
+        f"{a['throughRound']} proposed: root {short(a['root'])}, {a['leafCount']} nodes"
+    ),
+    "CheckpointFinalized": lambda a: (
+        f"reputation checkpoint {a['id']} of task {a['task']} finalized: in effect"
+    ),
+    "CheckpointDisputed": lambda a: (
+        f"reputation checkpoint {a['id']}: {a['validator']} disputes it: {a['reason']}"
+    ),
+    "CheckpointRejectedByQuorum": lambda a: (
+        f"reputation checkpoint {a['id']} of task {a['task']} rejected by the validators"
+    ),
+    "SuspensionApplied": lambda a: (
+        f"{a['node']} suspended by reputation checkpoint {a['id']} ({fixed(a['reputation'])})"
+    ),
+    "UpdateOmitted": lambda a: (
+        f"{_round(a)}: {a['node']} says its signed update {short(a['updateHash'])} "
+        f"(weight {a['weight']}) was left out"
+    ),
+    "ClaimPosted": lambda a: (
+        f"{_round(a)}: {a['node']} posted its claim {short(a['updateHash'])} "
+        f"(weight {a['weight']}) before the commit"
+    ),
+    "ChargesRecorded": lambda a: (
+        f"{_round(a)}: charges recorded: missed {_listed(a['missed'])}; penalized {_listed(a['penalized'])}"
+    ),
+    "ChargesSettled": lambda a: f"{_round(a)}: charges settled (finality stands)",
+}
+
+
 def describe_event(event) -> str:
     """One line for a chain event."""
-    args = event.args
     prefix = "RETRACTED " if event.removed else ""
-    if event.name == "RoundCommitted":
-        text = (
-            f"round {args['round']} of task {args['task']} committed: hash {short(args['modelHash'])}, "
-            f"{args['participantCount']} participants"
-        )
-    elif event.name == "NodeStatusChanged":
-        text = f"node {args['node']}: {NODE_STATUS[args['from']]} -> {NODE_STATUS[args['to']]}"
-    elif event.name == "ReputationUpdated":
-        text = f"reputation of {args['node']}: {fixed(args['value'])}"
-    elif event.name == "RoundFinalized":
-        text = f"round {args['round']} of task {args['task']} finalized by {args['attestations']} validators"
-    elif event.name == "Attested":
-        text = (
-            f"task {args['task']} round {args['round']}: {args['validator']} attested, "
-            f"metric {fixed(args['metric'])}"
-        )
-    elif event.name == "DerivationAttested":
-        where = f"task {args['task']} round {args['round']}"
-        text = f"{where}: {args['validator']} re-derived the round from its updates"
-    elif event.name == "Disputed":
-        where = f"task {args['task']} round {args['round']}"
-        text = f"{where}: {args['validator']} disputes it: {args['reason']}"
-    elif event.name == "RoundDisputed":
-        where = f"round {args['round']} of task {args['task']}"
-        text = f"{where} disputed by {args['disputes']} validators: it is not final"
-    elif event.name == "ContributionRecorded":
-        text = f"task {args['task']} round {args['round']}: {args['node']} scored {fixed(args['score'])}"
-    elif event.name == "UpdatesCommitted":
-        text = f"task {args['task']} round {args['round']}: updates root {short(args['updatesRoot'])}"
-    elif event.name == "OutcomesCommitted":
-        where = f"task {args['task']} round {args['round']}"
-        text = f"{where}: outcomes root {short(args['outcomesRoot'])} ({args['leafCount']} leaves)"
-    elif event.name == "CheckpointProposed":
-        text = (
-            f"reputation checkpoint {args['id']} of task {args['task']} through round "
-            f"{args['throughRound']} proposed: root {short(args['root'])}, {args['leafCount']} nodes"
-        )
-    elif event.name == "CheckpointFinalized":
-        text = f"reputation checkpoint {args['id']} of task {args['task']} finalized: in effect"
-    elif event.name == "CheckpointDisputed":
-        text = f"reputation checkpoint {args['id']}: {args['validator']} disputes it: {args['reason']}"
-    elif event.name == "CheckpointRejectedByQuorum":
-        text = f"reputation checkpoint {args['id']} of task {args['task']} rejected by the validators"
-    elif event.name == "SuspensionApplied":
-        text = f"{args['node']} suspended by reputation checkpoint {args['id']} ({fixed(args['reputation'])})"
-    elif event.name == "UpdateOmitted":
-        text = (
-            f"task {args['task']} round {args['round']}: {args['node']} says its signed update "
-            f"{short(args['updateHash'])} (weight {args['weight']}) was left out"
-        )
-    elif event.name == "ClaimPosted":
-        text = (
-            f"task {args['task']} round {args['round']}: {args['node']} posted its claim "
-            f"{short(args['updateHash'])} (weight {args['weight']}) before the commit"
-        )
+    describe = _EVENT_TEXT.get(event.name)
+    if describe is not None:
+        text = describe(event.args)
     else:
-        text = f"{event.name} " + ", ".join(f"{k}={v}" for k, v in args.items())
+        text = f"{event.name} " + ", ".join(f"{k}={v}" for k, v in event.args.items())
     return f"{prefix}block {event.block_number}: {text}"

@@ -38,6 +38,8 @@ KINDS = {
     "UpdatesCommitted": "updates_committed",
     "UpdateOmitted": "update_omitted",
     "ClaimPosted": "claim_posted",
+    "ChargesRecorded": "charges_recorded",
+    "ChargesSettled": "charges_settled",
     "ReputationUpdated": "reputation",
     "AutoSuspended": "auto_suspended",
     "RoundMissed": "round_missed",
