@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fl_chain.experiments.attacking_client import flip_labels
+from fl_chain.experiments.attacking_client import poison_data as flip_labels
 from fl_chain.wire.node_config import NodeConfig
 
 
