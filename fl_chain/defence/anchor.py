@@ -11,7 +11,16 @@ root set's size known (`root_examples`), the size reference is |g0| x (a median 
 root examples): local steps, and to first order the update's size, grow with the examples trained on.
 Without it, no size rule applies (boosting and free-riding evidence, influence bounds); directions do.
 g0 itself is always the root training's own update: its direction is the yardstick for contribution
-and for evidence of harm."""
+and for evidence of harm.
+
+Late in a run that direction stops being evidence: once the model has converged, g0 is mostly the root
+set's own noise and honest updates point against it as often as not (bench/late_calibration.py: with 5
+honest digits nodes and 30 rounds, the evidence rules penalized an honest node in 10 of 12 cells, from
+round 12 on). Two checks say whether this round's g0 is still a direction: it improves the server's
+held-out loss (`improves`), and it is reproducible: with `halves`, the root trainer is also run on each
+half of the root set (config ROOT_HALF = 0 or 1) and the two updates must agree (`agreement`, their
+cosine, at least EvidencePolicy.min_root_agreement). A trainer without halves gives no agreement figure
+and that check does not apply."""
 
 from __future__ import annotations
 
@@ -20,21 +29,27 @@ from typing import Any
 
 import numpy as np
 
-from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
+from fl_chain.defence.vectors import cosine, flat_delta, previous_vector, unflatten
 from fl_chain.protocol.model_bytes import hash_arrays
 
 Arrays = Mapping[str, np.ndarray]
 RootTrainer = Callable[[Arrays, Mapping[str, Any]], dict[str, np.ndarray]]
 HeldOutLoss = Callable[[Arrays], float | None]  # the server's loss on data it does not train on
+ROOT_HALF = "root-half"  # in the root trainer's config: train on this half (0 or 1) of the root set only
 
 
 class RootAnchor:
     """g0 for the current global model, computed once per model and training config (the coordinator,
     its scoring and a trust-weighted aggregator may all ask in the same round)."""
 
-    def __init__(self, train_on_root: RootTrainer, root_examples: int | None = None) -> None:
+    def __init__(
+        self, train_on_root: RootTrainer, root_examples: int | None = None, halves: bool = False
+    ) -> None:
+        """`halves`: the trainer honours ROOT_HALF in its config (then `agreement` is measured)."""
         self.train_on_root = train_on_root
         self.root_examples = root_examples
+        self.halves = halves
+        self.agreement: float | None = None  # of the last g0 computed (None: not measured)
         self._key: bytes | None = None
         self._delta: np.ndarray | None = None
 
@@ -65,4 +80,15 @@ class RootAnchor:
         if key != self._key:
             trained = self.train_on_root(previous, config)
             self._key, self._delta = key, flat_delta(trained, previous)
+            self.agreement = self._halves_agreement(previous, config) if self.halves else None
         return self._delta
+
+    def _halves_agreement(self, previous: Arrays, config: Mapping[str, Any]) -> float:
+        """Cosine between the root updates trained on each half of the root set."""
+        a, b = (flat_delta(self.train_on_root(previous, {**config, ROOT_HALF: h}), previous) for h in (0, 1))
+        return cosine(a, b)
+
+    def reproducible(self, min_agreement: float) -> bool:
+        """Whether the last g0's direction is reproducible: its halves agree at least `min_agreement`
+        (True when not measured)."""
+        return self.agreement is None or self.agreement >= min_agreement

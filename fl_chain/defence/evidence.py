@@ -29,9 +29,12 @@ class EvidencePolicy:
     """When an update is suspect, and how much suspicion makes a penalty."""
 
     min_cosine: float = -0.05  # single honest updates dip lower (docs/anchor-calibration.md): hence `needed`
-    # in a Flower App's ChainStrategy, directions count only in rounds where g0 improves the 'loss' of
-    # the app's evaluate_fn by more than this (relative; RootAnchor.improves, ChainStrategy)
+    # directions count only in rounds where g0 improves the server's held-out loss (flchain's tasks:
+    # their test split; an App: its evaluate_fn's 'loss') by more than this (relative, RootAnchor.improves)
     min_root_improvement: float = 0.02
+    # ... and only while g0 is reproducible: the root updates of the two halves of the root set agree at
+    # least this much (RootAnchor.reproducible; bench/late_calibration.py, docs/late-calibration.md)
+    min_root_agreement: float = 0.3
     max_norm_ratio: float = 6.0  # honest updates measured at 0.15-4.65 x (docs/anchor-calibration.md)
     min_norm_ratio: float = 0.01
     duplicate_cosine: float = 0.9999
