@@ -33,15 +33,14 @@ SPLITS = {"IID": ("iid", 0.5), "Dir 1.0": ("dirichlet", 1.0), "Dir 0.3": ("diric
 SPLITS |= {"Dir 0.1": ("dirichlet", 0.1), "shards": ("shards", 0.5)}
 # rule: a measured round -> the cosine below which a direction is suspect, or None (no direction evidence)
 POLICY = EvidencePolicy()
-LINE, GAIN, AGREE = POLICY.min_cosine, POLICY.min_root_improvement, POLICY.min_root_agreement
+LINE, GAIN, SLACK = POLICY.min_cosine, POLICY.min_root_improvement, POLICY.agreement_slack
 RULES: dict[str, Callable[[dict], float | None]] = {
     "always (before)": lambda r: LINE,
     "held-out only": lambda r: LINE if r["improvement"] > GAIN else None,
-    "halves only": lambda r: LINE if r["halves"] >= AGREE else None,
-    "held-out + halves (flchain)": lambda r: (
-        LINE if r["improvement"] > GAIN and r["halves"] >= AGREE else None
-    ),
-    "line scaled by halves": lambda r: LINE - 0.5 * (1 - max(r["halves"], 0.0)),
+    "halves >= 0.3 only": lambda r: LINE if r["halves"] >= 0.3 else None,
+    "held-out + halves >= 0.3": lambda r: LINE if r["improvement"] > GAIN and r["halves"] >= 0.3 else None,
+    "line - 0.5 x (1 - halves)": lambda r: LINE - 0.5 * (1 - max(r["halves"], 0.0)),
+    "line - 0.3 x (1 - halves) (flchain)": lambda r: LINE - SLACK * (1 - max(r["halves"], 0.0)),
 }
 
 
@@ -172,8 +171,8 @@ def report(results: list[dict], out: Path) -> list[str]:
         "evidence rules (suspect below cosine -0.05 with g0; a penalty needs 2 suspect updates in a node's "
         "last 3) under each rule for when a direction counts. `sign-flip caught` replays the same rounds "
         "with node 0 sending its honest update sign-flipped from round 1, and from half-time: the round it "
-        "is penalized (- never). flchain's rule: a direction counts while g0 improves the held-out loss by "
-        f"more than {100 * GAIN:g} % and the root set's halves agree at cosine >= {AGREE:g}.",
+        "is penalized (- never). flchain's rule (RootAnchor.direction_line): a direction is suspect below "
+        f"{LINE:g} - {SLACK:g} x (1 - the cosine between the root updates of the root set's two halves).",
         "",
         "| data | nodes | epochs | seed | acc | rule | direction rounds | honest penalized | first penalty "
         "| sign-flip caught | turning at half-time caught |",

@@ -261,7 +261,10 @@ class TrainRounds:
         reference = anchor.size_reference(root, float(np.median(claims)) if claims else None)
         admitted, evidence = self.gate.admitted, self.options.evidence
         if evidence is not None:
-            judge_with_evidence(screened, admitted, evidence, root, self._previous, reference, directions)
+            line = anchor.direction_line(evidence.policy.min_cosine, evidence.policy.agreement_slack)
+            judge_with_evidence(
+                screened, admitted, evidence, root, self._previous, reference, directions, line
+            )
         if reference is not None and self.policy.influence.clip_ratio > 0:
             clip_influence(screened, admitted, reference, self._previous, self.policy.influence.clip_ratio)
         return root, reference
@@ -334,26 +337,14 @@ class TrainRounds:
         self.options.run_events.emit(report)
 
     def _directions_count(self, previous: Model, root: np.ndarray) -> bool:
-        """Whether g0's direction is evidence this round: only while g0 improves the server's held-out
-        loss (flchain's tasks: their test split; anyone's Flower App: the 'loss' of its evaluate_fn,
-        called with the model g0 leads to) and, where the root trainer can train on halves of the root
-        set, while the halves' updates agree (RootAnchor.reproducible). Once the model has converged g0
-        is the root set's noise and honest updates drift against it: without these checks the evidence
-        rules penalized honest nodes from round 12 on (docs/late-calibration.md); cnn-digits with 10
-        epochs suspended an honest node after 5 rounds. Without a held-out loss, directions count."""
+        """Whether g0's direction is evidence this round. In anyone's Flower App (any model, any local
+        training) only while g0 improves the 'loss' of the app's evaluate_fn (called with the model g0
+        leads to): with long local training honest updates drift against an overfit g0 (cnn-digits, 10
+        epochs: an honest node was suspended after 5 rounds without this). flchain's own tasks keep
+        directions as evidence in every round, with a suspect line that moves down as g0 stops
+        reproducing on the root set's halves (RootAnchor.direction_line, docs/late-calibration.md)."""
         evidence = self.options.evidence
-        if evidence is None:
+        loss = self.metrics.app_loss(self._round) if self.app_directions else None
+        if evidence is None or loss is None:
             return True
-        policy = evidence.policy
-        anchor = self.options.evaluation.root
-        if anchor is not None and not anchor.reproducible(policy.min_root_agreement):
-            return False
-        loss = self.metrics.app_loss(self._round) if self.app_directions else self._test_loss()
-        if loss is None:
-            return True
-        return RootAnchor.improves(previous, root, loss, policy.min_root_improvement)
-
-    def _test_loss(self):
-        """The loss on the coordinator's own test split (flchain's tasks), or None."""
-        test = self.options.evaluation.test_metrics
-        return None if test is None else (lambda arrays: test(arrays)[0])
+        return RootAnchor.improves(previous, root, loss, evidence.policy.min_root_improvement)

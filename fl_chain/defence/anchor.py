@@ -16,11 +16,12 @@ and for evidence of harm.
 Late in a run that direction stops being evidence: once the model has converged, g0 is mostly the root
 set's own noise and honest updates point against it as often as not (bench/late_calibration.py: with 5
 honest digits nodes and 30 rounds, the evidence rules penalized an honest node in 10 of 12 cells, from
-round 12 on). Two checks say whether this round's g0 is still a direction: it improves the server's
-held-out loss (`improves`), and it is reproducible: with `halves`, the root trainer is also run on each
-half of the root set (config ROOT_HALF = 0 or 1) and the two updates must agree (`agreement`, their
-cosine, at least EvidencePolicy.min_root_agreement). A trainer without halves gives no agreement figure
-and that check does not apply."""
+round 12 on). How much g0's direction is worth is measured each round: with `halves`, the root trainer
+is also run on each half of the root set (config ROOT_HALF = 0 or 1), and the cosine between the two
+updates (`agreement`) says how reproducible g0 is. The suspect line moves down with it
+(`direction_line`): min_cosine - slack x (1 - agreement), so an update must point further against a
+g0 that does not reproduce before it is suspect. A trainer without halves gives no agreement figure and
+the line stays where the policy puts it (a Flower App's run also has `improves`, on its evaluate_fn)."""
 
 from __future__ import annotations
 
@@ -88,7 +89,9 @@ class RootAnchor:
         a, b = (flat_delta(self.train_on_root(previous, {**config, ROOT_HALF: h}), previous) for h in (0, 1))
         return cosine(a, b)
 
-    def reproducible(self, min_agreement: float) -> bool:
-        """Whether the last g0's direction is reproducible: its halves agree at least `min_agreement`
-        (True when not measured)."""
-        return self.agreement is None or self.agreement >= min_agreement
+    def direction_line(self, min_cosine: float, slack: float) -> float:
+        """The cosine below which an update is suspect against the last g0: `min_cosine` lowered by
+        `slack` x (1 - the halves' agreement, floored at 0); `min_cosine` when not measured."""
+        if self.agreement is None:
+            return min_cosine
+        return min_cosine - slack * (1.0 - max(self.agreement, 0.0))
