@@ -5,7 +5,7 @@ task's test split), and the agreement of two root updates trained on disjoint ha
 then replays the anchored evidence rules (defence/evidence.py) on those rounds under each candidate rule
 for when a direction counts, and counts the honest nodes each rule would penalize. Writes
 docs/late-calibration.md and .json.
-Usage: .venv/bin/python bench/late_calibration.py [--rounds 30] [--nodes 5] [--epochs 1 3 5] [--seeds 0]
+Usage: .venv/bin/python bench/late_calibration.py [--rounds 30] [--nodes 5 10] [--epochs 1 3 5] [--seeds 0]
        [--splits IID "Dir 0.1"]   (about 10 s per cell on 2 cores)
 """
 
@@ -213,7 +213,7 @@ def main() -> None:
     """Measure the requested cells, print and write the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--nodes", type=int, nargs="+", default=[5])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
