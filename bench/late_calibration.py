@@ -2,9 +2,9 @@
 valid. In process (no chain, no Flower): honest digits nodes, FedAvg, many rounds; every round records each
 node's cos(update, g0), whether g0 still improves the server's held-out loss (RootAnchor.improves on the
 task's test split), and the agreement of two root updates trained on disjoint halves of the root set; it
-then replays the anchored evidence rules (defence/evidence.py) on those rounds under each candidate rule
-for when a direction counts, and counts the honest nodes each rule would penalize. Writes
-docs/late-calibration.md and .json.
+then replays the anchored evidence rules (defence/evidence.py) on those rounds under each candidate
+rule for when and below which cosine a direction counts, and counts the honest nodes each would penalize.
+Writes docs/late-calibration.md and .json.
 Usage: .venv/bin/python bench/late_calibration.py [--rounds 30] [--nodes 5 10] [--epochs 1 3 5] [--seeds 0]
        [--splits IID "Dir 0.1"]   (about 10 s per cell on 2 cores)
 """
