@@ -5,7 +5,7 @@ STAMP   := .venv/.installed
 NPMSTAMP:= node_modules/.installed
 VENDOR  := fl_chain/dashboard/static/vendor
 
-.PHONY: setup browser nginx demo dashboard test lint format bench bench-robustness notebooks clean
+.PHONY: setup browser nginx demo dashboard test lint format bench bench-robustness bench-attacks notebooks clean
 
 setup: $(STAMP) $(NPMSTAMP) $(VENDOR)/.copied browser nginx
 
@@ -82,6 +82,11 @@ bench: setup
 bench-robustness: setup
 	$(PY) bench/robustness.py
 	$(PY) bench/robustness_seeds.py
+
+# issue 25's grid (hours: resumable, split it with PART=k/n) and the late-round calibration (minutes)
+bench-attacks: setup
+	$(PY) bench/late_calibration.py
+	$(PY) bench/robustness_attacks.py --part $(or $(PART),1/1)
 
 clean:
 	rm -rf build .flchain .pytest_cache

@@ -41,6 +41,37 @@ ATTACKS: dict[str, dict] = {
     "Sybils (identical)": {"kind": "sybil", "std": 0.3, "seed": 1},
     "mixed": {},  # attacker i runs MIXED[i % len(MIXED)]
 }
+BACKDOOR_TARGET = 0
+# issue 25's attacks (fl_chain/experiments): run by bench/robustness_attacks.py's grid
+ATTACKS_25: dict[str, dict] = {
+    "BadNets": {"kind": "backdoor", "target": BACKDOOR_TARGET, "fraction": 0.5},
+    "BadNets boost x3": {"kind": "backdoor", "target": BACKDOOR_TARGET, "fraction": 0.5, "boost": 3.0},
+    "BadNets + Neurotoxin": {
+        "kind": "backdoor",
+        "target": BACKDOOR_TARGET,
+        "fraction": 0.5,
+        "neurotoxin": 0.1,
+    },
+    "DBA": {"kind": "dba", "target": BACKDOOR_TARGET, "fraction": 0.5},  # attacker i stamps part i % 4
+    **{
+        f"{name} ({p})": {"kind": kind, "perturbation": p}
+        for name, kind in (("Min-Max", "min-max"), ("Min-Sum", "min-sum"))
+        for p in ("unit-vec", "std", "sign")
+    },
+    "PoisonedFL": {"kind": "poisonedfl", "seed": 7, "scale": 1.0, "period": 5, "beta": 0.7},
+    "adaptive (inside thresholds)": {"kind": "adaptive", "seed": 7},
+    "periodic sign-flip (every 3rd)": {"kind": "periodic", "period": 3, "then": {"kind": "sign-flip"}},
+    "turncoat (honest 10 rounds, then adaptive)": {
+        "kind": "on-off",
+        "after": 10,
+        "then": {"kind": "adaptive", "seed": 7},
+    },
+    "turncoat (honest 10 rounds, then BadNets)": {
+        "kind": "on-off",
+        "after": 10,
+        "then": {"kind": "backdoor", "target": BACKDOOR_TARGET, "fraction": 0.5},
+    },
+}
 MIXED = ("sign-flip", "noise", "boost x5", "label-flip", "ALIE")
 DATA = {"IID": ("iid", 0.5), "Dir 1.0": ("dirichlet", 1.0), "Dir 0.3": ("dirichlet", 0.3)}
 DATA |= {"Dir 0.1": ("dirichlet", 0.1), "shards": ("shards", 0.5)}
@@ -56,10 +87,12 @@ DEFENCES += ("Bulyan",)
 console = Console()
 
 
-def configure(defence: str, data: str, attackers: int, rounds: int) -> tuple[RunConfig, ReputationParams]:
+def configure(
+    defence: str, data: str, attackers: int, rounds: int, epochs: int = 3
+) -> tuple[RunConfig, ReputationParams]:
     """Run configuration and on-chain reputation parameters of one defence."""
     config = RunConfig()
-    config.federation.rounds, config.federation.min_nodes, config.task.local_epochs = rounds, 2, 3
+    config.federation.rounds, config.federation.min_nodes, config.task.local_epochs = rounds, 2, epochs
     config.task.partitioning, config.task.alpha = DATA[data]
     params = ReputationParams()
     if defence in ("none", "MultiKrum", "Bulyan"):  # no flchain defence: all aggregated, nobody suspended
@@ -91,26 +124,66 @@ def attacks_for(attack: str, attackers: int) -> dict[int, dict]:
     out = {}
     for i in range(attackers):
         name = MIXED[i % len(MIXED)] if attack == "mixed" else attack
-        preset = ATTACKS[name]
+        preset = {**ATTACKS, **ATTACKS_25}[name]
         out[i] = {**preset, "seed": preset.get("seed", i)}
+        if preset.get("kind") == "dba":  # distributed backdoor: each attacker stamps its own part
+            out[i] |= {"part": i % 4, "parts": min(4, attackers)}
     return out
 
 
-def run_one(defence: str, data: str, attack: str, fraction: float, rounds: int, seed: int = 42) -> dict:
-    """One run (data partition and training seeded by `seed`); returns its metrics."""
-    attackers = round(fraction * CLIENTS)
-    config, params = configure(defence, data, attackers, rounds)
+def backdoor_rate(home: Path, uri: str) -> float:
+    """Attack success rate of the final model (stored in the run's model store) on the server's test
+    split: the share of non-target test digits that the whole trigger turns into the target class. A
+    clean run's rate is the floor the targets compare against."""
+    from urllib.parse import urlparse
+
+    import torch
+
+    from fl_chain.experiments.backdoor import attack_success_rate
+    from fl_chain.protocol.model_bytes import arrays_from_bytes
+    from fl_chain.tasks.digits import digits_task
+    from fl_chain.tasks.training import set_arrays
+
+    task = digits_task()
+    model = task.build_model(0)
+    set_arrays(model, arrays_from_bytes(Path(urlparse(uri).path).read_bytes()))
+    x, y = task.server_data(0)[1]
+
+    def predict(batch):
+        with torch.no_grad():
+            return model(torch.from_numpy(batch)).argmax(dim=1).numpy()
+
+    return attack_success_rate(predict, x, y, BACKDOOR_TARGET)
+
+
+def run_one(
+    defence: str,
+    data: str,
+    attack: str,
+    fraction: float,
+    rounds: int,
+    seed: int = 42,
+    epochs: int = 3,
+    clients: int = CLIENTS,
+) -> dict:
+    """One run (data partition and training seeded by `seed`); returns its metrics: accuracy, the final
+    model's backdoor success rate, who was suspended and penalized, and the false-positive rate (honest
+    penalties per honest node-round)."""
+    attackers = round(fraction * clients)
+    config, params = configure(defence, data, attackers, rounds, epochs)
     config.task.seed = seed
     with tempfile.TemporaryDirectory() as tmp:
         result = run_demo(
             config,
-            CLIENTS,
+            clients,
             Path(tmp),
             attacks=attacks_for(attack, attackers),
             plot=False,
             reputation_params=params,
         )
+        asr = backdoor_rate(Path(tmp), result.reports[-1].uri)
     bad = set(result.nodes[:attackers])
+    honest_penalties = sum(len(set(r.penalized) - bad) for r in result.reports)
     suspended, penalized_honest, all_suspended = set(), set(), None
     attacker_rep, honest_rep = [], []
     for report in result.reports:
@@ -130,7 +203,15 @@ def run_one(defence: str, data: str, attack: str, fraction: float, rounds: int, 
         "fraction": fraction,
         "attackers": attackers,
         "seed": seed,
+        "epochs": epochs,
+        "clients": clients,
         "final_accuracy": result.reports[-1].accuracy,
+        "attack_success_rate": asr,
+        "honest_penalties": honest_penalties,
+        "honest_node_rounds": (clients - attackers) * rounds,
+        "false_positive_rate": honest_penalties / max(1, (clients - attackers) * rounds),
+        "first_honest_penalty": next((r.round for r in result.reports if set(r.penalized) - bad), None),
+        "attackers_rank_below_honest": ranks_below(result, bad),
         "attackers_suspended": len(suspended & bad),
         "honest_suspended": len(suspended - bad),
         "honest_penalized": len(penalized_honest),
@@ -140,6 +221,17 @@ def run_one(defence: str, data: str, attack: str, fraction: float, rounds: int, 
         "honest_reputation": honest_rep,
         "accuracy": [r.accuracy for r in result.reports],
     }
+
+
+def ranks_below(result, bad: set[str]) -> bool | None:
+    """The ledger's verdict: does every attacker end with a lower on-chain reputation than every honest
+    node? None without attackers."""
+    reps = result.reports[-1].reputations
+    attackers = [from_fixed(reps[n]) for n in bad if n in reps]
+    honest = [from_fixed(reps[n]) for n in result.nodes if n not in bad and n in reps]
+    if not attackers or not honest:
+        return None
+    return max(attackers) < min(honest)
 
 
 def grid(quick: bool) -> list[tuple[str, str, str, float]]:

@@ -156,7 +156,8 @@ def simulate(
 
 
 def _collusion(keys: list[str], attacks: dict[int, dict]):
-    """A Grid wrapper for coordinated attacks (ALIE, IPM) among the simulated nodes, or None."""
+    """A Grid wrapper for coordinated attacks (ALIE, IPM, Min-Max, Min-Sum) among the simulated nodes,
+    or None."""
     from fl_chain.experiments.attacks import COORDINATED
 
     colluders = {

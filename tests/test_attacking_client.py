@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fl_chain.experiments.attacking_client import flip_labels
+from fl_chain.experiments.attacking_client import poison_data
 from fl_chain.wire.node_config import NodeConfig
 
 
@@ -21,13 +21,13 @@ def _settings(attack: dict) -> NodeConfig:
 
 def test_label_flip_maps_every_label_to_another_class_in_its_rounds_only() -> None:
     x, y = np.zeros((4, 2)), np.array([0, 1, 2, 9])
-    assert flip_labels(_settings({"kind": "label-flip"}), 1, x, y)[1].tolist() == [9, 8, 7, 0]
-    assert flip_labels(_settings({"kind": "sign-flip"}), 1, x, y)[1].tolist() == [0, 1, 2, 9]
-    assert flip_labels(_settings({}), 1, x, y)[1].tolist() == [0, 1, 2, 9]
+    assert poison_data(_settings({"kind": "label-flip"}), 1, x, y)[1].tolist() == [9, 8, 7, 0]
+    assert poison_data(_settings({"kind": "sign-flip"}), 1, x, y)[1].tolist() == [0, 1, 2, 9]
+    assert poison_data(_settings({}), 1, x, y)[1].tolist() == [0, 1, 2, 9]
     on_off = {"kind": "on-off", "after": 2, "then": {"kind": "label-flip"}}
-    assert flip_labels(_settings(on_off), 2, x, y)[1].tolist() == [0, 1, 2, 9]
-    assert flip_labels(_settings(on_off), 3, x, y)[1].tolist() == [9, 8, 7, 0]
-    assert flip_labels(_settings({"kind": "label-flip"}), 1, x, y)[0] is x
+    assert poison_data(_settings(on_off), 2, x, y)[1].tolist() == [0, 1, 2, 9]
+    assert poison_data(_settings(on_off), 3, x, y)[1].tolist() == [9, 8, 7, 0]
+    assert poison_data(_settings({"kind": "label-flip"}), 1, x, y)[0] is x
 
 
 def test_an_honest_node_loads_no_experiments_code() -> None:

@@ -209,3 +209,36 @@ def test_directions_are_evidence_only_while_g0_improves_the_held_out_loss() -> N
     assert suspicions(deltas, root, policy, None, directions=False)[0] == {}
     zero = {"free-rider": np.zeros(2)}  # a zero update is evidence whatever g0's direction is worth
     assert set(suspicions(zero, root, policy, None, directions=False)[0]) == {"free-rider"}
+
+
+def test_the_suspect_line_moves_down_as_the_root_sets_halves_disagree() -> None:
+    """Known answers for RootAnchor's reproducibility measure: the trainer is also run on each half of the
+    root set (ROOT_HALF) and the suspect line is min_cosine - slack x (1 - the halves' cosine); a trainer
+    without halves leaves the line alone; server_app.root_rows picks the halves; suspicions uses the line."""
+    from fl_chain.coordinator.server_app import root_rows
+    from fl_chain.defence.anchor import ROOT_HALF
+
+    steps = {None: np.array([1.0, 1.0]), 0: np.array([1.0, 0.0]), 1: np.array([0.0, 1.0])}
+
+    def trainer(arrays, config):  # halves pulling apart: orthogonal updates, cosine 0
+        return {"w": np.asarray(arrays["w"]) + steps[config.get(ROOT_HALF)]}
+
+    start, config = {"w": np.zeros(2)}, {"local-epochs": 1}
+    anchor = RootAnchor(trainer, halves=True)
+    assert anchor.delta(start, config).tolist() == [1.0, 1.0]  # g0 itself: the whole root set
+    assert anchor.agreement == 0.0 and anchor.direction_line(-0.05, 0.3) == pytest.approx(-0.35)
+    steps[1] = np.array([1.0, 0.2])  # halves agreeing: cosine 0.98
+    anchor.delta({"w": np.ones(2)}, config)
+    assert anchor.agreement == pytest.approx(1 / np.sqrt(1.04))
+    assert anchor.direction_line(-0.05, 0.3) == pytest.approx(-0.05 - 0.3 * (1 - 1 / np.sqrt(1.04)))
+    plain = RootAnchor(trainer)  # halves not supported: not measured, never refused
+    plain.delta(start, config)
+    assert plain.agreement is None and plain.direction_line(-0.05, 0.3) == -0.05
+    against = {"a": np.array([-0.2, 1.0])}  # cosine -0.2 with g0 = (1, 0)
+    assert suspicions(against, np.array([1.0, 0.0]), EvidencePolicy(), None)[0] != {}
+    assert suspicions(against, np.array([1.0, 0.0]), EvidencePolicy(), None, line=-0.35)[0] == {}
+    assert (root_rows(10, None), root_rows(10, 0), root_rows(11, 1)) == (
+        slice(None),
+        slice(None, 5),
+        slice(5, None),
+    )

@@ -194,12 +194,14 @@ def judge_with_evidence(
     previous: Mapping[str, np.ndarray],
     reference: float | None = None,
     directions: bool = True,
+    line: float | None = None,
 ) -> None:
     """Anchored evidence (defence/evidence.py): suspect updates leave this round's aggregate, with the reason;
     those whose evidence adds up are penalized. `reference`: the size yardstick (defence/anchor.py), if any;
-    `directions`: whether g0's direction is evidence this round (RootAnchor.improves)."""
+    `directions`: whether g0's direction is evidence this round (RootAnchor.improves); `line`: the cosine
+    below which it is suspect (RootAnchor.direction_line)."""
     deltas = {who: flat_delta(arrays, previous) for who, arrays in out.updates.items()}
-    suspect, penalized = book.observe(deltas, root, reference, directions)
+    suspect, penalized = book.observe(deltas, root, reference, directions, line)
     for who, reason in suspect.items():
         out.dropped[who] = ("penalized: " + penalized[who]) if who in penalized else f"suspect: {reason}"
         del out.updates[who], out.weights[who]

@@ -29,7 +29,7 @@ from fl_chain.coordinator.policies import effective_rules, gate_samples, run_opt
 from fl_chain.coordinator.reporting import run_end_reported
 from fl_chain.coordinator.strategy import ChainStrategy
 from fl_chain.coordinator.trust_strategy import TrustWeighted
-from fl_chain.defence.anchor import RootAnchor
+from fl_chain.defence.anchor import ROOT_HALF, RootAnchor
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.task_identity import task_app_id
 from fl_chain.store import ModelStore
@@ -72,6 +72,13 @@ def wrapped_strategy(config: RunConfig, evaluation: Evaluation) -> Strategy:
     return inner
 
 
+def root_rows(size: int, half: object) -> slice:
+    """The root set's rows to train on: all, or its first (0) or second (1) half."""
+    if half is None:
+        return slice(None)
+    return slice(None, size // 2) if int(half) == 0 else slice(size // 2, None)
+
+
 def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np.ndarray]]:
     """The server's evaluation hooks on its validation and test splits, and the initial model."""
     from fl_chain.tasks.training import evaluate, get_arrays, set_arrays, train
@@ -91,12 +98,14 @@ def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np
     root_model = task.build_model(seed)
 
     def train_on_root(arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        # The nodes' local settings, on the server's clean validation split (the root set).
+        # The nodes' local settings, on the server's clean validation split (the root set), or on one
+        # half of it (ROOT_HALF: the anchor's reproducibility check, defence/anchor.py).
         set_arrays(root_model, arrays)
+        rows = root_rows(len(y_val), config.get(ROOT_HALF))
         train(
             root_model,
-            x_val,
-            y_val,
+            x_val[rows],
+            y_val[rows],
             epochs=int(config.get("local-epochs", 1)),
             lr=float(config.get("lr", 0.05)),
             batch_size=int(config.get("batch-size", 32)),
@@ -107,7 +116,7 @@ def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np
     evaluation = Evaluation(
         metrics_on(x_test, y_test),
         lambda arrays: validation(arrays)[0],
-        RootAnchor(train_on_root, root_examples=len(y_val)),
+        RootAnchor(train_on_root, root_examples=len(y_val), halves=True),
     )
     return evaluation, initial
 

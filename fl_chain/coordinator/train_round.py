@@ -261,7 +261,10 @@ class TrainRounds:
         reference = anchor.size_reference(root, float(np.median(claims)) if claims else None)
         admitted, evidence = self.gate.admitted, self.options.evidence
         if evidence is not None:
-            judge_with_evidence(screened, admitted, evidence, root, self._previous, reference, directions)
+            line = anchor.direction_line(evidence.policy.min_cosine, evidence.policy.agreement_slack)
+            judge_with_evidence(
+                screened, admitted, evidence, root, self._previous, reference, directions, line
+            )
         if reference is not None and self.policy.influence.clip_ratio > 0:
             clip_influence(screened, admitted, reference, self._previous, self.policy.influence.clip_ratio)
         return root, reference
@@ -338,9 +341,8 @@ class TrainRounds:
         training) only while g0 improves the 'loss' of the app's evaluate_fn (called with the model g0
         leads to): with long local training honest updates drift against an overfit g0 (cnn-digits, 10
         epochs: an honest node was suspended after 5 rounds without this). flchain's own tasks keep
-        directions as evidence in every round: their calibration (docs/anchor-calibration.md) shows
-        honest directions hold, and ALIE colluders are caught in rounds where g0 no longer improves the
-        test loss (tests/test_robustness_quick.py)."""
+        directions as evidence in every round, with a suspect line that moves down as g0 stops
+        reproducing on the root set's halves (RootAnchor.direction_line, docs/late-calibration.md)."""
         evidence = self.options.evidence
         loss = self.metrics.app_loss(self._round) if self.app_directions else None
         if evidence is None or loss is None:

@@ -32,6 +32,10 @@ class EvidencePolicy:
     # in a Flower App's ChainStrategy, directions count only in rounds where g0 improves the 'loss' of
     # the app's evaluate_fn by more than this (relative; RootAnchor.improves, ChainStrategy)
     min_root_improvement: float = 0.02
+    # the suspect line moves down by this x (1 - the cosine between the root updates of the root set's two
+    # halves): a g0 that does not reproduce is weaker evidence (RootAnchor.direction_line;
+    # bench/late_calibration.py, docs/late-calibration.md)
+    agreement_slack: float = 0.3
     max_norm_ratio: float = 6.0  # honest updates measured at 0.15-4.65 x (docs/anchor-calibration.md)
     min_norm_ratio: float = 0.01
     duplicate_cosine: float = 0.9999
@@ -45,12 +49,15 @@ def suspicions(
     policy: EvidencePolicy,
     reference: float | None = -1.0,
     directions: bool = True,
+    line: float | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(suspect this round: who -> why, copies: who -> why) for one round's accepted updates. Sizes are
     measured against `reference` (default: |g0|); with None (no size yardstick: defence/anchor.py) only
     directions and copies count, and a zero update still marks a free-rider. With `directions` False (g0
     no longer improves the server's held-out loss: its direction is the root set's noise, and honest
-    updates point against it as often as not) a direction is no evidence this round."""
+    updates point against it as often as not) a direction is no evidence this round. `line`: the cosine
+    below which a direction is suspect this round (default policy.min_cosine; RootAnchor.direction_line)."""
+    line = policy.min_cosine if line is None else line
     if reference is not None and reference < 0:
         reference = float(np.linalg.norm(root))
     suspect: dict[str, str] = {}
@@ -61,14 +68,14 @@ def suspicions(
         if reference is None:
             if norm == 0:
                 suspect[who] = "update is zero (returns the model it got)"
-            elif directions and cos < policy.min_cosine:
+            elif directions and cos < line:
                 suspect[who] = f"update points against the server's root update (cosine {cos:.2f})"
             continue
         if ratio < policy.min_norm_ratio:
             suspect[who] = f"update {ratio:.3f} x an honest update's expected size (returns the model it got)"
         elif ratio > policy.max_norm_ratio:
             suspect[who] = f"update {ratio:.1f} x an honest update's expected size (boosted)"
-        elif directions and cos < policy.min_cosine:
+        elif directions and cos < line:
             suspect[who] = f"update points against the server's root update (cosine {cos:.2f})"
     return suspect, copies(deltas, policy.duplicate_cosine)
 
@@ -98,10 +105,12 @@ class EvidenceBook:
         root: np.ndarray,
         reference: float | None = -1.0,
         directions: bool = True,
+        line: float | None = None,
     ) -> tuple[dict[str, str], dict[str, str]]:
-        """Record one round's verdicts (sizes against `reference`, directions only if `directions`, see
-        `suspicions`); return (suspect this round: who -> why, penalized now: who -> the evidence)."""
-        suspect, copied = suspicions(deltas, root, self.policy, reference, directions)
+        """Record one round's verdicts (sizes against `reference`, directions only if `directions`, below
+        `line`, see `suspicions`); return (suspect this round: who -> why, penalized now: who -> the
+        evidence)."""
+        suspect, copied = suspicions(deltas, root, self.policy, reference, directions, line)
         penalized: dict[str, str] = {}
         for who in deltas:
             past = self.history.setdefault(who, deque(maxlen=self.policy.window))

@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flwr.app import Context, Message
+import numpy as np
+from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from fl_chain.experiments.attacks import active_attack, apply_attack
+from fl_chain.experiments.attacks import BACKDOORS, active_attack, apply_attack
+from fl_chain.experiments.backdoor import poison, trigger_pixels
 from fl_chain.node.chain_mod import identity_for, sign_reply
 from fl_chain.node.client_app import SimulatedNodes, make_client_app
 from fl_chain.wire.node_config import NodeConfig
@@ -38,7 +40,11 @@ def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
         received = record_to_arrays(message.content.array_records["arrays"])
         trained = record_to_arrays(reply.content.array_records["arrays"])
         round_number = trained_round(message.content.config_records["config"])
-        reply.content["arrays"] = arrays_to_record(apply_attack(attack, received, trained, round_number))
+        state = load_state(context)
+        reply.content["arrays"] = arrays_to_record(
+            apply_attack(attack, received, trained, round_number, state)
+        )
+        save_state(context, state)
         active = active_attack(attack, round_number)
         if active.get("kind") == "lie-examples":
             for metrics in reply.content.metric_records.values():
@@ -55,17 +61,47 @@ def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
     return attack_mod
 
 
-def flip_labels(settings: NodeConfig, round_number: int, x: Any, y: Any) -> tuple[Any, Any]:
-    """The label-flip attack's data poisoning: in the rounds a node runs it, every label is mapped to
-    another class, consistently (the arrays then pass the attack mod unchanged)."""
-    if active_attack(settings.attack, round_number).get("kind") == "label-flip":
+STATE_ARRAYS, STATE_SCALARS = "attack-arrays", "attack-scalars"  # in the node's Context.state
+
+
+def load_state(context: Context) -> dict[str, object]:
+    """What a multi-round attack remembers (experiments/multi_round.py), from the node's Context.state,
+    which Flower keeps per node across rounds (a simulated node may run in any worker)."""
+    state: dict[str, object] = {}
+    if STATE_ARRAYS in context.state.array_records:
+        state |= record_to_arrays(context.state.array_records[STATE_ARRAYS])
+    if STATE_SCALARS in context.state.config_records:
+        state |= dict(context.state.config_records[STATE_SCALARS])
+    return state
+
+
+def save_state(context: Context, state: dict[str, object]) -> None:
+    """Keep `state` in the node's Context.state: vectors as arrays, numbers as config."""
+    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+    if arrays:
+        context.state[STATE_ARRAYS] = arrays_to_record(arrays)
+    scalars = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
+    if scalars:
+        context.state[STATE_SCALARS] = ConfigRecord(scalars)
+
+
+def poison_data(settings: NodeConfig, round_number: int, x: Any, y: Any) -> tuple[Any, Any]:
+    """Data poisoning in the rounds a node runs it: label-flip maps every label to another class,
+    consistently; backdoor (BadNets) and dba stamp the attacker's trigger (or its part) on a `fraction`
+    of the examples (default 0.5) relabelled `target` (default 0). The arrays then pass the attack mod
+    unchanged unless it masks or boosts them."""
+    active = active_attack(settings.attack, round_number)
+    if active.get("kind") == "label-flip":
         y = y.max() - y
+    elif active.get("kind") in BACKDOORS:
+        target, fraction = int(active.get("target", 0)), float(active.get("fraction", 0.5))
+        x, y = poison(x, y, trigger_pixels(active), target, fraction, seed=round_number)
     return x, y
 
 
 def make_attacking_client_app(simulated: SimulatedNodes) -> ClientApp:
     """flchain's ClientApp for simulated nodes, each running the attack `simulated.attacks` gives it (if
-    any): the attack mod outside the flchain mod, label flips on the training data."""
+    any): the attack mod outside the flchain mod, label flips and backdoor triggers on the training data."""
     return make_client_app(
-        simulated, outer_mods=[make_attack_mod(simulated.for_context)], data_hook=flip_labels
+        simulated, outer_mods=[make_attack_mod(simulated.for_context)], data_hook=poison_data
     )

@@ -9,17 +9,25 @@ the same noise update: colluding identities), lie-examples (an honest update wit
 claimed instead: inf, nan, -1, 2**80; applied to the reply by attacking_client.py), unsigned (an honest
 update sent without the node's signed claim on it, removed by attacking_client.py: in a verified round the
 reply is answered but carries no valid claim), and on-off (behave for
-`after` rounds, then run the attack in `then`). Coordinated attacks that need every participant's update,
-ALIE and IPM, live in experiments/collusion.py.
+`after` rounds, then run the attack in `then`: an attacker that earns reputation first) and periodic (run
+`then` only every `period`-th round: suspect in fewer rounds than the evidence window's `needed`).
+Backdoors: backdoor (BadNets) and dba poison part of the training data (experiments/backdoor.py, applied by
+attacking_client.py) and may then mask the update Neurotoxin-style (`neurotoxin`: the top fraction of the
+last global change left alone) and boost it (`boost`: model replacement). Vector attacks with state across
+rounds, poisonedfl and adaptive, live in experiments/multi_round.py. Coordinated attacks that need every
+participant's update, ALIE, IPM, Min-Max and Min-Sum, live in experiments/collusion.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
 import numpy as np
 
+from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
 from fl_chain.errors import FlchainError
+from fl_chain.experiments.backdoor import neurotoxin_mask
+from fl_chain.experiments.multi_round import adaptive_step, poisonedfl_step
 
 ATTACKS = (
     "sign-flip",
@@ -33,16 +41,28 @@ ATTACKS = (
     "on-off",
     "lie-examples",
     "unsigned",
+    "periodic",
+    "backdoor",
+    "dba",
+    "poisonedfl",
+    "adaptive",
     "alie",
     "ipm",
+    "min-max",
+    "min-sum",
 )
-COORDINATED = ("alie", "ipm")  # applied by experiments/collusion.py, the client trains honestly
+COORDINATED = ("alie", "ipm", "min-max", "min-sum")  # applied by experiments/collusion.py
+BACKDOORS = ("backdoor", "dba")  # the data is poisoned by attacking_client.py
+VECTOR_ATTACKS = (*BACKDOORS, "poisonedfl", "adaptive")
 
 
 def active_attack(attack: Mapping[str, object], round_number: int) -> Mapping[str, object]:
-    """The attack a node runs in this round (on-off attackers behave until round `after`)."""
+    """The attack a node runs in this round (on-off attackers behave until round `after`, periodic ones
+    in every round but each `period`-th)."""
     if attack.get("kind") == "on-off":
         return dict(attack.get("then", {})) if round_number > int(attack.get("after", 3)) else {}
+    if attack.get("kind") == "periodic":
+        return dict(attack.get("then", {})) if round_number % int(attack.get("period", 3)) == 0 else {}
     return attack
 
 
@@ -51,12 +71,16 @@ def apply_attack(
     received: Mapping[str, np.ndarray],
     trained: Mapping[str, np.ndarray],
     round_number: int = 1,
+    state: MutableMapping[str, object] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The arrays a node with this attack sends in this round, given what it received and trained."""
+    """The arrays a node with this attack sends in this round, given what it received and trained;
+    `state` (kept by the caller per node) carries what multi-round attacks remember."""
     attack = active_attack(attack or {}, round_number)
     kind = attack.get("kind") if attack else None
     if not kind or kind in COORDINATED:
         return dict(trained)
+    if kind in VECTOR_ATTACKS:
+        return vector_attack(attack, received, trained, {} if state is None else state)
     seed = int(attack.get("seed", 0))
     # Sybils share a seed and draw the same noise every round; other attackers differ per node.
     rng = np.random.default_rng([seed, round_number] if kind == "sybil" else seed)
@@ -85,3 +109,26 @@ def apply_attack(
     elif kind == "wrong-shape":
         out[first] = out[first][:-1]
     return out
+
+
+def vector_attack(
+    attack: Mapping[str, object],
+    received: Mapping[str, np.ndarray],
+    trained: Mapping[str, np.ndarray],
+    state: MutableMapping[str, object],
+) -> dict[str, np.ndarray]:
+    """The attacks on the whole update vector: backdoors' Neurotoxin mask and boost, PoisonedFL, adaptive.
+    Remembers the model received in `state` (Neurotoxin and PoisonedFL need the last global change)."""
+    base, honest = previous_vector(received), flat_delta(trained, received)
+    kind = attack["kind"]
+    if kind == "poisonedfl":
+        return unflatten(base + poisonedfl_step(attack, base, honest, state), received)
+    previous = state.get("previous")
+    state["previous"] = base
+    if kind == "adaptive":
+        return unflatten(base + adaptive_step(attack, honest), received)
+    delta = honest
+    top = float(attack.get("neurotoxin", 0.0))
+    if top > 0 and isinstance(previous, np.ndarray):
+        delta = delta * neurotoxin_mask(base - previous, top)
+    return unflatten(base + float(attack.get("boost", 1.0)) * delta, received)

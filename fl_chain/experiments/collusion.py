@@ -8,6 +8,9 @@ colluders' training replies before the coordinator receives them:
   same vector.
 - IPM, inner-product manipulation (Xie et al., UAI 2020): -epsilon x the mean update, so the aggregate's
   inner product with the true descent direction turns negative.
+- Min-Max and Min-Sum (Shejwalkar & Houmansadr, NDSS 2021; experiments/agr_tailored.py): the mean
+  update pushed along a perturbation vector (`perturbation`: unit-vec, std or sign) as far as the
+  benign updates' own spread allows.
 Used by the demo harness (`run_demo(attacks=...)`) only; nothing here runs in a real federation."""
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from flwr.app import Message
 
 from fl_chain.coordinator.gate import DelegatingGrid
 from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
+from fl_chain.experiments.agr_tailored import min_max, min_sum
 from fl_chain.wire.records import AUTH_RECORD, record_to_arrays, reply_parts, with_update
 
 
@@ -39,9 +43,13 @@ def colluding_deltas(
     mean, std = stacked.mean(axis=0), stacked.std(axis=0)
     z = alie_z(len(deltas), len(colluders))
     out = {}
+    tailored = {"min-max": min_max, "min-sum": min_sum}
     for i, attack in colluders.items():
-        if attack.get("kind") == "alie":
+        kind = attack.get("kind")
+        if kind == "alie":
             out[i] = mean - float(attack.get("z", z)) * std
+        elif kind in tailored:  # the colluders' own updates are benign too: they trained honestly
+            out[i] = tailored[kind](stacked, str(attack.get("perturbation", "unit-vec")))
         else:  # ipm
             out[i] = -float(attack.get("epsilon", 0.5)) * mean
     return out
