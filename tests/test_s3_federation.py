@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,12 +18,16 @@ from fl_chain.chain.setup import bootstrap
 from fl_chain.chain.setup.localnode import free_port
 from fl_chain.config import RunConfig
 from fl_chain.demo import run_demo
+from fl_chain.store_sync import sync_stores
 from fl_chain.verify.audit import audit_task
 from tests.s3util import MotoServer, read_only
 from tests.test_e2e_deployment import PASSWORD, _run, _spawn, registered_keys, stop_commands
 
 
-def test_demo_on_s3_commits_every_round_and_the_audit_reads_it_back(s3: MotoServer, tmp_path: Path) -> None:
+def test_demo_on_s3_is_audited_and_synced_to_a_directory_and_back(s3: MotoServer, tmp_path: Path) -> None:
+    """The demo's store on S3; the audit re-derives every round from it; `store sync` copies it to a
+    directory (update blobs too) and from there to another bucket (without them), every hash checked: an
+    object whose bytes do not match its name is refused and the command exits 1."""
     bucket = s3.bucket()
     config = RunConfig()
     config.federation.rounds = 2
@@ -50,6 +55,24 @@ def test_demo_on_s3_commits_every_round_and_the_audit_reads_it_back(s3: MotoServ
     assert len([k for k in keys if k.startswith("fed/rounds/t")]) == 2  # the manifests
     assert len([k for k in keys if k.startswith("fed/rounds/rules-")]) == 1
     assert not (home / "store").exists()  # nothing went to a local directory
+
+    mirror = tmp_path / "mirror"
+    synced = sync_stores(f"s3://{bucket}/fed", str(mirror), updates=True)
+    assert synced.copied == {"model": 3, "document": 3, "update": 6} and synced.refused == []
+    assert sorted(str(p.relative_to(mirror)) for p in mirror.rglob("*") if p.is_file()) == sorted(
+        k.removeprefix("fed/") for k in keys
+    )
+    (mirror / ("ab" * 32)).write_bytes(b"not the blob its name says")
+    back = s3.bucket()
+    out = subprocess.run(
+        [sys.executable, "-m", "fl_chain", "store", "sync", str(mirror), f"s3://{back}/copy"],
+        capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"1 objects refused: {'ab' * 32}: hashes to" in out.stderr
+    assert "3 models, 3 documents, 0 update blobs copied" in out.stdout
+    public = [k.removeprefix("fed/") for k in keys if not k.startswith("fed/updates/")]
+    assert s3.keys(back) == sorted("copy/" + k for k in public)
 
 
 def test_deployment_nodes_load_models_from_s3_with_read_only_credentials(
