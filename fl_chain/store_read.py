@@ -11,7 +11,8 @@ outcome and checkpoint leaves all come from URIs a coordinator chose, so every r
 - Time: a stalled connection gives up after `timeout` seconds, a whole read after `deadline`.
 - Addresses (the dashboard's policy, `public_only`): a host that resolves to a loopback, private or
   link-local address is refused unless it is the reader's own store; the check is made again by the
-  HTTP client's resolver at connect time (DNS rebinding) and redirects are not followed.
+  HTTP client's resolver at connect time (DNS rebinding) and redirects are not followed; s3:// is read
+  only inside the reader's own buckets (`s3_stores`), since it signs with its operator's credentials.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class ReadPolicy:
     deadline: float = 600.0  # the whole read
     public_only: bool = False
     trusted_hosts: tuple[str, ...] = ()  # host:port exempt from public_only (own store)
+    s3_stores: tuple[str, ...] = ()  # s3://bucket/prefix/ a public_only reader may read (its own stores)
 
 
 def with_stores(policy: ReadPolicy, stores: tuple[Path, ...]) -> ReadPolicy:
@@ -132,6 +134,9 @@ def fetch(
         raise ReadRefused(f"{what} {uri}: scheme {scheme!r} is not read here (allowed: {allowed})")
     if policy.public_only and scheme in ("http", "https"):
         _require_public(uri, what, policy)
+    if policy.public_only and scheme == "s3" and not any(uri.startswith(b) for b in policy.s3_stores):
+        # it would read with its operator's credentials, on someone else's behalf: its own stores only
+        raise ReadRefused(f"{what} {uri}: not in an s3:// store this reader was given; not fetched")
     return _read_remote(uri, scheme, cap, what, policy)
 
 

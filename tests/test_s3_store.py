@@ -122,3 +122,22 @@ def test_server_killed_mid_upload_commits_nothing_then_the_round_commits(
     finally:
         proxy.close()
         own.stop()
+
+
+def test_dashboard_verifies_rounds_only_in_its_own_buckets(s3: MotoServer, chain: LocalChain) -> None:
+    """The verify button reads s3:// with its operator's credentials: inside a bucket prefix it was given
+    (--store s3://…) it hashes the blob; a task whose store is another bucket is not fetched."""
+    from fl_chain.coordinator.committer import RoundCommitter
+    from fl_chain.dashboard.verify import dashboard_policy, verify_round
+
+    bucket = s3.bucket()
+    store = open_model_store(f"s3://{bucket}/fed")
+    committer = RoundCommitter.new_task(chain.client, chain.coordinator, store, b"\x28" * 32)
+    commit = committer.commit(0, _arrays())
+    own = verify_round(chain.client, committer.task, 0, dashboard_policy([f"s3://{bucket}/fed"]))
+    assert own["status"] == "match" and own["actual"] == "0x" + commit.model_hash.hex()
+    other = verify_round(chain.client, committer.task, 0, dashboard_policy([f"s3://{bucket}/elsewhere"]))
+    assert other["status"] == "unavailable" and other["refused"]
+    assert "not in an s3:// store this reader was given" in other["detail"]
+    with pytest.raises(FlchainError, match="--store s3://: expected s3://BUCKET"):
+        dashboard_policy(["s3://"])
