@@ -71,6 +71,7 @@ def with_stores(policy: ReadPolicy, stores: tuple[Path, ...]) -> ReadPolicy:
 
 _local_stores: set[Path] = set()
 _model_sizes: dict[object, int] = {}
+_s3_filesystems: dict[tuple, Any] = {}
 _lock = threading.Lock()
 
 
@@ -237,8 +238,21 @@ def s3_filesystem(endpoint_url: str | None = None, timeout: float = 30.0, anon: 
     """An s3fs filesystem: the standard AWS credential chain and endpoint (AWS_ENDPOINT_URL, or
     `endpoint_url`), or unsigned requests to a public bucket (`anon`); `timeout` for connecting and each
     read; one retry layer (botocore's, `_s3_retries`: s3fs's own would multiply them, so a dead endpoint
-    fails in seconds); 1 MiB read blocks (the cap is checked per chunk); no listings cache and no
-    instance shared across credentials."""
+    fails in seconds); 1 MiB read blocks (the cap is checked per chunk); no listings cache. One per
+    process, settings and AWS environment (a client costs ~0.1-0.3 s to make; another key is another)."""
+    aws = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (os.getpid(), endpoint_url, timeout, anon, aws)
+    with _lock:
+        fs = _s3_filesystems.get(key)
+    if fs is None:
+        fs = _new_s3_filesystem(endpoint_url, timeout, anon)
+        with _lock:
+            _s3_filesystems[key] = fs
+    return fs
+
+
+def _new_s3_filesystem(endpoint_url: str | None, timeout: float, anon: bool) -> Any:
+    """A new s3fs filesystem (see s3_filesystem)."""
     import s3fs
 
     fs = s3fs.S3FileSystem(

@@ -85,12 +85,22 @@ class S3Store:
         """Store named arrays in canonical form; return (hash, uri)."""
         return self.put(canonical_bytes(arrays))
 
+    def _present(self, path: str) -> bool:
+        """Whether an object is at `path` (one HEAD; a key that may not list the bucket is told 403 for a
+        missing object: then the PUT decides)."""
+        bucket, key = path.split("/", 1)
+        try:
+            self.fs.call_s3("head_object", Bucket=bucket, Key=key)
+        except (FileNotFoundError, PermissionError):
+            return False
+        return True
+
     def _write(self, uri: str, blob: bytes, what: str) -> None:
         """PUT `blob` at `uri` unless an object is there already (names are hashes: the same bytes); a
         one-line error if the bucket cannot be reached or refuses it (nothing is committed then)."""
         path = uri.removeprefix("s3://")
         try:
-            if self.fs.exists(path):
+            if self._present(path):
                 return
             self.fs.pipe_file(path, blob)
         except Exception as exc:

@@ -10,18 +10,14 @@ reproduce of real S3 services.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,58 +159,3 @@ def read_only(*resources: str, deny: tuple[str, ...] = ()) -> dict:
         denied = [f"arn:aws:s3:::{d}/*" for d in deny]
         statements.append({"Effect": "Deny", "Action": "s3:*", "Resource": denied})
     return {"Version": "2012-10-17", "Statement": statements}
-
-
-class CutProxy:
-    """A TCP proxy on a free loopback port in front of `target_port`. While `cut_after` is set, a
-    connection that has sent more than that many bytes is closed and `on_cut()` called (once per cut), so
-    an upload stops in the middle; a connection the target refuses is closed."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
-        self.cut_after: int | None = None
-        self.on_cut: Callable[[], None] = lambda: None
-        self.cuts = 0
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def endpoint(self) -> str:
-        """The proxy's URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        """Stop accepting connections."""
-        self.server.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-            except OSError:
-                conn.close()
-                continue
-            threading.Thread(target=self._pipe, args=(conn, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, conn, False), daemon=True).start()
-
-    def _pipe(self, a: socket.socket, b: socket.socket, request: bool) -> None:
-        sent = 0
-        try:
-            while data := a.recv(65536):
-                sent += len(data)
-                if request and self.cut_after is not None and sent > self.cut_after:
-                    self.cuts += 1
-                    self.on_cut()
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):  # shutdown, not only close: the peer must see the connection end now
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()

@@ -16,7 +16,8 @@ from fl_chain.protocol.model_bytes import canonical_bytes, hash_arrays
 from fl_chain.store import BlobIntegrityError, BlobTooLarge, fetch_blob, open_model_store
 from fl_chain.store_read import fetch
 from tests.chainutil import LocalChain
-from tests.s3util import CutProxy, MotoServer, read_only
+from tests.rpc_proxy import RpcProxy
+from tests.s3util import MotoServer, read_only
 
 
 def _arrays(seed: int = 0, size: int = 12) -> dict[str, np.ndarray]:
@@ -91,7 +92,7 @@ def test_server_killed_mid_upload_commits_nothing_then_the_round_commits(
     from fl_chain.coordinator.committer import RoundCommitter
 
     own = MotoServer(tmp_path / "moto.log", auth=False).start()
-    proxy = CutProxy(own.port)
+    proxy = RpcProxy(own.port)
     try:
         for name, value in own.admin.env(proxy.endpoint).items():
             monkeypatch.setenv(name, value)
