@@ -72,6 +72,7 @@ def with_stores(policy: ReadPolicy, stores: tuple[Path, ...]) -> ReadPolicy:
 _local_stores: set[Path] = set()
 _model_sizes: dict[object, int] = {}
 _s3_filesystems: dict[tuple, Any] = {}
+_s3_endpoint: list[str | None] = [None]  # this process's own store's endpoint ([store] endpoint_url)
 _lock = threading.Lock()
 
 
@@ -79,6 +80,13 @@ def allow_local_store(directory: str | Path) -> None:
     """Let this process read file:// URIs inside `directory` (its own store)."""
     with _lock:
         _local_stores.add(Path(directory).expanduser().resolve())
+
+
+def use_s3_endpoint(endpoint_url: str | None) -> None:
+    """Read s3:// in this process from `endpoint_url` (its own store's S3-compatible service, from
+    `[store] endpoint_url`) rather than AWS_ENDPOINT_URL or AWS."""
+    with _lock:
+        _s3_endpoint[0] = endpoint_url or None
 
 
 def process_policy() -> ReadPolicy:
@@ -223,7 +231,9 @@ def _open_remote(uri: str, scheme: str, policy: ReadPolicy) -> Any:
 
     if scheme == "s3":
         anon = os.environ.get(S3_ANONYMOUS_ENV, "").strip().lower() in ("1", "true", "yes")
-        return s3_filesystem(timeout=policy.timeout, anon=anon).open(uri, "rb")
+        with _lock:
+            endpoint = _s3_endpoint[0]
+        return s3_filesystem(endpoint, policy.timeout, anon).open(uri, "rb")
     options = _http_options(policy) if scheme in ("http", "https") else {}
     return fsspec.open(uri, "rb", **options)
 

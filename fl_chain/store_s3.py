@@ -20,7 +20,7 @@ import numpy as np
 
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.model_bytes import canonical_bytes, model_hash
-from fl_chain.store_read import s3_filesystem
+from fl_chain.store_read import s3_filesystem, use_s3_endpoint
 
 
 def check_s3_uri(uri: str, what: str) -> str:
@@ -57,6 +57,8 @@ class S3Store:
         if not self.base_uri.endswith("/"):
             self.base_uri += "/"
         self.fs = s3_filesystem(endpoint_url)
+        if endpoint_url:
+            use_s3_endpoint(endpoint_url)  # this process reads its store where it writes it
 
     def uri_for(self, digest: bytes) -> str:
         """Where a blob with this hash is published."""

@@ -21,7 +21,7 @@ from fl_chain.protocol.model_bytes import model_hash
 from fl_chain.protocol.outcomes import MAX_DOCUMENT_BYTES, parse_checkpoint, parse_outcomes
 from fl_chain.protocol.task_rules import MAX_RULES_BYTES, parse_rules
 from fl_chain.store import ROUNDS_DIR, UPDATES_DIR, BlobStore, is_s3, open_model_store
-from fl_chain.store_read import allow_local_store, fetch, s3_filesystem
+from fl_chain.store_read import allow_local_store, fetch, s3_filesystem, use_s3_endpoint
 
 _BLOB = re.compile(r"^[0-9a-f]{64}$")
 _UPDATE = re.compile(rf"^{UPDATES_DIR}/([0-9a-f]{{64}})$")
@@ -41,7 +41,9 @@ class SyncResult:
 
 def sync_stores(src: str, dst: str, updates: bool = False, endpoint_url: str | None = None) -> SyncResult:
     """Copy every verified object of the store at `src` to the store at `dst` (see the module
-    docstring); `endpoint_url` for an S3-compatible service that is not AWS."""
+    docstring); `endpoint_url` for an S3-compatible service that is not AWS (both sides)."""
+    if endpoint_url:
+        use_s3_endpoint(endpoint_url)
     source = _base(src)
     if not is_s3(source):
         allow_local_store(Path(src))  # the operator named it: file:// reads inside it are allowed

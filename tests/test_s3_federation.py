@@ -97,9 +97,11 @@ def test_deployment_nodes_load_models_from_s3_with_read_only_credentials(
         config.write_text(
             "[federation]\nrounds = 1\nmin_nodes = 2\n\n[task]\nlocal_epochs = 1\n\n"
             f'[ledger]\nmode = "verified"\n\n[store]\ndir = "s3://{bucket}/fed"\n'
+            f'endpoint_url = "{s3.endpoint}"\n'  # the coordinator's service from its config
         )
         port = free_port()
         server_env = base | s3.admin.env(s3.endpoint)  # the coordinator's key writes the bucket
+        del server_env["AWS_ENDPOINT_URL"]
         args = ["server", "--config", str(config), "--port", str(port), *h]
         server = _spawn(args, tmp_path / "s.out", server_env)
         procs.append(server)
