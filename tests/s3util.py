@@ -105,10 +105,10 @@ class MotoServer:
 
     def kill(self) -> None:
         """Kill the server at once by PID (SIGKILL), as a crash would."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
+        process, self.process = self.process, None  # once, even if two threads ask
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
 
     def _client(self, service: str, creds: Credentials | None = None, endpoint: str | None = None) -> Any:
         import boto3

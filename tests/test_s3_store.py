@@ -4,6 +4,7 @@ nothing."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,14 @@ def test_server_killed_mid_upload_commits_nothing_then_the_round_commits(
             committer.commit(1, big)
         assert proxy.cuts >= 1 and key not in own.keys(bucket)
         assert round_count(chain.client, committer.task) == 1
-        proxy.on_cut = own.kill
+        killed = threading.Event()
+
+        def kill_once() -> None:  # only the first cut kills: a late one must not hit the restarted server
+            if not killed.is_set():
+                killed.set()
+                own.kill()
+
+        proxy.on_cut = kill_once
         with pytest.raises(
             FlchainError, match=r"^cannot store model blob [^\n]*\(the round is not committed\)$"
         ):
