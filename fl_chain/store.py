@@ -33,6 +33,7 @@ class BlobIntegrityError(FlchainError):
 
 UPDATES_DIR = "updates"  # node update blobs of verified rounds (private to the validators)
 ROUNDS_DIR = "rounds"  # verified rounds' manifests (public)
+MIRRORS_ENV = "FLCHAIN_MIRRORS"  # other stores with copies of the blobs (comma list): the hash decides
 
 
 def _write_durably(path: Path, blob: bytes, mode: int, what: str) -> None:
@@ -176,10 +177,38 @@ class ModelStore:
 
 def fetch_blob(uri: str, expected: bytes, max_bytes: int | None = None) -> bytes:
     """Read a blob (`store_read.fetch`: checked scheme and place, at most `max_bytes` or the ceiling) and
-    verify it hashes to `expected`."""
-    blob = fetch(uri, max_bytes)
-    verify_blob(blob, expected, uri)
-    return blob
+    verify it hashes to `expected`; a mirror may serve it (`fetch_verified`)."""
+    return fetch_verified(uri, expected, max_bytes)[0]
+
+
+def fetch_verified(uri: str, expected: bytes, max_bytes: int | None = None) -> tuple[bytes, str]:
+    """The blob with hash `expected` and the address that served it: `uri`, or if that fails (missing,
+    unreachable, refused, other bytes) the first mirror (FLCHAIN_MIRRORS) whose copy hashes right; the
+    hash decides, not the address. The error of `uri` if none does."""
+    try:
+        blob = fetch(uri, max_bytes)
+        verify_blob(blob, expected, uri)
+        return blob, uri
+    except FlchainError:
+        for base in mirror_bases():
+            with contextlib.suppress(FlchainError):
+                blob = fetch(base + expected.hex(), max_bytes)
+                verify_blob(blob, expected, base + expected.hex())
+                return blob, base + expected.hex()
+        raise
+
+
+def mirror_bases() -> list[str]:
+    """The stores FLCHAIN_MIRRORS names (comma list of s3://, http(s):// bases or directories, e.g. a copy
+    made by `flchain store sync`) as URI bases; a directory becomes a local store this process reads."""
+    bases = []
+    for entry in filter(None, (e.strip() for e in os.environ.get(MIRRORS_ENV, "").split(","))):
+        if "://" not in entry:
+            directory = Path(entry).expanduser().resolve()
+            allow_local_store(directory)
+            entry = directory.as_uri()
+        bases.append(entry if entry.endswith("/") else entry + "/")
+    return bases
 
 
 def read_blob(uri: str, max_bytes: int | None = None, what: str = "model blob") -> bytes:

@@ -12,21 +12,27 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from fl_chain.chain import ledger
 from fl_chain.chain.client import open_chain
 from fl_chain.chain.setup import bootstrap
 from fl_chain.chain.setup.localnode import free_port
 from fl_chain.config import RunConfig
 from fl_chain.demo import run_demo
+from fl_chain.errors import FlchainError
 from fl_chain.store_sync import sync_stores
 from fl_chain.verify.audit import audit_task
 from tests.s3util import MotoServer, read_only
 from tests.test_e2e_deployment import PASSWORD, _run, _spawn, registered_keys, stop_commands
 
 
-def test_demo_on_s3_is_audited_and_synced_to_a_directory_and_back(s3: MotoServer, tmp_path: Path) -> None:
+def test_demo_on_s3_is_audited_synced_and_served_by_a_mirror(
+    s3: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The demo's store on S3; the audit re-derives every round from it; `store sync` copies it to a
-    directory (update blobs too) and from there to another bucket (without them), every hash checked: an
+    directory (update blobs too); a model the bucket lost is served by that mirror (FLCHAIN_MIRRORS), the
+    hash deciding; from the directory to another bucket (without the updates), every hash checked: an
     object whose bytes do not match its name is refused and the command exits 1."""
     bucket = s3.bucket()
     config = RunConfig()
@@ -35,29 +41,36 @@ def test_demo_on_s3_is_audited_and_synced_to_a_directory_and_back(s3: MotoServer
     config.ledger.mode = "verified"  # update blobs and manifests go to the bucket beside the models
     config.scoring.method = "cosine"  # scores the audit recomputes exactly
     config.store.dir = f"s3://{bucket}/fed"
-    home = tmp_path / "demo"
+    home, mirror = tmp_path / "demo", tmp_path / "mirror"
     home.mkdir()
     local = bootstrap.start_local(home, "anvil")
     try:
         result = run_demo(config, 3, home, plot=False, local=local)
         findings = audit_task(local.client, result.task)  # reads models, manifests and updates from S3
         records = [ledger.get_round(local.client, result.task, r) for r in range(result.chain_rounds)]
+        keys = s3.keys(bucket)
+        synced = sync_stores(f"s3://{bucket}/fed", str(mirror), updates=True)
+        s3.s3().delete_object(Bucket=bucket, Key=f"fed/{records[2].model_hash.hex()}")
+        with pytest.raises(FlchainError, match=f"model blob {records[2].uri} not found"):
+            ledger.load_model(local.client, result.task, 2)
+        monkeypatch.setenv("FLCHAIN_MIRRORS", str(mirror))
+        assert ledger.load_model(local.client, result.task, 2)[0].model_hash == records[2].model_hash
+        served = [f.detail for f in audit_task(local.client, result.task) if f.check == "blob"]
     finally:
         local.stop()
     assert result.chain_rounds == 3
     assert all(f.ok for f in findings), [f for f in findings if not f.ok]
     assert [f.where for f in findings if f.check == "derivation"] == ["task 1 round 1", "task 1 round 2"]
-    keys = s3.keys(bucket)
     for record in records:
         assert record.uri == f"s3://{bucket}/fed/{record.model_hash.hex()}"
         assert f"fed/{record.model_hash.hex()}" in keys
+    copy = f"{mirror.as_uri()}/{records[2].model_hash.hex()}"
+    assert served[2] == f"{records[2].uri} (served by the mirror {copy})"
     assert len([k for k in keys if k.startswith("fed/updates/")]) == 6  # 3 nodes x 2 rounds
     assert len([k for k in keys if k.startswith("fed/rounds/t")]) == 2  # the manifests
     assert len([k for k in keys if k.startswith("fed/rounds/rules-")]) == 1
     assert not (home / "store").exists()  # nothing went to a local directory
 
-    mirror = tmp_path / "mirror"
-    synced = sync_stores(f"s3://{bucket}/fed", str(mirror), updates=True)
     assert synced.copied == {"model": 3, "document": 3, "update": 6} and synced.refused == []
     assert sorted(str(p.relative_to(mirror)) for p in mirror.rglob("*") if p.is_file()) == sorted(
         k.removeprefix("fed/") for k in keys
