@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 from urllib.parse import urlparse
 
 from fl_chain.errors import FlchainError, read_text_file
+from fl_chain.store_read import check_s3_uri
 
 STRATEGIES = ("FedAvg", "FedProx", "Krum", "MultiKrum", "FedMedian", "FedTrimmedAvg", "Bulyan")
 
@@ -193,8 +194,6 @@ def validate(config: RunConfig, source: str) -> None:
 
 def _validate_store(store: StoreSection, source: str) -> None:
     """An s3:// store: a bucket, no credential in the address (it goes on-chain), no HTTP server."""
-    from fl_chain.store_s3 import check_s3_uri
-
     s3 = store.dir.lower().startswith("s3://")
     if s3:
         check_s3_uri(store.dir, f"{source}: field 'store.dir'")

@@ -244,6 +244,17 @@ def _cannot_read(what: str, uri: str, exc: BaseException) -> str:
     return f"cannot read {what} {uri}: {type(exc).__name__}: {detail}".rstrip(": ")
 
 
+def check_s3_uri(uri: str, what: str) -> str:
+    """`uri` as an s3:// base ending in "/"; a one-line error naming `what` if it has no bucket or carries
+    a credential (the base goes on-chain)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise FlchainError(f"{what}: expected s3://BUCKET[/PREFIX], got {uri!r}")
+    if "@" in parsed.netloc or parsed.query or parsed.fragment:
+        raise FlchainError(f"{what}: an s3:// store address carries no credential, query or fragment")
+    return uri if uri.endswith("/") else uri + "/"
+
+
 def s3_filesystem(endpoint_url: str | None = None, timeout: float = 30.0, anon: bool = False) -> Any:
     """An s3fs filesystem: the standard AWS credential chain and endpoint (AWS_ENDPOINT_URL, or
     `endpoint_url`), or unsigned requests to a public bucket (`anon`); `timeout` for connecting and each

@@ -14,24 +14,12 @@ the final hash key is written directly, and a hash goes on-chain only after that
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlparse
 
 import numpy as np
 
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.model_bytes import canonical_bytes, model_hash
-from fl_chain.store_read import s3_filesystem, use_s3_endpoint
-
-
-def check_s3_uri(uri: str, what: str) -> str:
-    """`uri` as an s3:// base ending in "/"; a one-line error naming `what` if it has no bucket or carries
-    a credential (the base goes on-chain)."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise FlchainError(f"{what}: expected s3://BUCKET[/PREFIX], got {uri!r}")
-    if "@" in parsed.netloc or parsed.query or parsed.fragment:
-        raise FlchainError(f"{what}: an s3:// store address carries no credential, query or fragment")
-    return uri if uri.endswith("/") else uri + "/"
+from fl_chain.store_read import check_s3_uri, s3_filesystem, use_s3_endpoint
 
 
 def s3_reason(exc: BaseException) -> str:

@@ -24,13 +24,13 @@ from fl_chain.protocol.model_bytes import model_hash
 from fl_chain.store_read import (
     ReadPolicy,
     ReadRefused,
+    check_s3_uri,
     fetch,
     model_cap,
     process_policy,
     remember_model_size,
     with_stores,
 )
-from fl_chain.store_s3 import check_s3_uri
 
 FETCHED_SCHEMES = ("file", "http", "https", "s3")
 
