@@ -34,8 +34,9 @@ def dashboard(
     store: Annotated[
         list[str] | None,
         typer.Option(
-            help="A store of yours that verify may read (a directory, or an http(s) URL at a private "
-            "address); HOME/store is one already. Repeatable"
+            help="A store of yours that verify may read (a directory, an http(s) URL at a private "
+            "address, or s3://BUCKET/PREFIX read with your AWS credentials); HOME/store is one already. "
+            "Repeatable"
         ),
     ] = None,
 ) -> None:

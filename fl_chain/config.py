@@ -12,8 +12,10 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlparse
 
 from fl_chain.errors import FlchainError, read_text_file
+from fl_chain.store_read import check_s3_uri
 
 STRATEGIES = ("FedAvg", "FedProx", "Krum", "MultiKrum", "FedMedian", "FedTrimmedAvg", "Bulyan")
 
@@ -62,10 +64,12 @@ class TaskSection:
 class StoreSection:
     """Where model blobs go and how other machines reach them."""
 
-    dir: str = ""  # default: HOME/store
+    dir: str = ""  # default: HOME/store; or s3://BUCKET/PREFIX (docs/storage-s3.md)
     http_host: str = "127.0.0.1"
     http_port: int = -1  # -1: no HTTP server; 0: any free port
     public_url: str = ""  # base URL clients use, e.g. http://10.0.0.1:8700/
+    endpoint_url: str = ""  # an S3-compatible service that is not AWS, e.g. http://127.0.0.1:9000
+    updates: str = ""  # s3://BUCKET/PREFIX for update blobs (default: the store's updates/)
 
 
 @dataclass
@@ -185,6 +189,26 @@ def validate(config: RunConfig, source: str) -> None:
     _validate_task(config.task, source)
     _validate_scoring(config, source)
     _validate_ledger(config, source)
+    _validate_store(config.store, source)
+
+
+def _validate_store(store: StoreSection, source: str) -> None:
+    """An s3:// store: a bucket, no credential in the address (it goes on-chain), no HTTP server."""
+    s3 = store.dir.lower().startswith("s3://")
+    if s3:
+        check_s3_uri(store.dir, f"{source}: field 'store.dir'")
+        if store.http_port >= 0:
+            raise FlchainError(
+                f"{source}: field 'store.http_port': an s3:// store is served by its bucket, expected -1"
+            )
+    if store.updates:
+        if not s3:
+            raise FlchainError(f"{source}: field 'store.updates': only for an s3:// store.dir")
+        check_s3_uri(store.updates, f"{source}: field 'store.updates'")
+    if store.endpoint_url and urlparse(store.endpoint_url).scheme not in ("http", "https"):
+        raise FlchainError(
+            f"{source}: field 'store.endpoint_url': expected an http(s):// URL, got {store.endpoint_url!r}"
+        )
 
 
 def _validate_federation(fed: FederationSection, source: str) -> None:
