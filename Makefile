@@ -68,7 +68,7 @@ dist: setup artifacts
 
 # The documentation site (mkdocs-material), strict: a broken link or reference fails the build.
 docs: setup
-	$(PY) -m mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir build/site
 
 $(NPMSTAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
