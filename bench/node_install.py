@@ -29,6 +29,10 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.test_installed_wheel import build_wheel  # noqa: E402
+
 IMPORTS = {
     "the mod (`from fl_chain.ext import flchain_mod`)": "from fl_chain.ext import flchain_mod",
     "the CLI (`import fl_chain.cli`)": "import fl_chain.cli",
@@ -75,21 +79,7 @@ def _tree_at(commit: str, into: Path) -> Path:
 
 def wheel_size(tree: Path, out: Path) -> int:
     """Bytes of the wheel `pip wheel --no-deps` builds from a tree."""
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "-q",
-        "-w",
-        str(out),
-        ".",
-    ]
-    subprocess.run(cmd, cwd=tree, check=True, capture_output=True)
-    return next(out.glob("flchain-*.whl")).stat().st_size
+    return build_wheel(tree, out).stat().st_size
 
 
 def _import_once(tree: Path, statement: str) -> float:

@@ -34,25 +34,21 @@ from tests.test_e2e_deployment import _processes_with
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _build_wheel(out: Path) -> Path:
-    """`pip wheel --no-deps` of the checkout, without build isolation (no download of setuptools)."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
+def build_wheel(tree: Path, out: Path) -> Path:
+    """`pip wheel --no-deps` of a source tree, without build isolation (no download of setuptools)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(out),
+        ".",
+    ]
+    subprocess.run(cmd, cwd=tree, check=True, capture_output=True, timeout=180)
     return next(out.glob("flchain-*.whl"))
 
 
@@ -113,7 +109,7 @@ def _fresh_venv(where: Path, wheel: Path) -> Path:
 
 def test_the_installed_wheel_deploys_and_runs_a_users_app(tmp_path: Path) -> None:
     assert not tmp_path.is_relative_to(ROOT)
-    wheel = _build_wheel(tmp_path / "wheel")
+    wheel = build_wheel(ROOT, tmp_path / "wheel")
     _check_wheel(wheel)
     venv = tmp_path / "venv"
     python = _fresh_venv(venv, wheel)
