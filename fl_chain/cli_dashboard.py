@@ -16,6 +16,7 @@ from fl_chain.cli_common import (
     err_console,
     sigterm_as_interrupt,
 )
+from fl_chain.extras import require_extra
 from fl_chain.paths import state_home
 
 
@@ -42,6 +43,7 @@ def dashboard(
 ) -> None:
     """A live web view of the ledger: rounds, accuracy, gas, nodes, reputation, blob verification. It reads
     only the chain and the blob store, so anyone with the deployment file can run it. Ctrl-C stops it."""
+    require_extra("dashboard", "flchain dashboard")
     from fl_chain.dashboard.serve import DashboardServer, check_address
     from fl_chain.netaddr import is_loopback
 

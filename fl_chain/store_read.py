@@ -274,6 +274,9 @@ def s3_filesystem(endpoint_url: str | None = None, timeout: float = 30.0, anon: 
 
 def _new_s3_filesystem(endpoint_url: str | None, timeout: float, anon: bool) -> Any:
     """A new s3fs filesystem (see s3_filesystem)."""
+    from fl_chain.extras import require_extra
+
+    require_extra("s3", "an s3:// store")
     import s3fs
 
     fs = s3fs.S3FileSystem(
