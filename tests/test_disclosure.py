@@ -343,6 +343,7 @@ def test_a_simulated_federation_discloses_an_unsigned_node_and_its_complaint_dis
 
     monkeypatch.setattr(bootstrap, "register_nodes", keep)
     config = verified_demo_config(1)
+    config.federation.min_nodes = 3  # the round waits for all three, however slowly they join
     home = tmp_path / "demo"
     home.mkdir()
     local = bootstrap.start_local(home, "anvil")

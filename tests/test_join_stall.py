@@ -141,7 +141,8 @@ def test_a_node_that_lets_its_challenges_expire_backs_off_exponentially(chain: L
     gaps = [later - earlier for earlier, later in itertools.pairwise(asked_at)]
     assert len(asked_at) == 4, asked_at  # at ~0, 1.2, 3.2 and 6.8 s; asking every round: ~100
     for gap, pause in zip(gaps, (0.8, 1.6, 3.2), strict=True):
-        assert pause + 0.4 - 0.1 <= gap <= pause + 0.4 + 0.5, (gaps, asked_at)
+        # The gap is seen by a 50 ms polling loop that a loaded machine delays: a margin, not a timing claim.
+        assert pause + 0.4 - 0.35 <= gap <= pause + 0.4 + 1.0, (gaps, asked_at)
     refusals = [e for e in events if isinstance(e, NodeNotice) and e.node_id == 3]
     assert refusals and all("no answer to the identity challenge within 0.4 s" in e.reason for e in refusals)
 
