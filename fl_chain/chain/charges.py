@@ -6,6 +6,7 @@ ChargesRecorded; chain/settlement.py applies a verified round's once its finalit
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from web3 import Web3
 
@@ -53,20 +54,33 @@ def chargeable_among(client: ChainClient, task: int, nodes: Iterable[str]) -> se
     return {n for n, ok in zip(distinct, _flags(client, "chargeable", task, distinct), strict=True) if ok}
 
 
-def _listed(client: ChainClient, task: int, round_number: int, key: str) -> set[str]:
-    """The nodes (lowercase) in one list (`missed` or `penalized`) of the round's ChargesRecorded."""
-    found: set[str] = set()
-    for log in client.logs(client.ledger, "ChargesRecorded", task=task, round=round_number):
-        found |= {str(a).lower() for a in log["args"][key]}
-    return found
+@dataclass(frozen=True)
+class RecordedCharges:
+    """The lists a round's commit charged, in the committed (ascending) order, checksummed."""
+
+    missed: list[str]
+    penalized: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.missed or self.penalized)
+
+
+def recorded_charges(client: ChainClient, task: int, round_number: int) -> RecordedCharges:
+    """The missed and penalized nodes the round's commit listed (ChargesRecorded; empty if none): the
+    one reader of that event (validators check these lists, chain/settlement.py settles them)."""
+    logs = client.logs(client.ledger, "ChargesRecorded", task=task, round=round_number)
+    if not logs:
+        return RecordedCharges([], [])
+    args = logs[-1]["args"]
+    return RecordedCharges([str(a) for a in args["missed"]], [str(a) for a in args["penalized"]])
 
 
 def missed_in(client: ChainClient, task: int, round_number: int) -> set[str]:
     """The nodes (lowercase) the round's commit recorded as missed (charged at once in plain mode, when
     the round settles in verified mode)."""
-    return _listed(client, task, round_number, "missed")
+    return {a.lower() for a in recorded_charges(client, task, round_number).missed}
 
 
 def penalized_in(client: ChainClient, task: int, round_number: int) -> set[str]:
     """The nodes (lowercase) the round's commit penalized (charged as missed_in says)."""
-    return _listed(client, task, round_number, "penalized")
+    return {a.lower() for a in recorded_charges(client, task, round_number).penalized}

@@ -6,35 +6,15 @@ does it after each round, a validator after each verdict, anyone with `flchain l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from fl_chain.chain import quorum
+from fl_chain.chain.charges import recorded_charges
 from fl_chain.chain.client import ChainClient
 from fl_chain.errors import FlchainError
-
-
-@dataclass(frozen=True)
-class RecordedCharges:
-    """The lists a round's commit charged, in the committed (ascending) order, checksummed."""
-
-    missed: list[str]
-    penalized: list[str]
-
-    def __bool__(self) -> bool:
-        return bool(self.missed or self.penalized)
-
-
-def recorded_charges(client: ChainClient, task: int, round_number: int) -> RecordedCharges:
-    """The missed and penalized nodes the round's commit listed (ChargesRecorded; empty if none)."""
-    logs = client.logs(client.ledger, "ChargesRecorded", task=task, round=round_number)
-    if not logs:
-        return RecordedCharges([], [])
-    args = logs[-1]["args"]
-    return RecordedCharges([str(a) for a in args["missed"]], [str(a) for a in args["penalized"]])
 
 
 def has_pending(client: ChainClient, task: int, round_number: int) -> bool:
