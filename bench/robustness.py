@@ -82,6 +82,7 @@ DEFENCES = (
     "anchored + trust",
     "anchored + clip",
     "MultiKrum",
+    "anchored + backdoor filter",
 )
 DEFENCES += ("Bulyan",)
 console = Console()
@@ -116,6 +117,8 @@ def configure(
         config.scoring.clip_ratio = 2.0
     if defence == "anchored + trust":
         config.federation.aggregation = "trust"
+    if defence == "anchored + backdoor filter":  # the default plus defence/backdoor.py's root-cluster filter
+        config.scoring.backdoor_filter = True
     return config, params
 
 
@@ -214,6 +217,12 @@ def run_one(
         "attackers_rank_below_honest": ranks_below(result, bad),
         "attackers_suspended": len(suspended & bad),
         "honest_suspended": len(suspended - bad),
+        "honest_excluded": sum(
+            1 for r in result.reports for n, why in r.dropped.items() if n not in bad and "backdoor" in why
+        ),
+        "attackers_excluded": sum(
+            1 for r in result.reports for n, why in r.dropped.items() if n in bad and "backdoor" in why
+        ),
         "honest_penalized": len(penalized_honest),
         "rounds_until_all_suspended": all_suspended,
         "gas_last_round": result.reports[-1].gas,

@@ -83,6 +83,8 @@ class ScoringSection:
     claim_cap: float = 2.0  # claimed examples count at most this x the round's median claim (0: off)
     clip_ratio: float = 0.0  # > 0: clip each update to this x the size reference (0: off)
     step_ratio: float = 1.5  # > 0: a round's step is at most this x the size reference (0: off)
+    backdoor_filter: bool = False  # aggregate only the updates in the root update's cluster, clipped
+    backdoor_noise: float = 0.0  # FLAME's lambda: noise on the aggregate, x the median update norm
 
 
 @dataclass
@@ -242,7 +244,7 @@ def _validate_scoring(config: RunConfig, source: str) -> None:
         )
     if sc.claim_cap < 0:
         raise FlchainError(f"{source}: field 'scoring.claim_cap': expected >= 0 (0: off), got {sc.claim_cap}")
-    for name in ("clip_ratio", "step_ratio"):
+    for name in ("clip_ratio", "step_ratio", "backdoor_noise"):
         if getattr(sc, name) < 0:
             raise FlchainError(
                 f"{source}: field 'scoring.{name}': expected >= 0 (0: off), got {getattr(sc, name)}"
