@@ -58,6 +58,10 @@ ATTACKS_25: dict[str, dict] = {
         for name, kind in (("Min-Max", "min-max"), ("Min-Sum", "min-sum"))
         for p in ("unit-vec", "std", "sign")
     },
+    **{
+        f"{name} (std, jitter 0.1)": {"kind": kind, "perturbation": "std", "jitter": 0.1}
+        for name, kind in (("Min-Max", "min-max"), ("Min-Sum", "min-sum"))
+    },
     "PoisonedFL": {"kind": "poisonedfl", "seed": 7, "scale": 1.0, "period": 5, "beta": 0.7},
     "adaptive (inside thresholds)": {"kind": "adaptive", "seed": 7},
     "periodic sign-flip (every 3rd)": {"kind": "periodic", "period": 3, "then": {"kind": "sign-flip"}},
