@@ -140,27 +140,11 @@ def attacks_for(attack: str, attackers: int) -> dict[int, dict]:
 
 def backdoor_rate(home: Path, uri: str) -> float:
     """Attack success rate of the final model (stored in the run's model store) on the server's test
-    split: the share of non-target test digits that the whole trigger turns into the target class. A
-    clean run's rate is the floor the targets compare against."""
-    from urllib.parse import urlparse
+    split (experiments/backdoor.py: stored_model_asr). A clean run's rate is the floor the targets
+    compare against."""
+    from fl_chain.experiments.backdoor import stored_model_asr
 
-    import torch
-
-    from fl_chain.experiments.backdoor import attack_success_rate
-    from fl_chain.protocol.model_bytes import arrays_from_bytes
-    from fl_chain.tasks.digits import digits_task
-    from fl_chain.tasks.training import set_arrays
-
-    task = digits_task()
-    model = task.build_model(0)
-    set_arrays(model, arrays_from_bytes(Path(urlparse(uri).path).read_bytes()))
-    x, y = task.server_data(0)[1]
-
-    def predict(batch):
-        with torch.no_grad():
-            return model(torch.from_numpy(batch)).argmax(dim=1).numpy()
-
-    return attack_success_rate(predict, x, y, BACKDOOR_TARGET)
+    return stored_model_asr(uri, BACKDOOR_TARGET)
 
 
 def run_one(
