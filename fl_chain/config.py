@@ -80,6 +80,8 @@ class ScoringSection:
     evidence: bool = True  # penalize on evidence anchored in the server's root update (defence/evidence.py)
     evidence_window: int = 3  # penalize when `evidence_needed` of a node's last `evidence_window`
     evidence_needed: int = 2  # updates were suspect
+    evidence_long_window: int = 12  # or when `evidence_long_needed` of its last `evidence_long_window`
+    evidence_long_needed: int = 3  # were (a node suspect every 3rd round; 0: off)
     claim_cap: float = 2.0  # claimed examples count at most this x the round's median claim (0: off)
     clip_ratio: float = 0.0  # > 0: clip each update to this x the size reference (0: off)
     step_ratio: float = 1.5  # > 0: a round's step is at most this x the size reference (0: off)

@@ -120,7 +120,14 @@ def evidence_book(config: RunConfig) -> EvidenceBook | None:
     sc = config.scoring
     if not sc.evidence:
         return None
-    return EvidenceBook(EvidencePolicy(window=sc.evidence_window, needed=sc.evidence_needed))
+    return EvidenceBook(
+        EvidencePolicy(
+            window=sc.evidence_window,
+            needed=sc.evidence_needed,
+            long_window=sc.evidence_long_window,
+            long_needed=sc.evidence_long_needed,
+        )
+    )
 
 
 def round_policy(config: RunConfig) -> RoundPolicy:

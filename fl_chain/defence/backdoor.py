@@ -44,7 +44,7 @@ def root_cluster(deltas: Mapping[str, np.ndarray], root: np.ndarray) -> set[str]
         return set(who)
     units = np.array([_unit(root)] + [_unit(np.asarray(deltas[w], np.float64)) for w in who])
     distances = np.clip(1.0 - units @ units.T, 0.0, 2.0)
-    labels = _hdbscan(distances, len(who) // 2 + 1)
+    labels = hdbscan_labels(distances, len(who) // 2 + 1)
     if labels[0] >= 0:
         chosen = labels[0]
     elif (labels[1:] >= 0).any():
@@ -58,7 +58,7 @@ def root_cluster(deltas: Mapping[str, np.ndarray], root: np.ndarray) -> set[str]
     return {w for j, w in enumerate(who, 1) if j in inside or (labels[j] < 0 and int(nearest[j]) in inside)}
 
 
-def _hdbscan(distances: np.ndarray, min_cluster_size: int) -> np.ndarray:
+def hdbscan_labels(distances: np.ndarray, min_cluster_size: int) -> np.ndarray:
     """HDBSCAN's labels (-1: noise) for a precomputed distance matrix, with FLAME's settings."""
     from sklearn.cluster import HDBSCAN
 

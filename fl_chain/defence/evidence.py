@@ -42,9 +42,11 @@ class EvidencePolicy:
     window: int = 3
     needed: int = 2
     # a longer memory for attackers that stay under `needed` of `window` (suspect every 3rd round): also
-    # penalized when `long_needed` of the last `long_window` participations were suspect (0: off)
-    long_window: int = 0
-    long_needed: int = 0
+    # penalized when `long_needed` of the last `long_window` participations were suspect (0: off). 3 of 12
+    # caught a periodic sign-flipper in 28 of 60 replayed 30-round cells (2 of 3 alone: 1) and penalized no
+    # honest node more (bench/evidence_memory.py, docs/attacks.md)
+    long_window: int = 12
+    long_needed: int = 3
 
 
 def suspicions(
