@@ -26,12 +26,12 @@ from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy  # noqa: E402
 
 POLICY = EvidencePolicy()
 MEMORIES = {
-    "2 of 3 (flchain before)": EvidencePolicy(),
+    "2 of 3 (flchain before)": EvidencePolicy(long_window=0, long_needed=0),
     "2 of 3, or 3 of 9": EvidencePolicy(long_window=9, long_needed=3),
     "2 of 3, or 4 of 12": EvidencePolicy(long_window=12, long_needed=4),
     "2 of 3, or 4 of 9": EvidencePolicy(long_window=9, long_needed=4),
     "2 of 3, or 2 of 6": EvidencePolicy(long_window=6, long_needed=2),
-    "2 of 3, or 3 of 12": EvidencePolicy(long_window=12, long_needed=3),
+    "2 of 3, or 3 of 12 (flchain now)": EvidencePolicy(long_window=12, long_needed=3),
 }
 Flips = Callable[[int], bool]  # round -> does node 0 sign-flip in it
 

@@ -244,6 +244,11 @@ def _validate_scoring(config: RunConfig, source: str) -> None:
             f"{source}: field 'scoring.evidence_needed': expected 1..evidence_window ({sc.evidence_window}), "
             f"got {sc.evidence_needed}"
         )
+    if sc.evidence_long_window and not 1 <= sc.evidence_long_needed <= sc.evidence_long_window:
+        raise FlchainError(
+            f"{source}: field 'scoring.evidence_long_needed': expected 1..evidence_long_window "
+            f"({sc.evidence_long_window}) or evidence_long_window = 0 (off), got {sc.evidence_long_needed}"
+        )
     if sc.claim_cap < 0:
         raise FlchainError(f"{source}: field 'scoring.claim_cap': expected >= 0 (0: off), got {sc.claim_cap}")
     for name in ("clip_ratio", "step_ratio", "backdoor_noise"):

@@ -82,7 +82,7 @@ def test_filter_leaves_the_backdoor_out_without_penalty_and_clips_what_it_keeps(
     assert float(np.linalg.norm(sent)) == pytest.approx(bound, rel=1e-5)
 
 
-def test_noise_is_refused_in_verified_rounds_and_a_negative_lambda_is_an_error() -> None:
+def test_noise_is_refused_in_verified_rounds_and_bad_settings_are_one_line_errors() -> None:
     noisy = RoundPolicy(verified=True, backdoor=BackdoorPolicy(True, 0.01))
     with pytest.raises(FlchainError, match="noise cannot be re-derived"):
         effective_policy(noisy, "FedAvg", has_root=True)
@@ -91,6 +91,10 @@ def test_noise_is_refused_in_verified_rounds_and_a_negative_lambda_is_an_error()
     config = RunConfig()
     config.scoring.backdoor_noise = -1.0
     with pytest.raises(FlchainError, match=r"scoring\.backdoor_noise"):
+        validate(config, "flchain.toml")
+    config = RunConfig()
+    config.scoring.evidence_long_needed = 13  # more than the 12 remembered
+    with pytest.raises(FlchainError, match=r"scoring\.evidence_long_needed"):
         validate(config, "flchain.toml")
 
 

@@ -127,9 +127,8 @@ class EvidenceBook:
                 penalized[who] = copied[who]
             elif who in suspect and self._adds_up(past):
                 recent = list(past)[-self.policy.window :]
-                penalized[who] = f"{suspect[who]}; {sum(recent)} of its last {len(recent)} updates suspect"
-                if sum(recent) < self.policy.needed:
-                    penalized[who] = f"{suspect[who]}; {sum(past)} of its last {len(past)} updates suspect"
+                seen = recent if sum(recent) >= self.policy.needed else list(past)
+                penalized[who] = f"{suspect[who]}; {sum(seen)} of its last {len(seen)} updates suspect"
         return {**suspect, **copied}, penalized
 
     def _adds_up(self, past: deque) -> bool:
