@@ -233,22 +233,34 @@ def clip_influence(
 
 
 def filter_backdoors(
-    out: Screened, verified: Mapping[int, str], root: np.ndarray, previous: Mapping[str, np.ndarray]
+    out: Screened,
+    verified: Mapping[int, str],
+    root: np.ndarray,
+    previous: Mapping[str, np.ndarray],
+    clip: bool = True,
 ) -> float:
     """The backdoor filter (defence/backdoor.py): updates outside g0's cluster leave this round's
-    aggregate without a penalty; those kept are clipped to the round's median update norm (the factor
-    joins any earlier clip's in `out.clipped`, so a verified round discloses the whole factor). Returns
-    the clipping bound (the noise scale)."""
+    aggregate without a penalty; with `clip`, those kept are clipped to the round's median update norm
+    (the factor joins any earlier clip's in `out.clipped`). A verified round passes `clip` False: its
+    validators accept disclosed exclusions but only the clipping the task's on-chain rules declare.
+    Returns the clipping bound (the noise scale)."""
     deltas = {who: flat_delta(arrays, previous) for who, arrays in out.updates.items()}
     keep = root_cluster(deltas, root)
     bound = median_norm(deltas)
     for who in set(deltas) - keep:
         out.dropped[who] = "excluded: outside the root update's cluster (backdoor filter)"
         del out.updates[who], out.weights[who]
-    factors = clip_factors(deltas, keep, bound)
+    factors = clip_factors(deltas, keep, bound) if clip else {}
     for who, factor in factors.items():
-        out.updates[who] = clip_update(previous, out.updates[who], factor)
-        out.clipped[who] = out.clipped.get(who, 1.0) * factor
+        total = out.clipped.get(who, 1.0) * factor
+        # clip what the node sent once by the whole factor, as validators re-derive it (bit for bit)
+        sent = out.originals.get(who) if who in out.clipped else None
+        out.updates[who] = (
+            clip_update(previous, sent, total)
+            if sent is not None
+            else clip_update(previous, out.updates[who], factor)
+        )
+        out.clipped[who] = total
     accepted = []
     for reply in out.accepted:
         who = verified[reply.metadata.src_node_id]

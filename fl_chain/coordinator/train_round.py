@@ -281,7 +281,10 @@ class TrainRounds:
             clip_influence(screened, admitted, reference, self._previous, self.policy.influence.clip_ratio)
         self._noise_bound = 0.0
         if self.policy.backdoor.enabled:
-            self._noise_bound = filter_backdoors(screened, admitted, root, self._previous)
+            # a verified round only leaves updates out: its validators accept no clip its rules do not declare
+            self._noise_bound = filter_backdoors(
+                screened, admitted, root, self._previous, clip=not self.policy.verified
+            )
         return root, reference
 
     def _noised(self, model: Model, on_chain_round: int) -> Model:
