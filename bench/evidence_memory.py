@@ -10,7 +10,6 @@ Usage: .venv/bin/python bench/evidence_memory.py [--rounds 30] [--nodes 10] [--e
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -20,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from late_calibration import SPLITS, measure  # noqa: E402
+from late_calibration import cell_arguments, each_cell, measure  # noqa: E402
 
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy  # noqa: E402
 
@@ -93,21 +92,11 @@ def table(results: list[dict]) -> list[str]:
 
 def main() -> None:
     """Measure the cells, print and write the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--nodes", type=int, nargs="+", default=[5, 10])
-    parser.add_argument("--epochs", type=int, nargs="+", default=[1, 3, 5])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
-    parser.add_argument("--out", type=Path, default=ROOT / "docs")
-    args = parser.parse_args()
+    args = cell_arguments(__doc__.splitlines()[0])
     results = []
-    for split in args.splits:
-        for nodes in args.nodes:
-            for epochs in args.epochs:
-                for seed in args.seeds:
-                    results.append(cell(split, nodes, epochs, args.rounds, seed))
-                    print(json.dumps(results[-1]), flush=True)
+    for split, nodes, epochs, rounds, seed in each_cell(args):
+        results.append(cell(split, nodes, epochs, rounds, seed))
+        print(json.dumps(results[-1]), flush=True)
     lines = table(results)
     head = (
         f"# Evidence memory ({len(results)} cells: {', '.join(args.splits)} x {args.nodes} nodes x "
