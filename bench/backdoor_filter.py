@@ -30,6 +30,7 @@ def row(r: dict) -> str:
         r["attack"],
         r["defence"],
         r["data"],
+        str(r["seed"]),
         f"{100 * r['final_accuracy']:.1f} %",
         f"{100 * r['attack_success_rate']:.1f} %",
         f"{r['attackers_suspended']}/{r['attackers']}",
@@ -65,12 +66,12 @@ def main() -> None:
                 results.append(result)
                 path.write_text(json.dumps(results, indent=1))
                 print(row(result), flush=True)
-    header = "| attack | defence | data | accuracy | ASR | attackers suspended | honest penalties | "
+    header = "| attack | defence | data | seed | accuracy | ASR | attackers suspended | honest penalties | "
     header += "honest suspended | honest updates left out | attacking updates left out |"
-    lines = [header, "|" + "---|" * 10, *(row(r) for r in results)]
+    lines = [header, "|" + "---|" * 11, *(row(r) for r in results)]
     (args.out / "backdoor-filter.md").write_text(
-        f"# The backdoor filter, before and after ({args.rounds} rounds, 10 nodes, digits, seed "
-        f"{args.seed}; bench/backdoor_filter.py)\n\n" + "\n".join(lines) + "\n"
+        f"# The backdoor filter, before and after ({args.rounds} rounds, 10 nodes, digits; "
+        "bench/backdoor_filter.py)\n\n" + "\n".join(lines) + "\n"
     )
     print("\n".join(lines))
 
