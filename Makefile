@@ -4,8 +4,11 @@ PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 NPMSTAMP:= node_modules/.installed
 VENDOR  := fl_chain/dashboard/static/vendor
+LOCK    := requirements.lock
+ARTIFACTS := fl_chain/chain/setup/contracts.json
 
-.PHONY: setup browser nginx demo dashboard test lint format bench bench-robustness bench-attacks notebooks clean
+.PHONY: setup browser nginx demo dashboard test lint format docs dist lock artifacts bench bench-robustness \
+	bench-attacks bench-install notebooks clean
 
 setup: $(STAMP) $(NPMSTAMP) $(VENDOR)/.copied browser nginx
 
@@ -33,12 +36,40 @@ nginx:
 	  (echo "make: cannot install Debian's nginx (needs root and apt); flchain server refuses a" \
 	        "non-loopback --host without it" >&2)
 
-# Re-install only when the pinned dependency files change (idempotent and quick when done).
-$(STAMP): pyproject.toml
+# Our own installs come from the lock (exact versions of everything, the dev/demo/dashboard extras
+# included); flchain itself goes in editable, without resolving again. Re-installs only when the lock or
+# pyproject.toml change (idempotent and quick when done).
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -r $(LOCK)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# Re-resolve the lock from pyproject.toml's ranges with uv (Flower depends on it), keeping the versions
+# already locked unless a range excludes them; pip's own find-links are passed on (CPU torch here).
+lock:
+	$(PY) -m uv pip compile pyproject.toml --extra demo --extra dashboard --extra s3 --extra dev \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --annotation-style line \
+	  --custom-compile-command "make lock" $(patsubst %,--find-links %,$(shell $(PIP) config get global.find-links 2>/dev/null)) \
+	  -o $(LOCK)
+
+# The compiled contracts the package ships (deploying needs no compiler); rebuilt when a source changes.
+# `make test` does not rebuild them: tests/test_artifacts.py fails if they differ from a compile of contracts/.
+artifacts: $(ARTIFACTS)
+$(ARTIFACTS): $(wildcard contracts/*.sol contracts/*/*.sol) package-lock.json | $(STAMP) $(NPMSTAMP)
+	$(PY) -m fl_chain.chain.setup.compile
+	touch $@
+
+# The wheel and sdist a Flower user installs (metadata with ranges and extras), into dist/.
+dist: setup artifacts
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	@ls -l dist
+
+# The documentation site (mkdocs-material), strict: a broken link or reference fails the build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir build/site
 
 $(NPMSTAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -55,7 +86,7 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-test: setup lint
+test: setup lint docs
 	.venv/bin/pytest -q
 
 format: setup
@@ -88,5 +119,9 @@ bench-attacks: setup
 	$(PY) bench/late_calibration.py
 	$(PY) bench/robustness_attacks.py --part $(or $(PART),1/1)
 
+# What a node installs (the core without extras): size on disk and the mod's import time.
+bench-install: setup
+	$(PY) bench/node_install.py
+
 clean:
-	rm -rf build .flchain .pytest_cache
+	rm -rf build dist .flchain .pytest_cache

@@ -11,7 +11,7 @@ import requests
 import typer
 from rich.text import Text
 
-from fl_chain import cli_chain, cli_dashboard, cli_demo, cli_fl, cli_ledger, cli_node
+from fl_chain import cli_chain, cli_dashboard, cli_demo, cli_fl, cli_ledger, cli_node, cli_store
 from fl_chain.cli_common import err_console
 from fl_chain.errors import FlchainError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(cli_chain.app, name="chain")
 app.add_typer(cli_node.app, name="node")
+app.add_typer(cli_store.app, name="store")
 app.command("server")(cli_fl.server)
 app.command("client")(cli_fl.client)
 app.command("demo")(cli_demo.demo)

@@ -48,7 +48,9 @@ PIDFILE = "chain.json"
 def compile_cmd(
     force: Annotated[bool, typer.Option(help="Rebuild even if cached")] = False,
 ) -> None:
-    """Compile the contracts (solcjs through py-solc-x, or native solc); cached until a source changes."""
+    """Compile contracts/ from source (solcjs through py-solc-x, or native solc; for contract developers,
+    in a checkout); cached until a source changes. Deploying uses the compiled contracts the package
+    ships (`make artifacts` refreshes them)."""
     started = time.monotonic()
     artifacts = compile_contracts(force=force)
     for name, art in artifacts.items():

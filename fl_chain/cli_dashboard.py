@@ -16,6 +16,7 @@ from fl_chain.cli_common import (
     err_console,
     sigterm_as_interrupt,
 )
+from fl_chain.extras import require_extra
 from fl_chain.paths import state_home
 
 
@@ -34,13 +35,15 @@ def dashboard(
     store: Annotated[
         list[str] | None,
         typer.Option(
-            help="A store of yours that verify may read (a directory, or an http(s) URL at a private "
-            "address); HOME/store is one already. Repeatable"
+            help="A store of yours that verify may read (a directory, an http(s) URL at a private "
+            "address, or s3://BUCKET/PREFIX read with your AWS credentials); HOME/store is one already. "
+            "Repeatable"
         ),
     ] = None,
 ) -> None:
     """A live web view of the ledger: rounds, accuracy, gas, nodes, reputation, blob verification. It reads
     only the chain and the blob store, so anyone with the deployment file can run it. Ctrl-C stops it."""
+    require_extra("dashboard", "flchain dashboard")
     from fl_chain.dashboard.serve import DashboardServer, check_address
     from fl_chain.netaddr import is_loopback
 

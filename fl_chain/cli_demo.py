@@ -16,6 +16,7 @@ from fl_chain.cli_common import console, sigterm_as_interrupt
 from fl_chain.cli_fl import config_with_overrides
 from fl_chain.config import RunConfig, validate
 from fl_chain.errors import FlchainError
+from fl_chain.extras import require_extra
 from fl_chain.views import print_entry, summary_table
 from fl_chain.wire.report import NodeNotice, RunEntry
 
@@ -63,7 +64,9 @@ def demo(
     ] = False,
 ) -> None:
     """Everything on one machine: local chain, contracts, node keys, Simulation Engine, summary, plot."""
-
+    require_extra("demo", "flchain demo")
+    if dashboard:
+        require_extra("dashboard", "flchain demo --dashboard")
     if backend not in BACKENDS:
         raise FlchainError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     run_config = _demo_config(config, rounds, non_iid, fraction, verified, commitment)

@@ -12,8 +12,10 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlparse
 
 from fl_chain.errors import FlchainError, read_text_file
+from fl_chain.store_read import check_s3_uri
 
 STRATEGIES = ("FedAvg", "FedProx", "Krum", "MultiKrum", "FedMedian", "FedTrimmedAvg", "Bulyan")
 
@@ -24,23 +26,26 @@ class ChainSection:
 
     deployment: str = ""  # default: HOME/deployment.json
     rpc: str = ""  # overrides the deployment's RPC URL
-    coordinator_key: str = ""  # keystore; empty = the local chain's development coordinator key
+    coordinator_key: str = ""  # keystore of the COORDINATOR_ROLE account; empty = the local dev key
 
 
 @dataclass
 class FederationSection:
     """Rounds, the wrapped Flower strategy and sampling."""
 
-    rounds: int = 5
-    strategy: str = "FedAvg"
-    fraction_train: float = 1.0
-    min_nodes: int = 2
+    rounds: int = 5  # training rounds (`--rounds` overrides)
+    strategy: str = "FedAvg"  # FedAvg, FedProx, Krum, MultiKrum, FedMedian, FedTrimmedAvg, Bulyan
+    fraction_train: float = 1.0  # share of admitted nodes sampled per round
+    min_nodes: int = 2  # admitted active nodes needed before a round starts
     round_timeout: float = 300.0  # the longest a round waits for replies
-    round_timeout_floor: float = 30.0  # after a complete round: wait factor x the median round, at least this
-    round_timeout_factor: float = 3.0
-    auth_timeout: float = 120.0
+    # once a round completed, later rounds wait round_timeout_factor x the median round, at least this long
+    # (and end early when every node still owed has disconnected)
+    round_timeout_floor: float = 30.0
+    round_timeout_factor: float = 3.0  # see round_timeout_floor
+    auth_timeout: float = 120.0  # seconds to wait for `min_nodes` admitted nodes
     wait_finalized: float = 0.0  # > 0: after each commit wait up to this long for the validator quorum
     aggregation: str = "plain"  # plain: the strategy as is | trust: FLTrust weighting around it
+    # passed to the strategy's constructor, e.g. num_malicious_nodes, beta
     strategy_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -48,24 +53,26 @@ class FederationSection:
 class TaskSection:
     """Model, data and local training."""
 
-    name: str = "digits"
-    partitioning: str = "iid"
-    alpha: float = 0.5
-    local_epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 0.1
-    proximal_mu: float = 0.0
-    seed: int = 42
+    name: str = "digits"  # or package.module:attr returning a fl_chain.tasks.base.TaskSpec
+    partitioning: str = "iid"  # simulation partitions: iid | dirichlet (alpha) | shards
+    alpha: float = 0.5  # Dirichlet concentration of the dirichlet partitioning
+    local_epochs: int = 5  # local SGD epochs per round (momentum 0.9), sent to clients
+    batch_size: int = 32  # local SGD batch size, sent to clients
+    learning_rate: float = 0.1  # local SGD learning rate, sent to clients
+    proximal_mu: float = 0.0  # FedProx's mu (0.01 if FedProx is chosen and this is 0)
+    seed: int = 42  # model initialisation and training seeds
 
 
 @dataclass
 class StoreSection:
     """Where model blobs go and how other machines reach them."""
 
-    dir: str = ""  # default: HOME/store
-    http_host: str = "127.0.0.1"
+    dir: str = ""  # default: HOME/store; or s3://BUCKET/PREFIX (docs/storage-s3.md)
+    http_host: str = "127.0.0.1"  # interface of the store's HTTP server
     http_port: int = -1  # -1: no HTTP server; 0: any free port
-    public_url: str = ""  # base URL clients use, e.g. http://10.0.0.1:8700/
+    public_url: str = ""  # base URL clients use, e.g. http://10.0.0.1:8700/ (empty: derived)
+    endpoint_url: str = ""  # an S3-compatible service that is not AWS, e.g. http://127.0.0.1:9000
+    updates: str = ""  # s3://BUCKET/PREFIX for update blobs (default: the store's updates/)
 
 
 @dataclass
@@ -73,20 +80,24 @@ class ScoringSection:
     """Contribution scoring and reply limits."""
 
     method: str = "fltrust"  # fltrust | cosine | loss-delta | loo | gtg-shapley | data-size
-    max_update_norm: float = 1000.0
+    max_update_norm: float = 1000.0  # updates farther than this (L2) from the global model are dropped
     shapley_budget: int = 64  # validation evaluations per round for gtg-shapley
     reject_outliers: bool = False  # drop and penalize updates far from the median update (legacy rule)
-    outlier_norm_ratio: float = 3.0
+    outlier_norm_ratio: float = 3.0  # with reject_outliers: how far from the median update is an outlier
     evidence: bool = True  # penalize on evidence anchored in the server's root update (defence/evidence.py)
-    evidence_window: int = 3  # penalize when `evidence_needed` of a node's last `evidence_window`
-    evidence_needed: int = 2  # updates were suspect
-    evidence_long_window: int = 12  # or when `evidence_long_needed` of its last `evidence_long_window`
-    evidence_long_needed: int = 3  # were (a node suspect every 3rd round; 0: off)
+    # penalize when `evidence_needed` of a node's last `evidence_window` updates were suspect
+    evidence_window: int = 3  # how many of a node's last updates the evidence rule looks at
+    evidence_needed: int = 2  # suspect updates among them that get the node penalized
+    # or when `evidence_long_needed` of its last `evidence_long_window` were (a node suspect every 3rd round)
+    evidence_long_window: int = 12  # how many of a node's last updates the longer memory looks at (0: off)
+    evidence_long_needed: int = 3  # suspect updates among them that get the node penalized
     claim_cap: float = 2.0  # claimed examples count at most this x the round's median claim (0: off)
     clip_ratio: float = 0.0  # > 0: clip each update to this x the size reference (0: off)
     step_ratio: float = 1.5  # > 0: a round's step is at most this x the size reference (0: off)
-    backdoor_filter: bool = False  # aggregate only the updates in the root update's cluster, clipped
-    backdoor_noise: float = 0.0  # FLAME's lambda: noise on the aggregate, x the median update norm
+    # backdoor filter (defence/backdoor.py): aggregate only the updates in the root update's cosine
+    # cluster, clipped to the round's median norm (verified rounds: excluded only, never clipped)
+    backdoor_filter: bool = False  # leave updates outside the root update's cluster out (no penalty)
+    backdoor_noise: float = 0.0  # FLAME's lambda: noise std on the aggregate, x the median norm (0: off)
 
 
 @dataclass
@@ -94,8 +105,8 @@ class SelectionSection:
     """Which nodes train each round and how much local work they get."""
 
     mode: str = "uniform"  # uniform (the wrapped strategy samples) | reputation
-    sharpness: float = 2.0
-    exploration: float = 0.1
+    sharpness: float = 2.0  # reputation mode: weight = reputation^sharpness x reliability
+    exploration: float = 0.1  # reputation mode: the floor of every node's sampling weight
     round_seconds: float = 0.0  # > 0: size local work to each node's declared samples/s
 
 
@@ -189,6 +200,26 @@ def validate(config: RunConfig, source: str) -> None:
     _validate_task(config.task, source)
     _validate_scoring(config, source)
     _validate_ledger(config, source)
+    _validate_store(config.store, source)
+
+
+def _validate_store(store: StoreSection, source: str) -> None:
+    """An s3:// store: a bucket, no credential in the address (it goes on-chain), no HTTP server."""
+    s3 = store.dir.lower().startswith("s3://")
+    if s3:
+        check_s3_uri(store.dir, f"{source}: field 'store.dir'")
+        if store.http_port >= 0:
+            raise FlchainError(
+                f"{source}: field 'store.http_port': an s3:// store is served by its bucket, expected -1"
+            )
+    if store.updates:
+        if not s3:
+            raise FlchainError(f"{source}: field 'store.updates': only for an s3:// store.dir")
+        check_s3_uri(store.updates, f"{source}: field 'store.updates'")
+    if store.endpoint_url and urlparse(store.endpoint_url).scheme not in ("http", "https"):
+        raise FlchainError(
+            f"{source}: field 'store.endpoint_url': expected an http(s):// URL, got {store.endpoint_url!r}"
+        )
 
 
 def _validate_federation(fed: FederationSection, source: str) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from fl_chain.protocol.model_bytes import canonical_bytes, model_hash
 from fl_chain.store_read import BlobTooLarge as BlobTooLarge  # re-exported: readers catch it from here
 from fl_chain.store_read import allow_local_store, fetch
 
+if TYPE_CHECKING:
+    from fl_chain.config import StoreSection
+
 
 class BlobIntegrityError(FlchainError):
     """A blob's bytes do not hash to the expected model hash."""
@@ -29,6 +33,7 @@ class BlobIntegrityError(FlchainError):
 
 UPDATES_DIR = "updates"  # node update blobs of verified rounds (private to the validators)
 ROUNDS_DIR = "rounds"  # verified rounds' manifests (public)
+MIRRORS_ENV = "FLCHAIN_MIRRORS"  # other stores with copies of the blobs (comma list): the hash decides
 
 
 def _write_durably(path: Path, blob: bytes, mode: int, what: str) -> None:
@@ -59,6 +64,59 @@ def _write_durably(path: Path, blob: bytes, mode: int, what: str) -> None:
         raise FlchainError(
             f"cannot store {what} in {path.parent}: {exc.strerror or exc} (the round is not committed)"
         ) from None
+
+
+class BlobStore(Protocol):
+    """What a coordinator writes to: a local ModelStore or an S3Store (store_s3.py)."""
+
+    base_uri: str
+
+    def uri_for(self, digest: bytes) -> str:
+        """Where a blob with this hash is published."""
+
+    def put(self, blob: bytes) -> tuple[bytes, str]:
+        """Store a blob under its hash, durably; (hash, uri)."""
+
+    def put_update(self, blob: bytes) -> bytes:
+        """Store a node's update blob where only the validators read it; its hash."""
+
+    def put_document(self, name: str, blob: bytes) -> str:
+        """Store a published document under `rounds/NAME`; its URI."""
+
+    def put_arrays(self, arrays: Mapping[str, np.ndarray]) -> tuple[bytes, str]:
+        """Store named arrays in canonical form; (hash, uri)."""
+
+
+def is_s3(location: str | Path) -> bool:
+    """Whether a store location names an S3 bucket."""
+    return str(location).lower().startswith("s3://")
+
+
+def open_model_store(
+    location: str | Path,
+    public_base: str | None = None,
+    endpoint_url: str | None = None,
+    updates: str | None = None,
+) -> BlobStore:
+    """The store at `location`: an S3Store for s3://BUCKET[/PREFIX] (`endpoint_url` for a non-AWS
+    service, `updates` a private prefix or bucket for update blobs), else a local directory."""
+    if is_s3(location):
+        from fl_chain.store_s3 import S3Store  # s3fs is imported only by a coordinator that uses it
+
+        return S3Store(str(location), public_base, endpoint_url, updates)
+    if updates:
+        raise FlchainError("[store] updates: a separate updates place is for an s3:// store only")
+    return ModelStore(location, public_base)
+
+
+def store_from_config(section: StoreSection, default_dir: str | Path) -> BlobStore:
+    """The store a `[store]` section names (`default_dir` when its dir is empty), HTTP serving aside."""
+    return open_model_store(
+        section.dir or default_dir,
+        section.public_url or None,
+        section.endpoint_url or None,
+        section.updates or None,
+    )
 
 
 class ModelStore:
@@ -119,10 +177,38 @@ class ModelStore:
 
 def fetch_blob(uri: str, expected: bytes, max_bytes: int | None = None) -> bytes:
     """Read a blob (`store_read.fetch`: checked scheme and place, at most `max_bytes` or the ceiling) and
-    verify it hashes to `expected`."""
-    blob = fetch(uri, max_bytes)
-    verify_blob(blob, expected, uri)
-    return blob
+    verify it hashes to `expected`; a mirror may serve it (`fetch_verified`)."""
+    return fetch_verified(uri, expected, max_bytes)[0]
+
+
+def fetch_verified(uri: str, expected: bytes, max_bytes: int | None = None) -> tuple[bytes, str]:
+    """The blob with hash `expected` and the address that served it: `uri`, or if that fails (missing,
+    unreachable, refused, other bytes) the first mirror (FLCHAIN_MIRRORS) whose copy hashes right; the
+    hash decides, not the address. The error of `uri` if none does."""
+    try:
+        blob = fetch(uri, max_bytes)
+        verify_blob(blob, expected, uri)
+        return blob, uri
+    except FlchainError:
+        for base in mirror_bases():
+            with contextlib.suppress(FlchainError):
+                blob = fetch(base + expected.hex(), max_bytes)
+                verify_blob(blob, expected, base + expected.hex())
+                return blob, base + expected.hex()
+        raise
+
+
+def mirror_bases() -> list[str]:
+    """The stores FLCHAIN_MIRRORS names (comma list of s3://, http(s):// bases or directories, e.g. a copy
+    made by `flchain store sync`) as URI bases; a directory becomes a local store this process reads."""
+    bases = []
+    for entry in filter(None, (e.strip() for e in os.environ.get(MIRRORS_ENV, "").split(","))):
+        if "://" not in entry:
+            directory = Path(entry).expanduser().resolve()
+            allow_local_store(directory)
+            entry = directory.as_uri()
+        bases.append(entry if entry.endswith("/") else entry + "/")
+    return bases
 
 
 def read_blob(uri: str, max_bytes: int | None = None, what: str = "model blob") -> bytes:

@@ -6,10 +6,13 @@ outcome and checkpoint leaves all come from URIs a coordinator chose, so every r
   command), so a reader without a local store refuses every file:// URI.
 - Size: each read has a cap (a task's model size where known, else FLCHAIN_MAX_BLOB_BYTES, default 1 GiB;
   documents their fixed caps), read in chunks with a hard stop: "… larger than the N-byte cap".
+- s3://: read with s3fs under the standard AWS credential chain and endpoint (AWS_ENDPOINT_URL for a
+  non-AWS service), or unsigned with FLCHAIN_S3_ANONYMOUS=1; the object's size is checked before reading.
 - Time: a stalled connection gives up after `timeout` seconds, a whole read after `deadline`.
 - Addresses (the dashboard's policy, `public_only`): a host that resolves to a loopback, private or
   link-local address is refused unless it is the reader's own store; the check is made again by the
-  HTTP client's resolver at connect time (DNS rebinding) and redirects are not followed.
+  HTTP client's resolver at connect time (DNS rebinding) and redirects are not followed; s3:// is read
+  only inside the reader's own buckets (`s3_stores`), since it signs with its operator's credentials.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from fl_chain.errors import FlchainError
@@ -31,6 +35,8 @@ KNOWN_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "abfs")  # what fsspe
 DEFAULT_MAX_BYTES = 1024**3
 SCHEMES_ENV = "FLCHAIN_READ_SCHEMES"
 MAX_BYTES_ENV = "FLCHAIN_MAX_BLOB_BYTES"
+S3_ANONYMOUS_ENV = "FLCHAIN_S3_ANONYMOUS"
+S3_ATTEMPTS = 3  # botocore's attempts per S3 request (standard mode: exponential backoff with jitter)
 MODEL_SIZE_MARGIN = 2  # every round of a task has the size of its round 0: twice that is plenty
 CHUNK = 1024 * 1024
 
@@ -55,6 +61,7 @@ class ReadPolicy:
     deadline: float = 600.0  # the whole read
     public_only: bool = False
     trusted_hosts: tuple[str, ...] = ()  # host:port exempt from public_only (own store)
+    s3_stores: tuple[str, ...] = ()  # s3://bucket/prefix/ a public_only reader may read (its own stores)
 
 
 def with_stores(policy: ReadPolicy, stores: tuple[Path, ...]) -> ReadPolicy:
@@ -64,6 +71,8 @@ def with_stores(policy: ReadPolicy, stores: tuple[Path, ...]) -> ReadPolicy:
 
 _local_stores: set[Path] = set()
 _model_sizes: dict[object, int] = {}
+_s3_filesystems: dict[tuple, Any] = {}
+_s3_endpoint: list[str | None] = [None]  # this process's own store's endpoint ([store] endpoint_url)
 _lock = threading.Lock()
 
 
@@ -71,6 +80,13 @@ def allow_local_store(directory: str | Path) -> None:
     """Let this process read file:// URIs inside `directory` (its own store)."""
     with _lock:
         _local_stores.add(Path(directory).expanduser().resolve())
+
+
+def use_s3_endpoint(endpoint_url: str | None) -> None:
+    """Read s3:// in this process from `endpoint_url` (its own store's S3-compatible service, from
+    `[store] endpoint_url`) rather than AWS_ENDPOINT_URL or AWS."""
+    with _lock:
+        _s3_endpoint[0] = endpoint_url or None
 
 
 def process_policy() -> ReadPolicy:
@@ -127,6 +143,9 @@ def fetch(
         raise ReadRefused(f"{what} {uri}: scheme {scheme!r} is not read here (allowed: {allowed})")
     if policy.public_only and scheme in ("http", "https"):
         _require_public(uri, what, policy)
+    if policy.public_only and scheme == "s3" and not any(uri.startswith(b) for b in policy.s3_stores):
+        # it would read with its operator's credentials, on someone else's behalf: its own stores only
+        raise ReadRefused(f"{what} {uri}: not in an s3:// store this reader was given; not fetched")
     return _read_remote(uri, scheme, cap, what, policy)
 
 
@@ -181,27 +200,95 @@ def _read_capped(fh, uri: str, cap: int, what: str, policy: ReadPolicy) -> bytes
 
 def _read_remote(uri: str, scheme: str, cap: int, what: str, policy: ReadPolicy) -> bytes:
     """Stream a remote URI through fsspec, bounded by `cap`."""
-    import fsspec  # imported here: the flchain mod hashes arrays in every app process and seldom reads
-
-    options = _http_options(policy) if scheme in ("http", "https") else {}
     try:
-        with fsspec.open(uri, "rb", **options) as fh:
+        with _open_remote(uri, scheme, policy) as fh:
+            size = getattr(fh, "size", None)  # known from the HEAD an S3 open makes: refuse before reading
+            if isinstance(size, int) and size > cap:
+                raise BlobTooLarge(f"{what} {uri} is larger than the {cap}-byte cap ({size} bytes)")
             return _read_capped(fh, uri, cap, what, policy)
     except FlchainError:
         raise
     except FileNotFoundError as exc:
         cause = exc.__cause__  # fsspec reports any failed HTTP probe as not found: say which it was
-        if cause is None or getattr(cause, "status", None) in (404, 410):
+        if scheme == "s3" or cause is None or getattr(cause, "status", None) in (404, 410):
             raise FlchainError(f"{what} {uri} not found") from None
         raise FlchainError(_cannot_read(what, uri, cause)) from None
     except Exception as exc:
         raise FlchainError(_cannot_read(what, uri, exc)) from None
 
 
+def _s3_retries() -> dict:
+    """botocore's retry setting: AWS_MAX_ATTEMPTS (and AWS_RETRY_MODE) if the environment sets them,
+    else S3_ATTEMPTS attempts in standard mode."""
+    if os.environ.get("AWS_MAX_ATTEMPTS", "").strip():
+        return {}
+    return {"retries": {"max_attempts": S3_ATTEMPTS, "mode": "standard"}}
+
+
+def _open_remote(uri: str, scheme: str, policy: ReadPolicy) -> Any:
+    """An open binary file for a remote URI: s3fs for s3:// (see s3_filesystem), fsspec otherwise."""
+    import fsspec  # imported here: the flchain mod hashes arrays in every app process and seldom reads
+
+    if scheme == "s3":
+        anon = os.environ.get(S3_ANONYMOUS_ENV, "").strip().lower() in ("1", "true", "yes")
+        with _lock:
+            endpoint = _s3_endpoint[0]
+        return s3_filesystem(endpoint, policy.timeout, anon).open(uri, "rb")
+    options = _http_options(policy) if scheme in ("http", "https") else {}
+    return fsspec.open(uri, "rb", **options)
+
+
 def _cannot_read(what: str, uri: str, exc: BaseException) -> str:
     """One line naming what could not be read and why."""
     detail = str(exc).splitlines()[0] if str(exc) else ""
     return f"cannot read {what} {uri}: {type(exc).__name__}: {detail}".rstrip(": ")
+
+
+def check_s3_uri(uri: str, what: str) -> str:
+    """`uri` as an s3:// base ending in "/"; a one-line error naming `what` if it has no bucket or carries
+    a credential (the base goes on-chain)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise FlchainError(f"{what}: expected s3://BUCKET[/PREFIX], got {uri!r}")
+    if "@" in parsed.netloc or parsed.query or parsed.fragment:
+        raise FlchainError(f"{what}: an s3:// store address carries no credential, query or fragment")
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def s3_filesystem(endpoint_url: str | None = None, timeout: float = 30.0, anon: bool = False) -> Any:
+    """An s3fs filesystem: the standard AWS credential chain and endpoint (AWS_ENDPOINT_URL, or
+    `endpoint_url`), or unsigned requests to a public bucket (`anon`); `timeout` for connecting and each
+    read; one retry layer (botocore's, `_s3_retries`: s3fs's own would multiply them, so a dead endpoint
+    fails in seconds); 1 MiB read blocks (the cap is checked per chunk); no listings cache. One per
+    process, settings and AWS environment (a client costs ~0.1-0.3 s to make; another key is another)."""
+    aws = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (os.getpid(), endpoint_url, timeout, anon, aws)
+    with _lock:
+        fs = _s3_filesystems.get(key)
+    if fs is None:
+        fs = _new_s3_filesystem(endpoint_url, timeout, anon)
+        with _lock:
+            _s3_filesystems[key] = fs
+    return fs
+
+
+def _new_s3_filesystem(endpoint_url: str | None, timeout: float, anon: bool) -> Any:
+    """A new s3fs filesystem (see s3_filesystem)."""
+    from fl_chain.extras import require_extra
+
+    require_extra("s3", "an s3:// store")
+    import s3fs
+
+    fs = s3fs.S3FileSystem(
+        endpoint_url=endpoint_url or None,
+        anon=anon,
+        skip_instance_cache=True,
+        use_listings_cache=False,
+        default_block_size=CHUNK,
+        config_kwargs={"connect_timeout": timeout, "read_timeout": timeout, **_s3_retries()},
+    )
+    fs.retries = 1  # s3fs's retry loop around botocore's (a class attribute, not an argument)
+    return fs
 
 
 def _http_options(policy: ReadPolicy) -> dict:

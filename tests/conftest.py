@@ -10,6 +10,7 @@ import pytest
 
 from fl_chain.chain.setup.localnode import ChainProcess
 from tests.chainutil import LocalChain, fresh_deployment, launch
+from tests.s3util import MotoServer
 
 
 @contextmanager
@@ -40,6 +41,26 @@ def anvil_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChainPro
 def chain(anvil_process: ChainProcess) -> LocalChain:
     """A fresh deployment of the three contracts on the session's anvil."""
     return fresh_deployment(anvil_process)
+
+
+@pytest.fixture(scope="session")
+def moto_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """One moto S3 server for the session (IAM checks on), stopped by PID even if tests fail; tests make
+    their own buckets and users."""
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def s3(moto_process: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """The session's S3 server, with this process's AWS environment set to its admin key."""
+    for name, value in moto_process.admin.env(moto_process.endpoint).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_process
 
 
 @pytest.fixture()

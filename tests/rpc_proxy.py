@@ -1,6 +1,7 @@
 """A TCP proxy in front of a chain node for fault tests: it can refuse and drop connections, delay
 requests, and lose replies (the request reaches the node, its answer never comes back). It also counts
-the JSON-RPC calls that pass (each call of a batch request counts), for scale tests and bench/scale.py."""
+the JSON-RPC calls that pass (each call of a batch request counts), for scale tests and bench/scale.py.
+Any TCP service works behind it: the S3 tests use it to cut an upload in the middle (`cut_after`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 _METHOD = re.compile(rb'"method"\s*:\s*"([A-Za-z0-9_]+)"')
 
@@ -30,9 +32,17 @@ class RpcProxy:
         self.lost_methods: set[str] = set()  # JSON-RPC methods whose reply was swallowed at least once
         self.calls = 0  # JSON-RPC calls forwarded so far (a batch request counts each of its calls)
         self.by_method: Counter[str] = Counter()
+        self.cut_after: int | None = None  # a connection that has sent more bytes is closed, on_cut() called
+        self.on_cut: Callable[[], None] = lambda: None
+        self.cuts = 0
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        """The proxy's base URL (any HTTP service)."""
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -52,7 +62,11 @@ class RpcProxy:
             if not self.up.is_set():
                 conn.close()
                 continue
-            upstream = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # the service behind is down: so is this connection
+                conn.close()
+                continue
             # what the connection last asked for, so a lost reply can be told apart by method
             asked: list[str] = [""]
             threading.Thread(target=self._pipe, args=(conn, upstream, True, asked), daemon=True).start()
@@ -67,9 +81,15 @@ class RpcProxy:
             return lost
 
     def _pipe(self, a: socket.socket, b: socket.socket, request: bool, asked: list[str]) -> None:
+        sent = 0
         try:
             while data := a.recv(65536):
                 if not self.up.is_set():
+                    break
+                sent += len(data)
+                if request and self.cut_after is not None and sent > self.cut_after:
+                    self.cuts += 1
+                    self.on_cut()
                     break
                 if request:
                     if found := _METHOD.findall(data):

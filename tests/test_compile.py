@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import solcx
 
-from fl_chain.chain.setup import compile as compile_mod
 from fl_chain.chain.setup.compile import CONTRACT_NAMES, collect_sources, compile_contracts
 from fl_chain.paths import contracts_dir, node_modules
 
@@ -48,7 +47,7 @@ def test_compile_is_cached_and_rebuilt_on_change(project_copy: Path, monkeypatch
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(compile_mod.solcx, "compile_standard", counting)
+    monkeypatch.setattr(solcx, "compile_standard", counting)  # imported on use
     assert compile_contracts() == first and calls == []  # unchanged sources: served from the cache
     source = project_copy / "contracts" / "Reputation.sol"
     source.write_text(source.read_text() + "\n// edited\n")

@@ -23,7 +23,7 @@ from fl_chain.chain.client import ChainClient, connect, role_id
 from fl_chain.chain.deployment import Deployment, dev_keys_path
 from fl_chain.chain.identity import load_key, write_keystore
 from fl_chain.chain.setup import bootstrap
-from fl_chain.chain.setup.compile import compile_contracts
+from fl_chain.chain.setup.artifacts import load_artifacts
 from fl_chain.chain.setup.deploy import dev_account
 from fl_chain.chain.setup.localnode import ChainProcess, free_port, read_pidfile
 from fl_chain.errors import FlchainError
@@ -192,7 +192,7 @@ def test_a_registration_front_running_the_deployment_changes_nothing(
     deployment is bricked; with the contracts wired by their constructors there is no such step."""
     deployer = dev_account(0).address
     outsiders = [dev_account(i) for i in range(10, 20)]
-    abi = compile_contracts()["NodeRegistry"]["abi"]
+    abi = load_artifacts()["NodeRegistry"]["abi"]
     send_signed = ChainClient.send_signed
     front_run: list[str] = []
     registry: list[str] = []  # the first contract the deployer creates

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 
 from fl_chain.chain import ledger
 from fl_chain.chain.client import open_chain
 from fl_chain.chain.setup.localnode import free_port
 from fl_chain.protocol.task_identity import identity_hash
-from fl_chain.runners.processes import start_simulation_superlink, start_supernode, write_flwr_home
+from fl_chain.runners.processes import start_supernode
 from fl_chain.store_read import allow_local_store
 from fl_chain.wire.report import read_reports
 from tests.test_e2e_deployment import FLCHAIN, PASSWORD, _processes_with, _run, _spawn, _stop, registered_keys
@@ -123,53 +120,5 @@ def test_server_app_refuses_a_non_app_directory(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_example_app_on_the_simulation_engine(tmp_path: Path) -> None:
-    """`flwr run` of an example against a simulation SuperLink: the simulated nodes' keys come from
-    `flchain node simulated-keys`, the ledger from run config the app declares."""
-    home = tmp_path / "home"
-    marker = f"flchain-example-sim-{uuid.uuid4()}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "FLCHAIN_TEST_MARKER": marker}
-    h = ["--home", str(home)]
-    _run("chain", "up", "--detach", "--port", str(free_port()), *h, env=env)
-    link = None
-    try:
-        keys = tmp_path / "simulated-keys.json"
-        out = _run("node", "simulated-keys", "--count", "2", "--out", str(keys), *h, env=env)
-        assert "2 simulated nodes registered" in out and oct(keys.stat().st_mode & 0o777) == "0o600"
-        app = tmp_path / "app"
-        shutil.copytree(EXAMPLES / "tabular-cancer", app, ignore=shutil.ignore_patterns("__pycache__"))
-        pyproject = app / "pyproject.toml"
-        declared = 'flchain-deployment = ""\nflchain-store = ""\nflchain-simulated-keys = ""\n'
-        pyproject.write_text(
-            pyproject.read_text().replace("[tool.flwr.app.config]\n", "[tool.flwr.app.config]\n" + declared)
-        )
-        port = free_port()
-        link = start_simulation_superlink(port, tmp_path / "superlink.log", {"FLCHAIN_TEST_MARKER": marker})
-        flwr_home = write_flwr_home(tmp_path / "flwr-home", f"127.0.0.1:{port}")
-        run_config = (
-            f"flchain-deployment='{home / 'deployment.json'}' flchain-store='{home / 'store'}' "
-            f"flchain-simulated-keys='{keys}' min-nodes=2 num-server-rounds=2"
-        )
-        federation = "num-supernodes=2 client-resources-num-cpus=1"
-        flwr = [str(Path(sys.executable).parent / "flwr"), "run", str(app), "flchain", "--stream"]
-        result = subprocess.run(
-            [*flwr, "--run-config", run_config, "--federation-config", federation],
-            capture_output=True,
-            text=True,
-            env={**env, "FLWR_HOME": str(flwr_home)},
-            timeout=400,
-            check=False,
-        )
-        assert result.returncode == 0 and "Strategy execution finished" in result.stdout, result.stdout
-        chain = open_chain(home / "deployment.json")
-        task = ledger.task_count(chain)
-        assert ledger.round_count(chain, task) == 3  # round 0 + 2 rounds
-        simulated = {Account.from_key(k).address for k in json.loads(keys.read_text())["keys"]}
-        for rnd in (1, 2):
-            assert set(ledger.contributions(chain, task, rnd)) == simulated
-    finally:
-        if link is not None:
-            link.stop()
-        subprocess.run([*FLCHAIN, "chain", "down", *h], env=env, capture_output=True, timeout=60, check=False)
-    time.sleep(0.5)
-    assert _processes_with(marker) == []
+# The Simulation Engine run of examples/tabular-cancer (`flwr run` with simulated keys) is
+# tests/test_installed_wheel.py: the same run, with flchain installed from its wheel.

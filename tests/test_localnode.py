@@ -14,6 +14,7 @@ from fl_chain.chain.setup.localnode import (
     anvil_binary,
     anvil_platform,
     free_port,
+    ganache_command,
     start_chain,
 )
 from fl_chain.errors import FlchainError
@@ -42,11 +43,36 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
             start_chain("anvil", port, tmp_path / "c.log")
 
 
-def test_missing_node_tools_point_to_make_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture()
+def no_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No checkout's node_modules, no tool variables, and a PATH with only an empty directory."""
     monkeypatch.setenv("FLCHAIN_ROOT", str(tmp_path))
-    for backend in ("anvil", "ganache"):
-        with pytest.raises(FlchainError, match="run `make setup`"):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.delenv("FLCHAIN_ANVIL", raising=False)
+    monkeypatch.delenv("FLCHAIN_GANACHE", raising=False)
+    (tmp_path / "bin").mkdir()
+    return tmp_path / "bin"
+
+
+def test_missing_node_tools_name_the_npm_package(tmp_path: Path, no_tools: Path) -> None:
+    for backend, package in (("anvil", "@foundry-rs/anvil"), ("ganache", "ganache")):
+        with pytest.raises(FlchainError, match=rf"install the npm package {package} .* or run `make setup`"):
             start_chain(backend, free_port(), tmp_path / "d.log")
+
+
+def test_tools_outside_a_checkout_come_from_path_or_the_variable(
+    no_tools: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("anvil", "ganache", "my-anvil"):
+        (no_tools / name).write_text("#!/bin/sh\n")
+        (no_tools / name).chmod(0o755)
+    assert anvil_binary() == no_tools / "anvil"
+    assert ganache_command() == [str(no_tools / "ganache")]
+    monkeypatch.setenv("FLCHAIN_ANVIL", str(no_tools / "my-anvil"))  # the variable wins over PATH
+    assert anvil_binary() == no_tools / "my-anvil"
+    monkeypatch.setenv("FLCHAIN_GANACHE", str(no_tools / "absent"))
+    with pytest.raises(FlchainError, match=r"FLCHAIN_GANACHE=.*absent: expected the path of the ganache"):
+        ganache_command()
 
 
 @pytest.mark.parametrize(
@@ -60,11 +86,10 @@ def test_missing_node_tools_point_to_make_setup(tmp_path: Path, monkeypatch: pyt
     ],
 )
 def test_anvil_binary_is_the_platform_package_binary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, system: str, machine: str, expected: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_tools: Path, system: str, machine: str, expected: str
 ) -> None:
     monkeypatch.setattr(platform, "system", lambda: system)
     monkeypatch.setattr(platform, "machine", lambda: machine)
-    monkeypatch.setenv("FLCHAIN_ROOT", str(tmp_path))
     assert anvil_platform() == expected
     with pytest.raises(FlchainError, match=rf"anvil for {expected} not found .*run `make setup`"):
         anvil_binary()
@@ -80,9 +105,8 @@ def test_anvil_binary_is_the_platform_package_binary(
     assert anvil_binary() == binary
 
 
-def test_anvil_on_a_platform_without_a_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_anvil_on_a_platform_without_a_build(monkeypatch: pytest.MonkeyPatch, no_tools: Path) -> None:
     monkeypatch.setattr(platform, "machine", lambda: "riscv64")
-    monkeypatch.setenv("FLCHAIN_ROOT", str(tmp_path))
     with pytest.raises(FlchainError, match=r"anvil has no build for .*-riscv64.*need no local chain"):
         anvil_binary()
 

@@ -1,4 +1,4 @@
-"""The README's multi-machine recipe ("### Server and clients on separate machines"), run command by
+"""The multi-machine recipe (docs/multi-machine.md, "Server and clients on separate machines"), run command by
 command as written, on this one machine: machine A and three nodes, each in its own directory with its
 own FLCHAIN_HOME, so a node has only what the recipe gives it.
 
@@ -7,7 +7,7 @@ the checkout's paths, 127.0.0.1 for the host name A, free ports for 8545/9100, t
 printed for 0xN1ADDRESS, a copy into the node's directory for `scp`, the test password for `...`, node
 i's share for `--partition 0/3`, an optional `[--task digits]` given) plus a small run (few rounds)
 in the config the recipe copies. A command it does not recognise, a host, port or node name it did not
-replace, or a step of the recipe that is missing fails the test: the README and the test cannot drift."""
+replace, or a step of the recipe that is missing fails the test: the page and the test cannot drift."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ from tests.test_deployment_security import DEV_ADDRESSES, private_keys_in
 from tests.test_e2e_deployment import _processes_with
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-SECTION = "### Server and clients on separate machines"
+README = ROOT / "docs" / "multi-machine.md"  # the recipe moved from the README to the docs site
+SECTION = "# Server and clients on separate machines"
 PASSWORD = "readme recipe password"
 NODES = 3  # the recipe's `--partition 0/3`: three nodes, partitions 0/3, 1/3, 2/3
 ROUNDS = 2

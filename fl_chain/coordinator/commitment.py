@@ -15,7 +15,7 @@ from fl_chain.chain.client import ChainClient
 from fl_chain.chain.published import History, fold_with_chain
 from fl_chain.protocol.outcomes import CheckpointLeaves, RoundOutcomes
 from fl_chain.protocol.reputation_fold import checkpoint_of, new_fold
-from fl_chain.store import ModelStore
+from fl_chain.store import BlobStore
 
 KEEP_PROPOSED = 16  # checkpoints not yet finalized whose leaves the coordinator keeps for their suspensions
 
@@ -24,7 +24,7 @@ class CommitmentBook:
     """One task's outcomes, folded reputation and checkpoints, as the coordinator keeps them."""
 
     def __init__(
-        self, client: ChainClient, coordinator: LocalAccount, task: int, store: ModelStore, every: int = 1
+        self, client: ChainClient, coordinator: LocalAccount, task: int, store: BlobStore, every: int = 1
     ) -> None:
         checkpoints.contract(client)  # a one-line error on a deployment without checkpoints
         self.client, self.coordinator, self.task, self.store = client, coordinator, task, store

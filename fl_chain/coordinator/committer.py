@@ -26,7 +26,7 @@ from fl_chain.failpoints import failpoint
 from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.model_bytes import canonical_bytes
 from fl_chain.protocol.task_rules import TaskRules, rules_document_name
-from fl_chain.store import ModelStore
+from fl_chain.store import BlobStore
 
 
 @dataclass
@@ -77,7 +77,7 @@ class RoundCommitter:
         client: ChainClient,
         coordinator: LocalAccount,
         task: int,
-        store: ModelStore,
+        store: BlobStore,
         parent_hash: bytes = ledger.ZERO_HASH,
         wait_finalized: float = 0.0,
         mode: str | LedgerMode | None = None,
@@ -106,7 +106,7 @@ class RoundCommitter:
         cls,
         client: ChainClient,
         coordinator: LocalAccount,
-        store: ModelStore,
+        store: BlobStore,
         config_hash: bytes,
         mode: str | LedgerMode = LedgerMode.PLAIN,
         rules: TaskRules | None = None,

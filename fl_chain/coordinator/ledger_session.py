@@ -30,7 +30,7 @@ from fl_chain.coordinator.policies import round_policy, rules_of
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.task_identity import identity_hash
 from fl_chain.protocol.task_rules import TaskRules
-from fl_chain.store import ModelStore
+from fl_chain.store import BlobStore, ModelStore, is_s3, store_from_config
 from fl_chain.wire.report import RunEvents
 from fl_chain.wire.run_spec import RUN_CONFIG_KEY, RunSpec
 
@@ -43,7 +43,7 @@ class LedgerSession:
 
     client: ChainClient
     coordinator: LocalAccount
-    store: ModelStore
+    store: BlobStore
     events: RunEvents = field(default_factory=RunEvents)
     config: RunConfig = field(default_factory=RunConfig)  # scoring, evidence and finality settings
 
@@ -65,7 +65,10 @@ class LedgerSession:
         coordinator = resolve_account(client.deployment.dev_keys, "coordinator", key, password)
         run_events = RunEvents(Path(events) if events else None)
         client.on_outage(run_events.notice)
-        return cls(client, coordinator, ModelStore(Path(store_dir)), run_events, config or RunConfig())
+        config = config or RunConfig()
+        local = not is_s3(store_dir)
+        store = ModelStore(Path(store_dir)) if local else store_from_config(config.store, store_dir)
+        return cls(client, coordinator, store, run_events, config)
 
     @classmethod
     def from_spec(cls, spec: RunSpec) -> LedgerSession:

@@ -23,7 +23,7 @@ from fl_chain.errors import FlchainError
 from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.manifest import Entry
 from fl_chain.protocol.outcomes import RoundOutcomes
-from fl_chain.store import ModelStore
+from fl_chain.store import BlobStore
 
 
 @dataclass
@@ -54,7 +54,7 @@ class PlainWriter:
 
     mode = LedgerMode.PLAIN
 
-    def __init__(self, client: ChainClient, coordinator: LocalAccount, task: int, store: ModelStore) -> None:
+    def __init__(self, client: ChainClient, coordinator: LocalAccount, task: int, store: BlobStore) -> None:
         self.client, self.coordinator, self.task, self.store = client, coordinator, task, store
 
     def prepare(self, rnd: RoundInput) -> Prepared:
@@ -160,7 +160,7 @@ class CommitmentWriter(PlainWriter):
     mode = LedgerMode.COMMITMENT
 
     def __init__(
-        self, client: ChainClient, coordinator: LocalAccount, task: int, store: ModelStore, every: int = 1
+        self, client: ChainClient, coordinator: LocalAccount, task: int, store: BlobStore, every: int = 1
     ) -> None:
         super().__init__(client, coordinator, task, store)
         self.book = CommitmentBook(client, coordinator, task, store, every)
@@ -213,7 +213,7 @@ def writer_for(
     client: ChainClient,
     coordinator: LocalAccount,
     task: int,
-    store: ModelStore,
+    store: BlobStore,
     checkpoint_every: int = 1,
 ) -> PlainWriter:
     """The round writer of a ledger mode."""

@@ -32,7 +32,7 @@ from fl_chain.coordinator.trust_strategy import TrustWeighted
 from fl_chain.defence.anchor import ROOT_HALF, RootAnchor
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.task_identity import task_app_id
-from fl_chain.store import ModelStore
+from fl_chain.store import BlobStore, ModelStore, is_s3, store_from_config
 from fl_chain.store_http import BlobServer
 from fl_chain.tasks import load_task
 from fl_chain.tasks.base import TaskSpec
@@ -130,10 +130,14 @@ def coordinator_account(client: ChainClient, config: RunConfig) -> LocalAccount:
 
 
 @contextmanager
-def open_store(config: RunConfig, home: Path) -> Iterator[ModelStore]:
-    """The run's model store, served over HTTP for the run's duration if configured."""
-    store_dir = Path(config.store.dir) if config.store.dir else home / "store"
+def open_store(config: RunConfig, home: Path) -> Iterator[BlobStore]:
+    """The run's model store (a directory, or an S3 bucket), a directory served over HTTP for the run's
+    duration if configured."""
     public = config.store.public_url or None
+    if is_s3(config.store.dir):
+        yield store_from_config(config.store, home)
+        return
+    store_dir = Path(config.store.dir) if config.store.dir else home / "store"
     server = None
     if config.store.http_port >= 0:
         server = BlobServer(store_dir, config.store.http_host, config.store.http_port).start()

@@ -3,8 +3,10 @@
 The URI comes from the chain and is attacker-controlled (the task owner chose the blob base, the
 coordinator the URI), and the dashboard fetches it on its viewer's behalf, so a URI is fetched only if:
 it lies in the task's own store (same scheme and host as the task's blob base, inside its directory),
-its scheme is http, https or file, a file lies inside this dashboard's own store (HOME/store, --store
-DIR) and an HTTP host is a public address unless it is this dashboard's own store (--store URL). The read
+its scheme is http, https, file or s3, a file lies inside this dashboard's own store (HOME/store, --store
+DIR), an HTTP host is a public address unless it is this dashboard's own store (--store URL), and an s3://
+URI lies in a bucket prefix this dashboard was given (--store s3://BUCKET/PREFIX: it reads with its
+operator's AWS credentials, so never a bucket a task owner chose). The read
 itself is `store_read.fetch`: streamed, capped, with a timeout. Anything else is reported, never fetched.
 """
 
@@ -22,6 +24,7 @@ from fl_chain.protocol.model_bytes import model_hash
 from fl_chain.store_read import (
     ReadPolicy,
     ReadRefused,
+    check_s3_uri,
     fetch,
     model_cap,
     process_policy,
@@ -29,24 +32,29 @@ from fl_chain.store_read import (
     with_stores,
 )
 
-FETCHED_SCHEMES = ("file", "http", "https")
+FETCHED_SCHEMES = ("file", "http", "https", "s3")
 
 
 def dashboard_policy(stores: list[str | Path]) -> ReadPolicy:
     """What the verify button may read: http(s) at public addresses, and this dashboard's own stores
-    (directories: file:// inside them; http(s) URLs: that host and port even if it is private)."""
-    directories, hosts = [], []
+    (directories: file:// inside them; http(s) URLs: that host and port even if it is private; s3:// bucket
+    prefixes: objects inside them, read with the environment's AWS credentials)."""
+    directories, hosts, buckets = [], [], []
     for store in stores:
         parsed = urlparse(str(store))
         if parsed.scheme in ("http", "https"):
             port = parsed.port or (443 if parsed.scheme == "https" else 80)
             hosts.append(f"{(parsed.hostname or '').lower()}:{port}")
+        elif parsed.scheme == "s3":
+            buckets.append(check_s3_uri(str(store), f"--store {store}"))
         elif parsed.scheme in ("", "file"):
             directories.append(Path(unquote(parsed.path)))
         else:
-            raise FlchainError(f"--store {store}: expected a directory or an http(s):// URL")
-    policy = replace(process_policy(), schemes=("http", "https"), public_only=True)
-    policy = replace(policy, trusted_hosts=tuple(hosts))
+            raise FlchainError(
+                f"--store {store}: expected a directory, an http(s):// URL or s3://BUCKET/PREFIX"
+            )
+    policy = replace(process_policy(), schemes=("http", "https", "s3"), public_only=True)
+    policy = replace(policy, trusted_hosts=tuple(hosts), s3_stores=tuple(buckets))
     return with_stores(policy, tuple(directories))
 
 
@@ -58,7 +66,7 @@ def _within_store(uri: str, blob_base: str) -> str | None:
         return f"scheme {scheme!r} is not one the dashboard fetches"
     if (scheme, target.netloc) != (base_scheme, base.netloc):
         return f"not in the task's store ({blob_base})"
-    if scheme == "file":
+    if scheme in ("file", "s3"):
         path, folder = PurePosixPath(unquote(target.path)), PurePosixPath(unquote(base.path))
         if ".." in path.parts or folder not in path.parents:
             return f"not in the task's store directory ({blob_base})"

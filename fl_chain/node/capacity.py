@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 
+from fl_chain.extras import require_extra
+
 
 def measure_samples_per_sec(seconds: float = 1.0, batch_size: int = 32) -> int:
     """Samples per second of SGD on the default digits model with random data, for ~`seconds`."""
+    require_extra("demo", "measuring training throughput (or pass --samples-per-sec)", ("torch",))
     import numpy as np
     import torch
 

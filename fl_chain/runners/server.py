@@ -106,7 +106,8 @@ class ServerRun:
         """Fail fast, before anything starts: network exposure, TLS files, chain, key, task, resume point."""
         from fl_chain.chain.client import open_chain
         from fl_chain.coordinator.server_app import resume_point
-        from fl_chain.store_read import allow_local_store
+        from fl_chain.store import is_s3
+        from fl_chain.store_read import allow_local_store, use_s3_endpoint
 
         opts = self.options
         if opts.certificates is None and not opts.insecure and not is_loopback(opts.host):
@@ -134,7 +135,10 @@ class ServerRun:
                 opts.task if opts.task is not None else ledger.newest_owned_task(client, coordinator.address)
             )
             store = opts.config.store.dir or opts.home / "store"
-            allow_local_store(store)  # the run's own store: its file:// blobs are this machine's
+            if is_s3(store):
+                use_s3_endpoint(opts.config.store.endpoint_url or None)
+            else:
+                allow_local_store(store)  # the run's own store: its file:// blobs are this machine's
             record, _ = resume_point(client, coordinator, self.resume_task)  # fetched and verified now
             self.already, self.resumed_hash = record.round, record.model_hash
         if port_in_use(opts.port, opts.host):

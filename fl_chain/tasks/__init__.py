@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 
 from fl_chain.errors import FlchainError
+from fl_chain.extras import require_extra
 from fl_chain.tasks.base import TaskSpec
 
 
@@ -13,6 +14,7 @@ def load_task(name: str) -> TaskSpec:
     """The task called `name`: "digits", or "package.module:attr" naming a TaskSpec (or a
     zero-argument callable returning one)."""
     if name == "digits":
+        require_extra("demo", "the built-in digits task", ("torch", "sklearn"))
         from fl_chain.tasks.digits import digits_task
 
         return digits_task()

@@ -25,7 +25,7 @@ from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
 from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.reputation_model import ReputationModel, ReputationParams
-from fl_chain.store import BlobIntegrityError, fetch_blob
+from fl_chain.store import BlobIntegrityError, fetch_verified
 from fl_chain.verify.commitment_check import check_checkpoint, round_differences
 from fl_chain.verify.round_check import (
     RoundCheck,
@@ -85,8 +85,9 @@ def _committed(
         Finding(where, "parent chain", ok, detail),
     ]
     try:
-        fetch_blob(record.uri, model_hash)
-        out.append(Finding(where, "blob", True, record.uri))
+        served = fetch_verified(record.uri, model_hash)[1]
+        mirror = "" if served == record.uri else f" (served by the mirror {served})"
+        out.append(Finding(where, "blob", True, record.uri + mirror))
     except BlobIntegrityError as exc:
         out.append(Finding(where, "blob", False, str(exc)))
     except FlchainError as exc:

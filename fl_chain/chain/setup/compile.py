@@ -5,20 +5,24 @@ py-solc-x's `compile_standard` is pointed at a tiny shell shim that filters that
 resolved here in Python (OpenZeppelin from node_modules), so the compiler receives every source in
 the standard-JSON input and native solc and solcjs see identical input. Artifacts are cached in
 `build/contracts.json` keyed by a hash of the input, so a changed source triggers a rebuild.
+
+`python -m fl_chain.chain.setup.compile` (what `make artifacts` runs) writes the result, with the compiler
+version, settings and input hash, into the package (artifacts.py): deploying uses that file, so only
+contract developers need npm and a compiler. py-solc-x is imported on use: it is a `flchain[dev]` tool.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
-import solcx
-from solcx.exceptions import SolcError
-
+from fl_chain.chain.setup.artifacts import SHIPPED, artifact_document
 from fl_chain.errors import FlchainError
 from fl_chain.paths import contracts_dir, node_modules, project_root, require_node_tool
 
@@ -101,21 +105,29 @@ def _solc_binary(build_dir: Path) -> Path:
     return shim
 
 
-def compile_contracts(force: bool = False, build_dir: Path | None = None) -> dict[str, dict[str, Any]]:
-    """ABI and bytecode of every flchain contract, compiled only when a source changed.
+def compiler_version(binary: Path) -> str:
+    """The compiler's own version string, e.g. 0.8.37+commit.f401782d.Emscripten.clang."""
+    out = subprocess.run([str(binary), "--version"], input="", capture_output=True, text=True, check=False)
+    lines = [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
+    return lines[-1].removeprefix("Version: ") if out.returncode == 0 and lines else "unknown"
 
-    Returns a mapping contract name -> {"abi": [...], "bytecode": "0x..."}.
-    """
-    build_dir = build_dir or project_root() / "build"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    sources = collect_sources([f"{n}.sol" for n in CONTRACT_NAMES])
-    compiler_input = standard_input(sources)
-    input_hash = hashlib.sha256(json.dumps(compiler_input, sort_keys=True).encode()).hexdigest()
-    cache = build_dir / "contracts.json"
-    if not force and cache.exists():
-        cached = json.loads(cache.read_text())
-        if cached.get("input_hash") == input_hash:
-            return cached["contracts"]
+
+def _solcx() -> Any:
+    """py-solc-x, or a one-line error naming the extra that installs it."""
+    try:
+        import solcx
+    except ImportError:
+        raise FlchainError(
+            "compiling the contracts needs py-solc-x: pip install 'flchain[dev]' "
+            "(deploying needs no compiler: the package ships the compiled contracts)"
+        ) from None
+    return solcx
+
+
+def _run_compiler(compiler_input: dict[str, Any], build_dir: Path) -> dict[str, dict[str, Any]]:
+    """ABI and bytecode of every flchain contract from one standard-JSON compile."""
+    solcx = _solcx()
+    from solcx.exceptions import SolcError
 
     binary = _solc_binary(build_dir)
     try:
@@ -130,7 +142,55 @@ def compile_contracts(force: bool = False, build_dir: Path | None = None) -> dic
     for name in CONTRACT_NAMES:
         out = output["contracts"][f"{name}.sol"][name]
         contracts[name] = {"abi": out["abi"], "bytecode": "0x" + out["evm"]["bytecode"]["object"]}
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"input_hash": input_hash, "contracts": contracts}))
-    tmp.replace(cache)
     return contracts
+
+
+def compile_document(force: bool = False, build_dir: Path | None = None) -> dict[str, Any]:
+    """The artifact document (artifacts.py) of the sources in `contracts/`, compiled only when the
+    compiler input changed since the cached build."""
+    build_dir = build_dir or project_root() / "build"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    compiler_input = standard_input(collect_sources([f"{n}.sol" for n in CONTRACT_NAMES]))
+    input_hash = hashlib.sha256(json.dumps(compiler_input, sort_keys=True).encode()).hexdigest()
+    cache = build_dir / "contracts.json"
+    if not force and cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached.get("sources_sha256") == input_hash:
+            return cached
+    contracts = _run_compiler(compiler_input, build_dir)
+    compiler = compiler_version(_solc_binary(build_dir))
+    document = artifact_document(contracts, compiler_input["settings"], compiler, input_hash)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document))
+    tmp.replace(cache)
+    return document
+
+
+def compile_contracts(force: bool = False, build_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """ABI and bytecode of every flchain contract compiled from `contracts/` (cached until a source
+    changes): name -> {"abi": [...], "bytecode": "0x..."}."""
+    return compile_document(force, build_dir)["contracts"]
+
+
+def write_shipped(path: Path = SHIPPED, force: bool = False) -> dict[str, Any]:
+    """Compile `contracts/` and write the artifact document the package ships (stable bytes, so an
+    unchanged compile leaves the file unchanged)."""
+    document = compile_document(force)
+    text = json.dumps(document, indent=1, sort_keys=True) + "\n"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return document
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`make artifacts`: write the compiled contracts into the package."""
+    parser = argparse.ArgumentParser(description="Compile contracts/ into the package's contracts.json")
+    parser.add_argument("--out", type=Path, default=SHIPPED)
+    parser.add_argument("--force", action="store_true", help="recompile even if the cached build matches")
+    args = parser.parse_args(argv)
+    document = write_shipped(args.out, args.force)
+    print(f"{args.out}: {len(document['contracts'])} contracts, {document['compiler']}")
+
+
+if __name__ == "__main__":
+    main()

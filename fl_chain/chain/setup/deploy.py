@@ -19,7 +19,7 @@ from web3 import Web3
 
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.deployment import Deployment
-from fl_chain.chain.setup.compile import compile_contracts
+from fl_chain.chain.setup.artifacts import load_artifacts
 from fl_chain.chain.setup.localnode import DEV_MNEMONIC
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fields import is_uint
@@ -111,7 +111,7 @@ def deploy_contracts(
             f"complaint window {complaint_window!r} is not a whole number of seconds in "
             f"0..{MAX_COMPLAINT_WINDOW}"
         )
-    artifacts = compile_contracts()
+    artifacts = load_artifacts()  # shipped in the package: no compiler needed to deploy
     if w3.eth.get_balance(admin.address) == 0:
         raise FlchainError(f"deployer {admin.address} has no ether on {rpc_url} to pay for gas")
     roles = Roles(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import shutil
 import socket
@@ -16,7 +17,7 @@ import requests
 
 from fl_chain import watchdog
 from fl_chain.errors import FlchainError
-from fl_chain.paths import node_modules, require_node_tool
+from fl_chain.paths import node_modules
 from fl_chain.proctree import cmdline, pid_alive, stop_pid
 
 # Well-known development mnemonic (anvil's default); its keys are public, for local chains only.
@@ -27,6 +28,9 @@ CHAIN_IDS = {"anvil": 31337, "ganache": 1337}
 ANVIL_PLATFORMS = ("linux-amd64", "linux-arm64", "darwin-amd64", "darwin-arm64", "win32-amd64")
 _SYSTEMS = {"linux": "linux", "darwin": "darwin", "windows": "win32"}
 _MACHINES = {"x86_64": "amd64", "amd64": "amd64", "x64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+# Where a user who has no checkout keeps the tools: a path in these variables, else the command on PATH.
+TOOL_ENV = {"anvil": "FLCHAIN_ANVIL", "ganache": "FLCHAIN_GANACHE"}
+NPM_PACKAGES = {"anvil": "@foundry-rs/anvil", "ganache": "ganache"}
 
 
 @dataclass
@@ -114,25 +118,70 @@ def anvil_platform() -> str:
     return f"{_SYSTEMS.get(system, system)}-{_MACHINES.get(machine, machine)}"
 
 
+def _explicit_tool(backend: str) -> Path | None:
+    """The executable named by FLCHAIN_ANVIL / FLCHAIN_GANACHE, if set (an error if it is no executable)."""
+    variable = TOOL_ENV[backend]
+    value = os.environ.get(variable, "")
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise FlchainError(f"{variable}={value}: expected the path of the {backend} executable")
+    return path
+
+
+def _on_path(backend: str) -> Path | None:
+    """The tool as the user installed it (`npm install -g`, foundryup, a package manager), if on PATH."""
+    found = shutil.which(backend)
+    return Path(found) if found else None
+
+
+def _not_found(backend: str, where: str) -> FlchainError:
+    """The one-line error for a tool found nowhere, naming the npm package that provides it."""
+    return FlchainError(
+        f"{where} not found under {node_modules()}, in ${TOOL_ENV[backend]} or on PATH: install the npm "
+        f"package {NPM_PACKAGES[backend]} (npm install -g {NPM_PACKAGES[backend]}) or run `make setup` in "
+        "a checkout; nodes that only run `flchain client` need no local chain"
+    )
+
+
 def anvil_binary() -> Path:
-    """The anvil executable for this platform installed by `npm ci`: the per-platform package's binary
-    (or the one the @foundry-rs/anvil wrapper downloaded itself), never the wrapper script, which would
-    run anvil as a child of node."""
+    """The anvil executable: $FLCHAIN_ANVIL if set; else the repository's pinned npm package for this
+    platform (or the one the @foundry-rs/anvil wrapper downloaded itself), never the wrapper script,
+    which would run anvil as a child of node; else `anvil` on PATH."""
+    explicit = _explicit_tool("anvil")
+    if explicit is not None:
+        return explicit
     target = anvil_platform()
     name = "anvil.exe" if target.startswith("win32-") else "anvil"
     modules = node_modules()
     for path in (modules / f"@foundry-rs/anvil-{target}/bin/{name}", modules / f"@foundry-rs/anvil/{name}"):
         if path.is_file():
             return path
+    on_path = _on_path("anvil")
+    if on_path is not None:
+        return on_path
     if target not in ANVIL_PLATFORMS:
         raise FlchainError(
             f"anvil has no build for {target} (only {', '.join(ANVIL_PLATFORMS)}): use --backend ganache "
             "or an existing node; nodes that only run `flchain client` need no local chain"
         )
-    raise FlchainError(
-        f"anvil for {target} not found under {modules}: run `make setup` (installs it); "
-        "nodes that only run `flchain client` need no local chain"
-    )
+    raise _not_found("anvil", f"anvil for {target}")
+
+
+def ganache_command() -> list[str]:
+    """How to run ganache: $FLCHAIN_GANACHE if set; else node on the repository's pinned package's
+    cli.js (so the PID held is the chain itself); else `ganache` on PATH."""
+    explicit = _explicit_tool("ganache")
+    if explicit is not None:
+        return [str(explicit)]
+    cli = node_modules() / "ganache/dist/node/cli.js"
+    if cli.is_file():
+        return ["node", str(cli)]
+    on_path = _on_path("ganache")
+    if on_path is not None:
+        return [str(on_path)]  # its `#!/usr/bin/env node` execs node in place: the PID is still the chain
+    raise _not_found("ganache", "ganache")
 
 
 def _command(
@@ -159,9 +208,7 @@ def _command(
     if state is not None:
         raise FlchainError(f"--state: only anvil keeps its chain across restarts here, not {backend}")
     if backend == "ganache":
-        cli = require_node_tool("ganache/dist/node/cli.js", "ganache")
-        # Spawn node on cli.js directly so the PID we hold is the chain itself.
-        cmd = ["node", str(cli), "--server.host", host, "--server.port", str(port)]
+        cmd = [*ganache_command(), "--server.host", host, "--server.port", str(port)]
         cmd += ["--wallet.mnemonic", DEV_MNEMONIC, "--wallet.totalAccounts", str(accounts)]
         cmd += ["--chain.chainId", str(CHAIN_IDS["ganache"]), "--logging.quiet"]
         if block_time:

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from fl_chain.extras import require_extra
+
 # The standard (EIP-1474 and web3) methods a node, a validator, the dashboard and the coordinator need.
 # No eth_sendTransaction / eth_sign (the chain's unlocked development accounts would sign them), no
 # personal_, debug_, anvil_, evm_, hardhat_, miner_ or txpool_ method.
@@ -128,6 +130,7 @@ def start_gate(host: str, port: int, upstream: str, log_path: Path, detach: bool
     """Start the gate as a subprocess on host:port in front of `upstream` and return its PID (the caller
     waits until it answers and stops it by that PID). A detached gate gets its own session so the
     shell's Ctrl-C does not reach it."""
+    require_extra("dashboard", "the RPC gate in front of a chain other machines reach")
     cmd = [sys.executable, "-m", "fl_chain.chain.setup.rpc_gate", "--host", host, "--port", str(port)]
     cmd += ["--upstream", upstream]
     with open(log_path, "ab") as log:
