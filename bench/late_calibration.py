@@ -209,32 +209,46 @@ def report(results: list[dict], out: Path) -> list[str]:
     return lines
 
 
-def main() -> None:
-    """Measure the requested cells, print and write the tables."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def cell_arguments(description: str) -> argparse.Namespace:
+    """The command line of a bench over late_calibration's cells (rounds, nodes, epochs, seeds, splits,
+    out)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--nodes", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def each_cell(args: argparse.Namespace) -> list[tuple[str, int, int, int, int]]:
+    """(split, nodes, epochs, rounds, seed) of every requested cell, in the order they run."""
+    return [
+        (split, nodes, epochs, args.rounds, seed)
+        for split in args.splits
+        for nodes in args.nodes
+        for epochs in args.epochs
+        for seed in args.seeds
+    ]
+
+
+def main() -> None:
+    """Measure the requested cells, print and write the tables."""
+    args = cell_arguments(__doc__.splitlines()[0])
     results = []
-    for split in args.splits:
-        for nodes in args.nodes:
-            for epochs in args.epochs:
-                for seed in args.seeds:
-                    r = cell(split, nodes, epochs, args.rounds, seed)
-                    results.append(r)
-                    verdicts = "  ".join(
-                        f"{n}: pen {v['honest_penalized']} "
-                        f"flip@{v['sign_flip_caught_round']},{v['late_sign_flip_caught_round']}"
-                        for n, v in r["rules"].items()
-                    )
-                    print(
-                        f"{split:8} n={nodes} e={epochs} s={seed} acc {r['final_accuracy']:.3f}  {verdicts}",
-                        flush=True,
-                    )
+    for split, nodes, epochs, rounds, seed in each_cell(args):
+        r = cell(split, nodes, epochs, rounds, seed)
+        results.append(r)
+        verdicts = "  ".join(
+            f"{n}: pen {v['honest_penalized']} "
+            f"flip@{v['sign_flip_caught_round']},{v['late_sign_flip_caught_round']}"
+            for n, v in r["rules"].items()
+        )
+        print(
+            f"{split:8} n={nodes} e={epochs} s={seed} acc {r['final_accuracy']:.3f}  {verdicts}",
+            flush=True,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "late-calibration.json").write_text(json.dumps(results, indent=1))
     (args.out / "late-calibration.md").write_text("\n".join(report(results, args.out)) + "\n")

@@ -58,6 +58,10 @@ ATTACKS_25: dict[str, dict] = {
         for name, kind in (("Min-Max", "min-max"), ("Min-Sum", "min-sum"))
         for p in ("unit-vec", "std", "sign")
     },
+    **{
+        f"{name} (std, jitter 0.1)": {"kind": kind, "perturbation": "std", "jitter": 0.1}
+        for name, kind in (("Min-Max", "min-max"), ("Min-Sum", "min-sum"))
+    },
     "PoisonedFL": {"kind": "poisonedfl", "seed": 7, "scale": 1.0, "period": 5, "beta": 0.7},
     "adaptive (inside thresholds)": {"kind": "adaptive", "seed": 7},
     "periodic sign-flip (every 3rd)": {"kind": "periodic", "period": 3, "then": {"kind": "sign-flip"}},
@@ -82,6 +86,7 @@ DEFENCES = (
     "anchored + trust",
     "anchored + clip",
     "MultiKrum",
+    "anchored + backdoor filter",
 )
 DEFENCES += ("Bulyan",)
 console = Console()
@@ -116,6 +121,8 @@ def configure(
         config.scoring.clip_ratio = 2.0
     if defence == "anchored + trust":
         config.federation.aggregation = "trust"
+    if defence == "anchored + backdoor filter":  # the default plus defence/backdoor.py's root-cluster filter
+        config.scoring.backdoor_filter = True
     return config, params
 
 
@@ -133,27 +140,11 @@ def attacks_for(attack: str, attackers: int) -> dict[int, dict]:
 
 def backdoor_rate(home: Path, uri: str) -> float:
     """Attack success rate of the final model (stored in the run's model store) on the server's test
-    split: the share of non-target test digits that the whole trigger turns into the target class. A
-    clean run's rate is the floor the targets compare against."""
-    from urllib.parse import urlparse
+    split (experiments/backdoor.py: stored_model_asr). A clean run's rate is the floor the targets
+    compare against."""
+    from fl_chain.experiments.backdoor import stored_model_asr
 
-    import torch
-
-    from fl_chain.experiments.backdoor import attack_success_rate
-    from fl_chain.protocol.model_bytes import arrays_from_bytes
-    from fl_chain.tasks.digits import digits_task
-    from fl_chain.tasks.training import set_arrays
-
-    task = digits_task()
-    model = task.build_model(0)
-    set_arrays(model, arrays_from_bytes(Path(urlparse(uri).path).read_bytes()))
-    x, y = task.server_data(0)[1]
-
-    def predict(batch):
-        with torch.no_grad():
-            return model(torch.from_numpy(batch)).argmax(dim=1).numpy()
-
-    return attack_success_rate(predict, x, y, BACKDOOR_TARGET)
+    return stored_model_asr(uri, BACKDOOR_TARGET)
 
 
 def run_one(
@@ -214,6 +205,12 @@ def run_one(
         "attackers_rank_below_honest": ranks_below(result, bad),
         "attackers_suspended": len(suspended & bad),
         "honest_suspended": len(suspended - bad),
+        "honest_excluded": sum(
+            1 for r in result.reports for n, why in r.dropped.items() if n not in bad and "backdoor" in why
+        ),
+        "attackers_excluded": sum(
+            1 for r in result.reports for n, why in r.dropped.items() if n in bad and "backdoor" in why
+        ),
         "honest_penalized": len(penalized_honest),
         "rounds_until_all_suspended": all_suspended,
         "gas_last_round": result.reports[-1].gas,

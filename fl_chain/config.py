@@ -88,9 +88,16 @@ class ScoringSection:
     # penalize when `evidence_needed` of a node's last `evidence_window` updates were suspect
     evidence_window: int = 3  # how many of a node's last updates the evidence rule looks at
     evidence_needed: int = 2  # suspect updates among them that get the node penalized
+    # or when `evidence_long_needed` of its last `evidence_long_window` were (a node suspect every 3rd round)
+    evidence_long_window: int = 12  # how many of a node's last updates the longer memory looks at (0: off)
+    evidence_long_needed: int = 3  # suspect updates among them that get the node penalized
     claim_cap: float = 2.0  # claimed examples count at most this x the round's median claim (0: off)
     clip_ratio: float = 0.0  # > 0: clip each update to this x the size reference (0: off)
     step_ratio: float = 1.5  # > 0: a round's step is at most this x the size reference (0: off)
+    # backdoor filter (defence/backdoor.py): aggregate only the updates in the root update's cosine
+    # cluster, clipped to the round's median norm (verified rounds: excluded only, never clipped)
+    backdoor_filter: bool = False  # leave updates outside the root update's cluster out (no penalty)
+    backdoor_noise: float = 0.0  # FLAME's lambda: noise std on the aggregate, x the median norm (0: off)
 
 
 @dataclass
@@ -268,9 +275,14 @@ def _validate_scoring(config: RunConfig, source: str) -> None:
             f"{source}: field 'scoring.evidence_needed': expected 1..evidence_window ({sc.evidence_window}), "
             f"got {sc.evidence_needed}"
         )
+    if sc.evidence_long_window and not 1 <= sc.evidence_long_needed <= sc.evidence_long_window:
+        raise FlchainError(
+            f"{source}: field 'scoring.evidence_long_needed': expected 1..evidence_long_window "
+            f"({sc.evidence_long_window}) or evidence_long_window = 0 (off), got {sc.evidence_long_needed}"
+        )
     if sc.claim_cap < 0:
         raise FlchainError(f"{source}: field 'scoring.claim_cap': expected >= 0 (0: off), got {sc.claim_cap}")
-    for name in ("clip_ratio", "step_ratio"):
+    for name in ("clip_ratio", "step_ratio", "backdoor_noise"):
         if getattr(sc, name) < 0:
             raise FlchainError(
                 f"{source}: field 'scoring.{name}': expected >= 0 (0: off), got {getattr(sc, name)}"

@@ -69,6 +69,22 @@ def test_evidence_needs_two_suspect_rounds_and_copies_are_penalized_at_once() ->
     }
 
 
+def test_a_longer_memory_catches_a_node_suspect_every_third_round() -> None:
+    flip, good = np.array([-1.0, 0.0]), np.array([1.0, 0.1])
+    rounds = [{"p": flip if r % 3 == 0 else good, "h": np.array([1.0, -0.2 * r])} for r in range(1, 10)]
+    short = EvidenceBook(EvidencePolicy(long_window=0, long_needed=0))
+    books = {6: EvidenceBook(EvidencePolicy(long_window=6, long_needed=2)), 12: EvidenceBook()}
+    first: dict[int, dict[str, int]] = {6: {}, 12: {}}
+    for r, deltas in enumerate(rounds, start=1):
+        assert short.observe(deltas, ROOT, None)[1] == {}  # 1 of every 3: never 2 of the last 3
+        for window, book in books.items():
+            for who, why in book.observe(deltas, ROOT, None)[1].items():
+                first[window].setdefault(who, r)
+                assert f"of its last {min(r, window)} updates suspect" in why
+    # 2 of 6: its second suspect update; the default, 3 of 12: its third; the honest node never
+    assert first == {6: {"p": 6}, 12: {"p": 9}}
+
+
 def test_trust_weighted_wrapper_around_fedavg_ignores_claims() -> None:
     previous = {"w": np.zeros(2, np.float32)}
     updates = {

@@ -1,6 +1,7 @@
 """The honest-accounting rules on real federated runs (Simulation Engine, anvil, on-chain reputation):
 the quick subset of bench/robustness.py's grid. Defaults unless said: FLTrust contribution scores,
-penalties only on evidence anchored in the server's root update."""
+penalties only on evidence anchored in the server's root update; the backdoor case adds the
+backdoor filter (defence/backdoor.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ from pathlib import Path
 
 from fl_chain.config import RunConfig
 from fl_chain.demo import DemoResult, run_demo
+from fl_chain.experiments.backdoor import stored_model_asr
 
 
 def _run(
-    tmp_path: Path, partitioning: str, alpha: float, attacks: dict[int, dict], aggregation: str = "plain"
+    tmp_path: Path,
+    partitioning: str,
+    alpha: float,
+    attacks: dict[int, dict],
+    aggregation: str = "plain",
+    backdoor_filter: bool = False,
 ):
     config = RunConfig()
+    config.scoring.backdoor_filter = backdoor_filter
     config.federation.rounds, config.federation.min_nodes, config.task.local_epochs = 6, 2, 3
     config.task.partitioning, config.task.alpha = partitioning, alpha
     config.federation.aggregation = aggregation
@@ -53,4 +61,15 @@ def test_half_the_nodes_colluding_with_alie_cannot_take_the_model(tmp_path: Path
     result = _run(tmp_path, "iid", 0.5, attacks, aggregation="trust")
     honest_penalized, suspended, _ = _judged(result, 5)
     assert honest_penalized == set() and suspended == set(result.nodes[:5])
+    assert result.reports[-1].accuracy >= 0.85
+
+
+def test_the_backdoor_filter_stops_a_badnets_backdoor_without_penalizing_anyone_honest(
+    tmp_path: Path,
+) -> None:
+    attacks = {i: {"kind": "backdoor", "target": 0, "fraction": 0.5, "seed": i} for i in range(3)}
+    result = _run(tmp_path, "iid", 0.5, attacks, backdoor_filter=True)
+    honest_penalized, suspended, _ = _judged(result, 3)
+    assert honest_penalized == set() and not suspended - set(result.nodes[:3])
+    assert stored_model_asr(result.reports[-1].uri, 0) <= 0.05  # unfiltered: 100 % (docs/attacks.md)
     assert result.reports[-1].accuracy >= 0.85

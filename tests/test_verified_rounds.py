@@ -17,7 +17,7 @@ from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import quorum
 from fl_chain.coordinator.committer import RoundCommitter
-from fl_chain.coordinator.screening import Screened
+from fl_chain.coordinator.screening import Screened, filter_backdoors
 from fl_chain.defence import derivation
 from fl_chain.node.inclusion import check_inclusion
 from fl_chain.protocol.manifest import RoundManifest
@@ -40,6 +40,7 @@ class Federation:
     validators: list[Validator]
     model: dict[str, np.ndarray]
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    spread: float = 0.1  # std of the nodes' updates around 0.05 per coordinate
     signed: dict[int, dict[str, SignedUpdate]] = field(default_factory=dict)
     tickets: dict[int, dict[str, str]] = field(default_factory=dict)  # the coordinator's, per round and node
 
@@ -48,10 +49,16 @@ class Federation:
         return self.chain.client
 
     def round(
-        self, number: int, cook: Callable | None = None, skip_claims: tuple[str, ...] = ()
+        self,
+        number: int,
+        cook: Callable | None = None,
+        skip_claims: tuple[str, ...] = (),
+        screen: Callable[[Screened], None] | None = None,
+        stretch: tuple[float, ...] = (),
     ) -> RoundManifest:
-        """Every node trains and signs; the coordinator screens nothing out, scores by cosine, aggregates,
-        builds the manifest, lets `cook(screened, manifest)` tamper, and commits."""
+        """Every node trains and signs; the coordinator screens nothing out (or what `screen` leaves out
+        and clips), scores by cosine, aggregates, builds the manifest, lets `cook(screened, manifest)`
+        tamper, and commits. `stretch[i]`: node i's update is that multiple of what it trained."""
         context = RoundContext(
             self.client.deployment.chain_id, self.client.ledger.address, self.committer.task, number
         )
@@ -61,9 +68,11 @@ class Federation:
             n.address: sign_ticket(self.committer.coordinator, *vars(context).values(), n.address)
             for n in self.nodes
         }
-        for node in self.nodes:
+        for i, node in enumerate(self.nodes):
+            factor = stretch[i] if i < len(stretch) else 1.0
             arrays = {
-                k: (v + self.rng.normal(0.05, 0.1, v.shape)).astype(v.dtype) for k, v in self.model.items()
+                k: (v + factor * self.rng.normal(0.05, self.spread, v.shape)).astype(v.dtype)
+                for k, v in self.model.items()
             }
             signed = sign_update(
                 node, *vars(context).values(), hash_arrays(arrays), int(self.rng.integers(50, 150))
@@ -74,6 +83,8 @@ class Federation:
             screened.claims[node.address] = screened.signed[node.address] = signed
             screened.updates[node.address] = screened.originals[node.address] = arrays
             screened.weights[node.address] = float(signed.weight)
+        if screen is not None:
+            screen(screened)
         model, scores, built = derive(context, screened, self.model, self.committer.parent_hash)
         if cook is not None:
             model, scores = cook(built, self.model, model, scores)
@@ -339,3 +350,21 @@ def test_a_verified_round_without_its_manifest_fails_the_audit(federation: Feder
         manifest.unlink()
     (derivation,) = [x for x in audit_task(f.client, _task(f)) if x.check == "derivation"]
     assert not derivation.ok and "manifest unavailable" in derivation.detail
+
+
+def test_a_round_through_the_backdoor_filter_is_rederived_and_finalized(federation: Federation) -> None:
+    """The filter's exclusions are disclosed like any other and validators re-derive the round; a verified
+    round does not clip (the task's rules declare no clip, validators would dispute one)."""
+    f = federation
+    root = np.concatenate([np.full(v.size, 0.05) for v in f.model.values()])
+    previous = {k: np.asarray(v) for k, v in f.model.items()}
+    f.spread = 0.01  # honest updates close together, as on IID data
+    # node 0 sends a long update against everyone's direction, node 1 a long honest one (not clipped)
+    manifest = f.round(
+        1, stretch=(-3.0, 2.0), screen=lambda s: filter_backdoors(s, {}, root, previous, clip=False)
+    )
+    assert [e.node for e in manifest.excluded] == [f.nodes[0].address]
+    assert len(manifest.included) == 3 and all(e.clip == 1 for e in manifest.included)
+    verdicts = f.judge(1)
+    assert all(isinstance(v, Attestation) for v in verdicts), verdicts
+    assert quorum.is_finalized(f.client, _task(f), 1)

@@ -10,6 +10,7 @@ from fl_chain.config import VERIFIABLE_STRATEGIES, RunConfig
 from fl_chain.coordinator.deadline_grid import DeadlinePolicy
 from fl_chain.coordinator.evaluation import Evaluation
 from fl_chain.coordinator.screening import ScreeningPolicy
+from fl_chain.defence.backdoor import BackdoorPolicy
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy
 from fl_chain.defence.influence import InfluencePolicy
 from fl_chain.defence.scoring import ScoringPolicy
@@ -28,6 +29,7 @@ class RoundPolicy:
     screening: ScreeningPolicy = field(default_factory=ScreeningPolicy)
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
     influence: InfluencePolicy = field(default_factory=InfluencePolicy)
+    backdoor: BackdoorPolicy = field(default_factory=BackdoorPolicy)  # the root-cluster filter (needs a root)
     round_seconds: float = 0.0  # > 0: size each node's local work to its declared samples/s
     batch_size: int = 32
     deadline: DeadlinePolicy = field(default_factory=DeadlinePolicy)  # when a round stops waiting
@@ -55,6 +57,11 @@ def effective_policy(policy: RoundPolicy, strategy_name: str, has_root: bool) ->
         raise FlchainError(
             f"verified rounds re-derive FedAvg: wrap {' or '.join(VERIFIABLE_STRATEGIES)}, "
             f'not {strategy_name} (or set ledger.mode = "plain")'
+        )
+    if policy.verified and policy.backdoor.enabled and policy.backdoor.noise > 0:
+        raise FlchainError(
+            "verified rounds re-derive the aggregate: the backdoor filter's noise cannot be re-derived "
+            '(set scoring.backdoor_noise = 0 or ledger.mode = "plain")'
         )
     if policy.verified and not policy.screening.require_signed:
         policy = replace(policy, screening=replace(policy.screening, require_signed=True))
@@ -113,7 +120,14 @@ def evidence_book(config: RunConfig) -> EvidenceBook | None:
     sc = config.scoring
     if not sc.evidence:
         return None
-    return EvidenceBook(EvidencePolicy(window=sc.evidence_window, needed=sc.evidence_needed))
+    return EvidenceBook(
+        EvidencePolicy(
+            window=sc.evidence_window,
+            needed=sc.evidence_needed,
+            long_window=sc.evidence_long_window,
+            long_needed=sc.evidence_long_needed,
+        )
+    )
 
 
 def round_policy(config: RunConfig) -> RoundPolicy:
@@ -130,6 +144,7 @@ def round_policy(config: RunConfig) -> RoundPolicy:
             require_signed=config.ledger.mode == "verified",
         ),
         influence=InfluencePolicy(sc.clip_ratio, sc.step_ratio),
+        backdoor=BackdoorPolicy(sc.backdoor_filter, sc.backdoor_noise),
         scoring=ScoringPolicy(sc.method, sc.shapley_budget, config.task.seed),
         round_seconds=config.selection.round_seconds,
         batch_size=config.task.batch_size,

@@ -11,6 +11,8 @@ import numpy as np
 from flwr.app import Message
 
 from fl_chain.coordinator.gate import short_reason
+from fl_chain.defence.backdoor import clip_factors, median_norm, root_cluster
+from fl_chain.defence.derivation import clip_update
 from fl_chain.defence.evidence import EvidenceBook
 from fl_chain.defence.influence import bound_influence
 from fl_chain.defence.scoring import find_outliers
@@ -228,6 +230,44 @@ def clip_influence(
             out.accepted[i] = with_update(reply, arrays=out.updates[who])
     out.clipped = clipped
     return clipped
+
+
+def filter_backdoors(
+    out: Screened,
+    verified: Mapping[int, str],
+    root: np.ndarray,
+    previous: Mapping[str, np.ndarray],
+    clip: bool = True,
+) -> float:
+    """The backdoor filter (defence/backdoor.py): updates outside g0's cluster leave this round's
+    aggregate without a penalty; with `clip`, those kept are clipped to the round's median update norm
+    (the factor joins any earlier clip's in `out.clipped`). A verified round passes `clip` False: its
+    validators accept disclosed exclusions but only the clipping the task's on-chain rules declare.
+    Returns the clipping bound (the noise scale)."""
+    deltas = {who: flat_delta(arrays, previous) for who, arrays in out.updates.items()}
+    keep = root_cluster(deltas, root)
+    bound = median_norm(deltas)
+    for who in set(deltas) - keep:
+        out.dropped[who] = "excluded: outside the root update's cluster (backdoor filter)"
+        del out.updates[who], out.weights[who]
+    factors = clip_factors(deltas, keep, bound) if clip else {}
+    for who, factor in factors.items():
+        total = out.clipped.get(who, 1.0) * factor
+        # clip what the node sent once by the whole factor, as validators re-derive it (bit for bit)
+        sent = out.originals.get(who) if who in out.clipped else None
+        out.updates[who] = (
+            clip_update(previous, sent, total)
+            if sent is not None
+            else clip_update(previous, out.updates[who], factor)
+        )
+        out.clipped[who] = total
+    accepted = []
+    for reply in out.accepted:
+        who = verified[reply.metadata.src_node_id]
+        if who in keep:
+            accepted.append(with_update(reply, arrays=out.updates[who]) if who in factors else reply)
+    out.accepted = accepted
+    return bound
 
 
 def _check(

@@ -26,13 +26,21 @@ from fl_chain.coordinator.gate import AdmittedGrid, NodeGate
 from fl_chain.coordinator.policies import ChainOptions, rules_of
 from fl_chain.coordinator.reporting import round_report
 from fl_chain.coordinator.root_round import RootRound
-from fl_chain.coordinator.screening import Screened, clip_influence, judge_with_evidence, screen_replies
+from fl_chain.coordinator.screening import (
+    Screened,
+    clip_influence,
+    filter_backdoors,
+    judge_with_evidence,
+    screen_replies,
+)
 from fl_chain.coordinator.verified_round import canonical_weights
 from fl_chain.defence import derivation
 from fl_chain.defence.anchor import RootAnchor
+from fl_chain.defence.backdoor import noise_vector
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import score_round
 from fl_chain.defence.selection import local_steps
+from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
 from fl_chain.protocol.model_bytes import hash_arrays
@@ -88,7 +96,9 @@ class TrainRounds:
             or self.policy.scoring.method == "fltrust"
             or self.policy.influence.clip_ratio > 0
             or self.policy.influence.step_ratio > 0
+            or self.policy.backdoor.enabled
         )
+        self._noise_bound = 0.0  # this round's backdoor-filter clipping bound (the noise scale)
         self._root = RootRound(options.evaluation.root, needed, self._directions_count)
 
     # ---------------------------------------------------------------- configure
@@ -223,6 +233,8 @@ class TrainRounds:
         model, metrics, aggregated = self._aggregate(on_chain_round, screened, weights)
         if not aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
             scores, raw = {}, {}
+        if aggregated and self._noise_bound > 0 and self.policy.backdoor.noise > 0:
+            model = self._noised(model, on_chain_round)
         step = 1.0
         if reference is not None and self.policy.influence.step_ratio > 0:
             model, step = bound_step(model, self._previous, reference, self.policy.influence.step_ratio)
@@ -267,7 +279,22 @@ class TrainRounds:
             )
         if reference is not None and self.policy.influence.clip_ratio > 0:
             clip_influence(screened, admitted, reference, self._previous, self.policy.influence.clip_ratio)
+        self._noise_bound = 0.0
+        if self.policy.backdoor.enabled:
+            # a verified round only leaves updates out: its validators accept no clip its rules do not declare
+            self._noise_bound = filter_backdoors(
+                screened, admitted, root, self._previous, clip=not self.policy.verified
+            )
         return root, reference
+
+    def _noised(self, model: Model, on_chain_round: int) -> Model:
+        """The aggregate with the backdoor filter's Gaussian noise (FLAME's lambda x the round's clipping
+        bound), drawn from the run's seed and the round so a rerun draws the same."""
+        step = flat_delta(model, self._previous)
+        noise = noise_vector(
+            step.size, self._noise_bound, self.policy.backdoor.noise, (self.options.seed, on_chain_round)
+        )
+        return unflatten(previous_vector(self._previous) + step + noise, self._previous)
 
     def _attendance(self, screened: Screened) -> list[str]:
         """Who was sampled and did not answer (sorted); the selector learns who did."""

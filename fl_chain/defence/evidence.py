@@ -41,6 +41,12 @@ class EvidencePolicy:
     duplicate_cosine: float = 0.9999
     window: int = 3
     needed: int = 2
+    # a longer memory for attackers that stay under `needed` of `window` (suspect every 3rd round): also
+    # penalized when `long_needed` of the last `long_window` participations were suspect (0: off). 3 of 12
+    # caught a periodic sign-flipper in 28 of 60 replayed 30-round cells (2 of 3 alone: 1) and penalized no
+    # honest node more (bench/evidence_memory.py, docs/attacks.md)
+    long_window: int = 12
+    long_needed: int = 3
 
 
 def suspicions(
@@ -113,10 +119,22 @@ class EvidenceBook:
         suspect, copied = suspicions(deltas, root, self.policy, reference, directions, line)
         penalized: dict[str, str] = {}
         for who in deltas:
-            past = self.history.setdefault(who, deque(maxlen=self.policy.window))
+            past = self.history.setdefault(
+                who, deque(maxlen=max(self.policy.window, self.policy.long_window))
+            )
             past.append(who in suspect or who in copied)
             if who in copied:
                 penalized[who] = copied[who]
-            elif who in suspect and sum(past) >= self.policy.needed:
-                penalized[who] = f"{suspect[who]}; {sum(past)} of its last {len(past)} updates suspect"
+            elif who in suspect and self._adds_up(past):
+                recent = list(past)[-self.policy.window :]
+                seen = recent if sum(recent) >= self.policy.needed else list(past)
+                penalized[who] = f"{suspect[who]}; {sum(seen)} of its last {len(seen)} updates suspect"
         return {**suspect, **copied}, penalized
+
+    def _adds_up(self, past: deque) -> bool:
+        """Whether a node's verdicts make a penalty: `needed` of the last `window`, or `long_needed` of
+        the last `long_window` when that memory is on."""
+        policy = self.policy
+        if sum(list(past)[-policy.window :]) >= policy.needed:
+            return True
+        return policy.long_window > 0 and sum(past) >= policy.long_needed

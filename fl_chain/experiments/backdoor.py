@@ -71,3 +71,28 @@ def attack_success_rate(
     if not others.any():
         return 0.0
     return float(np.mean(predict(stamp(x[others], pixels)) == target))
+
+
+def stored_model_asr(uri: str, target: int) -> float:
+    """The attack success rate of a digits model in a run's model store (a file:// URI, as a round report
+    names it) on the server's test split: the share of non-target test digits the whole trigger turns
+    into `target`."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    import torch
+
+    from fl_chain.protocol.model_bytes import arrays_from_bytes
+    from fl_chain.tasks.digits import digits_task
+    from fl_chain.tasks.training import set_arrays
+
+    task = digits_task()
+    model = task.build_model(0)
+    set_arrays(model, arrays_from_bytes(Path(urlparse(uri).path).read_bytes()))
+    x, y = task.server_data(0)[1]
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(batch)).argmax(dim=1).numpy()
+
+    return attack_success_rate(predict, x, y, target)

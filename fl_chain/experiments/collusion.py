@@ -10,7 +10,9 @@ colluders' training replies before the coordinator receives them:
   inner product with the true descent direction turns negative.
 - Min-Max and Min-Sum (Shejwalkar & Houmansadr, NDSS 2021; experiments/agr_tailored.py): the mean
   update pushed along a perturbation vector (`perturbation`: unit-vec, std or sign) as far as the
-  benign updates' own spread allows.
+  benign updates' own spread allows. `jitter` > 0: each colluder adds its own Gaussian noise of about
+  `jitter` x the vector's norm (seeded by its `seed`), so the colluders no longer send copies (the copy
+  rule of defence/evidence.py then sees no collusion).
 Used by the demo harness (`run_demo(attacks=...)`) only; nothing here runs in a real federation."""
 
 from __future__ import annotations
@@ -52,7 +54,16 @@ def colluding_deltas(
             out[i] = tailored[kind](stacked, str(attack.get("perturbation", "unit-vec")))
         else:  # ipm
             out[i] = -float(attack.get("epsilon", 0.5)) * mean
+        out[i] = jittered(out[i], float(attack.get("jitter", 0.0)), int(attack.get("seed", i)))
     return out
+
+
+def jittered(vector: np.ndarray, jitter: float, seed: int) -> np.ndarray:
+    """`vector` plus Gaussian noise whose norm is about `jitter` x its norm (unchanged for 0)."""
+    if jitter <= 0:
+        return vector
+    scale = jitter * float(np.linalg.norm(vector)) / np.sqrt(vector.size)
+    return vector + np.random.default_rng(seed).normal(0.0, scale, vector.shape)
 
 
 @dataclass

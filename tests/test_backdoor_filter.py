@@ -1,0 +1,110 @@
+"""The backdoor filter (defence/backdoor.py, coordinator/screening.py: filter_backdoors) on constructed
+cases with known answers, and the colluders' jitter (experiments/collusion.py) that defeats the copy rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+
+from fl_chain.config import RunConfig, validate
+from fl_chain.coordinator.policies import RoundPolicy, effective_policy
+from fl_chain.coordinator.screening import Screened, filter_backdoors
+from fl_chain.defence.backdoor import BackdoorPolicy, clip_factors, median_norm, noise_vector, root_cluster
+from fl_chain.defence.evidence import copies
+from fl_chain.errors import FlchainError
+from fl_chain.experiments.collusion import colluding_deltas
+from fl_chain.wire.records import arrays_to_record, record_to_arrays
+from tests.conftest import flower_server_identity
+
+ROOT = np.array([1.0, 0.0, 0.0, 0.0])
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> Iterator[None]:
+    """Messages built in this test carry a ServerApp identity, as Flower's runtime would give them."""
+    with flower_server_identity(9):
+        yield
+
+
+def _round(honest: int, backdoor: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Honest updates near g0's direction, backdoor updates near another one, all a little different."""
+    rng = np.random.default_rng(seed)
+    other = np.array([0.2, 1.0, 0.0, 0.0])
+    out = {f"h{i}": ROOT + rng.normal(0, 0.05, 4) for i in range(honest)}
+    return out | {f"b{i}": other + rng.normal(0, 0.05, 4) for i in range(backdoor)}
+
+
+def test_the_updates_in_the_root_updates_cluster_are_kept() -> None:
+    deltas = _round(7, 3)
+    assert root_cluster(deltas, ROOT) == {f"h{i}" for i in range(7)}
+    # g0 far from every update (noise to the clustering): the largest cluster is kept
+    assert root_cluster(deltas, np.array([0.0, 0.0, 0.0, 1.0])) == {f"h{i}" for i in range(7)}
+    # too few updates to cluster: all kept
+    assert root_cluster(_round(1, 1), ROOT) == {"h0", "b0"}
+
+
+def test_clipping_to_the_median_norm_and_seeded_noise() -> None:
+    deltas = {w: np.array([n, 0.0]) for w, n in (("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 10.0))}
+    assert median_norm(deltas) == 2.5
+    assert clip_factors(deltas, {"a", "c", "d"}, 2.5) == pytest.approx({"c": 2.5 / 3, "d": 0.25})
+    a, b = noise_vector(20_000, 2.0, 0.01, (0, 3)), noise_vector(20_000, 2.0, 0.01, (0, 3))
+    np.testing.assert_array_equal(a, b)  # the same run and round draw the same noise
+    assert float(a.std()) == pytest.approx(0.02, rel=0.05)
+    assert not np.array_equal(a, noise_vector(20_000, 2.0, 0.01, (0, 4)))
+
+
+def test_filter_leaves_the_backdoor_out_without_penalty_and_clips_what_it_keeps() -> None:
+    previous = {"w": np.zeros(4, np.float32)}
+    deltas = _round(7, 3)
+    deltas["h0"] = deltas["h0"] * 3  # a long honest update: clipped, not excluded
+    screened, verified = Screened(), {}
+    for node, (who, delta) in enumerate(deltas.items(), start=1):
+        arrays = {"w": delta.astype(np.float32)}
+        outgoing = Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type="train")
+        record = RecordDict(
+            {"arrays": arrays_to_record(arrays), "metrics": MetricRecord({"num-examples": 10})}
+        )
+        screened.accepted.append(Message(record, reply_to=outgoing))
+        screened.updates[who], screened.weights[who], verified[node] = arrays, 10.0, who
+    screened.clipped = {"h0": 0.5}  # an earlier clip (scoring.clip_ratio): the factors multiply
+    bound = filter_backdoors(screened, verified, ROOT, previous)
+    assert set(screened.dropped) == {"b0", "b1", "b2"} and not screened.penalized
+    assert all("backdoor filter" in why for why in screened.dropped.values())
+    assert set(screened.updates) == set(screened.weights) == {f"h{i}" for i in range(7)}
+    assert len(screened.accepted) == 7
+    factor = bound / float(np.linalg.norm(deltas["h0"]))
+    assert screened.clipped["h0"] == pytest.approx(0.5 * factor, rel=1e-5)
+    sent = record_to_arrays(screened.accepted[0].content.array_records["arrays"])["w"]
+    assert float(np.linalg.norm(sent)) == pytest.approx(bound, rel=1e-5)
+
+
+def test_noise_is_refused_in_verified_rounds_and_bad_settings_are_one_line_errors() -> None:
+    noisy = RoundPolicy(verified=True, backdoor=BackdoorPolicy(True, 0.01))
+    with pytest.raises(FlchainError, match="noise cannot be re-derived"):
+        effective_policy(noisy, "FedAvg", has_root=True)
+    plain = effective_policy(replace(noisy, backdoor=BackdoorPolicy(True, 0.0)), "FedAvg", has_root=True)
+    assert plain.backdoor.enabled
+    config = RunConfig()
+    config.scoring.backdoor_noise = -1.0
+    with pytest.raises(FlchainError, match=r"scoring\.backdoor_noise"):
+        validate(config, "flchain.toml")
+    config = RunConfig()
+    config.scoring.evidence_long_needed = 13  # more than the 12 remembered
+    with pytest.raises(FlchainError, match=r"scoring\.evidence_long_needed"):
+        validate(config, "flchain.toml")
+
+
+def test_jittered_colluders_send_no_copies() -> None:
+    deltas = {i: np.random.default_rng(i).normal(0, 1, 50) for i in range(6)}
+    same = colluding_deltas(deltas, {0: {"kind": "min-max", "perturbation": "std"}, 1: {"kind": "min-max"}})
+    jittered = colluding_deltas(
+        deltas, {i: {"kind": "min-max", "perturbation": "std", "jitter": 0.1, "seed": i} for i in (0, 1)}
+    )
+    assert copies({str(i): d for i, d in jittered.items()}, 0.9999) == {}
+    np.testing.assert_allclose(np.linalg.norm(jittered[0]), np.linalg.norm(same[0]), rtol=0.2)
+    both_std = colluding_deltas(deltas, {i: {"kind": "min-max", "perturbation": "std"} for i in (0, 1)})
+    assert set(copies({str(i): d for i, d in both_std.items()}, 0.9999)) == {"0", "1"}
