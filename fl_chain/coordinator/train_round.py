@@ -203,7 +203,9 @@ class TrainRounds:
         on_chain_round = self.round_offset + server_round
         seconds = {"join": self._join_seconds, "train": time.monotonic() - self._train_started}
         context = self._context(on_chain_round)
+        started = time.monotonic()
         screened = screen_replies(replies, self.gate.admitted, self._previous, self.policy.screening, context)
+        seconds["screen"], seconds["hash"] = time.monotonic() - started, screened.hash_seconds
         root, reference = self._judge_with_root(screened, seconds)
         missed = self._attendance(screened)
         weights = (
@@ -226,22 +228,19 @@ class TrainRounds:
         step = 1.0
         if reference is not None and self.policy.influence.step_ratio > 0:
             model, step = bound_step(model, self._previous, reference, self.policy.influence.step_ratio)
-        verified = None
+        verified, digest = None, None
         if self.policy.verified:
+            started = time.monotonic()
+            digest = hash_arrays(model)  # once: the manifest names it, the store files the model under it
+            seconds["hash"] += time.monotonic() - started
             verified = verified_round.build(
-                context,
-                screened,
-                scores,
-                self.committer.parent_hash,
-                hash_arrays(model),
-                self.rules,
-                step,
+                context, screened, scores, self.committer.parent_hash, digest, self.rules, step
             )
             # Read last, just before the commit: a node that posted its claim is disclosed, never missed.
             posted = ledger.posted_claims(self.committer.client, context.task, context.round)
             verified, missed = verified_round.disclose_posted(verified, posted, missed)
         commit = self.committer.commit(
-            on_chain_round, model, scores, missed, sorted(screened.penalized), verified
+            on_chain_round, model, scores, missed, sorted(screened.penalized), verified, digest
         )
         self._report(server_round, screened, raw, scores, missed, commit, model, step, seconds)
         return arrays_to_record(model), metrics
