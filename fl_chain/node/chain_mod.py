@@ -28,10 +28,11 @@ from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.identity import keystore_address
 from fl_chain.chain.node_reads import NodeReads, NodeRoundView
 from fl_chain.errors import FlchainError
+from fl_chain.node.parent_check import ParentCheck
 from fl_chain.node.signer import LocalSigner, Signer, agent_signer
 from fl_chain.node.simulated_keys import keys_file, simulated_node_settings
 from fl_chain.protocol.join import JoinStatement
-from fl_chain.protocol.model_bytes import hash_arrays, require_model_hash
+from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.task_identity import require_identity
 from fl_chain.wire.node_config import NodeConfig
 from fl_chain.wire.records import (
@@ -156,8 +157,10 @@ def make_flchain_mod(
                 return answer_challenge(settings, message, context)
             identity = identity_for(settings)
             if kind.startswith("train"):
-                expected = check_received_model(settings, identity, message, app_id)
+                expected, parent = check_received_model(settings, identity, message, app_id)
                 reply = call_next(message, context)
+                if parent is not None:  # before replying: the parent round may land while the node trains
+                    parent.finish(identity.reads, identity.address, settings.parent_wait)
                 sign_reply(identity, message, reply, check_reply_model(expected, reply, app_id))
                 return reply
             identity.require_active()
@@ -226,10 +229,14 @@ def model_record(message: Message) -> tuple[str, ArrayRecord]:
     return records[0]
 
 
-def check_received_model(settings: NodeConfig, identity: NodeIdentity, message: Message, app: str) -> bytes:
-    """Check the node is Active and the model to train from is the task's and the parent round's (one
-    batched chain read), or with model_source = "store" replace it by the committed blob; returns the
-    task's configHash, which the reply is checked against."""
+def check_received_model(
+    settings: NodeConfig, identity: NodeIdentity, message: Message, app: str
+) -> tuple[bytes, ParentCheck | None]:
+    """Check the node is Active and the model to train from is the task's architecture (one batched
+    chain read), and begin checking it against the parent round's on-chain hash (finished before the
+    reply: node/parent_check.py); or with model_source = "store" replace it by the committed blob (the
+    parent must be on-chain then). Returns the task's configHash, which the reply is checked against,
+    and the parent check under way (None when the model came from the store)."""
     config = chain_config(message)
     task, parent_round = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND])
     name, record = model_record(message)
@@ -239,7 +246,7 @@ def check_received_model(settings: NodeConfig, identity: NodeIdentity, message: 
     if view.config_hash is None:
         raise FlchainError(f"task {task} does not exist on-chain ({identity.settings.deployment})")
     require_identity(view.config_hash, received, app, "the received model")
-    if view.model_hash is None:
+    if view.model_hash is None and (settings.finalized_only or settings.model_source == "store"):
         raise FlchainError(f"round {parent_round} of task {task} is not committed on-chain")
     if settings.finalized_only:
         from fl_chain.chain import quorum
@@ -249,9 +256,8 @@ def check_received_model(settings: NodeConfig, identity: NodeIdentity, message: 
         from fl_chain.chain import ledger
 
         message.content[name] = arrays_to_record(ledger.load_model(identity.chain, task, parent_round)[1])
-        return view.config_hash
-    require_model_hash(view.model_hash, received, task, parent_round)
-    return view.config_hash
+        return view.config_hash, None
+    return view.config_hash, ParentCheck.start(task, parent_round, view.model_hash, received)
 
 
 def check_reply_model(config_hash: bytes, reply: Message, app: str) -> dict[str, np.ndarray] | None:

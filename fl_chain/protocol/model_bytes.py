@@ -126,7 +126,11 @@ def require_model_hash(
     expected: bytes, arrays: Mapping[str, np.ndarray], task: int, round_number: int
 ) -> None:
     """Refuse arrays that are not the model committed for `round_number` of `task` (hash `expected`)."""
-    actual = hash_arrays(arrays)
+    require_same_model(expected, hash_arrays(arrays), task, round_number)
+
+
+def require_same_model(expected: bytes, actual: bytes, task: int, round_number: int) -> None:
+    """Refuse a model hashing to `actual` where round `round_number` of `task` committed `expected`."""
     if actual != expected:
         raise FlchainError(
             f"received model does not match round {round_number} of task {task} on-chain: "
