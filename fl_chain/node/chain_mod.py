@@ -2,9 +2,10 @@
 of the ledger. Before the app's own handler runs, the mod
 - answers the coordinator's join challenge (the app needs no handler for it),
 - refuses work while the node is not Active in the NodeRegistry,
-- checks the task's identity (model architecture and app id) against the on-chain configHash, and the
-  received model against the on-chain hash of the round it claims to continue;
-and after a training handler returns, refuses to send a model that is not the task's architecture.
+- checks the task's identity (model architecture and app id) against the on-chain configHash;
+and after a training handler returns, checks the received model against the on-chain hash of the round
+it claims to continue (hashed while the app trained; the round may land meanwhile: node/parent_check.py)
+and refuses to send a model that is not the task's architecture.
 A refusal is an error reply with one line saying why (the coordinator reports it, the round goes on with
 the others); the node's settings come from its node config (`flchain-deployment`, `flchain-key`, ...:
 wire/node_config.py), so a plain `flower-supernode` works as well as `flchain client`. Under `flchain client`
@@ -159,7 +160,7 @@ def make_flchain_mod(
             if kind.startswith("train"):
                 expected, parent = check_received_model(settings, identity, message, app_id)
                 reply = call_next(message, context)
-                if parent is not None:  # before replying: the parent round may land while the node trains
+                if parent is not None and not reply.has_error():  # the parent may land while it trains
                     parent.finish(identity.reads, identity.address, settings.parent_wait)
                 sign_reply(identity, message, reply, check_reply_model(expected, reply, app_id))
                 return reply
