@@ -24,6 +24,7 @@ from fl_chain.protocol.model_bytes import (
 )
 from fl_chain.store import BlobIntegrityError, ModelStore, fetch_blob
 from fl_chain.store_http import BlobServer
+from fl_chain.wire.records import arrays_to_record, record_views
 from tests.chainutil import LocalChain
 
 
@@ -75,6 +76,11 @@ def test_canonical_parts_are_exactly_safetensors_bytes_and_hash_alike(tmp_path: 
         digest, _ = store.put_arrays(arrays)
         assert store.local_path(digest).read_bytes() == blob
     assert hash_many(cases) == [keccak(canonical_bytes(a)) for a in cases]
+    # A node reads the arrays of a Flower message as views of the message's bytes (no copy): same hash.
+    for arrays in cases:
+        views = record_views(arrays_to_record(arrays))
+        assert hash_arrays(views) == hash_arrays(arrays)
+        assert not any(v.flags.writeable for v in views.values())
 
 
 def test_store_put_and_verified_reads(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ from fl_chain.wire.records import (
     UPDATE_RECORD,
     WEIGHT_KEY,
     arrays_to_record,
-    record_to_arrays,
+    record_views,
     trained_round,
 )
 
@@ -241,7 +241,7 @@ def check_received_model(
     config = chain_config(message)
     task, parent_round = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND])
     name, record = model_record(message)
-    received = record_to_arrays(record)
+    received = record_views(record)  # read only: the architecture check and the hash; no copy
     view: NodeRoundView = identity.reads.round_view(identity.address, task, parent_round)
     identity.require_active(view.status)
     if view.config_hash is None:
@@ -267,7 +267,7 @@ def check_reply_model(config_hash: bytes, reply: Message, app: str) -> dict[str,
     if reply.has_error():
         return None
     _, record = model_record(reply)
-    arrays = record_to_arrays(record)
+    arrays = record_views(record)  # read only: the architecture check and the signature's hash
     require_identity(config_hash, arrays, app, "this node's trained model")
     return arrays
 
@@ -284,7 +284,7 @@ def sign_reply(
     config = chain_config(message)
     task, round_number = int(config[CONFIG_TASK_ID]), trained_round(config)
     if arrays is None:
-        arrays = record_to_arrays(model_record(reply)[1])
+        arrays = record_views(model_record(reply)[1])
     metrics = list(reply.content.metric_records.values())
     claimed = metrics[0].get(WEIGHT_KEY, 0) if len(metrics) == 1 else 0
     # A weight the coordinator will refuse anyway (negative, NaN, infinite, absurd) is signed as 0 rather
