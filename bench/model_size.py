@@ -42,7 +42,7 @@ from fl_chain.wire.run_spec import RunSpec  # noqa: E402
 
 APP = ROOT / "bench" / "apps" / "widemlp"
 SIZES = {"1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
-SPLIT = ("screen", "hash", "model_hash", "store", "commit", "finalize")
+SPLIT = ("screen", "hash", "score", "model_hash", "store", "commit", "finalize")
 TARGETS = {  # issue 28: wall ratio per (engine, mode); the 100M plain deployment also CPU and RSS
     ("deployment", "plain"): 1.10,
     ("deployment", "verified"): 1.20,
@@ -192,13 +192,15 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "## The coordinator's time per round (seconds, flchain runs, from its round reports)",
         "",
         "screen: reading, checking and signature-checking the replies, of which hash: hashing the "
-        "updates (in parallel threads) and, in verified mode, the aggregate; model_hash: the aggregate's "
+        "updates (in parallel threads) and, in verified mode, the aggregate; score: the round's scores "
+        "(cosine with the coordinate-wise median update); model_hash: the aggregate's "
         "hash in plain mode; store: writing the model (and verified mode's updates and manifest), "
         "streamed and fsynced; commit: the transaction to its receipt; finalize: waiting for the "
         "validators (not configured here). hash share: all hashing over the round's wall time.",
         "",
-        "| engine | size | ledger | screen | hash | model_hash | store | commit | finalize | hash share |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| engine | size | ledger | screen | hash | score | model_hash | store | commit | finalize "
+        "| hash share |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         split = " | ".join(f"{r[k]:.3f}" for k in SPLIT)
