@@ -44,6 +44,7 @@ class FederationSection:
     round_timeout_factor: float = 3.0  # see round_timeout_floor
     auth_timeout: float = 120.0  # seconds to wait for `min_nodes` admitted nodes
     wait_finalized: float = 0.0  # > 0: after each commit wait up to this long for the validator quorum
+    overlap_commit: bool = True  # send round r's commit while round r+1 trains (without a finality wait)
     aggregation: str = "plain"  # plain: the strategy as is | trust: FLTrust weighting around it
     # passed to the strategy's constructor, e.g. num_malicious_nodes, beta
     strategy_args: dict[str, Any] = field(default_factory=dict)

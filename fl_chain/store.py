@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from fl_chain.errors import FlchainError
-from fl_chain.protocol.model_bytes import canonical_bytes, model_hash
+from fl_chain.protocol.model_bytes import canonical_parts, hash_parts, model_hash
 from fl_chain.store_read import BlobTooLarge as BlobTooLarge  # re-exported: readers catch it from here
 from fl_chain.store_read import allow_local_store, fetch
 
@@ -36,9 +36,10 @@ ROUNDS_DIR = "rounds"  # verified rounds' manifests (public)
 MIRRORS_ENV = "FLCHAIN_MIRRORS"  # other stores with copies of the blobs (comma list): the hash decides
 
 
-def _write_durably(path: Path, blob: bytes, mode: int, what: str) -> None:
-    """Write `blob` to `path` through a temporary file, fsynced and renamed, with the directory fsynced;
-    an existing file is kept (content-addressed names). A one-line error on a full disk or an
+def _write_durably(path: Path, blob: bytes | Sequence[bytes | memoryview], mode: int, what: str) -> None:
+    """Write `blob` (bytes, or parts written one after the other: a model's canonical parts, streamed
+    without joining them) to `path` through a temporary file, fsynced and renamed, with the directory
+    fsynced; an existing file is kept (content-addressed names). A one-line error on a full disk or an
     unwritable directory."""
     if path.exists():
         return
@@ -46,9 +47,10 @@ def _write_durably(path: Path, blob: bytes, mode: int, what: str) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view) :]
+            for part in [blob] if isinstance(blob, bytes) else blob:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -143,11 +145,14 @@ class ModelStore:
         _write_durably(self.directory / digest.hex(), blob, 0o644, f"model blob {digest.hex()[:12]}…")
         return digest, self.uri_for(digest)
 
-    def put_update(self, blob: bytes) -> bytes:
-        """Store a node's update blob under its hash in `updates/`, readable by this machine's owner only
-        (mode 0700/0600, never served by flchain's HTTP store): updates reveal more about a node's data
-        than the aggregate does, so only the validators are given access (docs/verified-rounds.md)."""
-        digest = model_hash(blob)
+    def put_update(self, blob: bytes | Mapping[str, np.ndarray], digest: bytes | None = None) -> bytes:
+        """Store a node's update (its canonical bytes, or its arrays, streamed in canonical form without
+        a copy) under its hash in `updates/`, readable by this machine's owner only (mode 0700/0600, never
+        served by flchain's HTTP store): updates reveal more about a node's data than the aggregate does,
+        so only the validators are given access (docs/verified-rounds.md). `digest`: the update's hash if
+        this process already computed it from the same arrays (it is not computed again)."""
+        blob = blob if isinstance(blob, bytes) else canonical_parts(blob)
+        digest = digest or (model_hash(blob) if isinstance(blob, bytes) else hash_parts(blob))
         directory = self.updates_directory
         directory.mkdir(mode=0o700, exist_ok=True)
         _write_durably(directory / digest.hex(), blob, 0o600, f"update blob {digest.hex()[:12]}…")
@@ -166,9 +171,13 @@ class ModelStore:
         _write_durably(directory / name, blob, 0o644, f"round manifest {name}")
         return self.base_uri + ROUNDS_DIR + "/" + name
 
-    def put_arrays(self, arrays: Mapping[str, np.ndarray]) -> tuple[bytes, str]:
-        """Store named arrays in canonical form; return (hash, uri)."""
-        return self.put(canonical_bytes(arrays))
+    def put_arrays(self, arrays: Mapping[str, np.ndarray], digest: bytes | None = None) -> tuple[bytes, str]:
+        """Store named arrays in canonical form, streamed part by part (no serialised copy of the model);
+        return (hash, uri). `digest`: their hash if this process already computed it (not computed again)."""
+        parts = canonical_parts(arrays)
+        digest = digest or hash_parts(parts)
+        _write_durably(self.directory / digest.hex(), parts, 0o644, f"model blob {digest.hex()[:12]}…")
+        return digest, self.uri_for(digest)
 
     def local_path(self, digest: bytes) -> Path:
         """Path of a blob in this store's directory."""

@@ -5,7 +5,7 @@ chain: what reaches the user's code, and the one-line refusals for everything th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from fl_chain.wire.records import (
     AUTH_RECORD,
     CONFIG_PARENT_ROUND,
     CONFIG_TASK_ID,
+    UPDATE_RECORD,
     arrays_to_record,
 )
 from tests.chainutil import LocalChain, home_with_deployment, new_nodes
@@ -67,15 +68,15 @@ def _context(node_config: dict | None = None) -> Context:
     return Context(RUN_ID, NODE_ID, node_config or {}, RecordDict(), {})
 
 
-def _train_message(task: int, arrays: dict[str, np.ndarray]) -> Message:
-    config = ConfigRecord({CONFIG_TASK_ID: task, CONFIG_PARENT_ROUND: 0, "lr": 0.1})
+def _train_message(task: int, arrays: dict[str, np.ndarray], parent_round: int = 0) -> Message:
+    config = ConfigRecord({CONFIG_TASK_ID: task, CONFIG_PARENT_ROUND: parent_round, "lr": 0.1})
     content = RecordDict({"arrays": arrays_to_record(arrays), "config": config})
     return Message(content, dst_node_id=NODE_ID, message_type="train")
 
 
-def _mod_for(chain: LocalChain, tmp_path: Path, private_key: str, app: str = APP):
+def _mod_for(chain: LocalChain, tmp_path: Path, private_key: str, app: str = APP, parent_wait: float = 60.0):
     deployment = home_with_deployment(chain, tmp_path) / "deployment.json"
-    settings = NodeConfig(deployment=deployment, private_key=private_key)
+    settings = NodeConfig(deployment=deployment, private_key=private_key, parent_wait=parent_wait)
     return make_flchain_mod(lambda context: settings, app)
 
 
@@ -150,6 +151,39 @@ def test_another_app_or_architecture_is_refused_naming_both_hashes(
     assert user.calls == 0
 
 
+class CommitWhileTraining(UserTrain):
+    """The user's train function, during which the coordinator's commit of the parent round lands (the
+    coordinator overlaps round r's commit with round r+1's training: coordinator/commit_pipeline.py)."""
+
+    def __init__(self, commit: Callable[[], object]) -> None:
+        super().__init__()
+        self.commit = commit
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        self.commit()
+        return super().__call__(message, context)
+
+
+def test_the_parent_is_checked_before_the_reply_and_one_that_never_lands_is_refused(
+    chain: LocalChain, tmp_path: Path
+) -> None:
+    """A node trains from a parent round not yet on-chain; it replies (signed) once the round lands while
+    it trains, and refuses, signing nothing, when the round never lands within its parent_wait."""
+    node = new_nodes(chain, 1)[0]
+    session = LedgerSession(chain.client, chain.coordinator, ModelStore(tmp_path / "store"))
+    committer, _ = session.open_task(MODEL, APP)
+    task = committer.task
+    mod = _mod_for(chain, tmp_path, node.key.hex(), parent_wait=0.5)
+    pending = _train_message(task, MODEL, parent_round=1)
+    user = UserTrain()
+    reason = _refusal(mod(pending, _context(), user))
+    assert user.calls == 1 and "round 1 of task " + str(task) + " is not committed on-chain" in reason
+    assert "waited 0.5 s after training" in reason
+    landing = CommitWhileTraining(lambda: committer.commit(1, MODEL))
+    reply = mod(_train_message(task, MODEL, parent_round=1), _context(), landing)
+    assert landing.calls == 1 and not reply.has_error() and UPDATE_RECORD in reply.content.config_records
+
+
 def test_a_tampered_model_an_inactive_node_and_a_missing_key_are_refused(
     chain: LocalChain, tmp_path: Path, task: int
 ) -> None:
@@ -157,7 +191,9 @@ def test_a_tampered_model_an_inactive_node_and_a_missing_key_are_refused(
     user = UserTrain()
     mod = _mod_for(chain, tmp_path, node.key.hex())
     tampered = {k: v + 1 for k, v in MODEL.items()}
+    # Checked against the chain before the reply, not before training: the node trains, then refuses.
     assert "does not match round 0" in _refusal(mod(_train_message(task, tampered), _context(), user))
+    assert user.calls == 1
 
     stranger = Account.create()  # a key this deployment never registered (e.g. another chain's)
     mod = _mod_for(chain, tmp_path, stranger.key.hex())
@@ -168,7 +204,7 @@ def test_a_tampered_model_an_inactive_node_and_a_missing_key_are_refused(
     context = _context({"flchain-deployment": str(deployment)})
     assert "no 'flchain-key'" in _refusal(keyless(_train_message(task, MODEL), context, user))
     assert "no 'flchain-deployment'" in _refusal(keyless(_train_message(task, MODEL), _context(), user))
-    assert user.calls == 0
+    assert user.calls == 1  # none of these reached the user's code
 
 
 def test_under_flchain_client_the_mod_signs_through_the_agent_and_holds_no_key(

@@ -17,6 +17,7 @@ from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy, suspicions
 from fl_chain.defence.influence import bound_influence, bound_step
 from fl_chain.defence.trust import trust_scores, trust_weighted_delta
+from fl_chain.defence.vectors import coordinate_median, flat_delta
 from fl_chain.experiments.attacks import apply_attack
 from fl_chain.experiments.collusion import alie_z, colluding_deltas
 from fl_chain.wire.records import arrays_to_record, record_to_arrays
@@ -258,3 +259,28 @@ def test_the_suspect_line_moves_down_as_the_root_sets_halves_disagree() -> None:
         slice(None, 5),
         slice(5, None),
     )
+
+
+def test_the_fast_vector_arithmetic_is_bit_for_bit_numpys() -> None:
+    """flat_delta (subtracted in float64 in place) and coordinate_median (sorted along the short axis)
+    are what validators re-derive scores with: they must equal numpy's plain formulas exactly, for odd and
+    even numbers of updates, ties, NaN, mixed dtypes, 0-d, empty and Fortran-ordered arrays."""
+    rng = np.random.default_rng(11)
+    for dtype in (np.float32, np.float64, np.float16, np.int64, np.uint8, np.bool_):
+        previous = {
+            "w": (rng.normal(size=(5, 4)) * 9).astype(dtype),
+            "s": np.array(3, dtype),
+            "e": np.zeros((0, 2), dtype),
+        }
+        noise = {k: rng.normal(size=v.shape) * 5 for k, v in previous.items()}
+        update = {k: (v.astype(np.float64) + noise[k]).astype(dtype) for k, v in previous.items()}
+        update["w"] = np.asfortranarray(update["w"])
+        plain = np.concatenate([(np.asarray(update[k], np.float64) - previous[k]).ravel() for k in previous])
+        assert flat_delta(update, previous).tobytes() == plain.tobytes(), dtype
+    for count in range(1, 8):
+        vectors = [rng.normal(size=1001) for _ in range(count)]
+        vectors[0][:100] = vectors[-1][:100]  # ties
+        expected = np.median(np.stack(vectors), axis=0)
+        assert coordinate_median(vectors).tobytes() == expected.tobytes(), count
+    vectors[1][7] = np.nan
+    assert np.array_equal(coordinate_median(vectors), np.median(np.stack(vectors), axis=0), equal_nan=True)

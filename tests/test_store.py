@@ -14,9 +14,17 @@ from eth_utils import keccak
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task, load_model, verify_model
 from fl_chain.chain.ledger import round_count as ledger_round_count_of
 from fl_chain.errors import FlchainError
-from fl_chain.protocol.model_bytes import arrays_from_bytes, canonical_bytes, hash_arrays
+from fl_chain.protocol.model_bytes import (
+    arrays_from_bytes,
+    canonical_bytes,
+    canonical_parts,
+    canonical_size,
+    hash_arrays,
+    hash_many,
+)
 from fl_chain.store import BlobIntegrityError, ModelStore, fetch_blob
 from fl_chain.store_http import BlobServer
+from fl_chain.wire.records import arrays_to_record, record_views
 from tests.chainutil import LocalChain
 
 
@@ -33,6 +41,46 @@ def test_hash_is_keccak_of_canonical_safetensors_and_deterministic() -> None:
     assert hash_arrays(a) != hash_arrays(_arrays(1))
     restored = arrays_from_bytes(canonical_bytes(a))
     assert all(np.array_equal(restored[k], v) and restored[k].dtype == v.dtype for k, v in a.items())
+
+
+DTYPES = ("?", "u1", "i1", "i2", "u2", "f2", "i4", "u4", "f4", "f8", "i8", "u8")
+
+
+def test_canonical_parts_are_exactly_safetensors_bytes_and_hash_alike(tmp_path: Path) -> None:
+    """The header flchain builds to hash and store without a copy is byte for byte safetensors' (every
+    numpy dtype safetensors orders, empty, 0-d, strided and Fortran arrays); what it cannot build
+    (non-ASCII names, big-endian arrays) takes safetensors' own bytes. Hashes and stored blobs agree."""
+    rng = np.random.default_rng(5)
+    cases: list[dict[str, np.ndarray]] = [{}]
+    for trial in range(60):
+        names = rng.choice(["w", "b", "layer.0.weight", "Z", "a b", "x_1"], size=rng.integers(1, 6))
+        cases.append(
+            {
+                f"{n}{i}": (rng.normal(size=tuple(rng.integers(0, 4, size=rng.integers(0, 4)))) * 9).astype(
+                    DTYPES[(trial + i) % len(DTYPES)]
+                )
+                for i, n in enumerate(names)
+            }
+        )
+    cases += [
+        {"f": np.asfortranarray(np.ones((3, 2), np.float32)), "s": np.arange(12, dtype=np.float32)[::2]},
+        {"poids.é": np.ones(2, np.float32)},
+        {"big": np.arange(3, dtype=">f4"), "w": np.ones(1)},
+    ]
+    store = ModelStore(tmp_path / "store")
+    for arrays in cases:
+        blob = canonical_bytes(arrays)
+        assert b"".join(bytes(part) for part in canonical_parts(arrays)) == blob, arrays
+        assert canonical_size(arrays) == len(blob)
+        assert hash_arrays(arrays) == keccak(blob)
+        digest, _ = store.put_arrays(arrays)
+        assert store.local_path(digest).read_bytes() == blob
+    assert hash_many(cases) == [keccak(canonical_bytes(a)) for a in cases]
+    # A node reads the arrays of a Flower message as views of the message's bytes (no copy): same hash.
+    for arrays in cases:
+        views = record_views(arrays_to_record(arrays))
+        assert hash_arrays(views) == hash_arrays(arrays)
+        assert not any(v.flags.writeable for v in views.values())
 
 
 def test_store_put_and_verified_reads(tmp_path: Path) -> None:
@@ -65,7 +113,8 @@ def test_http_server_serves_blobs_only(tmp_path: Path) -> None:
         manifest_uri = store.put_document(name, b'{"version": 1}')
         assert manifest_uri == store.base_uri + "rounds/" + name
         assert requests.get(base + "rounds/" + name, timeout=5).content == b'{"version": 1}'
-        update = store.put_update(canonical_bytes(_arrays(3)))
+        update = store.put_update(_arrays(3))  # streamed from the arrays, no serialised copy
+        assert (store.updates_directory / update.hex()).read_bytes() == canonical_bytes(_arrays(3))
         assert (store.updates_directory / update.hex()).stat().st_mode & 0o777 == 0o600
         assert store.updates_directory.stat().st_mode & 0o777 == 0o700
         for path in ("updates/" + update.hex(), update.hex(), "rounds/../updates/" + update.hex()):

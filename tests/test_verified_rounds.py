@@ -21,7 +21,7 @@ from fl_chain.coordinator.screening import Screened, filter_backdoors
 from fl_chain.defence import derivation
 from fl_chain.node.inclusion import check_inclusion
 from fl_chain.protocol.manifest import RoundManifest
-from fl_chain.protocol.model_bytes import arrays_from_bytes, canonical_bytes, hash_arrays
+from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, sign_ticket, sign_update
 from fl_chain.verify.audit import audit_task
 from fl_chain.verify.validator import Attestation, Dispute, Validator
@@ -179,7 +179,7 @@ def _reweight(built, previous, model, scores):
     friend = m.included[0].node
     weights = derivation.effective_weights({e.node: e.claimed for e in m.included}, m.claim_cap)
     weights[friend] *= 3
-    updates = {e.node: arrays_from_bytes(built.blobs[e.update]) for e in m.included}
+    updates = {e.node: built.blobs[e.update] for e in m.included}
     cooked = derivation.aggregate(previous, updates, weights)
     built.manifest = replace(m, model="0x" + hash_arrays(cooked).hex())
     return cooked, scores
@@ -200,11 +200,10 @@ def _swap_in(built, previous, model, scores):
     m = built.manifest
     victim = m.included[2]
     forger = Account.create()
-    fake = {k: v * 0 for k, v in arrays_from_bytes(built.blobs[victim.update]).items()}
-    blob = canonical_bytes(fake)
+    fake = {k: v * 0 for k, v in built.blobs[victim.update].items()}
     digest = hash_arrays(fake)
     signed = sign_update(forger, m.chain_id, m.ledger, m.task, m.round, digest, victim.claimed)
-    built.blobs["0x" + digest.hex()] = blob
+    built.blobs["0x" + digest.hex()] = fake
     entries = tuple(
         replace(e, update="0x" + digest.hex(), signature=signed.signature) if e is victim else e
         for e in m.entries

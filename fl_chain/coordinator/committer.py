@@ -24,7 +24,7 @@ from fl_chain.coordinator.verified_round import VerifiedRound
 from fl_chain.errors import FlchainError
 from fl_chain.failpoints import failpoint
 from fl_chain.protocol.ledger_mode import LedgerMode
-from fl_chain.protocol.model_bytes import canonical_bytes
+from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.task_rules import TaskRules, rules_document_name
 from fl_chain.store import BlobStore
 
@@ -145,13 +145,19 @@ class RoundCommitter:
         missed: Sequence[str] = (),
         penalized: Sequence[str] = (),
         verified: VerifiedRound | None = None,
+        digest: bytes | None = None,
     ) -> Commit:
         """Store the model, let the mode's writer publish what goes beside it (a verified round's updates
         and manifest, a commitment round's outcome leaves), commit the round, fold and checkpoint (in
-        commitment mode), wait for finality if configured; the parent moves on."""
+        commitment mode), wait for finality if configured; the parent moves on. `digest`: the model's
+        hash if the caller already computed it (a verified round's manifest names it): not hashed again."""
         seconds: dict[str, float] = {}
         started = time.monotonic()
-        digest, uri = self.store.put(canonical_bytes(arrays))
+        if digest is None:
+            digest = hash_arrays(arrays)
+            seconds["model_hash"] = time.monotonic() - started
+        started = time.monotonic()
+        digest, uri = self.store.put_arrays(arrays, digest)
         rnd = RoundInput(
             round_number, self.parent_hash, digest, dict(scores or {}), missed, penalized, verified
         )

@@ -34,6 +34,7 @@ class RoundPolicy:
     batch_size: int = 32
     deadline: DeadlinePolicy = field(default_factory=DeadlinePolicy)  # when a round stops waiting
     verified: bool = False  # commit the node-signed updates' root; aggregate with defence/derivation.py
+    overlap_commit: bool = True  # round r's commit runs while round r+1 trains (commit_pipeline.py)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ def round_policy(config: RunConfig) -> RoundPolicy:
             config.federation.round_timeout_floor, config.federation.round_timeout_factor
         ),
         verified=config.ledger.mode == "verified",
+        overlap_commit=config.federation.overlap_commit,
     )
 
 

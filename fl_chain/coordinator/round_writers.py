@@ -22,6 +22,7 @@ from fl_chain.coordinator.verified_round import VerifiedRound
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.manifest import Entry
+from fl_chain.protocol.model_bytes import canonical_size
 from fl_chain.protocol.outcomes import RoundOutcomes
 from fl_chain.store import BlobStore
 
@@ -111,9 +112,10 @@ class VerifiedWriter(PlainWriter):
                 return Prepared()
             raise FlchainError(f"task {self.task} is in verified mode: round {rnd.round} needs its updates")
         published = 0
-        for blob in verified.blobs.values():
-            self.store.put_update(blob)
-            published += len(blob)
+        for update_hash, arrays in verified.blobs.items():
+            # the hash was checked against these very arrays when the signature was: not computed again
+            self.store.put_update(arrays, bytes.fromhex(update_hash.removeprefix("0x")))
+            published += canonical_size(arrays)
         document = verified.manifest.to_json()
         self.store.put_document(verified.manifest.name(), document)
         published += len(document)

@@ -4,6 +4,7 @@ decoded once; one bad reply never aborts a round."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from fl_chain.defence.scoring import find_outliers
 from fl_chain.defence.update_checks import check_metrics, check_update
 from fl_chain.defence.vectors import flat_delta
 from fl_chain.errors import FlchainError
-from fl_chain.protocol.model_bytes import hash_arrays
+from fl_chain.protocol.model_bytes import hash_many
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, check_claim, claim_signed_by
 from fl_chain.wire.records import (
     WEIGHT_KEY,
@@ -62,6 +63,18 @@ class Screened:
     # discloses those as excluded, so their nodes do not complain of omission)
     claims: dict[str, SignedUpdate] = field(default_factory=dict)
     originals: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # who -> update as sent
+    hash_seconds: float = 0.0  # spent hashing the usable updates (in parallel), for the round's time split
+
+
+@dataclass(frozen=True)
+class _Usable:
+    """A reply that passed the checks that need no hash: its sender, signed claim, update and weight."""
+
+    reply: Message
+    who: str
+    claim: Mapping[str, object] | None
+    arrays: dict[str, np.ndarray]
+    weight: float
 
 
 def screen_replies(
@@ -76,14 +89,26 @@ def screen_replies(
     on its update (protocol/update_signing.py) must match the update, the sender and this round; a reply
     that carries a claim which does not is dropped and penalized (the node signed something else or
     someone else's update), and with `require_signed` an unsigned reply is dropped."""
-    out = Screened()
+    out, usable = Screened(), []
     for reply in replies:
         node_id = reply.metadata.src_node_id
         who = verified.get(node_id, f"node {node_id}")
         try:
-            _screen_one(out, reply, who, node_id in verified, previous, policy, context)
+            if candidate := _screen_one(out, reply, who, node_id in verified, previous, policy, context):
+                usable.append(candidate)
         except Exception as exc:  # a reply is data from another party: nothing in it may stop the round
             _drop_unscreenable(out, who, node_id, node_id in verified, exc)
+    # One hash per update, for its signature and (verified mode) its manifest entry and stored blob; the
+    # round's updates hash in parallel threads (keccak releases the GIL).
+    started = time.monotonic()
+    digests = hash_many([c.arrays for c in usable]) if context is not None else [None] * len(usable)
+    out.hash_seconds = time.monotonic() - started
+    for candidate, digest in zip(usable, digests, strict=True):
+        node_id = candidate.reply.metadata.src_node_id
+        try:
+            _admit(out, candidate, digest, policy, context)
+        except Exception as exc:
+            _drop_unscreenable(out, candidate.who, node_id, True, exc)
     if policy.reject_outliers:
         _drop_outliers(out, verified, previous, policy.outlier_norm_ratio)
     if policy.claim_cap > 0:
@@ -99,16 +124,16 @@ def _screen_one(
     previous: Mapping[str, np.ndarray],
     policy: ScreeningPolicy,
     context: RoundContext | None,
-) -> None:
-    """Screen one reply into `out`: accepted, or dropped with its reason (penalized when it is the
-    admitted sender's fault)."""
+) -> _Usable | None:
+    """Screen one reply into `out`: dropped with its reason (penalized when it is the admitted sender's
+    fault), or returned as usable, for its signature check (`_admit`) once its update is hashed."""
     if reply.has_error():
         out.dropped[who] = f"error reply: {short_reason(reply.error.reason)}"
-        return
+        return None
     out.answered.add(reply.metadata.src_node_id)
     if not admitted:
         out.dropped[who] = "reply from an unverified node"
-        return
+        return None
     out.responded.add(who)
     claim = update_claim(reply) if context is not None else None
     if claim is not None and (signed := claim_signed_by(claim, context, who)) is not None:
@@ -117,21 +142,34 @@ def _screen_one(
     if reason:
         out.dropped[who] = reason
         out.penalized.add(who)
-        return
-    if context is not None:
+        return None
+    return _Usable(reply, who, claim, arrays, weight)
+
+
+def _admit(
+    out: Screened,
+    usable: _Usable,
+    update_hash: bytes | None,
+    policy: ScreeningPolicy,
+    context: RoundContext | None,
+) -> None:
+    """Accept a usable reply into `out`, or (with `context`) drop it if its signed claim does not match
+    its update (`update_hash`)."""
+    who = usable.who
+    if context is not None and update_hash is not None:
         reason, signed = _check_signature(
-            claim, out.claims.get(who), who, arrays, weight, context, policy.require_signed
+            usable.claim, out.claims.get(who), who, update_hash, usable.weight, context, policy.require_signed
         )
         if reason:
             out.dropped[who] = reason
-            if claim is not None:  # a false claim is the node's doing; no claim may not be
+            if usable.claim is not None:  # a false claim is the node's doing; no claim may not be
                 out.penalized.add(who)
             return
         if signed is not None:
             out.signed[who] = signed
-    out.accepted.append(reply)
-    out.updates[who], out.weights[who] = arrays, weight
-    out.originals[who] = arrays
+    out.accepted.append(usable.reply)
+    out.updates[who], out.weights[who] = usable.arrays, usable.weight
+    out.originals[who] = usable.arrays
 
 
 def _drop_unscreenable(out: Screened, who: str, node_id: int, admitted: bool, exc: Exception) -> None:
@@ -151,7 +189,7 @@ def _check_signature(
     claim: Mapping[str, object] | None,
     signed_by_sender: SignedUpdate | None,
     who: str,
-    arrays: Mapping[str, np.ndarray],
+    update_hash: bytes,
     weight: float,
     context: RoundContext,
     required: bool,
@@ -162,7 +200,6 @@ def _check_signature(
     reason."""
     if claim is None:
         return ("unsigned update (this round requires the node's signature)" if required else None), None
-    update_hash = hash_arrays(arrays)
     if signed_by_sender is not None and (signed_by_sender.update_hash, signed_by_sender.weight) == (
         update_hash,
         int(weight),

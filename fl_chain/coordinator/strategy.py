@@ -10,6 +10,7 @@ created from the initial arrays when `start` runs)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
@@ -150,15 +151,28 @@ class ChainStrategy(Strategy):
     ) -> Result:
         """Flower's own `start`, training through a DeadlineGrid (flchain's own loop may not use it)."""
         self.rounds.deadline_grid = DeadlineGrid(grid, self.options.policy.deadline)
-        return super().start(
-            self.rounds.deadline_grid,
-            initial_arrays,
-            num_rounds,
-            timeout,
-            train_config,
-            evaluate_config,
-            self.metrics.flower_hook(),
-        )
+        self.rounds.overlap = True  # this loop settles the last round's commit before it returns
+        try:
+            result = super().start(
+                self.rounds.deadline_grid,
+                initial_arrays,
+                num_rounds,
+                timeout,
+                train_config,
+                evaluate_config,
+                self.metrics.flower_hook(),
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # the loop's own failure is the one to report
+                self._end_overlap()
+            raise
+        self._end_overlap()  # the last round's commit is mined (or its failure raised) first
+        return result
+
+    def _end_overlap(self) -> None:
+        """Settle the commit in flight and commit synchronously again."""
+        self.rounds.overlap = False
+        self.rounds.commits.close()
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from logging import ERROR, WARNING
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -19,6 +20,7 @@ from flwr.supercore import log
 
 from fl_chain.chain import ledger, registry
 from fl_chain.coordinator import verified_round
+from fl_chain.coordinator.commit_pipeline import CommitPipeline
 from fl_chain.coordinator.committer import Commit, RoundCommitter
 from fl_chain.coordinator.deadline_grid import DeadlineGrid
 from fl_chain.coordinator.evaluation import RoundMetrics
@@ -43,6 +45,7 @@ from fl_chain.defence.selection import local_steps
 from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
+from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext, sign_ticket
 from fl_chain.wire.records import (
@@ -83,6 +86,10 @@ class TrainRounds:
         self.app_directions = app_directions
         self.committer: RoundCommitter | None = None
         self.deadline_grid: DeadlineGrid | None = None
+        self.commits = CommitPipeline()  # round r's commit while round r+1 trains (commit_pipeline.py)
+        # Set by ChainStrategy.start around Flower's loop, which settles the last commit at its end; a
+        # caller driving configure/aggregate itself gets each commit done when `aggregate` returns.
+        self.overlap = False
         self.min_nodes = max(self.policy.min_nodes, int(getattr(inner, "min_available_nodes", 1)))
         self._capacity: dict[str, int] = {}  # declared samples/s, read once per node per run
         self._selected: dict[int, str] = {}
@@ -109,7 +116,8 @@ class TrainRounds:
         joining = time.monotonic()
         allowed = self._allowed(grid)
         self._join_seconds = time.monotonic() - joining  # how long the join gate held the round
-        rebased = self.committer.rebase_if_disputed()
+        # With round r's commit in flight its parent is not on-chain yet, so nobody can have disputed it.
+        rebased = None if self.commits.pending else self.committer.rebase_if_disputed()
         if rebased is not None:  # the validators disputed the parent: train from the newest finalized model
             arrays = arrays_to_record(rebased[1])
         self._previous = record_to_arrays(arrays)
@@ -210,10 +218,13 @@ class TrainRounds:
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord, MetricRecord | None]:
         """Screen, judge, score, aggregate with the wrapped strategy, commit and report the round."""
+        self.commits.settle()  # the previous round is mined (or the run stops) before a reply is used
         on_chain_round = self.round_offset + server_round
         seconds = {"join": self._join_seconds, "train": time.monotonic() - self._train_started}
         context = self._context(on_chain_round)
+        started = time.monotonic()
         screened = screen_replies(replies, self.gate.admitted, self._previous, self.policy.screening, context)
+        seconds["screen"], seconds["hash"] = time.monotonic() - started, screened.hash_seconds
         root, reference = self._judge_with_root(screened, seconds)
         missed = self._attendance(screened)
         weights = (
@@ -238,25 +249,47 @@ class TrainRounds:
         step = 1.0
         if reference is not None and self.policy.influence.step_ratio > 0:
             model, step = bound_step(model, self._previous, reference, self.policy.influence.step_ratio)
-        verified = None
+        verified, digest = None, None
         if self.policy.verified:
+            started = time.monotonic()
+            digest = hash_arrays(model)  # once: the manifest names it, the store files the model under it
+            seconds["hash"] += time.monotonic() - started
             verified = verified_round.build(
-                context,
-                screened,
-                scores,
-                self.committer.parent_hash,
-                hash_arrays(model),
-                self.rules,
-                step,
+                context, screened, scores, self.committer.parent_hash, digest, self.rules, step
             )
             # Read last, just before the commit: a node that posted its claim is disclosed, never missed.
             posted = ledger.posted_claims(self.committer.client, context.task, context.round)
             verified, missed = verified_round.disclose_posted(verified, posted, missed)
-        commit = self.committer.commit(
-            on_chain_round, model, scores, missed, sorted(screened.penalized), verified
-        )
-        self._report(server_round, screened, raw, scores, missed, commit, model, step, seconds)
+        # What the report takes from this round, fixed now: the next round's start changes the gate.
+        fields, refused = self.metrics.report_fields(server_round, model), dict(self.gate.round_refused)
+        known = sorted(set(self.gate.known.values()))
+
+        def commit_and_report() -> None:
+            commit = self.committer.commit(
+                on_chain_round, model, scores, missed, sorted(screened.penalized), verified, digest
+            )
+            seen = (fields, refused, known)
+            self._report(on_chain_round, screened, raw, scores, missed, commit, seen, step, seconds)
+
+        if self._overlaps():
+            self.commits.submit(commit_and_report)  # round r+1 samples and trains while it is mined
+        else:
+            commit_and_report()
         return arrays_to_record(model), metrics
+
+    def _overlaps(self) -> bool:
+        """Whether this round's commit may run while the next round trains: only where nothing the next
+        round's start reads depends on it (no finality wait, no rebase under way, no reputation-aware
+        sampling, no fold holding nodes back: plain and verified modes) and the policy allows it."""
+        committer = self.committer
+        return (
+            self.overlap
+            and self.policy.overlap_commit
+            and committer.wait_finalized <= 0
+            and committer.rebased is None
+            and self.options.selector is None
+            and committer.writer.mode in (LedgerMode.PLAIN, LedgerMode.VERIFIED)
+        )
 
     def _judge_with_root(
         self, screened: Screened, seconds: dict[str, float]
@@ -335,26 +368,26 @@ class TrainRounds:
 
     def _report(
         self,
-        server_round: int,
+        on_chain_round: int,
         screened: Screened,
         raw: Mapping[str, float],
         scores: Mapping[str, int],
         missed: list[str],
         commit: Commit,
-        model: Model,
+        seen: tuple[Mapping[str, Any], Mapping[str, str], list[str]],
         step: float,
         seconds: dict[str, float],
     ) -> None:
-        """Emit the round's report to the run events."""
-        fields = self.metrics.report_fields(server_round, model)
-        known = sorted(set(self.gate.known.values()))
+        """Emit the round's report to the run events. `seen`: the model's metrics, the gate's refusals of
+        the round and every node known, taken when the round was aggregated."""
+        fields, refused, known = seen
         report = round_report(
-            self.round_offset + server_round,
+            on_chain_round,
             screened,
             scores,
             raw,
             missed,
-            self.gate.round_refused,
+            refused,
             self.committer.reputations(known),
             fields,
             commit,

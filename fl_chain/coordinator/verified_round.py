@@ -13,7 +13,6 @@ import numpy as np
 
 from fl_chain.defence.derivation import effective_weights
 from fl_chain.protocol.manifest import EXCLUDED_SCORE, Entry, RoundManifest, canonical, unsigned_entry
-from fl_chain.protocol.model_bytes import canonical_bytes
 from fl_chain.protocol.task_rules import TaskRules
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate
 
@@ -34,10 +33,11 @@ class Disclosed(Protocol):
 
 @dataclass
 class VerifiedRound:
-    """A manifest and the update blobs it names (update hash -> canonical bytes), ready to publish."""
+    """A manifest and the updates it names (update hash -> the arrays as sent, whose canonical bytes the
+    store writes once, streamed: no serialised copy of an update is held), ready to publish."""
 
     manifest: RoundManifest
-    blobs: dict[str, bytes] = field(default_factory=dict)
+    blobs: dict[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def root(self) -> bytes:
@@ -72,7 +72,7 @@ def build(
     for who, signed in screened.claims.items():
         common = {"node": who, "update": "0x" + signed.update_hash.hex(), "claimed": signed.weight}
         if who in screened.updates and who in scores:
-            blobs[common["update"]] = canonical_bytes(screened.originals[who])
+            blobs[common["update"]] = screened.originals[who]
             entry = Entry(
                 **common,
                 signature=signed.signature,

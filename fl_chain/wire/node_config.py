@@ -37,6 +37,7 @@ _KEYS = {
     "model_source": "flchain-model-source",
     "finalized_only": "flchain-finalized-only",
     "post_claims": "flchain-post-claims",
+    "parent_wait": "flchain-parent-wait",
 }
 
 
@@ -58,6 +59,7 @@ class NodeConfig:
     model_source: str = "message"  # "message": verify received arrays; "store": load the committed blob
     finalized_only: bool = False  # train only from models the validator quorum finalized
     post_claims: bool = False  # verified rounds: post the signed claim on-chain before replying
+    parent_wait: float = 60.0  # after training, wait up to this long for the parent round to land on-chain
     attack: dict = field(default_factory=dict)  # simulation only: experiments with misbehaving nodes
 
     def validate(self) -> NodeConfig:

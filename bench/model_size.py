@@ -1,0 +1,300 @@
+"""What flchain costs on top of plain Flower at real model sizes: the same Flower App (bench/apps/widemlp,
+an MLP of 1M, 10M or 100M parameters on synthetic data, one SGD step per round, so a round's cost is the
+model's size) with and without its flchain lines, paired as in bench/overhead.py (which this reuses:
+plain variant, processes, CPU and memory sampling, round timestamps), on the Deployment Engine and the
+Simulation Engine, with flchain's ledger in plain and in verified mode.
+
+Per steady round (rounds 2..N): wall and CPU seconds of every process of the run, the run's peak
+resident memory, the bytes flchain wrote to its store per round (model blob + verified mode's update
+blobs and manifest) and the coordinator's time split from its round reports (screening, of which
+hashing the updates; the model's hash; the store write; the commit transaction; finality wait).
+
+Usage: .venv/bin/python bench/model_size.py [--sizes 1M,10M,100M] [--engines deployment,simulation]
+       [--modes plain,verified] [--rounds 3] [--big-rounds 2] [--repeats 1] [--out docs/model-size]
+The machine is shared: the 100M case runs `--big-rounds` rounds on the Deployment Engine only
+(`--big-engines`). Takes ~20 min with the defaults on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import overhead  # noqa: E402
+
+from fl_chain.config import RunConfig  # noqa: E402
+from fl_chain.wire.report import read_reports  # noqa: E402
+from fl_chain.wire.run_spec import RUN_CONFIG_KEY as RUN_SPEC_KEY  # noqa: E402
+from fl_chain.wire.run_spec import RunSpec  # noqa: E402
+
+APP = ROOT / "bench" / "apps" / "widemlp"
+SIZES = {"1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
+SPLIT = ("screen", "hash", "score", "model_hash", "store", "commit", "finalize")
+TARGETS = {  # issue 28: wall ratio per (engine, mode); the 100M plain deployment also CPU and RSS
+    ("deployment", "plain"): 1.10,
+    ("deployment", "verified"): 1.20,
+    ("simulation", "plain"): 1.10,
+    ("simulation", "verified"): 1.20,
+}
+console = Console()
+
+
+@dataclass
+class Measured:
+    """One run: overhead.py's per-round figures, plus flchain's store bytes and time split per round."""
+
+    size: str
+    mode: str  # "flower" for the plain Flower variant
+    run: overhead.RunResult
+    store_bytes: list[int] = field(default_factory=list)
+    split: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _spec(setup: overhead.Setup, run_dir: Path, mode: str) -> Path:
+    """A RunSpec file: the deployment, a fresh store and events file for this run, the ledger mode."""
+    config = RunConfig()
+    config.chain.deployment = str(setup.deployment)
+    config.store.dir = str(run_dir / "store")
+    config.ledger.mode = mode
+    config.scoring.method = "cosine"  # the same scorer in both modes (verified mode re-derives it)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "run.json"
+    RunSpec(config, run_dir, run_dir / "events.jsonl").write(path)
+    return path
+
+
+def one_run(setup: overhead.Setup, engine: str, size: str, mode: str, repeat: int, nodes: int) -> Measured:
+    """One run of one variant; `mode` "flower" is the app without its flchain lines."""
+    tag = f"{size}-{mode}"
+    variant = "plain" if mode == "flower" else "flchain"
+    run_dir = setup.work / f"{engine}-{variant}-{tag}-{repeat}"
+    base = dict(setup.run_config)
+    if variant == "flchain":
+        setup.run_config = base | {RUN_SPEC_KEY: str(_spec(setup, run_dir, mode))}
+    runner = overhead.deployment_run if engine == "deployment" else overhead.simulation_run
+    try:
+        result = runner(setup, variant, f"{tag}-{repeat}", nodes)  # type: ignore[arg-type]
+    finally:
+        setup.run_config = base
+    measured = Measured(size, mode, result)
+    if variant == "flchain":
+        reports = read_reports(run_dir / "events.jsonl")[1:]  # round 0 is the initial model
+        store = run_dir / "store"
+        for report in reports:
+            blob = store / report.model_hash.removeprefix("0x")
+            measured.store_bytes.append(blob.stat().st_size + report.published_bytes)
+        measured.split = {k: [r.seconds.get(k, 0.0) for r in reports] for k in SPLIT}
+    return measured
+
+
+def _steady(values: list[float]) -> float:
+    return statistics.median(values[1:] or values) if values else 0.0
+
+
+def summarize(runs: list[Measured]) -> list[dict]:
+    """Per (engine, size, mode): medians of the flchain and plain Flower runs and of their paired ratios."""
+    rows = []
+    keys = sorted({(m.run.engine, m.size, m.mode) for m in runs if m.mode != "flower"})
+    for engine, size, mode in keys:
+        pairs = []
+        for f in runs:
+            if (f.run.engine, f.size, f.mode) != (engine, size, mode):
+                continue
+            repeat = str(f.run.repeat).rsplit("-", 1)[-1]
+            p = [m for m in runs if (m.run.engine, m.size, m.mode) == (engine, size, "flower")]
+            p = [m for m in p if str(m.run.repeat).rsplit("-", 1)[-1] == repeat]
+            if p:
+                pairs.append((p[0], f))
+        if not pairs:
+            continue
+        row: dict = {"engine": engine, "size": size, "mode": mode, "pairs": len(pairs)}
+        for metric, get in (("wall", lambda m: m.run.wall), ("cpu", lambda m: m.run.cpu)):
+            row[f"{metric}_flower"] = statistics.median(get(p) for p, _ in pairs)
+            row[f"{metric}_flchain"] = statistics.median(get(f) for _, f in pairs)
+            row[f"{metric}_ratio"] = statistics.median(get(f) / get(p) for p, f in pairs)
+        row["rss_flower"] = statistics.median(p.run.peak_rss_mb for p, _ in pairs)
+        row["rss_flchain"] = statistics.median(f.run.peak_rss_mb for _, f in pairs)
+        row["rss_ratio"] = statistics.median(f.run.peak_rss_mb / p.run.peak_rss_mb for p, f in pairs)
+        row["store_mb"] = statistics.median(_steady([b / 1e6 for b in f.store_bytes]) for _, f in pairs)
+        for k in SPLIT:
+            row[k] = statistics.median(_steady(f.split.get(k, [])) for _, f in pairs)
+        row["hash_share"] = (row["hash"] + row["model_hash"]) / row["wall_flchain"]
+        row["target"] = TARGETS[(engine, mode)]
+        rows.append(row)
+    return rows
+
+
+def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows: list[dict]) -> None:
+    """OUT.json with every run, OUT.md with the tables; the main table printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "runs": [{**asdict(m), "run": asdict(m.run)} for m in runs],
+                "summary": rows,
+            },
+            indent=1,
+        )
+    )
+    lines = [
+        "# flchain's overhead at real model sizes",
+        "",
+        f"Measured by `bench/model_size.py` on {os.cpu_count()} shared cores: the Flower App "
+        "`bench/apps/widemlp` (an MLP 32 → H → H → 10 sized to 1M, 10M or 100M float32 parameters, 4 MB, "
+        "40 MB, 400 MB per message; one SGD step on a synthetic batch per round, so the round's cost is the "
+        f"model's size) with and without its flchain lines, {args.nodes} nodes, {args.rounds} rounds "
+        f"({args.big_rounds} at 100M), {args.repeats} paired repeat(s), flchain's ledger in plain and in "
+        "verified mode. Per steady round (rounds 2..N, from the ServerApp's log timestamps): wall and CPU "
+        "seconds of every process the run used (flchain's include the chain node), the run's peak resident "
+        "memory summed over those processes, and the bytes flchain wrote to its store per round. Ratios are "
+        "medians of the paired ratios (flchain / plain Flower).",
+        "",
+        "| engine | size | ledger | wall Flower s | wall flchain s | wall ratio | target | CPU ratio "
+        "| peak RSS Flower MB | peak RSS flchain MB | RSS ratio | store MB/round |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    table = Table(title="flchain / plain Flower per steady round, by model size")
+    for col in ("engine", "size", "ledger", "wall Flower", "wall flchain", "ratio", "target", "CPU", "RSS"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        lines.append(
+            f"| {r['engine']} | {r['size']} | {r['mode']} | {r['wall_flower']:.2f} | {r['wall_flchain']:.2f} "
+            f"| {r['wall_ratio']:.3f} | ≤ {r['target']:.2f} | {r['cpu_ratio']:.3f} | {r['rss_flower']:.0f} "
+            f"| {r['rss_flchain']:.0f} | {r['rss_ratio']:.3f} | {r['store_mb']:.0f} |"
+        )
+        table.add_row(
+            r["engine"],
+            r["size"],
+            r["mode"],
+            f"{r['wall_flower']:.2f}",
+            f"{r['wall_flchain']:.2f}",
+            f"{r['wall_ratio']:.3f}",
+            f"≤ {r['target']:.2f}",
+            f"{r['cpu_ratio']:.3f}",
+            f"{r['rss_ratio']:.3f}",
+        )
+    lines += [
+        "",
+        "## The coordinator's time per round (seconds, flchain runs, from its round reports)",
+        "",
+        "screen: reading, checking and signature-checking the replies, of which hash: hashing the "
+        "updates (in parallel threads) and, in verified mode, the aggregate; score: the round's scores "
+        "(cosine with the coordinate-wise median update); model_hash: the aggregate's "
+        "hash in plain mode; store: writing the model (and verified mode's updates and manifest), "
+        "streamed and fsynced; commit: the transaction to its receipt; finalize: waiting for the "
+        "validators (not configured here). hash share: all hashing over the round's wall time.",
+        "",
+        "| engine | size | ledger | screen | hash | score | model_hash | store | commit | finalize "
+        "| hash share |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        split = " | ".join(f"{r[k]:.3f}" for k in SPLIT)
+        lines.append(f"| {r['engine']} | {r['size']} | {r['mode']} | {split} | {r['hash_share']:.1%} |")
+    lines += [
+        "",
+        "## What flchain does per byte, and where it sits",
+        "",
+        "- Every blob is hashed once per process, without a serialised copy: `protocol/model_bytes.py` "
+        "builds safetensors' header itself (held byte for byte to safetensors' output by "
+        "tests/test_store.py) and feeds keccak-256 each array's own buffer; the store streams the same "
+        "parts to disk. The hash is unchanged (keccak-256 of the safetensors bytes): anyone re-hashes a "
+        "blob as before. `bench/hash_speed.py` (docs/hashing.md) measures it against the old path.",
+        "- Coordinator: a round's updates are hashed in parallel threads (pycryptodome's keccak releases "
+        "the GIL); that one hash serves the signature check, the manifest entry and the stored update blob "
+        "(verified mode writes each update once, streamed from the arrays as received). The aggregate is "
+        "hashed once, for the manifest and the store.",
+        "- Node: the received model is hashed while the app trains and checked against the parent round "
+        "before the reply; the reply's arrays are read as views of Flower's own message bytes (no copy) "
+        "for the architecture check and the signature's hash.",
+        "- The ledger overlaps training: round r's commit (store, transaction, receipt, report) runs while "
+        "round r+1 is sampled and trained (`coordinator/commit_pipeline.py`); nodes wait for the parent "
+        "round after training if it has not landed yet. Its cost shows in the rows above only when it is "
+        "longer than a round's training.",
+    ]
+    lines += ["", "Every run (wall and CPU seconds per round, rounds 1..N):", ""]
+    lines += [
+        "| engine | size | ledger | repeat | wall per round | CPU per round | peak RSS MB | run s |",
+        "|---|---|---|---|---|---|---:|---:|",
+    ]
+    for m in runs:
+        r = m.run
+        walls = " ".join(f"{w:.2f}" for w in r.round_wall)
+        cpus = " ".join(f"{c:.2f}" for c in r.round_cpu)
+        lines.append(
+            f"| {r.engine} | {m.size} | {m.mode} | {r.repeat} | {walls} | {cpus} | {r.peak_rss_mb:.0f} "
+            f"| {r.total_s:.1f} |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    console.print(table)
+    console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
+def _plan(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(engine, size) pairs to run, the biggest size only on `--big-engines`."""
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    if unknown := set(sizes) - set(SIZES):
+        raise SystemExit(f"--sizes: unknown {sorted(unknown)} (expected {', '.join(SIZES)})")
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    big = {e.strip() for e in args.big_engines.split(",")}
+    return [(e, s) for s in sizes for e in engines if s != "100M" or e in big]
+
+
+def main() -> None:
+    """Measure every (engine, size) with plain Flower and flchain's ledger modes, and report."""
+    signal.signal(signal.SIGTERM, overhead._interrupted)  # so every process started is stopped
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1M,10M,100M")
+    parser.add_argument("--engines", default="deployment,simulation")
+    parser.add_argument("--big-engines", default="deployment")
+    parser.add_argument("--modes", default="plain,verified")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--big-rounds", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "model-size")
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    runs: list[Measured] = []
+    with tempfile.TemporaryDirectory(prefix="flchain-model-size-") as tmp:
+        setup, local, _ = overhead.prepare(Path(tmp), APP, args.nodes)
+        overhead.declare_run_config(setup.apps["flchain"] / "pyproject.toml", (RUN_SPEC_KEY,))
+        try:
+            for engine, size in _plan(args):
+                rounds = args.big_rounds if size == "100M" else args.rounds
+                setup.run_config = {
+                    "num-server-rounds": rounds,
+                    "params": SIZES[size],
+                    "min-nodes": args.nodes,
+                }
+                for repeat in range(args.repeats):
+                    order = ["flower", *modes] if repeat % 2 == 0 else [*modes, "flower"]
+                    for mode in order:
+                        console.print(f"{engine} {size} {mode} run {repeat + 1}/{args.repeats} ...")
+                        m = one_run(setup, engine, size, mode, repeat, args.nodes)
+                        console.print(
+                            f"  round wall {m.run.wall:.2f} s, CPU {m.run.cpu:.2f} s, "
+                            f"peak RSS {m.run.peak_rss_mb:.0f} MB"
+                        )
+                        runs.append(m)
+        finally:
+            local.stop()
+    write_report(args.out, args, runs, summarize(runs))
+
+
+if __name__ == "__main__":
+    main()
