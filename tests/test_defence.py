@@ -277,7 +277,7 @@ def test_the_fast_vector_arithmetic_is_bit_for_bit_numpys() -> None:
         update["w"] = np.asfortranarray(update["w"])
         plain = np.concatenate([(np.asarray(update[k], np.float64) - previous[k]).ravel() for k in previous])
         assert flat_delta(update, previous).tobytes() == plain.tobytes(), dtype
-    for count in range(1, 8):
+    for count in (*range(1, 8), 16, 17, 20):  # the sorting network up to 16, a sort above
         vectors = [rng.normal(size=1001) for _ in range(count)]
         vectors[0][:100] = vectors[-1][:100]  # ties
         expected = np.median(np.stack(vectors), axis=0)

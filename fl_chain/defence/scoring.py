@@ -36,8 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fl_chain.defence.trust import trust_scores
-from fl_chain.defence.vectors import coordinate_median, cosine, flat_delta
+from fl_chain.defence.gram import MEDIAN, delta_gram, median_cosines, root_cosines
 from fl_chain.protocol.fixedpoint import SCALE
 
 Arrays = Mapping[str, np.ndarray]
@@ -160,18 +159,14 @@ def exact_shapley(players: list[str], value: Callable[[frozenset], float]) -> di
 
 def cosine_scores(inp: RoundInput) -> dict[str, float]:
     """Cosine similarity of each update with the coordinate-wise median update (0 for a null update)."""
-    deltas = {who: flat_delta(arrays, inp.previous) for who, arrays in inp.updates.items()}
-    reference = coordinate_median(list(deltas.values()))
-    return {who: cosine(delta, reference) for who, delta in deltas.items()}
+    return median_cosines(inp.updates, inp.previous)
 
 
 def fltrust_scores(inp: RoundInput) -> dict[str, float]:
     """ReLU(cos(update_i, g0)) with the server's root update g0 (FLTrust's trust score)."""
     if inp.root is None:
         raise ValueError("the fltrust score needs the server's root update (a validation split)")
-    return trust_scores(
-        {who: flat_delta(arrays, inp.previous) for who, arrays in inp.updates.items()}, inp.root
-    )
+    return {who: max(0.0, c) for who, c in root_cosines(inp.updates, inp.previous, inp.root).items()}
 
 
 def data_size_scores(inp: RoundInput) -> dict[str, float]:
@@ -214,13 +209,12 @@ def find_outliers(previous: Arrays, updates: Mapping[str, Arrays], norm_ratio: f
     from the coordinate-wise median update (cosine < 0, e.g. sign flips). Needs >= 3 updates."""
     if len(updates) < 3:
         return {}
-    deltas = {who: flat_delta(arrays, previous) for who, arrays in updates.items()}
-    norms = {who: float(np.linalg.norm(d)) for who, d in deltas.items()}
+    gram = delta_gram(updates, previous, median=True)  # blocked: no model-sized copies per update
+    norms = {who: gram.norm(who) for who in updates}
     median_norm = float(np.median(list(norms.values())))
-    reference = coordinate_median(list(deltas.values()))
-    ref_norm = float(np.linalg.norm(reference))
+    ref_norm = gram.norm(MEDIAN)
     flagged = {}
-    for who, delta in deltas.items():
+    for who in updates:
         if median_norm > 0 and norms[who] > norm_ratio * median_norm:
             flagged[who] = (
                 f"outlier: update norm {norms[who]:.3g} > {norm_ratio:g} x median {median_norm:.3g}"
@@ -229,7 +223,7 @@ def find_outliers(previous: Arrays, updates: Mapping[str, Arrays], norm_ratio: f
             flagged[who] = (
                 f"outlier: update norm {norms[who]:.3g} < median {median_norm:.3g} / {norm_ratio:g}"
             )
-        elif ref_norm > 0 and float(delta @ reference) < 0:
+        elif ref_norm > 0 and gram.dot(who, MEDIAN) < 0:
             flagged[who] = "outlier: update points away from the median update"
     return flagged
 

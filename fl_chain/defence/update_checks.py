@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fl_chain.defence.gram import squared_distance
+
 
 def check_update(
     update: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], max_update_norm: float
@@ -23,18 +25,16 @@ def check_update(
     extra = sorted(set(update) - set(reference))
     if extra:
         return f"unexpected array {extra[0]!r}"
-    squared = 0.0
     for name, ref in reference.items():
         value = update[name]
         if value.shape != ref.shape:
             return f"array {name!r} has shape {value.shape}, expected {ref.shape}"
         if value.dtype != ref.dtype:
             return f"array {name!r} has dtype {value.dtype}, expected {ref.dtype}"
-        if not np.isfinite(value).all():
-            return f"array {name!r} contains NaN or Inf"
-        # (value - ref)**2 in float64, with two temporaries instead of four (the same sum, bit for bit)
-        difference = np.subtract(value, ref, dtype=np.float64)  # a numpy scalar for 0-d arrays
-        squared += float(np.sum(np.square(difference, out=difference) if difference.ndim else difference**2))
+    # one blocked pass for finiteness and the distance: no model-sized temporaries (defence/gram.py)
+    squared = squared_distance(update, reference, list(reference))
+    if isinstance(squared, str):
+        return f"array {squared!r} contains NaN or Inf"
     norm = squared**0.5
     if norm > max_update_norm:
         return f"update norm {norm:.3g} exceeds the limit {max_update_norm:.3g}"

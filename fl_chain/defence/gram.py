@@ -1,0 +1,131 @@
+"""Every dot product among a round's updates (and the server's root update g0, and their coordinate-wise
+median) in one blocked pass over the parameters: the Gram matrix of the flattened deltas.
+
+Scores, outlier checks and trust weights only need norms and cosines. Computing them from whole float64
+copies of every delta (`vectors.flat_delta`) costs 8 bytes per parameter per update in fresh memory: at 100M
+parameters and 3 updates that is 2.4 GB plus the median's stack, and allocating it dominated the
+coordinator's round (bench/model_size.py: 44.6 s of scoring). Here the deltas are formed one block of
+`BLOCK` parameters at a time into one reused buffer, and one matrix product per block accumulates all
+the dot products, so memory stays at a few MB whatever the model's size.
+
+Results equal the whole-vector formulas up to floating-point summation order (the blocks are summed in a
+fixed order, so a validator re-deriving a round with this code gets the same numbers bit for bit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fl_chain.defence.vectors import coordinate_median
+
+Arrays = Mapping[str, np.ndarray]
+BLOCK = 1 << 18  # parameters per block: 2 MB of float64 per row, warm in cache-friendly memory
+ROOT = "\x00root"  # row labels that cannot collide with a participant's name
+MEDIAN = "\x00median"
+
+
+@dataclass(frozen=True)
+class DeltaGram:
+    """Dot products of the flattened deltas (update - previous), g0 and the median delta, by label."""
+
+    labels: tuple[str, ...]
+    matrix: np.ndarray
+
+    def _index(self, label: str) -> int:
+        return self.labels.index(label)
+
+    def dot(self, a: str, b: str) -> float:
+        """a . b"""
+        return float(self.matrix[self._index(a), self._index(b)])
+
+    def norm(self, label: str) -> float:
+        """The L2 norm of one row."""
+        return float(np.sqrt(max(self.dot(label, label), 0.0)))
+
+    def cosine(self, a: str, b: str) -> float:
+        """Cosine similarity of two rows (0 when either is zero, as vectors.cosine)."""
+        na, nb = self.norm(a), self.norm(b)
+        return self.dot(a, b) / (na * nb) if na > 0 and nb > 0 else 0.0
+
+
+def _flat(array: np.ndarray) -> np.ndarray:
+    """The array in C order as one vector (a view when it already is contiguous)."""
+    return np.asarray(array).reshape(-1)
+
+
+def _blocks(previous: Arrays) -> Iterator[tuple[str, int, int, int]]:
+    """(array name, start and end within the array, offset of the array in the flat vector) per block,
+    in the array order of `previous` (the order every flattening in defence/ uses)."""
+    offset = 0
+    for name, ref in previous.items():
+        size = int(np.size(ref))
+        for lo in range(0, size, BLOCK):
+            yield name, lo, min(lo + BLOCK, size), offset
+        offset += size
+
+
+def delta_gram(
+    updates: Mapping[str, Arrays],
+    previous: Arrays,
+    root: np.ndarray | None = None,
+    median: bool = False,
+) -> DeltaGram:
+    """The Gram matrix of the updates' deltas from `previous` (rows labelled by participant), plus `ROOT`
+    (the flat root update g0) if given and `MEDIAN` (the coordinate-wise median delta, as
+    vectors.coordinate_median) if asked, computed block by block."""
+    who = list(updates)
+    labels = tuple(who) + ((ROOT,) if root is not None else ()) + ((MEDIAN,) if median else ())
+    gram = np.zeros((len(labels), len(labels)))
+    sizes = [int(np.size(v)) for v in previous.values()]
+    if root is not None and root.size != sum(sizes):
+        raise ValueError(f"root update has {root.size} parameters, the model {sum(sizes)}")
+    buffer = np.empty((len(labels), min(BLOCK, max(sizes, default=1))))
+    flats = {name: _flat(ref) for name, ref in previous.items()}
+    update_flats: dict[str, list[np.ndarray]] = {}
+    for name, lo, hi, offset in _blocks(previous):
+        if name not in update_flats:
+            update_flats = {name: [_flat(updates[w][name]) for w in who]}  # one array's views at a time
+        block = buffer[:, : hi - lo]
+        for row, flat in enumerate(update_flats[name]):
+            np.subtract(flat[lo:hi], flats[name][lo:hi], out=block[row], dtype=np.float64)
+        row = len(who)
+        if root is not None:
+            block[row] = root[offset + lo : offset + hi]
+            row += 1
+        if median:
+            block[row] = coordinate_median(list(block[: len(who)])) if who else 0.0
+        gram += block @ block.T
+    return DeltaGram(labels, gram)
+
+
+def median_cosines(updates: Mapping[str, Arrays], previous: Arrays) -> dict[str, float]:
+    """Each update's cosine with the coordinate-wise median update (0 for a null update)."""
+    gram = delta_gram(updates, previous, median=True)
+    return {who: gram.cosine(who, MEDIAN) for who in updates}
+
+
+def root_cosines(updates: Mapping[str, Arrays], previous: Arrays, root: np.ndarray) -> dict[str, float]:
+    """Each update's cosine with the server's root update g0."""
+    gram = delta_gram(updates, previous, root=root)
+    return {who: gram.cosine(who, ROOT) for who in updates}
+
+
+def squared_distance(update: Arrays, reference: Arrays, names: Sequence[str]) -> float | str:
+    """sum((update - reference)**2) over the named arrays, in float64, block by block; or the name of the
+    first array that holds NaN or Inf (checked in the same pass)."""
+    squared = 0.0
+    size = max((int(np.size(reference[n])) for n in names), default=1)
+    buffer = np.empty(min(BLOCK, max(size, 1)))
+    for name in names:
+        value, ref = _flat(update[name]), _flat(reference[name])
+        for lo in range(0, value.size, BLOCK):
+            hi = min(lo + BLOCK, value.size)
+            if not np.isfinite(value[lo:hi]).all():
+                return name
+            part = buffer[: hi - lo]
+            np.subtract(value[lo:hi], ref[lo:hi], out=part, dtype=np.float64)
+            squared += float(part @ part)
+    return squared
