@@ -13,6 +13,7 @@ honest node-round) and whether every attacker ends below every honest node in re
 appended to --out/robustness-attacks.json as they come (a stopped run resumes where it stopped, done
 cells are skipped), and docs/robustness-attacks.md is rewritten from all of them.
 Usage: .venv/bin/python bench/robustness_attacks.py [--part 1/6] [--only clean|attacks|scale] [--list]
+       [--where fraction=0.3 --where data=IID ...]
        [--rounds 30] [--seeds 0 1 2]   (about 1-2 min per 30-round cell on 2 cores; the full grid is
        several hundred cells: split it with --part across sessions)
 """
@@ -65,6 +66,59 @@ def cells(only: str, seeds: list[int]) -> list[Cell]:
     return out
 
 
+FIELDS = ("defence", "data", "attack", "fraction", "seed", "epochs", "clients")
+
+
+def matches(cell: Cell, where: list[str]) -> bool:
+    """Whether a cell has every FIELD=VALUE of `where` (e.g. fraction=0.3, data=IID)."""
+    for condition in where:
+        name, _, value = condition.partition("=")
+        if name not in FIELDS:
+            raise SystemExit(f"--where {condition!r}: field must be one of {', '.join(FIELDS)}")
+        if str(cell[FIELDS.index(name)]) != value:
+            return False
+    return True
+
+
+def summary(results: list[dict]) -> list[str]:
+    """One row per (defence, data, attack, attackers): the means over seeds and epochs, the honest
+    penalties over honest node-rounds, and the clean runs' undefended accuracy for comparison."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["defence"], r["data"], r["attack"], r["fraction"]), []).append(r)
+    # the undefended clean run of the same data, seed and local epochs: the reference of each run
+    undefended = {
+        (r["data"], r["seed"], r["epochs"]): r["final_accuracy"]
+        for r in results
+        if r["defence"] == "none" and r["attack"] == "none"
+    }
+    lines = [
+        "| defence | data | attack | attackers | runs | accuracy (mean) | vs undefended clean (runs) "
+        "| ASR (max) "
+        "| attackers suspended | honest penalties / honest node-rounds | honest suspended "
+        "| attackers ranked below |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (defence, data, attack, fraction), rs in sorted(groups.items()):
+        accuracy = sum(r["final_accuracy"] for r in rs) / len(rs)
+        gaps = [
+            r["final_accuracy"] - undefended[(r["data"], r["seed"], r["epochs"])]
+            for r in rs
+            if (r["data"], r["seed"], r["epochs"]) in undefended
+        ]
+        gap = f"{100 * sum(gaps) / len(gaps):+.1f} pts ({len(gaps)})" if gaps else "-"
+        ranked = sum(bool(r["attackers_rank_below_honest"]) for r in rs)
+        lines.append(
+            f"| {defence} | {data} | {attack} | {100 * fraction:.0f} % | {len(rs)} | "
+            f"{100 * accuracy:.1f} % | {gap} | {100 * max(r['attack_success_rate'] for r in rs):.1f} % | "
+            f"{sum(r['attackers_suspended'] for r in rs)}/{sum(r['attackers'] for r in rs)} | "
+            f"{sum(r['honest_penalties'] for r in rs)}/{sum(r['honest_node_rounds'] for r in rs)} | "
+            f"{sum(r['honest_suspended'] for r in rs)} | "
+            f"{f'{ranked}/{len(rs)}' if fraction else '-'} |"
+        )
+    return lines
+
+
 def key(cell: Cell) -> str:
     """A cell's identity in the results file."""
     return json.dumps(list(cell))
@@ -81,6 +135,12 @@ def write_markdown(results: list[dict], out: Path, rounds: int) -> None:
         f"Over all of them: {penalties} honest penalties in {honest_rounds} honest node-rounds "
         f"(false-positive rate {100 * penalties / max(1, honest_rounds):.2f} %), "
         f"{sum(r['honest_suspended'] for r in results)} honest suspensions.",
+        "",
+        "## Summary",
+        "",
+        *summary(results),
+        "",
+        "## Every run",
         "",
         "| defence | data | attack | attackers | nodes | epochs | seed | accuracy | ASR "
         "| attackers suspended | all by round | honest penalties (rate) | first | honest suspended "
@@ -106,11 +166,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", choices=("", "clean", "attacks", "scale"), default="")
     parser.add_argument("--part", default="1/1", help="k/n: run every n-th cell starting at the k-th")
+    parser.add_argument(
+        "--where", action="append", default=[], metavar="FIELD=VALUE", help="only cells with this value"
+    )
     parser.add_argument("--list", action="store_true", help="print the cells and their count, run nothing")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     args = parser.parse_args()
     k, n = (int(v) for v in args.part.split("/"))
-    todo = cells(args.only, args.seeds)[k - 1 :: n]
+    todo = [c for c in cells(args.only, args.seeds) if matches(c, args.where)][k - 1 :: n]
     if args.list:
         print("\n".join(key(c) for c in todo) + f"\n{len(todo)} cells")
         return
