@@ -218,6 +218,11 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "the GIL); that one hash serves the signature check, the manifest entry and the stored update blob "
         "(verified mode writes each update once, streamed from the arrays as received). The aggregate is "
         "hashed once, for the manifest and the store.",
+        "- Scores, the outlier check and each reply's finiteness and size check read the updates block by "
+        "block (`defence/gram.py`: 256k parameters at a time into one reused buffer, every dot product "
+        "of the round from one matrix product per block, the coordinate-wise median by a min/max sorting "
+        "network), not as whole float64 copies: at 100M parameters and 3 updates the copies were 2.4 GB "
+        "of fresh memory per round and scoring took 44.6 s of it; now about 1 s.",
         "- Node: the received model is hashed while the app trains and checked against the parent round "
         "before the reply; the reply's arrays are read as views of Flower's own message bytes (no copy) "
         "for the architecture check and the signature's hash.",

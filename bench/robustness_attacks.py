@@ -187,7 +187,12 @@ def main() -> None:
             continue
         started = time.monotonic()
         defence, data, attack, fraction, seed, epochs, clients = cell
-        r = run_one(defence, data, attack, fraction, args.rounds, seed, epochs, clients) | {"cell": key(cell)}
+        try:
+            r = run_one(defence, data, attack, fraction, args.rounds, seed, epochs, clients)
+        except Exception as exc:  # one failed cell is reported and retried next time; the others still run
+            print(f"[{i}/{len(todo)}] {key(cell)} FAILED: {type(exc).__name__}: {exc}", flush=True)
+            continue
+        r |= {"cell": key(cell)}
         results.append(r)
         args.out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=1))

@@ -144,3 +144,49 @@ def test_a_failed_commit_stops_the_run_before_the_next_round_is_used_or_committe
     assert 3 in sent_rounds and 4 not in sent_rounds
     assert inner.aggregated == [1, 2]
     assert [e.round for e in entries if isinstance(e, RoundReport)] == [0, 1]
+
+
+def _suspending_run(
+    chain: LocalChain, store: Path, overlap: bool, honest_after: int | None
+) -> tuple[ChainStrategy, list[RoundReport], str]:
+    """8 rounds of two honest nodes and a third that sends NaN (penalized every round) until round
+    `honest_after`, then honest updates."""
+    a, b, c = new_nodes(chain, 3)
+    chain_id = chain.client.deployment.chain_id
+    poisoned, honest = node(c, chain_id, 3, 0.2, nan=True), node(c, chain_id, 3, 0.2)
+
+    def turning(message: Message) -> Message | None:
+        config = message.content.config_records.get("config")
+        late = honest_after is not None and config is not None and int(config[CONFIG_ROUND]) > honest_after
+        return (honest if late else poisoned)(message)
+
+    grid = FakeGrid({1: node(a, chain_id, 1, 0.1), 2: node(b, chain_id, 2, 0.3), 3: turning})
+    entries: list = []
+    config = RunConfig()
+    config.federation.overlap_commit = overlap
+    session = LedgerSession(
+        chain.client, chain.coordinator, ModelStore(store), RunEvents(callback=entries.append), config
+    )
+    strategy = ChainStrategy.with_ledger(CountingFedAvg(), session, app="overlap/1")
+    strategy.start(grid, arrays_to_record(INITIAL), num_rounds=8)
+    return strategy, [e for e in entries if isinstance(e, RoundReport)], c.address
+
+
+def test_a_node_suspended_by_the_commit_in_flight_is_dropped_not_scored(
+    chain: LocalChain, tmp_path: Path, commit_threads: list[tuple[int, str]]
+) -> None:
+    """Round r's commit suspends a node while round r+1, which sampled it before that commit landed,
+    trains; the node's round r+1 update is usable. The ledger refuses scores and charges for an inactive
+    node, so round r+1 drops that reply with the reason instead of scoring it, and the run goes on."""
+    _, synchronous, address = _suspending_run(chain, tmp_path / "sync", overlap=False, honest_after=None)
+    suspending = next(r.round for r in synchronous if address.lower() in map(str.lower, r.suspended))
+    commit_threads.clear()
+    strategy, reports, address = _suspending_run(chain, tmp_path / "o", overlap=True, honest_after=suspending)
+    assert [r.round for r in reports] == list(range(9))  # every round committed
+    in_background = [r for r, thread in commit_threads if thread.startswith("flchain-commit")]
+    assert in_background == list(range(1, 9))  # the overlap stayed on throughout
+    assert address.lower() in map(str.lower, reports[suspending].suspended)
+    after = reports[suspending + 1]
+    assert after.dropped[address] == f"suspended by round {suspending}'s commit while this round trained"
+    assert address not in after.penalized and address not in after.missed and address not in after.scores
+    assert ledger.round_count(chain.client, strategy.committer.task) == 9

@@ -90,6 +90,9 @@ class TrainRounds:
         # Set by ChainStrategy.start around Flower's loop, which settles the last commit at its end; a
         # caller driving configure/aggregate itself gets each commit done when `aggregate` returns.
         self.overlap = False
+        # Nodes round r's overlapped commit suspended (lowercase addresses): round r+1 sampled them before
+        # it landed, and the ledger refuses scores or charges for an inactive node (aggregate drops them).
+        self._suspended_meanwhile: set[str] = set()
         self.min_nodes = max(self.policy.min_nodes, int(getattr(inner, "min_available_nodes", 1)))
         self._capacity: dict[str, int] = {}  # declared samples/s, read once per node per run
         self._selected: dict[int, str] = {}
@@ -219,14 +222,22 @@ class TrainRounds:
     ) -> tuple[ArrayRecord, MetricRecord | None]:
         """Screen, judge, score, aggregate with the wrapped strategy, commit and report the round."""
         self.commits.settle()  # the previous round is mined (or the run stops) before a reply is used
+        gone, self._suspended_meanwhile = self._suspended_meanwhile, set()
+        admitted = {n: a for n, a in self.gate.admitted.items() if a.lower() not in gone}
         on_chain_round = self.round_offset + server_round
         seconds = {"join": self._join_seconds, "train": time.monotonic() - self._train_started}
         context = self._context(on_chain_round)
         started = time.monotonic()
-        screened = screen_replies(replies, self.gate.admitted, self._previous, self.policy.screening, context)
+        screened = screen_replies(replies, admitted, self._previous, self.policy.screening, context)
+        for node_id, address in self.gate.admitted.items():
+            if node_id not in admitted and node_id in screened.answered:
+                screened.dropped.pop(f"node {node_id}", None)
+                screened.dropped[address] = (
+                    f"suspended by round {on_chain_round - 1}'s commit while this round trained"
+                )
         seconds["screen"], seconds["hash"] = time.monotonic() - started, screened.hash_seconds
         root, reference = self._judge_with_root(screened, seconds)
-        missed = self._attendance(screened)
+        missed = [a for a in self._attendance(screened) if a.lower() not in gone]  # inactive: no charge
         weights = (
             canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
         )
@@ -268,6 +279,7 @@ class TrainRounds:
             commit = self.committer.commit(
                 on_chain_round, model, scores, missed, sorted(screened.penalized), verified, digest
             )
+            self._suspended_meanwhile = {a.lower() for a in commit.suspended}
             seen = (fields, refused, known)
             self._report(on_chain_round, screened, raw, scores, missed, commit, seen, step, seconds)
 
