@@ -79,14 +79,15 @@ class BlobStore(Protocol):
     def put(self, blob: bytes) -> tuple[bytes, str]:
         """Store a blob under its hash, durably; (hash, uri)."""
 
-    def put_update(self, blob: bytes) -> bytes:
-        """Store a node's update blob where only the validators read it; its hash."""
+    def put_update(self, blob: bytes | Mapping[str, np.ndarray], digest: bytes | None = None) -> bytes:
+        """Store a node's update (bytes or arrays) where only the validators read it; its hash (`digest`
+        if given: already computed by this process)."""
 
     def put_document(self, name: str, blob: bytes) -> str:
         """Store a published document under `rounds/NAME`; its URI."""
 
-    def put_arrays(self, arrays: Mapping[str, np.ndarray]) -> tuple[bytes, str]:
-        """Store named arrays in canonical form; (hash, uri)."""
+    def put_arrays(self, arrays: Mapping[str, np.ndarray], digest: bytes | None = None) -> tuple[bytes, str]:
+        """Store named arrays in canonical form; (hash, uri) (`digest` if given: already computed)."""
 
 
 def is_s3(location: str | Path) -> bool:

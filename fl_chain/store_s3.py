@@ -58,9 +58,11 @@ class S3Store:
         self._write(self.location + digest.hex(), blob, f"model blob {digest.hex()[:12]}…")
         return digest, self.uri_for(digest)
 
-    def put_update(self, blob: bytes) -> bytes:
-        """Store a node's update blob under its hash in the private updates prefix or bucket."""
-        digest = model_hash(blob)
+    def put_update(self, blob: bytes | Mapping[str, np.ndarray], digest: bytes | None = None) -> bytes:
+        """Store a node's update (its canonical bytes or its arrays) under its hash in the private updates
+        prefix or bucket; `digest`: its hash if this process already computed it (not computed again)."""
+        blob = blob if isinstance(blob, bytes) else canonical_bytes(blob)  # one PUT takes whole bytes
+        digest = digest or model_hash(blob)
         self._write(self.updates_base + digest.hex(), blob, f"update blob {digest.hex()[:12]}…")
         return digest
 
@@ -71,9 +73,13 @@ class S3Store:
         self._write(self.location + ROUNDS_DIR + "/" + name, blob, f"round manifest {name}")
         return self.base_uri + ROUNDS_DIR + "/" + name
 
-    def put_arrays(self, arrays: Mapping[str, np.ndarray]) -> tuple[bytes, str]:
-        """Store named arrays in canonical form; return (hash, uri)."""
-        return self.put(canonical_bytes(arrays))
+    def put_arrays(self, arrays: Mapping[str, np.ndarray], digest: bytes | None = None) -> tuple[bytes, str]:
+        """Store named arrays in canonical form; return (hash, uri). `digest`: their hash if this process
+        already computed it (not computed again)."""
+        blob = canonical_bytes(arrays)
+        digest = digest or model_hash(blob)
+        self._write(self.location + digest.hex(), blob, f"model blob {digest.hex()[:12]}…")
+        return digest, self.uri_for(digest)
 
     def _present(self, path: str) -> bool:
         """Whether an object is at `path` (one HEAD; a key that may not list the bucket is told 403 for a

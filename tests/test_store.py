@@ -221,3 +221,17 @@ def test_a_really_full_or_read_only_filesystem_commits_nothing(
     subprocess.run(["mount", "-o", "remount,rw,size=2m", str(small_filesystem)], check=True)
     committer.commit(1, too_big)
     assert ledger_round_count_of(chain.client, committer.task) == 2
+
+
+def test_every_store_takes_the_same_calls() -> None:
+    """The coordinator calls a BlobStore without knowing which: ModelStore and S3Store take the same
+    arguments for every write (a signature drift broke S3 commits once)."""
+    import inspect
+
+    from fl_chain.store import BlobStore, ModelStore
+    from fl_chain.store_s3 import S3Store
+
+    for name in ("uri_for", "put", "put_update", "put_document", "put_arrays"):
+        expected = list(inspect.signature(getattr(BlobStore, name)).parameters)
+        assert list(inspect.signature(getattr(ModelStore, name)).parameters) == expected, name
+        assert list(inspect.signature(getattr(S3Store, name)).parameters) == expected, name
