@@ -416,6 +416,13 @@ def prepare(work: Path, app: Path, nodes: int) -> tuple[Setup, bootstrap.LocalDe
     return setup, local, changed
 
 
+def run_cells(r: RunResult) -> str:
+    """A run's wall and CPU seconds per round, peak RSS MB and run seconds, as markdown table cells."""
+    walls = " ".join(f"{w:.2f}" for w in r.round_wall)
+    cpus = " ".join(f"{c:.2f}" for c in r.round_cpu)
+    return f"{walls} | {cpus} | {r.peak_rss_mb:.0f} | {r.total_s:.1f}"
+
+
 def summarize(results: list[RunResult]) -> list[dict]:
     """Per engine: medians of each variant and the median of the paired ratios."""
     rows = []
@@ -539,10 +546,7 @@ def write_report(
         "|---|---|---:|---|---|---:|---:|",
     ]
     for r in results:
-        walls = " ".join(f"{w:.2f}" for w in r.round_wall)
-        cpus = " ".join(f"{c:.2f}" for c in r.round_cpu)
-        memory = f"{r.peak_rss_mb:.0f} | {r.total_s:.1f}"
-        lines.append(f"| {r.engine} | {r.variant} | {r.repeat} | {walls} | {cpus} | {memory} |")
+        lines.append(f"| {r.engine} | {r.variant} | {r.repeat} | {run_cells(r)} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     console.print(table)
     console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
