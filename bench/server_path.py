@@ -2,8 +2,8 @@
 `flchain server` (flchain's ServerApp, with the server's own root-set training) and N `flchain client`
 nodes, as the one-machine recipe starts them, against the same workload as a plain Flower App
 (bench/apps/digits-plain: the built-in task's model, partitions, local training and test split, FedAvg,
-no flchain), both on the Deployment Engine on loopback; and a third variant, `flchain server` with the
-root training turned off by configuration, which says what that training costs.
+no flchain), both on the Deployment Engine on loopback; and `flchain server` with its root training on
+one torch thread or turned off by configuration, which say what that training costs and how to place it.
 
 Variants, each run from scratch on one chain (the chain node is counted in flchain's figures):
 - plain: a SuperLink, N SuperNodes and `flwr run bench/apps/digits-plain` (bench/overhead.py's
@@ -11,20 +11,23 @@ Variants, each run from scratch on one chain (the chain node is counted in flcha
 - flchain: `flchain server --config run.toml` and N `flchain client --key ... --partition i/N`
   processes; run.toml holds the chain's deployment file, the rounds, min_nodes = N (every round trains
   every node) and local_epochs, everything else as configs/demo.toml (the defaults);
-- flchain-noroot: the same with `[scoring] method = "cosine"`, `evidence = false`, `step_ratio = 0.0`,
+- flchain-1thread: the same with OMP_NUM_THREADS=1 in `flchain server`'s environment (its ServerApp's
+  torch on one intra-op thread; the nodes keep torch's default);
+- flchain-noroot: flchain with `[scoring] method = "cosine"`, `evidence = false`, `step_ratio = 0.0`,
   the settings under which the coordinator needs no root update g0 and trains nothing
   (fl_chain/coordinator/train_round.py `needed`); the run's reports must show it (no `anchor` phase).
 
-Every repeat runs the three back to back, the order reversed on odd repeats. Per training round
-(bench/overhead.py's measures: the ServerApp log's timestamps, CPU of every process of the run sampled
-four times a second, peak summed RSS): the median over rounds 2..N, then the median of the paired
-ratios over repeats; flchain's runs also give the coordinator's per-phase seconds from their round
-reports.
+Every repeat runs the variants back to back, the order reversed on odd repeats. Before the runs, one
+round's root training is timed alone in this process (torch's default threads and one thread). Per
+training round (bench/overhead.py's measures: the ServerApp log's timestamps, CPU of every process of
+the run sampled four times a second, peak summed RSS): the median over rounds 2..N, then the median of
+the paired ratios over repeats; flchain's runs also give the coordinator's per-phase seconds from their
+round reports.
 
 Usage: .venv/bin/python bench/server_path.py [--nodes 3] [--rounds 6] [--repeats 3] [--local-epochs 5]
-       [--out docs/server-path] [--work DIR (keep the runs' logs)]
-       [--from-json OUT.json]   (rewrite OUT.md from saved runs)
-Writes OUT.md and OUT.json. Takes ~25 min with the defaults on 2 cores.
+       [--variants plain,flchain,flchain-1thread,flchain-noroot] [--out docs/server-path]
+       [--work DIR (keep the runs' logs)] [--from-json OUT.json]   (rewrite OUT.md from saved runs)
+Writes OUT.md and OUT.json. Takes ~30 min with the defaults on 2 cores (~2 min per run).
 """
 
 from __future__ import annotations
@@ -58,13 +61,23 @@ from fl_chain.wire.report import RoundReport, read_reports  # noqa: E402
 
 APP = ROOT / "bench" / "apps" / "digits-plain"
 FLCHAIN = [sys.executable, "-m", "fl_chain"]
-VARIANTS = ("plain", "flchain", "flchain-noroot")
+# flchain's variants: whether the server trains on its root set, and what `flchain server` (and so its
+# SuperLink and ServerApp processes) gets in its environment: OMP_NUM_THREADS=1 gives the ServerApp's
+# torch one intra-op thread (the nodes keep torch's default)
+FLCHAIN_VARIANTS = {
+    "flchain": (True, {}),
+    "flchain-1thread": (True, {"OMP_NUM_THREADS": "1"}),
+    "flchain-noroot": (False, {}),
+}
+VARIANTS = ("plain", *FLCHAIN_VARIANTS)
 # (variant, baseline) per table row: flchain's path against plain Flower, and against itself without
-# the root training (the row that prices that training)
+# the root training (the rows that price that training)
 COMPARISONS = {
     "flchain / plain": ("flchain", "plain"),
+    "flchain-1thread / plain": ("flchain-1thread", "plain"),
     "flchain-noroot / plain": ("flchain-noroot", "plain"),
     "flchain / flchain-noroot": ("flchain", "flchain-noroot"),
+    "flchain-1thread / flchain-noroot": ("flchain-1thread", "flchain-noroot"),
 }
 NO_ROOT = '[scoring]\nmethod = "cosine"\nevidence = false\nstep_ratio = 0.0\n'
 PHASES = ("join", "train", "anchor", "screen", "score", "model_hash", "store", "commit")
@@ -103,14 +116,15 @@ def flchain_run(setup: overhead.Setup, variant: str, repeat: int, args: argparse
     one-machine recipe), until the server ends; everything started is stopped by PID whatever happens."""
     run_dir = setup.work / f"{variant}-{repeat}"
     home = run_dir / "home"
-    config = write_config(run_dir / "run.toml", setup.deployment, args, root=variant == "flchain")
+    root, server_env = FLCHAIN_VARIANTS[variant]
+    config = write_config(run_dir / "run.toml", setup.deployment, args, root)
     env = {"FLWR_LOG_LEVEL": "DEBUG", PASSWORD_ENV: overhead.PASSWORD, "PYTHONUNBUFFERED": "1"}
     port = free_port()
     processes: list[Managed] = []
     sampler = overhead.TreeSampler([setup.chain_pid]).start()
     try:
         server_cmd = [*FLCHAIN, "server", "--config", str(config), "--port", str(port), "--home", str(home)]
-        processes.append(spawn("flchain server", server_cmd, run_dir / "server.out", env))
+        processes.append(spawn("flchain server", server_cmd, run_dir / "server.out", env | server_env))
         for i, key in enumerate(setup.keystores[: args.nodes]):
             client_cmd = [*FLCHAIN, "client", "--key", str(key), "--superlink", f"127.0.0.1:{port}"]
             client_cmd += ["--partition", f"{i}/{args.nodes}", "--deployment", str(setup.deployment)]
@@ -152,7 +166,7 @@ def phases_of(reports: list[RoundReport], variant: str) -> dict[str, list[float]
     """Per phase, the seconds of each training round from the run's round reports; checks that the
     root training ran exactly in the variant that has it (the report's `anchor` phase)."""
     trained_root = all("anchor" in r.seconds for r in reports)
-    if trained_root != (variant == "flchain") or not reports:
+    if trained_root != FLCHAIN_VARIANTS[variant][0] or not reports:
         raise RuntimeError(f"{variant}: root training {'ran' if trained_root else 'did not run'}")
     return {k: [r.seconds.get(k, 0.0) for r in reports] for k in PHASES}
 
@@ -217,7 +231,7 @@ def report_lines(args: argparse.Namespace, results: Results, rows: list[dict]) -
         "",
         f"Measured by `bench/server_path.py` on {os.cpu_count()} cores: the built-in digits task with "
         f"{args.nodes} nodes, {args.rounds} rounds, local_epochs = {args.local_epochs}, on the Deployment "
-        "Engine on loopback, in three variants run back to back in each of "
+        "Engine on loopback, in these variants run back to back in each of "
         f"{args.repeats} repeats (the order reversed on odd repeats):",
         "",
         "- **plain**: a plain Flower App with no flchain (`bench/apps/digits-plain`: the built-in task's "
@@ -227,7 +241,10 @@ def report_lines(args: argparse.Namespace, results: Results, rows: list[dict]) -
         f"i/{args.nodes}` per node, sharing one home as on one machine; run.toml is configs/demo.toml's "
         "defaults but for the rounds, the epochs and `min_nodes` (every node in every round); the chain "
         "node's CPU and memory count in;",
-        '- **flchain-noroot**: the same with `[scoring] method = "cosine"`, `evidence = false`, '
+        "- **flchain-1thread**: the same with `OMP_NUM_THREADS=1` in `flchain server`'s environment, which "
+        "its SuperLink and ServerApp processes inherit: the server's torch (its root training) runs on one "
+        "intra-op thread, the nodes keep torch's default;",
+        '- **flchain-noroot**: the same as flchain with `[scoring] method = "cosine"`, `evidence = false`, '
         "`step_ratio = 0.0`: the coordinator then needs no root update and trains nothing (each run's round "
         "reports are checked for it).",
         "",
@@ -310,7 +327,7 @@ def root_alone(local_epochs: int, repeats: int = 5) -> dict[str, float]:
 
 def root_section(results: Results, rows: list[dict], nodes: int) -> list[str]:
     """What the server's root training costs per round, where its time goes, and how to place it."""
-    cost = next((r for r in rows if r["comparison"] == "flchain / flchain-noroot"), None)
+    costs = [r for r in rows if r["baseline"] == "flchain-noroot"]
     alone, phases = results.alone, phase_rows(results.runs)
     lines = ["", "## The server's own training: what it costs and where to put it", ""]
     lines += [
@@ -325,10 +342,10 @@ def root_section(results: Results, rows: list[dict], nodes: int) -> list[str]:
             f"{alone['threads']:.0f} intra-op threads, {alone['wall_one']:.3f} s and "
             f"{alone['cpu_one']:.3f} s with one thread."
         )
-    if cost is not None:
+    for cost in costs:
         lines += [
             "",
-            "In the runs, with it against without (flchain minus flchain-noroot, medians): "
+            f"In the runs, with it against without ({cost['variant']} minus flchain-noroot, medians): "
             f"{cost['wall_diff']:+.2f} s wall per steady round (ratio {cost['wall_ratio']:.3f}), "
             f"{cost['cpu_diff']:+.2f} s CPU (ratio {cost['cpu_ratio']:.3f}).",
         ]
@@ -356,7 +373,10 @@ PLACEMENT = [
     "it outlasts the slowest node: the `anchor` column.",
     "- On one machine that also runs the nodes, the cores are shared while they train, so the root "
     "training's CPU (and its torch threads' waiting) lengthens their training whatever its priority; "
-    "there the Δ above is the price.",
+    "there the Δ above is the price. Its compute is small for the digits MLP: what torch's intra-op "
+    "threads cost on busy cores is the difference between the two timings alone above, and "
+    "`OMP_NUM_THREADS=1 flchain server ...` (the flchain-1thread rows) keeps the server's torch on one "
+    "thread; give the server more threads only where it has cores of its own and a model that uses them.",
     "- Without it (the flchain-noroot settings; `clip_ratio = 0`, `backdoor_filter = false` and "
     '`aggregation = "plain"` are the defaults) scores are cosines with the median update instead of '
     "FLTrust trust, nobody is penalized on anchored evidence and a round's step is not bounded: fit for "
@@ -434,7 +454,7 @@ def measure(args: argparse.Namespace, work: Path) -> list[Measured]:
         }
         runs: list[Measured] = []
         for repeat in range(args.repeats):
-            for variant in VARIANTS if repeat % 2 == 0 else VARIANTS[::-1]:
+            for variant in args.variants if repeat % 2 == 0 else args.variants[::-1]:
                 console.print(f"{variant} run {repeat + 1}/{args.repeats} ...")
                 m = (
                     plain_run(setup, repeat, args)
@@ -452,13 +472,14 @@ def measure(args: argparse.Namespace, work: Path) -> list[Measured]:
 
 
 def main() -> None:
-    """Measure the root training alone, then the three variants, and write the report."""
+    """Measure the root training alone, then the variants, and write the report."""
     signal.signal(signal.SIGTERM, overhead._interrupted)  # so every `finally` stops what it started
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--local-epochs", type=int, default=5)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="which of them to run, in this order")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "server-path")
     parser.add_argument("--from-json", type=Path, help="rewrite OUT.md from the runs of a saved OUT.json")
     parser.add_argument(
@@ -470,6 +491,9 @@ def main() -> None:
         return
     if args.nodes < 1 or args.rounds < 2 or args.repeats < 1 or args.local_epochs < 1:
         raise SystemExit("--nodes, --repeats and --local-epochs must be >= 1, --rounds >= 2")
+    args.variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if unknown := set(args.variants) - set(VARIANTS):
+        raise SystemExit(f"--variants: unknown {sorted(unknown)} (expected some of {', '.join(VARIANTS)})")
     # Every process (flchain's commands, SuperLinks, SuperNodes, app processes) imports this checkout.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     alone = root_alone(args.local_epochs)
