@@ -238,12 +238,7 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
     ]
     for m in runs:
         r = m.run
-        walls = " ".join(f"{w:.2f}" for w in r.round_wall)
-        cpus = " ".join(f"{c:.2f}" for c in r.round_cpu)
-        lines.append(
-            f"| {r.engine} | {m.size} | {m.mode} | {r.repeat} | {walls} | {cpus} | {r.peak_rss_mb:.0f} "
-            f"| {r.total_s:.1f} |"
-        )
+        lines.append(f"| {r.engine} | {m.size} | {m.mode} | {r.repeat} | {overhead.run_cells(r)} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     console.print(table)
     console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")

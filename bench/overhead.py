@@ -144,9 +144,10 @@ class TreeSampler:
         return self
 
     def stop(self) -> None:
-        """Take a last sample and stop."""
+        """Take a last sample and stop (nothing to do if sampling never started)."""
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:
+            self._thread.join()
 
     def cpu_at(self, when: float) -> float:
         """Cumulative CPU seconds at wall-clock time `when` (the nearest sample at or before it)."""
@@ -187,14 +188,15 @@ def _stamp(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def round_times(log: str) -> list[tuple[float, float]]:
-    """(start, end) wall-clock times of each training round in a ServerApp log with timestamps."""
+def round_times(log: str, last_end: float | None = None) -> list[tuple[float, float]]:
+    """(start, end) wall-clock times of each training round in a ServerApp log with timestamps;
+    `last_end` stands for the last round's end in a log cut before Flower's closing line."""
     starts = [_stamp(m.group(1)) for m in ROUND_LINE.finditer(log)]
     end = END_LINE.search(log)
-    if not starts or end is None:
+    last = _stamp(end.group(1)) if end is not None else last_end
+    if not starts or last is None:
         raise RuntimeError("no round timestamps in the ServerApp log (did the run fail?)")
-    bounds = [*starts, _stamp(end.group(1))]
-    return list(itertools.pairwise(bounds))
+    return list(itertools.pairwise([*starts, last]))
 
 
 @dataclass
@@ -311,7 +313,7 @@ def run_simulation_run(setup: Setup, variant: str, repeat: int, nodes: int) -> R
             os.killpg(proc.pid, 9)
             proc.wait()
         sampler.stop()
-    return _result(variant, "run_simulation", repeat, log, returncode, time.time() - started, sampler)
+    return result_from_log(variant, "run_simulation", repeat, log, returncode, time.time() - started, sampler)
 
 
 def _submit(
@@ -342,10 +344,10 @@ def _submit(
     total = time.time() - started
     time.sleep(0.5)  # one more sample after the last round
     sampler.stop()
-    return _result(variant, engine, repeat, log, result.returncode, total, sampler)
+    return result_from_log(variant, engine, repeat, log, result.returncode, total, sampler)
 
 
-def _result(
+def result_from_log(
     variant: str,
     engine: str,
     repeat: int,
@@ -353,45 +355,72 @@ def _result(
     returncode: int,
     total: float,
     sampler: TreeSampler,
+    last_end: float | None = None,
 ) -> RunResult:
+    """A run's per-round figures from its ServerApp log and CPU samples (a one-line failure unless the
+    run succeeded); `last_end`: see `round_times`."""
     text = log.read_text(errors="replace")
-    if returncode != 0 or "Strategy execution finished" not in text:
+    if returncode != 0 or ("Strategy execution finished" not in text and last_end is None):
         tail = "\n".join(text.splitlines()[-15:])
         raise RuntimeError(f"{engine} {variant} run {repeat} failed (see {log}):\n{tail}")
-    rounds = round_times(text)
+    rounds = round_times(text, last_end)
     walls = [end - start for start, end in rounds]
     cpus = [sampler.cpu_at(end) - sampler.cpu_at(start) for start, end in rounds]
     return RunResult(engine, variant, repeat, walls, cpus, sampler.peak_rss / 2**20, total)
 
 
-def prepare(work: Path, app: Path, nodes: int) -> tuple[Setup, bootstrap.LocalDeployment, int]:
-    """Chain, registered node keys (keystores for SuperNodes, raw keys for simulated nodes), both apps."""
+def chain_with_nodes(work: Path, nodes: int) -> tuple[bootstrap.LocalDeployment, Setup]:
+    """A local chain (WORK/chain/deployment.json) with `nodes` registered, approved node keys: keystores
+    encrypted with PASSWORD under WORK/keys (SuperNodes, `flchain client`) and the raw keys (simulated
+    nodes). The Setup has no apps yet."""
     from eth_account import Account
 
     local = bootstrap.start_local(work / "chain")
-    accounts = bootstrap.register_nodes(local.client, nodes)
+    try:
+        accounts = bootstrap.register_nodes(local.client, nodes)
+    except BaseException:
+        local.stop()
+        raise
     keystores = []
     for i, account in enumerate(accounts):
         path = work / "keys" / f"node{i}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(Account.encrypt(account.key, PASSWORD)))
         keystores.append(path)
-    apps = {"flchain": work / "app-flchain", "plain": work / "app-plain"}
-    shutil.copytree(app, apps["flchain"], ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    declare_run_config(
-        apps["flchain"] / "pyproject.toml", ("flchain-deployment", "flchain-store", RUN_CONFIG_KEY)
-    )
-    changed = plain_variant(app, apps["plain"])
     setup = Setup(
         work=work,
         deployment=work / "chain" / "deployment.json",
         store=work / "store",
         keystores=keystores,
         keys=["0x" + a.key.hex().removeprefix("0x") for a in accounts],
-        apps=apps,
+        apps={},
         chain_pid=local.process.pid,
     )
+    return local, setup
+
+
+def prepare(work: Path, app: Path, nodes: int) -> tuple[Setup, bootstrap.LocalDeployment, int]:
+    """Chain, registered node keys (keystores for SuperNodes, raw keys for simulated nodes), both apps."""
+    local, setup = chain_with_nodes(work, nodes)
+    apps = {"flchain": work / "app-flchain", "plain": work / "app-plain"}
+    try:
+        shutil.copytree(app, apps["flchain"], ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        declare_run_config(
+            apps["flchain"] / "pyproject.toml", ("flchain-deployment", "flchain-store", RUN_CONFIG_KEY)
+        )
+        changed = plain_variant(app, apps["plain"])
+    except BaseException:  # SystemExit included: the chain started above is stopped by its PID
+        local.stop()
+        raise
+    setup.apps = apps
     return setup, local, changed
+
+
+def run_cells(r: RunResult) -> str:
+    """A run's wall and CPU seconds per round, peak RSS MB and run seconds, as markdown table cells."""
+    walls = " ".join(f"{w:.2f}" for w in r.round_wall)
+    cpus = " ".join(f"{c:.2f}" for c in r.round_cpu)
+    return f"{walls} | {cpus} | {r.peak_rss_mb:.0f} | {r.total_s:.1f}"
 
 
 def summarize(results: list[RunResult]) -> list[dict]:
@@ -517,10 +546,7 @@ def write_report(
         "|---|---|---:|---|---|---:|---:|",
     ]
     for r in results:
-        walls = " ".join(f"{w:.2f}" for w in r.round_wall)
-        cpus = " ".join(f"{c:.2f}" for c in r.round_cpu)
-        memory = f"{r.peak_rss_mb:.0f} | {r.total_s:.1f}"
-        lines.append(f"| {r.engine} | {r.variant} | {r.repeat} | {walls} | {cpus} | {memory} |")
+        lines.append(f"| {r.engine} | {r.variant} | {r.repeat} | {run_cells(r)} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     console.print(table)
     console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
