@@ -25,7 +25,7 @@ from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, check_c
 from fl_chain.wire.records import (
     WEIGHT_KEY,
     record_mismatch,
-    record_to_arrays,
+    record_views,
     reply_parts,
     update_claim,
     with_update,
@@ -318,7 +318,9 @@ def _check(
     if mismatch:
         return mismatch, {}, 0.0
     try:
-        arrays = record_to_arrays(record)
+        # read-only views of the reply's own bytes: screening, scores and the store only read them, and a
+        # copy of each update (400 MB at 100M parameters, in fresh memory) took 2.6 s of a 3-reply round
+        arrays = record_views(record)
     except Exception as exc:  # undecodable arrays of any kind
         return f"undecodable arrays ({exc})", {}, 0.0
     reason = check_update(arrays, previous, policy.max_update_norm) or check_metrics(
