@@ -19,7 +19,10 @@ from fl_chain.chain.node_reads import NodeReads
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.model_bytes import hash_arrays, require_same_model
 
-POLL_SECONDS = 0.1  # how often a node asks whether the parent round has landed
+# How often a node asks whether the parent round has landed: soon at first (on a local chain a commit
+# lands within tens of milliseconds, and a round of the Simulation Engine is not much longer), then less
+# often, so a late commit on a public chain costs a few calls a second at most.
+FIRST_POLL_SECONDS, MAX_POLL_SECONDS = 0.01, 0.25
 
 
 @dataclass
@@ -48,7 +51,7 @@ class ParentCheck:
         require_same_model(expected, self.received.result(), self.task, self.parent_round)
 
     def _wait_for_parent(self, reads: NodeReads, address: str, wait: float) -> bytes:
-        deadline = time.monotonic() + wait
+        deadline, pause = time.monotonic() + wait, FIRST_POLL_SECONDS
         while True:
             model_hash = reads.round_view(address, self.task, self.parent_round).model_hash
             if model_hash is not None:
@@ -58,4 +61,5 @@ class ParentCheck:
                     f"round {self.parent_round} of task {self.task} is not committed on-chain "
                     f"(waited {wait:g} s after training): the model to train from was never committed"
                 )
-            time.sleep(POLL_SECONDS)
+            time.sleep(pause)
+            pause = min(2 * pause, MAX_POLL_SECONDS)
