@@ -223,18 +223,11 @@ class TrainRounds:
         """Screen, judge, score, aggregate with the wrapped strategy, commit and report the round."""
         self.commits.settle()  # the previous round is mined (or the run stops) before a reply is used
         gone, self._suspended_meanwhile = self._suspended_meanwhile, set()
-        admitted = {n: a for n, a in self.gate.admitted.items() if a.lower() not in gone}
         on_chain_round = self.round_offset + server_round
         seconds = {"join": self._join_seconds, "train": time.monotonic() - self._train_started}
         context = self._context(on_chain_round)
         started = time.monotonic()
-        screened = screen_replies(replies, admitted, self._previous, self.policy.screening, context)
-        for node_id, address in self.gate.admitted.items():
-            if node_id not in admitted and node_id in screened.answered:
-                screened.dropped.pop(f"node {node_id}", None)
-                screened.dropped[address] = (
-                    f"suspended by round {on_chain_round - 1}'s commit while this round trained"
-                )
+        screened = self._screen(replies, gone, context)
         seconds["screen"], seconds["hash"] = time.monotonic() - started, screened.hash_seconds
         root, reference = self._judge_with_root(screened, seconds)
         missed = [a for a in self._attendance(screened) if a.lower() not in gone]  # inactive: no charge
@@ -288,6 +281,19 @@ class TrainRounds:
         else:
             commit_and_report()
         return arrays_to_record(model), metrics
+
+    def _screen(self, replies: Iterable[Message], gone: set[str], context: RoundContext) -> Screened:
+        """Screen the replies; a node the previous round's overlapped commit suspended (`gone`, lowercase
+        addresses) is dropped with that reason, neither scored nor charged."""
+        admitted = {n: a for n, a in self.gate.admitted.items() if a.lower() not in gone}
+        screened = screen_replies(replies, admitted, self._previous, self.policy.screening, context)
+        for node_id, address in self.gate.admitted.items():
+            if node_id not in admitted and node_id in screened.answered:
+                screened.dropped.pop(f"node {node_id}", None)
+                screened.dropped[address] = (
+                    f"suspended by round {context.round - 1}'s commit while this round trained"
+                )
+        return screened
 
     def _overlaps(self) -> bool:
         """Whether this round's commit may run while the next round trains: only where nothing the next
