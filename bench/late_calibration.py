@@ -93,6 +93,8 @@ def measure(split: str, nodes: int, epochs: int, rounds: int, seed: int) -> list
                 "round": rnd,
                 "cosines": {w: cosine(d, g0) for w, (_, d) in deltas.items()},
                 "deltas": {w: d for w, (_, d) in deltas.items()},
+                "examples": {w: n for w, (n, _) in deltas.items()},
+                "root_examples": len(yv),
                 "g0": g0,
                 "improvement": (before - after) / before if before > 0 else 0.0,
                 "halves": cosine(ga, gb),

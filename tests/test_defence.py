@@ -251,7 +251,7 @@ def test_the_suspect_line_moves_down_as_the_root_sets_halves_disagree() -> None:
     plain = RootAnchor(trainer)  # halves not supported: not measured, never refused
     plain.delta(start, config)
     assert plain.agreement is None and plain.direction_line(-0.05, 0.3) == -0.05
-    against = {"a": np.array([-0.2, 1.0])}  # cosine -0.2 with g0 = (1, 0)
+    against = {"a": np.array([-0.3, 1.0])}  # cosine -0.29 with g0 = (1, 0): below the default -0.2
     assert suspicions(against, np.array([1.0, 0.0]), EvidencePolicy(), None)[0] != {}
     assert suspicions(against, np.array([1.0, 0.0]), EvidencePolicy(), None, line=-0.35)[0] == {}
     assert (root_rows(10, None), root_rows(10, 0), root_rows(11, 1)) == (
@@ -284,3 +284,27 @@ def test_the_fast_vector_arithmetic_is_bit_for_bit_numpys() -> None:
         assert coordinate_median(vectors).tobytes() == expected.tobytes(), count
     vectors[1][7] = np.nan
     assert np.array_equal(coordinate_median(vectors), np.median(np.stack(vectors), axis=0), equal_nan=True)
+
+
+def test_each_node_is_measured_against_its_own_capped_claim() -> None:
+    """Known answers for RootAnchor.size_references: the median node's yardstick (|g0| x median claim /
+    root examples) x sqrt(claim / median), the claim capped at 2 x the median; no root size, no yardstick.
+    A large honest node sending 2.5x the median node's update is not called boosted; a node lying about
+    its examples to widen its yardstick gains at most sqrt(2)."""
+    root = np.array([3.0, 4.0])  # |g0| = 5
+    claims = {"small": 25.0, "median": 100.0, "large": 400.0, "other": 100.0, "liar": 10_000.0}
+    sizes = RootAnchor(lambda a, c: dict(a), root_examples=50).size_references(root, claims)
+    assert sizes == pytest.approx(
+        {"small": 5.0, "median": 10.0, "large": 10 * 2**0.5, "other": 10.0, "liar": 10 * 2**0.5}
+    )
+    assert RootAnchor(lambda a, c: dict(a)).size_references(root, claims) is None
+    policy = EvidencePolicy()
+    step = {"large": np.array([14.0, 0.0]), "liar": np.array([70.0, 0.0]), "median": np.array([8.0, 0.0])}
+    suspect, _ = suspicions(step, root, policy, sizes)
+    # 14 is 1.4x the median node's 10 but under 6 x 14.1; 70 is 7x the median's and 4.9x the liar's cap
+    assert set(suspect) == set()
+    suspect, _ = suspicions({**step, "liar": np.array([90.0, 0.0])}, root, policy, sizes)
+    assert set(suspect) == {"liar"} and "boosted" in suspect["liar"]
+    # one yardstick for everybody still works (a float), and None leaves only directions and copies
+    assert set(suspicions(step, root, policy, 2.0)[0]) == {"large", "liar"}
+    assert suspicions(step, root, policy, None)[0] == {}

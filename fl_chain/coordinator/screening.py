@@ -14,7 +14,7 @@ from flwr.app import Message
 from fl_chain.coordinator.gate import short_reason
 from fl_chain.defence.backdoor import clip_factors, median_norm, root_cluster
 from fl_chain.defence.derivation import clip_update
-from fl_chain.defence.evidence import EvidenceBook
+from fl_chain.defence.evidence import EvidenceBook, Reference
 from fl_chain.defence.influence import bound_influence
 from fl_chain.defence.scoring import find_outliers
 from fl_chain.defence.update_checks import check_metrics, check_update
@@ -231,12 +231,13 @@ def judge_with_evidence(
     book: EvidenceBook,
     root: np.ndarray,
     previous: Mapping[str, np.ndarray],
-    reference: float | None = None,
+    reference: Reference = None,
     directions: bool = True,
     line: float | None = None,
 ) -> None:
     """Anchored evidence (defence/evidence.py): suspect updates leave this round's aggregate, with the reason;
-    those whose evidence adds up are penalized. `reference`: the size yardstick (defence/anchor.py), if any;
+    those whose evidence adds up are penalized. `reference`: the size yardstick, one or each node's
+    (RootAnchor.size_references), if any;
     `directions`: whether g0's direction is evidence this round (RootAnchor.improves); `line`: the cosine
     below which it is suspect (RootAnchor.direction_line)."""
     deltas = {who: flat_delta(arrays, previous) for who, arrays in out.updates.items()}

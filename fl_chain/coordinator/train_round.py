@@ -325,9 +325,8 @@ class TrainRounds:
         admitted, evidence = self.gate.admitted, self.options.evidence
         if evidence is not None:
             line = anchor.direction_line(evidence.policy.min_cosine, evidence.policy.agreement_slack)
-            judge_with_evidence(
-                screened, admitted, evidence, root, self._previous, reference, directions, line
-            )
+            sizes = anchor.size_references(root, screened.weights)
+            judge_with_evidence(screened, admitted, evidence, root, self._previous, sizes, directions, line)
         if reference is not None and self.policy.influence.clip_ratio > 0:
             clip_influence(screened, admitted, reference, self._previous, self.policy.influence.clip_ratio)
         self._noise_bound = 0.0

@@ -37,6 +37,7 @@ from fl_chain.protocol.model_bytes import hash_arrays
 Arrays = Mapping[str, np.ndarray]
 RootTrainer = Callable[[Arrays, Mapping[str, Any]], dict[str, np.ndarray]]
 HeldOutLoss = Callable[[Arrays], float | None]  # the server's loss on data it does not train on
+CLAIM_CAP = 2.0  # a claim counts for a size yardstick up to this x the round's median (as in aggregation)
 ROOT_HALF = "root-half"  # in the root trainer's config: train on this half (0 or 1) of the root set only
 
 
@@ -54,6 +55,23 @@ class RootAnchor:
         self.agreement: float | None = None  # of the last g0 computed (None: not measured)
         self._key: bytes | None = None
         self._delta: np.ndarray | None = None
+
+    def size_references(
+        self, root: np.ndarray, claims: Mapping[str, float], cap: float = CLAIM_CAP
+    ) -> dict[str, float] | None:
+        """Each node's size yardstick for the evidence rules, or None (no size rules): the median node's
+        (`size_reference`) x sqrt(the node's claim / the median claim), the claim capped at `cap` x the
+        median so a lie about it buys at most sqrt(cap). An update's size grows with the examples
+        trained on, but less than linearly once steps saturate: against the median node's yardstick
+        alone the largest honest Dir 0.1 nodes measured 6-8x at 1 local epoch, against their own
+        claim's linear share the smallest up to 17x at 3-5; the square root kept every honest update of
+        45 calibration runs under the policy's 6x (bench/evidence_calibration.py,
+        docs/evidence-calibration.md)."""
+        median = float(np.median(list(claims.values()))) if claims else 0.0
+        size = self.size_reference(root, median)
+        if size is None:
+            return None
+        return {who: size * (min(c, cap * median) / median) ** 0.5 for who, c in claims.items()}
 
     def size_reference(self, root: np.ndarray, node_examples: float | None) -> float | None:
         """The update size an honest median node's update is measured against, or None (no size rules)."""

@@ -23,12 +23,19 @@ import numpy as np
 
 from fl_chain.defence.vectors import cosine
 
+Reference = float | Mapping[str, float] | None  # one size yardstick, each node's own, or none
+
 
 @dataclass(frozen=True)
 class EvidencePolicy:
     """When an update is suspect, and how much suspicion makes a penalty."""
 
-    min_cosine: float = -0.05  # single honest updates dip lower (docs/anchor-calibration.md): hence `needed`
+    # single honest updates dip lower (docs/anchor-calibration.md): hence `needed`. -0.05 penalized 11 honest
+    # nodes of 45 replayed 30-round runs, all at 1 local epoch on Dir 0.1 (single-class nodes point against
+    # a balanced g0 while the model is barely trained); -0.2 with per-node size yardsticks penalized none,
+    # and still caught a sign-flipping median node in 37 of them by round 5
+    # (bench/evidence_calibration.py, docs/evidence-calibration.md)
+    min_cosine: float = -0.2
     # in a Flower App's ChainStrategy, directions count only in rounds where g0 improves the 'loss' of
     # the app's evaluate_fn by more than this (relative; RootAnchor.improves, ChainStrategy)
     min_root_improvement: float = 0.02
@@ -53,25 +60,26 @@ def suspicions(
     deltas: Mapping[str, np.ndarray],
     root: np.ndarray,
     policy: EvidencePolicy,
-    reference: float | None = -1.0,
+    reference: Reference = -1.0,
     directions: bool = True,
     line: float | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(suspect this round: who -> why, copies: who -> why) for one round's accepted updates. Sizes are
-    measured against `reference` (default: |g0|); with None (no size yardstick: defence/anchor.py) only
+    measured against `reference`: one yardstick for every update (a negative one: |g0|) or each node's
+    own (who -> yardstick, RootAnchor.size_references); with None (no size yardstick: defence/anchor.py) only
     directions and copies count, and a zero update still marks a free-rider. With `directions` False (g0
     no longer improves the server's held-out loss: its direction is the root set's noise, and honest
     updates point against it as often as not) a direction is no evidence this round. `line`: the cosine
     below which a direction is suspect this round (default policy.min_cosine; RootAnchor.direction_line)."""
     line = policy.min_cosine if line is None else line
-    if reference is not None and reference < 0:
-        reference = float(np.linalg.norm(root))
+    yardsticks = _yardsticks(reference, root, deltas)
     suspect: dict[str, str] = {}
     for who, delta in deltas.items():
         norm = float(np.linalg.norm(delta))
-        ratio = norm / reference if reference else 1.0
+        size = None if yardsticks is None else yardsticks[who]
+        ratio = norm / size if size else 1.0
         cos = cosine(delta, root)
-        if reference is None:
+        if size is None:
             if norm == 0:
                 suspect[who] = "update is zero (returns the model it got)"
             elif directions and cos < line:
@@ -84,6 +92,16 @@ def suspicions(
         elif directions and cos < line:
             suspect[who] = f"update points against the server's root update (cosine {cos:.2f})"
     return suspect, copies(deltas, policy.duplicate_cosine)
+
+
+def _yardsticks(reference: Reference, root: np.ndarray, deltas: Mapping[str, object]) -> dict | None:
+    """Each update's size yardstick (None: no size rules this round)."""
+    if reference is None:
+        return None
+    if isinstance(reference, Mapping):
+        return {who: reference.get(who) for who in deltas}
+    size = float(np.linalg.norm(root)) if reference < 0 else reference
+    return dict.fromkeys(deltas, size)
 
 
 def copies(deltas: Mapping[str, np.ndarray], threshold: float) -> dict[str, str]:
@@ -109,7 +127,7 @@ class EvidenceBook:
         self,
         deltas: Mapping[str, np.ndarray],
         root: np.ndarray,
-        reference: float | None = -1.0,
+        reference: Reference = -1.0,
         directions: bool = True,
         line: float | None = None,
     ) -> tuple[dict[str, str], dict[str, str]]:
