@@ -114,9 +114,10 @@ bench-robustness: setup
 	$(PY) bench/robustness.py
 	$(PY) bench/robustness_seeds.py
 
-# issue 25's grid (hours: resumable, split it with PART=k/n) and the late-round calibration (minutes)
+# issue 25's grid (hours: resumable, split it with PART=k/n) and the evidence calibrations (minutes)
 bench-attacks: setup
 	$(PY) bench/late_calibration.py
+	$(PY) bench/evidence_calibration.py
 	$(PY) bench/robustness_attacks.py --part $(or $(PART),1/1)
 
 # What a node installs (the core without extras): size on disk and the mod's import time.

@@ -212,6 +212,12 @@ def run_one(
             1 for r in result.reports for n, why in r.dropped.items() if n in bad and "backdoor" in why
         ),
         "honest_penalized": len(penalized_honest),
+        # why each honest penalty happened (the round report's reason), to calibrate from the grid itself
+        "honest_penalty_reasons": [
+            f"round {r.round}: {r.dropped.get(n, 'penalized')}"
+            for r in result.reports
+            for n in sorted(set(r.penalized) - bad)
+        ],
         "rounds_until_all_suspended": all_suspended,
         "gas_last_round": result.reports[-1].gas,
         "attacker_reputation": attacker_rep,
