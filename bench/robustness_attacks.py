@@ -35,7 +35,8 @@ from robustness import ATTACKS_25, run_one  # noqa: E402
 
 SPLITS = ("IID", "Dir 0.3", "Dir 0.1")
 CLEAN_SPLITS = ("IID", "Dir 1.0", "Dir 0.3", "Dir 0.1", "shards")
-DEFENCES = ("anchored (default)", "anchored + trust", "none")
+# flchain's default, its FLTrust-style trust aggregation, its FLAME-style backdoor filter, undefended FedAvg
+DEFENCES = ("anchored (default)", "anchored + trust", "anchored + backdoor filter", "none")
 FAMILIES = ("BadNets", "DBA", "Min-Max (std)", "Min-Sum (std)", "PoisonedFL", "adaptive (inside thresholds)")
 Cell = tuple[str, str, str, float, int, int, int]  # defence, data, attack, fraction, seed, epochs, clients
 
