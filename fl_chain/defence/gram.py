@@ -14,8 +14,8 @@ fixed order, so a validator re-deriving a round with this code gets the same num
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,9 +33,44 @@ class DeltaGram:
 
     labels: tuple[str, ...]
     matrix: np.ndarray
+    _indices: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_indices", {label: i for i, label in enumerate(self.labels)})
 
     def _index(self, label: str) -> int:
-        return self.labels.index(label)
+        if label not in self._indices:
+            raise ValueError(f"{label!r} is not a row of this Gram matrix")
+        return self._indices[label]
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The participants' rows (every label but ROOT and MEDIAN), in order."""
+        return tuple(label for label in self.labels if label not in (ROOT, MEDIAN))
+
+    def rows(self, names: Iterable[str], scale: Mapping[str, float] | None = None) -> DeltaGram:
+        """The Gram matrix of the participants `names` (in that order) and the ROOT and MEDIAN rows as they
+        are, each participant's delta multiplied by `scale.get(name, 1)`: a dropped update is a row no
+        longer read, and a clipped update's delta is its factor x the delta as sent (derivation.clip_update,
+        to the cast back to the model's dtype), so its dot products scale by the factor. No parameter is
+        read again."""
+        names, scale = list(names), scale or {}
+        labels = names + [label for label in (ROOT, MEDIAN) if label in self._indices]
+        index = [self._index(label) for label in labels]
+        factors = np.array(
+            [float(scale.get(name, 1.0)) for name in names] + [1.0] * (len(labels) - len(names))
+        )
+        matrix = self.matrix[np.ix_(index, index)] * np.outer(factors, factors)
+        return DeltaGram(tuple(labels), matrix)
+
+    def cosines(self, labels: Sequence[str]) -> np.ndarray:
+        """The matrix of `cosine(a, b)` for a, b in `labels` (the same arithmetic, all at once)."""
+        index = [self._index(label) for label in labels]
+        dots = self.matrix[np.ix_(index, index)]
+        norms = np.sqrt(np.maximum(np.diag(dots), 0.0))
+        nonzero = norms > 0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.where(np.outer(nonzero, nonzero), dots / np.outer(norms, norms), 0.0)
 
     def dot(self, a: str, b: str) -> float:
         """a . b"""
@@ -99,6 +134,19 @@ def delta_gram(
             block[row] = coordinate_median(list(block[: len(who)])) if who else 0.0
         gram += block @ block.T
     return DeltaGram(labels, gram)
+
+
+def vector_gram(deltas: Mapping[str, np.ndarray], root: np.ndarray | None = None) -> DeltaGram:
+    """The DeltaGram of whole flat vectors already formed (who -> delta, and `root` as ROOT): for
+    replays of stored vectors (bench/) and small constructed cases, where memory is no concern."""
+    labels = tuple(deltas) + ((ROOT,) if root is not None else ())
+    vectors = [np.asarray(v, np.float64).reshape(-1) for v in deltas.values()]
+    if root is not None:
+        vectors.append(np.asarray(root, np.float64).reshape(-1))
+    if not vectors:
+        return DeltaGram(labels, np.zeros((0, 0)))
+    stacked = np.stack(vectors)
+    return DeltaGram(labels, stacked @ stacked.T)
 
 
 def median_cosines(updates: Mapping[str, Arrays], previous: Arrays) -> dict[str, float]:
