@@ -114,8 +114,7 @@ def test_outliers_keep_their_known_answers_across_blocks(small_blocks: None) -> 
     assert set(found) == {"boost", "zero", "flip"}
     assert "> 3 x median" in found["boost"] and "/ 3" in found["zero"] and "away" in found["flip"]
     assert suspicions(
-        {w: flat_delta(u, previous) for w, u in updates.items()},
-        flat_delta(honest, previous),
+        vector_gram({w: flat_delta(u, previous) for w, u in updates.items()}, flat_delta(honest, previous)),
         EvidencePolicy(),
     )[0].keys() >= {"boost", "zero", "flip"}  # the evidence agrees
 

@@ -33,6 +33,7 @@ from fl_chain.coordinator.screening import (
     clip_influence,
     filter_backdoors,
     judge_with_evidence,
+    round_gram,
     screen_replies,
 )
 from fl_chain.coordinator.verified_round import canonical_weights
@@ -323,18 +324,26 @@ class TrainRounds:
         anchor = self.options.evaluation.root
         reference = anchor.size_reference(root, float(np.median(claims)) if claims else None)
         admitted, evidence = self.gate.admitted, self.options.evidence
+        clips = reference is not None and self.policy.influence.clip_ratio > 0
+        # one blocked pass over the updates as sent and g0: every step below reads its norms and cosines
+        gram = None
+        if evidence is not None or clips or self.policy.backdoor.enabled:
+            started = time.monotonic()
+            gram = round_gram(screened, self._previous, root)
+            seconds["gram"] = time.monotonic() - started
         if evidence is not None:
             line = anchor.direction_line(evidence.policy.min_cosine, evidence.policy.agreement_slack)
             judge_with_evidence(
-                screened, admitted, evidence, root, self._previous, reference, directions, line
+                screened, admitted, evidence, root, self._previous, reference, directions, line, gram
             )
-        if reference is not None and self.policy.influence.clip_ratio > 0:
-            clip_influence(screened, admitted, reference, self._previous, self.policy.influence.clip_ratio)
+        if clips:
+            ratio = self.policy.influence.clip_ratio
+            clip_influence(screened, admitted, reference, self._previous, ratio, gram)
         self._noise_bound = 0.0
         if self.policy.backdoor.enabled:
             # a verified round only leaves updates out: its validators accept no clip its rules do not declare
             self._noise_bound = filter_backdoors(
-                screened, admitted, root, self._previous, clip=not self.policy.verified
+                screened, admitted, root, self._previous, clip=not self.policy.verified, gram=gram
             )
         return root, reference
 
