@@ -39,11 +39,10 @@ from fl_chain.coordinator.screening import (
 from fl_chain.coordinator.verified_round import canonical_weights
 from fl_chain.defence import derivation
 from fl_chain.defence.anchor import RootAnchor
-from fl_chain.defence.backdoor import noise_vector
+from fl_chain.defence.backdoor import noised
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import score_round
 from fl_chain.defence.selection import local_steps
-from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
 from fl_chain.protocol.ledger_mode import LedgerMode
@@ -349,12 +348,9 @@ class TrainRounds:
 
     def _noised(self, model: Model, on_chain_round: int) -> Model:
         """The aggregate with the backdoor filter's Gaussian noise (FLAME's lambda x the round's clipping
-        bound), drawn from the run's seed and the round so a rerun draws the same."""
-        step = flat_delta(model, self._previous)
-        noise = noise_vector(
-            step.size, self._noise_bound, self.policy.backdoor.noise, (self.options.seed, on_chain_round)
-        )
-        return unflatten(previous_vector(self._previous) + step + noise, self._previous)
+        bound), drawn from the run's seed and the round so a rerun draws the same (added block by block)."""
+        seed = (self.options.seed, on_chain_round)
+        return noised(model, self._previous, self._noise_bound, self.policy.backdoor.noise, seed)
 
     def _attendance(self, screened: Screened) -> list[str]:
         """Who was sampled and did not answer (sorted); the selector learns who did."""

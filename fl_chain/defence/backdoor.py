@@ -12,15 +12,19 @@ of honest replies: with a majority of attackers in one cluster, g0 is noise to i
 cluster, the attackers', is kept. Measured in docs/attacks.md.
 
 Clustering and clipping need only the updates' norms and cosines, read from the round's Gram matrix
-(defence/gram.py): no model-sized vector per update."""
+(defence/gram.py), and the noise is added a block at a time: no model-sized vector per update."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from fl_chain.defence import gram as _gram
 from fl_chain.defence.gram import ROOT, DeltaGram
+
+Arrays = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -97,3 +101,24 @@ def noise_vector(size: int, bound: float, noise: float, seed: tuple[int, ...]) -
     """FLAME's Gaussian noise for the aggregate: std `noise` x `bound` per coordinate, drawn from `seed`
     (the same round of the same run draws the same noise)."""
     return np.random.default_rng(list(seed)).normal(0.0, noise * bound, size)
+
+
+def noised(
+    model: Arrays, previous: Arrays, bound: float, noise: float, seed: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """`model` with FLAME's noise added: the values of `noise_vector` (one draw from `seed` over every
+    parameter, in the array order of `previous`), drawn a block at a time, so no model-sized float64
+    vector is formed. Each parameter is previous + (model - previous) + noise in float64, cast to
+    `previous`'s dtype, as the whole-vector formula computes it elementwise: the same bits."""
+    rng = np.random.default_rng(list(seed))
+    out = {}
+    for name, ref in previous.items():
+        before, after = np.asarray(ref).reshape(-1), np.asarray(model[name]).reshape(-1)
+        target = np.empty(before.size, np.asarray(ref).dtype)
+        for lo in range(0, before.size, _gram.BLOCK):
+            hi = min(lo + _gram.BLOCK, before.size)
+            base = before[lo:hi].astype(np.float64)
+            step = np.subtract(after[lo:hi], before[lo:hi], dtype=np.float64)
+            target[lo:hi] = base + step + rng.normal(0.0, noise * bound, hi - lo)
+        out[name] = target.reshape(np.shape(ref))
+    return out
