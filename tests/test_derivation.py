@@ -12,7 +12,7 @@ from eth_account import Account
 
 from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.screening import Screened, clip_influence, round_gram
-from fl_chain.defence import derivation
+from fl_chain.defence import derivation, gram
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.errors import FlchainError
@@ -88,6 +88,38 @@ def test_a_round_clipped_by_the_coordinators_influence_bound_rederives_bit_for_b
     rederived, differences = derivation.rederive(manifest, previous, blobs)
     assert differences == []
     assert hash_arrays(rederived) == hash_arrays(model)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, np.int64])
+def test_clipping_block_by_block_is_the_whole_array_formula_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch, dtype: type
+) -> None:
+    """clip_update computes a block at a time (here blocks of 7, ending mid-array) what the whole-array
+    formula computed, bit for bit, whatever the dtype, memory order or shape."""
+    monkeypatch.setattr(gram, "BLOCK", 7)
+    rng = np.random.default_rng(2)
+    previous = {
+        "w": np.asfortranarray((rng.normal(size=(6, 5)) * 5).astype(dtype)),
+        "scalar": np.array(3, dtype),
+        "empty": np.zeros((0, 3), dtype),
+        "b": (rng.normal(size=23) * 5).astype(dtype),
+    }
+    update = {k: (v + rng.normal(0, 3, v.shape)).astype(dtype) for k, v in previous.items()}
+    update["w"] = np.asfortranarray(update["w"])
+    for factor in (0.3, 1 / 3, 0.999):
+        whole = {
+            k: (previous[k].astype(np.float64) + (np.asarray(v, np.float64) - previous[k]) * factor).astype(
+                v.dtype, copy=False
+            )
+            for k, v in update.items()
+        }
+        blocked = derivation.clip_update(previous, update, factor)
+        assert list(blocked) == list(whole)
+        for name, value in whole.items():
+            assert blocked[name].dtype == value.dtype and blocked[name].shape == value.shape
+            np.testing.assert_array_equal(blocked[name], value)
+            assert np.ascontiguousarray(blocked[name]).tobytes() == np.ascontiguousarray(value).tobytes()
+        assert hash_arrays(blocked) == hash_arrays(whole)
 
 
 def test_every_cooked_round_shows_a_difference() -> None:
