@@ -1,12 +1,15 @@
 """Every dot product among a round's updates (and the server's root update g0, and their coordinate-wise
 median) in one blocked pass over the parameters: the Gram matrix of the flattened deltas.
 
-Scores, outlier checks and trust weights only need norms and cosines. Computing them from whole float64
+Scores, outlier checks, trust weights, the evidence of harm, the influence bounds and the backdoor filter
+only need norms and cosines. Computing them from whole float64
 copies of every delta (`vectors.flat_delta`) costs 8 bytes per parameter per update in fresh memory: at 100M
 parameters and 3 updates that is 2.4 GB plus the median's stack, and allocating it dominated the
 coordinator's round (bench/model_size.py: 44.6 s of scoring). Here the deltas are formed one block of
 `BLOCK` parameters at a time into one reused buffer, and one matrix product per block accumulates all
-the dot products, so memory stays at a few MB whatever the model's size.
+the dot products, so memory stays at a few MB whatever the model's size. A round's later steps read the
+same matrix after dropping or clipping updates (`DeltaGram.rows`: a dropped update is a row no longer
+read, a clipped one's dot products scale by its factor), so the parameters are read once per round.
 
 Results equal the whole-vector formulas up to floating-point summation order (the blocks are summed in a
 fixed order, so a validator re-deriving a round with this code gets the same numbers bit for bit).
