@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fl_chain.defence.backdoor import clip_factors, hdbscan_labels, median_norm, root_cluster  # noqa: E402
+from fl_chain.defence.gram import vector_gram  # noqa: E402
 from fl_chain.defence.trust import trust_weighted_delta  # noqa: E402
 from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten  # noqa: E402
 from fl_chain.experiments.backdoor import attack_success_rate, neurotoxin_mask, poison, trigger_pixels  # noqa: E402
@@ -40,9 +41,9 @@ Rule = Callable[[Deltas, dict[int, int], np.ndarray], tuple[set[int], np.ndarray
 
 
 def _clipped_mean(deltas: Deltas, keep: set[int]) -> np.ndarray:
-    bound = median_norm(deltas)
-    factors = clip_factors(deltas, keep, bound)
-    return sum(deltas[w] * factors.get(w, 1.0) for w in keep) / len(keep)
+    gram = vector_gram({str(w): d for w, d in deltas.items()})
+    factors = clip_factors(gram, {str(w) for w in keep}, median_norm(gram))
+    return sum(deltas[w] * factors.get(str(w), 1.0) for w in keep) / len(keep)
 
 
 def _none(deltas: Deltas, sizes: dict[int, int], root: np.ndarray) -> tuple[set[int], np.ndarray]:
@@ -67,7 +68,7 @@ def _flame(deltas: Deltas, sizes: dict[int, int], root: np.ndarray) -> tuple[set
 
 
 def _flchain(deltas: Deltas, sizes: dict[int, int], root: np.ndarray) -> tuple[set[int], np.ndarray]:
-    keep = root_cluster({str(w): d for w, d in deltas.items()}, root)
+    keep = root_cluster(vector_gram({str(w): d for w, d in deltas.items()}, root))
     kept = {int(w) for w in keep}
     return kept, _clipped_mean(deltas, kept)
 

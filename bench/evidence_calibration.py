@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from late_calibration import SPLITS, each_cell, measure  # noqa: E402
 
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy  # noqa: E402
+from fl_chain.defence.gram import vector_gram  # noqa: E402
 
 POLICY = EvidencePolicy()
 CAP = 2.0  # ScreeningPolicy.claim_cap: a claim counts at most this x the round's median claim
@@ -105,7 +106,7 @@ def replay(
             deltas, claims = r["deltas"], {w: float(n) for w, n in r["examples"].items()}
         else:
             deltas, claims = _attacked(r, attack, who)
-        _, now = book.observe(deltas, r["g0"], size(r, claims), True, line(r))
+        _, now = book.observe(vector_gram(deltas, r["g0"]), size(r, claims), True, line(r))
         for w in now:
             penalized.setdefault(w, r["round"])
     return penalized

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from late_calibration import cell_arguments, each_cell, measure  # noqa: E402
 
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy  # noqa: E402
+from fl_chain.defence.gram import vector_gram  # noqa: E402
 
 POLICY = EvidencePolicy()
 MEMORIES = {
@@ -45,7 +46,7 @@ def replay(rounds: list[dict], policy: EvidencePolicy, flips: Flips | None = Non
         if flips is not None and flips(r["round"]):
             deltas["n0"] = -deltas["n0"]
         line = POLICY.min_cosine - POLICY.agreement_slack * (1 - max(r["halves"], 0.0))
-        _, now = book.observe(deltas, r["g0"], None, directions=True, line=line)
+        _, now = book.observe(vector_gram(deltas, r["g0"]), None, directions=True, line=line)
         for who in now:
             penalized.setdefault(who, r["round"])
     return penalized

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy  # noqa: E402
+from fl_chain.defence.gram import vector_gram  # noqa: E402
 from fl_chain.defence.vectors import cosine, flat_delta, previous_vector, unflatten  # noqa: E402
 from fl_chain.tasks.base import DataSpec  # noqa: E402
 from fl_chain.tasks.digits import digits_task  # noqa: E402
@@ -116,7 +117,7 @@ def replay(rounds: list[dict], rule: Callable[[dict], float | None], attack_from
             deltas["n0"] = -deltas["n0"]
         threshold = rule(r)
         book.policy = EvidencePolicy(min_cosine=threshold if threshold is not None else -0.05)
-        _, now = book.observe(deltas, r["g0"], None, directions=threshold is not None)
+        _, now = book.observe(vector_gram(deltas, r["g0"]), None, directions=threshold is not None)
         for who in now:
             penalized.setdefault(who, r["round"])
     return penalized

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fl_chain.defence.evidence import EvidencePolicy, suspicions
+from fl_chain.defence.gram import vector_gram
 from fl_chain.defence.vectors import cosine
 from fl_chain.experiments.agr_tailored import largest_gamma, min_max, min_sum, perturbation
 from fl_chain.experiments.attacking_client import poison_data
@@ -107,7 +108,9 @@ def test_adaptive_attack_sits_just_inside_flchains_published_thresholds() -> Non
     policy, default = EvidencePolicy(), adaptive_step({"kind": "adaptive"}, honest)
     assert cosine(default, honest) == pytest.approx(policy.min_cosine + 0.01)
     # judged against a root update equal to its estimate, it is suspect of nothing
-    suspect, _ = suspicions({"a": default}, honest, policy, reference=float(np.linalg.norm(honest)))
+    suspect, _ = suspicions(
+        vector_gram({"a": default}, honest), policy, reference=float(np.linalg.norm(honest))
+    )
     assert suspect == {}
 
 

@@ -13,8 +13,18 @@ from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from fl_chain.config import RunConfig, validate
 from fl_chain.coordinator.policies import RoundPolicy, effective_policy
 from fl_chain.coordinator.screening import Screened, filter_backdoors
-from fl_chain.defence.backdoor import BackdoorPolicy, clip_factors, median_norm, noise_vector, root_cluster
+from fl_chain.defence import gram
+from fl_chain.defence.backdoor import (
+    BackdoorPolicy,
+    clip_factors,
+    median_norm,
+    noise_vector,
+    noised,
+    root_cluster,
+)
 from fl_chain.defence.evidence import copies
+from fl_chain.defence.gram import vector_gram
+from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
 from fl_chain.errors import FlchainError
 from fl_chain.experiments.collusion import colluding_deltas
 from fl_chain.wire.records import arrays_to_record, record_to_arrays
@@ -40,21 +50,45 @@ def _round(honest: int, backdoor: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def test_the_updates_in_the_root_updates_cluster_are_kept() -> None:
     deltas = _round(7, 3)
-    assert root_cluster(deltas, ROOT) == {f"h{i}" for i in range(7)}
+    assert root_cluster(vector_gram(deltas, ROOT)) == {f"h{i}" for i in range(7)}
     # g0 far from every update (noise to the clustering): the largest cluster is kept
-    assert root_cluster(deltas, np.array([0.0, 0.0, 0.0, 1.0])) == {f"h{i}" for i in range(7)}
+    assert root_cluster(vector_gram(deltas, np.array([0.0, 0.0, 0.0, 1.0]))) == {f"h{i}" for i in range(7)}
     # too few updates to cluster: all kept
-    assert root_cluster(_round(1, 1), ROOT) == {"h0", "b0"}
+    assert root_cluster(vector_gram(_round(1, 1), ROOT)) == {"h0", "b0"}
 
 
 def test_clipping_to_the_median_norm_and_seeded_noise() -> None:
     deltas = {w: np.array([n, 0.0]) for w, n in (("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 10.0))}
-    assert median_norm(deltas) == 2.5
-    assert clip_factors(deltas, {"a", "c", "d"}, 2.5) == pytest.approx({"c": 2.5 / 3, "d": 0.25})
+    assert median_norm(vector_gram(deltas)) == 2.5
+    assert clip_factors(vector_gram(deltas), {"a", "c", "d"}, 2.5) == pytest.approx({"c": 2.5 / 3, "d": 0.25})
     a, b = noise_vector(20_000, 2.0, 0.01, (0, 3)), noise_vector(20_000, 2.0, 0.01, (0, 3))
     np.testing.assert_array_equal(a, b)  # the same run and round draw the same noise
     assert float(a.std()) == pytest.approx(0.02, rel=0.05)
     assert not np.array_equal(a, noise_vector(20_000, 2.0, 0.01, (0, 4)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_noise_added_block_by_block_is_the_whole_vector_formula_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch, dtype: type
+) -> None:
+    """`noised` draws noise_vector's values a block at a time (blocks of 7, ending mid-array) and gives
+    the model the whole-vector formula gave: previous + step + noise in float64, cast back."""
+    monkeypatch.setattr(gram, "BLOCK", 7)
+    rng = np.random.default_rng(4)
+    previous = {
+        "w": np.asfortranarray(rng.normal(size=(6, 5)).astype(dtype)),
+        "scalar": np.array(2, dtype),
+        "empty": np.zeros((0, 3), dtype),
+        "b": rng.normal(size=23).astype(dtype),
+    }
+    model = {k: (v + rng.normal(0, 0.1, v.shape)).astype(dtype) for k, v in previous.items()}
+    step = flat_delta(model, previous)
+    whole = unflatten(previous_vector(previous) + step + noise_vector(step.size, 2.0, 0.1, (0, 3)), previous)
+    blocked = noised(model, previous, 2.0, 0.1, (0, 3))
+    assert list(blocked) == list(whole)
+    for name, value in whole.items():
+        assert blocked[name].dtype == value.dtype and blocked[name].shape == value.shape
+        assert blocked[name].tobytes() == value.tobytes(), name
 
 
 def test_filter_leaves_the_backdoor_out_without_penalty_and_clips_what_it_keeps() -> None:
@@ -104,7 +138,7 @@ def test_jittered_colluders_send_no_copies() -> None:
     jittered = colluding_deltas(
         deltas, {i: {"kind": "min-max", "perturbation": "std", "jitter": 0.1, "seed": i} for i in (0, 1)}
     )
-    assert copies({str(i): d for i, d in jittered.items()}, 0.9999) == {}
+    assert copies(vector_gram({str(i): d for i, d in jittered.items()}), 0.9999) == {}
     np.testing.assert_allclose(np.linalg.norm(jittered[0]), np.linalg.norm(same[0]), rtol=0.2)
     both_std = colluding_deltas(deltas, {i: {"kind": "min-max", "perturbation": "std"} for i in (0, 1)})
-    assert set(copies({str(i): d for i, d in both_std.items()}, 0.9999)) == {"0", "1"}
+    assert set(copies(vector_gram({str(i): d for i, d in both_std.items()}), 0.9999)) == {"0", "1"}

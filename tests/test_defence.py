@@ -15,6 +15,7 @@ from fl_chain.coordinator.screening import Screened, clip_influence
 from fl_chain.coordinator.trust_strategy import TrustWeighted
 from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy, suspicions
+from fl_chain.defence.gram import vector_gram
 from fl_chain.defence.influence import bound_influence, bound_step
 from fl_chain.defence.trust import trust_scores, trust_weighted_delta
 from fl_chain.defence.vectors import coordinate_median, flat_delta
@@ -52,19 +53,21 @@ def test_evidence_needs_two_suspect_rounds_and_copies_are_penalized_at_once() ->
         {"honest": honest, "flip": flip, "odd": np.array([0.8, -0.3])},
         {"honest": honest, "flip": flip, "odd": np.array([0.9, 0.5])},
     ]
-    penalties = [book.observe(r, ROOT)[1] for r in rounds]
+    penalties = [book.observe(vector_gram(r, ROOT))[1] for r in rounds]
     assert [sorted(p) for p in penalties] == [[], ["flip"], ["flip"]]
     assert "2 of its last 2 updates suspect" in penalties[1]["flip"]
     suspect, copied = suspicions(
-        {"s1": np.array([0.3, 0.9]), "s2": np.array([0.3, 0.9]), "lazy": np.zeros(2), "big": ROOT * 7},
-        ROOT,
+        vector_gram(
+            {"s1": np.array([0.3, 0.9]), "s2": np.array([0.3, 0.9]), "lazy": np.zeros(2), "big": ROOT * 7},
+            ROOT,
+        ),
         EvidencePolicy(),
     )
     assert set(copied) == {"s1", "s2"} and "collusion" in copied["s1"]
     assert "returns the model it got" in suspect["lazy"] and "boosted" in suspect["big"]
-    assert EvidenceBook().observe({"s1": np.array([0.3, 0.9]), "s2": np.array([0.3, 0.9])}, ROOT)[
-        1
-    ].keys() == {
+    assert EvidenceBook().observe(
+        vector_gram({"s1": np.array([0.3, 0.9]), "s2": np.array([0.3, 0.9])}, ROOT)
+    )[1].keys() == {
         "s1",
         "s2",
     }
@@ -77,9 +80,9 @@ def test_a_longer_memory_catches_a_node_suspect_every_third_round() -> None:
     books = {6: EvidenceBook(EvidencePolicy(long_window=6, long_needed=2)), 12: EvidenceBook()}
     first: dict[int, dict[str, int]] = {6: {}, 12: {}}
     for r, deltas in enumerate(rounds, start=1):
-        assert short.observe(deltas, ROOT, None)[1] == {}  # 1 of every 3: never 2 of the last 3
+        assert short.observe(vector_gram(deltas, ROOT), None)[1] == {}  # 1 of every 3: never 2 of the last 3
         for window, book in books.items():
-            for who, why in book.observe(deltas, ROOT, None)[1].items():
+            for who, why in book.observe(vector_gram(deltas, ROOT), None)[1].items():
                 first[window].setdefault(who, r)
                 assert f"of its last {min(r, window)} updates suspect" in why
     # 2 of 6: its second suspect update; the default, 3 of 12: its third; the honest node never
@@ -196,9 +199,11 @@ def test_sizes_are_judged_against_g0_scaled_to_a_median_nodes_examples_or_not_at
     assert anchor.size_reference(ROOT, 300.0) == pytest.approx(6.0)
     assert RootAnchor(anchor.train_on_root).size_reference(ROOT, 300.0) is None  # root set size unknown
     deltas = {"big": 50 * ROOT, "zero": np.zeros(2), "against": -ROOT, "honest": 3 * ROOT}
-    suspect, _ = suspicions(deltas, ROOT, EvidencePolicy(), reference=6.0)
+    suspect, _ = suspicions(vector_gram(deltas, ROOT), EvidencePolicy(), reference=6.0)
     assert sorted(suspect) == ["against", "big", "zero"]  # honest: 6 / 6 = 1x the reference
-    suspect, _ = suspicions(deltas, ROOT, EvidencePolicy(), reference=None)  # directions and zero only
+    suspect, _ = suspicions(
+        vector_gram(deltas, ROOT), EvidencePolicy(), reference=None
+    )  # directions and zero only
     assert sorted(suspect) == ["against", "zero"]
 
 
@@ -222,10 +227,10 @@ def test_directions_are_evidence_only_while_g0_improves_the_held_out_loss() -> N
     root = np.array([1.0, 0.0])
     deltas = {"against": np.array([-1.0, 0.2]), "along": np.array([1.0, 0.1])}
     policy = EvidencePolicy()
-    assert set(suspicions(deltas, root, policy, None)[0]) == {"against"}
-    assert suspicions(deltas, root, policy, None, directions=False)[0] == {}
+    assert set(suspicions(vector_gram(deltas, root), policy, None)[0]) == {"against"}
+    assert suspicions(vector_gram(deltas, root), policy, None, directions=False)[0] == {}
     zero = {"free-rider": np.zeros(2)}  # a zero update is evidence whatever g0's direction is worth
-    assert set(suspicions(zero, root, policy, None, directions=False)[0]) == {"free-rider"}
+    assert set(suspicions(vector_gram(zero, root), policy, None, directions=False)[0]) == {"free-rider"}
 
 
 def test_the_suspect_line_moves_down_as_the_root_sets_halves_disagree() -> None:
@@ -252,8 +257,8 @@ def test_the_suspect_line_moves_down_as_the_root_sets_halves_disagree() -> None:
     plain.delta(start, config)
     assert plain.agreement is None and plain.direction_line(-0.05, 0.3) == -0.05
     against = {"a": np.array([-0.3, 1.0])}  # cosine -0.29 with g0 = (1, 0): below the default -0.2
-    assert suspicions(against, np.array([1.0, 0.0]), EvidencePolicy(), None)[0] != {}
-    assert suspicions(against, np.array([1.0, 0.0]), EvidencePolicy(), None, line=-0.35)[0] == {}
+    assert suspicions(vector_gram(against, np.array([1.0, 0.0])), EvidencePolicy(), None)[0] != {}
+    assert suspicions(vector_gram(against, np.array([1.0, 0.0])), EvidencePolicy(), None, line=-0.35)[0] == {}
     assert (root_rows(10, None), root_rows(10, 0), root_rows(11, 1)) == (
         slice(None),
         slice(None, 5),
@@ -300,11 +305,11 @@ def test_each_node_is_measured_against_its_own_capped_claim() -> None:
     assert RootAnchor(lambda a, c: dict(a)).size_references(root, claims) is None
     policy = EvidencePolicy()
     step = {"large": np.array([14.0, 0.0]), "liar": np.array([70.0, 0.0]), "median": np.array([8.0, 0.0])}
-    suspect, _ = suspicions(step, root, policy, sizes)
+    suspect, _ = suspicions(vector_gram(step, root), policy, sizes)
     # 14 is 1.4x the median node's 10 but under 6 x 14.1; 70 is 7x the median's and 4.9x the liar's cap
     assert set(suspect) == set()
-    suspect, _ = suspicions({**step, "liar": np.array([90.0, 0.0])}, root, policy, sizes)
+    suspect, _ = suspicions(vector_gram({**step, "liar": np.array([90.0, 0.0])}, root), policy, sizes)
     assert set(suspect) == {"liar"} and "boosted" in suspect["liar"]
     # one yardstick for everybody still works (a float), and None leaves only directions and copies
-    assert set(suspicions(step, root, policy, 2.0)[0]) == {"large", "liar"}
-    assert suspicions(step, root, policy, None)[0] == {}
+    assert set(suspicions(vector_gram(step, root), policy, 2.0)[0]) == {"large", "liar"}
+    assert suspicions(vector_gram(step, root), policy, None)[0] == {}

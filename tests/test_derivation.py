@@ -11,8 +11,8 @@ import pytest
 from eth_account import Account
 
 from fl_chain.coordinator import verified_round
-from fl_chain.coordinator.screening import Screened
-from fl_chain.defence import derivation
+from fl_chain.coordinator.screening import Screened, clip_influence, round_gram
+from fl_chain.defence import derivation, gram
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import ScoringPolicy, score_round
 from fl_chain.errors import FlchainError
@@ -24,8 +24,10 @@ from fl_chain.protocol.update_signing import RoundContext, sign_update
 CONTEXT = RoundContext(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3", 1, 4)
 
 
-def _round(seed: int, method: str = "cosine", clip: dict[int, float] | None = None):
-    """A coordinator's verified round over 5 random updates (one excluded), as ChainStrategy builds it."""
+def _round(seed: int, method: str = "cosine", clip: dict[int, float] | None = None, influence: float = 0.0):
+    """A coordinator's verified round over 5 random updates (one excluded), as ChainStrategy builds it;
+    with `influence` > 0 (a size reference) its updates are clipped to it by the coordinator's own
+    clip_influence, reading norms from the round's Gram matrix (TrainRounds._judge_with_root)."""
     rng = np.random.default_rng(seed)
     previous = {"w": rng.normal(size=(7, 5)).astype(np.float32), "b": rng.normal(size=5).astype(np.float32)}
     accounts = [Account.create() for _ in range(5)]
@@ -43,6 +45,8 @@ def _round(seed: int, method: str = "cosine", clip: dict[int, float] | None = No
         screened.signed[account.address] = signed
         screened.updates[account.address] = screened.originals[account.address] = arrays
         screened.weights[account.address] = float(weight)
+    if influence > 0:
+        clip_influence(screened, {}, influence, previous, 1.0, round_gram(screened, previous, None))
     for i, factor in (clip or {}).items():
         who = accounts[i].address
         screened.updates[who] = derivation.clip_update(previous, screened.updates[who], factor)
@@ -71,6 +75,51 @@ def test_an_honest_round_rederives_bit_for_bit(seed: int) -> None:
     assert "suspect" in excluded[0].reason
     capped = manifest.entry_of(accounts[3].address)
     assert capped.claimed == 5_000  # the leaf holds what the node signed; the cap is re-derived
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_round_clipped_by_the_coordinators_influence_bound_rederives_bit_for_bit(seed: int) -> None:
+    """Clip factors the coordinator computed from Gram-matrix norms travel in the manifest; a validator
+    applies them to the updates as sent (it never recomputes them) and gets the coordinator's model."""
+    previous, built, blobs, model, _ = _round(seed, influence=0.6)
+    manifest = parse_manifest(built.manifest.to_json(), "manifest")
+    clipped = [e for e in manifest.included if e.clip < 1.0]
+    assert clipped and all(0.0 < e.clip < 1.0 for e in clipped)
+    rederived, differences = derivation.rederive(manifest, previous, blobs)
+    assert differences == []
+    assert hash_arrays(rederived) == hash_arrays(model)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, np.int64])
+def test_clipping_block_by_block_is_the_whole_array_formula_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch, dtype: type
+) -> None:
+    """clip_update computes a block at a time (here blocks of 7, ending mid-array) what the whole-array
+    formula computed, bit for bit, whatever the dtype, memory order or shape."""
+    monkeypatch.setattr(gram, "BLOCK", 7)
+    rng = np.random.default_rng(2)
+    previous = {
+        "w": np.asfortranarray((rng.normal(size=(6, 5)) * 5).astype(dtype)),
+        "scalar": np.array(3, dtype),
+        "empty": np.zeros((0, 3), dtype),
+        "b": (rng.normal(size=23) * 5).astype(dtype),
+    }
+    update = {k: (v + rng.normal(0, 3, v.shape)).astype(dtype) for k, v in previous.items()}
+    update["w"] = np.asfortranarray(update["w"])
+    for factor in (0.3, 1 / 3, 0.999):
+        whole = {
+            k: (previous[k].astype(np.float64) + (np.asarray(v, np.float64) - previous[k]) * factor).astype(
+                v.dtype, copy=False
+            )
+            for k, v in update.items()
+        }
+        blocked = derivation.clip_update(previous, update, factor)
+        assert list(blocked) == list(whole)
+        for name, value in whole.items():
+            assert blocked[name].dtype == value.dtype and blocked[name].shape == value.shape
+            np.testing.assert_array_equal(blocked[name], value)
+            assert np.ascontiguousarray(blocked[name]).tobytes() == np.ascontiguousarray(value).tobytes()
+        assert hash_arrays(blocked) == hash_arrays(whole)
 
 
 def test_every_cooked_round_shows_a_difference() -> None:

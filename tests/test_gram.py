@@ -9,7 +9,7 @@ import pytest
 
 from fl_chain.defence import gram
 from fl_chain.defence.evidence import EvidencePolicy, suspicions
-from fl_chain.defence.gram import MEDIAN, ROOT, delta_gram, median_cosines, root_cosines
+from fl_chain.defence.gram import MEDIAN, ROOT, delta_gram, median_cosines, root_cosines, vector_gram
 from fl_chain.defence.scoring import find_outliers
 from fl_chain.defence.update_checks import check_update
 from fl_chain.defence.vectors import coordinate_median, cosine, flat_delta
@@ -66,6 +66,34 @@ def test_the_blocked_gram_matrix_equals_the_whole_vector_formulas(
     assert median_cosines(updates, previous)["n0"] == 0.0
 
 
+def test_rows_of_a_round_after_drops_and_clips_are_read_without_the_parameters(small_blocks: None) -> None:
+    """gram.rows: a dropped update's row is left out and a clipped one's dot products scale by its factor,
+    equal to the Gram matrix of the scaled deltas; `cosines` is `cosine` for every pair, bit for bit;
+    vector_gram of the whole vectors is delta_gram's to rounding."""
+    rng = np.random.default_rng(5)
+    previous = _model(rng, np.float64)
+    updates = {f"n{i}": {k: v + rng.normal(size=v.shape) for k, v in previous.items()} for i in range(4)}
+    updates["zero"] = dict(previous)
+    root = rng.normal(size=flat_delta(previous, previous).size)
+    full = delta_gram(updates, previous, root=root)
+    kept = full.rows(["n3", "zero", "n0", "n1"], {"n0": 0.25, "n3": 0.5})
+    assert kept.labels == ("n3", "zero", "n0", "n1", ROOT) and kept.members == ("n3", "zero", "n0", "n1")
+    deltas = {w: flat_delta(u, previous) for w, u in updates.items()}
+    scaled = {"n3": 0.5 * deltas["n3"], "zero": deltas["zero"], "n0": 0.25 * deltas["n0"], "n1": deltas["n1"]}
+    expected = vector_gram(scaled, root)
+    np.testing.assert_allclose(kept.matrix, expected.matrix, rtol=1e-12, atol=1e-12)
+    assert vector_gram(deltas, root).labels == full.labels
+    np.testing.assert_allclose(vector_gram(deltas, root).matrix, full.matrix, rtol=1e-12, atol=1e-12)
+    labels = [ROOT, *kept.members]
+    cosines = kept.cosines(labels)
+    for i, a in enumerate(labels):
+        for j, b in enumerate(labels):
+            assert cosines[i, j] == kept.cosine(a, b)  # the same arithmetic: equal, not approximately
+    assert cosines[labels.index("zero")].tolist() == [0.0] * len(labels)
+    with pytest.raises(ValueError, match="not a row"):
+        kept.norm("n2")  # dropped
+
+
 def test_a_root_update_of_another_size_is_refused() -> None:
     """g0 must have the model's number of parameters: a mismatch is an error, not a silent short sum."""
     previous = {"w": np.zeros(5, np.float32)}
@@ -86,8 +114,7 @@ def test_outliers_keep_their_known_answers_across_blocks(small_blocks: None) -> 
     assert set(found) == {"boost", "zero", "flip"}
     assert "> 3 x median" in found["boost"] and "/ 3" in found["zero"] and "away" in found["flip"]
     assert suspicions(
-        {w: flat_delta(u, previous) for w, u in updates.items()},
-        flat_delta(honest, previous),
+        vector_gram({w: flat_delta(u, previous) for w, u in updates.items()}, flat_delta(honest, previous)),
         EvidencePolicy(),
     )[0].keys() >= {"boost", "zero", "flip"}  # the evidence agrees
 

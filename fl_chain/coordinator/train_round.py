@@ -33,16 +33,16 @@ from fl_chain.coordinator.screening import (
     clip_influence,
     filter_backdoors,
     judge_with_evidence,
+    round_gram,
     screen_replies,
 )
 from fl_chain.coordinator.verified_round import canonical_weights
 from fl_chain.defence import derivation
 from fl_chain.defence.anchor import RootAnchor
-from fl_chain.defence.backdoor import noise_vector
+from fl_chain.defence.backdoor import noised
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import score_round
 from fl_chain.defence.selection import local_steps
-from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
 from fl_chain.protocol.ledger_mode import LedgerMode
@@ -323,28 +323,35 @@ class TrainRounds:
         anchor = self.options.evaluation.root
         reference = anchor.size_reference(root, float(np.median(claims)) if claims else None)
         admitted, evidence = self.gate.admitted, self.options.evidence
+        clips = reference is not None and self.policy.influence.clip_ratio > 0
+        # one blocked pass over the updates as sent and g0: every step below reads its norms and cosines
+        gram = None
+        if evidence is not None or clips or self.policy.backdoor.enabled:
+            started = time.monotonic()
+            gram = round_gram(screened, self._previous, root)
+            seconds["gram"] = time.monotonic() - started
         if evidence is not None:
             line = anchor.direction_line(evidence.policy.min_cosine, evidence.policy.agreement_slack)
             sizes = anchor.size_references(root, screened.weights)
-            judge_with_evidence(screened, admitted, evidence, root, self._previous, sizes, directions, line)
-        if reference is not None and self.policy.influence.clip_ratio > 0:
-            clip_influence(screened, admitted, reference, self._previous, self.policy.influence.clip_ratio)
+            judge_with_evidence(
+                screened, admitted, evidence, root, self._previous, sizes, directions, line, gram
+            )
+        if clips:
+            ratio = self.policy.influence.clip_ratio
+            clip_influence(screened, admitted, reference, self._previous, ratio, gram)
         self._noise_bound = 0.0
         if self.policy.backdoor.enabled:
             # a verified round only leaves updates out: its validators accept no clip its rules do not declare
             self._noise_bound = filter_backdoors(
-                screened, admitted, root, self._previous, clip=not self.policy.verified
+                screened, admitted, root, self._previous, clip=not self.policy.verified, gram=gram
             )
         return root, reference
 
     def _noised(self, model: Model, on_chain_round: int) -> Model:
         """The aggregate with the backdoor filter's Gaussian noise (FLAME's lambda x the round's clipping
-        bound), drawn from the run's seed and the round so a rerun draws the same."""
-        step = flat_delta(model, self._previous)
-        noise = noise_vector(
-            step.size, self._noise_bound, self.policy.backdoor.noise, (self.options.seed, on_chain_round)
-        )
-        return unflatten(previous_vector(self._previous) + step + noise, self._previous)
+        bound), drawn from the run's seed and the round so a rerun draws the same (added block by block)."""
+        seed = (self.options.seed, on_chain_round)
+        return noised(model, self._previous, self._noise_bound, self.policy.backdoor.noise, seed)
 
     def _attendance(self, screened: Screened) -> list[str]:
         """Who was sampled and did not answer (sorted); the selector learns who did."""

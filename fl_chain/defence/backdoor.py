@@ -9,7 +9,10 @@ None of this is a penalty: an update outside g0's cluster is left out of one rou
 score for it, nothing more (clustering compares replies with each other, so it is no evidence a node could
 be penalized on; defence/evidence.py keeps that anchored in g0 alone). Like FLAME it assumes a majority
 of honest replies: with a majority of attackers in one cluster, g0 is noise to it and the largest
-cluster, the attackers', is kept. Measured in docs/attacks.md."""
+cluster, the attackers', is kept. Measured in docs/attacks.md.
+
+Clustering and clipping need only the updates' norms and cosines, read from the round's Gram matrix
+(defence/gram.py), and the noise is added a block at a time: no model-sized vector per update."""
 
 from __future__ import annotations
 
@@ -17,6 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+from fl_chain.defence import gram as _gram
+from fl_chain.defence.gram import ROOT, DeltaGram
+
+Arrays = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -28,22 +36,17 @@ class BackdoorPolicy:
     noise: float = 0.0
 
 
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else np.zeros_like(vector)
-
-
-def root_cluster(deltas: Mapping[str, np.ndarray], root: np.ndarray) -> set[str]:
-    """Who is in g0's cluster of the updates `deltas` (who -> flat update) by cosine distance; with g0
-    outside every cluster, the largest cluster; with no cluster at all (or fewer than 3 updates), all.
+def root_cluster(gram: DeltaGram) -> set[str]:
+    """Who is in g0's cluster of the updates (the participants' rows of `gram`, its ROOT row g0) by cosine
+    distance; with g0 outside every cluster, the largest cluster; with no cluster at all (or fewer than
+    3 updates), all.
     An update HDBSCAN calls noise joins the cluster when its nearest neighbour is in it: HDBSCAN leaves
     some points of a tight cluster out as noise, and FLAME's rule then left 35 of 100 honest updates out
     of a clean 10-round run where this leaves 6 (docs/attacks.md)."""
-    who = list(deltas)
+    who = list(gram.members)
     if len(who) < 3:
         return set(who)
-    units = np.array([_unit(root)] + [_unit(np.asarray(deltas[w], np.float64)) for w in who])
-    distances = np.clip(1.0 - units @ units.T, 0.0, 2.0)
+    distances = np.clip(1.0 - gram.cosines([ROOT, *who]), 0.0, 2.0)
     labels = hdbscan_labels(distances, len(who) // 2 + 1)
     if labels[0] >= 0:
         chosen = labels[0]
@@ -75,17 +78,20 @@ def hdbscan_labels(distances: np.ndarray, min_cluster_size: int) -> np.ndarray:
     )
 
 
-def median_norm(deltas: Mapping[str, np.ndarray]) -> float:
-    """The median norm of the round's updates: FLAME's clipping bound (a majority of honest replies holds
-    it near an honest update's size; a boosted minority cannot raise it)."""
-    return float(np.median([np.linalg.norm(d) for d in deltas.values()])) if deltas else 0.0
+def median_norm(gram: DeltaGram) -> float:
+    """The median norm of the round's updates (the participants' rows of `gram`): FLAME's clipping bound
+    (a majority of honest replies holds it near an honest update's size; a boosted minority cannot raise
+    it)."""
+    who = gram.members
+    return float(np.median([gram.norm(w) for w in who])) if who else 0.0
 
 
-def clip_factors(deltas: Mapping[str, np.ndarray], keep: set[str], bound: float) -> dict[str, float]:
-    """who -> the factor shortening its update to `bound`, for those of `keep` above it."""
+def clip_factors(gram: DeltaGram, keep: set[str], bound: float) -> dict[str, float]:
+    """who -> the factor shortening its update (its row of `gram`) to `bound`, for those of `keep` above
+    it."""
     factors = {}
     for who in keep:
-        norm = float(np.linalg.norm(deltas[who]))
+        norm = gram.norm(who)
         if bound > 0 and norm > bound:
             factors[who] = bound / norm
     return factors
@@ -95,3 +101,24 @@ def noise_vector(size: int, bound: float, noise: float, seed: tuple[int, ...]) -
     """FLAME's Gaussian noise for the aggregate: std `noise` x `bound` per coordinate, drawn from `seed`
     (the same round of the same run draws the same noise)."""
     return np.random.default_rng(list(seed)).normal(0.0, noise * bound, size)
+
+
+def noised(
+    model: Arrays, previous: Arrays, bound: float, noise: float, seed: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """`model` with FLAME's noise added: the values of `noise_vector` (one draw from `seed` over every
+    parameter, in the array order of `previous`), drawn a block at a time, so no model-sized float64
+    vector is formed. Each parameter is previous + (model - previous) + noise in float64, cast to
+    `previous`'s dtype, as the whole-vector formula computes it elementwise: the same bits."""
+    rng = np.random.default_rng(list(seed))
+    out = {}
+    for name, ref in previous.items():
+        before, after = np.asarray(ref).reshape(-1), np.asarray(model[name]).reshape(-1)
+        target = np.empty(before.size, np.asarray(ref).dtype)
+        for lo in range(0, before.size, _gram.BLOCK):
+            hi = min(lo + _gram.BLOCK, before.size)
+            base = before[lo:hi].astype(np.float64)
+            step = np.subtract(after[lo:hi], before[lo:hi], dtype=np.float64)
+            target[lo:hi] = base + step + rng.normal(0.0, noise * bound, hi - lo)
+        out[name] = target.reshape(np.shape(ref))
+    return out

@@ -11,7 +11,8 @@ attackers the other replies are the attackers'.
 A node is penalized for a suspect update only when at least `needed` of its last `window`
 participations were suspect (one bad round never is); a copy is penalized at once (two honest nodes
 never send the same update). Pure: verdicts in, penalties out; the coordinator keeps the book for the
-run."""
+run. An update is measured by its norm, its cosine with g0 and its cosines with the other updates only,
+all read from the round's Gram matrix (defence/gram.py: no model-sized vector per update)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from fl_chain.defence.vectors import cosine
+from fl_chain.defence.gram import ROOT, DeltaGram
 
 Reference = float | Mapping[str, float] | None  # one size yardstick, each node's own, or none
 
@@ -57,14 +56,14 @@ class EvidencePolicy:
 
 
 def suspicions(
-    deltas: Mapping[str, np.ndarray],
-    root: np.ndarray,
+    gram: DeltaGram,
     policy: EvidencePolicy,
     reference: Reference = -1.0,
     directions: bool = True,
     line: float | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """(suspect this round: who -> why, copies: who -> why) for one round's accepted updates. Sizes are
+    """(suspect this round: who -> why, copies: who -> why) for one round's accepted updates: the
+    participants' rows of `gram` (their deltas; its ROOT row is g0, defence/gram.py). Sizes are
     measured against `reference`: one yardstick for every update (a negative one: |g0|) or each node's
     own (who -> yardstick, RootAnchor.size_references); with None (no size yardstick: defence/anchor.py) only
     directions and copies count, and a zero update still marks a free-rider. With `directions` False (g0
@@ -72,13 +71,13 @@ def suspicions(
     updates point against it as often as not) a direction is no evidence this round. `line`: the cosine
     below which a direction is suspect this round (default policy.min_cosine; RootAnchor.direction_line)."""
     line = policy.min_cosine if line is None else line
-    yardsticks = _yardsticks(reference, root, deltas)
+    yardsticks = _yardsticks(reference, gram)
     suspect: dict[str, str] = {}
-    for who, delta in deltas.items():
-        norm = float(np.linalg.norm(delta))
+    for who in gram.members:
+        norm = gram.norm(who)
         size = None if yardsticks is None else yardsticks[who]
         ratio = norm / size if size else 1.0
-        cos = cosine(delta, root)
+        cos = gram.cosine(who, ROOT)
         if size is None:
             if norm == 0:
                 suspect[who] = "update is zero (returns the model it got)"
@@ -91,26 +90,26 @@ def suspicions(
             suspect[who] = f"update {ratio:.1f} x an honest update's expected size (boosted)"
         elif directions and cos < line:
             suspect[who] = f"update points against the server's root update (cosine {cos:.2f})"
-    return suspect, copies(deltas, policy.duplicate_cosine)
+    return suspect, copies(gram, policy.duplicate_cosine)
 
 
-def _yardsticks(reference: Reference, root: np.ndarray, deltas: Mapping[str, object]) -> dict | None:
+def _yardsticks(reference: Reference, gram: DeltaGram) -> dict | None:
     """Each update's size yardstick (None: no size rules this round)."""
     if reference is None:
         return None
     if isinstance(reference, Mapping):
-        return {who: reference.get(who) for who in deltas}
-    size = float(np.linalg.norm(root)) if reference < 0 else reference
-    return dict.fromkeys(deltas, size)
+        return {who: reference.get(who) for who in gram.members}
+    size = gram.norm(ROOT) if reference < 0 else reference
+    return dict.fromkeys(gram.members, size)
 
 
-def copies(deltas: Mapping[str, np.ndarray], threshold: float) -> dict[str, str]:
-    """Participants whose non-zero update is (almost) identical to another participant's."""
-    names = [w for w in sorted(deltas) if np.linalg.norm(deltas[w]) > 0]
+def copies(gram: DeltaGram, threshold: float) -> dict[str, str]:
+    """Participants (rows of `gram`) whose non-zero update is (almost) identical to another participant's."""
+    names = [w for w in sorted(gram.members) if gram.norm(w) > 0]
     found: dict[str, str] = {}
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            if cosine(deltas[a], deltas[b]) >= threshold:
+            if gram.cosine(a, b) >= threshold:
                 found.setdefault(a, f"update identical to {b}'s (collusion)")
                 found.setdefault(b, f"update identical to {a}'s (collusion)")
     return found
@@ -125,18 +124,17 @@ class EvidenceBook:
 
     def observe(
         self,
-        deltas: Mapping[str, np.ndarray],
-        root: np.ndarray,
+        gram: DeltaGram,
         reference: Reference = -1.0,
         directions: bool = True,
         line: float | None = None,
     ) -> tuple[dict[str, str], dict[str, str]]:
-        """Record one round's verdicts (sizes against `reference`, directions only if `directions`, below
-        `line`, see `suspicions`); return (suspect this round: who -> why, penalized now: who -> the
-        evidence)."""
-        suspect, copied = suspicions(deltas, root, self.policy, reference, directions, line)
+        """Record one round's verdicts on the participants of `gram` (sizes against `reference`,
+        directions only if `directions`, below `line`, see `suspicions`); return (suspect this round:
+        who -> why, penalized now: who -> the evidence)."""
+        suspect, copied = suspicions(gram, self.policy, reference, directions, line)
         penalized: dict[str, str] = {}
-        for who in deltas:
+        for who in gram.members:
             past = self.history.setdefault(
                 who, deque(maxlen=max(self.policy.window, self.policy.long_window))
             )

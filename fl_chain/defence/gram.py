@@ -1,12 +1,15 @@
 """Every dot product among a round's updates (and the server's root update g0, and their coordinate-wise
 median) in one blocked pass over the parameters: the Gram matrix of the flattened deltas.
 
-Scores, outlier checks and trust weights only need norms and cosines. Computing them from whole float64
+Scores, outlier checks, trust weights, the evidence of harm, the influence bounds and the backdoor filter
+only need norms and cosines. Computing them from whole float64
 copies of every delta (`vectors.flat_delta`) costs 8 bytes per parameter per update in fresh memory: at 100M
 parameters and 3 updates that is 2.4 GB plus the median's stack, and allocating it dominated the
 coordinator's round (bench/model_size.py: 44.6 s of scoring). Here the deltas are formed one block of
 `BLOCK` parameters at a time into one reused buffer, and one matrix product per block accumulates all
-the dot products, so memory stays at a few MB whatever the model's size.
+the dot products, so memory stays at a few MB whatever the model's size. A round's later steps read the
+same matrix after dropping or clipping updates (`DeltaGram.rows`: a dropped update is a row no longer
+read, a clipped one's dot products scale by its factor), so the parameters are read once per round.
 
 Results equal the whole-vector formulas up to floating-point summation order (the blocks are summed in a
 fixed order, so a validator re-deriving a round with this code gets the same numbers bit for bit).
@@ -14,8 +17,9 @@ fixed order, so a validator re-deriving a round with this code gets the same num
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,9 +37,44 @@ class DeltaGram:
 
     labels: tuple[str, ...]
     matrix: np.ndarray
+    _indices: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_indices", {label: i for i, label in enumerate(self.labels)})
 
     def _index(self, label: str) -> int:
-        return self.labels.index(label)
+        if label not in self._indices:
+            raise ValueError(f"{label!r} is not a row of this Gram matrix")
+        return self._indices[label]
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The participants' rows (every label but ROOT and MEDIAN), in order."""
+        return tuple(label for label in self.labels if label not in (ROOT, MEDIAN))
+
+    def rows(self, names: Iterable[str], scale: Mapping[str, float] | None = None) -> DeltaGram:
+        """The Gram matrix of the participants `names` (in that order) and the ROOT and MEDIAN rows as they
+        are, each participant's delta multiplied by `scale.get(name, 1)`: a dropped update is a row no
+        longer read, and a clipped update's delta is its factor x the delta as sent (derivation.clip_update,
+        to the cast back to the model's dtype), so its dot products scale by the factor. No parameter is
+        read again."""
+        names, scale = list(names), scale or {}
+        labels = names + [label for label in (ROOT, MEDIAN) if label in self._indices]
+        index = [self._index(label) for label in labels]
+        factors = np.array(
+            [float(scale.get(name, 1.0)) for name in names] + [1.0] * (len(labels) - len(names))
+        )
+        matrix = self.matrix[np.ix_(index, index)] * np.outer(factors, factors)
+        return DeltaGram(tuple(labels), matrix)
+
+    def cosines(self, labels: Sequence[str]) -> np.ndarray:
+        """The matrix of `cosine(a, b)` for a, b in `labels` (the same arithmetic, all at once)."""
+        index = [self._index(label) for label in labels]
+        dots = self.matrix[np.ix_(index, index)]
+        norms = np.sqrt(np.maximum(np.diag(dots), 0.0))
+        nonzero = norms > 0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.where(np.outer(nonzero, nonzero), dots / np.outer(norms, norms), 0.0)
 
     def dot(self, a: str, b: str) -> float:
         """a . b"""
@@ -67,6 +106,19 @@ def _blocks(previous: Arrays) -> Iterator[tuple[str, int, int, int]]:
         offset += size
 
 
+def _one_blas_thread() -> AbstractContextManager:
+    """One BLAS thread while the blocks' products run: each is a product of a few rows (a few MFLOP), and
+    on a loaded 2-core machine handing each to a second thread cost more than the arithmetic (one row
+    of 100M parameters: 0.2-0.6 s with OpenBLAS's threads, 0.11 s with one; the products' bits are the
+    same either way, measured for 1-17 rows). threadpoolctl comes with scikit-learn (the `demo` extra);
+    without it, BLAS keeps its own threads."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # a base install without scikit-learn
+        return nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def delta_gram(
     updates: Mapping[str, Arrays],
     previous: Arrays,
@@ -85,20 +137,34 @@ def delta_gram(
     buffer = np.empty((len(labels), min(BLOCK, max(sizes, default=1))))
     flats = {name: _flat(ref) for name, ref in previous.items()}
     update_flats: dict[str, list[np.ndarray]] = {}
-    for name, lo, hi, offset in _blocks(previous):
-        if name not in update_flats:
-            update_flats = {name: [_flat(updates[w][name]) for w in who]}  # one array's views at a time
-        block = buffer[:, : hi - lo]
-        for row, flat in enumerate(update_flats[name]):
-            np.subtract(flat[lo:hi], flats[name][lo:hi], out=block[row], dtype=np.float64)
-        row = len(who)
-        if root is not None:
-            block[row] = root[offset + lo : offset + hi]
-            row += 1
-        if median:
-            block[row] = coordinate_median(list(block[: len(who)])) if who else 0.0
-        gram += block @ block.T
+    with _one_blas_thread():
+        for name, lo, hi, offset in _blocks(previous):
+            if name not in update_flats:
+                update_flats = {name: [_flat(updates[w][name]) for w in who]}  # one array's views at a time
+            block = buffer[:, : hi - lo]
+            for row, flat in enumerate(update_flats[name]):
+                np.subtract(flat[lo:hi], flats[name][lo:hi], out=block[row], dtype=np.float64)
+            row = len(who)
+            if root is not None:
+                block[row] = root[offset + lo : offset + hi]
+                row += 1
+            if median:
+                block[row] = coordinate_median(list(block[: len(who)])) if who else 0.0
+            gram += block @ block.T
     return DeltaGram(labels, gram)
+
+
+def vector_gram(deltas: Mapping[str, np.ndarray], root: np.ndarray | None = None) -> DeltaGram:
+    """The DeltaGram of whole flat vectors already formed (who -> delta, and `root` as ROOT): for
+    replays of stored vectors (bench/) and small constructed cases, where memory is no concern."""
+    labels = tuple(deltas) + ((ROOT,) if root is not None else ())
+    vectors = [np.asarray(v, np.float64).reshape(-1) for v in deltas.values()]
+    if root is not None:
+        vectors.append(np.asarray(root, np.float64).reshape(-1))
+    if not vectors:
+        return DeltaGram(labels, np.zeros((0, 0)))
+    stacked = np.stack(vectors)
+    return DeltaGram(labels, stacked @ stacked.T)
 
 
 def median_cosines(updates: Mapping[str, Arrays], previous: Arrays) -> dict[str, float]:

@@ -2,7 +2,8 @@
 one round's aggregate, may move the model. Neither bound is a penalty (a clipped node is not accused of
 anything); both stop a boosted update, or a majority of them, from buying influence by size alone. The
 bounds are multiples of the size reference (|g0| scaled to a median node's examples), never of the
-other replies, so attackers cannot raise them."""
+other replies, so attackers cannot raise them. Sizes are read from a Gram matrix (defence/gram.py), computed
+block by block: no model-sized vector per update."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fl_chain.defence.derivation import clip_update
-from fl_chain.defence.vectors import flat_delta
+from fl_chain.defence.gram import DeltaGram, delta_gram
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -27,23 +28,32 @@ class InfluencePolicy:
     step_ratio: float = 1.5
 
 
+def influence_factors(norms: Mapping[str, float], reference: float, ratio: float) -> dict[str, float]:
+    """who -> the factor shortening its update (of norm `norms[who]`) to `ratio` x the size reference,
+    only for those over that bound, in the order of `norms`."""
+    bound = ratio * reference
+    if bound <= 0:
+        return {}
+    return {who: bound / norm for who, norm in norms.items() if norm > bound}
+
+
 def bound_influence(
-    updates: Mapping[str, Arrays], previous: Arrays, reference: float, ratio: float
+    updates: Mapping[str, Arrays],
+    previous: Arrays,
+    reference: float,
+    ratio: float,
+    gram: DeltaGram | None = None,
 ) -> dict[str, tuple[dict[str, np.ndarray], float]]:
     """Clip every update to `ratio` x the size reference (norm bounding, Sun et al. 2019, anchored in g0
     rather than in the other replies, so a majority cannot raise the bound): a boosted update then weighs
     no more than an honest one of the same direction. Returns who -> (its clipped arrays, the factor its
-    update was scaled by), only for those over the bound, in the order of `updates`."""
-    bound = ratio * reference
-    if bound <= 0:
+    update was scaled by), only for those over the bound, in the order of `updates`. Norms are read from
+    `gram` (rows named as `updates`, their deltas as they stand), computed when not given."""
+    if ratio * reference <= 0:
         return {}
-    clipped: dict[str, tuple[dict[str, np.ndarray], float]] = {}
-    for who, arrays in updates.items():
-        norm = float(np.linalg.norm(flat_delta(arrays, previous)))
-        if norm > bound:
-            factor = bound / norm
-            clipped[who] = (clip_update(previous, arrays, factor), factor)
-    return clipped
+    gram = delta_gram(updates, previous) if gram is None else gram
+    factors = influence_factors({who: gram.norm(who) for who in updates}, reference, ratio)
+    return {who: (clip_update(previous, updates[who], factor), factor) for who, factor in factors.items()}
 
 
 def bound_step(
@@ -54,7 +64,7 @@ def bound_step(
     at up to 1.63 x the size reference on Dir 0.1 data (docs/anchor-calibration.md), so a bound of
     1.5 shortens them by 8 % at worst and stops a majority of boosted updates from overshooting."""
     bound = ratio * reference
-    norm = float(np.linalg.norm(flat_delta(model, previous)))
+    norm = delta_gram({"step": model}, previous).norm("step")  # blocked: no model-sized float64 copy
     if bound <= 0 or norm <= bound:
         return dict(model), 1.0
     factor = bound / norm
