@@ -2,9 +2,10 @@
 
 Before: `keccak(safetensors.save(arrays))` (a serialised copy of the whole model, then one hash), one
 reply after another. After: protocol/model_bytes's `hash_arrays` (safetensors' header built here, then
-keccak fed each array's own buffer: no copy) and `hash_many` (a round's updates in parallel threads:
-pycryptodome's keccak releases the GIL); the store streams the same parts to disk. Reference hashes
-(sha256, blake2b, sha3-256 from hashlib) show what a different hash would buy; the protocol keeps keccak.
+the hash fed each array's own buffer: no copy) and `hash_many` (a round's updates in parallel threads:
+hashlib releases the GIL); the store streams the same parts to disk. The blob hash itself moved from
+keccak-256 to SHA-256 on these measurements (the reference rows: keccak, sha256, blake2b, sha3-256 of
+the same blob).
 
 Per case: best of REPEATS seconds and the extra memory allocated at peak (tracemalloc: numpy and bytes
 allocations are traced). Prints a table and writes docs/hashing.md and docs/hashing.json.

@@ -211,10 +211,11 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "",
         "- Every blob is hashed once per process, without a serialised copy: `protocol/model_bytes.py` "
         "builds safetensors' header itself (held byte for byte to safetensors' output by "
-        "tests/test_store.py) and feeds keccak-256 each array's own buffer; the store streams the same "
-        "parts to disk. The hash is unchanged (keccak-256 of the safetensors bytes): anyone re-hashes a "
-        "blob as before. `bench/hash_speed.py` (docs/hashing.md) measures it against the old path.",
-        "- Coordinator: a round's updates are hashed in parallel threads (pycryptodome's keccak releases "
+        "tests/test_store.py) and feeds SHA-256 each array's own buffer; the store streams the same "
+        "parts to disk. The hash is SHA-256 of the safetensors bytes (keccak-256 before: 4x slower here, "
+        "docs/rounds.md says why it changed): `sha256sum` re-hashes a blob. `bench/hash_speed.py` "
+        "(docs/hashing.md) measures it against the old path.",
+        "- Coordinator: a round's updates are hashed in parallel threads (hashlib releases "
         "the GIL); that one hash serves the signature check, the manifest entry and the stored update blob "
         "(verified mode writes each update once, streamed from the arrays as received). The aggregate is "
         "hashed once, for the manifest and the store.",

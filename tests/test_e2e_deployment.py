@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,7 +18,6 @@ import psutil
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import keccak
 
 from fl_chain.chain.client import open_chain
 from fl_chain.chain.ledger import contributions, get_round, round_count, updates_root
@@ -153,7 +153,7 @@ def test_server_three_clients_one_unregistered(tmp_path: Path) -> None:
         for rnd in range(3):
             record = get_round(chain, task, rnd)
             blob = store / record.model_hash.hex()
-            assert blob.exists() and keccak(blob.read_bytes()) == record.model_hash
+            assert blob.exists() and hashlib.sha256(blob.read_bytes()).digest() == record.model_hash
             assert record.uri.endswith(record.model_hash.hex())
             participants = {a.lower() for a in contributions(chain, task, rnd)}
             assert unregistered.lower() not in participants

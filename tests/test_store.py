@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 from pathlib import Path
@@ -9,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from eth_utils import keccak
 
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task, load_model, verify_model
 from fl_chain.chain.ledger import round_count as ledger_round_count_of
@@ -33,11 +33,11 @@ def _arrays(seed: int = 0) -> dict[str, np.ndarray]:
     return {"layer.weight": rng.normal(size=(4, 3)).astype(np.float32), "layer.bias": np.zeros(4, np.float32)}
 
 
-def test_hash_is_keccak_of_canonical_safetensors_and_deterministic() -> None:
+def test_hash_is_sha256_of_canonical_safetensors_and_deterministic() -> None:
     a = _arrays()
     reordered = dict(reversed(list(a.items())))
     assert canonical_bytes(a) == canonical_bytes(reordered)
-    assert hash_arrays(a) == keccak(canonical_bytes(a))
+    assert hash_arrays(a) == hashlib.sha256(canonical_bytes(a)).digest()
     assert hash_arrays(a) != hash_arrays(_arrays(1))
     restored = arrays_from_bytes(canonical_bytes(a))
     assert all(np.array_equal(restored[k], v) and restored[k].dtype == v.dtype for k, v in a.items())
@@ -72,10 +72,10 @@ def test_canonical_parts_are_exactly_safetensors_bytes_and_hash_alike(tmp_path: 
         blob = canonical_bytes(arrays)
         assert b"".join(bytes(part) for part in canonical_parts(arrays)) == blob, arrays
         assert canonical_size(arrays) == len(blob)
-        assert hash_arrays(arrays) == keccak(blob)
+        assert hash_arrays(arrays) == hashlib.sha256(blob).digest()
         digest, _ = store.put_arrays(arrays)
         assert store.local_path(digest).read_bytes() == blob
-    assert hash_many(cases) == [keccak(canonical_bytes(a)) for a in cases]
+    assert hash_many(cases) == [hashlib.sha256(canonical_bytes(a)).digest() for a in cases]
     # A node reads the arrays of a Flower message as views of the message's bytes (no copy): same hash.
     for arrays in cases:
         views = record_views(arrays_to_record(arrays))
@@ -140,7 +140,7 @@ def test_client_refuses_tampered_blob_and_mismatched_model(chain: LocalChain, tm
     with pytest.raises(BlobIntegrityError) as info:
         load_model(client, task, 0)[1]
     assert f"expected hash 0x{digest.hex()}" in str(info.value)
-    assert f"got 0x{keccak(bytes(data)).hex()}" in str(info.value)
+    assert f"got 0x{hashlib.sha256(bytes(data)).hexdigest()}" in str(info.value)
     with pytest.raises(FlchainError, match=r"does not match round 0 .* expected hash 0x"):
         verify_model(client, task, 0, _arrays(1))
 

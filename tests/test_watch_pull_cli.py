@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from eth_utils import keccak
 
 from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task
 from fl_chain.cli import run
@@ -39,11 +39,11 @@ def test_watch_once_resumes_and_pull_verifies(
 
     target = tmp_path / "pulled.safetensors"
     assert run(["pull", "--task", str(task), "--out", str(target), *h]) == 0
-    assert keccak(target.read_bytes()) == digest1 and "verified" in capsys.readouterr().out
+    assert hashlib.sha256(target.read_bytes()).digest() == digest1 and "verified" in capsys.readouterr().out
     store.local_path(digest1).write_bytes(b"tampered")
     code = run(["pull", "--task", str(task), "--out", str(target), *h])
     assert_one_line_error(code, capsys.readouterr().err, "tampered", f"expected hash 0x{digest1.hex()}")
-    assert keccak(target.read_bytes()) == digest1  # the earlier good copy is not overwritten
+    assert hashlib.sha256(target.read_bytes()).digest() == digest1  # the earlier good copy is not overwritten
 
 
 def test_watch_ws_subscribes_through_the_given_url(chain: LocalChain, tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def screen_replies(
         except Exception as exc:  # a reply is data from another party: nothing in it may stop the round
             _drop_unscreenable(out, who, node_id, node_id in verified, exc)
     # One hash per update, for its signature and (verified mode) its manifest entry and stored blob; the
-    # round's updates hash in parallel threads (keccak releases the GIL).
+    # round's updates hash in parallel threads (hashlib releases the GIL).
     started = time.monotonic()
     digests = hash_many([c.arrays for c in usable]) if context is not None else [None] * len(usable)
     out.hash_seconds = time.monotonic() - started

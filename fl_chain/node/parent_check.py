@@ -1,7 +1,7 @@
 """The node's check of the model it trains from against the chain, finished before it replies rather
 than before it starts. The coordinator sends round r's commit while round r+1 trains
 (coordinator/commit_pipeline.py), so the parent round may land on-chain while this node trains: the
-received model is hashed in a background thread while the app trains (keccak releases the GIL), and
+received model is hashed in a background thread while the app trains (hashlib releases the GIL), and
 after training the node waits, up to its `parent_wait` seconds, for the parent round's hash to appear.
 A parent that never lands, or whose hash differs, is refused: the reply is an error and nothing is
 signed. Imports neither web3 nor eth-account (a node's process serves one message)."""

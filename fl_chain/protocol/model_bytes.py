@@ -1,15 +1,24 @@
 """A model's canonical bytes and hash, the one form every party agrees on: the safetensors serialisation
-of its named arrays (no metadata), and keccak256 of exactly those bytes, the bytes32 committed on-chain.
-Anyone can re-hash a blob and compare.
+of its named arrays (no metadata), and SHA-256 of exactly those bytes, the bytes32 committed on-chain.
+Anyone can re-hash a blob and compare (`sha256sum model.safetensors`).
+
+Why SHA-256 and not keccak-256 (Ethereum's own hash, which flchain used before issue 28): a blob's hash is
+never computed on-chain, only stored and compared, while every party hashes every blob it sends or
+receives. At 100M parameters that is about 4 GB hashed per round across a coordinator and 3 nodes;
+keccak-256 runs at 225 MB/s on these machines and SHA-256 (OpenSSL, with the CPU's SHA extensions) at
+886 MB/s (bench/hash_speed.py, docs/hashing.md), and hashing was most of the CPU flchain added at that
+size (docs/model-size.md). Everything else that is hashed (signatures, Merkle leaves, task identity,
+rules documents) stays keccak-256, as the contracts compute it.
 
 At real model sizes (10M-100M parameters, 40-400 MB) hashing is the cost flchain adds per byte, so the
 hash and the store's writes take the canonical bytes as parts: safetensors' header (built here, byte for
 byte what safetensors writes; tests/test_model_bytes.py holds it to that) followed by each array's own
-buffer, in safetensors' order. No full copy of a model is made to hash or store it. keccak releases the
-GIL (pycryptodome's C code), so several blobs hash in parallel threads (`hash_many`)."""
+buffer, in safetensors' order. No full copy of a model is made to hash or store it. hashlib releases the
+GIL while it hashes, so several blobs hash in parallel threads (`hash_many`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -17,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from eth_hash.auto import keccak
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
@@ -97,13 +105,13 @@ def canonical_size(arrays: Mapping[str, np.ndarray]) -> int:
 
 
 def model_hash(blob: bytes) -> bytes:
-    """The bytes32 model hash: keccak256 of the canonical bytes."""
-    return keccak(blob)
+    """The bytes32 model hash: SHA-256 of the canonical bytes."""
+    return hashlib.sha256(blob).digest()
 
 
 def hash_parts(parts: Sequence[memoryview | bytes]) -> bytes:
-    """keccak256 of the concatenation of `parts`, fed to the hash one part at a time."""
-    hasher = keccak.new(b"")
+    """SHA-256 of the concatenation of `parts`, fed to the hash one part at a time."""
+    hasher = hashlib.sha256()
     for part in parts:
         hasher.update(part)
     return hasher.digest()
@@ -115,7 +123,7 @@ def hash_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 def hash_many(models: Sequence[Mapping[str, np.ndarray]]) -> list[bytes]:
-    """Model hashes of several models (a round's updates), in parallel threads: keccak releases the GIL."""
+    """Model hashes of several models (a round's updates), in parallel threads: hashlib releases the GIL."""
     if len(models) < 2:
         return [hash_arrays(m) for m in models]
     with ThreadPoolExecutor(max_workers=min(len(models), os.cpu_count() or 1)) as pool:
