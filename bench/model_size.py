@@ -11,6 +11,7 @@ hashing the updates; the model's hash; the store write; the commit transaction; 
 
 Usage: .venv/bin/python bench/model_size.py [--sizes 1M,10M,100M] [--engines deployment,simulation]
        [--modes plain,verified] [--rounds 3] [--big-rounds 2] [--repeats 1] [--out docs/model-size]
+       [--merge]   (keep the earlier runs of the sizes and engines not measured now)
 The machine is shared: the 100M case runs `--big-rounds` rounds on the Deployment Engine only
 (`--big-engines`). Takes ~20 min with the defaults on 2 cores.
 """
@@ -268,6 +269,11 @@ def main() -> None:
     parser.add_argument("--big-rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "model-size")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep OUT.json's runs of the (engine, size) pairs not measured now",
+    )
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     runs: list[Measured] = []
@@ -294,7 +300,22 @@ def main() -> None:
                         runs.append(m)
         finally:
             local.stop()
+    if args.merge:
+        runs = [*_earlier_runs(args.out, {(m.run.engine, m.size) for m in runs}), *runs]
     write_report(args.out, args, runs, summarize(runs))
+
+
+def _earlier_runs(out: Path, measured: set[tuple[str, str]]) -> list[Measured]:
+    """OUT.json's runs except those of the (engine, size) pairs in `measured` (re-measured now)."""
+    path = out.with_suffix(".json")
+    if not path.exists():
+        return []
+    kept = []
+    for r in json.loads(path.read_text())["runs"]:
+        run = overhead.RunResult(**r["run"])
+        if (run.engine, r["size"]) not in measured:
+            kept.append(Measured(r["size"], r["mode"], run, r["store_bytes"], r["split"]))
+    return kept
 
 
 if __name__ == "__main__":
