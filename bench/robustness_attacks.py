@@ -120,6 +120,54 @@ def summary(results: list[dict]) -> list[str]:
     return lines
 
 
+def side_by_side(results: list[dict]) -> list[str]:
+    """The defences compared on the same attacks: one table per (data, attackers, seed, epochs) slice that
+    more than one defence ran, a row per attack, a column per defence: accuracy, the backdoor success
+    rate where it matters, and attackers suspended."""
+    slices: dict[tuple, dict[str, dict[str, dict]]] = {}
+    for r in results:
+        if r["attack"] != "none":
+            where = (r["data"], r["fraction"], r["seed"], r["epochs"], r["clients"])
+            slices.setdefault(where, {}).setdefault(r["attack"], {})[r["defence"]] = r
+    lines: list[str] = []
+    for (data, fraction, seed, epochs, clients), attacks in sorted(slices.items()):
+        defences = [d for d in DEFENCES if any(d in runs for runs in attacks.values())]
+        if len(defences) < 2:
+            continue
+        clean = [
+            r["final_accuracy"]
+            for r in results
+            if (r["defence"], r["attack"], r["data"], r["seed"], r["epochs"])
+            == ("none", "none", data, seed, epochs)
+        ]
+        reference = f"; the clean undefended run of this seed: {100 * clean[0]:.1f} %" if clean else ""
+        lines += [
+            f"### {data}, {100 * fraction:.0f} % attackers, {clients} nodes, seed {seed}, "
+            f"{epochs} local epochs",
+            "",
+            f"Accuracy, backdoor success rate (ASR, backdoors only), attackers suspended{reference}.",
+            "",
+            "| attack | " + " | ".join(defences) + " |",
+            "|---|" + "---|" * len(defences),
+        ]
+        for attack, runs in sorted(attacks.items()):
+            cells = []
+            for d in defences:
+                r = runs.get(d)
+                if r is None:
+                    cells.append("-")
+                    continue
+                asr = (
+                    f", ASR {100 * r['attack_success_rate']:.0f} %" if r["attack_success_rate"] > 0.05 else ""
+                )
+                cells.append(
+                    f"{100 * r['final_accuracy']:.1f} %{asr}, {r['attackers_suspended']}/{r['attackers']}"
+                )
+            lines.append(f"| {attack} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def key(cell: Cell) -> str:
     """A cell's identity in the results file."""
     return json.dumps(list(cell))
@@ -141,6 +189,9 @@ def write_markdown(results: list[dict], out: Path, rounds: int) -> None:
         "",
         *summary(results),
         "",
+        "## The defences side by side",
+        "",
+        *side_by_side(results),
         "## Every run",
         "",
         "| defence | data | attack | attackers | nodes | epochs | seed | accuracy | ASR "
@@ -171,6 +222,7 @@ def main() -> None:
         "--where", action="append", default=[], metavar="FIELD=VALUE", help="only cells with this value"
     )
     parser.add_argument("--list", action="store_true", help="print the cells and their count, run nothing")
+    parser.add_argument("--report", action="store_true", help="only rewrite OUT/robustness-attacks.md")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     args = parser.parse_args()
     k, n = (int(v) for v in args.part.split("/"))
@@ -183,7 +235,7 @@ def main() -> None:
     path = args.out / "robustness-attacks.json"
     results = json.loads(path.read_text()) if path.exists() else []
     done = {r["cell"] for r in results}
-    for i, cell in enumerate(todo, 1):
+    for i, cell in enumerate([] if args.report else todo, 1):
         if key(cell) in done:
             continue
         started = time.monotonic()
