@@ -63,9 +63,9 @@ class RootAnchor:
         (`size_reference`) x sqrt(the node's claim / the median claim), the claim capped at `cap` x the
         median so a lie about it buys at most sqrt(cap). An update's size grows with the examples
         trained on, but less than linearly once steps saturate: against the median node's yardstick
-        alone the largest honest Dir 0.1 nodes measured 6-8x at 1 local epoch, against their own
-        claim's linear share the smallest up to 17x at 3-5; the square root kept every honest update of
-        45 calibration runs under the policy's 6x (bench/evidence_calibration.py,
+        alone the largest honest Dir 0.1 nodes measured up to 10x, against their own claim's linear
+        share the smallest up to 17x; with the square root at most 7.2x, and in 45 calibration runs no
+        honest node went over the policy's 6x twice in 3 rounds (bench/evidence_calibration.py,
         docs/evidence-calibration.md)."""
         median = float(np.median(list(claims.values()))) if claims else 0.0
         size = self.size_reference(root, median)
