@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from late_calibration import SPLITS, each_cell, measure  # noqa: E402
 
+from fl_chain.defence.anchor import RootAnchor  # noqa: E402
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy  # noqa: E402
 from fl_chain.defence.gram import vector_gram  # noqa: E402
 
@@ -53,9 +54,9 @@ def _own_claim(r: dict, claims: Mapping[str, float]) -> dict[str, float]:
 
 
 def _sqrt_claim(r: dict, claims: Mapping[str, float]) -> dict[str, float]:
-    median = float(np.median(list(claims.values())))
-    size = float(np.linalg.norm(r["g0"])) * median / r["root_examples"]
-    return {w: size * (min(c, CAP * median) / median) ** 0.5 for w, c in claims.items()}
+    """flchain's own rule, called rather than restated (the anchor's trainer is not used here)."""
+    anchor = RootAnchor(lambda arrays, config: dict(arrays), root_examples=r["root_examples"])
+    return anchor.size_references(r["g0"], claims, CAP) or {}
 
 
 SIZES: dict[str, Reference] = {

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -20,7 +19,15 @@ from fl_chain.protocol.task_identity import identity_hash
 from fl_chain.runners.processes import start_supernode
 from fl_chain.store_read import allow_local_store
 from fl_chain.wire.report import read_reports
-from tests.test_e2e_deployment import FLCHAIN, PASSWORD, _processes_with, _run, _spawn, _stop, registered_keys
+from tests.test_e2e_deployment import (
+    FLCHAIN,
+    PASSWORD,
+    _run,
+    _spawn,
+    _stop,
+    processes_left,
+    registered_keys,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 APPS = {"cnn-digits": "cnndigits/1.0", "tabular-cancer": ""}  # the app id each one's ChainStrategy uses
@@ -101,8 +108,7 @@ def test_example_app_runs_on_the_ledger(example: str, tmp_path: Path) -> None:
         if node1 is not None:
             node1.stop()
         subprocess.run([*FLCHAIN, "chain", "down", *h], env=env, capture_output=True, timeout=60, check=False)
-    time.sleep(0.5)
-    assert _processes_with(marker) == []
+    assert processes_left(marker) == []
 
 
 def test_server_app_refuses_a_non_app_directory(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -22,7 +21,15 @@ from fl_chain.chain.identity import keystore_address
 from fl_chain.chain.setup.localnode import free_port
 from fl_chain.runners.processes import start_supernode
 from fl_chain.wire.report import read_reports
-from tests.test_e2e_deployment import FLCHAIN, PASSWORD, _processes_with, _run, _spawn, _stop, registered_keys
+from tests.test_e2e_deployment import (
+    FLCHAIN,
+    PASSWORD,
+    _run,
+    _spawn,
+    _stop,
+    processes_left,
+    registered_keys,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tabular-cancer"
 LIES = {2: "inf,-1", 3: "nan,-1"}  # partition -> the example count its app claims in rounds 1, 2
@@ -121,5 +128,4 @@ def test_inf_nan_and_negative_example_counts_are_penalized_and_every_round_commi
         for supernode in supernodes:
             supernode.stop()
         subprocess.run([*FLCHAIN, "chain", "down", *h], env=env, capture_output=True, timeout=60, check=False)
-    time.sleep(0.5)
-    assert _processes_with(marker) == []
+    assert processes_left(marker) == []

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import uuid
 import zipfile
 from importlib.metadata import distribution
@@ -29,7 +28,7 @@ from fl_chain.chain import ledger
 from fl_chain.chain.client import open_chain
 from fl_chain.chain.setup.localnode import anvil_binary, free_port
 from fl_chain.runners.processes import spawn, wait_port, write_flwr_home
-from tests.test_e2e_deployment import _processes_with
+from tests.test_e2e_deployment import processes_left
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -202,5 +201,4 @@ def test_the_installed_wheel_deploys_and_runs_a_users_app(tmp_path: Path) -> Non
             timeout=60,
             check=False,
         )
-    time.sleep(0.5)
-    assert _processes_with(marker) == []
+    assert processes_left(marker) == []

@@ -32,7 +32,7 @@ from fl_chain.chain.ledger import contributions, round_count
 from fl_chain.chain.setup.localnode import free_port, read_pidfile
 from fl_chain.proctree import pid_alive, stop_pid
 from tests.test_deployment_security import DEV_ADDRESSES, private_keys_in
-from tests.test_e2e_deployment import _processes_with
+from tests.test_e2e_deployment import processes_left
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "docs" / "multi-machine.md"  # the recipe moved from the README to the docs site
@@ -267,8 +267,7 @@ def test_the_readme_multi_machine_recipe_runs_as_written(tmp_path: Path) -> None
         assert PASSWORD not in printed
     finally:
         recipe.stop()
-    time.sleep(0.5)
-    assert _processes_with(marker) == []
+    assert processes_left(marker) == []
 
 
 def step(recipe: Recipe, machine: Machine, node: Machine | None, argv: list[str]) -> str:

@@ -4,7 +4,6 @@ leaves every node Active, and a demo round's JSON-RPC calls do not grow with the
 from __future__ import annotations
 
 import itertools
-import statistics
 import time
 from pathlib import Path
 
@@ -67,7 +66,7 @@ def _rpc_per_round(tmp_path: Path, clients: int) -> tuple[list[int], int]:
     a proxy in front of anvil: (calls per round, nodes sampled in the last round)."""
     home = tmp_path / f"n{clients}"
     config = load_config(None)
-    config.federation.rounds = 2
+    config.federation.rounds = 3
     config.federation.fraction_train = 4 / clients
     config.task.local_epochs = 1
     local = bootstrap.start_local(home, "anvil")
@@ -87,7 +86,7 @@ def _rpc_per_round(tmp_path: Path, clients: int) -> tuple[list[int], int]:
     finally:
         local.stop()
         proxy.close()
-    assert result.chain_rounds == 3
+    assert result.chain_rounds == 4
     last = reports[-1]
     return [b - a for a, b in itertools.pairwise(counts)], len(last.participants + last.missed)
 
@@ -98,7 +97,8 @@ def test_round_rpc_calls_do_not_grow_with_registered_nodes(tmp_path: Path) -> No
     small, sampled_small = _rpc_per_round(tmp_path, 20)
     large, sampled_large = _rpc_per_round(tmp_path, 40)
     assert sampled_small == sampled_large == 4
-    # The same work per round whatever is registered: equal up to retries and polling jitter, and far
-    # from the 20+ extra calls per round of a read per registered node.
-    assert abs(statistics.median(large) - statistics.median(small)) <= 10, (small, large)
+    # Polling (receipts, the nodes' wait for an overlapped commit's parent) only ever adds calls, and
+    # how many depends on timing; a read per registered node would add 20+ to every round. So the
+    # quietest round of each run is compared: equal up to retries, far from 20.
+    assert abs(min(large) - min(small)) <= 10, (small, large)
     assert max(large) < 200, large
