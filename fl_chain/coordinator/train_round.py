@@ -40,6 +40,7 @@ from fl_chain.coordinator.verified_round import canonical_weights
 from fl_chain.defence import derivation
 from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.backdoor import noised
+from fl_chain.defence.gram import ROOT
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import score_round
 from fl_chain.defence.selection import local_steps
@@ -321,18 +322,20 @@ class TrainRounds:
         seconds["anchor"] = waited  # waiting for the root training, if still running
         claims = list(screened.weights.values())
         anchor = self.options.evaluation.root
-        reference = anchor.size_reference(root, float(np.median(claims)) if claims else None)
         admitted, evidence = self.gate.admitted, self.options.evidence
-        clips = reference is not None and self.policy.influence.clip_ratio > 0
+        clipping = self.policy.influence.clip_ratio > 0
         # one blocked pass over the updates as sent and g0: every step below reads its norms and cosines
         gram = None
-        if evidence is not None or clips or self.policy.backdoor.enabled:
+        if evidence is not None or clipping or self.policy.backdoor.enabled:
             started = time.monotonic()
             gram = round_gram(screened, self._previous, root)
             seconds["gram"] = time.monotonic() - started
+        root_norm = gram.norm(ROOT) if gram is not None else None  # |g0| read once, not per yardstick
+        reference = anchor.size_reference(root, float(np.median(claims)) if claims else None, root_norm)
+        clips = reference is not None and clipping
         if evidence is not None:
             line = anchor.direction_line(evidence.policy.min_cosine, evidence.policy.agreement_slack)
-            sizes = anchor.size_references(root, screened.weights)
+            sizes = anchor.size_references(root, screened.weights, root_norm=root_norm)
             judge_with_evidence(
                 screened, admitted, evidence, root, self._previous, sizes, directions, line, gram
             )

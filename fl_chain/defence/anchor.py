@@ -57,7 +57,11 @@ class RootAnchor:
         self._delta: np.ndarray | None = None
 
     def size_references(
-        self, root: np.ndarray, claims: Mapping[str, float], cap: float = CLAIM_CAP
+        self,
+        root: np.ndarray,
+        claims: Mapping[str, float],
+        cap: float = CLAIM_CAP,
+        root_norm: float | None = None,
     ) -> dict[str, float] | None:
         """Each node's size yardstick for the evidence rules, or None (no size rules): the median node's
         (`size_reference`) x sqrt(the node's claim / the median claim), the claim capped at `cap` x the
@@ -66,18 +70,22 @@ class RootAnchor:
         alone the largest honest Dir 0.1 nodes measured up to 10x, against their own claim's linear
         share the smallest up to 17x; with the square root at most 7.2x, and in 45 calibration runs no
         honest node went over the policy's 6x twice in 3 rounds (bench/evidence_calibration.py,
-        docs/evidence-calibration.md)."""
+        docs/evidence-calibration.md). `root_norm`: |root|, if the caller has it already."""
         median = float(np.median(list(claims.values()))) if claims else 0.0
-        size = self.size_reference(root, median)
+        size = self.size_reference(root, median, root_norm)
         if size is None:
             return None
         return {who: size * (min(c, cap * median) / median) ** 0.5 for who, c in claims.items()}
 
-    def size_reference(self, root: np.ndarray, node_examples: float | None) -> float | None:
-        """The update size an honest median node's update is measured against, or None (no size rules)."""
+    def size_reference(
+        self, root: np.ndarray, node_examples: float | None, root_norm: float | None = None
+    ) -> float | None:
+        """The update size an honest median node's update is measured against, or None (no size rules).
+        `root_norm`: |root|, if the caller has it already (a read of every parameter at 100M)."""
         if not self.root_examples or not node_examples:
             return None
-        return float(np.linalg.norm(root)) * node_examples / self.root_examples
+        norm = float(np.linalg.norm(root)) if root_norm is None else root_norm
+        return norm * node_examples / self.root_examples
 
     @staticmethod
     def improves(
