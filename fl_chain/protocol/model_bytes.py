@@ -5,8 +5,8 @@ Anyone can re-hash a blob and compare (`sha256sum model.safetensors`).
 Why SHA-256 and not keccak-256 (Ethereum's own hash, which flchain used before issue 28): a blob's hash
 is never computed on-chain, only stored and compared, while every party hashes every blob it sends or
 receives. At 100M parameters that is about 4 GB hashed per round across a coordinator and 3 nodes.
-keccak-256 runs at 225-483 MB/s on these machines, SHA-256 (OpenSSL, with the CPU's SHA extensions) at
-886-1,922 MB/s: 4x faster in every run (bench/hash_speed.py, docs/hashing.md), and hashing was most of
+In docs/hashing.md's run keccak-256 ran at 483 MB/s, SHA-256 (OpenSSL, with the CPU's SHA extensions) at
+1,922 MB/s; earlier runs of bench/hash_speed.py under load gave 4x as well. Hashing was most of
 the CPU flchain added at that size (docs/model-size.md). Everything else that is hashed (signatures,
 Merkle leaves, task identity, rules documents) stays keccak-256, as the contracts compute it.
 
