@@ -15,6 +15,7 @@ from fl_chain.chain.ledger import ZERO_HASH, commit_round, create_task, load_mod
 from fl_chain.chain.ledger import round_count as ledger_round_count_of
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.model_bytes import (
+    HashPool,
     arrays_from_bytes,
     canonical_bytes,
     canonical_parts,
@@ -76,6 +77,16 @@ def test_canonical_parts_are_exactly_safetensors_bytes_and_hash_alike(tmp_path: 
         digest, _ = store.put_arrays(arrays)
         assert store.local_path(digest).read_bytes() == blob
     assert hash_many(cases) == [hashlib.sha256(canonical_bytes(a)).digest() for a in cases]
+    pool = HashPool()  # the coordinator's: each update hashed in the background as it is checked
+    futures = [pool.submit(a) for a in cases]
+    assert pool.close() >= 0.0
+    assert [f.result() for f in futures] == [hashlib.sha256(canonical_bytes(a)).digest() for a in cases]
+    assert HashPool().close() == 0.0  # nothing submitted
+    failing = HashPool()
+    broken = failing.submit({"w": object()})  # a failure comes back through its own future only
+    failing.close()
+    with pytest.raises(Exception):  # noqa: B017 - whatever the array library raises
+        broken.result()
     # A node reads the arrays of a Flower message as views of the message's bytes (no copy): same hash.
     for arrays in cases:
         views = record_views(arrays_to_record(arrays))

@@ -9,7 +9,6 @@ the round, scaled by any clip factor so far (`_current`)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -25,7 +24,7 @@ from fl_chain.defence.influence import bound_influence
 from fl_chain.defence.scoring import find_outliers
 from fl_chain.defence.update_checks import check_metrics, check_update
 from fl_chain.errors import FlchainError
-from fl_chain.protocol.model_bytes import hash_many
+from fl_chain.protocol.model_bytes import HashPool
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, check_claim, claim_signed_by
 from fl_chain.wire.records import (
     WEIGHT_KEY,
@@ -95,25 +94,30 @@ def screen_replies(
     that carries a claim which does not is dropped and penalized (the node signed something else or
     someone else's update), and with `require_signed` an unsigned reply is dropped."""
     out, usable = Screened(), []
-    for reply in replies:
-        node_id = reply.metadata.src_node_id
-        who = verified.get(node_id, f"node {node_id}")
-        try:
-            if candidate := _screen_one(out, reply, who, node_id in verified, previous, policy, context):
-                usable.append(candidate)
-        except Exception as exc:  # a reply is data from another party: nothing in it may stop the round
-            _drop_unscreenable(out, who, node_id, node_id in verified, exc)
-    # One hash per update, for its signature and (verified mode) its manifest entry and stored blob; the
-    # round's updates hash in parallel threads (hashlib releases the GIL).
-    started = time.monotonic()
-    digests = hash_many([c.arrays for c in usable]) if context is not None else [None] * len(usable)
-    out.hash_seconds = time.monotonic() - started
-    for candidate, digest in zip(usable, digests, strict=True):
-        node_id = candidate.reply.metadata.src_node_id
-        try:
-            _admit(out, candidate, digest, policy, context)
-        except Exception as exc:
-            _drop_unscreenable(out, candidate.who, node_id, True, exc)
+    # One hash per update, for its signature and (verified mode) its manifest entry and stored blob. Each
+    # usable update starts hashing in a thread as soon as it is checked, so the hashes run while the next
+    # replies are checked and in parallel with each other (hashlib and numpy release the GIL).
+    hashing = HashPool() if context is not None else None
+    try:
+        for reply in replies:
+            node_id = reply.metadata.src_node_id
+            who = verified.get(node_id, f"node {node_id}")
+            try:
+                candidate = _screen_one(out, reply, who, node_id in verified, previous, policy, context)
+            except Exception as exc:  # a reply is data from another party: nothing in it may stop the round
+                _drop_unscreenable(out, who, node_id, node_id in verified, exc)
+                continue
+            if candidate is not None:
+                usable.append((candidate, hashing.submit(candidate.arrays) if hashing else None))
+        for candidate, digest in usable:
+            node_id = candidate.reply.metadata.src_node_id
+            try:
+                _admit(out, candidate, digest.result() if digest else None, policy, context)
+            except Exception as exc:
+                _drop_unscreenable(out, candidate.who, node_id, True, exc)
+    finally:
+        if hashing is not None:
+            out.hash_seconds = hashing.close()
     if policy.reject_outliers:
         _drop_outliers(out, verified, previous, policy.outlier_norm_ratio)
     if policy.claim_cap > 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from logging import ERROR, WARNING
 from typing import Any
 
@@ -42,7 +43,7 @@ from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.backdoor import noised
 from fl_chain.defence.gram import ROOT
 from fl_chain.defence.influence import bound_step
-from fl_chain.defence.scoring import score_round
+from fl_chain.defence.scoring import UPDATES_ONLY, score_round
 from fl_chain.defence.selection import local_steps
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
@@ -235,18 +236,18 @@ class TrainRounds:
         weights = (
             canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
         )
-        started = time.monotonic()
-        raw, scores = score_round(
-            self.policy.scoring,
-            self._previous,
-            screened.updates,
-            screened.weights,
-            self.options.evaluation.validation_loss,
-            on_chain_round,
-            root,
-        )
-        seconds["score"] = time.monotonic() - started
-        model, metrics, aggregated = self._aggregate(on_chain_round, screened, weights)
+        if self.policy.scoring.method in UPDATES_ONLY:
+            # Scores that read only the settled updates are computed in a thread while the wrapped strategy
+            # aggregates them: neither writes what the other reads, both are mostly numpy (which releases
+            # the GIL), and the nodes are idle between rounds. Methods that evaluate models stay in line
+            # (a strategy's aggregation may use the same model objects).
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-score") as pool:
+                scoring = pool.submit(self._score, on_chain_round, screened, root, seconds)
+                model, metrics, aggregated = self._aggregate(on_chain_round, screened, weights)
+                raw, scores = scoring.result()
+        else:
+            raw, scores = self._score(on_chain_round, screened, root, seconds)
+            model, metrics, aggregated = self._aggregate(on_chain_round, screened, weights)
         if not aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
             scores, raw = {}, {}
         if aggregated and self._noise_bound > 0 and self.policy.backdoor.noise > 0:
@@ -282,6 +283,23 @@ class TrainRounds:
         else:
             commit_and_report()
         return arrays_to_record(model), metrics
+
+    def _score(
+        self, on_chain_round: int, screened: Screened, root: np.ndarray | None, seconds: dict[str, float]
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        """The round's (raw, fixed-point) scores, its time noted in `seconds["score"]`."""
+        started = time.monotonic()
+        scored = score_round(
+            self.policy.scoring,
+            self._previous,
+            screened.updates,
+            screened.weights,
+            self.options.evaluation.validation_loss,
+            on_chain_round,
+            root,
+        )
+        seconds["score"] = time.monotonic() - started
+        return scored
 
     def _screen(self, replies: Iterable[Message], gone: set[str], context: RoundContext) -> Screened:
         """Screen the replies; a node the previous round's overlapped commit suspended (`gone`, lowercase

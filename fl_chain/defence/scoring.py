@@ -174,6 +174,9 @@ def data_size_scores(inp: RoundInput) -> dict[str, float]:
     return {who: float(inp.weights[who]) for who in inp.updates}
 
 
+# Methods that read only the updates (and g0), never evaluate a model: safe to run beside the aggregation.
+UPDATES_ONLY = ("cosine", "fltrust", "data-size")
+
 SCORERS: dict[str, Callable[[RoundInput], dict[str, float]]] = {
     "loss-delta": loss_delta_scores,
     "loo": leave_one_out_scores,

@@ -14,7 +14,7 @@ At real model sizes (10M-100M parameters, 40-400 MB) hashing is the cost flchain
 hash and the store's writes take the canonical bytes as parts: safetensors' header (built here, byte for
 byte what safetensors writes; tests/test_model_bytes.py holds it to that) followed by each array's own
 buffer, in safetensors' order. No full copy of a model is made to hash or store it. hashlib releases the
-GIL while it hashes, so several blobs hash in parallel threads (`hash_many`)."""
+GIL while it hashes, so several blobs hash in parallel threads (`hash_many`, `HashPool`)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ import hashlib
 import json
 import os
 import struct
+import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from safetensors.numpy import load as st_load
@@ -128,6 +129,33 @@ def hash_many(models: Sequence[Mapping[str, np.ndarray]]) -> list[bytes]:
         return [hash_arrays(m) for m in models]
     with ThreadPoolExecutor(max_workers=min(len(models), os.cpu_count() or 1)) as pool:
         return list(pool.map(hash_arrays, models))
+
+
+class HashPool:
+    """Model hashes computed in background threads as the models arrive (a round's updates, hashed while
+    the next replies are still being checked): `submit` returns the hash's future, `close` waits for
+    all and returns the seconds from the first submission to the last hash's end."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="flchain-hash")
+        self._started: float | None = None
+        self._ended = 0.0
+
+    def submit(self, arrays: Mapping[str, np.ndarray]) -> Future[bytes]:
+        """Start hashing `arrays` (hash_arrays) in a background thread."""
+        if self._started is None:
+            self._started = time.monotonic()
+        return self._pool.submit(self._hash, arrays)
+
+    def _hash(self, arrays: Mapping[str, np.ndarray]) -> bytes:
+        digest = hash_arrays(arrays)
+        self._ended = max(self._ended, time.monotonic())
+        return digest
+
+    def close(self) -> float:
+        """Wait for every hash submitted; the seconds they took together (0 if none was submitted)."""
+        self._pool.shutdown(wait=True)
+        return 0.0 if self._started is None else max(0.0, self._ended - self._started)
 
 
 def require_model_hash(
