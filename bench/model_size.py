@@ -193,10 +193,11 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "## The coordinator's time per round (seconds, flchain runs, from its round reports)",
         "",
         "screen: reading, checking and signature-checking the replies, of which hash: hashing the "
-        "updates (in parallel threads) and, in verified mode, the aggregate; score: the round's scores "
-        "(cosine with the coordinate-wise median update); model_hash: the aggregate's "
-        "hash in plain mode; store: writing the model (and verified mode's updates and manifest), "
-        "streamed and fsynced; commit: the transaction to its receipt; finalize: waiting for the "
+        "updates (background threads, from the first reply checked to the last hash's end, overlapping "
+        "the checks) and, in verified mode, the aggregate; score: the round's scores (cosine with the "
+        "coordinate-wise median update; beside the wrapped strategy's aggregation); model_hash: the "
+        "aggregate's hash in plain mode; store: writing the model (and verified mode's updates and "
+        "manifest), streamed and fsynced; commit: the transaction to its receipt; finalize: waiting for the "
         "validators (not configured here). hash share: all hashing over the round's wall time.",
         "",
         "| engine | size | ledger | screen | hash | score | model_hash | store | commit | finalize "
@@ -216,8 +217,10 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "parts to disk. The hash is SHA-256 of the safetensors bytes (keccak-256 before: 4x slower here, "
         "docs/rounds.md says why it changed): `sha256sum` re-hashes a blob. `bench/hash_speed.py` "
         "(docs/hashing.md) measures it against the old path.",
-        "- Coordinator: a round's updates are hashed in parallel threads (hashlib releases "
-        "the GIL); that one hash serves the signature check, the manifest entry and the stored update blob "
+        "- Coordinator: each reply's update starts hashing in a thread as soon as it is checked, so the "
+        "hashes run beside the next replies' checks and each other (hashlib releases the GIL); the scores "
+        "are computed while the wrapped strategy aggregates; that one hash serves the signature check, "
+        "the manifest entry and the stored update blob "
         "(verified mode writes each update once, streamed from the arrays as received). The aggregate is "
         "hashed once, for the manifest and the store.",
         "- Scores, the outlier check and each reply's finiteness and size check read the updates block by "
