@@ -4,6 +4,7 @@ leaves every node Active, and a demo round's JSON-RPC calls do not grow with the
 from __future__ import annotations
 
 import itertools
+import statistics
 import time
 from pathlib import Path
 
@@ -67,6 +68,9 @@ def _rpc_per_round(tmp_path: Path, clients: int) -> tuple[list[int], int]:
     home = tmp_path / f"n{clients}"
     config = load_config(None)
     config.federation.rounds = 3
+    # Commits on the critical path: with the overlap, nodes poll for a parent still in flight and the
+    # count follows the machine's load (rounds of 11 to 85 calls measured), not the registered nodes.
+    config.federation.overlap_commit = False
     config.federation.fraction_train = 4 / clients
     config.task.local_epochs = 1
     local = bootstrap.start_local(home, "anvil")
@@ -97,8 +101,7 @@ def test_round_rpc_calls_do_not_grow_with_registered_nodes(tmp_path: Path) -> No
     small, sampled_small = _rpc_per_round(tmp_path, 20)
     large, sampled_large = _rpc_per_round(tmp_path, 40)
     assert sampled_small == sampled_large == 4
-    # Polling (receipts, the nodes' wait for an overlapped commit's parent) only ever adds calls, and
-    # how many depends on timing; a read per registered node would add 20+ to every round. So the
-    # quietest round of each run is compared: equal up to retries, far from 20.
-    assert abs(min(large) - min(small)) <= 10, (small, large)
+    # The same work per round whatever is registered: equal up to retries, far from the 20+ extra calls
+    # per round of a read per registered node.
+    assert abs(statistics.median(large) - statistics.median(small)) <= 10, (small, large)
     assert max(large) < 200, large
