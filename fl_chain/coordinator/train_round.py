@@ -236,18 +236,9 @@ class TrainRounds:
         weights = (
             canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
         )
-        if self.policy.scoring.method in UPDATES_ONLY:
-            # Scores that read only the settled updates are computed in a thread while the wrapped strategy
-            # aggregates them: neither writes what the other reads, both are mostly numpy (which releases
-            # the GIL), and the nodes are idle between rounds. Methods that evaluate models stay in line
-            # (a strategy's aggregation may use the same model objects).
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-score") as pool:
-                scoring = pool.submit(self._score, on_chain_round, screened, root, seconds)
-                model, metrics, aggregated = self._aggregate(on_chain_round, screened, weights)
-                raw, scores = scoring.result()
-        else:
-            raw, scores = self._score(on_chain_round, screened, root, seconds)
-            model, metrics, aggregated = self._aggregate(on_chain_round, screened, weights)
+        (raw, scores), (model, metrics, aggregated) = self._score_and_aggregate(
+            on_chain_round, screened, root, weights, seconds
+        )
         if not aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
             scores, raw = {}, {}
         if aggregated and self._noise_bound > 0 and self.policy.backdoor.noise > 0:
@@ -283,6 +274,27 @@ class TrainRounds:
         else:
             commit_and_report()
         return arrays_to_record(model), metrics
+
+    def _score_and_aggregate(
+        self,
+        on_chain_round: int,
+        screened: Screened,
+        root: np.ndarray | None,
+        weights: dict[str, int] | None,
+        seconds: dict[str, float],
+    ) -> tuple[tuple[dict[str, float], dict[str, int]], tuple[Model, MetricRecord | None, bool]]:
+        """The round's scores (`_score`) and aggregate (`_aggregate`). Scores that read only the settled
+        updates are computed in a thread while the wrapped strategy aggregates them: neither writes what
+        the other reads, both are mostly numpy (which releases the GIL), and the nodes are idle between
+        rounds. Methods that evaluate models stay in line (a strategy's aggregation may use the same
+        model objects)."""
+        if self.policy.scoring.method not in UPDATES_ONLY:
+            scored = self._score(on_chain_round, screened, root, seconds)
+            return scored, self._aggregate(on_chain_round, screened, weights)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-score") as pool:
+            scoring = pool.submit(self._score, on_chain_round, screened, root, seconds)
+            aggregated = self._aggregate(on_chain_round, screened, weights)
+            return scoring.result(), aggregated
 
     def _score(
         self, on_chain_round: int, screened: Screened, root: np.ndarray | None, seconds: dict[str, float]

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -140,6 +141,7 @@ class HashPool:
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="flchain-hash")
         self._started: float | None = None
         self._ended = 0.0
+        self._lock = threading.Lock()  # hashes end in several threads
 
     def submit(self, arrays: Mapping[str, np.ndarray]) -> Future[bytes]:
         """Start hashing `arrays` (hash_arrays) in a background thread."""
@@ -149,7 +151,8 @@ class HashPool:
 
     def _hash(self, arrays: Mapping[str, np.ndarray]) -> bytes:
         digest = hash_arrays(arrays)
-        self._ended = max(self._ended, time.monotonic())
+        with self._lock:
+            self._ended = max(self._ended, time.monotonic())
         return digest
 
     def close(self) -> float:
