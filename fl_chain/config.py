@@ -37,6 +37,9 @@ class FederationSection:
     strategy: str = "FedAvg"  # FedAvg, FedProx, Krum, MultiKrum, FedMedian, FedTrimmedAvg, Bulyan
     fraction_train: float = 1.0  # share of admitted nodes sampled per round
     min_nodes: int = 2  # admitted active nodes needed before a round starts
+    # admitted active nodes to gather before the first round (0: min_nodes); later rounds need min_nodes,
+    # so a federation can start whole and go on without a node that drops out
+    start_nodes: int = 0
     round_timeout: float = 300.0  # the longest a round waits for replies
     # once a round completed, later rounds wait round_timeout_factor x the median round, at least this long
     # (and end early when every node still owed has disconnected)
@@ -238,6 +241,8 @@ def _validate_federation(fed: FederationSection, source: str) -> None:
         )
     if fed.min_nodes < 1:
         raise FlchainError(f"{source}: field 'federation.min_nodes': expected >= 1, got {fed.min_nodes}")
+    if fed.start_nodes < 0:
+        raise FlchainError(f"{source}: field 'federation.start_nodes': expected >= 0, got {fed.start_nodes}")
     for name in ("round_timeout", "round_timeout_floor", "round_timeout_factor"):
         if getattr(fed, name) <= 0:
             raise FlchainError(f"{source}: field 'federation.{name}': expected > 0, got {getattr(fed, name)}")

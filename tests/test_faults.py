@@ -63,7 +63,7 @@ def test_node_deaths_mid_run(tmp_path: Path) -> None:
         addresses = ["0x" + json.loads(k.read_text())["address"].lower() for k in keys]
         config = tmp_path / "run.toml"
         config.write_text(
-            "[federation]\nrounds = 3\nmin_nodes = 1\nround_timeout = 120.0\n"
+            "[federation]\nrounds = 3\nmin_nodes = 1\nstart_nodes = 3\nround_timeout = 120.0\n"
             "round_timeout_floor = 20.0\nround_timeout_factor = 2.0\n\n[task]\nlocal_epochs = 1\n"
         )
         port = free_port()
@@ -75,8 +75,8 @@ def test_node_deaths_mid_run(tmp_path: Path) -> None:
             clients.append(
                 _spawn([*args, *h], client_logs[i], {**env, "FLCHAIN_TEST_MARKER": node_markers[i]})
             )
-        # With min_nodes = 1 round 1 starts with whoever is connected: the nodes are up (their SuperNodes
-        # retrying) before the SuperLink is, so a node slow to start under load cannot miss round 1.
+        # Round 1 gathers all three (start_nodes; a SuperNode retrying with backoff may connect seconds
+        # after the others); later rounds go on with whoever is left (min_nodes = 1).
         _wait_for(lambda: all("-> SuperLink" in log.read_text() for log in client_logs), 120, "the clients")
         server = _spawn(["server", "--config", str(config), "--port", str(port), *h], server_log, env)
 

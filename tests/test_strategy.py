@@ -261,6 +261,37 @@ def test_a_claim_of_a_billion_examples_buys_no_more_than_the_cap(chain: LocalCha
     np.testing.assert_allclose(model["w"], np.full((3, 2), 0.46), rtol=1e-5)
 
 
+def test_the_first_round_gathers_start_nodes_and_later_rounds_go_on_with_min_nodes(
+    chain: LocalChain, tmp_path: Path
+) -> None:
+    """start_nodes = 3, min_nodes = 1: round 1 does not start with the 2 nodes connected (a one-line
+    error after auth_timeout), starts once the third connects, and round 2 goes on without a node that
+    left."""
+    chain_id = chain.client.deployment.chain_id
+    a, b, c = new_nodes(chain, 3)
+    grid = FakeGrid({1: node(a, chain_id, 1, 0.1), 2: node(b, chain_id, 2, 0.3)})
+    committer = RoundCommitter.new_task(
+        chain.client, chain.coordinator, ModelStore(tmp_path / "s"), b"\x03" * 32
+    )
+    committer.commit(0, INITIAL)
+    strategy = ChainStrategy.for_task(
+        FedAvg(fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1),
+        committer,
+        ChainOptions(
+            Evaluation(test_metrics=lambda arrays: (0.0, 0.0)),
+            RoundPolicy(min_nodes=1, start_nodes=3, auth_timeout=1),
+        ),
+    )
+    with pytest.raises(FlchainError, match="only 2 verified active nodes after 1 s, 3 needed"):
+        train_round(strategy, grid, 1, INITIAL)
+    grid.nodes[3] = node(c, chain_id, 3, 0.2)
+    model, messages = train_round(strategy, grid, 1, INITIAL)
+    assert {m.metadata.dst_node_id for m in messages} == {1, 2, 3}
+    del grid.nodes[3]
+    _, messages = train_round(strategy, grid, 2, model)
+    assert {m.metadata.dst_node_id for m in messages} == {1, 2}
+
+
 class NoArrays(FedAvg):
     """A user's strategy subclass whose aggregation yields no model (a bug flchain must survive)."""
 

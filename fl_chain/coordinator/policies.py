@@ -25,6 +25,7 @@ class RoundPolicy:
     """How the coordinator runs a round around the wrapped strategy."""
 
     min_nodes: int = 1
+    start_nodes: int = 0  # admitted nodes the first round waits for (0: min_nodes)
     auth_timeout: float = 120.0  # how long to wait for `min_nodes` verified nodes
     screening: ScreeningPolicy = field(default_factory=ScreeningPolicy)
     scoring: ScoringPolicy = field(default_factory=ScoringPolicy)
@@ -136,6 +137,7 @@ def round_policy(config: RunConfig) -> RoundPolicy:
     sc = config.scoring
     return RoundPolicy(
         min_nodes=config.federation.min_nodes,
+        start_nodes=config.federation.start_nodes,
         auth_timeout=config.federation.auth_timeout,
         screening=ScreeningPolicy(
             sc.max_update_norm,

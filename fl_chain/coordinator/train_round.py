@@ -96,6 +96,7 @@ class TrainRounds:
         # it landed, and the ledger refuses scores or charges for an inactive node (aggregate drops them).
         self._suspended_meanwhile: set[str] = set()
         self.min_nodes = max(self.policy.min_nodes, int(getattr(inner, "min_available_nodes", 1)))
+        self._gathered = False  # has this run's first round had its start_nodes
         self._capacity: dict[str, int] = {}  # declared samples/s, read once per node per run
         self._selected: dict[int, str] = {}
         self._previous: Model = {}
@@ -156,7 +157,9 @@ class TrainRounds:
         minimum without a deadline, is never handed fewer."""
         self.gate.start_round()
         self.gate.join_task = self.committer.task  # join answers name the task (protocol/join.py)
-        allowed = self.gate.wait_for(grid, self.min_nodes, self.policy.auth_timeout, self._usable)
+        needed = self.min_nodes if self._gathered else max(self.min_nodes, self.policy.start_nodes)
+        allowed = self.gate.wait_for(grid, needed, self.policy.auth_timeout, self._usable)
+        self._gathered = True
         if self.options.selector is not None:
             allowed = self._select(allowed)
         flower_waits_for = int(getattr(self.inner, "min_available_nodes", 1))
