@@ -386,8 +386,9 @@ PLACEMENT = [
     "",
     "What else shapes the figures: Flower's own `send_and_receive` (the plain app's rounds) polls for "
     "replies every 3 s and a SuperNode asks for work every 3 s, so a plain round lasts a whole number of "
-    "polls and a few hundred milliseconds can move it by one; flchain's rounds poll for replies with a "
-    "back-off from 0.05 s to 0.5 s (`coordinator/deadline_grid.py`). A flchain node's reply also waits "
+    "polls and a few hundred milliseconds can move it by one; flchain's rounds poll for replies after a "
+    "tenth of the time waited so far, between 0.02 s and 0.5 s (`coordinator/deadline_grid.py`). "
+    "A flchain node's reply also waits "
     "until the round it trained from is on-chain (`node/parent_check.py`), while that commit overlaps "
     "its training; `flchain client` runs its SuperNode with `--isolation process` and starts the app "
     "processes itself, without the node's key (`runners/app_launcher.py`), where a plain SuperNode starts "

@@ -14,7 +14,7 @@ import pytest
 from flwr.app import Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
-from fl_chain.coordinator.deadline_grid import DeadlineGrid, DeadlinePolicy
+from fl_chain.coordinator.deadline_grid import DeadlineGrid, DeadlinePolicy, poll_pause
 from fl_chain.wire.records import arrays_to_record
 from tests.conftest import flower_server_identity
 
@@ -116,3 +116,12 @@ def test_a_slow_node_is_missed_and_its_late_reply_never_counts() -> None:
     lagging.delays[3] = 0.05
     assert _round(grid, [1, 2, 3], 3)[0] == [1, 2, 3]
     assert (3, 2) not in lagging.pulled  # its round-2 reply was never taken, not even late
+
+
+def test_polls_pause_a_tenth_of_the_wait_between_a_floor_and_the_policys_longest() -> None:
+    """A simulated round of 0.2 s is polled every 0.02 s (it ends at most ~10 % after its last reply,
+    where a fixed back-off from 0.05 s had already grown to 0.17 s); a long round polls every `poll`."""
+    assert [poll_pause(w, 0.5) for w in (0.0, 0.1, 0.2, 1.0, 3.0, 5.0, 600.0)] == pytest.approx(
+        [0.02, 0.02, 0.02, 0.1, 0.3, 0.5, 0.5]
+    )
+    assert poll_pause(600.0, 2.0) == 2.0

@@ -4,8 +4,10 @@ Flower's own `send_and_receive` polls for replies every 3 seconds until all have
 `timeout` (flchain's `federation.round_timeout`, 300 s by default) has passed: one node whose machine died
 holds every round for the whole timeout, and a round always ends on a 3-second poll boundary. Here a
 round's messages are pushed and pulled by hand (Flower's push_messages / pull_messages), and it ends
-- as soon as every reply is in (polled after 0.05 s, then 1.5 x longer each time up to `poll` seconds: a
-  simulated round of a fraction of a second is not held to a long poll, a real one makes few requests),
+- as soon as every reply is in (the pause between polls is a tenth of the time waited so far, between
+  0.02 s and `poll` seconds: a round ends at most ~10 % after its last reply, whether it is a simulated
+  round of a fraction of a second or a real one of minutes, and a round of T seconds polls about
+  10 ln(T / 0.2 s) + T / `poll` times),
 - when no node still owing a reply is connected any more (Flower's own view: `get_node_ids` lists only
   nodes whose heartbeats are current),
 - or at a deadline derived from the rounds that completed: `factor` x their median duration, at least
@@ -41,6 +43,12 @@ class DeadlinePolicy:
     poll: float = 0.5  # the longest pause between two polls for replies
 
 
+def poll_pause(waited: float, longest: float) -> float:
+    """The pause before the next poll for replies, `waited` seconds into a round: a tenth of it, between
+    0.02 s and `longest` (see the module docstring)."""
+    return min(max(0.1 * waited, 0.02), longest)
+
+
 class DeadlineGrid(DelegatingGrid):
     """The Grid the wrapped strategy trains through (see the module docstring)."""
 
@@ -71,7 +79,6 @@ class DeadlineGrid(DelegatingGrid):
         limit = self.deadline(timeout)
         started = time.monotonic()
         replies: list[Message] = []
-        pause = min(0.05, self.policy.poll)
         while owed:
             for reply in self.pull_messages(list(owed)):
                 replies.append(reply)
@@ -94,8 +101,7 @@ class DeadlineGrid(DelegatingGrid):
             if known and not any(destination[m] in connected for m in owed):
                 log(WARNING, "flchain: %d node(s) owing a reply disconnected; the round goes on", len(owed))
                 break
-            time.sleep(pause)
-            pause = min(pause * 1.5, self.policy.poll)
+            time.sleep(poll_pause(elapsed, self.policy.poll))
         if owed:
             until = self._online_until()
             for node in {destination.get(m) for m in owed} - {None}:
