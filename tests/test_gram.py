@@ -130,3 +130,40 @@ def test_the_blocked_update_check_finds_nan_and_inf_in_any_block(small_blocks: N
         broken = {k: v.copy() for k, v in clean.items()}
         broken[name][index] = bad
         assert check_update(broken, previous, 1e9) == f"array {name!r} contains NaN or Inf"
+
+
+def test_scores_read_a_gram_of_exactly_their_updates_and_recompute_otherwise(small_blocks: None) -> None:
+    """The outlier check's Gram (participants and MEDIAN) gives cosine scores bit for bit equal to a fresh
+    pass, and round_gram's (participants and ROOT) the fltrust cosines; a Gram of other participants,
+    another order or with a row more is not read (the parameters are)."""
+    from fl_chain.defence.scoring import ScoringPolicy, score_round
+
+    rng = np.random.default_rng(5)
+    previous = {"w": np.zeros((4, 6), np.float32), "b": np.zeros(5, np.float32)}
+    updates = {
+        f"n{i}": {k: rng.normal(size=v.shape).astype(np.float32) for k, v in previous.items()}
+        for i in range(4)
+    }
+    root = rng.normal(size=29)
+    weights = {w: 10.0 for w in updates}
+    kept: list = []
+    assert find_outliers(previous, updates, 3.0, kept) == {}
+    assert kept[0].labels == (*updates, MEDIAN)
+    fresh = score_round(ScoringPolicy("cosine"), previous, updates, weights, None, 1)
+    assert (
+        score_round(ScoringPolicy("cosine"), previous, updates, weights, None, 1, grams=tuple(kept)) == fresh
+    )
+    with_root = delta_gram(updates, previous, root=root)
+    assert root_cosines(updates, previous, root, [with_root]) == root_cosines(updates, previous, root)
+
+    # read, not recomputed: a Gram with the right rows and altered numbers changes the answer ...
+    altered = gram.DeltaGram(kept[0].labels, kept[0].matrix * np.outer([1, 1, 1, -1, 1], [1, 1, 1, -1, 1]))
+    assert median_cosines(updates, previous, [altered])["n3"] == pytest.approx(
+        -median_cosines(updates, previous)["n3"]
+    )
+    # ... and one of another order, of fewer participants or with ROOT beside MEDIAN is not taken
+    reordered = dict(reversed(list(updates.items())))
+    fewer = {w: updates[w] for w in list(updates)[:3]}
+    both = delta_gram(updates, previous, root=root, median=True)
+    for subset, grams in ((reordered, [altered]), (fewer, [altered]), (updates, [both])):
+        assert median_cosines(subset, previous, grams) == median_cosines(subset, previous)

@@ -68,6 +68,15 @@ class Screened:
     claims: dict[str, SignedUpdate] = field(default_factory=dict)
     originals: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # who -> update as sent
     hash_seconds: float = 0.0  # spent hashing the usable updates (in parallel), for the round's time split
+    # Gram matrices of `updates` computed this round (the outlier check's, round_gram's): current_grams
+    grams: list[DeltaGram] = field(default_factory=list)
+
+    def current_grams(self) -> tuple[DeltaGram, ...]:
+        """The Gram matrices computed this round that are still of `updates` as they stand: the same
+        participants in the same order, none clipped (a clip replaces an update's arrays)."""
+        if self.clipped:
+            return ()
+        return tuple(g for g in self.grams if g.members == tuple(self.updates))
 
 
 @dataclass(frozen=True)
@@ -237,7 +246,9 @@ def _cap_claims(out: Screened, verified: Mapping[int, str], policy: ScreeningPol
 def round_gram(out: Screened, previous: Mapping[str, np.ndarray], root: np.ndarray | None) -> DeltaGram:
     """The Gram matrix of the round's accepted updates as they stand (before any clip: as sent) and g0,
     in one blocked pass: pass it as `gram` to judge_with_evidence, clip_influence and filter_backdoors."""
-    return delta_gram(out.updates, previous, root=root)
+    gram = delta_gram(out.updates, previous, root=root)
+    out.grams.append(gram)
+    return gram
 
 
 def _current(
@@ -365,7 +376,7 @@ def _check(
 def _drop_outliers(
     out: Screened, verified: Mapping[int, str], previous: Mapping[str, np.ndarray], ratio: float
 ) -> None:
-    outliers = find_outliers(previous, out.updates, ratio)
+    outliers = find_outliers(previous, out.updates, ratio, out.grams)
     for who, reason in outliers.items():
         out.dropped[who] = reason
         out.penalized.add(who)

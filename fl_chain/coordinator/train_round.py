@@ -312,6 +312,7 @@ class TrainRounds:
             self.options.evaluation.validation_loss,
             on_chain_round,
             root,
+            screened.current_grams(),  # a Gram matrix of these updates is read, not the parameters again
         )
         seconds["score"] = time.monotonic() - started
         return scored

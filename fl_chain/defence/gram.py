@@ -167,15 +167,29 @@ def vector_gram(deltas: Mapping[str, np.ndarray], root: np.ndarray | None = None
     return DeltaGram(labels, stacked @ stacked.T)
 
 
-def median_cosines(updates: Mapping[str, Arrays], previous: Arrays) -> dict[str, float]:
-    """Each update's cosine with the coordinate-wise median update (0 for a null update)."""
-    gram = delta_gram(updates, previous, median=True)
+def known_gram(grams: Iterable[DeltaGram], labels: tuple[str, ...]) -> DeltaGram | None:
+    """The Gram matrix among `grams` with exactly these `labels` (rows, in this order), or None. A Gram
+    with another row beside them is not taken: the matrix product of another shape may sum in another
+    order, and a validator re-deriving scores must get the same numbers bit for bit."""
+    return next((g for g in grams if g.labels == labels), None)
+
+
+def median_cosines(
+    updates: Mapping[str, Arrays], previous: Arrays, grams: Iterable[DeltaGram] = ()
+) -> dict[str, float]:
+    """Each update's cosine with the coordinate-wise median update (0 for a null update). `grams`: Gram
+    matrices already computed of these updates as they stand (the outlier check's); one of exactly
+    these participants and MEDIAN is read instead of the parameters (delta_gram's same call)."""
+    gram = known_gram(grams, (*updates, MEDIAN)) or delta_gram(updates, previous, median=True)
     return {who: gram.cosine(who, MEDIAN) for who in updates}
 
 
-def root_cosines(updates: Mapping[str, Arrays], previous: Arrays, root: np.ndarray) -> dict[str, float]:
-    """Each update's cosine with the server's root update g0."""
-    gram = delta_gram(updates, previous, root=root)
+def root_cosines(
+    updates: Mapping[str, Arrays], previous: Arrays, root: np.ndarray, grams: Iterable[DeltaGram] = ()
+) -> dict[str, float]:
+    """Each update's cosine with the server's root update g0. `grams`: as median_cosines (the round's
+    Gram of these updates and this g0, coordinator/screening.round_gram)."""
+    gram = known_gram(grams, (*updates, ROOT)) or delta_gram(updates, previous, root=root)
     return {who: gram.cosine(who, ROOT) for who in updates}
 
 

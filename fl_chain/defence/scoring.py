@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fl_chain.defence.gram import MEDIAN, delta_gram, median_cosines, root_cosines
+from fl_chain.defence.gram import MEDIAN, DeltaGram, delta_gram, median_cosines, root_cosines
 from fl_chain.protocol.fixedpoint import SCALE
 
 Arrays = Mapping[str, np.ndarray]
@@ -53,6 +53,8 @@ class RoundInput:
     budget: int = 64  # evaluations per round for gtg-shapley
     seed: int = 0
     root: np.ndarray | None = None  # the server's root update g0, flattened (defence/anchor.py)
+    # Gram matrices of `updates` exactly as they are here (and of this g0), computed earlier in the round
+    grams: tuple[DeltaGram, ...] = ()
     evaluations: int = field(default=0, init=False)
 
     def loss(self, arrays: Arrays) -> float:
@@ -159,14 +161,16 @@ def exact_shapley(players: list[str], value: Callable[[frozenset], float]) -> di
 
 def cosine_scores(inp: RoundInput) -> dict[str, float]:
     """Cosine similarity of each update with the coordinate-wise median update (0 for a null update)."""
-    return median_cosines(inp.updates, inp.previous)
+    return median_cosines(inp.updates, inp.previous, inp.grams)
 
 
 def fltrust_scores(inp: RoundInput) -> dict[str, float]:
     """ReLU(cos(update_i, g0)) with the server's root update g0 (FLTrust's trust score)."""
     if inp.root is None:
         raise ValueError("the fltrust score needs the server's root update (a validation split)")
-    return {who: max(0.0, c) for who, c in root_cosines(inp.updates, inp.previous, inp.root).items()}
+    return {
+        who: max(0.0, c) for who, c in root_cosines(inp.updates, inp.previous, inp.root, inp.grams).items()
+    }
 
 
 def data_size_scores(inp: RoundInput) -> dict[str, float]:
@@ -206,13 +210,21 @@ def normalise(raw: Mapping[str, float]) -> dict[str, int]:
     }
 
 
-def find_outliers(previous: Arrays, updates: Mapping[str, Arrays], norm_ratio: float = 3.0) -> dict[str, str]:
+def find_outliers(
+    previous: Arrays,
+    updates: Mapping[str, Arrays],
+    norm_ratio: float = 3.0,
+    grams: list[DeltaGram] | None = None,
+) -> dict[str, str]:
     """Updates to reject as outliers, with the reason: an update norm more than `norm_ratio` times the
     median norm or less than its 1/`norm_ratio` (boosted, noisy or free-riding updates), or pointing away
-    from the coordinate-wise median update (cosine < 0, e.g. sign flips). Needs >= 3 updates."""
+    from the coordinate-wise median update (cosine < 0, e.g. sign flips). Needs >= 3 updates. The Gram
+    matrix it computes is appended to `grams`, if given (cosine scores read it when nothing changed)."""
     if len(updates) < 3:
         return {}
     gram = delta_gram(updates, previous, median=True)  # blocked: no model-sized copies per update
+    if grams is not None:
+        grams.append(gram)
     norms = {who: gram.norm(who) for who in updates}
     median_norm = float(np.median(list(norms.values())))
     ref_norm = gram.norm(MEDIAN)
@@ -248,8 +260,10 @@ def score_round(
     validation_loss: Callable[[Arrays], float] | None,
     round_number: int,
     root: np.ndarray | None = None,
+    grams: tuple[DeltaGram, ...] = (),
 ) -> tuple[dict[str, float], dict[str, int]]:
-    """(raw scores, fixed-point scores) of one round's accepted updates; empty when there are none."""
+    """(raw scores, fixed-point scores) of one round's accepted updates; empty when there are none.
+    `grams`: Gram matrices already computed of `updates` exactly as they are (see RoundInput)."""
     if not updates:
         return {}, {}
     inp = RoundInput(
@@ -260,6 +274,7 @@ def score_round(
         budget=policy.shapley_budget,
         seed=policy.seed + round_number,
         root=root,
+        grams=grams,
     )
     raw = SCORERS[policy.method](inp)
     return raw, normalise(raw)
