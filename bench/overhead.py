@@ -1,6 +1,7 @@
 """What flchain costs on top of plain Flower: the same Flower App with and without its flchain lines,
-side by side in one invocation, on the Deployment Engine (SuperLink + SuperNodes on loopback) and on the
-Simulation Engine (`flwr run` against a `--simulation` SuperLink, and the deprecated in-process
+side by side in one invocation, on the Deployment Engine (SuperLink + SuperNodes on loopback; flchain's
+nodes either plain `flower-supernode`s given the key, or `flchain client`s: engine `deployment-client`) and
+on the Simulation Engine (`flwr run` against a `--simulation` SuperLink, and the deprecated in-process
 `run_simulation` that `flchain demo` uses, to decide which of the two the demo should take).
 
 The plain variant is a copy of the app with the flchain lines removed (those marked `# flchain` and the
@@ -16,9 +17,10 @@ Per training round, from the ServerApp's own timestamps (FLWR_LOG_LEVEL=DEBUG ad
 - peak memory: the largest sum of their resident set sizes seen during the run.
 
 Usage: .venv/bin/python bench/overhead.py [--app examples/cnn-digits] [--nodes 3] [--rounds 8]
-       [--repeats 3] [--engines deployment,simulation,run_simulation] [--out docs/overhead]
+       [--repeats 3] [--engines deployment,deployment-client,simulation,run_simulation]
+       [--out docs/overhead]
        [--from-json OUT.json]   (rewrite OUT.md from saved runs)
-Writes OUT.md and OUT.json. Takes ~25 min with the defaults.
+Writes OUT.md and OUT.json. Takes ~40 min with the defaults.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from fl_chain.node.simulated_keys import RUN_CONFIG_KEY, write_simulated_keys  #
 from fl_chain.runners.processes import (  # noqa: E402
     Managed,
     format_node_config,
+    spawn,
     start_simulation_superlink,
     start_superlink,
     start_supernode,
@@ -213,9 +216,13 @@ class Setup:
     run_config: dict[str, str | int | float] = field(default_factory=dict)
 
 
-def deployment_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunResult:
-    """One run on the Deployment Engine: a SuperLink, `nodes` SuperNodes and `flwr run`."""
-    run_dir = setup.work / f"deployment-{variant}-{repeat}"
+def deployment_run(setup: Setup, variant: str, repeat: int, nodes: int, by_client: bool = False) -> RunResult:
+    """One run on the Deployment Engine: a SuperLink, `nodes` SuperNodes and `flwr run`. flchain's nodes
+    are plain `flower-supernode`s given the keystore and its password (each message's app process
+    decrypts the key), or with `by_client` `flchain client` processes (the key stays in the client's
+    signing agent; the apps never see it)."""
+    engine = "deployment-client" if by_client else "deployment"
+    run_dir = setup.work / f"{engine}-{variant}-{repeat}"
     flchain = variant == "flchain"
     env = {"FLWR_LOG_LEVEL": "DEBUG", PASSWORD_ENV: PASSWORD}
     port = free_port()
@@ -226,6 +233,14 @@ def deployment_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunRe
         processes.append(link)
         sampler.add_root(link.pid)
         for i in range(nodes):
+            if flchain and by_client:
+                command = [sys.executable, "-m", "fl_chain", "client", "--key", str(setup.keystores[i])]
+                command += ["--superlink", f"127.0.0.1:{port}", "--partition", f"{i}/{nodes}"]
+                command += ["--deployment", str(setup.deployment), "--home", str(run_dir / f"home{i}")]
+                node = spawn(f"flchain client {i}", command, run_dir / f"node{i}.log", env)
+                processes.append(node)
+                sampler.add_root(node.pid)
+                continue
             node_config: dict[str, str | int | float] = {"partition-id": i, "num-partitions": nodes}
             if flchain:
                 node_config |= {
@@ -241,7 +256,7 @@ def deployment_run(setup: Setup, variant: str, repeat: int, nodes: int) -> RunRe
         if flchain:
             run_config |= {"flchain-deployment": str(setup.deployment), "flchain-store": str(setup.store)}
         home = write_flwr_home(run_dir / "flwr-home", f"127.0.0.1:{port}")
-        return _submit(setup, variant, "deployment", repeat, run_dir, home, run_config, sampler, processes)
+        return _submit(setup, variant, engine, repeat, run_dir, home, run_config, sampler, processes)
     finally:
         sampler.stop()
         for proc in reversed(processes):
@@ -474,7 +489,7 @@ def write_report(
     out: Path, args: argparse.Namespace, results: list[RunResult], rows: list[dict], changed: int
 ) -> None:
     """OUT.json with every run, OUT.md with the table."""
-    targets = {"deployment": 1.10, "simulation": 1.05, "run_simulation": 1.05}
+    targets = {"deployment": 1.10, "deployment-client": 1.10, "simulation": 1.05, "run_simulation": 1.05}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(
         json.dumps(
@@ -529,11 +544,17 @@ def write_report(
         "written to the store (fsynced) and hashed, reputations of the known nodes in one batched read; "
         "with a `root_fn` (cnn-digits has one) the server's own training on its root set, which runs "
         "while the nodes train.",
-        "- Node, per training message: the flchain mod imports no web3 or eth-account (Flower starts a "
-        "new process per message), reads chain id, its status, the task's configHash and the parent "
-        "round's hash in one JSON-RPC batch, hashes the received model and signs its update (secp256k1 in "
-        "compiled code, coincurve: ~0.2 ms; eth-keys' pure-Python fallback took ~7 ms per signature, and the "
-        "coordinator checks one per reply).",
+        "- Node, per training message: the flchain mod imports no web3 (Flower starts a new process per "
+        "message), reads chain id, its status, the task's configHash and the parent round's hash in one "
+        "JSON-RPC batch, hashes the received model and has its update signed (secp256k1 in compiled "
+        "code, coincurve: ~0.2 ms; eth-keys' pure-Python fallback took ~7 ms per signature, and the "
+        "coordinator checks one per reply). Who signs is what separates the two Deployment rows: "
+        "`deployment` runs plain `flower-supernode`s given the keystore and FLCHAIN_KEY_PASSWORD, so every "
+        "message's app process decrypts the keystore itself (scrypt with n = 2^18: 0.7 s of CPU and "
+        "256 MB of memory per message here, most of that row's extra CPU and memory); "
+        "`deployment-client` runs the nodes with `flchain client`, the recommended deployment, whose "
+        "signing agent decrypted the key once and signs for the app over a Unix socket (the app never "
+        "holds the key).",
         "- Flower's own `send_and_receive` polls for replies every 3 s, and a SuperNode asks for work every "
         "3 s; a Deployment round therefore lasts a whole number of those polls, and a few hundred "
         "milliseconds can move it by one. flchain's rounds poll for replies after a tenth of the time "
@@ -582,7 +603,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--local-epochs", type=int, default=1)
-    parser.add_argument("--engines", default="deployment,simulation,run_simulation")
+    parser.add_argument("--engines", default="deployment,deployment-client,simulation,run_simulation")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "overhead")
     parser.add_argument("--from-json", type=Path, help="rewrite OUT.md from the runs of a saved OUT.json")
     args = parser.parse_args()
@@ -592,6 +613,7 @@ def main() -> None:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     runners = {
         "deployment": deployment_run,
+        "deployment-client": lambda *a: deployment_run(*a, by_client=True),
         "simulation": simulation_run,
         "run_simulation": run_simulation_run,
     }
