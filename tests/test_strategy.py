@@ -125,6 +125,20 @@ def node(
     return reply
 
 
+def fedavg_on_new_task(
+    chain: LocalChain, tmp_path: Path, tag: bytes, min_nodes: int, policy: RoundPolicy
+) -> ChainStrategy:
+    """A ChainStrategy around FedAvg (every node, at least `min_nodes`) on a new task (identity `tag`
+    repeated) whose round 0 is INITIAL, evaluating nothing."""
+    committer = RoundCommitter.new_task(chain.client, chain.coordinator, ModelStore(tmp_path / "s"), tag * 32)
+    committer.commit(0, INITIAL)
+    return ChainStrategy.for_task(
+        FedAvg(fraction_evaluate=0.0, min_train_nodes=min_nodes, min_available_nodes=min_nodes),
+        committer,
+        ChainOptions(Evaluation(test_metrics=lambda arrays: (0.0, 0.0)), policy),
+    )
+
+
 def train_round(
     strategy: ChainStrategy, grid: FakeGrid, rnd: int, arrays: dict
 ) -> tuple[dict, list[Message]]:
@@ -245,17 +259,7 @@ def test_a_claim_of_a_billion_examples_buys_no_more_than_the_cap(chain: LocalCha
     nodes = new_nodes(chain, 4)
     grid = FakeGrid({i + 1: node(n, chain_id, i + 1, 0.1, examples=10) for i, n in enumerate(nodes[:3])})
     grid.nodes[4] = node(nodes[3], chain_id, 4, 1.0, examples=10**9)
-    committer = RoundCommitter.new_task(
-        chain.client, chain.coordinator, ModelStore(tmp_path / "s"), b"\x02" * 32
-    )
-    committer.commit(0, INITIAL)
-    strategy = ChainStrategy.for_task(
-        FedAvg(fraction_evaluate=0.0, min_train_nodes=4, min_available_nodes=4),
-        committer,
-        ChainOptions(
-            Evaluation(test_metrics=lambda arrays: (0.0, 0.0)), RoundPolicy(min_nodes=4, auth_timeout=5)
-        ),
-    )
+    strategy = fedavg_on_new_task(chain, tmp_path, b"\x02", 4, RoundPolicy(min_nodes=4, auth_timeout=5))
     model, _ = train_round(strategy, grid, 1, INITIAL)
     # weights 10, 10, 10 and min(1e9, 2 x 10) = 20: (30 x 0.1 + 20 x 1.0) / 50
     np.testing.assert_allclose(model["w"], np.full((3, 2), 0.46), rtol=1e-5)
@@ -270,18 +274,8 @@ def test_the_first_round_gathers_start_nodes_and_later_rounds_go_on_with_min_nod
     chain_id = chain.client.deployment.chain_id
     a, b, c = new_nodes(chain, 3)
     grid = FakeGrid({1: node(a, chain_id, 1, 0.1), 2: node(b, chain_id, 2, 0.3)})
-    committer = RoundCommitter.new_task(
-        chain.client, chain.coordinator, ModelStore(tmp_path / "s"), b"\x03" * 32
-    )
-    committer.commit(0, INITIAL)
-    strategy = ChainStrategy.for_task(
-        FedAvg(fraction_evaluate=0.0, min_train_nodes=1, min_available_nodes=1),
-        committer,
-        ChainOptions(
-            Evaluation(test_metrics=lambda arrays: (0.0, 0.0)),
-            RoundPolicy(min_nodes=1, start_nodes=3, auth_timeout=1),
-        ),
-    )
+    policy = RoundPolicy(min_nodes=1, start_nodes=3, auth_timeout=1)
+    strategy = fedavg_on_new_task(chain, tmp_path, b"\x03", 1, policy)
     with pytest.raises(FlchainError, match="only 2 verified active nodes after 1 s, 3 needed"):
         train_round(strategy, grid, 1, INITIAL)
     grid.nodes[3] = node(c, chain_id, 3, 0.2)
