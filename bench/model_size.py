@@ -164,8 +164,9 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "memory summed over those processes, and the bytes flchain wrote to its store per round. Ratios are "
         "medians of the paired ratios (flchain / plain Flower). On the Deployment Engine flchain's nodes are "
         "plain `flower-supernode`s given the keystore and its password: each message's app process decrypts "
-        "the key (scrypt: 0.7 s of CPU and 256 MB per message here (docs/signing.md), most of the 1M rows' extra CPU and "
-        "memory); nodes run by `flchain client` decrypt it once (docs/overhead.md, `deployment-client`).",
+        "the key (scrypt: 0.7 s of CPU and 256 MB per message here (docs/signing.md), most of the 1M "
+        "rows' extra CPU and memory); nodes run by `flchain client` decrypt it once (docs/overhead.md, "
+        "`deployment-client`).",
         "",
         "| engine | size | ledger | wall Flower s | wall flchain s | wall ratio | target | CPU ratio "
         "| peak RSS Flower MB | peak RSS flchain MB | RSS ratio | store MB/round |",
