@@ -18,7 +18,7 @@ from flwr.app import Message
 from fl_chain.coordinator.gate import short_reason
 from fl_chain.defence.backdoor import clip_factors, median_norm, root_cluster
 from fl_chain.defence.derivation import clip_update
-from fl_chain.defence.evidence import EvidenceBook, Reference
+from fl_chain.defence.evidence import EvidenceBook, LabelCosine, Reference
 from fl_chain.defence.gram import DeltaGram, delta_gram
 from fl_chain.defence.influence import bound_influence
 from fl_chain.defence.scoring import find_outliers
@@ -272,13 +272,17 @@ def judge_with_evidence(
     directions: bool = True,
     line: float | None = None,
     gram: DeltaGram | None = None,
+    label: LabelCosine | None = None,
 ) -> None:
     """Anchored evidence (defence/evidence.py): suspect updates leave this round's aggregate, with the reason;
     those whose evidence adds up are penalized. `reference`: the size yardstick, one or each node's
     (RootAnchor.size_references), if any;
     `directions`: whether g0's direction is evidence this round (RootAnchor.improves); `line`: the cosine
-    below which it is suspect (RootAnchor.direction_line); `gram`: the round's (round_gram), if computed."""
-    suspect, penalized = book.observe(_current(out, previous, root, gram), reference, directions, line)
+    below which it is suspect (RootAnchor.direction_line); `gram`: the round's (round_gram), if computed;
+    `label`: who -> how close its update is to a one-label root update (RootAnchor.closest_label).
+    """
+    current = _current(out, previous, root, gram)
+    suspect, penalized = book.observe(current, reference, directions, line, label)
     for who, reason in suspect.items():
         out.dropped[who] = ("penalized: " + penalized[who]) if who in penalized else f"suspect: {reason}"
         del out.updates[who], out.weights[who]

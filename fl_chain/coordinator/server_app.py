@@ -29,7 +29,7 @@ from fl_chain.coordinator.policies import effective_rules, gate_samples, run_opt
 from fl_chain.coordinator.reporting import run_end_reported
 from fl_chain.coordinator.strategy import ChainStrategy
 from fl_chain.coordinator.trust_strategy import TrustWeighted
-from fl_chain.defence.anchor import ROOT_HALF, RootAnchor
+from fl_chain.defence.anchor import ROOT_CLASS, ROOT_HALF, RootAnchor
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.task_identity import task_app_id
 from fl_chain.store import BlobStore, ModelStore, is_s3, store_from_config
@@ -79,6 +79,15 @@ def root_rows(size: int, half: object) -> slice:
     return slice(None, size // 2) if int(half) == 0 else slice(size // 2, None)
 
 
+def root_labels(y: np.ndarray, most: int = 100) -> list[int]:
+    """The root set's labels, for the one-label root updates (RootAnchor.closest_label): a classification
+    task's (integer labels, at most `most` of them); none for any other."""
+    if not np.issubdtype(y.dtype, np.integer):
+        return []
+    labels = np.unique(y)
+    return [int(v) for v in labels] if len(labels) <= most else []
+
+
 def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np.ndarray]]:
     """The server's evaluation hooks on its validation and test splits, and the initial model."""
     from fl_chain.tasks.training import evaluate, get_arrays, set_arrays, train
@@ -99,9 +108,12 @@ def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np
 
     def train_on_root(arrays: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> dict[str, np.ndarray]:
         # The nodes' local settings, on the server's clean validation split (the root set), or on one
-        # half of it (ROOT_HALF: the anchor's reproducibility check, defence/anchor.py).
+        # half of it (ROOT_HALF: the anchor's reproducibility check, defence/anchor.py), or on its examples
+        # of one label (ROOT_CLASS: what an honest node holding only that label would send).
         set_arrays(root_model, arrays)
         rows = root_rows(len(y_val), config.get(ROOT_HALF))
+        if config.get(ROOT_CLASS) is not None:
+            rows = np.flatnonzero(y_val == int(config[ROOT_CLASS]))
         train(
             root_model,
             x_val[rows],
@@ -116,7 +128,7 @@ def task_evaluation(task: TaskSpec, seed: int) -> tuple[Evaluation, dict[str, np
     evaluation = Evaluation(
         metrics_on(x_test, y_test),
         lambda arrays: validation(arrays)[0],
-        RootAnchor(train_on_root, root_examples=len(y_val), halves=True),
+        RootAnchor(train_on_root, root_examples=len(y_val), halves=True, labels=root_labels(y_val)),
     )
     return evaluation, initial
 

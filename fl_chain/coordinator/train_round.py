@@ -45,6 +45,7 @@ from fl_chain.defence.gram import ROOT
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import UPDATES_ONLY, score_round
 from fl_chain.defence.selection import local_steps
+from fl_chain.defence.vectors import flat_delta
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
 from fl_chain.protocol.ledger_mode import LedgerMode
@@ -370,8 +371,13 @@ class TrainRounds:
         if evidence is not None:
             line = anchor.direction_line(evidence.policy.min_cosine, evidence.policy.agreement_slack)
             sizes = anchor.size_references(root, screened.weights, root_norm=root_norm)
+            previous = self._previous
+
+            def label(who: str) -> tuple[float, float] | None:  # only asked of updates below the line
+                return anchor.closest_label(flat_delta(screened.updates[who], previous))
+
             judge_with_evidence(
-                screened, admitted, evidence, root, self._previous, sizes, directions, line, gram
+                screened, admitted, evidence, root, previous, sizes, directions, line, gram, label
             )
         if clips:
             ratio = self.policy.influence.clip_ratio
