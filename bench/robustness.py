@@ -64,6 +64,9 @@ ATTACKS_25: dict[str, dict] = {
     },
     "PoisonedFL": {"kind": "poisonedfl", "seed": 7, "scale": 1.0, "period": 5, "beta": 0.7},
     "adaptive (inside thresholds)": {"kind": "adaptive", "seed": 7},
+    # aims at the label rule's excuse (defence/evidence.py): trains on one label only, so it looks like an
+    # honest node holding that label, and boosts that update just under the size rule
+    "label push (one label, boost x5)": {"kind": "label-push", "label": 1, "boost": 5.0},
     "periodic sign-flip (every 3rd)": {"kind": "periodic", "period": 3, "then": {"kind": "sign-flip"}},
     "turncoat (honest 10 rounds, then adaptive)": {
         "kind": "on-off",
@@ -76,6 +79,10 @@ ATTACKS_25: dict[str, dict] = {
         "then": {"kind": "backdoor", "target": BACKDOOR_TARGET, "fraction": 0.5},
     },
 }
+# not an attack: the first k nodes take no part, so the honest nodes train alone on the same partitions; the
+# reference a majority's damage is measured against (issue 25: within 2 points of honest-only training)
+HONEST_ONLY = "honest only (attackers absent)"
+REFERENCES: dict[str, dict] = {HONEST_ONLY: {"kind": "absent"}}
 MIXED = ("sign-flip", "noise", "boost x5", "label-flip", "ALIE")
 DATA = {"IID": ("iid", 0.5), "Dir 1.0": ("dirichlet", 1.0), "Dir 0.3": ("dirichlet", 0.3)}
 DATA |= {"Dir 0.1": ("dirichlet", 0.1), "shards": ("shards", 0.5)}
@@ -131,7 +138,7 @@ def attacks_for(attack: str, attackers: int) -> dict[int, dict]:
     out = {}
     for i in range(attackers):
         name = MIXED[i % len(MIXED)] if attack == "mixed" else attack
-        preset = {**ATTACKS, **ATTACKS_25}[name]
+        preset = {**ATTACKS, **ATTACKS_25, **REFERENCES}[name]
         out[i] = {**preset, "seed": preset.get("seed", i)}
         if preset.get("kind") == "dba":  # distributed backdoor: each attacker stamps its own part
             out[i] |= {"part": i % 4, "parts": min(4, attackers)}

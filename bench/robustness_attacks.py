@@ -4,8 +4,9 @@ anvil chain, Flower's Simulation Engine, on-chain reputation), 10 nodes on digit
 
 - clean: {1, 3, 5} local epochs x {IID, Dir 1.0, Dir 0.3, Dir 0.1, shards} x seeds, default defence;
 - attacks: ATTACKS_25 (+ the earlier ALIE, IPM, sign-flip) x {anchored (default), anchored + trust, none}
-  x {IID, Dir 0.3, Dir 0.1} x {10, 30, 50 %} attackers x seeds; plus one 50-node cell per attack family at
-  30 % (IID, default defence).
+  x {IID, Dir 0.3, Dir 0.1} x {10, 30, 50 %} attackers x seeds, and the honest-only reference at 50 % (the
+  honest nodes alone on the same partitions, undefended); plus one 50-node cell per attack family at 30 %
+  (IID, default defence).
 
 Per cell: final accuracy, backdoor attack success rate (ASR, the clean runs' rate is the floor), attackers
 suspended and when, honest nodes penalized and suspended, the false-positive rate (honest penalties per
@@ -31,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from robustness import ATTACKS_25, run_one  # noqa: E402
+from robustness import ATTACKS_25, HONEST_ONLY, run_one  # noqa: E402
 
 SPLITS = ("IID", "Dir 0.3", "Dir 0.1")
 CLEAN_SPLITS = ("IID", "Dir 1.0", "Dir 0.3", "Dir 0.1", "shards")
@@ -62,6 +63,8 @@ def cells(only: str, seeds: list[int]) -> list[Cell]:
             for fraction in (0.1, 0.3, 0.5)
             for seed in seeds
         ]
+        # the honest nodes alone on the same partitions: what a majority's damage is measured against
+        out += [("none", data, HONEST_ONLY, 0.5, seed, 3, 10) for data in SPLITS for seed in seeds]
     if only in ("", "scale"):
         out += [("anchored (default)", "IID", a, 0.3, seeds[0], 3, 50) for a in FAMILIES]
     return out
@@ -83,7 +86,8 @@ def matches(cell: Cell, where: list[str]) -> bool:
 
 def summary(results: list[dict]) -> list[str]:
     """One row per (defence, data, attack, attackers): the means over seeds and epochs, the honest
-    penalties over honest node-rounds, and the clean runs' undefended accuracy for comparison."""
+    penalties over honest node-rounds, the clean runs' undefended accuracy for comparison and, where it
+    ran, the honest-only reference (the honest nodes alone on the same partitions, HONEST_ONLY)."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault((r["defence"], r["data"], r["attack"], r["fraction"]), []).append(r)
@@ -93,14 +97,20 @@ def summary(results: list[dict]) -> list[str]:
         for r in results
         if r["defence"] == "none" and r["attack"] == "none"
     }
+    honest_only = {
+        (r["data"], r["seed"], r["epochs"], r["fraction"]): r["final_accuracy"]
+        for r in results
+        if r["attack"] == HONEST_ONLY
+    }
     lines = [
         "| defence | data | attack | attackers | runs | accuracy (mean) | vs undefended clean (runs) "
-        "| ASR (max) "
+        "| vs honest only (runs) | ASR (max) "
         "| attackers suspended | honest penalties / honest node-rounds | honest suspended "
         "| attackers ranked below |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (defence, data, attack, fraction), rs in sorted(groups.items()):
+        reference = attack == HONEST_ONLY
         accuracy = sum(r["final_accuracy"] for r in rs) / len(rs)
         gaps = [
             r["final_accuracy"] - undefended[(r["data"], r["seed"], r["epochs"])]
@@ -108,14 +118,21 @@ def summary(results: list[dict]) -> list[str]:
             if (r["data"], r["seed"], r["epochs"]) in undefended
         ]
         gap = f"{100 * sum(gaps) / len(gaps):+.1f} pts ({len(gaps)})" if gaps else "-"
+        alone = [
+            r["final_accuracy"] - honest_only[key]
+            for r in rs
+            if not reference and (key := (r["data"], r["seed"], r["epochs"], r["fraction"])) in honest_only
+        ]
+        alone_gap = f"{100 * sum(alone) / len(alone):+.1f} pts ({len(alone)})" if alone else "-"
         ranked = sum(bool(r["attackers_rank_below_honest"]) for r in rs)
         lines.append(
             f"| {defence} | {data} | {attack} | {100 * fraction:.0f} % | {len(rs)} | "
-            f"{100 * accuracy:.1f} % | {gap} | {100 * max(r['attack_success_rate'] for r in rs):.1f} % | "
+            f"{100 * accuracy:.1f} % | {gap} | {alone_gap} | "
+            f"{100 * max(r['attack_success_rate'] for r in rs):.1f} % | "
             f"{sum(r['attackers_suspended'] for r in rs)}/{sum(r['attackers'] for r in rs)} | "
             f"{sum(r['honest_penalties'] for r in rs)}/{sum(r['honest_node_rounds'] for r in rs)} | "
             f"{sum(r['honest_suspended'] for r in rs)} | "
-            f"{f'{ranked}/{len(rs)}' if fraction else '-'} |"
+            f"{f'{ranked}/{len(rs)}' if fraction and not reference else '-'} |"
         )
     return lines
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message
+from flwr.app import ConfigRecord, Context, Error, Message
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
@@ -25,14 +25,19 @@ from fl_chain.wire.records import (
     trained_round,
 )
 
+ABSENT_CODE = 4040  # the error an absent node answers with (Flower's own ErrorCode values are small)
+
 
 def make_attack_mod(resolve: Callable[[Context], NodeConfig]) -> Mod:
     """A simulated attacker rewrites its trained model *outside* the flchain mod, as a real attacker
     would who changed its own client, so the node-side checks do not stop it first."""
 
     def attack_mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
-        reply = call_next(message, context)
         attack = resolve(context).attack
+        if attack and attack.get("kind") == "absent":  # the honest-only reference: this node is not there
+            absent = Error(code=ABSENT_CODE, reason="absent (honest-only reference)")
+            return Message(error=absent, reply_to=message)
+        reply = call_next(message, context)
         if not attack or reply.has_error() or not message.metadata.message_type.startswith("train"):
             return reply
         if "arrays" not in message.content.array_records or "arrays" not in reply.content.array_records:
@@ -87,12 +92,16 @@ def save_state(context: Context, state: dict[str, object]) -> None:
 
 def poison_data(settings: NodeConfig, round_number: int, x: Any, y: Any) -> tuple[Any, Any]:
     """Data poisoning in the rounds a node runs it: label-flip maps every label to another class,
-    consistently; backdoor (BadNets) and dba stamp the attacker's trigger (or its part) on a `fraction`
+    consistently; label-push keeps only the examples of its `label` (default 0; all if it has none); backdoor
+    (BadNets) and dba stamp the attacker's trigger (or its part) on a `fraction`
     of the examples (default 0.5) relabelled `target` (default 0). The arrays then pass the attack mod
     unchanged unless it masks or boosts them."""
     active = active_attack(settings.attack, round_number)
     if active.get("kind") == "label-flip":
         y = y.max() - y
+    elif active.get("kind") == "label-push" and (y == int(active.get("label", 0))).any():
+        keep = y == int(active.get("label", 0))  # trains on one label's examples only, as such a node would
+        x, y = x[keep], y[keep]
     elif active.get("kind") in BACKDOORS:
         target, fraction = int(active.get("target", 0)), float(active.get("fraction", 0.5))
         x, y = poison(x, y, trigger_pixels(active), target, fraction, seed=round_number)

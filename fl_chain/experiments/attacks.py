@@ -10,7 +10,12 @@ claimed instead: inf, nan, -1, 2**80; applied to the reply by attacking_client.p
 update sent without the node's signed claim on it, removed by attacking_client.py: in a verified round the
 reply is answered but carries no valid claim), and on-off (behave for
 `after` rounds, then run the attack in `then`: an attacker that earns reputation first) and periodic (run
-`then` only every `period`-th round: suspect in fewer rounds than the evidence window's `needed`).
+`then` only every `period`-th round: suspect in fewer rounds than the evidence window's `needed`), and
+label-push (trains on its examples of one `label` only, applied by attacking_client.py, and boosts the
+update by `boost`: it looks like an honest node that holds that label, which the evidence rules excuse
+for pointing against g0, defence/evidence.py, and pushes the model towards that label), absent (the node
+answers no message: not an attack but the honest-only reference, the federation of the
+honest nodes alone on the same partitions; applied by attacking_client.py).
 Backdoors: backdoor (BadNets) and dba poison part of the training data (experiments/backdoor.py, applied by
 attacking_client.py) and may then mask the update Neurotoxin-style (`neurotoxin`: the top fraction of the
 last global change left alone) and boost it (`boost`: model replacement). Vector attacks with state across
@@ -50,6 +55,8 @@ ATTACKS = (
     "ipm",
     "min-max",
     "min-sum",
+    "absent",
+    "label-push",
 )
 COORDINATED = ("alie", "ipm", "min-max", "min-sum")  # applied by experiments/collusion.py
 BACKDOORS = ("backdoor", "dba")  # the data is poisoned by attacking_client.py
@@ -99,7 +106,9 @@ def apply_attack(
             out[name] = base.copy()
         elif kind == "scale":
             out[name] = (base + float(attack.get("scale", 10.0)) * delta).astype(value.dtype)
-        elif kind in ("nan", "wrong-shape", "label-flip", "lie-examples", "unsigned"):
+        elif kind == "label-push":
+            out[name] = (base + float(attack.get("boost", 1.0)) * delta).astype(value.dtype)
+        elif kind in ("nan", "wrong-shape", "label-flip", "lie-examples", "unsigned", "absent"):
             out[name] = value.copy()
         else:
             raise FlchainError(f"unknown attack {kind!r}: expected one of {', '.join(ATTACKS)}")
