@@ -25,12 +25,12 @@ halves gives no agreement figure and the line stays where the policy puts it (a 
 has `improves`, on its evaluate_fn).
 
 A node holding (mostly) one label points against a balanced g0 in every round, by its data alone: on
-Dir 0.1 at 1 local epoch one such honest node sat at cosine -0.15 to -0.33 with g0 for 18 rounds and was
+Dir 0.1 at 1 local epoch one such honest node sat at cosine -0.12 to -0.33 with g0 for 18 rounds and was
 penalized. With the root set's `labels` known (a classification task's server data), an update below the
 line is also compared with the root updates trained on each label's examples alone (`closest_label`,
-config ROOT_CLASS): that node's pointed with its label's at 0.87-0.98, sign-flippers' at 0.28 at most. An
+config ROOT_CLASS): that node's pointed with its label's at 0.88-0.98, sign-flippers' at 0.28 at most. An
 update that points with one label's root update may then point against g0 as far as that label's root
-update does (it was at -0.29 to -0.31 where the node was at -0.31 to -0.33), less a slack, and no
+update does (in rounds 18-30, -0.29 to -0.31 where the node was at -0.31 to -0.33), less a slack, and no
 further: an attacker who aims at the excuse gains no more room than an honest node of that label has.
 Those root trainings run only in a round where some update is below the line."""
 

@@ -48,8 +48,8 @@ class EvidencePolicy:
     # an update below the line is no evidence when it points with the root update trained on the root set's
     # examples of one label alone at least `label_cosine` (what an honest node holding mostly that label
     # sends) and against g0 no further than that label's root update does, less `label_slack`. Measured in
-    # a 30-round digits run (Dir 0.1, 1 epoch): a single-label honest node at cosine -0.15..-0.33 with g0 had
-    # 0.87-0.98 with its label's root update, which was itself at -0.18..-0.31 with g0; every honest node had
+    # a 30-round digits run (Dir 0.1, 1 epoch): a single-label honest node at cosine -0.12..-0.33 with g0 had
+    # 0.88-0.98 with its label's root update, which was itself at -0.16..-0.31 with g0; every honest node had
     # at least 0.34 with some label's; sign-flippers 0.28 at most on Dir 0.1, 0.13 on IID
     # (RootAnchor.closest_label; docs/attacks.md)
     label_cosine: float = 0.5
