@@ -316,47 +316,46 @@ def test_each_node_is_measured_against_its_own_capped_claim() -> None:
 
 
 def test_an_update_below_the_line_that_points_with_one_labels_root_update_is_no_evidence() -> None:
-    """Known answers for RootAnchor.closest_label (the root trainer run on each label's examples alone,
-    ROOT_CLASS, trained only when first asked, once per g0) and for suspicions' use of it: a single-label
-    node's update, against the balanced g0 but along its label's root update and no further against g0
-    than that root update (less the slack), is not suspect; a sign-flip of a balanced update points with
-    no label's; an update that aims at the excuse but points further against g0 stays suspect; without
-    labels nothing changes."""
+    """Known answers for RootAnchor.closest_labels (the root trainer run once per label on that label's
+    examples alone, ROOT_CLASS, from the updates' model with g0's config; every cosine from one Gram pass
+    per label) and for suspicions' use of it: a single-label node's update, against the balanced g0 but
+    along its label's root update and no further against g0 than that root update (less the slack), is
+    not suspect; a sign-flip of a balanced update points with no label's; an update that aims at the
+    excuse but points further against g0 stays suspect; without labels nothing is measured."""
     from fl_chain.coordinator.server_app import root_labels
     from fl_chain.defence.anchor import ROOT_CLASS
 
     # g0 = (1, 1, 0) on the whole root set; label 0's examples pull along (-0.2, -0.2, 1), label 1's (1, 2, 0)
     steps = {None: np.array([1.0, 1.0, 0.0]), 0: np.array([-0.2, -0.2, 1.0]), 1: np.array([1.0, 2.0, 0.0])}
-    trained: list[object] = []
+    trained: list[tuple[object, float]] = []
 
     def trainer(arrays, config):
-        trained.append(config.get(ROOT_CLASS))
+        trained.append((config.get(ROOT_CLASS), config["lr"]))
         return {"w": np.asarray(arrays["w"]) + steps[config.get(ROOT_CLASS)]}
 
     anchor = RootAnchor(trainer, labels=[0, 1])
-    start, config = {"w": np.zeros(3)}, {"local-epochs": 1}
+    start, config = {"w": np.full(3, 5.0)}, {"lr": 0.1}
+    assert anchor.closest_labels({"a": {"w": np.ones(3)}}, start) == {}  # no g0 yet
     g0 = anchor.delta(start, config)
-    assert trained == [None]  # no one-label training until an update needs it
+    assert trained == [(None, 0.1)]  # no one-label training until some update needs it
     label_0_vs_g0 = -0.4 / (np.sqrt(2) * np.sqrt(1.08))  # -0.27: label 0's root update against g0
-    single = np.array([-0.3, -0.2, 1.2])  # a label-0 node: -0.28 with g0, 0.998 with label 0's
-    flipped = -np.array([1.0, 0.9, 0.1])  # a balanced update sign-flipped: 0.20 / -0.99 with the labels
-    aiming = np.array([-1.5, -1.5, 1.2])  # 0.71 with label 0's, but -0.87 with g0: beyond -0.27 - 0.2
-    closest = anchor.closest_label(single)
-    assert closest == pytest.approx((1.3 / (np.sqrt(1.57) * np.sqrt(1.08)), label_0_vs_g0))
-    assert anchor.closest_label(flipped)[0] == pytest.approx(0.28 / (np.sqrt(1.82) * np.sqrt(1.08)))
-    assert anchor.closest_label(aiming)[0] == pytest.approx(1.8 / (np.sqrt(5.94) * np.sqrt(1.08)))
-    assert trained == [None, 0, 1]  # each label trained once for this g0, from g0's model and config
-    deltas = {"single": single, "flipped": flipped, "aiming": aiming}
+    deltas = {
+        "single": np.array([-0.3, -0.2, 1.2]),  # a label-0 node: -0.28 with g0, 0.998 with label 0's
+        "flipped": -np.array([1.0, 0.9, 0.1]),  # a balanced update sign-flipped: 0.20 / -0.99 with the labels
+        "aiming": np.array([-1.5, -1.5, 1.2]),  # 0.71 with label 0's, but -0.87 with g0: beyond -0.27 - 0.2
+    }
+    sent = {w: {"w": start["w"] + d} for w, d in deltas.items()}
+    closest = anchor.closest_labels(sent, start)
+    assert trained == [(None, 0.1), (0, 0.1), (1, 0.1)]  # once per label for all updates, g0's config
+    assert closest["single"] == pytest.approx((1.3 / (np.sqrt(1.57) * np.sqrt(1.08)), label_0_vs_g0))
+    assert closest["flipped"][0] == pytest.approx(0.28 / (np.sqrt(1.82) * np.sqrt(1.08)))
+    assert closest["aiming"] == pytest.approx((1.8 / (np.sqrt(5.94) * np.sqrt(1.08)), label_0_vs_g0))
     gram, policy = vector_gram(deltas, g0), EvidencePolicy()
-    label = {w: anchor.closest_label(d) for w, d in deltas.items()}.get
     assert set(suspicions(gram, policy, None)[0]) == set(deltas)  # by g0's direction alone
-    assert set(suspicions(gram, policy, None, label=label)[0]) == {"flipped", "aiming"}
+    assert set(suspicions(gram, policy, None, label=closest.get)[0]) == {"flipped", "aiming"}
     strict = EvidencePolicy(label_cosine=1.0)  # no single-label update is that aligned: suspect again
-    assert set(suspicions(gram, strict, None, label=label)[0]) == set(deltas)
+    assert set(suspicions(gram, strict, None, label=closest.get)[0]) == set(deltas)
     no_slack = EvidencePolicy(label_slack=0.0)  # single is at -0.28, just beyond its label's -0.27
-    assert set(suspicions(gram, no_slack, None, label=label)[0]) == set(deltas)
-    anchor.delta({"w": np.ones(3)}, config)  # a new g0: the one-label updates are trained anew when asked
-    anchor.closest_label(single)
-    assert trained == [None, 0, 1, None, 0, 1]
-    assert RootAnchor(trainer).closest_label(single) is None  # no labels: not measured
+    assert set(suspicions(gram, no_slack, None, label=closest.get)[0]) == set(deltas)
+    assert RootAnchor(trainer).closest_labels(sent, start) == {}  # no labels: not measured
     assert root_labels(np.array([3, 1, 3])) == [1, 3] and root_labels(np.array([0.5, 1.0])) == []

@@ -279,7 +279,7 @@ def judge_with_evidence(
     (RootAnchor.size_references), if any;
     `directions`: whether g0's direction is evidence this round (RootAnchor.improves); `line`: the cosine
     below which it is suspect (RootAnchor.direction_line); `gram`: the round's (round_gram), if computed;
-    `label`: who -> how close its update is to a one-label root update (RootAnchor.closest_label).
+    `label`: who -> how close its update is to a one-label root update (RootAnchor.closest_labels).
     """
     current = _current(out, previous, root, gram)
     suspect, penalized = book.observe(current, reference, directions, line, label)

@@ -80,7 +80,7 @@ def root_rows(size: int, half: object) -> slice:
 
 
 def root_labels(y: np.ndarray, most: int = 100) -> list[int]:
-    """The root set's labels, for the one-label root updates (RootAnchor.closest_label): a classification
+    """The root set's labels, for the one-label root updates (RootAnchor.closest_labels): a classification
     task's (integer labels, at most `most` of them); none for any other."""
     if not np.issubdtype(y.dtype, np.integer):
         return []

@@ -41,11 +41,11 @@ from fl_chain.coordinator.verified_round import canonical_weights
 from fl_chain.defence import derivation
 from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.backdoor import noised
-from fl_chain.defence.gram import ROOT
+from fl_chain.defence.evidence import LabelCosine
+from fl_chain.defence.gram import ROOT, DeltaGram
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import UPDATES_ONLY, score_round
 from fl_chain.defence.selection import local_steps
-from fl_chain.defence.vectors import flat_delta
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.fixedpoint import from_fixed
 from fl_chain.protocol.ledger_mode import LedgerMode
@@ -371,13 +371,9 @@ class TrainRounds:
         if evidence is not None:
             line = anchor.direction_line(evidence.policy.min_cosine, evidence.policy.agreement_slack)
             sizes = anchor.size_references(root, screened.weights, root_norm=root_norm)
-            previous = self._previous
-
-            def label(who: str) -> tuple[float, float] | None:  # only asked of updates below the line
-                return anchor.closest_label(flat_delta(screened.updates[who], previous))
-
+            label = self._closest_labels(screened, anchor, gram, line)
             judge_with_evidence(
-                screened, admitted, evidence, root, previous, sizes, directions, line, gram, label
+                screened, admitted, evidence, root, self._previous, sizes, directions, line, gram, label
             )
         if clips:
             ratio = self.policy.influence.clip_ratio
@@ -389,6 +385,28 @@ class TrainRounds:
                 screened, admitted, root, self._previous, clip=not self.policy.verified, gram=gram
             )
         return root, reference
+
+    def _closest_labels(
+        self, screened: Screened, anchor: RootAnchor, gram: DeltaGram | None, line: float
+    ) -> LabelCosine:
+        """The evidence rules' `label` for this round (defence/evidence.py): asked only of updates below
+        the line, it measures all of those at the first question (RootAnchor.closest_labels: one root
+        training per label for the round, not per update) and answers from that."""
+        closest: dict[str, tuple[float, float]] | None = None
+        previous = self._previous
+
+        def label(who: str) -> tuple[float, float] | None:
+            nonlocal closest
+            if closest is None:
+                below = {
+                    w: arrays
+                    for w, arrays in screened.updates.items()
+                    if gram is None or w not in gram.members or gram.cosine(w, ROOT) < line
+                }
+                closest = anchor.closest_labels(below, previous)
+            return closest.get(who)
+
+        return label
 
     def _noised(self, model: Model, on_chain_round: int) -> Model:
         """The aggregate with the backdoor filter's Gaussian noise (FLAME's lambda x the round's clipping

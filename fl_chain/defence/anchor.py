@@ -27,7 +27,7 @@ has `improves`, on its evaluate_fn).
 A node holding (mostly) one label points against a balanced g0 in every round, by its data alone: on
 Dir 0.1 at 1 local epoch one such honest node sat at cosine -0.12 to -0.33 with g0 for 18 rounds and was
 penalized. With the root set's `labels` known (a classification task's server data), an update below the
-line is also compared with the root updates trained on each label's examples alone (`closest_label`,
+line is also compared with the root updates trained on each label's examples alone (`closest_labels`,
 config ROOT_CLASS): that node's pointed with its label's at 0.88-0.98, sign-flippers' at 0.28 at most. An
 update that points with one label's root update may then point against g0 as far as that label's root
 update does (in rounds 18-30, -0.29 to -0.31 where the node was at -0.31 to -0.33), less a slack, and no
@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from fl_chain.defence.gram import ROOT, delta_gram
 from fl_chain.defence.vectors import cosine, flat_delta, previous_vector, unflatten
 from fl_chain.protocol.model_bytes import hash_arrays
 
@@ -50,6 +51,7 @@ HeldOutLoss = Callable[[Arrays], float | None]  # the server's loss on data it d
 CLAIM_CAP = 2.0  # a claim counts for a size yardstick up to this x the round's median (as in aggregation)
 ROOT_HALF = "root-half"  # in the root trainer's config: train on this half (0 or 1) of the root set only
 ROOT_CLASS = "root-class"  # in the root trainer's config: train on the root set's examples of this label only
+LABEL_ROOT = "\x00one-label root"  # its row in closest_labels' Gram: cannot collide with a participant's name
 
 
 class RootAnchor:
@@ -64,7 +66,7 @@ class RootAnchor:
         labels: Sequence[int] = (),
     ) -> None:
         """`halves`: the trainer honours ROOT_HALF in its config (then `agreement` is measured); `labels`:
-        the root set's labels, for a trainer that honours ROOT_CLASS (then `closest_label` measures)."""
+        the root set's labels, for a trainer that honours ROOT_CLASS (then `closest_labels` measures)."""
         self.train_on_root = train_on_root
         self.root_examples = root_examples
         self.halves = halves
@@ -72,8 +74,7 @@ class RootAnchor:
         self.agreement: float | None = None  # of the last g0 computed (None: not measured)
         self._key: bytes | None = None
         self._delta: np.ndarray | None = None
-        self._trained_from: tuple[Arrays, Mapping[str, Any]] | None = None  # the last g0's model and config
-        self._label_roots: list[np.ndarray] | None = None  # its one-label root updates, once asked for
+        self._config: Mapping[str, Any] | None = None  # the last g0's training config
 
     def size_references(
         self,
@@ -128,26 +129,31 @@ class RootAnchor:
             trained = self.train_on_root(previous, config)
             self._key, self._delta = key, flat_delta(trained, previous)
             self.agreement = self._halves_agreement(previous, config) if self.halves else None
-            self._trained_from, self._label_roots = (previous, dict(config)), None
+            self._config = dict(config)
         return self._delta
 
-    def closest_label(self, update: np.ndarray) -> tuple[float, float] | None:
-        """How much `update` (a flat delta from the last g0's model) looks like an honest node's that holds
-        (mostly) one label: (its highest cosine with a root update trained on the root set's examples of
-        one label alone, that label's root update's own cosine with g0). None without labels or before
-        any g0. The one-label root updates are trained on first use for each g0 (one root training per
-        label), so rounds where nothing needs them pay nothing."""
-        if not self.labels or self._trained_from is None or self._delta is None:
-            return None
-        if self._label_roots is None:
-            previous, config = self._trained_from
-            self._label_roots = [
-                flat_delta(self.train_on_root(previous, {**config, ROOT_CLASS: label}), previous)
-                for label in self.labels
-            ]
-        cosines = [cosine(update, root) for root in self._label_roots]
-        closest = int(np.argmax(cosines))
-        return cosines[closest], cosine(self._label_roots[closest], self._delta)
+    def closest_labels(
+        self, updates: Mapping[str, Arrays], previous: Arrays
+    ) -> dict[str, tuple[float, float]]:
+        """How much each update (the arrays a node sent, trained from `previous`, the model of the last
+        g0) looks like an honest node's that holds (mostly) one label: who -> (its highest cosine with a
+        root update trained on the root set's examples of one label alone, that label's root update's own
+        cosine with g0). Empty without labels or before any g0. Each call trains the root set once per
+        label, from `previous` with g0's config (together one more pass over the root set), and reads
+        every cosine from one blocked Gram pass per label (defence/gram.py), so at most one more model
+        is held at a time whatever the labels: the caller asks only in a round where some update is
+        below the line, and only about those."""
+        if not self.labels or self._config is None or self._delta is None or not updates:
+            return {}
+        config = self._config
+        closest = dict.fromkeys(updates, (-2.0, 0.0))
+        for label in self.labels:
+            trained = self.train_on_root(previous, {**config, ROOT_CLASS: label})
+            gram = delta_gram({**updates, LABEL_ROOT: trained}, previous, self._delta)
+            with_g0 = gram.cosine(LABEL_ROOT, ROOT)
+            for who in updates:
+                closest[who] = max(closest[who], (gram.cosine(who, LABEL_ROOT), with_g0))
+        return closest
 
     def _halves_agreement(self, previous: Arrays, config: Mapping[str, Any]) -> float:
         """Cosine between the root updates trained on each half of the root set."""

@@ -24,7 +24,7 @@ from fl_chain.defence.gram import ROOT, DeltaGram
 
 Reference = float | Mapping[str, float] | None  # one size yardstick, each node's own, or none
 # who -> (its update's highest cosine with a root update trained on one label alone, that root update's cosine
-# with g0), or None: not measured (RootAnchor.closest_label)
+# with g0), or None: not measured (RootAnchor.closest_labels)
 LabelCosine = Callable[[str], tuple[float, float] | None]
 
 
@@ -51,7 +51,7 @@ class EvidencePolicy:
     # a 30-round digits run (Dir 0.1, 1 epoch): a single-label honest node at cosine -0.12..-0.33 with g0 had
     # 0.88-0.98 with its label's root update, which was itself at -0.16..-0.31 with g0; every honest node had
     # at least 0.34 with some label's; sign-flippers 0.28 at most on Dir 0.1, 0.13 on IID
-    # (RootAnchor.closest_label; docs/attacks.md)
+    # (RootAnchor.closest_labels; docs/attacks.md)
     label_cosine: float = 0.5
     label_slack: float = 0.2
     max_norm_ratio: float = 6.0  # honest updates measured at 0.15-4.65 x (docs/anchor-calibration.md)
@@ -83,7 +83,7 @@ def suspicions(
     no longer improves the server's held-out loss: its direction is the root set's noise, and honest
     updates point against it as often as not) a direction is no evidence this round. `line`: the cosine
     below which a direction is suspect this round (default policy.min_cosine; RootAnchor.direction_line).
-    `label`: who -> how close its update is to a one-label root update (RootAnchor.closest_label), if the
+    `label`: who -> how close its update is to a one-label root update (RootAnchor.closest_labels), if the
     root set has labels: an update that points with one label's, and against g0 no further than that
     label's does, is not suspect by its direction."""
     line = policy.min_cosine if line is None else line
