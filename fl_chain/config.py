@@ -98,6 +98,9 @@ class ScoringSection:
     claim_cap: float = 2.0  # claimed examples count at most this x the round's median claim (0: off)
     clip_ratio: float = 0.0  # > 0: clip each update to this x the size reference (0: off)
     step_ratio: float = 1.5  # > 0: a round's step is at most this x the size reference (0: off)
+    # > 0: clip each update to this x the round's median update norm (0: off). Applied with the server's
+    # root update, never in verified rounds nor around trust aggregation (docs/scoring.md)
+    median_clip: float = 2.0
     # backdoor filter (defence/backdoor.py): aggregate only the updates in the root update's cosine
     # cluster, clipped to the round's median norm (verified rounds: excluded only, never clipped)
     backdoor_filter: bool = False  # leave updates outside the root update's cluster out (no penalty)
@@ -288,7 +291,7 @@ def _validate_scoring(config: RunConfig, source: str) -> None:
         )
     if sc.claim_cap < 0:
         raise FlchainError(f"{source}: field 'scoring.claim_cap': expected >= 0 (0: off), got {sc.claim_cap}")
-    for name in ("clip_ratio", "step_ratio", "backdoor_noise"):
+    for name in ("clip_ratio", "step_ratio", "median_clip", "backdoor_noise"):
         if getattr(sc, name) < 0:
             raise FlchainError(
                 f"{source}: field 'scoring.{name}': expected >= 0 (0: off), got {getattr(sc, name)}"

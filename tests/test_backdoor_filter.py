@@ -12,7 +12,7 @@ from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
 from fl_chain.config import RunConfig, validate
 from fl_chain.coordinator.policies import RoundPolicy, effective_policy
-from fl_chain.coordinator.screening import Screened, filter_backdoors
+from fl_chain.coordinator.screening import Screened, clip_to_median, filter_backdoors
 from fl_chain.defence import gram
 from fl_chain.defence.backdoor import (
     BackdoorPolicy,
@@ -91,10 +91,8 @@ def test_noise_added_block_by_block_is_the_whole_vector_formula_bit_for_bit(
         assert blocked[name].tobytes() == value.tobytes(), name
 
 
-def test_filter_leaves_the_backdoor_out_without_penalty_and_clips_what_it_keeps() -> None:
-    previous = {"w": np.zeros(4, np.float32)}
-    deltas = _round(7, 3)
-    deltas["h0"] = deltas["h0"] * 3  # a long honest update: clipped, not excluded
+def _screened(deltas: dict[str, np.ndarray]) -> tuple[Screened, dict[int, str]]:
+    """A screened round of these deltas from a zero model (node ids 1, 2, ... in order), all accepted."""
     screened, verified = Screened(), {}
     for node, (who, delta) in enumerate(deltas.items(), start=1):
         arrays = {"w": delta.astype(np.float32)}
@@ -104,6 +102,39 @@ def test_filter_leaves_the_backdoor_out_without_penalty_and_clips_what_it_keeps(
         )
         screened.accepted.append(Message(record, reply_to=outgoing))
         screened.updates[who], screened.weights[who], verified[node] = arrays, 10.0, who
+    return screened, verified
+
+
+def test_median_clip_shortens_only_the_updates_longer_than_the_median_and_nobody_is_accused() -> None:
+    """clip_to_median: norms 1, 2, 3, 4, 20 -> median 3; the 4 and the 20 (an update inside every
+    evidence threshold but long: the adaptive attacker's) come back at norm 3, in the replies the wrapped
+    strategy aggregates too; the others are untouched; nobody is dropped or penalized."""
+    previous = {"w": np.zeros(4, np.float32)}
+    deltas = {f"n{i}": np.array([0.0, norm, 0.0, 0.0]) for i, norm in enumerate((1.0, 2.0, 3.0, 4.0))}
+    deltas["long"] = np.array([12.0, 0.0, 16.0, 0.0])  # norm 20, another direction
+    screened, verified = _screened(deltas)
+    assert clip_to_median(screened, verified, previous, 1.0) == pytest.approx(3.0)
+    assert screened.clipped == pytest.approx({"n3": 0.75, "long": 0.15})
+    assert not screened.dropped and not screened.penalized and len(screened.accepted) == 5
+    sent = {
+        verified[r.metadata.src_node_id]: record_to_arrays(r.content.array_records["arrays"])["w"]
+        for r in screened.accepted
+    }
+    np.testing.assert_allclose(sent["long"], [1.8, 0.0, 2.4, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(screened.updates["n3"]["w"], [0.0, 3.0, 0.0, 0.0], rtol=1e-6)
+    for who in ("n0", "n1", "n2"):
+        assert sent[who].tobytes() == deltas[who].astype(np.float32).tobytes()
+    # twice the median: only the 20 is over 6
+    screened, verified = _screened(deltas)
+    assert clip_to_median(screened, verified, previous, 2.0) == pytest.approx(6.0)
+    assert screened.clipped == pytest.approx({"long": 0.3})
+
+
+def test_filter_leaves_the_backdoor_out_without_penalty_and_clips_what_it_keeps() -> None:
+    previous = {"w": np.zeros(4, np.float32)}
+    deltas = _round(7, 3)
+    deltas["h0"] = deltas["h0"] * 3  # a long honest update: clipped, not excluded
+    screened, verified = _screened(deltas)
     screened.clipped = {"h0": 0.5}  # an earlier clip (scoring.clip_ratio): the factors multiply
     bound = filter_backdoors(screened, verified, ROOT, previous)
     assert set(screened.dropped) == {"b0", "b1", "b2"} and not screened.penalized

@@ -146,7 +146,11 @@ def round_policy(config: RunConfig) -> RoundPolicy:
             claim_cap=sc.claim_cap,
             require_signed=config.ledger.mode == "verified",
         ),
-        influence=InfluencePolicy(sc.clip_ratio, sc.step_ratio),
+        # trust aggregation rescales every update to |g0| (coordinator/trust_strategy.py): a clip before it
+        # would change nothing, so it is not applied
+        influence=InfluencePolicy(
+            sc.clip_ratio, sc.step_ratio, 0.0 if config.federation.aggregation == "trust" else sc.median_clip
+        ),
         backdoor=BackdoorPolicy(sc.backdoor_filter, sc.backdoor_noise),
         scoring=ScoringPolicy(sc.method, sc.shapley_budget, config.task.seed),
         round_seconds=config.selection.round_seconds,

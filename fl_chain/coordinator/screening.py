@@ -336,9 +336,40 @@ def filter_backdoors(
         out.dropped[who] = "excluded: outside the root update's cluster (backdoor filter)"
         del out.updates[who], out.weights[who]
     factors = clip_factors(current, keep, bound) if clip else {}
+    _apply_clips(out, verified, previous, factors)
+    out.accepted = [r for r in out.accepted if verified[r.metadata.src_node_id] in keep]
+    return bound
+
+
+def clip_to_median(
+    out: Screened,
+    verified: Mapping[int, str],
+    previous: Mapping[str, np.ndarray],
+    ratio: float,
+    gram: DeltaGram | None = None,
+) -> float:
+    """Clip every accepted update longer than `ratio` x the round's median update norm to that bound
+    (FLAME's clipping without its clustering; the factor joins any earlier clip's in `out.clipped`), so an
+    update that stays inside every evidence threshold but is long weighs no more than a median one. The
+    median is the honest replies' while they are a majority; the step bound (influence.bound_step) caps
+    what a majority can do. `gram`: the round's (round_gram), if computed. Returns the bound."""
+    current = _current(out, previous, None, gram)
+    bound = ratio * median_norm(current)
+    _apply_clips(out, verified, previous, clip_factors(current, set(current.members), bound))
+    return bound
+
+
+def _apply_clips(
+    out: Screened,
+    verified: Mapping[int, str],
+    previous: Mapping[str, np.ndarray],
+    factors: Mapping[str, float],
+) -> None:
+    """Scale each update of `factors` by its factor, in `out.updates` and in the replies the wrapped
+    strategy aggregates. A node clipped before is clipped once by the product of its factors from what
+    it sent, as validators re-derive it (bit for bit)."""
     for who, factor in factors.items():
         total = out.clipped.get(who, 1.0) * factor
-        # clip what the node sent once by the whole factor, as validators re-derive it (bit for bit)
         sent = out.originals.get(who) if who in out.clipped else None
         out.updates[who] = (
             clip_update(previous, sent, total)
@@ -346,13 +377,10 @@ def filter_backdoors(
             else clip_update(previous, out.updates[who], factor)
         )
         out.clipped[who] = total
-    accepted = []
-    for reply in out.accepted:
+    for i, reply in enumerate(out.accepted):
         who = verified[reply.metadata.src_node_id]
-        if who in keep:
-            accepted.append(with_update(reply, arrays=out.updates[who]) if who in factors else reply)
-    out.accepted = accepted
-    return bound
+        if who in factors:
+            out.accepted[i] = with_update(reply, arrays=out.updates[who])
 
 
 def _check(

@@ -32,6 +32,7 @@ from fl_chain.coordinator.root_round import RootRound
 from fl_chain.coordinator.screening import (
     Screened,
     clip_influence,
+    clip_to_median,
     filter_backdoors,
     judge_with_evidence,
     round_gram,
@@ -361,7 +362,9 @@ class TrainRounds:
         clipping = self.policy.influence.clip_ratio > 0
         # one blocked pass over the updates as sent and g0: every step below reads its norms and cosines
         gram = None
-        if evidence is not None or clipping or self.policy.backdoor.enabled:
+        median_clip = self.policy.influence.median_ratio > 0 and not self.policy.verified
+        median_clip = median_clip and not self.policy.backdoor.enabled  # which clips to the median itself
+        if evidence is not None or clipping or median_clip or self.policy.backdoor.enabled:
             started = time.monotonic()
             gram = round_gram(screened, self._previous, root)
             seconds["gram"] = time.monotonic() - started
@@ -378,6 +381,8 @@ class TrainRounds:
         if clips:
             ratio = self.policy.influence.clip_ratio
             clip_influence(screened, admitted, reference, self._previous, ratio, gram)
+        if median_clip:  # a verified round's validators accept no clip its on-chain rules do not declare
+            clip_to_median(screened, admitted, self._previous, self.policy.influence.median_ratio, gram)
         self._noise_bound = 0.0
         if self.policy.backdoor.enabled:
             # a verified round only leaves updates out: its validators accept no clip its rules do not declare
