@@ -125,3 +125,16 @@ def test_polls_pause_a_tenth_of_the_wait_between_a_floor_and_the_policys_longest
         [0.02, 0.02, 0.02, 0.1, 0.3, 0.5, 0.5]
     )
     assert poll_pause(600.0, 2.0) == 2.0
+
+
+def test_each_training_reply_is_handed_over_as_it_is_pulled() -> None:
+    """DeadlineGrid.on_reply (coordinator/early_checks.py checks a reply from there): called once per
+    reply as it is pulled, the fast node's before the slow one has answered."""
+    lagging = LaggingGrid({1: 0.0, 2: 0.4})
+    grid = DeadlineGrid(lagging, DeadlinePolicy(poll=0.05))
+    handed: list[tuple[int, float]] = []
+    started = time.monotonic()
+    grid.on_reply = lambda reply: handed.append((reply.metadata.src_node_id, time.monotonic() - started))
+    assert _round(grid, [1, 2], 1)[0] == [1, 2]
+    assert [node for node, _ in handed] == [1, 2]
+    assert handed[0][1] < 0.4 <= handed[1][1]

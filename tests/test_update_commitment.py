@@ -261,3 +261,42 @@ def test_screening_checks_each_replys_signed_update() -> None:
         replies, verified, previous, ScreeningPolicy(claim_cap=0, require_signed=True), context
     )
     assert "unsigned update" in strict.dropped[verified[6]] and verified[6] not in strict.penalized
+
+    # The same screening with replies checked and hashed as they arrived (coordinator/early_checks.py),
+    # every other one through the grid, the rest in line: the same outcome, reply by reply.
+    from fl_chain.coordinator.early_checks import EarlyChecks
+    from fl_chain.coordinator.screening import check_reply
+
+    for policy in (ScreeningPolicy(claim_cap=0), ScreeningPolicy(claim_cap=0, require_signed=True)):
+        inline = screen_replies(replies, verified, previous, policy, context)
+        early = EarlyChecks(previous, policy, hashing=True)
+        for arrived in replies[::2]:
+            early.submit(arrived)
+        ahead = screen_replies(replies, verified, previous, policy, context, early)
+        early.close()
+        assert [r.metadata.src_node_id for r in ahead.accepted] == [
+            r.metadata.src_node_id for r in inline.accepted
+        ]
+        assert ahead.dropped == inline.dropped and ahead.penalized == inline.penalized
+        assert ahead.signed == inline.signed and ahead.weights == inline.weights
+        assert early.checked(replies[0]).update_hash == hash_arrays({"w": np.full(4, 1, np.float32)})
+        assert early.checked(replies[1]) is None  # not submitted: screened in line
+        assert ahead.hash_seconds > 0
+    infinite = Message(
+        RecordDict(
+            {
+                "arrays": arrays_to_record({"w": np.array([np.inf, 0, 0, 0], np.float32)}),
+                "metrics": MetricRecord({"num-examples": 5}),
+            }
+        ),
+        reply_to=outgoing[1],
+    )
+    early = EarlyChecks(previous, ScreeningPolicy(), hashing=True)
+    early.submit(infinite)
+    checked = early.checked(infinite)
+    assert (
+        checked.reason == check_reply(infinite, previous, ScreeningPolicy())[0]
+        and "NaN or Inf" in checked.reason
+    )
+    assert checked.update_hash is None  # an unusable update is not hashed
+    early.close()

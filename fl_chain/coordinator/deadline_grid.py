@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from logging import WARNING
 
@@ -57,6 +57,8 @@ class DeadlineGrid(DelegatingGrid):
         self.policy = policy or DeadlinePolicy()
         self.durations: list[float] = []  # seconds until the last reply, of rounds where every node answered
         self.absent: dict[int, float] = {}  # node id -> its online_until when it failed to reply
+        # called with each training reply as it is pulled (coordinator/early_checks.py starts its checks)
+        self.on_reply: Callable[[Message], None] | None = None
 
     def deadline(self, timeout: float | None) -> float | None:
         """Seconds this round may wait: derived from completed rounds, never above `timeout`."""
@@ -83,6 +85,8 @@ class DeadlineGrid(DelegatingGrid):
             for reply in self.pull_messages(list(owed)):
                 replies.append(reply)
                 owed.discard(reply.metadata.reply_to_message_id)
+                if training and self.on_reply is not None:
+                    self.on_reply(reply)
             if not owed:
                 if training:
                     self.durations.append(time.monotonic() - started)

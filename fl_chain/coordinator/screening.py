@@ -10,7 +10,9 @@ the round, scaled by any clip factor so far (`_current`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import Message
@@ -26,6 +28,9 @@ from fl_chain.defence.update_checks import check_metrics, check_update
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.model_bytes import HashPool
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, check_claim, claim_signed_by
+
+if TYPE_CHECKING:  # early_checks imports this module's check_reply
+    from fl_chain.coordinator.early_checks import Checked, EarlyChecks
 from fl_chain.wire.records import (
     WEIGHT_KEY,
     record_mismatch,
@@ -96,12 +101,15 @@ def screen_replies(
     previous: Mapping[str, np.ndarray],
     policy: ScreeningPolicy,
     context: RoundContext | None = None,
+    early: EarlyChecks | None = None,
 ) -> Screened:
     """Sort replies into accepted and dropped (with reasons); verified senders of unusable or (with
     `reject_outliers`) outlier updates are marked for a penalty. With `context`, a reply's signed claim
     on its update (protocol/update_signing.py) must match the update, the sender and this round; a reply
     that carries a claim which does not is dropped and penalized (the node signed something else or
-    someone else's update), and with `require_signed` an unsigned reply is dropped."""
+    someone else's update), and with `require_signed` an unsigned reply is dropped. `early`: the round's
+    checks and hashes started as replies arrived (coordinator/early_checks.py), read instead of
+    repeating them."""
     out, usable = Screened(), []
     # One hash per update, for its signature and (verified mode) its manifest entry and stored blob. Each
     # usable update starts hashing in a thread as soon as it is checked, so the hashes run while the next
@@ -111,13 +119,16 @@ def screen_replies(
         for reply in replies:
             node_id = reply.metadata.src_node_id
             who = verified.get(node_id, f"node {node_id}")
+            checked = early.checked(reply) if early is not None else None
             try:
-                candidate = _screen_one(out, reply, who, node_id in verified, previous, policy, context)
+                candidate = _screen_one(
+                    out, reply, who, node_id in verified, previous, policy, context, checked
+                )
             except Exception as exc:  # a reply is data from another party: nothing in it may stop the round
                 _drop_unscreenable(out, who, node_id, node_id in verified, exc)
                 continue
             if candidate is not None:
-                usable.append((candidate, hashing.submit(candidate.arrays) if hashing else None))
+                usable.append((candidate, _hashed(checked, candidate, hashing)))
         for candidate, digest in usable:
             node_id = candidate.reply.metadata.src_node_id
             try:
@@ -126,12 +137,23 @@ def screen_replies(
                 _drop_unscreenable(out, candidate.who, node_id, True, exc)
     finally:
         if hashing is not None:
-            out.hash_seconds = hashing.close()
+            out.hash_seconds = hashing.close() + (early.hash_seconds() if early is not None else 0.0)
     if policy.reject_outliers:
         _drop_outliers(out, verified, previous, policy.outlier_norm_ratio)
     if policy.claim_cap > 0:
         _cap_claims(out, verified, policy)
     return out
+
+
+def _hashed(checked: Checked | None, usable: _Usable, hashing: HashPool | None) -> Future[bytes] | None:
+    """The future of a usable update's hash: the early one, or one started now (None: not asked for)."""
+    if hashing is None:
+        return None
+    if checked is not None and checked.update_hash is not None:
+        done: Future[bytes] = Future()
+        done.set_result(checked.update_hash)
+        return done
+    return hashing.submit(usable.arrays)
 
 
 def _screen_one(
@@ -142,9 +164,11 @@ def _screen_one(
     previous: Mapping[str, np.ndarray],
     policy: ScreeningPolicy,
     context: RoundContext | None,
+    checked: Checked | None = None,
 ) -> _Usable | None:
     """Screen one reply into `out`: dropped with its reason (penalized when it is the admitted sender's
-    fault), or returned as usable, for its signature check (`_admit`) once its update is hashed."""
+    fault), or returned as usable, for its signature check (`_admit`) once its update is hashed.
+    `checked`: its checks, already run (early_checks.py)."""
     if reply.has_error():
         out.dropped[who] = f"error reply: {short_reason(reply.error.reason)}"
         return None
@@ -156,7 +180,10 @@ def _screen_one(
     claim = update_claim(reply) if context is not None else None
     if claim is not None and (signed := claim_signed_by(claim, context, who)) is not None:
         out.claims[who] = signed
-    reason, arrays, weight = _check(reply, previous, policy)
+    if checked is not None:
+        reason, arrays, weight = checked.reason, checked.arrays, checked.weight
+    else:
+        reason, arrays, weight = check_reply(reply, previous, policy)
     if reason:
         out.dropped[who] = reason
         out.penalized.add(who)
@@ -383,9 +410,11 @@ def _apply_clips(
             out.accepted[i] = with_update(reply, arrays=out.updates[who])
 
 
-def _check(
+def check_reply(
     reply: Message, previous: Mapping[str, np.ndarray], policy: ScreeningPolicy
 ) -> tuple[str | None, dict[str, np.ndarray], float]:
+    """(why `reply` is unusable or None, its update's arrays as read-only views, its claimed weight): its
+    shape against the model's, arrays that decode, a finite update within `max_update_norm`, metrics."""
     parts = reply_parts(reply)
     if isinstance(parts, str):
         return parts, {}, 0.0

@@ -24,6 +24,7 @@ from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.commit_pipeline import CommitPipeline
 from fl_chain.coordinator.committer import Commit, RoundCommitter
 from fl_chain.coordinator.deadline_grid import DeadlineGrid
+from fl_chain.coordinator.early_checks import EarlyChecks
 from fl_chain.coordinator.evaluation import RoundMetrics
 from fl_chain.coordinator.gate import AdmittedGrid, NodeGate
 from fl_chain.coordinator.policies import ChainOptions, rules_of
@@ -60,6 +61,7 @@ from fl_chain.wire.records import (
     CONFIG_TICKET,
     arrays_to_record,
     record_to_arrays,
+    record_views,
     with_config,
 )
 
@@ -102,6 +104,8 @@ class TrainRounds:
         self._capacity: dict[str, int] = {}  # declared samples/s, read once per node per run
         self._selected: dict[int, str] = {}
         self._previous: Model = {}
+        self._kept: tuple[ArrayRecord, Model] | None = None  # the wrapped strategy's aggregate, as views
+        self._early: EarlyChecks | None = None  # this round's, from configure until screening reads it
         self._train_config: dict = {}
         self._train_started = 0.0
         self._join_seconds = 0.0
@@ -139,7 +143,16 @@ class TrainRounds:
         self._train_started = time.monotonic()
         self._round = server_round
         self._root.start(self._previous, self._train_config)
+        self._start_early_checks()
         return messages
+
+    def _start_early_checks(self) -> None:
+        """Check each reply and hash its update as it arrives (coordinator/early_checks.py)."""
+        if self._early is not None:
+            self._early.close()
+        self._early = EarlyChecks(self._previous, self.policy.screening, hashing=True)
+        if self.deadline_grid is not None:
+            self.deadline_grid.on_reply = self._early.submit
 
     def _parent_config(self, server_round: int) -> dict[str, int]:
         """chain_config for a training round: its parent is the previous round, or the round a rebase
@@ -229,6 +242,7 @@ class TrainRounds:
     ) -> tuple[ArrayRecord, MetricRecord | None]:
         """Screen, judge, score, aggregate with the wrapped strategy, commit and report the round."""
         self.commits.settle()  # the previous round is mined (or the run stops) before a reply is used
+        self._kept = None
         gone, self._suspended_meanwhile = self._suspended_meanwhile, set()
         on_chain_round = self.round_offset + server_round
         seconds = {"join": self._join_seconds, "train": time.monotonic() - self._train_started}
@@ -278,7 +292,16 @@ class TrainRounds:
             self.commits.submit(commit_and_report)  # round r+1 samples and trains while it is mined
         else:
             commit_and_report()
-        return arrays_to_record(model), metrics
+        return self._as_record(model), metrics
+
+    def _as_record(self, model: Model) -> ArrayRecord:
+        """The round's model as the ArrayRecord Flower sends next: the wrapped strategy's own when the
+        model is exactly its arrays (no noise, no shortened step, not re-derived, same dtypes), so the
+        model is not serialised a second time; otherwise a new one."""
+        kept, self._kept = self._kept, None
+        if kept is not None and kept[1].keys() == model.keys() and all(model[k] is kept[1][k] for k in model):
+            return kept[0]
+        return arrays_to_record(model)
 
     def _score_and_aggregate(
         self,
@@ -323,7 +346,14 @@ class TrainRounds:
         """Screen the replies; a node the previous round's overlapped commit suspended (`gone`, lowercase
         addresses) is dropped with that reason, neither scored nor charged."""
         admitted = {n: a for n, a in self.gate.admitted.items() if a.lower() not in gone}
-        screened = screen_replies(replies, admitted, self._previous, self.policy.screening, context)
+        early, self._early = self._early, None
+        try:
+            screened = screen_replies(
+                replies, admitted, self._previous, self.policy.screening, context, early
+            )
+        finally:
+            if early is not None:
+                early.close()
         for node_id, address in self.gate.admitted.items():
             if node_id not in admitted and node_id in screened.answered:
                 screened.dropped.pop(f"node {node_id}", None)
@@ -441,7 +471,9 @@ class TrainRounds:
         arrays, metrics = self.inner.aggregate_train(on_chain_round, screened.accepted)
         if weights is not None:
             return derivation.aggregate(self._previous, screened.updates, weights), metrics, True
-        aggregated = record_to_arrays(arrays) if arrays is not None else {}
+        # read-only views of the aggregate's own bytes: a copy of the model (40 MB at 10M parameters)
+        # would be made only to be serialised again for the next round
+        aggregated = record_views(arrays) if arrays is not None else {}
         if set(aggregated) != set(self._previous):
             log(
                 ERROR,
@@ -454,6 +486,8 @@ class TrainRounds:
             )
             return dict(self._previous), metrics, False
         model = {k: aggregated[k].astype(v.dtype, copy=False) for k, v in self._previous.items()}
+        if all(model[k] is aggregated[k] for k in model):  # already in the model's dtypes: no copy made
+            self._kept = (arrays, model)
         return model, metrics, True
 
     def _report(
