@@ -289,6 +289,11 @@ def test_the_fast_vector_arithmetic_is_bit_for_bit_numpys() -> None:
         assert coordinate_median(vectors).tobytes() == expected.tobytes(), count
     vectors[1][7] = np.nan
     assert np.array_equal(coordinate_median(vectors), np.median(np.stack(vectors), axis=0), equal_nan=True)
+    # three vectors take their own formula: NaN and infinities in every position, as np.median
+    special = [np.nan, np.inf, -np.inf, 0.0, 1.0]
+    columns = np.array([(x, y, z) for x in special for y in special for z in special]).T
+    three = [columns[0].copy(), columns[1].copy(), columns[2].copy()]
+    assert np.array_equal(coordinate_median(three), np.median(columns, axis=0), equal_nan=True)
 
 
 def test_each_node_is_measured_against_its_own_capped_claim() -> None:

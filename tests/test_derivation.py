@@ -27,7 +27,7 @@ CONTEXT = RoundContext(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3", 1, 4
 def _round(seed: int, method: str = "cosine", clip: dict[int, float] | None = None, influence: float = 0.0):
     """A coordinator's verified round over 5 random updates (one excluded), as ChainStrategy builds it;
     with `influence` > 0 (a size reference) its updates are clipped to it by the coordinator's own
-    clip_influence, reading norms from the round's Gram matrix (TrainRounds._judge_with_root)."""
+    clip_influence, reading norms from the round's Gram matrix (coordinator/anchored_judging.py)."""
     rng = np.random.default_rng(seed)
     previous = {"w": rng.normal(size=(7, 5)).astype(np.float32), "b": rng.normal(size=5).astype(np.float32)}
     accounts = [Account.create() for _ in range(5)]

@@ -21,6 +21,7 @@ from flwr.supercore import log
 
 from fl_chain.chain import ledger, registry
 from fl_chain.coordinator import verified_round
+from fl_chain.coordinator.anchored_judging import judge_with_root
 from fl_chain.coordinator.commit_pipeline import CommitPipeline
 from fl_chain.coordinator.committer import Commit, RoundCommitter
 from fl_chain.coordinator.deadline_grid import DeadlineGrid
@@ -32,19 +33,12 @@ from fl_chain.coordinator.reporting import round_report
 from fl_chain.coordinator.root_round import RootRound
 from fl_chain.coordinator.screening import (
     Screened,
-    clip_influence,
-    clip_to_median,
-    filter_backdoors,
-    judge_with_evidence,
-    round_gram,
     screen_replies,
 )
 from fl_chain.coordinator.verified_round import canonical_weights
 from fl_chain.defence import derivation
 from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.backdoor import noised
-from fl_chain.defence.evidence import LabelCosine
-from fl_chain.defence.gram import ROOT, DeltaGram
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import UPDATES_ONLY, score_round
 from fl_chain.defence.selection import local_steps
@@ -379,69 +373,28 @@ class TrainRounds:
     def _judge_with_root(
         self, screened: Screened, seconds: dict[str, float]
     ) -> tuple[np.ndarray | None, float | None]:
-        """With the server's root update g0: leave suspect updates out (and penalize on accumulated
-        evidence), clip updates to the size reference if configured. Returns (g0, the size of a median
-        honest update when the root set's size is known)."""
+        """With the server's root update g0 (when this round has one), the anchored steps
+        (coordinator/anchored_judging.py). Returns (g0, the size of a median honest update when the
+        root set's size is known)."""
+        self._noise_bound = 0.0
         root, directions, waited = self._root.result()
         if root is None:
             return None, None
         seconds["anchor"] = waited  # waiting for the root training, if still running
-        claims = list(screened.weights.values())
-        anchor = self.options.evaluation.root
-        admitted, evidence = self.gate.admitted, self.options.evidence
-        clipping = self.policy.influence.clip_ratio > 0
-        # one blocked pass over the updates as sent and g0: every step below reads its norms and cosines
-        gram = None
-        median_clip = self.policy.influence.median_ratio > 0 and not self.policy.verified
-        median_clip = median_clip and not self.policy.backdoor.enabled  # which clips to the median itself
-        if evidence is not None or clipping or median_clip or self.policy.backdoor.enabled:
-            started = time.monotonic()
-            gram = round_gram(screened, self._previous, root)
-            seconds["gram"] = time.monotonic() - started
-        root_norm = gram.norm(ROOT) if gram is not None else None  # |g0| read once, not per yardstick
-        reference = anchor.size_reference(root, float(np.median(claims)) if claims else None, root_norm)
-        clips = reference is not None and clipping
-        if evidence is not None:
-            line = anchor.direction_line(evidence.policy.min_cosine, evidence.policy.agreement_slack)
-            sizes = anchor.size_references(root, screened.weights, root_norm=root_norm)
-            label = self._closest_labels(screened, anchor, gram, line)
-            judge_with_evidence(
-                screened, admitted, evidence, root, self._previous, sizes, directions, line, gram, label
-            )
-        if clips:
-            ratio = self.policy.influence.clip_ratio
-            clip_influence(screened, admitted, reference, self._previous, ratio, gram)
-        if median_clip:  # a verified round's validators accept no clip its on-chain rules do not declare
-            clip_to_median(screened, admitted, self._previous, self.policy.influence.median_ratio, gram)
-        self._noise_bound = 0.0
-        if self.policy.backdoor.enabled:
-            # a verified round only leaves updates out: its validators accept no clip its rules do not declare
-            self._noise_bound = filter_backdoors(
-                screened, admitted, root, self._previous, clip=not self.policy.verified, gram=gram
-            )
-        return root, reference
-
-    def _closest_labels(
-        self, screened: Screened, anchor: RootAnchor, gram: DeltaGram | None, line: float
-    ) -> LabelCosine:
-        """The evidence rules' `label` for this round (defence/evidence.py): asked only of updates below
-        the line, it measures all of those at the first question (RootAnchor.closest_labels: one root
-        training per label for the round, not per update) and answers from that."""
-        closest: dict[str, tuple[float, float]] | None = None
-        previous = self._previous
-
-        def label(who: str) -> tuple[float, float] | None:
-            nonlocal closest
-            if closest is None:
-                below = {
-                    w: arrays
-                    for w, arrays in screened.updates.items()
-                    if gram is None or w not in gram.members or gram.cosine(w, ROOT) < line
-                }
-                closest = anchor.closest_labels(below, previous)
-            return closest.get(who)
-
-        return label
+        anchor, evidence = self.options.evaluation.root, self.options.evidence
+        judged = judge_with_root(
+            screened,
+            root,
+            directions,
+            anchor,
+            evidence,
+            self.policy,
+            self.gate.admitted,
+            self._previous,
+            seconds,
+        )
+        self._noise_bound = judged.noise_bound
+        return root, judged.reference
 
     def _noised(self, model: Model, on_chain_round: int) -> Model:
         """The aggregate with the backdoor filter's Gaussian noise (FLAME's lambda x the round's clipping

@@ -36,6 +36,8 @@ def coordinate_median(vectors: Sequence[np.ndarray]) -> np.ndarray:
     network of vectorised min/max for up to NETWORK_MAX vectors (7x faster than a sort along the short axis
     for 3 updates), by a sort along the short axis above (numpy's median partitions each column on its own,
     13x slower for 10 updates of 10M parameters); vectors holding NaN or Inf take np.median itself."""
+    if len(vectors) == 3:  # a round of 3 nodes, the most common: 4 passes, no stacked copy
+        return _median_of_three(*vectors)
     stacked = np.stack(vectors)
     if not np.isfinite(stacked).all():
         return np.median(stacked, axis=0)
@@ -51,6 +53,15 @@ def coordinate_median(vectors: Sequence[np.ndarray]) -> np.ndarray:
         stacked.sort(axis=0)
     mid = count // 2
     return stacked[mid] if count % 2 else (stacked[mid - 1] + stacked[mid]) / 2
+
+
+def _median_of_three(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """max(min(a, b), min(max(a, b), c)): the middle value of each coordinate (one of the three exactly, so
+    equal to np.median's); a NaN anywhere in a column gives NaN, as np.median does."""
+    low = np.minimum(a, b)
+    high = np.maximum(a, b)
+    np.minimum(high, c, out=high)
+    return np.maximum(low, high, out=low)
 
 
 def unflatten(vector: np.ndarray, like: Arrays) -> dict[str, np.ndarray]:
