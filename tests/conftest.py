@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from fl_chain import watchdog
 from fl_chain.chain.setup.localnode import ChainProcess
 from tests.chainutil import LocalChain, fresh_deployment, launch
 from tests.s3util import MotoServer
@@ -109,3 +112,11 @@ def _no_detached_chain_outlives_its_test(request: pytest.FixtureRequest) -> Iter
             continue
         if chain is not None:
             chain.stop()
+
+
+def watched_popen(*args: Any, **kwargs: Any) -> subprocess.Popen:
+    """subprocess.Popen, the process registered with this test process's watchdog (fl_chain/watchdog.py):
+    if pytest dies, even by SIGKILL, the process and the descendants last seen are stopped with it."""
+    proc = subprocess.Popen(*args, **kwargs)
+    watchdog.watch(proc.pid)
+    return proc

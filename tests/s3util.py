@@ -69,7 +69,9 @@ class MotoServer:
         if self.auth:
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(_BOOTSTRAP_REQUESTS)
         with open(self.log, "a") as out:
-            self.process = subprocess.Popen(
+            from tests.conftest import watched_popen
+
+            self.process = watched_popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=out,
                 stderr=subprocess.STDOUT,

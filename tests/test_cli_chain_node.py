@@ -16,6 +16,7 @@ import pytest
 from fl_chain.chain.setup.localnode import free_port
 from fl_chain.cli import run
 from fl_chain.proctree import pid_alive
+from tests.conftest import watched_popen
 
 FLCHAIN = [sys.executable, "-m", "fl_chain"]
 PASSWORD = "correct horse"
@@ -77,7 +78,7 @@ def test_up_status_down_leaves_no_process(running: Path) -> None:
 def test_foreground_up_stops_its_chain_on_ctrl_c(home: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [*FLCHAIN, "chain", "up", "--backend", "anvil", "--port", str(free_port()), "--home", str(home)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = watched_popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         deadline = time.monotonic() + 60
         while not (home / "chain.json").exists() and time.monotonic() < deadline:

@@ -24,6 +24,7 @@ from fl_chain.chain.ledger import contributions, get_round, round_count, updates
 from fl_chain.chain.setup.localnode import free_port
 from fl_chain.protocol.update_signing import ticket_digest
 from fl_chain.wire.report import read_reports
+from tests.conftest import watched_popen
 
 PASSWORD = "e2e password"
 FLCHAIN = [sys.executable, "-m", "fl_chain"]
@@ -39,7 +40,7 @@ def _run(*args: str, env: dict[str, str]) -> str:
 
 def _spawn(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(log, "w") as fh:
-        return subprocess.Popen([*FLCHAIN, *args], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        return watched_popen([*FLCHAIN, *args], stdout=fh, stderr=subprocess.STDOUT, env=env)
 
 
 def registered_keys(tmp_path: Path, count: int, home_args: list[str], env: dict[str, str]) -> list[Path]:

@@ -23,6 +23,7 @@ from fl_chain.proctree import stop_tree
 from fl_chain.runners.processes import format_node_config
 from fl_chain.wire.node_config import NodeConfig
 from tests.chainutil import LocalChain, fresh_deployment, home_with_deployment, launch
+from tests.conftest import watched_popen
 
 
 def test_round_trip_through_flowers_parser(tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def _client(
     env = {**os.environ, "FLCHAIN_KEY_PASSWORD": "s3cret-pw-Zq", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     args = ["client", "--key", str(key), "--superlink", f"127.0.0.1:{free_port()}", "--home", str(home)]
     with (tmp_path / "client.out").open("w") as out:
-        client = subprocess.Popen(
+        client = watched_popen(
             [sys.executable, "-m", "fl_chain", *args, *extra],
             stdout=out,
             stderr=subprocess.STDOUT,

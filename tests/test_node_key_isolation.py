@@ -34,6 +34,7 @@ from fl_chain.runners.processes import spawn, start_superlink, write_flwr_home
 from fl_chain.runners.signing_agent import SigningAgent
 from fl_chain.store import ModelStore
 from tests.chainutil import LocalChain, new_nodes
+from tests.conftest import watched_popen
 from tests.test_e2e_deployment import _stop
 
 FLCHAIN = [sys.executable, "-m", "fl_chain"]
@@ -280,9 +281,7 @@ def test_a_coordinators_client_app_finds_nothing_to_sign_with(chain: LocalChain,
             args += ["--home", str(home / ".flchain"), "--app-hash", pin]
             with open(tmp_path / f"{name}.out", "w") as fh:
                 started.append(
-                    subprocess.Popen(
-                        [*FLCHAIN, *args], stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=work
-                    )
+                    watched_popen([*FLCHAIN, *args], stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=work)
                 )
             nodes[name] = key_hex
         flwr_home = write_flwr_home(tmp_path / "flwr-home", f"127.0.0.1:{port}")
