@@ -221,16 +221,20 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "parts to disk. The hash is SHA-256 of the safetensors bytes (keccak-256 before: 4x slower here, "
         "docs/rounds.md says why it changed): `sha256sum` re-hashes a blob. `bench/hash_speed.py` "
         "(docs/hashing.md) measures it against the old path.",
-        "- Coordinator: each reply's update starts hashing in a thread as soon as it is checked, so the "
-        "hashes run beside the next replies' checks and each other (hashlib releases the GIL); the scores "
-        "are computed while the wrapped strategy aggregates; that one hash serves the signature check, "
-        "the manifest entry and the stored update blob "
+        "- Coordinator: each reply is checked and its update hashed in a background thread the moment "
+        "the round's grid pulls it (`coordinator/early_checks.py`), while the other nodes still train, "
+        "so only the last reply's checks and hash remain once the replies are in (hashlib and numpy "
+        "release the GIL); the scores are computed while the wrapped strategy aggregates; that one hash "
+        "serves the signature check, the manifest entry and the stored update blob "
         "(verified mode writes each update once, streamed from the arrays as received). The aggregate is "
-        "hashed once, for the manifest and the store.",
+        "read as views of the wrapped strategy's ArrayRecord and, when the model is exactly it, that "
+        "record goes to the next round as it is (no second serialisation); it is hashed once, for the "
+        "manifest and the store.",
         "- Scores, the outlier check and each reply's finiteness and size check read the updates block by "
         "block (`defence/gram.py`: 256k parameters at a time into one reused buffer, every dot product "
         "of the round from one matrix product per block, the coordinate-wise median by a min/max sorting "
-        "network), not as whole float64 copies: at 100M parameters and 3 updates the copies were 2.4 GB "
+        "network, of three updates by four min/max passes), not as whole float64 copies: at 100M "
+        "parameters and 3 updates the copies were 2.4 GB "
         "of fresh memory per round and scoring took 44.6 s of it; now about 1 s.",
         "- Node: the received model is hashed while the app trains and checked against the parent round "
         "before the reply; the reply's arrays are read as views of Flower's own message bytes (no copy) "

@@ -439,7 +439,8 @@ class TrainRounds:
             )
             return dict(self._previous), metrics, False
         model = {k: aggregated[k].astype(v.dtype, copy=False) for k, v in self._previous.items()}
-        if all(model[k] is aggregated[k] for k in model):  # already in the model's dtypes: no copy made
+        # in the model's dtypes and array order (an app may read the arrays as a list): sent on as it is
+        if list(aggregated) == list(model) and all(model[k] is aggregated[k] for k in model):
             self._kept = (arrays, model)
         return model, metrics, True
 
