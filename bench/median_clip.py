@@ -75,7 +75,8 @@ def main() -> None:
     lines = [
         "# The median clip's ratio",
         "",
-        f"Measured by `bench/median_clip.py`. {__doc__.split(chr(10), 1)[1].split('Writes')[0].strip()}",
+        "Measured by `bench/median_clip.py`: the "
+        + __doc__.split(chr(10), 1)[1].split("Writes")[0].strip().replace(chr(10), " "),
         "",
         "Final accuracy at each ratio (0: no median clip; 2 is the default):",
         "",
