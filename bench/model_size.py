@@ -196,9 +196,10 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "",
         "## The coordinator's time per round (seconds, flchain runs, from its round reports)",
         "",
-        "screen: reading, checking and signature-checking the replies, of which hash: hashing the "
-        "updates (background threads, from the first reply checked to the last hash's end, overlapping "
-        "the checks) and, in verified mode, the aggregate; score: the round's scores (cosine with the "
+        "screen: checking and signature-checking the replies once the last is in (each reply's checks "
+        "and hash start as it arrives, `coordinator/early_checks.py`); hash: the seconds during which some "
+        "update was being hashed (background threads, mostly while other nodes still train) and, in "
+        "verified mode, the aggregate; score: the round's scores (cosine with the "
         "coordinate-wise median update; beside the wrapped strategy's aggregation); model_hash: the "
         "aggregate's hash in plain mode; store: writing the model (and verified mode's updates and "
         "manifest), streamed and fsynced; commit: the transaction to its receipt; finalize: waiting for the "

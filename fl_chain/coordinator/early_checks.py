@@ -47,7 +47,7 @@ class EarlyChecks:
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="flchain-check")
         self._futures: dict[int, tuple[Message, Future[Checked]]] = {}
         self._lock = threading.Lock()
-        self._hash_span: tuple[float, float] | None = None  # first hash's start, last one's end
+        self._hash_spans: list[tuple[float, float]] = []  # each update hash's start and end
 
     def submit(self, reply: Message) -> None:
         """Start checking `reply` in a background thread (an error reply has nothing to check)."""
@@ -66,8 +66,14 @@ class EarlyChecks:
             return None
 
     def hash_seconds(self) -> float:
-        """Seconds from the first update's hash starting to the last one's end (0 if none ran)."""
-        return 0.0 if self._hash_span is None else self._hash_span[1] - self._hash_span[0]
+        """Seconds during which at least one update was being hashed (the union of the hashes' spans:
+        replies arrive seconds apart, and the wait between them is not hashing)."""
+        total, reach = 0.0, float("-inf")
+        for start, end in sorted(self._hash_spans):
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total
 
     def close(self) -> None:
         """Let the threads go; checks still running finish unread."""
@@ -81,8 +87,5 @@ class EarlyChecks:
             digest = hash_arrays(arrays)
             ended = time.monotonic()
             with self._lock:
-                span = self._hash_span
-                self._hash_span = (
-                    (started, ended) if span is None else (min(span[0], started), max(span[1], ended))
-                )
+                self._hash_spans.append((started, ended))
         return Checked(reason, arrays, weight, digest)
