@@ -28,9 +28,6 @@ from fl_chain.defence.update_checks import check_metrics, check_update
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.model_bytes import HashPool
 from fl_chain.protocol.update_signing import RoundContext, SignedUpdate, check_claim, claim_signed_by
-
-if TYPE_CHECKING:  # early_checks imports this module's check_reply
-    from fl_chain.coordinator.early_checks import Checked, EarlyChecks
 from fl_chain.wire.records import (
     WEIGHT_KEY,
     record_mismatch,
@@ -39,6 +36,9 @@ from fl_chain.wire.records import (
     update_claim,
     with_update,
 )
+
+if TYPE_CHECKING:  # early_checks imports this module's check_reply
+    from fl_chain.coordinator.early_checks import Checked, EarlyChecks
 
 
 @dataclass(frozen=True)
