@@ -36,18 +36,8 @@ DEFENCE = "anchored (default)"
 
 def run_with_ratio(ratio: float, data: str, attack: str, fraction: float, seed: int) -> dict:
     """One grid run of the default defence with scoring.median_clip = `ratio`."""
-    configure = robustness.configure
-
-    def with_ratio(*args: object, **kwargs: object) -> tuple:
-        config, params = configure(*args, **kwargs)
-        config.scoring.median_clip = ratio
-        return config, params
-
-    robustness.configure = with_ratio
-    try:
-        return robustness.run_one(DEFENCE, data, attack, fraction, 30, seed, 3, 10)
-    finally:
-        robustness.configure = configure
+    overrides = {"scoring.median_clip": ratio}
+    return robustness.run_one(DEFENCE, data, attack, fraction, 30, seed, 3, 10, overrides)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ from rich.console import Console  # noqa: E402
 
 from fl_chain.config import RunConfig  # noqa: E402
 from fl_chain.demo import run_demo  # noqa: E402
-from fl_chain.protocol.fixedpoint import from_fixed  # noqa: E402
+from fl_chain.protocol.fixedpoint import SCALE, from_fixed  # noqa: E402
 from fl_chain.protocol.reputation_model import ReputationParams  # noqa: E402
 
 CLIENTS = 10
@@ -163,13 +164,18 @@ def run_one(
     seed: int = 42,
     epochs: int = 3,
     clients: int = CLIENTS,
+    overrides: Mapping[str, object] | None = None,
 ) -> dict:
     """One run (data partition and training seeded by `seed`); returns its metrics: accuracy, the final
     model's backdoor success rate, who was suspended and penalized, and the false-positive rate (honest
-    penalties per honest node-round)."""
+    penalties per honest node-round). `overrides`: configuration fields set on top of the defence's,
+    as "section.field" -> value (e.g. {"scoring.median_clip": 1.0})."""
     attackers = round(fraction * clients)
     config, params = configure(defence, data, attackers, rounds, epochs)
     config.task.seed = seed
+    for name, value in (overrides or {}).items():
+        section, field = name.split(".")
+        setattr(getattr(config, section), field, value)
     with tempfile.TemporaryDirectory() as tmp:
         result = run_demo(
             config,
@@ -210,6 +216,11 @@ def run_one(
         "false_positive_rate": honest_penalties / max(1, (clients - attackers) * rounds),
         "first_honest_penalty": next((r.round for r in result.reports if set(r.penalized) - bad), None),
         "attackers_rank_below_honest": ranks_below(result, bad),
+        # honest nodes whose final reputation one missed round (x (1 - miss_decay)) takes below the
+        # suspension threshold: a network blip would suspend them
+        "honest_one_miss_from_suspension": one_miss_from_suspension(result, bad, params),
+        "honest_min_reputation": min_reputation(result, set(result.nodes) - bad),
+        "attackers_max_reputation": max_reputation(result, bad),
         "attackers_suspended": len(suspended & bad),
         "honest_suspended": len(suspended - bad),
         "honest_excluded": sum(
@@ -242,6 +253,33 @@ def ranks_below(result, bad: set[str]) -> bool | None:
     if not attackers or not honest:
         return None
     return max(attackers) < min(honest)
+
+
+def one_miss_from_suspension(result, bad: set[str], params: ReputationParams) -> int:
+    """Honest nodes still active at the end whose reputation a single missed round would take below the
+    suspension threshold (Reputation.sol: a miss multiplies it by 1 - miss_decay)."""
+    last = result.reports[-1]
+    gone = {n for r in result.reports for n in r.suspended}
+    return sum(
+        1
+        for n in result.nodes
+        if n not in bad
+        and n not in gone
+        and n in last.reputations
+        and last.reputations[n] * (SCALE - params.miss_decay) // SCALE < params.threshold
+    )
+
+
+def min_reputation(result, nodes: set[str]) -> float | None:
+    """The lowest final on-chain reputation among `nodes` (None if none has one)."""
+    reps = result.reports[-1].reputations
+    return min((from_fixed(reps[n]) for n in nodes if n in reps), default=None)
+
+
+def max_reputation(result, nodes: set[str]) -> float | None:
+    """The highest final on-chain reputation among `nodes` (None if none has one)."""
+    reps = result.reports[-1].reputations
+    return max((from_fixed(reps[n]) for n in nodes if n in reps), default=None)
 
 
 def grid(quick: bool) -> list[tuple[str, str, str, float]]:

@@ -101,6 +101,9 @@ class ScoringSection:
     # > 0: clip each update to this x the round's median update norm (0: off). Applied with the server's
     # root update, never in verified rounds nor around trust aggregation (docs/scoring.md)
     median_clip: float = 2.0
+    # fltrust scores measured from the round's suspect line (false: from cosine 0, FLTrust's own). From the
+    # line, honest nodes keep their scores once the model has converged (docs/scoring.md)
+    from_line: bool = True
     # backdoor filter (defence/backdoor.py): aggregate only the updates in the root update's cosine
     # cluster, clipped to the round's median norm (verified rounds: excluded only, never clipped)
     backdoor_filter: bool = False  # leave updates outside the root update's cluster out (no penalty)

@@ -101,3 +101,34 @@ def test_outliers_flag_boosted_free_riding_and_flipped_updates() -> None:
     }
     flagged = find_outliers(PREVIOUS, updates)
     assert set(flagged) == {"boosted", "free-rider", "flipped"}
+
+
+def test_fltrust_scores_are_measured_from_the_suspect_line_and_credit_only_what_was_aggregated() -> None:
+    """FLTrust's ReLU(cos(update, g0)) measured from the round's suspect line: with g0 along x, updates
+    at cosines 1, 0, line + 0.01 and -1 score 1 - line, -line, 0.01 and 0; a null update 0 (its cosine
+    says nothing); an update clipped to 40 % of its length 40 % of its score. From 0 (no evidence rules)
+    it is FLTrust's own score."""
+    previous = {"w": np.zeros(3, np.float32)}
+    line = -0.3
+    just_inside = np.array([line + 0.01, np.sqrt(1 - (line + 0.01) ** 2), 0.0])
+    updates = {
+        "along": {"w": np.array([2.0, 0.0, 0.0], np.float32)},
+        "orthogonal": {"w": np.array([0.0, 0.0, 5.0], np.float32)},
+        "just-inside": {"w": (3 * just_inside).astype(np.float32)},
+        "against": {"w": np.array([-1.0, 0.0, 0.0], np.float32)},
+        "null": {"w": np.zeros(3, np.float32)},
+        "clipped": {"w": np.array([0.5, 0.0, 0.0], np.float32)},
+    }
+    weights = dict.fromkeys(updates, 10.0)
+    root = np.array([1.0, 0.0, 0.0])
+    inp = RoundInput(previous, updates, weights, root=root, direction_line=line, clipped={"clipped": 0.4})
+    scores = SCORERS["fltrust"](inp)
+    expected = {"along": 1.3, "orthogonal": 0.3, "just-inside": 0.01, "against": 0.0, "null": 0.0}
+    assert scores == pytest.approx(expected | {"clipped": 0.4 * 1.3}, abs=1e-6)
+    assert normalise(scores)["just-inside"] < SCALE // 10 < normalise(scores)["orthogonal"]
+
+    classic = SCORERS["fltrust"](RoundInput(previous, updates, weights, root=root))
+    assert classic == pytest.approx(
+        {"along": 1.0, "orthogonal": 0.0, "just-inside": 0.0, "against": 0.0, "null": 0.0, "clipped": 1.0},
+        abs=1e-6,
+    )

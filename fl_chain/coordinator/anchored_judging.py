@@ -29,10 +29,13 @@ from fl_chain.defence.gram import ROOT, DeltaGram
 @dataclass(frozen=True)
 class Judged:
     """What the anchored steps leave the round: the size of a median honest update (None when the root
-    set's size is unknown) and the backdoor filter's clipping bound (the noise scale; 0 without it)."""
+    set's size is unknown), the backdoor filter's clipping bound (the noise scale; 0 without it) and the
+    cosine with g0 below which an update was suspect (0 without evidence rules; fltrust scores are
+    measured from it, defence/scoring.py)."""
 
     reference: float | None
     noise_bound: float
+    line: float = 0.0
 
 
 def judge_with_root(
@@ -61,6 +64,7 @@ def judge_with_root(
     claims = list(screened.weights.values())
     root_norm = gram.norm(ROOT) if gram is not None else None  # |g0| read once, not per yardstick
     reference = anchor.size_reference(root, float(np.median(claims)) if claims else None, root_norm)
+    line = 0.0
     if evidence is not None:
         line = anchor.direction_line(evidence.policy.min_cosine, evidence.policy.agreement_slack)
         sizes = anchor.size_references(root, screened.weights, root_norm=root_norm)
@@ -77,7 +81,7 @@ def judge_with_root(
         noise_bound = filter_backdoors(
             screened, admitted, root, previous, clip=not policy.verified, gram=gram
         )
-    return Judged(reference, noise_bound)
+    return Judged(reference, noise_bound, line)
 
 
 def label_cosine(

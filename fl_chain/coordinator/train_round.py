@@ -21,7 +21,7 @@ from flwr.supercore import log
 
 from fl_chain.chain import ledger, registry
 from fl_chain.coordinator import verified_round
-from fl_chain.coordinator.anchored_judging import judge_with_root
+from fl_chain.coordinator.anchored_judging import Judged, judge_with_root
 from fl_chain.coordinator.commit_pipeline import CommitPipeline
 from fl_chain.coordinator.committer import Commit, RoundCommitter
 from fl_chain.coordinator.deadline_grid import DeadlineGrid
@@ -244,13 +244,15 @@ class TrainRounds:
         started = time.monotonic()
         screened = self._screen(replies, gone, context)
         seconds["screen"], seconds["hash"] = time.monotonic() - started, screened.hash_seconds
-        root, reference = self._judge_with_root(screened, seconds)
+        root, judged = self._judge_with_root(screened, seconds)
+        reference = judged.reference if judged is not None else None
         missed = [a for a in self._attendance(screened) if a.lower() not in gone]  # inactive: no charge
         weights = (
             canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
         )
+        line = judged.line if judged is not None and self.policy.scoring.from_line else 0.0
         (raw, scores), (model, metrics, aggregated) = self._score_and_aggregate(
-            on_chain_round, screened, root, weights, seconds
+            on_chain_round, screened, root, line, weights, seconds
         )
         if not aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
             scores, raw = {}, {}
@@ -302,26 +304,33 @@ class TrainRounds:
         on_chain_round: int,
         screened: Screened,
         root: np.ndarray | None,
+        line: float,
         weights: dict[str, int] | None,
         seconds: dict[str, float],
     ) -> tuple[tuple[dict[str, float], dict[str, int]], tuple[Model, MetricRecord | None, bool]]:
-        """The round's scores (`_score`) and aggregate (`_aggregate`). Scores that read only the settled
-        updates are computed in a thread while the wrapped strategy aggregates them: neither writes what
-        the other reads, both are mostly numpy (which releases the GIL), and the nodes are idle between
-        rounds. Methods that evaluate models stay in line (a strategy's aggregation may use the same
-        model objects)."""
+        """The round's scores (`_score`, fltrust's measured from `line`) and aggregate (`_aggregate`).
+        Scores that read only the settled updates are computed in a thread while the wrapped strategy
+        aggregates them: neither writes what the other reads, both are mostly numpy (which releases the
+        GIL), and the nodes are idle between rounds. Methods that evaluate models stay in line (a
+        strategy's aggregation may use the same model objects)."""
         if self.policy.scoring.method not in UPDATES_ONLY:
-            scored = self._score(on_chain_round, screened, root, seconds)
+            scored = self._score(on_chain_round, screened, root, line, seconds)
             return scored, self._aggregate(on_chain_round, screened, weights)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-score") as pool:
-            scoring = pool.submit(self._score, on_chain_round, screened, root, seconds)
+            scoring = pool.submit(self._score, on_chain_round, screened, root, line, seconds)
             aggregated = self._aggregate(on_chain_round, screened, weights)
             return scoring.result(), aggregated
 
     def _score(
-        self, on_chain_round: int, screened: Screened, root: np.ndarray | None, seconds: dict[str, float]
+        self,
+        on_chain_round: int,
+        screened: Screened,
+        root: np.ndarray | None,
+        line: float,
+        seconds: dict[str, float],
     ) -> tuple[dict[str, float], dict[str, int]]:
-        """The round's (raw, fixed-point) scores, its time noted in `seconds["score"]`."""
+        """The round's (raw, fixed-point) scores, its time noted in `seconds["score"]`; `line`: the
+        round's suspect line (fltrust scores are measured from it)."""
         started = time.monotonic()
         scored = score_round(
             self.policy.scoring,
@@ -332,6 +341,8 @@ class TrainRounds:
             on_chain_round,
             root,
             screened.current_grams(),  # a Gram matrix of these updates is read, not the parameters again
+            line,
+            screened.clipped,
         )
         seconds["score"] = time.monotonic() - started
         return scored
@@ -372,10 +383,9 @@ class TrainRounds:
 
     def _judge_with_root(
         self, screened: Screened, seconds: dict[str, float]
-    ) -> tuple[np.ndarray | None, float | None]:
+    ) -> tuple[np.ndarray | None, Judged | None]:
         """With the server's root update g0 (when this round has one), the anchored steps
-        (coordinator/anchored_judging.py). Returns (g0, the size of a median honest update when the
-        root set's size is known)."""
+        (coordinator/anchored_judging.py). Returns (g0, what the steps left), (None, None) without g0."""
         self._noise_bound = 0.0
         root, directions, waited = self._root.result()
         if root is None:
@@ -394,7 +404,7 @@ class TrainRounds:
             seconds,
         )
         self._noise_bound = judged.noise_bound
-        return root, judged.reference
+        return root, judged
 
     def _noised(self, model: Model, on_chain_round: int) -> Model:
         """The aggregate with the backdoor filter's Gaussian noise (FLAME's lambda x the round's clipping

@@ -189,8 +189,15 @@ def root_cosines(
 ) -> dict[str, float]:
     """Each update's cosine with the server's root update g0. `grams`: as median_cosines (the round's
     Gram of these updates and this g0, coordinator/screening.round_gram)."""
-    gram = known_gram(grams, (*updates, ROOT)) or delta_gram(updates, previous, root=root)
+    gram = root_gram(updates, previous, root, grams)
     return {who: gram.cosine(who, ROOT) for who in updates}
+
+
+def root_gram(
+    updates: Mapping[str, Arrays], previous: Arrays, root: np.ndarray, grams: Iterable[DeltaGram] = ()
+) -> DeltaGram:
+    """A Gram matrix of the updates' deltas and g0: one of `grams` that holds them, else a new pass."""
+    return known_gram(grams, (*updates, ROOT)) or delta_gram(updates, previous, root=root)
 
 
 def squared_distance(update: Arrays, reference: Arrays, names: Sequence[str]) -> float | str:

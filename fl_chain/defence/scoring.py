@@ -17,10 +17,17 @@ evaluations of the server's validation loss (one forward pass over the validatio
   permutation is used.
 - `cosine`: cosine of i's update with the coordinate-wise median update, in the spirit of CGSV
   (Xu et al. 2021); needs no validation data. Cost: no evaluation, O(n d).
-- `fltrust`: ReLU(cos(update_i, g0)) with the server's root update g0 (FLTrust, Cao et al. 2021): the
-  reference is the server's own training on its clean root set, not the other replies, so it holds with
-  a majority of attackers. Cost: one local training on the root set per round (shared with the
-  evidence test and trust-weighted aggregation), O(n d).
+- `fltrust`: ReLU(cos(update_i, g0) - line) with the server's root update g0 (FLTrust, Cao et al. 2021,
+  measured from the round's suspect line instead of from 0): the reference is the server's own training on
+  its clean root set, not the other replies, so it holds with a majority of attackers. `line` is the cosine
+  below which the evidence rules call an update suspect this round (RootAnchor.direction_line, -0.2 or
+  lower), 0 (FLTrust's own) when no evidence rules run. Measured from the line, an update that stays just
+  inside it scores nearly 0, while honest updates keep their scores once the model has converged and
+  their cosines with g0 fall to about 0 (docs/scoring.md). A null update scores 0; an update the
+  coordinator clipped to a fraction f of its length is credited f of its score (it counts for what was
+  aggregated; a clip keeps its direction, so its cosine alone would not show it). Cost: one local
+  training on the root set per round (shared with the evidence test and trust-weighted aggregation),
+  O(n d).
 - `data-size`: number of training examples reported (the naive baseline). Cost: nothing.
 
 The value of a coalition S is v(S) = -L(FedAvg(S)), with v(∅) = -L(previous global model).
@@ -36,7 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fl_chain.defence.gram import MEDIAN, DeltaGram, delta_gram, median_cosines, root_cosines
+from fl_chain.defence.gram import MEDIAN, ROOT, DeltaGram, delta_gram, median_cosines, root_gram
 from fl_chain.protocol.fixedpoint import SCALE
 
 Arrays = Mapping[str, np.ndarray]
@@ -55,6 +62,10 @@ class RoundInput:
     root: np.ndarray | None = None  # the server's root update g0, flattened (defence/anchor.py)
     # Gram matrices of `updates` exactly as they are here (and of this g0), computed earlier in the round
     grams: tuple[DeltaGram, ...] = ()
+    # fltrust: the cosine with g0 an update's score is measured from (the round's suspect line)
+    direction_line: float = 0.0
+    # fltrust: who -> the factor the coordinator shortened its update by (a clip), credited that share
+    clipped: Mapping[str, float] = field(default_factory=dict)
     evaluations: int = field(default=0, init=False)
 
     def loss(self, arrays: Arrays) -> float:
@@ -165,11 +176,17 @@ def cosine_scores(inp: RoundInput) -> dict[str, float]:
 
 
 def fltrust_scores(inp: RoundInput) -> dict[str, float]:
-    """ReLU(cos(update_i, g0)) with the server's root update g0 (FLTrust's trust score)."""
+    """ReLU(cos(update_i, g0) - inp.direction_line) x the update's clip factor, with the server's root
+    update g0 (FLTrust's trust score measured from the round's suspect line, credited for the share of
+    the update that was aggregated); 0 for a null update, whose cosine says nothing."""
     if inp.root is None:
         raise ValueError("the fltrust score needs the server's root update (a validation split)")
+    gram = root_gram(inp.updates, inp.previous, inp.root, inp.grams)
     return {
-        who: max(0.0, c) for who, c in root_cosines(inp.updates, inp.previous, inp.root, inp.grams).items()
+        who: max(0.0, gram.cosine(who, ROOT) - inp.direction_line) * inp.clipped.get(who, 1.0)
+        if gram.norm(who) > 0
+        else 0.0
+        for who in inp.updates
     }
 
 
@@ -250,6 +267,7 @@ class ScoringPolicy:
     method: str = "cosine"
     shapley_budget: int = 64
     seed: int = 0
+    from_line: bool = True  # fltrust: measured from the round's suspect line (False: from 0, FLTrust's own)
 
 
 def score_round(
@@ -261,9 +279,12 @@ def score_round(
     round_number: int,
     root: np.ndarray | None = None,
     grams: tuple[DeltaGram, ...] = (),
+    direction_line: float = 0.0,
+    clipped: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, float], dict[str, int]]:
     """(raw scores, fixed-point scores) of one round's accepted updates; empty when there are none.
-    `grams`: Gram matrices already computed of `updates` exactly as they are (see RoundInput)."""
+    `grams`: Gram matrices already computed of `updates` exactly as they are (see RoundInput);
+    `direction_line`, `clipped`: the round's suspect line and clip factors (fltrust, see RoundInput)."""
     if not updates:
         return {}, {}
     inp = RoundInput(
@@ -275,6 +296,8 @@ def score_round(
         seed=policy.seed + round_number,
         root=root,
         grams=grams,
+        direction_line=direction_line,
+        clipped=clipped or {},
     )
     raw = SCORERS[policy.method](inp)
     return raw, normalise(raw)
