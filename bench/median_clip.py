@@ -1,4 +1,4 @@
-"""Why the median clip's ratio is 2 (scoring.median_clip, coordinator/screening.clip_to_median): the
+"""Why the median clip's ratio is 2 (scoring.median_clip, coordinator/anchored_steps.clip_to_median): the
 default defence with each update clipped to r x the round's median update norm, r in {0 (off), 1, 2, 3},
 on the cells that decide it. The adaptive attacker (0.01 above the suspect cosine, 0.9 x the boost line:
 evidence cannot tell it from an honest node) at 30 % on IID, three seeds, and its turncoat, say how much

@@ -1,5 +1,5 @@
 """How long the coordinator's defences anchored in g0 take at a model size, and the process's peak memory:
-judge_with_evidence + clip_influence + filter_backdoors (coordinator/screening.py) over 3 updates (the
+judge_with_evidence + clip_influence + filter_backdoors (coordinator/anchored_steps.py) over 3 updates (the
 third boosted 4x: clipped by the influence bound and by the filter), then bound_step (a step bound that
 bites) and the backdoor filter's noise on the aggregate. Synthetic updates around a random g0; an MLP's
 two weight matrices of half the parameters each.
@@ -31,7 +31,10 @@ sys.path.insert(0, args.repo)
 import numpy as np  # noqa: E402
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict  # noqa: E402
 
-from fl_chain.coordinator import screening  # noqa: E402
+try:  # where the steps live since they left screening.py
+    from fl_chain.coordinator import anchored_steps as screening
+except ImportError:  # a checkout from before
+    from fl_chain.coordinator import screening
 from fl_chain.defence import backdoor  # noqa: E402
 from fl_chain.defence.evidence import EvidenceBook  # noqa: E402
 from fl_chain.defence.influence import bound_step  # noqa: E402

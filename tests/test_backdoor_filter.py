@@ -1,4 +1,4 @@
-"""The backdoor filter (defence/backdoor.py, coordinator/screening.py: filter_backdoors) on constructed
+"""The backdoor filter (defence/backdoor.py, coordinator/anchored_steps.py: filter_backdoors) on constructed
 cases with known answers, and the colluders' jitter (experiments/collusion.py) that defeats the copy rule."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import pytest
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
 from fl_chain.config import RunConfig, validate
+from fl_chain.coordinator.anchored_steps import clip_to_median, filter_backdoors
 from fl_chain.coordinator.policies import RoundPolicy, effective_policy
-from fl_chain.coordinator.screening import Screened, clip_to_median, filter_backdoors
+from fl_chain.coordinator.screening import Screened
 from fl_chain.defence import gram
 from fl_chain.defence.backdoor import (
     BackdoorPolicy,

@@ -11,7 +11,8 @@ import pytest
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from fl_chain.coordinator.screening import Screened, clip_influence
+from fl_chain.coordinator.anchored_steps import clip_influence
+from fl_chain.coordinator.screening import Screened
 from fl_chain.coordinator.trust_strategy import TrustWeighted
 from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.evidence import EvidenceBook, EvidencePolicy, suspicions

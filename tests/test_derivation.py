@@ -11,7 +11,8 @@ import pytest
 from eth_account import Account
 
 from fl_chain.coordinator import verified_round
-from fl_chain.coordinator.screening import Screened, clip_influence, round_gram
+from fl_chain.coordinator.anchored_steps import clip_influence, round_gram
+from fl_chain.coordinator.screening import Screened
 from fl_chain.defence import derivation, gram
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import ScoringPolicy, score_round

@@ -1,4 +1,4 @@
-"""The defences anchored in g0 read from one Gram matrix per round (coordinator/screening.py: round_gram,
+"""The defences anchored in g0 read from one Gram matrix per round (coordinator/anchored_steps.py: round_gram,
 judge_with_evidence, clip_influence, filter_backdoors) reach the verdicts the whole-vector formulas reached
 before (kept here as the reference, as they were): the same suspects, reasons, copies and penalties, the
 same clip factors (to rounding), the same cluster, on random updates with a duplicate pair, a boosted, a
@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
-from fl_chain.coordinator.screening import (
-    Screened,
+from fl_chain.coordinator.anchored_steps import (
     clip_influence,
     filter_backdoors,
     judge_with_evidence,
     round_gram,
 )
+from fl_chain.coordinator.screening import Screened
 from fl_chain.defence import gram
 from fl_chain.defence.backdoor import hdbscan_labels
 from fl_chain.defence.derivation import clip_update

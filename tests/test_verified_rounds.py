@@ -16,8 +16,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from fl_chain.chain import quorum
+from fl_chain.coordinator.anchored_steps import filter_backdoors
 from fl_chain.coordinator.committer import RoundCommitter
-from fl_chain.coordinator.screening import Screened, filter_backdoors
+from fl_chain.coordinator.screening import Screened
 from fl_chain.defence import derivation
 from fl_chain.node.inclusion import check_inclusion
 from fl_chain.protocol.manifest import RoundManifest

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_chain.coordinator.policies import RoundPolicy
-from fl_chain.coordinator.screening import (
-    Screened,
+from fl_chain.coordinator.anchored_steps import (
     clip_influence,
     clip_to_median,
     filter_backdoors,
     judge_with_evidence,
     round_gram,
 )
+from fl_chain.coordinator.policies import RoundPolicy
+from fl_chain.coordinator.screening import Screened
 from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.evidence import EvidenceBook, LabelCosine
 from fl_chain.defence.gram import ROOT, DeltaGram

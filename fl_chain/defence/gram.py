@@ -188,7 +188,7 @@ def root_cosines(
     updates: Mapping[str, Arrays], previous: Arrays, root: np.ndarray, grams: Iterable[DeltaGram] = ()
 ) -> dict[str, float]:
     """Each update's cosine with the server's root update g0. `grams`: as median_cosines (the round's
-    Gram of these updates and this g0, coordinator/screening.round_gram)."""
+    Gram of these updates and this g0, coordinator/anchored_steps.round_gram)."""
     gram = root_gram(updates, previous, root, grams)
     return {who: gram.cosine(who, ROOT) for who in updates}
 

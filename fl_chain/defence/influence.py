@@ -26,9 +26,10 @@ class InfluencePolicy:
 
     clip_ratio: float = 0.0
     step_ratio: float = 1.5
-    # each update clipped to this x the round's median update norm (coordinator/screening.clip_to_median):
-    # relative to the other replies, unlike the two above, so it bounds a minority only; 2 keeps honest
-    # Dirichlet(0.1) updates whole (docs/attacks.md measures 1 and 3)
+    # each update clipped to this x the round's median update norm
+    # (coordinator/anchored_steps.clip_to_median): relative to the other replies, unlike the two above,
+    # so it bounds a minority only; 2 keeps honest Dirichlet(0.1) updates whole (docs/attacks.md
+    # measures 1 and 3)
     median_ratio: float = 2.0
 
 
