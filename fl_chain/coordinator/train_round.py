@@ -10,14 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from logging import ERROR, WARNING
 from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
-from flwr.supercore import log
 
 from fl_chain.chain import ledger, registry
 from fl_chain.coordinator import verified_round
@@ -35,8 +33,8 @@ from fl_chain.coordinator.screening import (
     Screened,
     screen_replies,
 )
+from fl_chain.coordinator.strategy_aggregate import Aggregate, Model, aggregate_replies
 from fl_chain.coordinator.verified_round import canonical_weights
-from fl_chain.defence import derivation
 from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.backdoor import noised
 from fl_chain.defence.influence import bound_step
@@ -55,11 +53,8 @@ from fl_chain.wire.records import (
     CONFIG_TICKET,
     arrays_to_record,
     record_to_arrays,
-    record_views,
     with_config,
 )
-
-Model = dict[str, np.ndarray]
 
 
 class TrainRounds:
@@ -98,7 +93,6 @@ class TrainRounds:
         self._capacity: dict[str, int] = {}  # declared samples/s, read once per node per run
         self._selected: dict[int, str] = {}
         self._previous: Model = {}
-        self._kept: tuple[ArrayRecord, Model] | None = None  # the wrapped strategy's aggregate, as views
         self._early: EarlyChecks | None = None  # this round's, from configure until screening reads it
         self._train_config: dict = {}
         self._train_started = 0.0
@@ -236,7 +230,6 @@ class TrainRounds:
     ) -> tuple[ArrayRecord, MetricRecord | None]:
         """Screen, judge, score, aggregate with the wrapped strategy, commit and report the round."""
         self.commits.settle()  # the previous round is mined (or the run stops) before a reply is used
-        self._kept = None
         gone, self._suspended_meanwhile = self._suspended_meanwhile, set()
         on_chain_round = self.round_offset + server_round
         seconds = {"join": self._join_seconds, "train": time.monotonic() - self._train_started}
@@ -251,9 +244,10 @@ class TrainRounds:
             canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
         )
         line = judged.line if judged is not None and self.policy.scoring.from_line else 0.0
-        (raw, scores), (model, metrics, aggregated) = self._score_and_aggregate(
+        (raw, scores), result = self._score_and_aggregate(
             on_chain_round, screened, root, line, weights, seconds
         )
+        model, metrics, aggregated = result.model, result.metrics, result.aggregated
         if not aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
             scores, raw = {}, {}
         if aggregated and self._noise_bound > 0 and self.policy.backdoor.noise > 0:
@@ -288,16 +282,7 @@ class TrainRounds:
             self.commits.submit(commit_and_report)  # round r+1 samples and trains while it is mined
         else:
             commit_and_report()
-        return self._as_record(model), metrics
-
-    def _as_record(self, model: Model) -> ArrayRecord:
-        """The round's model as the ArrayRecord Flower sends next: the wrapped strategy's own when the
-        model is exactly its arrays (no noise, no shortened step, not re-derived, same dtypes), so the
-        model is not serialised a second time; otherwise a new one."""
-        kept, self._kept = self._kept, None
-        if kept is not None and kept[1].keys() == model.keys() and all(model[k] is kept[1][k] for k in model):
-            return kept[0]
-        return arrays_to_record(model)
+        return result.as_record(model), metrics
 
     def _score_and_aggregate(
         self,
@@ -307,18 +292,18 @@ class TrainRounds:
         line: float,
         weights: dict[str, int] | None,
         seconds: dict[str, float],
-    ) -> tuple[tuple[dict[str, float], dict[str, int]], tuple[Model, MetricRecord | None, bool]]:
-        """The round's scores (`_score`, fltrust's measured from `line`) and aggregate (`_aggregate`).
+    ) -> tuple[tuple[dict[str, float], dict[str, int]], Aggregate]:
+        """The round's scores (`_score`, fltrust's measured from `line`) and aggregate (`aggregate_replies`).
         Scores that read only the settled updates are computed in a thread while the wrapped strategy
         aggregates them: neither writes what the other reads, both are mostly numpy (which releases the
         GIL), and the nodes are idle between rounds. Methods that evaluate models stay in line (a
         strategy's aggregation may use the same model objects)."""
         if self.policy.scoring.method not in UPDATES_ONLY:
             scored = self._score(on_chain_round, screened, root, line, seconds)
-            return scored, self._aggregate(on_chain_round, screened, weights)
+            return scored, aggregate_replies(self.inner, self._previous, on_chain_round, screened, weights)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-score") as pool:
             scoring = pool.submit(self._score, on_chain_round, screened, root, line, seconds)
-            aggregated = self._aggregate(on_chain_round, screened, weights)
+            aggregated = aggregate_replies(self.inner, self._previous, on_chain_round, screened, weights)
             return scoring.result(), aggregated
 
     def _score(
@@ -419,40 +404,6 @@ class TrainRounds:
             answered = [a for n, a in self._selected.items() if n in screened.answered]
             self.options.selector.record(list(self._selected.values()), answered)
         return missed
-
-    def _aggregate(
-        self, on_chain_round: int, screened: Screened, weights: dict[str, int] | None = None
-    ) -> tuple[Model, MetricRecord | None, bool]:
-        """The wrapped strategy's aggregate of the accepted replies, in the model's own dtypes (so the
-        committed hash is over exactly what the nodes receive next), and whether there was one; else
-        the previous model. With `weights` (a verified round) the model is defence/derivation.py's
-        FedAvg of the accepted updates, which validators re-derive bit for bit; the wrapped strategy
-        (FedAvg or FedProx) then only aggregates the replies' metrics."""
-        if not screened.accepted:
-            log(WARNING, "flchain: round %s has no usable update; the model is unchanged", on_chain_round)
-            return dict(self._previous), None, False
-        arrays, metrics = self.inner.aggregate_train(on_chain_round, screened.accepted)
-        if weights is not None:
-            return derivation.aggregate(self._previous, screened.updates, weights), metrics, True
-        # read-only views of the aggregate's own bytes: a copy of the model (40 MB at 10M parameters)
-        # would be made only to be serialised again for the next round
-        aggregated = record_views(arrays) if arrays is not None else {}
-        if set(aggregated) != set(self._previous):
-            log(
-                ERROR,
-                "flchain: %s returned %s in round %s; the model is unchanged and nobody is credited",
-                type(self.inner).__name__,
-                "no arrays"
-                if arrays is None
-                else f"arrays {sorted(aggregated)} for {sorted(self._previous)}",
-                on_chain_round,
-            )
-            return dict(self._previous), metrics, False
-        model = {k: aggregated[k].astype(v.dtype, copy=False) for k, v in self._previous.items()}
-        # in the model's dtypes and array order (an app may read the arrays as a list): sent on as it is
-        if list(aggregated) == list(model) and all(model[k] is aggregated[k] for k in model):
-            self._kept = (arrays, model)
-        return model, metrics, True
 
     def _report(
         self,
