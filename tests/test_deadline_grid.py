@@ -78,6 +78,12 @@ class LaggingGrid(Grid):
                 self.pulled.append((reply.metadata.src_node_id, int(reply.content["metrics"]["round"])))
         return out
 
+    def release(self, node: int) -> None:
+        """Make `node`'s pending replies available now (a node held back with an infinite delay)."""
+        for message_id, (_, reply) in list(self._pending.items()):
+            if reply.metadata.src_node_id == node:
+                self._pending[message_id] = (0.0, reply)
+
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
         """Unused: DeadlineGrid pushes and pulls."""
         raise NotImplementedError
@@ -129,12 +135,17 @@ def test_polls_pause_a_tenth_of_the_wait_between_a_floor_and_the_policys_longest
 
 def test_each_training_reply_is_handed_over_as_it_is_pulled() -> None:
     """DeadlineGrid.on_reply (coordinator/early_checks.py checks a reply from there): called once per
-    reply as it is pulled, the fast node's before the slow one has answered."""
-    lagging = LaggingGrid({1: 0.0, 2: 0.4})
+    reply as it is pulled, the fast node's before the slow one has answered: node 2 answers only once
+    node 1's reply has been handed over (no timing assumed)."""
+    lagging = LaggingGrid({1: 0.0, 2: float("inf")})
     grid = DeadlineGrid(lagging, DeadlinePolicy(poll=0.05))
-    handed: list[tuple[int, float]] = []
-    started = time.monotonic()
-    grid.on_reply = lambda reply: handed.append((reply.metadata.src_node_id, time.monotonic() - started))
+    handed: list[int] = []
+
+    def on_reply(reply: Message) -> None:
+        handed.append(reply.metadata.src_node_id)
+        if reply.metadata.src_node_id == 1:
+            lagging.release(2)
+
+    grid.on_reply = on_reply
     assert _round(grid, [1, 2], 1)[0] == [1, 2]
-    assert [node for node, _ in handed] == [1, 2]
-    assert handed[0][1] < 0.4 <= handed[1][1]
+    assert handed == [1, 2]

@@ -16,12 +16,14 @@ from fl_chain.chain.ledger import round_count as ledger_round_count_of
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.model_bytes import (
     HashPool,
+    HashSpans,
     arrays_from_bytes,
     canonical_bytes,
     canonical_parts,
     canonical_size,
     hash_arrays,
     hash_many,
+    union_seconds,
 )
 from fl_chain.store import BlobIntegrityError, ModelStore, fetch_blob
 from fl_chain.store_http import BlobServer
@@ -82,6 +84,14 @@ def test_canonical_parts_are_exactly_safetensors_bytes_and_hash_alike(tmp_path: 
     assert pool.close() >= 0.0
     assert [f.result() for f in futures] == [hashlib.sha256(canonical_bytes(a)).digest() for a in cases]
     assert HashPool().close() == 0.0  # nothing submitted
+    # hashes that overlap count once, the wait between two replies not at all
+    assert union_seconds([(0.0, 1.0), (0.5, 2.0), (3.0, 4.0)]) == 3.0
+    assert union_seconds([(0.0, 5.0), (1.0, 2.0)]) == 5.0 and union_seconds([]) == 0.0
+    shared = HashSpans()  # the early checks' hashes and screening's, reported together
+    shared.hash(cases[0])
+    joined = HashPool(shared)
+    joined.submit(cases[1]).result()
+    assert joined.close() == shared.seconds() > 0.0
     failing = HashPool()
     broken = failing.submit({"w": object()})  # a failure comes back through its own future only
     failing.close()

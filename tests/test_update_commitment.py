@@ -269,7 +269,7 @@ def test_screening_checks_each_replys_signed_update() -> None:
 
     for policy in (ScreeningPolicy(claim_cap=0), ScreeningPolicy(claim_cap=0, require_signed=True)):
         inline = screen_replies(replies, verified, previous, policy, context)
-        early = EarlyChecks(previous, policy, hashing=True)
+        early = EarlyChecks(previous, policy)
         for arrived in replies[::2]:
             early.submit(arrived)
         ahead = screen_replies(replies, verified, previous, policy, context, early)
@@ -291,7 +291,7 @@ def test_screening_checks_each_replys_signed_update() -> None:
         ),
         reply_to=outgoing[1],
     )
-    early = EarlyChecks(previous, ScreeningPolicy(), hashing=True)
+    early = EarlyChecks(previous, ScreeningPolicy())
     early.submit(infinite)
     checked = early.checked(infinite)
     assert (

@@ -14,8 +14,6 @@ round does not depend on which path a reply took.
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,13 +22,13 @@ import numpy as np
 from flwr.app import Message
 
 from fl_chain.coordinator.screening import ScreeningPolicy, check_reply
-from fl_chain.protocol.model_bytes import hash_arrays
+from fl_chain.protocol.model_bytes import HashSpans
 
 
 @dataclass(frozen=True)
 class Checked:
     """One reply's checks: why it is unusable (or None), its update's arrays (read-only views of the
-    reply's bytes), its claimed weight, and its update's hash (None when unusable or not asked for)."""
+    reply's bytes), its claimed weight, and its update's hash (None when unusable)."""
 
     reason: str | None
     arrays: dict[str, np.ndarray]
@@ -42,12 +40,12 @@ class EarlyChecks:
     """One round's early checks (see the module docstring): `submit` each reply as it arrives, read
     `checked(reply)` while screening, then `close`."""
 
-    def __init__(self, previous: Mapping[str, np.ndarray], policy: ScreeningPolicy, hashing: bool) -> None:
-        self._previous, self._policy, self._hashing = previous, policy, hashing
+    def __init__(self, previous: Mapping[str, np.ndarray], policy: ScreeningPolicy) -> None:
+        self._previous, self._policy = previous, policy
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="flchain-check")
         self._futures: dict[int, tuple[Message, Future[Checked]]] = {}
-        self._lock = threading.Lock()
-        self._hash_spans: list[tuple[float, float]] = []  # each update hash's start and end
+        # when each update hash ran; screening's own hashes join these (screen_replies' HashPool)
+        self.spans = HashSpans()
 
     def submit(self, reply: Message) -> None:
         """Start checking `reply` in a background thread (an error reply has nothing to check)."""
@@ -65,27 +63,10 @@ class EarlyChecks:
         except Exception:  # reported by the in-line check, with the sender's penalty
             return None
 
-    def hash_seconds(self) -> float:
-        """Seconds during which at least one update was being hashed (the union of the hashes' spans:
-        replies arrive seconds apart, and the wait between them is not hashing)."""
-        total, reach = 0.0, float("-inf")
-        for start, end in sorted(self._hash_spans):
-            if end > reach:
-                total += end - max(start, reach)
-                reach = end
-        return total
-
     def close(self) -> None:
         """Let the threads go; checks still running finish unread."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _check(self, reply: Message) -> Checked:
         reason, arrays, weight = check_reply(reply, self._previous, self._policy)
-        digest = None
-        if reason is None and self._hashing:
-            started = time.monotonic()
-            digest = hash_arrays(arrays)
-            ended = time.monotonic()
-            with self._lock:
-                self._hash_spans.append((started, ended))
-        return Checked(reason, arrays, weight, digest)
+        return Checked(reason, arrays, weight, self.spans.hash(arrays) if reason is None else None)

@@ -106,7 +106,7 @@ def screen_replies(
     # One hash per update, for its signature and (verified mode) its manifest entry and stored blob. Each
     # usable update starts hashing in a thread as soon as it is checked, so the hashes run while the next
     # replies are checked and in parallel with each other (hashlib and numpy release the GIL).
-    hashing = HashPool() if context is not None else None
+    hashing = HashPool(early.spans if early is not None else None) if context is not None else None
     try:
         for reply in replies:
             node_id = reply.metadata.src_node_id
@@ -129,7 +129,7 @@ def screen_replies(
                 _drop_unscreenable(out, candidate.who, node_id, True, exc)
     finally:
         if hashing is not None:
-            out.hash_seconds = hashing.close() + (early.hash_seconds() if early is not None else 0.0)
+            out.hash_seconds = hashing.close()  # the early hashes' spans and these, overlaps once
     if policy.reject_outliers:
         _drop_outliers(out, verified, previous, policy.outlier_norm_ratio)
     if policy.claim_cap > 0:

@@ -138,7 +138,7 @@ class TrainRounds:
         """Check each reply and hash its update as it arrives (coordinator/early_checks.py)."""
         if self._early is not None:
             self._early.close()
-        self._early = EarlyChecks(self._previous, self.policy.screening, hashing=True)
+        self._early = EarlyChecks(self._previous, self.policy.screening)
         if self.deadline_grid is not None:
             self.deadline_grid.on_reply = self._early.submit
 

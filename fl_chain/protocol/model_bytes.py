@@ -24,7 +24,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -132,33 +132,58 @@ def hash_many(models: Sequence[Mapping[str, np.ndarray]]) -> list[bytes]:
         return list(pool.map(hash_arrays, models))
 
 
+class HashSpans:
+    """Model hashes (hash_arrays) run from several threads, with when each ran: `seconds` is the time
+    during which at least one was running (the union of their spans: hashes of replies that arrive
+    seconds apart do not count the wait between them, hashes that overlap count once)."""
+
+    def __init__(self) -> None:
+        self._spans: list[tuple[float, float]] = []
+        self._lock = threading.Lock()  # hashes end in several threads
+
+    def hash(self, arrays: Mapping[str, np.ndarray]) -> bytes:
+        """hash_arrays(arrays), its span noted."""
+        started = time.monotonic()
+        digest = hash_arrays(arrays)
+        ended = time.monotonic()
+        with self._lock:
+            self._spans.append((started, ended))
+        return digest
+
+    def seconds(self) -> float:
+        """Seconds during which at least one hash was running (0 if none ran)."""
+        with self._lock:
+            return union_seconds(self._spans)
+
+
+def union_seconds(spans: Iterable[tuple[float, float]]) -> float:
+    """The length of the union of (start, end) spans: time covered by at least one of them."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 class HashPool:
     """Model hashes computed in background threads as the models arrive (a round's updates, hashed while
     the next replies are still being checked): `submit` returns the hash's future, `close` waits for
-    all and returns the seconds from the first submission to the last hash's end."""
+    all and returns the seconds spent hashing (HashSpans.seconds of `spans`, which other hashes of the
+    round may share: coordinator/early_checks.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spans: HashSpans | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="flchain-hash")
-        self._started: float | None = None
-        self._ended = 0.0
-        self._lock = threading.Lock()  # hashes end in several threads
+        self.spans = spans if spans is not None else HashSpans()
 
     def submit(self, arrays: Mapping[str, np.ndarray]) -> Future[bytes]:
         """Start hashing `arrays` (hash_arrays) in a background thread."""
-        if self._started is None:
-            self._started = time.monotonic()
-        return self._pool.submit(self._hash, arrays)
-
-    def _hash(self, arrays: Mapping[str, np.ndarray]) -> bytes:
-        digest = hash_arrays(arrays)
-        with self._lock:
-            self._ended = max(self._ended, time.monotonic())
-        return digest
+        return self._pool.submit(self.spans.hash, arrays)
 
     def close(self) -> float:
-        """Wait for every hash submitted; the seconds they took together (0 if none was submitted)."""
+        """Wait for every hash submitted; the seconds spent hashing (0 if nothing was hashed)."""
         self._pool.shutdown(wait=True)
-        return 0.0 if self._started is None else max(0.0, self._ended - self._started)
+        return self.spans.seconds()
 
 
 def require_model_hash(
