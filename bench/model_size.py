@@ -9,6 +9,10 @@ resident memory, the bytes flchain wrote to its store per round (model blob + ve
 blobs and manifest) and the coordinator's time split from its round reports (screening, of which
 hashing the updates; the model's hash; the store write; the commit transaction; finality wait).
 
+Engines: `deployment` (flchain's nodes are plain `flower-supernode`s given the keystore and its password),
+`deployment-client` (they are `flchain client`s, the recommended deployment: the key is decrypted once),
+`simulation`.
+
 Usage: .venv/bin/python bench/model_size.py [--sizes 1M,10M,100M] [--engines deployment,simulation]
        [--modes plain,verified] [--rounds 3] [--big-rounds 2] [--repeats 1] [--out docs/model-size]
        [--merge]   (keep the earlier runs of the sizes and engines not measured now)
@@ -47,6 +51,8 @@ SPLIT = ("screen", "hash", "score", "model_hash", "store", "commit", "finalize")
 TARGETS = {  # issue 28: wall ratio per (engine, mode); the 100M plain deployment also CPU and RSS
     ("deployment", "plain"): 1.10,
     ("deployment", "verified"): 1.20,
+    ("deployment-client", "plain"): 1.10,
+    ("deployment-client", "verified"): 1.20,
     ("simulation", "plain"): 1.10,
     ("simulation", "verified"): 1.20,
 }
@@ -85,9 +91,12 @@ def one_run(setup: overhead.Setup, engine: str, size: str, mode: str, repeat: in
     base = dict(setup.run_config)
     if variant == "flchain":
         setup.run_config = base | {RUN_SPEC_KEY: str(_spec(setup, run_dir, mode))}
-    runner = overhead.deployment_run if engine == "deployment" else overhead.simulation_run
     try:
-        result = runner(setup, variant, f"{tag}-{repeat}", nodes)  # type: ignore[arg-type]
+        if engine == "simulation":
+            result = overhead.simulation_run(setup, variant, f"{tag}-{repeat}", nodes)
+        else:  # flchain's nodes: plain supernodes given the key, or `flchain client`s (deployment-client)
+            by_client = engine == "deployment-client"
+            result = overhead.deployment_run(setup, variant, f"{tag}-{repeat}", nodes, by_client)
     finally:
         setup.run_config = base
     measured = Measured(size, mode, result)
@@ -162,11 +171,11 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "verified mode. Per steady round (rounds 2..N, from the ServerApp's log timestamps): wall and CPU "
         "seconds of every process the run used (flchain's include the chain node), the run's peak resident "
         "memory summed over those processes, and the bytes flchain wrote to its store per round. Ratios are "
-        "medians of the paired ratios (flchain / plain Flower). On the Deployment Engine flchain's nodes are "
+        "medians of the paired ratios (flchain / plain Flower). On `deployment` flchain's nodes are "
         "plain `flower-supernode`s given the keystore and its password: each message's app process decrypts "
         "the key (scrypt: 0.7 s of CPU and 256 MB per message here (docs/signing.md), most of the 1M "
-        "rows' extra CPU and memory); nodes run by `flchain client` decrypt it once (docs/overhead.md, "
-        "`deployment-client`).",
+        "rows' extra CPU and memory); on `deployment-client` they are `flchain client`s, the recommended "
+        "deployment, which decrypt it once (the plain Flower variant runs plain supernodes in both).",
         "",
         "| engine | size | ledger | wall Flower s | wall flchain s | wall ratio | target | CPU ratio "
         "| peak RSS Flower MB | peak RSS flchain MB | RSS ratio | store MB/round |",
