@@ -5,7 +5,8 @@ scored from 0, honest nodes then sink to the suspension threshold, where one mis
 them. Clean runs on IID and Dirichlet(0.1) data say how many honest nodes end there; the adaptive attacker
 (0.01 above the suspect cosine, clipped by the median clip every round) and the periodic sign-flipper at
 30 % on IID say whether the ledger still ranks attackers below every honest node. Both settings credit a
-clipped update for the share that was aggregated. 30 rounds, 10 nodes, 3 local epochs, as the grid
+clipped update for the share that was aggregated. 30 rounds, 10 nodes, 3 local epochs (and one clean
+Dirichlet(0.1) cell at 1, where single-label nodes sit near the line), as the grid
 (bench/robustness_attacks.py). Writes docs/score-line.md and .json.
 Usage: .venv/bin/python bench/score_line.py [--out docs/score-line]   (~7 min)
 """
@@ -25,15 +26,16 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import robustness  # noqa: E402
 
-CELLS = (  # data, attack, fraction, seed
-    ("IID", "none", 0.0, 0),
-    ("IID", "none", 0.0, 1),
-    ("IID", "none", 0.0, 2),
-    ("Dir 0.1", "none", 0.0, 0),
-    ("IID", "adaptive (inside thresholds)", 0.3, 0),
-    ("IID", "adaptive (inside thresholds)", 0.3, 1),
-    ("IID", "adaptive (inside thresholds)", 0.3, 2),
-    ("IID", "periodic sign-flip (every 3rd)", 0.3, 1),
+CELLS = (  # data, attack, fraction, seed, local epochs
+    ("IID", "none", 0.0, 0, 3),
+    ("IID", "none", 0.0, 1, 3),
+    ("IID", "none", 0.0, 2, 3),
+    ("Dir 0.1", "none", 0.0, 0, 3),
+    ("Dir 0.1", "none", 0.0, 0, 1),
+    ("IID", "adaptive (inside thresholds)", 0.3, 0, 3),
+    ("IID", "adaptive (inside thresholds)", 0.3, 1, 3),
+    ("IID", "adaptive (inside thresholds)", 0.3, 2, 3),
+    ("IID", "periodic sign-flip (every 3rd)", 0.3, 1, 3),
 )
 DEFENCE = "anchored (default)"
 SETTINGS = {"from 0 (FLTrust's own)": False, "from the line (default)": True}
@@ -56,17 +58,20 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     rows = []
-    for data, attack, fraction, seed in CELLS:
+    for data, attack, fraction, seed, epochs in CELLS:
         for name, from_line in SETTINGS.items():
-            console.print(f"{data}, {attack}, {fraction:.0%}, seed {seed}, scores {name} ...")
+            console.print(
+                f"{data}, {attack}, {fraction:.0%}, seed {seed}, {epochs} epochs, scores {name} ..."
+            )
             run = robustness.run_one(
-                DEFENCE, data, attack, fraction, 30, seed, 3, 10, {"scoring.from_line": from_line}
+                DEFENCE, data, attack, fraction, 30, seed, epochs, 10, {"scoring.from_line": from_line}
             )
             keep = (
                 "data",
                 "attack",
                 "fraction",
                 "seed",
+                "epochs",
                 "final_accuracy",
                 "attackers",
                 "honest_penalties",
@@ -77,7 +82,7 @@ def main() -> None:
                 "attackers_rank_below_honest",
             )
             rows.append({"scores": name, **{k: run[k] for k in keep}})
-    table = Table("data", "attack", "attackers", "seed", *SETTINGS)
+    table = Table("data", "attack", "attackers", "seed", "epochs", *SETTINGS)
     lines = [
         "# Scores measured from the suspect line",
         "",
@@ -87,14 +92,21 @@ def main() -> None:
         "Per run: honest nodes that ended one missed round from suspension (*near*), the lowest honest",
         "final reputation, and with attackers the highest attacker's and the ledger's verdict:",
         "",
-        "| data | attack | attackers | seed | " + " | ".join(SETTINGS) + " |",
-        "|---|---|---:|---:|" + "---|" * len(SETTINGS),
+        "| data | attack | attackers | seed | epochs | " + " | ".join(SETTINGS) + " |",
+        "|---|---|---:|---:|---:|" + "---|" * len(SETTINGS),
     ]
-    for data, attack, fraction, seed in CELLS:
-        found = {r["scores"]: r for r in rows if (r["data"], r["attack"], r["seed"]) == (data, attack, seed)}
+    for cell in CELLS:
+        data, attack, fraction, seed, epochs = cell
+        found = {
+            r["scores"]: r
+            for r in rows
+            if (r["data"], r["attack"], r["seed"], r["epochs"]) == cell[:2] + cell[3:]
+        }
         cells = [cell_text(found[name]) for name in SETTINGS]
-        table.add_row(data, attack, f"{fraction:.0%}", str(seed), *cells)
-        lines.append(f"| {data} | {attack} | {fraction:.0%} | {seed} | " + " | ".join(cells) + " |")
+        table.add_row(data, attack, f"{fraction:.0%}", str(seed), str(epochs), *cells)
+        lines.append(
+            f"| {data} | {attack} | {fraction:.0%} | {seed} | {epochs} | " + " | ".join(cells) + " |"
+        )
     for name in SETTINGS:
         mine = [r for r in rows if r["scores"] == name]
         near = sum(r["honest_one_miss_from_suspension"] for r in mine)
