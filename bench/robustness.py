@@ -155,6 +155,14 @@ def backdoor_rate(home: Path, uri: str) -> float:
     return stored_model_asr(uri, BACKDOOR_TARGET)
 
 
+def write_results(out: Path, rows: list[dict], lines: list[str], console: Console) -> None:
+    """OUT.json with a bench's runs and OUT.md with its report's lines (the scripts built on run_one)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
 def run_one(
     defence: str,
     data: str,

@@ -14,7 +14,6 @@ Usage: .venv/bin/python bench/score_line.py [--out docs/score-line]   (~7 min)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -122,10 +121,7 @@ def main() -> None:
         f"Honest penalties and suspensions over all {len(rows)} runs: {penalties}.",
     ]
     console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    console.print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
+    robustness.write_results(args.out, rows, lines, console)
 
 
 if __name__ == "__main__":
