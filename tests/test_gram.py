@@ -9,7 +9,7 @@ import pytest
 
 from fl_chain.defence import gram
 from fl_chain.defence.evidence import EvidencePolicy, suspicions
-from fl_chain.defence.gram import MEDIAN, ROOT, delta_gram, median_cosines, root_cosines, vector_gram
+from fl_chain.defence.gram import MEDIAN, ROOT, delta_gram, median_cosines, root_gram, vector_gram
 from fl_chain.defence.scoring import find_outliers
 from fl_chain.defence.update_checks import check_update
 from fl_chain.defence.vectors import coordinate_median, cosine, flat_delta
@@ -60,7 +60,8 @@ def test_the_blocked_gram_matrix_equals_the_whole_vector_formulas(
     assert median_cosines(updates, previous) == pytest.approx(
         {w: cosine(d, median) for w, d in deltas.items()}
     )
-    assert root_cosines(updates, previous, root) == pytest.approx(
+    with_root = root_gram(updates, previous, root)
+    assert {w: with_root.cosine(w, ROOT) for w in updates} == pytest.approx(
         {w: cosine(d, root) for w, d in deltas.items()}
     )
     assert median_cosines(updates, previous)["n0"] == 0.0
@@ -134,8 +135,8 @@ def test_the_blocked_update_check_finds_nan_and_inf_in_any_block(small_blocks: N
 
 def test_scores_read_a_gram_of_exactly_their_updates_and_recompute_otherwise(small_blocks: None) -> None:
     """The outlier check's Gram (participants and MEDIAN) gives cosine scores bit for bit equal to a fresh
-    pass, and round_gram's (participants and ROOT) the fltrust cosines; a Gram of other participants,
-    another order or with a row more is not read (the parameters are)."""
+    pass, and round_gram's (participants and ROOT) is the one fltrust scores read; a Gram of other
+    participants, another order or with a row more is not read (the parameters are)."""
     from fl_chain.defence.scoring import ScoringPolicy, score_round
 
     rng = np.random.default_rng(5)
@@ -154,7 +155,7 @@ def test_scores_read_a_gram_of_exactly_their_updates_and_recompute_otherwise(sma
         score_round(ScoringPolicy("cosine"), previous, updates, weights, None, 1, grams=tuple(kept)) == fresh
     )
     with_root = delta_gram(updates, previous, root=root)
-    assert root_cosines(updates, previous, root, [with_root]) == root_cosines(updates, previous, root)
+    assert root_gram(updates, previous, root, [with_root]) is with_root  # read, not a second pass
 
     # read, not recomputed: a Gram with the right rows and altered numbers changes the answer ...
     altered = gram.DeltaGram(kept[0].labels, kept[0].matrix * np.outer([1, 1, 1, -1, 1], [1, 1, 1, -1, 1]))

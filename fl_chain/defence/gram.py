@@ -184,19 +184,11 @@ def median_cosines(
     return {who: gram.cosine(who, MEDIAN) for who in updates}
 
 
-def root_cosines(
-    updates: Mapping[str, Arrays], previous: Arrays, root: np.ndarray, grams: Iterable[DeltaGram] = ()
-) -> dict[str, float]:
-    """Each update's cosine with the server's root update g0. `grams`: as median_cosines (the round's
-    Gram of these updates and this g0, coordinator/anchored_steps.round_gram)."""
-    gram = root_gram(updates, previous, root, grams)
-    return {who: gram.cosine(who, ROOT) for who in updates}
-
-
 def root_gram(
     updates: Mapping[str, Arrays], previous: Arrays, root: np.ndarray, grams: Iterable[DeltaGram] = ()
 ) -> DeltaGram:
-    """A Gram matrix of the updates' deltas and g0: one of `grams` that holds them, else a new pass."""
+    """A Gram matrix of the updates' deltas and the server's root update g0 (its row ROOT): one of `grams`
+    that holds exactly these rows (the round's, coordinator/anchored_steps.round_gram), else a new pass."""
     return known_gram(grams, (*updates, ROOT)) or delta_gram(updates, previous, root=root)
 
 
