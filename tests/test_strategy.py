@@ -299,8 +299,8 @@ def test_chain_strategy_in_a_users_server_app_with_a_ledger_session(
 ) -> None:
     """ChainStrategy.with_ledger(strategy, session) around a user's strategy instance, run by Flower's own
     `start`: the task is created from the initial arrays, the user's evaluate_fn metrics land in the
-    reports (one call per round), and a strategy that returns no arrays commits the unchanged model
-    crediting nobody."""
+    reports (one call per round, given the very ArrayRecord the round sends on: no second serialisation
+    of the model), and a strategy that returns no arrays commits the unchanged model crediting nobody."""
     from fl_chain.coordinator.ledger_session import LedgerSession
     from fl_chain.protocol.task_identity import identity_hash
 
@@ -312,9 +312,11 @@ def test_chain_strategy_in_a_users_server_app_with_a_ledger_session(
         client, chain.coordinator, ModelStore(tmp_path / "store"), RunEvents(callback=entries.append)
     )
     calls: list[int] = []
+    given: dict[int, object] = {}
 
     def evaluate_fn(server_round: int, arrays) -> MetricRecord:
         calls.append(server_round)
+        given[server_round] = arrays
         return MetricRecord({"acc": float(np.mean(arrays.to_numpy_ndarrays()[0])), "val_loss": 1.0})
 
     inner = FedAvg(fraction_evaluate=0.0, min_available_nodes=2)
@@ -327,6 +329,7 @@ def test_chain_strategy_in_a_users_server_app_with_a_ledger_session(
     assert reports[1].accuracy == pytest.approx(0.2) and reports[1].metrics["val_loss"] == 1.0
     assert reports[1].participants == sorted([a.address, b.address])
     assert result.evaluate_metrics_serverapp[1]["acc"] == pytest.approx(0.2)
+    assert given[1] is result.arrays
     assert isinstance(entries[-1], RunEnd) and entries[-1].ok
 
     entries.clear()

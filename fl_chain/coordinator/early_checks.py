@@ -6,7 +6,9 @@ its update's hash (for its signature) then ran while every node waited for the n
 DeadlineGrid hands each reply over as it is pulled (`DeadlineGrid.on_reply`) and its checks and hash run
 in a background thread while the other nodes still train, so only the last reply's remain when the
 round's replies are all in (numpy and hashlib release the GIL; a node that trains on the other core is
-not slowed by more than the hash's share). Screening then reads the results; a reply that did not come
+not slowed by more than the hash's share). A reply's hash and its content checks (finiteness and
+distance, one pass over the update each) run side by side: the last reply's are what the round waits
+for, and the nodes are idle then. Screening then reads the results; a reply that did not come
 through the grid (or whose checks raised) is checked in line, exactly as before, so the outcome of a
 round does not depend on which path a reply took.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import Message
 
-from fl_chain.coordinator.screening import ScreeningPolicy, check_reply
+from fl_chain.coordinator.screening import ScreeningPolicy, check_contents, read_reply
 from fl_chain.protocol.model_bytes import HashSpans
 
 
@@ -42,7 +44,10 @@ class EarlyChecks:
 
     def __init__(self, previous: Mapping[str, np.ndarray], policy: ScreeningPolicy) -> None:
         self._previous, self._policy = previous, policy
-        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="flchain-check")
+        workers = os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flchain-check")
+        # a pool of its own: a check waits for its hash, so sharing the checks' workers could deadlock
+        self._hashes = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flchain-hash")
         self._futures: dict[int, tuple[Message, Future[Checked]]] = {}
         # when each update hash ran; screening's own hashes join these (screen_replies' HashPool)
         self.spans = HashSpans()
@@ -66,7 +71,16 @@ class EarlyChecks:
     def close(self) -> None:
         """Let the threads go; checks still running finish unread."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._hashes.shutdown(wait=False, cancel_futures=True)
 
     def _check(self, reply: Message) -> Checked:
-        reason, arrays, weight = check_reply(reply, self._previous, self._policy)
-        return Checked(reason, arrays, weight, self.spans.hash(arrays) if reason is None else None)
+        read = read_reply(reply, self._previous)
+        if isinstance(read, str):
+            return Checked(read, {}, 0.0, None)
+        arrays, metrics = read
+        hashing = self._hashes.submit(self.spans.hash, arrays)
+        reason, weight = check_contents(arrays, metrics, self._previous, self._policy)
+        if reason is not None:
+            hashing.cancel()  # an unusable update's hash is never read (one already running finishes)
+            return Checked(reason, arrays, weight, None)
+        return Checked(reason, arrays, weight, hashing.result())

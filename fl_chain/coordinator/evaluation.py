@@ -51,12 +51,14 @@ class RoundMetrics:
         """What Flower's `start` gets as its evaluate_fn: the metrics the round report already computed."""
         return self.app_metrics if self.evaluate_fn is not None else None
 
-    def report_fields(self, server_round: int, model: Arrays) -> dict[str, Any]:
-        """The metric fields of a RoundReport for the model of `server_round`."""
+    def report_fields(self, server_round: int, model: Arrays, record: ArrayRecord) -> dict[str, Any]:
+        """The metric fields of a RoundReport for the model of `server_round`: `model` as arrays (the
+        coordinator's own test metrics read them) and `record`, the same model as the ArrayRecord Flower
+        sends next (an app's evaluate_fn gets it, as Flower's own evaluation would; not a second copy)."""
         if self.evaluation.test_metrics is not None:
             loss, accuracy = self.evaluation.test_metrics(model)
             return {"loss": loss, "accuracy": accuracy}
-        return metric_fields(self.app_metrics(server_round, arrays_to_record(model)))
+        return metric_fields(self.app_metrics(server_round, record))
 
     def app_loss(self, server_round: int) -> Callable[[Arrays], float | None] | None:
         """The 'loss' metric of the app's evaluate_fn for any model, called afresh (not kept) with

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from flwr.app import Message
+from flwr.app import Message, MetricRecord
 
 from fl_chain.coordinator.gate import short_reason
 from fl_chain.defence.gram import DeltaGram
@@ -267,23 +267,45 @@ def check_reply(
 ) -> tuple[str | None, dict[str, np.ndarray], float]:
     """(why `reply` is unusable or None, its update's arrays as read-only views, its claimed weight): its
     shape against the model's, arrays that decode, a finite update within `max_update_norm`, metrics."""
+    read = read_reply(reply, previous)
+    if isinstance(read, str):
+        return read, {}, 0.0
+    arrays, metrics = read
+    reason, weight = check_contents(arrays, metrics, previous, policy)
+    return reason, arrays, weight
+
+
+def read_reply(
+    reply: Message, previous: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], MetricRecord] | str:
+    """`reply`'s update as read-only views of its own bytes and its metrics, or why it cannot be read
+    (no or several records, arrays of another shape than the model's, undecodable arrays)."""
     parts = reply_parts(reply)
     if isinstance(parts, str):
-        return parts, {}, 0.0
+        return parts
     record, metrics = parts
     mismatch = record_mismatch(record, previous)
     if mismatch:
-        return mismatch, {}, 0.0
+        return mismatch
     try:
         # read-only views of the reply's own bytes: screening, scores and the store only read them, and a
         # copy of each update (400 MB at 100M parameters, in fresh memory) took 2.6 s of a 3-reply round
-        arrays = record_views(record)
+        return record_views(record), metrics
     except Exception as exc:  # undecodable arrays of any kind
-        return f"undecodable arrays ({exc})", {}, 0.0
-    reason = check_update(arrays, previous, policy.max_update_norm) or check_metrics(
-        metrics, policy.weight_key
-    )
-    return reason, arrays, 0.0 if reason else float(metrics[policy.weight_key])
+        return f"undecodable arrays ({exc})"
+
+
+def check_contents(
+    arrays: Mapping[str, np.ndarray],
+    metrics: MetricRecord,
+    previous: Mapping[str, np.ndarray],
+    policy: ScreeningPolicy,
+) -> tuple[str | None, float]:
+    """(why a read update is unusable or None, its claimed weight): a finite update within
+    `max_update_norm` of `previous`, and metrics that hold a usable weight."""
+    reason = check_update(arrays, previous, policy.max_update_norm)
+    reason = reason or check_metrics(metrics, policy.weight_key)
+    return reason, 0.0 if reason else float(metrics[policy.weight_key])
 
 
 def _drop_outliers(

@@ -266,8 +266,10 @@ class TrainRounds:
             # Read last, just before the commit: a node that posted its claim is disclosed, never missed.
             posted = ledger.posted_claims(self.committer.client, context.task, context.round)
             verified, missed = verified_round.disclose_posted(verified, posted, missed)
+        record = result.as_record(model)  # what Flower sends next; the app's evaluate_fn reads it too
         # What the report takes from this round, fixed now: the next round's start changes the gate.
-        fields, refused = self.metrics.report_fields(server_round, model), dict(self.gate.round_refused)
+        fields = self.metrics.report_fields(server_round, model, record)
+        refused = dict(self.gate.round_refused)
         known = sorted(set(self.gate.known.values()))
 
         def commit_and_report() -> None:
@@ -282,7 +284,7 @@ class TrainRounds:
             self.commits.submit(commit_and_report)  # round r+1 samples and trains while it is mined
         else:
             commit_and_report()
-        return result.as_record(model), metrics
+        return record, metrics
 
     def _score_and_aggregate(
         self,
