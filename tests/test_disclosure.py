@@ -24,7 +24,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
-from fl_chain.chain import ledger, quorum
+from fl_chain.chain import ledger, quorum, update_claims
 from fl_chain.chain.client import connect
 from fl_chain.chain.setup import bootstrap
 from fl_chain.chain.setup.localnode import ChainProcess
@@ -126,11 +126,11 @@ class World:
 
     def pass_deadline(self, number: int) -> None:
         """Move anvil's clock past the round's complaint deadline and mine a block there."""
-        deadline = ledger.complaint_deadline(self.client, self.task, number)
+        deadline = update_claims.complaint_deadline(self.client, self.task, number)
         now = int(self.client.w3.eth.get_block("latest")["timestamp"])
         self.client.w3.provider.make_request("evm_increaseTime", [max(deadline - now + 1, 1)])
         self.client.w3.provider.make_request("evm_mine", [])
-        assert not ledger.complaint_window_open(self.client, self.task, number)
+        assert not update_claims.complaint_window_open(self.client, self.task, number)
 
 
 @pytest.fixture()
@@ -188,7 +188,7 @@ def test_an_unsigned_reply_is_disclosed_and_its_complaint_does_not_dispute_the_r
     world.finalize(1)  # the validators re-derive a round with unsigned entries
 
     signed = world.separate_update(1, attacker)
-    ledger.complain_omitted(world.client, attacker, signed, world.ticket(1, attacker))
+    update_claims.complain_omitted(world.client, attacker, signed, world.ticket(1, attacker))
     [event] = _complaints(world, tmp_path)
     assert [v.handle(event) for v in world.validators] == [None, None, None]
     assert quorum.dispute_count(world.client, world.task, 1) == 0
@@ -260,10 +260,10 @@ def test_complaints_and_disputes_of_a_finalized_round_end_at_the_deadline(
     world.round(1)
     world.finalize(1)
     record = ledger.get_round(client, task, 1)
-    assert ledger.complaint_window(client) == WINDOW
-    assert ledger.complaint_deadline(client, task, 1) == record.timestamp + WINDOW
+    assert update_claims.complaint_window(client) == WINDOW
+    assert update_claims.complaint_deadline(client, task, 1) == record.timestamp + WINDOW
     with pytest.raises(FlchainError, match="UnknownRound"):
-        ledger.complaint_deadline(client, task, 9)
+        update_claims.complaint_deadline(client, task, 9)
     for bad in (-1, 2**33, 1.5, True):
         with pytest.raises(
             FlchainError, match=r"complaint window .* is not a whole number of seconds"
@@ -274,13 +274,13 @@ def test_complaints_and_disputes_of_a_finalized_round_end_at_the_deadline(
     receipt = quorum.dispute(client, v1.account, task, 1, bytes(32), "a dispute in time")
     assert receipt["status"] == 1 and quorum.dispute_count(client, task, 1) == 1
     early = world.separate_update(1, world.nodes[0])
-    ledger.complain_omitted(client, world.nodes[0], early, world.ticket(1, world.nodes[0]))
+    update_claims.complain_omitted(client, world.nodes[0], early, world.ticket(1, world.nodes[0]))
     world.round(2)  # committed, never attested
 
     world.pass_deadline(1)
     late = world.nodes[1]
     with pytest.raises(FlchainError, match=rf"ComplaintWindowClosed\(task={task}, round=1"):
-        ledger.complain_omitted(client, late, world.separate_update(1, late), world.ticket(1, late))
+        update_claims.complain_omitted(client, late, world.separate_update(1, late), world.ticket(1, late))
     with pytest.raises(FlchainError, match=rf"FinalityStands\(task={task}, round=1"):
         quorum.dispute(client, v2.account, task, 1, bytes(32), "too late")
     # The complaint filed in time is handled after the deadline, and so is a founded one (a node neither
@@ -319,7 +319,7 @@ def test_chain_deploy_sets_the_complaint_window(
     assert run([*args, "--complaint-window", "-1"]) != 0
     assert not (tmp_path / "deployment.json").exists()
     assert run([*args, "--complaint-window", "600"]) == 0
-    assert ledger.complaint_window(open_chain(tmp_path / "deployment.json")) == 600
+    assert update_claims.complaint_window(open_chain(tmp_path / "deployment.json")) == 600
 
 
 def test_a_simulated_federation_discloses_an_unsigned_node_and_its_complaint_disputes_nothing(
@@ -366,7 +366,7 @@ def test_a_simulated_federation_discloses_an_unsigned_node_and_its_complaint_dis
         context = RoundContext(client.deployment.chain_id, client.ledger.address, task, 1)
         signed = sign_update(attacker, *vars(context).values(), keccak(text="signed afterwards"), 100)
         ticket = sign_ticket(local.coordinator, *vars(context).values(), attacker.address)
-        ledger.complain_omitted(client, attacker, signed, ticket)
+        update_claims.complain_omitted(client, attacker, signed, ticket)
         [event] = [
             e for e in ChainWatcher(client, tmp_path / "cursor.json").poll() if e.name == "UpdateOmitted"
         ]

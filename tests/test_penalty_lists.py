@@ -25,7 +25,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from fl_chain.chain import charges, ledger, quorum, settlement
+from fl_chain.chain import charges, ledger, quorum, settlement, update_claims
 from fl_chain.chain.client import role_id
 from fl_chain.cli import run
 from fl_chain.coordinator.committer import RoundCommitter
@@ -272,7 +272,7 @@ def _past_deadline(f: Federation, number: int) -> Iterator[None]:
     rpc = f.client.w3.provider
     snapshot = rpc.make_request("evm_snapshot", [])["result"]
     try:
-        deadline = ledger.complaint_deadline(f.client, f.committer.task, number)
+        deadline = update_claims.complaint_deadline(f.client, f.committer.task, number)
         now = int(f.client.w3.eth.get_block("latest")["timestamp"])
         rpc.make_request("evm_increaseTime", [max(deadline - now + 1, 1)])
         rpc.make_request("evm_mine", [])

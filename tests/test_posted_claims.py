@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.chain import charges, ledger, quorum
+from fl_chain.chain import charges, ledger, quorum, update_claims
 from fl_chain.chain.setup import bootstrap
 from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.committer import RoundCommitter
@@ -65,7 +65,7 @@ def test_post_claim_is_accepted_only_on_time_from_a_sampled_eligible_node(chain)
 
     gas = []
     for i, node in enumerate(nodes):
-        receipt = ledger.post_claim(
+        receipt = update_claims.post_claim(
             client, node, _claim(node, one, i + 1), _ticket(coordinator, one, node.address)
         )
         (event,) = client.ledger.events.ClaimPosted().process_receipt(receipt)
@@ -78,7 +78,7 @@ def test_post_claim_is_accepted_only_on_time_from_a_sampled_eligible_node(chain)
         gas.append(int(receipt["gasUsed"]))
     print(f"postClaim gasUsed per node: {gas}")
     assert max(gas) - min(gas) < 500 and max(gas) < 40_000, gas  # flat: one event, no storage
-    posted = ledger.posted_claims(client, task, 1)
+    posted = update_claims.posted_claims(client, task, 1)
     assert set(posted) == {n.address.lower() for n in nodes}
 
     node = nodes[0]
@@ -89,30 +89,32 @@ def test_post_claim_is_accepted_only_on_time_from_a_sampled_eligible_node(chain)
         _ticket(coordinator, _context(client, task, 2), node.address),  # another round's ticket
     ):
         with pytest.raises(FlchainError, match=rf"NotSampled\(task={task}, round=1"):
-            ledger.post_claim(client, node, claim, forged)
+            update_claims.post_claim(client, node, claim, forged)
     with pytest.raises(FlchainError, match="NotEligible"):
-        ledger.post_claim(
+        update_claims.post_claim(
             client, pending, _claim(pending, one, 5), _ticket(coordinator, one, pending.address)
         )
     two = _context(client, task, 2)
     with pytest.raises(FlchainError, match=rf"ClaimNotOnTime\(task={task}, expected=1, given=2\)"):
-        ledger.post_claim(client, node, _claim(node, two, 1), _ticket(coordinator, two, node.address))
+        update_claims.post_claim(client, node, _claim(node, two, 1), _ticket(coordinator, two, node.address))
 
     ledger.commit_round(
         client, coordinator, task, 1, b"\x11" * 32, "", b"\x10" * 32, {}, updates_root=b"\x01" * 32
     )
     with pytest.raises(FlchainError, match=rf"ClaimNotOnTime\(task={task}, expected=2, given=1\)"):
-        ledger.post_claim(client, node, claim, _ticket(coordinator, one, node.address))  # committed: too late
+        # round 1 is committed: too late
+        update_claims.post_claim(client, node, claim, _ticket(coordinator, one, node.address))
 
     ledger.commit_round(client, coordinator, plain, 0, b"\x12" * 32, "", ledger.ZERO_HASH, {})
     on_plain = _context(client, plain, 1)
     with pytest.raises(FlchainError, match=rf"WrongMode\(task={plain}"):
-        ledger.post_claim(
+        update_claims.post_claim(
             client, node, _claim(node, on_plain, 1), _ticket(coordinator, on_plain, node.address)
         )
     with pytest.raises(FlchainError, match="UnknownTask"):
         unknown = _context(client, 99, 1)
-        ledger.post_claim(client, node, _claim(node, unknown, 1), _ticket(coordinator, unknown, node.address))
+        ticket = _ticket(coordinator, unknown, node.address)
+        update_claims.post_claim(client, node, _claim(node, unknown, 1), ticket)
 
 
 @dataclass
@@ -157,7 +159,7 @@ class Rounds:
             )
             if node.address == quiet:
                 continue
-            ledger.post_claim(
+            update_claims.post_claim(
                 self.client, node, signed, _ticket(self.committer.coordinator, context, node.address)
             )
             if node.address in (drop, silent):  # never received (silent), or pretended so (drop)
@@ -173,7 +175,7 @@ class Rounds:
         missed = [drop] if drop and record_missed else []
         if drop is None:  # the honest coordinator's last step before the commit
             missed = [n for n in (silent, quiet) if n]
-            posted = ledger.posted_claims(self.client, context.task, number)
+            posted = update_claims.posted_claims(self.client, context.task, number)
             built, missed = verified_round.disclose_posted(built, posted, missed)
         send = partial(self.committer.commit, number, model, scores, missed=missed, verified=built)
         send() if commit is None else commit(send)
@@ -280,7 +282,7 @@ def test_a_claim_front_running_the_commit_in_its_block_does_not_dispute_the_roun
     record = ledger.get_round(client, r.committer.task, 1)
     assert event["blockNumber"] == record.block and event["args"]["node"] == attacker.address
     assert attacker.address.lower() in charges.missed_in(client, r.committer.task, 1)
-    binding = ledger.posted_claims(client, r.committer.task, 1, before_block=record.block)
+    binding = update_claims.posted_claims(client, r.committer.task, 1, before_block=record.block)
     assert attacker.address.lower() not in binding and len(binding) == 3
     verdicts = r.judge(1)
     assert all(isinstance(v, Attestation) for v in verdicts), verdicts
@@ -353,7 +355,7 @@ def test_the_signing_agent_posts_only_the_claim_it_signed_once_per_round(
         assert signer.post_claim(signed, ticket).startswith("0x")
         with pytest.raises(FlchainError, match="already posted its claim for round 1"):
             signer.post_claim(signed, ticket)
-    (node_posted,) = ledger.posted_claims(client, task, 1).items()
+    (node_posted,) = update_claims.posted_claims(client, task, 1).items()
     assert node_posted == (node.address.lower(), (bytes.fromhex("ab" * 32), 120))
 
 
@@ -370,7 +372,7 @@ def test_a_simulated_federation_posts_every_nodes_claim(tmp_path: Path) -> None:
     try:
         result = run_demo(config, 3, home, plot=False, validators=2, local=local, post_claims=True)
         client = local.client
-        posted = {rnd: ledger.posted_claims(client, result.task, rnd) for rnd in (1, 2)}
+        posted = {rnd: update_claims.posted_claims(client, result.task, rnd) for rnd in (1, 2)}
         commits = {e["args"]["round"]: e["blockNumber"] for e in ledger.commit_events(client, result.task)}
         logs = client.logs(client.ledger, "ClaimPosted", task=result.task)
         findings = audit_task(client, result.task)

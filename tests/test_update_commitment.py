@@ -120,7 +120,7 @@ def test_a_verified_round_commits_its_updates_root_and_hears_a_left_out_node(cha
     """On a real chain: the ledger's digest is the one nodes sign; the root committed with a verified
     round proves each leaf (and no altered one); a node left out posts its signed update as a
     complaint, once, and only with its own signature; a plain round and an empty root are refused."""
-    from fl_chain.chain import ledger
+    from fl_chain.chain import ledger, update_claims
     from fl_chain.chain.setup import bootstrap
     from fl_chain.protocol.update_signing import sign_ticket, ticket_digest, update_digest
 
@@ -151,11 +151,11 @@ def test_a_verified_round_commits_its_updates_root_and_hears_a_left_out_node(cha
     )
     assert ledger.updates_root(client, task, 1) == tree.root and ledger.updates_root(client, task, 0) is None
     for leaf in included:
-        assert ledger.is_committed_update(client, task, 1, leaf, tree.proof(leaf.row()))
+        assert update_claims.is_committed_update(client, task, 1, leaf, tree.proof(leaf.row()))
     reweighted = UpdateLeaf(
         included[0].node, included[0].update_hash, included[0].weight * 2, included[0].score
     )
-    assert not ledger.is_committed_update(client, task, 1, reweighted, tree.proof(included[0].row()))
+    assert not update_claims.is_committed_update(client, task, 1, reweighted, tree.proof(included[0].row()))
 
     left_out = nodes[3]
     ticket = sign_ticket(chain.coordinator, chain_id, address, task, 1, left_out.address)
@@ -163,27 +163,27 @@ def test_a_verified_round_commits_its_updates_root_and_hears_a_left_out_node(cha
         client.call(client.ledger.functions.ticketDigest(task, 1, left_out.address))
     ) == ticket_digest(chain_id, address, task, 1, left_out.address)
     with pytest.raises(FlchainError, match="NotSigner"):
-        ledger.complain_omitted(client, nodes[0], signed[3], ticket)  # someone else's signature
+        update_claims.complain_omitted(client, nodes[0], signed[3], ticket)  # someone else's signature
     for forged in (
         sign_ticket(left_out, chain_id, address, task, 1, left_out.address),  # not the task owner's
         sign_ticket(chain.coordinator, chain_id, address, task, 1, nodes[0].address),  # another node's
         sign_ticket(chain.coordinator, chain_id, address, task, 2, left_out.address),  # another round's
     ):
         with pytest.raises(FlchainError, match="NotSampled"):
-            ledger.complain_omitted(client, left_out, signed[3], forged)
-    receipt = ledger.complain_omitted(client, left_out, signed[3], ticket)
+            update_claims.complain_omitted(client, left_out, signed[3], forged)
+    receipt = update_claims.complain_omitted(client, left_out, signed[3], ticket)
     (event,) = client.ledger.events.UpdateOmitted().process_receipt(receipt)
     assert event["args"]["node"] == left_out.address and event["args"]["updateHash"] == signed[3].update_hash
     with pytest.raises(FlchainError, match="AlreadyComplained"):
-        ledger.complain_omitted(client, left_out, signed[3], ticket)
+        update_claims.complain_omitted(client, left_out, signed[3], ticket)
     plain = sign_update(left_out, chain_id, address, task, 0, b"\x05" * 32, 1)
     plain_ticket = sign_ticket(chain.coordinator, chain_id, address, task, 0, left_out.address)
     with pytest.raises(FlchainError, match="NotVerified"):
-        ledger.complain_omitted(client, left_out, plain, plain_ticket)
+        update_claims.complain_omitted(client, left_out, plain, plain_ticket)
     outsider = Account.create()
     client.fund(chain.admin, outsider.address, 10**17)
     with pytest.raises(FlchainError, match="NotEligible"):
-        ledger.complain_omitted(
+        update_claims.complain_omitted(
             client,
             outsider,
             sign_update(outsider, chain_id, address, task, 1, b"\x06" * 32, 1),

@@ -17,7 +17,6 @@ from fl_chain.chain.client import ChainClient, ReceiptTimeout
 from fl_chain.errors import FlchainError
 from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.model_bytes import arrays_from_bytes, require_model_hash
-from fl_chain.protocol.update_signing import SignedUpdate, UpdateLeaf
 from fl_chain.store import fetch_blob
 from fl_chain.store_read import model_cap, remember_model_size
 
@@ -309,11 +308,6 @@ def rebases(client: ChainClient, task: int) -> dict[int, int]:
     return {int(e["args"]["round"]): int(e["args"]["fromRound"]) for e in events}
 
 
-def omission_complaints(client: ChainClient, task: int) -> list[EventData]:
-    """The nodes' complaints that their signed update was left out of a round (UpdateOmitted)."""
-    return client.logs(client.ledger, "UpdateOmitted", task=task)
-
-
 def require_task(client: ChainClient, task: int) -> None:
     """Raise a one-line error if the task does not exist."""
     if not 1 <= task <= task_count(client):
@@ -330,72 +324,3 @@ def outcomes_root(client: ChainClient, task: int, round_number: int) -> bytes | 
     """The Merkle root of a commitment-mode round's outcome leaves, or None for another round."""
     root = bytes(client.call(client.ledger.functions.outcomesRoot(task, round_number)))
     return None if root == ZERO_HASH else root
-
-
-def is_committed_update(
-    client: ChainClient, task: int, round_number: int, leaf: UpdateLeaf, proof: list[bytes]
-) -> bool:
-    """Whether the chain's updates root of the round includes `leaf` (checked by the contract)."""
-    fn = client.ledger.functions.isCommittedUpdate(task, round_number, *leaf.row(), proof)
-    return bool(client.call(fn))
-
-
-def complaint_window(client: ChainClient) -> int:
-    """Seconds after a round's commit that omission complaints (and disputes of a finalized round) count."""
-    return int(client.call(client.ledger.functions.complaintWindow()))
-
-
-def complaint_deadline(client: ChainClient, task: int, round_number: int) -> int:
-    """The last block timestamp at which a node may complain about the round, and a finalized round may
-    still be disputed: the commit's timestamp plus the complaint window (one-line error if never
-    committed)."""
-    return int(client.call(client.ledger.functions.complaintDeadline(task, round_number)))
-
-
-def complaint_window_open(client: ChainClient, task: int, round_number: int) -> bool:
-    """Whether the latest block is still within the round's complaint window."""
-    latest = client.w3.eth.get_block("latest")["timestamp"]
-    return int(latest) <= complaint_deadline(client, task, round_number)
-
-
-def complain_omitted(client: ChainClient, node: LocalAccount, signed: SignedUpdate, ticket: str) -> TxReceipt:
-    """Post a node's signed update on-chain as left out of its verified round (UpdateOmitted), with the
-    coordinator's ticket that sampled the node for that round; reverts ComplaintWindowClosed after the
-    round's complaint deadline."""
-    fn = client.ledger.functions.complainOmitted(
-        signed.task,
-        signed.round,
-        signed.update_hash,
-        signed.weight,
-        bytes.fromhex(signed.signature[2:]),
-        bytes.fromhex(ticket.removeprefix("0x")),
-    )
-    return client.transact(node, fn)
-
-
-def post_claim(client: ChainClient, node: LocalAccount, signed: SignedUpdate, ticket: str) -> TxReceipt:
-    """Post a node's claim on its update for the round its task is training now (ClaimPosted), with the
-    coordinator's ticket that sampled the node: from then on, the commit may not omit the node nor record
-    it as missed without the validators disputing the round."""
-    fn = client.ledger.functions.postClaim(
-        signed.task,
-        signed.round,
-        signed.update_hash,
-        signed.weight,
-        bytes.fromhex(ticket.removeprefix("0x")),
-    )
-    return client.transact(node, fn)
-
-
-def posted_claims(
-    client: ChainClient, task: int, round_number: int, before_block: int | None = None
-) -> dict[str, tuple[bytes, int]]:
-    """Node (lowercase) -> (update hash, weight) of the claims posted for a round (ClaimPosted, one
-    eth_getLogs), only those mined before block `before_block` if given; a node that posted twice is
-    shown with its last claim."""
-    end = None if before_block is None else before_block - 1
-    logs = client.logs(client.ledger, "ClaimPosted", end=end, task=task, round=round_number)
-    return {
-        str(e["args"]["node"]).lower(): (bytes(e["args"]["updateHash"]), int(e["args"]["weight"]))
-        for e in logs
-    }

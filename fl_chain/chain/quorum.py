@@ -7,7 +7,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
-from fl_chain.chain import ledger
+from fl_chain.chain import update_claims
 from fl_chain.chain.client import ChainClient, poll, role_id
 from fl_chain.errors import FlchainError
 
@@ -206,9 +206,9 @@ def dispute(
 
 
 def finality_stands(client: ChainClient, task: int, round_number: int) -> bool:
-    """Whether the round is finalized and its complaint deadline (ledger.complaint_deadline) has passed:
-    no dispute can withdraw its finality any more."""
-    return is_finalized(client, task, round_number) and not ledger.complaint_window_open(
+    """Whether the round is finalized and its complaint deadline (update_claims.complaint_deadline) has
+    passed: no dispute can withdraw its finality any more."""
+    return is_finalized(client, task, round_number) and not update_claims.complaint_window_open(
         client, task, round_number
     )
 

@@ -17,7 +17,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fl_chain.chain import ledger, registry
+from fl_chain.chain import registry, update_claims
 from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.anchored_judging import Judged, judge_with_root
 from fl_chain.coordinator.commit_pipeline import CommitPipeline
@@ -264,7 +264,7 @@ class TrainRounds:
                 context, screened, scores, self.committer.parent_hash, digest, self.rules, step
             )
             # Read last, just before the commit: a node that posted its claim is disclosed, never missed.
-            posted = ledger.posted_claims(self.committer.client, context.task, context.round)
+            posted = update_claims.posted_claims(self.committer.client, context.task, context.round)
             verified, missed = verified_round.disclose_posted(verified, posted, missed)
         record = result.as_record(model)  # what Flower sends next; the app's evaluate_fn reads it too
         # What the report takes from this round, fixed now: the next round's start changes the gate.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from fl_chain.chain import ledger
+from fl_chain.chain import update_claims
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.published import fetch_manifest
 from fl_chain.errors import FlchainError
@@ -96,8 +96,9 @@ def check_inclusion(
         return Inclusion(
             task, rnd, "omitted", "not disclosed" + ("" if ticket else " (no ticket to complain with)")
         )
-    if not ledger.complaint_window_open(client, task, rnd):  # the ledger would refuse it: finality stands
-        deadline = ledger.complaint_deadline(client, task, rnd)
+    # the ledger would refuse a complaint after the window: the round's finality stands
+    if not update_claims.complaint_window_open(client, task, rnd):
+        deadline = update_claims.complaint_deadline(client, task, rnd)
         return Inclusion(task, rnd, "omitted", f"not disclosed; the complaint window closed at {deadline}")
-    receipt = ledger.complain_omitted(client, node, signed, ticket)
+    receipt = update_claims.complain_omitted(client, node, signed, ticket)
     return Inclusion(task, rnd, "omitted", "not disclosed", "0x" + bytes(receipt["transactionHash"]).hex())

@@ -83,9 +83,9 @@ class LocalSigner:
         """Send the postClaim transaction from this key."""
         if self._chain is None:
             raise FlchainError("this signer has no chain connection to post claims with")
-        from fl_chain.chain import ledger
+        from fl_chain.chain import update_claims
 
-        receipt = ledger.post_claim(self._chain(), self._account, signed, ticket)
+        receipt = update_claims.post_claim(self._chain(), self._account, signed, ticket)
         return "0x" + bytes(receipt["transactionHash"]).hex()
 
 

@@ -236,9 +236,9 @@ class SigningAgent:
             raise FlchainError(f"this node already posted its claim for round {claim[0]} of task {task}")
         ticket = fields.signature(body.get("ticket"), "the posted claim's ticket")
         signed = sign_update(self._account, self.chain_id, self.ledger, task, *claim)
-        from fl_chain.chain import ledger
+        from fl_chain.chain import update_claims
 
-        receipt = ledger.post_claim(self.chain, self._account, signed, ticket)
+        receipt = update_claims.post_claim(self.chain, self._account, signed, ticket)
         self._posted[task] = claim[0]
         return "0x" + bytes(receipt["transactionHash"]).hex()
 

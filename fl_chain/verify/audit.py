@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from web3.types import EventData
 
-from fl_chain.chain import checkpoints, ledger, quorum, registry, reputation
+from fl_chain.chain import checkpoints, ledger, quorum, registry, reputation, update_claims
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.ledger import ZERO_HASH
 from fl_chain.chain.published import History, Unavailable, fetch_manifest, fetch_rules
@@ -153,7 +153,7 @@ def audit_verified_rounds(client: ChainClient, task: int, updates_base: str | No
         check = check_round(client, task, rnd, updates_base)
         findings.append(_derivation(check, task, rnd))
         findings += _posted_claims(client, check, task, rnd)
-    for complaint in ledger.omission_complaints(client, task):
+    for complaint in update_claims.omission_complaints(client, task):
         args = complaint["args"]
         findings.append(
             _complaint(client, task, int(args["round"]), str(args["node"]), bytes(args["updateHash"]))

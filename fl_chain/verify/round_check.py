@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from eth_utils import to_checksum_address
 
-from fl_chain.chain import charges, ledger, registry
+from fl_chain.chain import charges, ledger, registry, update_claims
 from fl_chain.chain.client import ChainClient
 from fl_chain.chain.published import Unavailable, fetch_manifest, read_published
 from fl_chain.defence.derivation import RECOMPUTABLE_SCORES, Difference, rederive
@@ -170,7 +170,8 @@ def binding_claims(client: ChainClient, task: int, rnd: int) -> Posted:
     the commit's. A claim in the commit's own block (a node front-running the commit it saw pending)
     cannot have been seen by the coordinator; an honest node waits for its post's receipt before it
     replies, so its claim is always in an earlier block."""
-    return ledger.posted_claims(client, task, rnd, before_block=ledger.get_round(client, task, rnd).block)
+    committed = ledger.get_round(client, task, rnd).block
+    return update_claims.posted_claims(client, task, rnd, before_block=committed)
 
 
 def posted_claim_differences(
