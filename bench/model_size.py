@@ -16,6 +16,7 @@ Engines: `deployment` (flchain's nodes are plain `flower-supernode`s given the k
 Usage: .venv/bin/python bench/model_size.py [--sizes 1M,10M,100M] [--engines deployment,simulation]
        [--modes plain,verified] [--rounds 3] [--big-rounds 2] [--repeats 1] [--out docs/model-size]
        [--merge]   (keep the earlier runs of the sizes and engines not measured now)
+       [--report]  (rewrite OUT.md from OUT.json's runs, run nothing)
 The machine is shared: the 100M case runs `--big-rounds` rounds on the Deployment Engine only
 (`--big-engines`). Takes ~20 min with the defaults on 2 cores.
 """
@@ -48,6 +49,7 @@ from fl_chain.wire.run_spec import RunSpec  # noqa: E402
 APP = ROOT / "bench" / "apps" / "widemlp"
 SIZES = {"1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
 SPLIT = ("train", "screen", "hash", "score", "model_hash", "store", "commit", "finalize")
+CPU_SPLIT = ("hash_cpu", "model_hash_cpu")  # the hashes' CPU seconds (runs before these were recorded: none)
 TARGETS = {  # issue 28: wall ratio per (engine, mode); the 100M plain deployment also CPU and RSS
     ("deployment", "plain"): 1.10,
     ("deployment", "verified"): 1.20,
@@ -107,6 +109,9 @@ def one_run(setup: overhead.Setup, engine: str, size: str, mode: str, repeat: in
             blob = store / report.model_hash.removeprefix("0x")
             measured.store_bytes.append(blob.stat().st_size + report.published_bytes)
         measured.split = {k: [r.seconds.get(k, 0.0) for r in reports] for k in SPLIT}
+        for k in CPU_SPLIT:
+            if any(k in r.seconds for r in reports):
+                measured.split[k] = [r.seconds.get(k, 0.0) for r in reports]
     return measured
 
 
@@ -142,24 +147,29 @@ def summarize(runs: list[Measured]) -> list[dict]:
         for k in SPLIT:
             row[k] = statistics.median(_steady(f.split.get(k, [])) for _, f in pairs)
         row["hash_share"] = (row["hash"] + row["model_hash"]) / row["wall_flchain"]
+        row["hash_cpu_share"] = None
+        needed = CPU_SPLIT if mode == "plain" else ("hash_cpu",)  # verified mode hashes the model in line
+        if all(k in f.split for _, f in pairs for k in needed):
+            cpu = sum(statistics.median(_steady(f.split.get(k, [])) for _, f in pairs) for k in CPU_SPLIT)
+            row["hash_cpu_share"] = cpu / row["wall_flchain"]
         row["target"] = TARGETS[(engine, mode)]
         rows.append(row)
     return rows
 
 
-def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows: list[dict]) -> None:
-    """OUT.json with every run, OUT.md with the tables; the main table printed."""
+def write_report(
+    out: Path, args: argparse.Namespace, runs: list[Measured], rows: list[dict], write_json: bool = True
+) -> None:
+    """OUT.json with every run (unless `write_json` is false: the page rewritten from it), OUT.md with the
+    tables; the main table printed."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "runs": [{**asdict(m), "run": asdict(m.run)} for m in runs],
-                "summary": rows,
-            },
-            indent=1,
-        )
-    )
+    if write_json:
+        saved = {
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "runs": [{**asdict(m), "run": asdict(m.run)} for m in runs],
+            "summary": rows,
+        }
+        out.with_suffix(".json").write_text(json.dumps(saved, indent=1))
     lines = [
         "# flchain's overhead at real model sizes",
         "",
@@ -214,15 +224,20 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "coordinate-wise median update; beside the wrapped strategy's aggregation); model_hash: the "
         "aggregate's hash in plain mode; store: writing the model (and verified mode's updates and "
         "manifest), streamed and fsynced; commit: the transaction to its receipt; finalize: waiting for the "
-        "validators (not configured here). hash share: all hashing over the round's wall time.",
+        "validators (not configured here). hash share: all hashing over the round's wall time, as the "
+        "seconds during which some hash ran (a span also counts the time a hashing thread waited for a core "
+        "the nodes or the other checks held) and as the hashing threads' CPU seconds (recorded since "
+        "these runs: n/a for earlier ones).",
         "",
         "| engine | size | ledger | train | screen | hash | score | model_hash | store | commit | finalize "
-        "| hash share |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| hash share, spans | hash share, CPU |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         split = " | ".join(f"{r[k]:.3f}" for k in SPLIT)
-        lines.append(f"| {r['engine']} | {r['size']} | {r['mode']} | {split} | {r['hash_share']:.1%} |")
+        cpu = "n/a" if r.get("hash_cpu_share") is None else f"{r['hash_cpu_share']:.1%}"
+        shares = f"{r['hash_share']:.1%} | {cpu}"
+        lines.append(f"| {r['engine']} | {r['size']} | {r['mode']} | {split} | {shares} |")
     lines += [
         "",
         "## What flchain does per byte, and where it sits",
@@ -255,6 +270,7 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
         "round r+1 is sampled and trained (`coordinator/commit_pipeline.py`); nodes wait for the parent "
         "round after training if it has not landed yet. Its cost shows in the rows above only when it is "
         "longer than a round's training.",
+        *_simulation_floor(rows, args.nodes),
     ]
     lines += ["", "Every run (wall and CPU seconds per round, rounds 1..N):", ""]
     lines += [
@@ -267,6 +283,58 @@ def write_report(out: Path, args: argparse.Namespace, runs: list[Measured], rows
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     console.print(table)
     console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
+def _sha256_mb_per_s() -> float | None:
+    """SHA-256's speed on this machine, MB/s, as bench/hash_speed.py measured it (docs/hashing.json)."""
+    path = ROOT / "docs" / "hashing.json"
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    row = next((r for r in saved["rows"] if r["case"].startswith("sha256 of the blob")), None)
+    return float(saved["args"]["mb"]) / row["seconds"] if row else None
+
+
+def _simulation_floor(rows: list[dict], nodes: int) -> list[str]:
+    """Where a simulated round's extra time goes, from the plain-ledger simulation rows: the part spent
+    before the last reply is in (the nodes' work) and the coordinator's after it."""
+    lines = []
+    speed = _sha256_mb_per_s()
+    for r in rows:
+        if r["engine"] != "simulation" or r["mode"] != "plain" or not r.get("train"):
+            continue
+        extra = r["wall_flchain"] - r["wall_flower"]
+        hashed = (3 * nodes + 1) * r["store_mb"]  # 2 per node; the coordinator: each reply and the model
+        allowed = 0.1 * r["wall_flower"]
+        hashes = (
+            f"the hashes the protocol needs (2 per node and message, one per reply and the model on the "
+            f"coordinator: {hashed:.0f} MB per round"
+        )
+        if speed is None:
+            verdict = f"A 10 % target leaves {allowed:.2f} s per round for {hashes})."
+        elif hashed / speed > allowed:
+            verdict = (
+                f"A 10 % target leaves {allowed:.2f} s per round, less than the {hashed / speed:.2f} s "
+                f"of CPU {hashes}, at docs/hashing.md's {speed:.0f} MB/s) take alone."
+            )
+        else:
+            verdict = (
+                f"A 10 % target leaves {allowed:.2f} s per round; {hashes}) take {hashed / speed:.2f} s "
+                f"of CPU of it at docs/hashing.md's {speed:.0f} MB/s, the rest is per-message work that "
+                "does not shrink with the model (the node's chain reads and signature, the coordinator's "
+                "checks)."
+            )
+        lines.append(
+            f"- Simulation Engine, {r['size']}, plain ledger: a plain Flower round takes "
+            f"{r['wall_flower']:.2f} s, flchain's {r['wall_flchain']:.2f} s (+{extra:.2f} s), of which "
+            f"{r['train']:.2f} s until the last reply (the nodes' training with flchain's checks: the "
+            "received model's hash and parent check, the update's hash and signature) and "
+            f"{r['wall_flchain'] - r['train']:.2f} s after it (checks of the last reply, scores beside the "
+            f"aggregation, the next round's configuration). {verdict} Ray's node actors and the ServerApp "
+            f"share 2 cores (CPU ratio {r['cpu_ratio']:.2f}): on the Simulation Engine nothing of it is "
+            "hidden; on the Deployment Engine, where a round is seconds long, most of it is."
+        )
+    return lines
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -297,7 +365,15 @@ def main() -> None:
         action="store_true",
         help="keep OUT.json's runs of the (engine, size) pairs not measured now",
     )
+    parser.add_argument("--report", action="store_true", help="rewrite OUT.md from OUT.json; run nothing")
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        for key in ("nodes", "rounds", "big_rounds", "repeats"):  # the figures the page states are the runs'
+            setattr(args, key, int(saved["args"][key]))
+        runs = _earlier_runs(args.out, set())
+        write_report(args.out, args, runs, summarize(runs), write_json=False)
+        return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     runs: list[Measured] = []
     with tempfile.TemporaryDirectory(prefix="flchain-model-size-") as tmp:

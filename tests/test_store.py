@@ -92,6 +92,11 @@ def test_canonical_parts_are_exactly_safetensors_bytes_and_hash_alike(tmp_path: 
     joined = HashPool(shared)
     joined.submit(cases[1]).result()
     assert joined.close() == shared.seconds() > 0.0
+    # CPU time of the hashing threads: a hash's CPU fits inside its span (a span may also hold waits)
+    alone = HashSpans()
+    assert alone.cpu_seconds() == 0.0
+    alone.hash({"w": np.ones(4_000_000, np.float32)})
+    assert 0.0 < alone.cpu_seconds() <= alone.seconds() + 0.01
     failing = HashPool()
     broken = failing.submit({"w": object()})  # a failure comes back through its own future only
     failing.close()

@@ -152,10 +152,11 @@ class RoundCommitter:
         commitment mode), wait for finality if configured; the parent moves on. `digest`: the model's
         hash if the caller already computed it (a verified round's manifest names it): not hashed again."""
         seconds: dict[str, float] = {}
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.thread_time()
         if digest is None:
             digest = hash_arrays(arrays)
             seconds["model_hash"] = time.monotonic() - started
+            seconds["model_hash_cpu"] = time.thread_time() - cpu
         started = time.monotonic()
         digest, uri = self.store.put_arrays(arrays, digest)
         rnd = RoundInput(

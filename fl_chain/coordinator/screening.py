@@ -65,6 +65,7 @@ class Screened:
     claims: dict[str, SignedUpdate] = field(default_factory=dict)
     originals: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # who -> update as sent
     hash_seconds: float = 0.0  # spent hashing the usable updates (in parallel), for the round's time split
+    hash_cpu_seconds: float = 0.0  # the CPU time those hashes took (HashSpans.cpu_seconds)
     # Gram matrices of `updates` computed this round (the outlier check's, round_gram's): current_grams
     grams: list[DeltaGram] = field(default_factory=list)
 
@@ -130,6 +131,7 @@ def screen_replies(
     finally:
         if hashing is not None:
             out.hash_seconds = hashing.close()  # the early hashes' spans and these, overlaps once
+            out.hash_cpu_seconds = hashing.spans.cpu_seconds()
     if policy.reject_outliers:
         _drop_outliers(out, verified, previous, policy.outlier_norm_ratio)
     if policy.claim_cap > 0:

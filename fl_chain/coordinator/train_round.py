@@ -237,6 +237,7 @@ class TrainRounds:
         started = time.monotonic()
         screened = self._screen(replies, gone, context)
         seconds["screen"], seconds["hash"] = time.monotonic() - started, screened.hash_seconds
+        seconds["hash_cpu"] = screened.hash_cpu_seconds
         root, judged = self._judge_with_root(screened, seconds)
         reference = judged.reference if judged is not None else None
         missed = [a for a in self._attendance(screened) if a.lower() not in gone]  # inactive: no charge
@@ -257,9 +258,10 @@ class TrainRounds:
             model, step = bound_step(model, self._previous, reference, self.policy.influence.step_ratio)
         verified, digest = None, None
         if self.policy.verified:
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.thread_time()
             digest = hash_arrays(model)  # once: the manifest names it, the store files the model under it
             seconds["hash"] += time.monotonic() - started
+            seconds["hash_cpu"] += time.thread_time() - cpu
             verified = verified_round.build(
                 context, screened, scores, self.committer.parent_hash, digest, self.rules, step
             )

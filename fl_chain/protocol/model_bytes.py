@@ -135,25 +135,34 @@ def hash_many(models: Sequence[Mapping[str, np.ndarray]]) -> list[bytes]:
 class HashSpans:
     """Model hashes (hash_arrays) run from several threads, with when each ran: `seconds` is the time
     during which at least one was running (the union of their spans: hashes of replies that arrive
-    seconds apart do not count the wait between them, hashes that overlap count once)."""
+    seconds apart do not count the wait between them, hashes that overlap count once); `cpu_seconds`
+    the CPU time the hashing threads spent in them (a span also counts the time a thread waited for a
+    core the nodes or the other checks held)."""
 
     def __init__(self) -> None:
         self._spans: list[tuple[float, float]] = []
+        self._cpu = 0.0
         self._lock = threading.Lock()  # hashes end in several threads
 
     def hash(self, arrays: Mapping[str, np.ndarray]) -> bytes:
-        """hash_arrays(arrays), its span noted."""
-        started = time.monotonic()
+        """hash_arrays(arrays), its span and CPU time noted."""
+        started, cpu = time.monotonic(), time.thread_time()
         digest = hash_arrays(arrays)
-        ended = time.monotonic()
+        ended, cpu = time.monotonic(), time.thread_time() - cpu
         with self._lock:
             self._spans.append((started, ended))
+            self._cpu += cpu
         return digest
 
     def seconds(self) -> float:
         """Seconds during which at least one hash was running (0 if none ran)."""
         with self._lock:
             return union_seconds(self._spans)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the hashes took, summed over the threads that ran them (0 if none ran)."""
+        with self._lock:
+            return self._cpu
 
 
 def union_seconds(spans: Iterable[tuple[float, float]]) -> float:
