@@ -31,6 +31,7 @@ import signal
 import statistics
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -177,8 +178,9 @@ def write_report(
         f"Measured by `bench/model_size.py` on {os.cpu_count()} shared cores: the Flower App "
         "`bench/apps/widemlp` (an MLP 32 → H → H → 10 sized to 1M, 10M or 100M float32 parameters, 4 MB, "
         "40 MB, 400 MB per message; one SGD step on a synthetic batch per round, so the round's cost is the "
-        f"model's size) with and without its flchain lines, {args.nodes} nodes, {args.rounds} rounds "
-        f"({args.big_rounds} at 100M), {args.repeats} paired repeat(s), flchain's ledger in plain and in "
+        f"model's size) with and without its flchain lines, {args.nodes} nodes, {_counts(runs, False)} "
+        f"rounds ({_counts(runs, True)} at 100M), {_repeats(runs)} paired repeat(s), flchain's ledger in "
+        "plain and in "
         "verified mode. Per steady round (rounds 2..N, from the ServerApp's log timestamps): wall and CPU "
         "seconds of every process the run used (flchain's include the chain node), the run's peak resident "
         "memory summed over those processes, and the bytes flchain wrote to its store per round. Ratios are "
@@ -286,6 +288,19 @@ def write_report(
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     console.print(table)
     console.print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
+def _counts(runs: list[Measured], big: bool) -> str:
+    """The rounds per run of the runs at 100M (`big`) or below, as the page states them (runs merged from
+    several invocations may differ)."""
+    counts = sorted({len(m.run.round_wall) for m in runs if (m.size == "100M") == big})
+    return "/".join(str(c) for c in counts) or "0"
+
+
+def _repeats(runs: list[Measured]) -> str:
+    """How many paired repeats each (engine, size, ledger) had, as the page states them."""
+    per = Counter((m.run.engine, m.size, m.mode) for m in runs)
+    return "/".join(str(c) for c in sorted(set(per.values()))) or "0"
 
 
 def _sha256_mb_per_s() -> float | None:
