@@ -66,6 +66,8 @@ def cells(only: str, seeds: list[int]) -> list[Cell]:
         # the honest nodes alone on the same partitions: what a majority's damage is measured against
         out += [("none", data, HONEST_ONLY, 0.5, seed, 3, 10) for data in SPLITS for seed in seeds]
     if only in ("", "scale"):
+        # and the clean undefended run at 50 nodes, each 50-node cell's accuracy reference
+        out += [("none", "IID", "none", 0.0, seeds[0], 3, 50)]
         out += [("anchored (default)", "IID", a, 0.3, seeds[0], 3, 50) for a in FAMILIES]
     return out
 
@@ -85,48 +87,49 @@ def matches(cell: Cell, where: list[str]) -> bool:
 
 
 def summary(results: list[dict]) -> list[str]:
-    """One row per (defence, data, attack, attackers): the means over seeds and epochs, the honest
+    """One row per (defence, data, attack, attackers, nodes): the means over seeds and epochs, the honest
     penalties over honest node-rounds, the clean runs' undefended accuracy for comparison and, where it
     ran, the honest-only reference (the honest nodes alone on the same partitions, HONEST_ONLY)."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["defence"], r["data"], r["attack"], r["fraction"]), []).append(r)
-    # the undefended clean run of the same data, seed and local epochs: the reference of each run
+        groups.setdefault((r["defence"], r["data"], r["attack"], r["fraction"], r["clients"]), []).append(r)
+    # the undefended clean run of the same data, seed, local epochs and nodes: the reference of each run
     undefended = {
-        (r["data"], r["seed"], r["epochs"]): r["final_accuracy"]
+        (r["data"], r["seed"], r["epochs"], r["clients"]): r["final_accuracy"]
         for r in results
         if r["defence"] == "none" and r["attack"] == "none"
     }
     honest_only = {
-        (r["data"], r["seed"], r["epochs"], r["fraction"]): r["final_accuracy"]
+        (r["data"], r["seed"], r["epochs"], r["fraction"], r["clients"]): r["final_accuracy"]
         for r in results
         if r["attack"] == HONEST_ONLY
     }
     lines = [
-        "| defence | data | attack | attackers | runs | accuracy (mean) | vs undefended clean (runs) "
+        "| defence | data | attack | attackers | nodes | runs | accuracy (mean) | vs undefended clean (runs) "
         "| vs honest only (runs) | ASR (max) "
         "| attackers suspended | honest penalties / honest node-rounds | honest suspended "
         "| honest one miss from suspension | attackers ranked below |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (defence, data, attack, fraction), rs in sorted(groups.items()):
+    for (defence, data, attack, fraction, clients), rs in sorted(groups.items()):
         reference = attack == HONEST_ONLY
         accuracy = sum(r["final_accuracy"] for r in rs) / len(rs)
         gaps = [
-            r["final_accuracy"] - undefended[(r["data"], r["seed"], r["epochs"])]
+            r["final_accuracy"] - undefended[where]
             for r in rs
-            if (r["data"], r["seed"], r["epochs"]) in undefended
+            if (where := (r["data"], r["seed"], r["epochs"], r["clients"])) in undefended
         ]
         gap = f"{100 * sum(gaps) / len(gaps):+.1f} pts ({len(gaps)})" if gaps else "-"
         alone = [
             r["final_accuracy"] - honest_only[key]
             for r in rs
-            if not reference and (key := (r["data"], r["seed"], r["epochs"], r["fraction"])) in honest_only
+            if not reference
+            and (key := (r["data"], r["seed"], r["epochs"], r["fraction"], r["clients"])) in honest_only
         ]
         alone_gap = f"{100 * sum(alone) / len(alone):+.1f} pts ({len(alone)})" if alone else "-"
         ranked = sum(bool(r["attackers_rank_below_honest"]) for r in rs)
         lines.append(
-            f"| {defence} | {data} | {attack} | {100 * fraction:.0f} % | {len(rs)} | "
+            f"| {defence} | {data} | {attack} | {100 * fraction:.0f} % | {clients} | {len(rs)} | "
             f"{100 * accuracy:.1f} % | {gap} | {alone_gap} | "
             f"{100 * max(r['attack_success_rate'] for r in rs):.1f} % | "
             f"{sum(r['attackers_suspended'] for r in rs)}/{sum(r['attackers'] for r in rs)} | "
@@ -161,8 +164,8 @@ def side_by_side(results: list[dict]) -> list[str]:
         clean = [
             r["final_accuracy"]
             for r in results
-            if (r["defence"], r["attack"], r["data"], r["seed"], r["epochs"])
-            == ("none", "none", data, seed, epochs)
+            if (r["defence"], r["attack"], r["data"], r["seed"], r["epochs"], r["clients"])
+            == ("none", "none", data, seed, epochs, clients)
         ]
         reference = f"; the clean undefended run of this seed: {100 * clean[0]:.1f} %" if clean else ""
         lines += [
