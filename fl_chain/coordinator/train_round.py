@@ -248,26 +248,12 @@ class TrainRounds:
         (raw, scores), result = self._score_and_aggregate(
             on_chain_round, screened, root, line, weights, seconds
         )
-        model, metrics, aggregated = result.model, result.metrics, result.aggregated
-        if not aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
+        if not result.aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
             scores, raw = {}, {}
-        if aggregated and self._noise_bound > 0 and self.policy.backdoor.noise > 0:
-            model = self._noised(model, on_chain_round)
-        step = 1.0
-        if reference is not None and self.policy.influence.step_ratio > 0:
-            model, step = bound_step(model, self._previous, reference, self.policy.influence.step_ratio)
+        model, step = self._finished(result, reference, on_chain_round)
         verified, digest = None, None
         if self.policy.verified:
-            started, cpu = time.monotonic(), time.thread_time()
-            digest = hash_arrays(model)  # once: the manifest names it, the store files the model under it
-            seconds["hash"] += time.monotonic() - started
-            seconds["hash_cpu"] += time.thread_time() - cpu
-            verified = verified_round.build(
-                context, screened, scores, self.committer.parent_hash, digest, self.rules, step
-            )
-            # Read last, just before the commit: a node that posted its claim is disclosed, never missed.
-            posted = update_claims.posted_claims(self.committer.client, context.task, context.round)
-            verified, missed = verified_round.disclose_posted(verified, posted, missed)
+            verified, digest, missed = self._verified(context, screened, scores, model, step, missed, seconds)
         record = result.as_record(model)  # what Flower sends next; the app's evaluate_fn reads it too
         # What the report takes from this round, fixed now: the next round's start changes the gate.
         fields = self.metrics.report_fields(server_round, model, record)
@@ -286,7 +272,44 @@ class TrainRounds:
             self.commits.submit(commit_and_report)  # round r+1 samples and trains while it is mined
         else:
             commit_and_report()
-        return record, metrics
+        return record, result.metrics
+
+    def _finished(
+        self, result: Aggregate, reference: float | None, on_chain_round: int
+    ) -> tuple[Model, float]:
+        """The model the round commits and sends on, and its step factor: the aggregate, noised if the
+        backdoor filter adds noise, its step bounded to the size reference if configured."""
+        model = result.model
+        if result.aggregated and self._noise_bound > 0 and self.policy.backdoor.noise > 0:
+            model = self._noised(model, on_chain_round)
+        step = 1.0
+        if reference is not None and self.policy.influence.step_ratio > 0:
+            model, step = bound_step(model, self._previous, reference, self.policy.influence.step_ratio)
+        return model, step
+
+    def _verified(
+        self,
+        context: RoundContext,
+        screened: Screened,
+        scores: Mapping[str, int],
+        model: Model,
+        step: float,
+        missed: list[str],
+        seconds: dict[str, float],
+    ) -> tuple[verified_round.VerifiedRound, bytes, list[str]]:
+        """A verified round's manifest and blobs, the model's hash (hashed once: the manifest names it, the
+        store files the model under it) and the missed list without the nodes that posted their claims."""
+        started, cpu = time.monotonic(), time.thread_time()
+        digest = hash_arrays(model)
+        seconds["hash"] += time.monotonic() - started
+        seconds["hash_cpu"] += time.thread_time() - cpu
+        built = verified_round.build(
+            context, screened, scores, self.committer.parent_hash, digest, self.rules, step
+        )
+        # Read last, just before the commit: a node that posted its claim is disclosed, never missed.
+        posted = update_claims.posted_claims(self.committer.client, context.task, context.round)
+        built, missed = verified_round.disclose_posted(built, posted, missed)
+        return built, digest, missed
 
     def _score_and_aggregate(
         self,
