@@ -160,6 +160,34 @@ def test_validators_attest_rounds_and_checkpoints_and_suspensions_take_effect(ta
     assert any(f.check == "checkpoints" and f.ok for f in findings)
 
 
+def test_a_node_the_fold_suspends_and_its_checkpoint_then_suspends_is_listed_once(
+    task: Task, monkeypatch
+) -> None:
+    """The coordinator waiting for finality may apply a checkpoint's suspension before any validator
+    does: the round reports the node once (the fold's suspension and the registry's are one event)."""
+    d = task.nodes[3]
+    first = task.commit(1, penalized=[d.address])
+    task.judge_round(1)
+    task.judge_checkpoint(first.checkpoint)
+    propose = task.committer.writer.checkpoint
+
+    def finalized_at_once(round_number: int) -> tuple[int, int] | None:
+        proposed = propose(round_number)
+        assert proposed is not None
+        task.judge_round(round_number)
+        root = task.committer.writer.book.proposed[proposed[0]].root()
+        for validator in task.validators[:2]:  # a quorum attests; the coordinator applies first
+            checkpoints.attest(task.client, validator.account, proposed[0], root)
+        return proposed
+
+    monkeypatch.setattr(task.committer.writer, "checkpoint", finalized_at_once)
+    task.committer.wait_finalized = 30.0
+    second = task.commit(2, penalized=[d.address])
+    assert checkpoints.get(task.client, second.checkpoint).finalized
+    assert registry.status_of(task.client, d.address) == "Suspended"
+    assert second.suspended == [d.address]
+
+
 def test_a_tampered_leaf_set_is_disputed_and_the_round_never_finalized(task: Task) -> None:
     client = task.client
     commit = task.commit(1)

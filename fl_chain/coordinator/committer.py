@@ -229,7 +229,10 @@ class RoundCommitter:
             if commit.checkpoint:
                 self.writer.wait_checkpoint(commit.checkpoint, self.wait_finalized)
             commit.seconds["finalize"] = time.monotonic() - started
-        commit.suspended += self.writer.after_finality()
+        # In commitment mode the fold already reported a node the finalized checkpoint now suspends
+        # in the registry: one suspension, listed once.
+        listed = {a.lower() for a in commit.suspended}
+        commit.suspended += [a for a in self.writer.after_finality() if a.lower() not in listed]
 
     def reputations(self, addresses: Iterable[str]) -> dict[str, int]:
         """Reputation (fixed point) of each address: the fold's in commitment mode, else the chain's."""
