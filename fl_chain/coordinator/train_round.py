@@ -1,9 +1,8 @@
-"""ChainStrategy's training round, both halves. `configure`: who may be sampled (the gate's admitted nodes,
-less those the deadline grid saw vanish, those the fold holds back and, with a selector, those not
-drawn) and what each message carries beyond the wrapped strategy's (task id, parent round, local steps,
-a verified round's ticket). `aggregate`: the replies screened, judged against the server's root update,
-scored, aggregated by the wrapped strategy (or re-derivably, in a verified round), bounded, committed
-and reported."""
+"""ChainStrategy's training round, both halves. `configure`: the nodes it may sample and the decoration of
+its messages (coordinator/round_sampling.py), the task id and parent round every message carries, the
+server's root training and the replies' early checks started. `aggregate`: the replies screened, judged
+against the server's root update, scored, aggregated by the wrapped strategy (or re-derivably, in a
+verified round), bounded, committed and reported."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fl_chain.chain import registry, update_claims
+from fl_chain.chain import update_claims
 from fl_chain.coordinator import verified_round
 from fl_chain.coordinator.anchored_judging import Judged, judge_with_root
 from fl_chain.coordinator.commit_pipeline import CommitPipeline
@@ -29,6 +28,7 @@ from fl_chain.coordinator.gate import AdmittedGrid, NodeGate
 from fl_chain.coordinator.policies import ChainOptions, rules_of
 from fl_chain.coordinator.reporting import round_report
 from fl_chain.coordinator.root_round import RootRound
+from fl_chain.coordinator.round_sampling import RoundSampling
 from fl_chain.coordinator.screening import (
     Screened,
     screen_replies,
@@ -39,21 +39,15 @@ from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.backdoor import noised
 from fl_chain.defence.influence import bound_step
 from fl_chain.defence.scoring import UPDATES_ONLY, score_round
-from fl_chain.defence.selection import local_steps
-from fl_chain.errors import FlchainError
-from fl_chain.protocol.fixedpoint import from_fixed
 from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.model_bytes import hash_arrays
-from fl_chain.protocol.update_signing import RoundContext, sign_ticket
+from fl_chain.protocol.update_signing import RoundContext
 from fl_chain.wire.records import (
-    CONFIG_LOCAL_STEPS,
     CONFIG_PARENT_ROUND,
     CONFIG_ROUND,
     CONFIG_TASK_ID,
-    CONFIG_TICKET,
     arrays_to_record,
     record_to_arrays,
-    with_config,
 )
 
 
@@ -88,9 +82,7 @@ class TrainRounds:
         # Nodes round r's overlapped commit suspended (lowercase addresses): round r+1 sampled them before
         # it landed, and the ledger refuses scores or charges for an inactive node (aggregate drops them).
         self._suspended_meanwhile: set[str] = set()
-        self.min_nodes = max(self.policy.min_nodes, int(getattr(inner, "min_available_nodes", 1)))
-        self._gathered = False  # has this run's first round had its start_nodes
-        self._capacity: dict[str, int] = {}  # declared samples/s, read once per node per run
+        self.sampling = RoundSampling(inner, gate, options)
         self._selected: dict[int, str] = {}
         self._previous: Model = {}
         self._early: EarlyChecks | None = None  # this round's, from configure until screening reads it
@@ -114,7 +106,7 @@ class TrainRounds:
     ) -> list[Message]:
         """Authenticate newcomers, then let the wrapped strategy sample among the allowed nodes."""
         joining = time.monotonic()
-        allowed = self._allowed(grid)
+        allowed = self.sampling.allowed(grid, self.committer, self.deadline_grid)
         self._join_seconds = time.monotonic() - joining  # how long the join gate held the round
         # With round r's commit in flight its parent is not on-chain yet, so nobody can have disputed it.
         rebased = None if self.commits.pending else self.committer.rebase_if_disputed()
@@ -124,7 +116,8 @@ class TrainRounds:
         config = ConfigRecord({**dict(config), **self._parent_config(server_round)})
         self._train_config = dict(config)
         messages = self.inner.configure_train(server_round, arrays, config, AdmittedGrid(grid, allowed))
-        messages = [self._ticketed(self._sized(m), server_round) for m in messages]
+        context = self._context(self.round_offset + server_round)
+        messages = [self.sampling.decorated(m, self.committer, context) for m in messages]
         self._selected = {
             m.metadata.dst_node_id: self.gate.admitted[m.metadata.dst_node_id] for m in messages
         }
@@ -153,69 +146,6 @@ class TrainRounds:
     def chain_config(self, parent_round: int) -> dict[str, int]:
         """The config entries every message of a round carries: the task and the round it builds on."""
         return {CONFIG_TASK_ID: self.committer.task, CONFIG_PARENT_ROUND: self.round_offset + parent_round}
-
-    def _allowed(self, grid: Grid) -> set[int]:
-        """The admitted nodes this round may sample: the gate waits for `min_nodes` of them that this
-        round can use (not owing a reply, not held back), so Flower's sampling, which waits for its
-        minimum without a deadline, is never handed fewer."""
-        self.gate.start_round()
-        self.gate.join_task = self.committer.task  # join answers name the task (protocol/join.py)
-        needed = self.min_nodes if self._gathered else max(self.min_nodes, self.policy.start_nodes)
-        allowed = self.gate.wait_for(grid, needed, self.policy.auth_timeout, self._usable)
-        self._gathered = True
-        if self.options.selector is not None:
-            allowed = self._select(allowed)
-        flower_waits_for = int(getattr(self.inner, "min_available_nodes", 1))
-        if len(allowed) < flower_waits_for:  # Flower's sampling would wait for them without a deadline
-            raise FlchainError(
-                f"the strategy needs {flower_waits_for} nodes but the selection left {len(allowed)}: "
-                f"{sorted(self.gate.admitted[n] for n in allowed)}"
-            )
-        return allowed
-
-    def _usable(self, nodes: set[int]) -> set[int]:
-        """The nodes of `nodes` this round may use: not owing a reply (and silent since), not held back."""
-        if self.deadline_grid is not None:  # nodes that failed to reply and were not heard from since
-            nodes = nodes - self.deadline_grid.absent_nodes()
-        held = self.committer.held_back()  # commitment mode: suspended in the fold, not yet final
-        if held:
-            nodes = {n for n in nodes if self.gate.admitted[n].lower() not in held}
-        return nodes
-
-    def _select(self, allowed: set[int]) -> set[int]:
-        """The selector's draw among `allowed`, by reputation and reliability."""
-        by_address = {self.gate.admitted[n]: n for n in allowed}
-        fixed = self.committer.reputations(by_address)
-        chosen = self.options.selector.select(list(by_address), {a: from_fixed(v) for a, v in fixed.items()})
-        return {by_address[a] for a in chosen}
-
-    def _sized(self, message: Message) -> Message:
-        """The message with the number of mini-batches that fit the node's declared capacity."""
-        if self.policy.round_seconds <= 0:
-            return message
-        address = self.gate.admitted[message.metadata.dst_node_id]
-        if address not in self._capacity:
-            self._capacity[address] = registry.get_node(
-                self.committer.client, address
-            ).capacity.samples_per_sec
-        steps = local_steps(self._capacity[address], self.policy.round_seconds, self.policy.batch_size)
-        return message if steps is None else with_config(message, {CONFIG_LOCAL_STEPS: steps})
-
-    def _ticketed(self, message: Message, server_round: int) -> Message:
-        """In a verified round, the message with the coordinator's ticket sampling its node (what a node
-        shows the ledger to complain that its update was left out)."""
-        if not self.policy.verified:
-            return message
-        context = self._context(self.round_offset + server_round)
-        ticket = sign_ticket(
-            self.committer.coordinator,
-            context.chain_id,
-            context.ledger,
-            context.task,
-            context.round,
-            self.gate.admitted[message.metadata.dst_node_id],
-        )
-        return with_config(message, {CONFIG_TICKET: ticket})
 
     def _context(self, on_chain_round: int) -> RoundContext:
         """What a node's signature on its update binds: chain, ledger, task and round."""
