@@ -13,3 +13,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def address_kind(address: str) -> str | None:
+    """'loopback', 'link-local', 'private' (any other non-global range) for such an IP, None if public."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    return None if ip.is_global else "private"

@@ -9,17 +9,15 @@ outcome and checkpoint leaves all come from URIs a coordinator chose, so every r
 - s3://: read with s3fs under the standard AWS credential chain and endpoint (AWS_ENDPOINT_URL for a
   non-AWS service), or unsigned with FLCHAIN_S3_ANONYMOUS=1; the object's size is checked before reading.
 - Time: a stalled connection gives up after `timeout` seconds, a whole read after `deadline`.
-- Addresses (the dashboard's policy, `public_only`): a host that resolves to a loopback, private or
-  link-local address is refused unless it is the reader's own store; the check is made again by the
-  HTTP client's resolver at connect time (DNS rebinding) and redirects are not followed; s3:// is read
-  only inside the reader's own buckets (`s3_stores`), since it signs with its operator's credentials.
+- Addresses (the dashboard's policy, `public_only`; public_hosts.py): a host that resolves to a loopback,
+  private or link-local address is refused unless it is the reader's own store; the check is made again
+  by the HTTP client's resolver at connect time (DNS rebinding) and redirects are not followed; s3:// is
+  read only inside the reader's own buckets (`s3_stores`), since it signs with its operator's credentials.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 import stat
 import threading
 import time
@@ -29,6 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from fl_chain.errors import FlchainError
+from fl_chain.public_hosts import PublicClient, non_public
 
 DEFAULT_SCHEMES = ("http", "https", "s3")
 KNOWN_SCHEMES = ("http", "https", "s3", "gs", "gcs", "az", "abfs")  # what fsspec can read without a server
@@ -307,73 +306,13 @@ def _http_options(policy: ReadPolicy) -> dict:
         },
     }
     if policy.public_only:
-        options.update(allow_redirects=False, get_client=_PublicClient(policy.trusted_hosts))
+        options.update(allow_redirects=False, get_client=PublicClient(policy.trusted_hosts))
         options["skip_instance_cache"] = True
     return options
 
 
-def address_kind(address: str) -> str | None:
-    """'loopback', 'link-local', 'private' (any other non-global range) for such an IP, None if public."""
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    return None if ip.is_global else "private"
-
-
 def _require_public(uri: str, what: str, policy: ReadPolicy) -> None:
-    """ReadRefused if the URI's host is, or resolves to, a non-public address (unless it is trusted)."""
-    parsed = urlparse(uri)
-    try:
-        host, port = (parsed.hostname or "").lower(), parsed.port or (443 if parsed.scheme == "https" else 80)
-    except ValueError:
-        raise ReadRefused(f"{what} {uri}: not a valid URL") from None
-    if f"{host}:{port}" in policy.trusted_hosts:
-        return
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
-    except (OSError, UnicodeError) as exc:
-        raise FlchainError(f"cannot read {what} {uri}: cannot resolve {host!r} ({exc})") from None
-    for address in sorted(addresses):
-        kind = address_kind(address)
-        if kind is not None:
-            named = host if host.strip("[]") == address else f"{host} ({address})"
-            raise ReadRefused(f"{what} {uri}: {named} is a {kind} address; not fetched")
-
-
-class _PublicClient:
-    """An aiohttp session factory whose resolver drops non-public addresses of untrusted hosts: a name
-    that resolved to a public address for the check above cannot resolve to a private one at connect."""
-
-    def __init__(self, trusted: tuple[str, ...]) -> None:
-        self.trusted = trusted
-
-    async def __call__(self, **kwargs):
-        import aiohttp
-
-        connector = aiohttp.TCPConnector(resolver=_PublicResolver(self.trusted))
-        return aiohttp.ClientSession(connector=connector, **kwargs)
-
-
-class _PublicResolver:
-    """aiohttp's threaded resolver, filtered to public addresses (see _PublicClient)."""
-
-    def __init__(self, trusted: tuple[str, ...]) -> None:
-        import aiohttp
-
-        self.inner, self.trusted = aiohttp.ThreadedResolver(), trusted
-
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list:
-        """The public addresses of `host` (all of them for a trusted host:port)."""
-        found = await self.inner.resolve(host, port, family)
-        if f"{host.lower()}:{port}" in self.trusted:
-            return found
-        public = [r for r in found if address_kind(r["host"]) is None]
-        if not public:
-            raise OSError(f"{host} resolves to no public address")
-        return public
-
-    async def close(self) -> None:
-        """Close the wrapped resolver."""
-        await self.inner.close()
+    """ReadRefused if the URI's host is not public and not trusted (public_hosts.non_public)."""
+    refusal = non_public(uri, what, policy.trusted_hosts)
+    if refusal is not None:
+        raise ReadRefused(refusal)
