@@ -126,3 +126,29 @@ def test_honest_nodes_stay_a_missed_round_above_suspension_once_the_model_has_co
         low = {n: v for n, v in report.reputations.items() if v <= margin}
         assert low == {}, f"round {report.round}: {low}"
     assert len(result.reports) == 15 and result.reports[-1].accuracy >= 0.9
+
+
+def test_an_attacker_left_out_every_third_round_scores_zero_then_and_ranks_below_every_honest_node(
+    tmp_path: Path,
+) -> None:
+    """The periodic sign-flipper (experiments/attacks.py) is suspect only in the rounds it flips, too
+    seldom for the evidence rule early on. Its flipped update is left out of the aggregate and scores 0
+    (scoring.left_out_zero): it added nothing, so its reputation falls that round instead of standing
+    still, and after 6 rounds it ranks below every honest node (left unscored it did not: its full
+    scores between the flips kept it level with them)."""
+    attacks = {i: {"kind": "periodic", "period": 3, "then": {"kind": "sign-flip"}} for i in range(3)}
+    result = _run(tmp_path, "iid", 0.5, attacks)
+    bad = set(result.nodes[:3])
+    honest_penalized, _, _ = _judged(result, 3)
+    assert honest_penalized == set()
+    left_out = 0
+    for before, report in zip(result.reports[1:], result.reports[2:], strict=False):
+        for who, reason in report.dropped.items():
+            if reason.startswith("suspect"):
+                left_out += 1
+                assert who in bad, (report.round, who, reason)
+                assert report.scores[who] == 0 and report.raw_scores[who] == 0.0
+                assert report.reputations[who] < before.reputations[who], (report.round, who)
+    assert left_out >= 3  # round 3's flips are plain sign flips, suspect on IID data
+    final = result.reports[-1].reputations
+    assert max(final[a] for a in bad) < min(final[n] for n in result.nodes if n not in bad)

@@ -180,6 +180,8 @@ class TrainRounds:
         )
         if not result.aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
             scores, raw = {}, {}
+        elif self.policy.scoring.left_out_zero and not self.policy.verified:
+            raw, scores = _left_out_scored_zero(raw, scores, screened)
         model, step = self._finished(result, reference, on_chain_round)
         verified, digest = None, None
         if self.policy.verified:
@@ -404,3 +406,16 @@ class TrainRounds:
         if evidence is None or loss is None:
             return True
         return RootAnchor.improves(previous, root, loss, evidence.policy.min_root_improvement)
+
+
+def _left_out_scored_zero(
+    raw: Mapping[str, float], scores: Mapping[str, int], screened: Screened
+) -> tuple[dict[str, float], dict[str, int]]:
+    """The round's (raw, fixed-point) scores with 0 for every update an anchored step left out without a
+    penalty: it added nothing to the model, as a clipped update is credited only for the share that was
+    aggregated. Otherwise an attacker suspect every few rounds keeps full scores between and ends above
+    honest nodes in reputation. A score cannot suspend (Reputation.sol): an honest node left out now and
+    then loses standing, never its place. Not in verified rounds, whose validators re-derive every score
+    and cannot re-derive a suspicion (it needs the server's root set)."""
+    zero = sorted(screened.left_out - set(scores) - screened.penalized)
+    return {**raw, **dict.fromkeys(zero, 0.0)}, {**scores, **dict.fromkeys(zero, 0)}
