@@ -17,13 +17,12 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import robustness  # noqa: E402
-from score_line import cell_text  # noqa: E402
+from score_line import paired_report, run_pairs  # noqa: E402
 
 CELLS = (  # data, attack, fraction, seed, local epochs
     ("IID", "none", 0.0, 0, 3),
@@ -39,24 +38,7 @@ CELLS = (  # data, attack, fraction, seed, local epochs
     ("IID", "Min-Max (std, jitter 0.1)", 0.3, 0, 3),
     ("IID", "adaptive (inside thresholds)", 0.3, 0, 3),
 )
-DEFENCE = "anchored (default)"
 SETTINGS = {"left out: unscored (before)": False, "left out: scored 0 (default)": True}
-KEEP = (
-    "data",
-    "attack",
-    "fraction",
-    "seed",
-    "epochs",
-    "final_accuracy",
-    "attackers",
-    "attackers_suspended",
-    "honest_penalties",
-    "honest_suspended",
-    "honest_one_miss_from_suspension",
-    "honest_min_reputation",
-    "attackers_max_reputation",
-    "attackers_rank_below_honest",
-)
 
 
 def main() -> None:
@@ -65,39 +47,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "left-out-scores")
     args = parser.parse_args()
     console = Console()
-    rows = []
-    for data, attack, fraction, seed, epochs in CELLS:
-        for name, zero in SETTINGS.items():
-            console.print(f"{data}, {attack}, {fraction:.0%}, seed {seed}, {epochs} epochs, {name} ...")
-            run = robustness.run_one(
-                DEFENCE, data, attack, fraction, 30, seed, epochs, 10, {"scoring.left_out_zero": zero}
-            )
-            rows.append({"scores": name, **{k: run[k] for k in KEEP}})
-    table = Table("data", "attack", "attackers", "seed", "epochs", *SETTINGS)
-    lines = [
-        "# Left-out updates score 0",
-        "",
-        "Measured by `bench/left_out_scores.py`: "
-        + __doc__.split(chr(10), 1)[1].split("Writes")[0].strip().replace(chr(10), " "),
-        "",
-        "Per run: honest nodes that ended one missed round from suspension (*near*), the lowest honest",
-        "final reputation, and with attackers the highest attacker's and the ledger's verdict:",
-        "",
-        "| data | attack | attackers | seed | epochs | " + " | ".join(SETTINGS) + " |",
-        "|---|---|---:|---:|---:|" + "---|" * len(SETTINGS),
-    ]
-    for cell in CELLS:
-        data, attack, fraction, seed, epochs = cell
-        found = {
-            r["scores"]: r
-            for r in rows
-            if (r["data"], r["attack"], r["seed"], r["epochs"]) == cell[:2] + cell[3:]
-        }
-        cells = [cell_text(found[name]) for name in SETTINGS]
-        table.add_row(data, attack, f"{fraction:.0%}", str(seed), str(epochs), *cells)
-        lines.append(
-            f"| {data} | {attack} | {fraction:.0%} | {seed} | {epochs} | " + " | ".join(cells) + " |"
-        )
+    rows = run_pairs(CELLS, SETTINGS, "scoring.left_out_zero", console)
+    table, lines = paired_report(
+        "Left-out updates score 0", "bench/left_out_scores.py", __doc__, CELLS, SETTINGS, rows
+    )
     lines.append("")
     for name in SETTINGS:
         mine = [r for r in rows if r["scores"] == name]

@@ -50,62 +50,81 @@ def cell_text(run: dict) -> str:
     return text
 
 
-def main() -> None:
-    """Run every cell in both settings, print the table, write the report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "score-line")
-    args = parser.parse_args()
-    console = Console()
+KEEP = (
+    "data",
+    "attack",
+    "fraction",
+    "seed",
+    "epochs",
+    "final_accuracy",
+    "attackers",
+    "attackers_suspended",
+    "honest_penalties",
+    "honest_suspended",
+    "honest_one_miss_from_suspension",
+    "honest_min_reputation",
+    "attackers_max_reputation",
+    "attackers_rank_below_honest",
+)
+
+
+def run_pairs(cells: tuple, settings: dict[str, object], field: str, console: Console) -> list[dict]:
+    """Each cell (data, attack, fraction, seed, local epochs) run under each setting of the configuration
+    `field` ("section.name"), 30 rounds on 10 nodes with the default defence: one row per run, its
+    setting's name under "scores"."""
     rows = []
-    for data, attack, fraction, seed, epochs in CELLS:
-        for name, from_line in SETTINGS.items():
-            console.print(
-                f"{data}, {attack}, {fraction:.0%}, seed {seed}, {epochs} epochs, scores {name} ..."
-            )
-            run = robustness.run_one(
-                DEFENCE, data, attack, fraction, 30, seed, epochs, 10, {"scoring.from_line": from_line}
-            )
-            keep = (
-                "data",
-                "attack",
-                "fraction",
-                "seed",
-                "epochs",
-                "final_accuracy",
-                "attackers",
-                "honest_penalties",
-                "honest_suspended",
-                "honest_one_miss_from_suspension",
-                "honest_min_reputation",
-                "attackers_max_reputation",
-                "attackers_rank_below_honest",
-            )
-            rows.append({"scores": name, **{k: run[k] for k in keep}})
-    table = Table("data", "attack", "attackers", "seed", "epochs", *SETTINGS)
+    for data, attack, fraction, seed, epochs in cells:
+        for name, value in settings.items():
+            console.print(f"{data}, {attack}, {fraction:.0%}, seed {seed}, {epochs} epochs, {name} ...")
+            run = robustness.run_one(DEFENCE, data, attack, fraction, 30, seed, epochs, 10, {field: value})
+            rows.append({"scores": name, **{k: run[k] for k in KEEP}})
+    return rows
+
+
+def paired_report(
+    title: str, script: str, doc: str, cells: tuple, settings: dict[str, object], rows: list[dict]
+) -> tuple[Table, list[str]]:
+    """The console table and the report's lines of `run_pairs`' rows: the title, what `script` measures
+    (`doc`, the bench's docstring up to "Writes"), one row per cell with each setting's reputation
+    figures side by side."""
+    table = Table("data", "attack", "attackers", "seed", "epochs", *settings)
     lines = [
-        "# Scores measured from the suspect line",
+        f"# {title}",
         "",
-        "Measured by `bench/score_line.py`: the "
-        + __doc__.split(chr(10), 1)[1].split("Writes")[0].strip().replace(chr(10), " "),
+        f"Measured by `{script}`: "
+        + doc.split(chr(10), 1)[1].split("Writes")[0].strip().replace(chr(10), " "),
         "",
         "Per run: honest nodes that ended one missed round from suspension (*near*), the lowest honest",
         "final reputation, and with attackers the highest attacker's and the ledger's verdict:",
         "",
-        "| data | attack | attackers | seed | epochs | " + " | ".join(SETTINGS) + " |",
-        "|---|---|---:|---:|---:|" + "---|" * len(SETTINGS),
+        "| data | attack | attackers | seed | epochs | " + " | ".join(settings) + " |",
+        "|---|---|---:|---:|---:|" + "---|" * len(settings),
     ]
-    for cell in CELLS:
+    for cell in cells:
         data, attack, fraction, seed, epochs = cell
         found = {
             r["scores"]: r
             for r in rows
             if (r["data"], r["attack"], r["seed"], r["epochs"]) == cell[:2] + cell[3:]
         }
-        cells = [cell_text(found[name]) for name in SETTINGS]
-        table.add_row(data, attack, f"{fraction:.0%}", str(seed), str(epochs), *cells)
+        texts = [cell_text(found[name]) for name in settings]
+        table.add_row(data, attack, f"{fraction:.0%}", str(seed), str(epochs), *texts)
         lines.append(
-            f"| {data} | {attack} | {fraction:.0%} | {seed} | {epochs} | " + " | ".join(cells) + " |"
+            f"| {data} | {attack} | {fraction:.0%} | {seed} | {epochs} | " + " | ".join(texts) + " |"
         )
+    return table, lines
+
+
+def main() -> None:
+    """Run every cell in both settings, print the table, write the report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "score-line")
+    args = parser.parse_args()
+    console = Console()
+    rows = run_pairs(CELLS, SETTINGS, "scoring.from_line", console)
+    table, lines = paired_report(
+        "Scores measured from the suspect line", "bench/score_line.py", __doc__, CELLS, SETTINGS, rows
+    )
     for name in SETTINGS:
         mine = [r for r in rows if r["scores"] == name]
         near = sum(r["honest_one_miss_from_suspension"] for r in mine)
