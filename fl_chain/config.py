@@ -104,9 +104,9 @@ class ScoringSection:
     # fltrust scores measured from the round's suspect line (false: from cosine 0, FLTrust's own). From the
     # line, honest nodes keep their scores once the model has converged (docs/scoring.md)
     from_line: bool = True
-    # an update an anchored step left out of the aggregate without a penalty (suspect, outside the backdoor
-    # filter's cluster) scores 0: it added nothing to the model (not in verified rounds, whose validators
-    # cannot re-derive a suspicion: there it stays unscored; docs/scoring.md)
+    # an update the evidence rules left out of the aggregate as suspect (not yet a penalty) scores 0: it
+    # added nothing to the model (not in verified rounds, whose validators cannot re-derive a suspicion:
+    # there it stays unscored; nor the backdoor filter's exclusions, which are no evidence; docs/scoring.md)
     left_out_zero: bool = True
     # backdoor filter (defence/backdoor.py): aggregate only the updates in the root update's cosine
     # cluster, clipped to the round's median norm (verified rounds: excluded only, never clipped)

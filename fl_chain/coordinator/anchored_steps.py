@@ -64,7 +64,7 @@ def judge_with_evidence(
         out.dropped[who] = ("penalized: " + penalized[who]) if who in penalized else f"suspect: {reason}"
         del out.updates[who], out.weights[who]
     out.penalized |= set(penalized)
-    out.left_out |= set(suspect) - set(penalized)
+    out.suspect |= set(suspect) - set(penalized)
     out.accepted = [r for r in out.accepted if verified[r.metadata.src_node_id] not in suspect]
 
 
@@ -112,7 +112,6 @@ def filter_backdoors(
     bound = median_norm(current)
     for who in set(current.members) - keep:
         out.dropped[who] = "excluded: outside the root update's cluster (backdoor filter)"
-        out.left_out.add(who)
         del out.updates[who], out.weights[who]
     factors = clip_factors(current, keep, bound) if clip else {}
     _apply_clips(out, verified, previous, factors)

@@ -58,8 +58,8 @@ class Screened:
     responded: set[str] = field(default_factory=set)
     dropped: dict[str, str] = field(default_factory=dict)  # who -> reason
     penalized: set[str] = field(default_factory=set)  # verified senders of unusable or outlier replies
-    # usable updates an anchored step left out of the aggregate without a penalty (suspect, backdoor filter)
-    left_out: set[str] = field(default_factory=set)
+    # usable updates the evidence rules left out of the aggregate as suspect, without a penalty yet
+    suspect: set[str] = field(default_factory=set)
     clipped: dict[str, float] = field(default_factory=dict)  # who -> factor its update was scaled by
     signed: dict[str, SignedUpdate] = field(default_factory=dict)  # who -> its signature on its update
     # who -> what it signed for this round, also for replies dropped for any reason (a verified round

@@ -411,11 +411,13 @@ class TrainRounds:
 def _left_out_scored_zero(
     raw: Mapping[str, float], scores: Mapping[str, int], screened: Screened
 ) -> tuple[dict[str, float], dict[str, int]]:
-    """The round's (raw, fixed-point) scores with 0 for every update an anchored step left out without a
-    penalty: it added nothing to the model, as a clipped update is credited only for the share that was
-    aggregated. Otherwise an attacker suspect every few rounds keeps full scores between and ends above
-    honest nodes in reputation. A score cannot suspend (Reputation.sol): an honest node left out now and
-    then loses standing, never its place. Not in verified rounds, whose validators re-derive every score
-    and cannot re-derive a suspicion (it needs the server's root set)."""
-    zero = sorted(screened.left_out - set(scores) - screened.penalized)
+    """The round's (raw, fixed-point) scores with 0 for every update the evidence rules left out as
+    suspect without a penalty yet: it added nothing to the model, as a clipped update is credited only for
+    the share that was aggregated; unscored, an attacker suspect every few rounds lost nothing in the
+    rounds it was caught (docs/left-out-scores.md). A score cannot suspend (Reputation.sol): an honest
+    node suspect now and then loses standing, never its place. Not the backdoor filter's exclusions: an
+    update outside g0's cluster is no evidence (honest ones are left out routinely), and scored 0 they left
+    an honest node one missed round from suspension. Not in verified rounds, whose validators re-derive
+    every score and cannot re-derive a suspicion (it needs the server's root set)."""
+    zero = sorted(screened.suspect - set(scores) - screened.penalized)
     return {**raw, **dict.fromkeys(zero, 0.0)}, {**scores, **dict.fromkeys(zero, 0)}

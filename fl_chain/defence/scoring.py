@@ -268,7 +268,7 @@ class ScoringPolicy:
     shapley_budget: int = 64
     seed: int = 0
     from_line: bool = True  # fltrust: measured from the round's suspect line (False: from 0, FLTrust's own)
-    left_out_zero: bool = True  # an update left out of the aggregate without a penalty scores 0
+    left_out_zero: bool = True  # an update left out as suspect (no penalty yet) scores 0
 
 
 def score_round(
