@@ -1,4 +1,4 @@
-"""Why an update left out of the aggregate scores 0 (scoring.left_out_zero, coordinator/train_round.py):
+"""Why an update left out of the aggregate scores 0 (scoring.left_out_zero, coordinator/round_scoring.py):
 the default defence with left-out updates unscored (their nodes' reputations untouched that round) and
 scored 0, side by side on the same runs. The periodic sign-flipper is left out in the rounds it flips
 while the model still learns (its flip is suspect then); unscored, its reputation stood still in them,

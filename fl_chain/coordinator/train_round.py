@@ -1,14 +1,13 @@
 """ChainStrategy's training round, both halves. `configure`: the nodes it may sample and the decoration of
 its messages (coordinator/round_sampling.py), the task id and parent round every message carries, the
 server's root training and the replies' early checks started. `aggregate`: the replies screened, judged
-against the server's root update, scored, aggregated by the wrapped strategy (or re-derivably, in a
-verified round), bounded, committed and reported."""
+against the server's root update, scored and aggregated by the wrapped strategy (or re-derivably, in a
+verified round: coordinator/round_scoring.py), bounded, committed and reported."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -29,16 +28,13 @@ from fl_chain.coordinator.policies import ChainOptions, rules_of
 from fl_chain.coordinator.reporting import round_report
 from fl_chain.coordinator.root_round import RootRound
 from fl_chain.coordinator.round_sampling import RoundSampling
-from fl_chain.coordinator.screening import (
-    Screened,
-    screen_replies,
-)
-from fl_chain.coordinator.strategy_aggregate import Aggregate, Model, aggregate_replies
+from fl_chain.coordinator.round_scoring import RoundScoring
+from fl_chain.coordinator.screening import Screened, screen_replies
+from fl_chain.coordinator.strategy_aggregate import Aggregate, Model
 from fl_chain.coordinator.verified_round import canonical_weights
 from fl_chain.defence.anchor import RootAnchor
 from fl_chain.defence.backdoor import noised
 from fl_chain.defence.influence import bound_step
-from fl_chain.defence.scoring import UPDATES_ONLY, score_round
 from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.model_bytes import hash_arrays
 from fl_chain.protocol.update_signing import RoundContext
@@ -83,6 +79,7 @@ class TrainRounds:
         # it landed, and the ledger refuses scores or charges for an inactive node (aggregate drops them).
         self._suspended_meanwhile: set[str] = set()
         self.sampling = RoundSampling(inner, gate, options)
+        self.scoring = RoundScoring(inner, self.policy, options.evaluation.validation_loss)
         self._selected: dict[int, str] = {}
         self._previous: Model = {}
         self._early: EarlyChecks | None = None  # this round's, from configure until screening reads it
@@ -175,13 +172,9 @@ class TrainRounds:
             canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
         )
         line = judged.line if judged is not None and self.policy.scoring.from_line else 0.0
-        (raw, scores), result = self._score_and_aggregate(
-            on_chain_round, screened, root, line, weights, seconds
+        (raw, scores), result = self.scoring.score_and_aggregate(
+            self._previous, on_chain_round, screened, root, line, weights, seconds
         )
-        if not result.aggregated:  # the wrapped strategy produced no model: nobody is credited for this round
-            scores, raw = {}, {}
-        elif self.policy.scoring.left_out_zero and not self.policy.verified:
-            raw, scores = _left_out_scored_zero(raw, scores, screened)
         model, step = self._finished(result, reference, on_chain_round)
         verified, digest = None, None
         if self.policy.verified:
@@ -242,54 +235,6 @@ class TrainRounds:
         posted = update_claims.posted_claims(self.committer.client, context.task, context.round)
         built, missed = verified_round.disclose_posted(built, posted, missed)
         return built, digest, missed
-
-    def _score_and_aggregate(
-        self,
-        on_chain_round: int,
-        screened: Screened,
-        root: np.ndarray | None,
-        line: float,
-        weights: dict[str, int] | None,
-        seconds: dict[str, float],
-    ) -> tuple[tuple[dict[str, float], dict[str, int]], Aggregate]:
-        """The round's scores (`_score`, fltrust's measured from `line`) and aggregate (`aggregate_replies`).
-        Scores that read only the settled updates are computed in a thread while the wrapped strategy
-        aggregates them: neither writes what the other reads, both are mostly numpy (which releases the
-        GIL), and the nodes are idle between rounds. Methods that evaluate models stay in line (a
-        strategy's aggregation may use the same model objects)."""
-        if self.policy.scoring.method not in UPDATES_ONLY:
-            scored = self._score(on_chain_round, screened, root, line, seconds)
-            return scored, aggregate_replies(self.inner, self._previous, on_chain_round, screened, weights)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-score") as pool:
-            scoring = pool.submit(self._score, on_chain_round, screened, root, line, seconds)
-            aggregated = aggregate_replies(self.inner, self._previous, on_chain_round, screened, weights)
-            return scoring.result(), aggregated
-
-    def _score(
-        self,
-        on_chain_round: int,
-        screened: Screened,
-        root: np.ndarray | None,
-        line: float,
-        seconds: dict[str, float],
-    ) -> tuple[dict[str, float], dict[str, int]]:
-        """The round's (raw, fixed-point) scores, its time noted in `seconds["score"]`; `line`: the
-        round's suspect line (fltrust scores are measured from it)."""
-        started = time.monotonic()
-        scored = score_round(
-            self.policy.scoring,
-            self._previous,
-            screened.updates,
-            screened.weights,
-            self.options.evaluation.validation_loss,
-            on_chain_round,
-            root,
-            screened.current_grams(),  # a Gram matrix of these updates is read, not the parameters again
-            line,
-            screened.clipped,
-        )
-        seconds["score"] = time.monotonic() - started
-        return scored
 
     def _screen(self, replies: Iterable[Message], gone: set[str], context: RoundContext) -> Screened:
         """Screen the replies; a node the previous round's overlapped commit suspended (`gone`, lowercase
@@ -406,18 +351,3 @@ class TrainRounds:
         if evidence is None or loss is None:
             return True
         return RootAnchor.improves(previous, root, loss, evidence.policy.min_root_improvement)
-
-
-def _left_out_scored_zero(
-    raw: Mapping[str, float], scores: Mapping[str, int], screened: Screened
-) -> tuple[dict[str, float], dict[str, int]]:
-    """The round's (raw, fixed-point) scores with 0 for every update the evidence rules left out as
-    suspect without a penalty yet: it added nothing to the model, as a clipped update is credited only for
-    the share that was aggregated; unscored, an attacker suspect every few rounds lost nothing in the
-    rounds it was caught (docs/left-out-scores.md). A score cannot suspend (Reputation.sol): an honest
-    node suspect now and then loses standing, never its place. Not the backdoor filter's exclusions: an
-    update outside g0's cluster is no evidence (honest ones are left out routinely), and scored 0 they left
-    an honest node one missed round from suspension. Not in verified rounds, whose validators re-derive
-    every score and cannot re-derive a suspicion (it needs the server's root set)."""
-    zero = sorted(screened.suspect - set(scores) - screened.penalized)
-    return {**raw, **dict.fromkeys(zero, 0.0)}, {**scores, **dict.fromkeys(zero, 0)}

@@ -1,0 +1,104 @@
+"""A training round's scores and its aggregate: the contribution scores the ledger records (`score_round`,
+measured from the round's suspect line when configured) computed beside the wrapped strategy's
+aggregation of the same settled updates, then what the round credits: nobody when the strategy produced
+no model, and 0 for an update the evidence rules left out as suspect (`scoring.left_out_zero`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.serverapp.strategy import Strategy
+
+from fl_chain.coordinator.policies import RoundPolicy
+from fl_chain.coordinator.screening import Screened
+from fl_chain.coordinator.strategy_aggregate import Aggregate, Model, aggregate_replies
+from fl_chain.defence.scoring import UPDATES_ONLY, score_round
+
+Scores = tuple[dict[str, float], dict[str, int]]  # (raw, fixed-point) per participant address
+
+
+@dataclass(frozen=True)
+class RoundScoring:
+    """Scores and aggregates the rounds of one ChainStrategy: `inner` is the wrapped strategy, `policy`
+    the round policy it runs, `validation_loss` the server's loss for the scoring methods that evaluate
+    models (None where there is none)."""
+
+    inner: Strategy
+    policy: RoundPolicy
+    validation_loss: Callable[[Model], float] | None
+
+    def score_and_aggregate(
+        self,
+        previous: Model,
+        on_chain_round: int,
+        screened: Screened,
+        root: np.ndarray | None,
+        line: float,
+        weights: dict[str, int] | None,
+        seconds: dict[str, float],
+    ) -> tuple[Scores, Aggregate]:
+        """The round's (raw, fixed-point) scores as the ledger credits them and its aggregate
+        (`aggregate_replies`, from `previous`; `weights`: a verified round's canonical ones). Scores that
+        read only the settled updates are computed in a thread while the wrapped strategy aggregates
+        them: neither writes what the other reads, both are mostly numpy (which releases the GIL), and the
+        nodes are idle between rounds. Methods that evaluate models stay in line (a strategy's
+        aggregation may use the same model objects). `line`: the round's suspect line (fltrust scores are
+        measured from it); the scoring time is noted in `seconds["score"]`."""
+        args = (previous, on_chain_round, screened, root, line, seconds)
+        if self.policy.scoring.method not in UPDATES_ONLY:
+            scored = self._score(*args)
+            result = aggregate_replies(self.inner, previous, on_chain_round, screened, weights)
+        else:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-score") as pool:
+                scoring = pool.submit(self._score, *args)
+                result = aggregate_replies(self.inner, previous, on_chain_round, screened, weights)
+                scored = scoring.result()
+        raw, scores = scored
+        if not result.aggregated:  # the wrapped strategy produced no model: nobody is credited for it
+            return ({}, {}), result
+        if self.policy.scoring.left_out_zero and not self.policy.verified:
+            return left_out_scored_zero(raw, scores, screened), result
+        return (raw, scores), result
+
+    def _score(
+        self,
+        previous: Model,
+        on_chain_round: int,
+        screened: Screened,
+        root: np.ndarray | None,
+        line: float,
+        seconds: dict[str, float],
+    ) -> Scores:
+        """The round's (raw, fixed-point) scores, its time noted in `seconds["score"]`."""
+        started = time.monotonic()
+        scored = score_round(
+            self.policy.scoring,
+            previous,
+            screened.updates,
+            screened.weights,
+            self.validation_loss,
+            on_chain_round,
+            root,
+            screened.current_grams(),  # a Gram matrix of these updates is read, not the parameters again
+            line,
+            screened.clipped,
+        )
+        seconds["score"] = time.monotonic() - started
+        return scored
+
+
+def left_out_scored_zero(raw: Mapping[str, float], scores: Mapping[str, int], screened: Screened) -> Scores:
+    """The round's (raw, fixed-point) scores with 0 for every update the evidence rules left out as
+    suspect without a penalty yet: it added nothing to the model, as a clipped update is credited only for
+    the share that was aggregated; unscored, an attacker suspect every few rounds lost nothing in the
+    rounds it was caught (docs/left-out-scores.md). A score cannot suspend (Reputation.sol): an honest
+    node suspect now and then loses standing, never its place. Not the backdoor filter's exclusions: an
+    update outside g0's cluster is no evidence (honest ones are left out routinely), and scored 0 they left
+    an honest node one missed round from suspension. Not in verified rounds, whose validators re-derive
+    every score and cannot re-derive a suspicion (it needs the server's root set)."""
+    zero = sorted(screened.suspect - set(scores) - screened.penalized)
+    return {**raw, **dict.fromkeys(zero, 0.0)}, {**scores, **dict.fromkeys(zero, 0)}
