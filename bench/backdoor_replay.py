@@ -5,9 +5,12 @@ Rules: none; FLTrust's trust-weighted aggregate (defence/trust.py); FLAME-style 
 cluster of the updates by cosine distance, clipped to the median norm, no noise); flchain's filter
 (defence/backdoor.py: g0's cluster, HDBSCAN's noise joining its nearest neighbour's cluster, clipped).
 Per cell: final accuracy, attack success rate, honest and attacking updates left out.
-Writes docs/backdoor-replay.md and .json.
+Writes docs/backdoor-replay.md and .json (10 rounds, those four rules).
+Also (--rules, --rounds 30 -> docs/backdoor-replay-30-rounds.md/.json): the filter with
+scoring.backdoor_history (g0's cluster of the nodes' summed unit updates, defence/backdoor.py's
+DirectionHistory) and Flower's coordinate-wise FedTrimmedAvg (beta 0.2, 0.3) and FedMedian.
 Usage: .venv/bin/python bench/backdoor_replay.py [--splits IID "Dir 0.3" "Dir 0.1"] [--seed 0]
-       (about 1 s per cell)
+       [--rounds 30 --rules ...]   (about 1 s per cell and 10 rounds)
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fl_chain.defence.backdoor import clip_factors, hdbscan_labels, median_norm, root_cluster  # noqa: E402
+from fl_chain.defence.backdoor import (  # noqa: E402
+    DirectionHistory,
+    clip_factors,
+    hdbscan_labels,
+    median_norm,
+    root_cluster,
+)
 from fl_chain.defence.gram import vector_gram  # noqa: E402
 from fl_chain.defence.trust import trust_weighted_delta  # noqa: E402
 from fl_chain.defence.vectors import flat_delta, previous_vector, unflatten  # noqa: E402
@@ -73,15 +82,49 @@ def _flchain(deltas: Deltas, sizes: dict[int, int], root: np.ndarray) -> tuple[s
     return kept, _clipped_mean(deltas, kept)
 
 
-RULES: dict[str, Rule] = {
-    "none": _none,
-    "FLTrust weighting": _fltrust,
-    "FLAME-style (largest cluster)": _flame,
-    "flchain filter (g0's cluster)": _flchain,
+def _trimmed(beta: float) -> Rule:
+    """Flower's FedTrimmedAvg (`trim_mean` per coordinate, `beta` cut from each end) over the updates:
+    the same as over the models, each being previous + update."""
+    from flwr.serverapp.strategy.fedtrimmedavg import trim_mean
+
+    def rule(deltas: Deltas, sizes: dict[int, int], root: np.ndarray) -> tuple[set[int], np.ndarray]:
+        return set(deltas), np.asarray(trim_mean(np.stack(list(deltas.values())), beta))
+
+    return rule
+
+
+def _median(deltas: Deltas, sizes: dict[int, int], root: np.ndarray) -> tuple[set[int], np.ndarray]:
+    """Flower's FedMedian: the coordinate-wise median."""
+    return set(deltas), np.median(np.stack(list(deltas.values())), axis=0)
+
+
+def _flchain_history() -> Rule:
+    """flchain's filter with scoring.backdoor_history: g0's cluster of the nodes' summed unit updates
+    (defence/backdoor.py's DirectionHistory, the same code), clipped as the filter clips."""
+    history = DirectionHistory()
+
+    def rule(deltas: Deltas, sizes: dict[int, int], root: np.ndarray) -> tuple[set[int], np.ndarray]:
+        arrays = {str(w): {"w": d} for w, d in deltas.items()}
+        kept = {int(w) for w in root_cluster(history.add(arrays, {"w": np.zeros_like(root)}, root))}
+        return kept, _clipped_mean(deltas, kept)
+
+    return rule
+
+
+# name -> a new rule for each run (the history rule keeps state across a run's rounds)
+RULES: dict[str, Callable[[], Rule]] = {
+    "none": lambda: _none,
+    "FLTrust weighting": lambda: _fltrust,
+    "FLAME-style (largest cluster)": lambda: _flame,
+    "flchain filter (g0's cluster)": lambda: _flchain,
+    "flchain filter, history": _flchain_history,
+    "FedTrimmedAvg (beta 0.2)": lambda: _trimmed(0.2),
+    "FedTrimmedAvg (beta 0.3)": lambda: _trimmed(0.3),
+    "FedMedian": lambda: _median,
 }
 
 
-def run(attack: str, rule: Rule, split: str, seed: int) -> dict:
+def run(attack: str, rule: Rule, split: str, seed: int, rounds: int = ROUNDS) -> dict:
     """One replayed run: accuracy, ASR and updates left out."""
     import torch
 
@@ -99,7 +142,7 @@ def run(attack: str, rule: Rule, split: str, seed: int) -> dict:
         train(model, x, y, epochs=EPOCHS, lr=LR, batch_size=BATCH, seed=s)
         return flat_delta(get_arrays(model), current)
 
-    for rnd in range(1, ROUNDS + 1):
+    for rnd in range(1, rounds + 1):
         root = trained(xv, yv, rnd)
         deltas, sizes = {}, {}
         for i, (x, y) in enumerate(data):
@@ -129,12 +172,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rules", nargs="+", default=list(RULES)[:4], choices=list(RULES))
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
     lines = [
-        f"# Backdoor defences replayed in process (10 nodes, 3 attackers, {ROUNDS} rounds, seed {args.seed}; "
-        "bench/backdoor_replay.py)",
+        f"# Backdoor defences replayed in process (10 nodes, 3 attackers, {args.rounds} rounds, "
+        f"seed {args.seed}; bench/backdoor_replay.py)",
         "",
         "accuracy / ASR / honest updates left out (of 100 clean, 70 attacked) per cell",
         "",
@@ -143,16 +188,18 @@ def main() -> None:
     ]
     results = []
     for split in args.splits:
-        for name, rule in RULES.items():
+        for name in args.rules:
             cells = []
             for attack in ATTACKS:
-                r = run(attack, rule, split, args.seed) | {"split": split, "rule": name, "attack": attack}
+                r = run(attack, RULES[name](), split, args.seed, args.rounds)
+                r |= {"split": split, "rule": name, "attack": attack}
                 results.append(r)
                 cells.append(f"{100 * r['accuracy']:.1f} / {100 * r['asr']:.1f} / {r['honest']}")
             lines.append(f"| {split} | {name} | " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
-    (args.out / "backdoor-replay.json").write_text(json.dumps(results, indent=1))
-    (args.out / "backdoor-replay.md").write_text("\n".join(lines) + "\n")
+    name = "backdoor-replay" if args.rounds == ROUNDS else f"backdoor-replay-{args.rounds}-rounds"
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ DEFENCES = (
     "MultiKrum",
     "anchored + backdoor filter",
 )
-DEFENCES += ("Bulyan",)
+DEFENCES += ("Bulyan", "anchored + backdoor filter (history)")
 console = Console()
 
 
@@ -129,8 +129,9 @@ def configure(
         config.scoring.clip_ratio = 2.0
     if defence == "anchored + trust":
         config.federation.aggregation = "trust"
-    if defence == "anchored + backdoor filter":  # the default plus defence/backdoor.py's root-cluster filter
+    if defence.startswith("anchored + backdoor filter"):  # the default plus defence/backdoor.py's filter
         config.scoring.backdoor_filter = True
+        config.scoring.backdoor_history = defence.endswith("(history)")
     return config, params
 
 

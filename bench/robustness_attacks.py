@@ -38,6 +38,7 @@ SPLITS = ("IID", "Dir 0.3", "Dir 0.1")
 CLEAN_SPLITS = ("IID", "Dir 1.0", "Dir 0.3", "Dir 0.1", "shards")
 # flchain's default, its FLTrust-style trust aggregation, its FLAME-style backdoor filter, undefended FedAvg
 DEFENCES = ("anchored (default)", "anchored + trust", "anchored + backdoor filter", "none")
+DEFENCES += ("anchored + backdoor filter (history)",)
 FAMILIES = ("BadNets", "DBA", "Min-Max (std)", "Min-Sum (std)", "PoisonedFL", "adaptive (inside thresholds)")
 Cell = tuple[str, str, str, float, int, int, int]  # defence, data, attack, fraction, seed, epochs, clients
 
@@ -53,6 +54,13 @@ def cells(only: str, seeds: list[int]) -> list[Cell]:
             for seed in seeds
         ]
         out += [("none", data, "none", 0.0, seed, 3, 10) for data in CLEAN_SPLITS for seed in seeds]
+        # what the opt-in backdoor filters cost a clean run (they leave honest updates out)
+        out += [
+            (defence, data, "none", 0.0, seed, 3, 10)
+            for defence in ("anchored + backdoor filter", "anchored + backdoor filter (history)")
+            for data in CLEAN_SPLITS
+            for seed in seeds
+        ]
     if only in ("", "attacks"):
         attacks = [*ATTACKS_25, "ALIE", "IPM", "sign-flip"]
         out += [

@@ -112,6 +112,9 @@ class ScoringSection:
     # cluster, clipped to the round's median norm (verified rounds: excluded only, never clipped)
     backdoor_filter: bool = False  # leave updates outside the root update's cluster out (no penalty)
     backdoor_noise: float = 0.0  # FLAME's lambda: noise std on the aggregate, x the median norm (0: off)
+    # with the filter: cluster each node's history of update directions (the sum of its unit updates) with
+    # g0's, not the round's updates alone (late rounds; one model-sized float32 vector per node in memory)
+    backdoor_history: bool = False
 
 
 @dataclass
@@ -298,6 +301,11 @@ def _validate_scoring(config: RunConfig, source: str) -> None:
         )
     if sc.claim_cap < 0:
         raise FlchainError(f"{source}: field 'scoring.claim_cap': expected >= 0 (0: off), got {sc.claim_cap}")
+    if sc.backdoor_history and not sc.backdoor_filter:
+        raise FlchainError(
+            f"{source}: field 'scoring.backdoor_history': expected false unless "
+            "scoring.backdoor_filter = true (it is how the filter clusters)"
+        )
     for name in ("clip_ratio", "step_ratio", "median_clip", "backdoor_noise"):
         if getattr(sc, name) < 0:
             raise FlchainError(

@@ -17,6 +17,7 @@ from fl_chain.coordinator.screening import Screened
 from fl_chain.defence import gram
 from fl_chain.defence.backdoor import (
     BackdoorPolicy,
+    DirectionHistory,
     clip_factors,
     median_norm,
     noise_vector,
@@ -148,6 +149,54 @@ def test_filter_leaves_the_backdoor_out_without_penalty_and_clips_what_it_keeps(
     assert float(np.linalg.norm(sent)) == pytest.approx(bound, rel=1e-5)
 
 
+def _late_rounds(rounds: int, seed: int = 0) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Rounds late in a run, constructed: 7 honest updates that are mostly noise around a small share of
+    g0's direction, 3 colluders sending one shared direction orthogonal to g0 (a backdoor's) with a little
+    noise each, and g0 itself noisy. Yields (updates, g0) per round."""
+    rng = np.random.default_rng(seed)
+    dim = 64
+    towards, shared = np.eye(dim)[0], np.eye(dim)[1]
+    for _ in range(rounds):
+        updates = {f"h{i}": 0.25 * towards + rng.normal(0, dim**-0.5, dim) for i in range(7)}
+        updates |= {f"b{i}": shared + rng.normal(0, 0.6 * dim**-0.5, dim) for i in range(3)}
+        yield updates, towards + rng.normal(0, dim**-0.5, dim)
+
+
+def test_the_history_filter_keeps_colluders_out_where_one_round_cannot_tell() -> None:
+    """Late in a run one round's clustering lets the colluders in (their few consistent updates are the
+    densest core HDBSCAN finds), in 6 of these 12 rounds; clustering each node's summed unit updates with
+    g0's keeps every honest node from the third round on and never a colluder."""
+    previous = {"w": np.zeros(64, np.float32)}
+    history = DirectionHistory()
+    honest, colluders = {f"h{i}" for i in range(7)}, {"b0", "b1", "b2"}
+    one_round_let_in = 0
+    for rnd, (updates, root) in enumerate(_late_rounds(12)):
+        one_round_let_in += colluders <= root_cluster(vector_gram(updates, root))
+        arrays = {who: {"w": u.astype(np.float32)} for who, u in updates.items()}
+        kept = root_cluster(history.add(arrays, previous, root))
+        assert not kept & colluders, rnd
+        if rnd >= 2:
+            assert kept == honest, rnd
+    assert one_round_let_in == 6
+    assert set(history.nodes) == honest | colluders and history.root is not None
+
+
+def test_filter_backdoors_with_a_history_drops_by_the_history_and_clips_by_the_round() -> None:
+    """filter_backdoors with `history`: this round's updates join the history first, the nodes outside
+    g0's history cluster are dropped (a reason that says so, no penalty), and what is kept is clipped to
+    this round's median norm as without it."""
+    previous = {"w": np.zeros(64, np.float32)}
+    history = DirectionHistory()
+    for updates, root in _late_rounds(3):
+        screened, verified = _screened(updates)
+        bound = filter_backdoors(screened, verified, root, previous, history=history)
+    assert set(screened.dropped) == {"b0", "b1", "b2"} and not screened.penalized
+    assert all("history cluster (backdoor filter)" in why for why in screened.dropped.values())
+    assert set(screened.updates) == {f"h{i}" for i in range(7)} and len(screened.accepted) == 7
+    norms = sorted(float(np.linalg.norm(u)) for u in updates.values())
+    assert bound == pytest.approx((norms[4] + norms[5]) / 2, rel=1e-5)  # the median of all ten, as sent
+
+
 def test_noise_is_refused_in_verified_rounds_and_bad_settings_are_one_line_errors() -> None:
     noisy = RoundPolicy(verified=True, backdoor=BackdoorPolicy(True, 0.01))
     with pytest.raises(FlchainError, match="noise cannot be re-derived"):
@@ -157,6 +206,10 @@ def test_noise_is_refused_in_verified_rounds_and_bad_settings_are_one_line_error
     config = RunConfig()
     config.scoring.backdoor_noise = -1.0
     with pytest.raises(FlchainError, match=r"scoring\.backdoor_noise"):
+        validate(config, "flchain.toml")
+    config = RunConfig()
+    config.scoring.backdoor_history = True  # without the filter it clusters nothing
+    with pytest.raises(FlchainError, match=r"scoring\.backdoor_history"):
         validate(config, "flchain.toml")
     config = RunConfig()
     config.scoring.evidence_long_needed = 13  # more than the 12 remembered

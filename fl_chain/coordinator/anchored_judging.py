@@ -22,6 +22,7 @@ from fl_chain.coordinator.anchored_steps import (
 from fl_chain.coordinator.policies import RoundPolicy
 from fl_chain.coordinator.screening import Screened
 from fl_chain.defence.anchor import RootAnchor
+from fl_chain.defence.backdoor import DirectionHistory
 from fl_chain.defence.evidence import EvidenceBook, LabelCosine
 from fl_chain.defence.gram import ROOT, DeltaGram
 
@@ -48,10 +49,12 @@ def judge_with_root(
     admitted: Mapping[int, str],
     previous: Mapping[str, np.ndarray],
     seconds: dict[str, float],
+    history: DirectionHistory | None = None,
 ) -> Judged:
     """Run the anchored steps on `screened` in place (see the module docstring). `directions`: whether
     g0's direction is evidence this round (RootAnchor.improves); `admitted`: node id -> address;
-    `seconds`: the round's time split (the Gram pass's is noted as "gram")."""
+    `seconds`: the round's time split (the Gram pass's is noted as "gram"); `history`: the run's
+    DirectionHistory when the backdoor filter clusters the nodes' histories (policy.backdoor.history)."""
     clipping = policy.influence.clip_ratio > 0
     # a verified round's validators accept no clip its on-chain rules do not declare; the backdoor
     # filter clips to the median itself
@@ -79,7 +82,7 @@ def judge_with_root(
     noise_bound = 0.0
     if policy.backdoor.enabled:  # a verified round only leaves updates out (its rules declare no clip)
         noise_bound = filter_backdoors(
-            screened, admitted, root, previous, clip=not policy.verified, gram=gram
+            screened, admitted, root, previous, clip=not policy.verified, gram=gram, history=history
         )
     return Judged(reference, noise_bound, line)
 

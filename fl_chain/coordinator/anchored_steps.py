@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from fl_chain.coordinator.screening import Screened
-from fl_chain.defence.backdoor import clip_factors, median_norm, root_cluster
+from fl_chain.defence.backdoor import DirectionHistory, clip_factors, median_norm, root_cluster
 from fl_chain.defence.derivation import clip_update
 from fl_chain.defence.evidence import EvidenceBook, LabelCosine, Reference
 from fl_chain.defence.gram import DeltaGram, delta_gram
@@ -101,17 +101,24 @@ def filter_backdoors(
     previous: Mapping[str, np.ndarray],
     clip: bool = True,
     gram: DeltaGram | None = None,
+    history: DirectionHistory | None = None,
 ) -> float:
     """The backdoor filter (defence/backdoor.py): updates outside g0's cluster leave this round's
     aggregate without a penalty; with `clip`, those kept are clipped to the round's median update norm
     (the factor joins any earlier clip's in `out.clipped`). A verified round passes `clip` False: its
     validators accept disclosed exclusions but only the clipping the task's on-chain rules declare.
-    `gram`: the round's (round_gram), if computed. Returns the clipping bound (the noise scale)."""
+    `gram`: the round's (round_gram), if computed; `history`: the run's DirectionHistory, if the filter
+    clusters the nodes' histories (this round's updates are added to it first). Returns the clipping
+    bound (the noise scale)."""
     current = _current(out, previous, root, gram)
-    keep = root_cluster(current)
+    if history is not None:
+        keep = root_cluster(history.add(out.updates, previous, root))
+        where = "the root update's history cluster"
+    else:
+        keep, where = root_cluster(current), "the root update's cluster"
     bound = median_norm(current)
     for who in set(current.members) - keep:
-        out.dropped[who] = "excluded: outside the root update's cluster (backdoor filter)"
+        out.dropped[who] = f"excluded: outside {where} (backdoor filter)"
         del out.updates[who], out.weights[who]
     factors = clip_factors(current, keep, bound) if clip else {}
     _apply_clips(out, verified, previous, factors)

@@ -151,7 +151,7 @@ def round_policy(config: RunConfig) -> RoundPolicy:
         influence=InfluencePolicy(
             sc.clip_ratio, sc.step_ratio, 0.0 if config.federation.aggregation == "trust" else sc.median_clip
         ),
-        backdoor=BackdoorPolicy(sc.backdoor_filter, sc.backdoor_noise),
+        backdoor=BackdoorPolicy(sc.backdoor_filter, sc.backdoor_noise, sc.backdoor_history),
         scoring=ScoringPolicy(sc.method, sc.shapley_budget, config.task.seed, sc.from_line, sc.left_out_zero),
         round_seconds=config.selection.round_seconds,
         batch_size=config.task.batch_size,

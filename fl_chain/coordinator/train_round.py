@@ -33,7 +33,7 @@ from fl_chain.coordinator.screening import Screened, screen_replies
 from fl_chain.coordinator.strategy_aggregate import Aggregate, Model
 from fl_chain.coordinator.verified_round import canonical_weights
 from fl_chain.defence.anchor import RootAnchor
-from fl_chain.defence.backdoor import noised
+from fl_chain.defence.backdoor import DirectionHistory, noised
 from fl_chain.defence.influence import bound_step
 from fl_chain.protocol.ledger_mode import LedgerMode
 from fl_chain.protocol.model_bytes import hash_arrays
@@ -95,6 +95,8 @@ class TrainRounds:
             or self.policy.backdoor.enabled
         )
         self._noise_bound = 0.0  # this round's backdoor-filter clipping bound (the noise scale)
+        backdoor = self.policy.backdoor
+        self._history = DirectionHistory() if backdoor.enabled and backdoor.history else None
         self._root = RootRound(options.evaluation.root, needed, self._directions_count)
 
     # ---------------------------------------------------------------- configure
@@ -291,6 +293,7 @@ class TrainRounds:
             self.gate.admitted,
             self._previous,
             seconds,
+            self._history,
         )
         self._noise_bound = judged.noise_bound
         return root, judged

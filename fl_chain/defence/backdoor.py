@@ -12,7 +12,14 @@ of honest replies: with a majority of attackers in one cluster, g0 is noise to i
 cluster, the attackers', is kept. Measured in docs/attacks.md.
 
 Clustering and clipping need only the updates' norms and cosines, read from the round's Gram matrix
-(defence/gram.py), and the noise is added a block at a time: no model-sized vector per update."""
+(defence/gram.py), and the noise is added a block at a time: no model-sized vector per update.
+
+With `history` (DirectionHistory) the clustering reads each node's history of update directions instead
+of its update alone: the sum of its unit updates over the rounds it sent one, beside the sum of g0's.
+Late in a run one round cannot tell a backdoor from an honest update (both nearly orthogonal to g0, and
+HDBSCAN's densest core is then the colluders' few, consistent updates); summed over rounds, honest noise
+averages out and the colluders' shared direction stands apart (FoolsGold's observation, Fung et al., RAID
+2020, here anchored in g0's history as the rest of the filter is in g0). Measured in docs/attacks.md."""
 
 from __future__ import annotations
 
@@ -22,18 +29,50 @@ from dataclasses import dataclass
 import numpy as np
 
 from fl_chain.defence import gram as _gram
-from fl_chain.defence.gram import ROOT, DeltaGram
+from fl_chain.defence.gram import ROOT, DeltaGram, vector_gram
+from fl_chain.defence.vectors import flat_delta
 
 Arrays = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
 class BackdoorPolicy:
-    """`enabled`: filter and clip each round; `noise`: FLAME's lambda (0: no noise). Off by default: it
-    leaves honest updates out too, which costs accuracy on non-IID data (docs/attacks.md)."""
+    """`enabled`: filter and clip each round; `noise`: FLAME's lambda (0: no noise); `history`: cluster
+    each node's history of update directions (DirectionHistory) rather than the round's updates. Off by
+    default: it leaves honest updates out too, which costs accuracy on non-IID data (docs/attacks.md)."""
 
     enabled: bool = False
     noise: float = 0.0
+    history: bool = False
+
+
+class DirectionHistory:
+    """Per node, the sum of its unit updates over the rounds it sent one, and the sum of g0's unit
+    updates over every round (float32, one model-sized vector per node and one for g0: the memory this
+    option costs). Keyed by participant address; a resumed run starts a new history."""
+
+    def __init__(self) -> None:
+        """An empty history."""
+        self.nodes: dict[str, np.ndarray] = {}
+        self.root: np.ndarray | None = None
+
+    def add(self, updates: Mapping[str, Arrays], previous: Arrays, root: np.ndarray) -> DeltaGram:
+        """Add this round's updates (who -> arrays, read against `previous`) and g0 (`root`, flat), and
+        return the Gram matrix of the histories of the nodes in `updates` with g0's as ROOT. A zero update
+        adds nothing (it has no direction)."""
+        for who, arrays in updates.items():
+            delta = flat_delta(arrays, previous)
+            norm = float(np.linalg.norm(delta))
+            if norm > 0:
+                unit = (delta / norm).astype(np.float32)
+                self.nodes[who] = self.nodes[who] + unit if who in self.nodes else unit
+        root_norm = float(np.linalg.norm(root))
+        if root_norm > 0:
+            unit = (np.asarray(root, np.float64).reshape(-1) / root_norm).astype(np.float32)
+            self.root = unit if self.root is None else self.root + unit
+        size = np.size(root)
+        rows = {w: self.nodes.get(w, np.zeros(size, np.float32)) for w in updates}
+        return vector_gram(rows, self.root if self.root is not None else np.zeros(size, np.float32))
 
 
 def root_cluster(gram: DeltaGram) -> set[str]:
