@@ -18,6 +18,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from fl_chain.chain import ledger
 from fl_chain.config import RunConfig
+from fl_chain.coordinator import round_scoring
 from fl_chain.coordinator.ledger_session import LedgerSession
 from fl_chain.coordinator.strategy import ChainStrategy
 from fl_chain.errors import FlchainError
@@ -92,6 +93,20 @@ def commit_threads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
     return seen
 
 
+@pytest.fixture()
+def score_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The thread that computed each round's scores."""
+    seen: list[str] = []
+    real = round_scoring.score_round
+
+    def noting(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(round_scoring, "score_round", noting)
+    return seen
+
+
 def _recorded(entries: list, addresses: list[str]) -> list[str]:
     """The round reports as text, without what differs between any two runs (transaction, gas, timings)
     and with the nodes' addresses replaced by their order."""
@@ -109,14 +124,19 @@ def _recorded(entries: list, addresses: list[str]) -> list[str]:
 
 
 def test_overlapped_commits_record_exactly_what_synchronous_ones_do(
-    chain: LocalChain, tmp_path: Path, commit_threads: list[tuple[int, str]]
+    chain: LocalChain, tmp_path: Path, commit_threads: list[tuple[int, str]], score_threads: list[str]
 ) -> None:
+    """Round r's commit, and its scores (they change neither the model nor round r+1's start), are made
+    while round r+1 trains; the ledger and the reports hold exactly what a synchronous run's do."""
     overlapped, entries, nodes = _run(chain, tmp_path / "store", overlap=True)
     in_background = [r for r, thread in commit_threads if thread.startswith("flchain-commit")]
     assert in_background == list(range(1, ROUNDS + 1))  # every training round's commit overlapped
+    assert len(score_threads) == ROUNDS and all(t.startswith("flchain-commit") for t in score_threads)
     commit_threads.clear()
+    score_threads.clear()
     synchronous, plain_entries, plain_nodes = _run(chain, tmp_path / "store", overlap=False)
     assert all(thread == "MainThread" for _, thread in commit_threads)
+    assert len(score_threads) == ROUNDS and not any(t.startswith("flchain-commit") for t in score_threads)
     client = chain.client
     hashes = [ledger.get_round(client, overlapped.committer.task, r).model_hash for r in range(ROUNDS + 1)]
     assert hashes == [
@@ -124,6 +144,8 @@ def test_overlapped_commits_record_exactly_what_synchronous_ones_do(
     ]
     assert _recorded(entries, nodes) == _recorded(plain_entries, plain_nodes)
     assert len(_recorded(entries, nodes)) == ROUNDS + 1
+    scored = [e.scores for e in entries if isinstance(e, RoundReport) and e.scores]
+    assert len(scored) == ROUNDS and all(len(s) == 2 for s in scored)  # both nodes scored every round
 
 
 def test_a_failed_commit_stops_the_run_before_the_next_round_is_used_or_committed(

@@ -1,7 +1,8 @@
 """A training round's scores and its aggregate: the contribution scores the ledger records (`score_round`,
-measured from the round's suspect line when configured) computed beside the wrapped strategy's
-aggregation of the same settled updates, then what the round credits: nobody when the strategy produced
-no model, and 0 for an update the evidence rules left out as suspect (`scoring.left_out_zero`)."""
+measured from the round's suspect line when configured), computed beside the wrapped strategy's
+aggregation of the same settled updates or, in a plain round whose commit overlaps the next round, in
+that commit's job (`credited`), then what the round credits: nobody when the strategy produced no model,
+and 0 for an update the evidence rules left out as suspect (`scoring.left_out_zero`)."""
 
 from __future__ import annotations
 
@@ -41,28 +42,59 @@ class RoundScoring:
         weights: dict[str, int] | None,
         seconds: dict[str, float],
     ) -> tuple[Scores, Aggregate]:
-        """The round's (raw, fixed-point) scores as the ledger credits them and its aggregate
-        (`aggregate_replies`, from `previous`; `weights`: a verified round's canonical ones). Scores that
-        read only the settled updates are computed in a thread while the wrapped strategy aggregates
-        them: neither writes what the other reads, both are mostly numpy (which releases the GIL), and the
+        """The round's (raw, fixed-point) scores as the ledger credits them (`credited`) and its aggregate
+        (`aggregate`, from `previous`; `weights`: a verified round's canonical ones). Scores that read
+        only the settled updates are computed in a thread while the wrapped strategy aggregates them:
+        neither writes what the other reads, both are mostly numpy (which releases the GIL), and the
         nodes are idle between rounds. Methods that evaluate models stay in line (a strategy's
         aggregation may use the same model objects). `line`: the round's suspect line (fltrust scores are
         measured from it); the scoring time is noted in `seconds["score"]`."""
         args = (previous, on_chain_round, screened, root, line, seconds)
-        if self.policy.scoring.method not in UPDATES_ONLY:
+        if not self.deferrable():
             scored = self._score(*args)
-            result = aggregate_replies(self.inner, previous, on_chain_round, screened, weights)
+            result = self.aggregate(previous, on_chain_round, screened, weights)
         else:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-score") as pool:
                 scoring = pool.submit(self._score, *args)
-                result = aggregate_replies(self.inner, previous, on_chain_round, screened, weights)
+                result = self.aggregate(previous, on_chain_round, screened, weights)
                 scored = scoring.result()
-        raw, scores = scored
-        if not result.aggregated:  # the wrapped strategy produced no model: nobody is credited for it
-            return ({}, {}), result
+        return self._credit(scored, screened, result), result
+
+    def deferrable(self) -> bool:
+        """Whether the scores read only the settled updates (not models), so they may be computed apart
+        from the aggregation: beside it, or after it, with the round's overlapped commit."""
+        return self.policy.scoring.method in UPDATES_ONLY
+
+    def aggregate(
+        self, previous: Model, on_chain_round: int, screened: Screened, weights: dict[str, int] | None
+    ) -> Aggregate:
+        """The wrapped strategy's aggregate of the screened replies (`aggregate_replies`)."""
+        return aggregate_replies(self.inner, previous, on_chain_round, screened, weights)
+
+    def credited(
+        self,
+        previous: Model,
+        on_chain_round: int,
+        screened: Screened,
+        root: np.ndarray | None,
+        line: float,
+        seconds: dict[str, float],
+        result: Aggregate,
+    ) -> Scores:
+        """The round's scores as the ledger credits them, for a round whose aggregate `result` is
+        already made (the overlapped commit computes them while the next round trains: `deferrable`)."""
+        return self._credit(
+            self._score(previous, on_chain_round, screened, root, line, seconds), screened, result
+        )
+
+    def _credit(self, scored: Scores, screened: Screened, result: Aggregate) -> Scores:
+        """What the round credits of `scored`: nobody when the wrapped strategy produced no model, and 0
+        for an update the evidence rules left out as suspect (`scoring.left_out_zero`)."""
+        if not result.aggregated:
+            return {}, {}
         if self.policy.scoring.left_out_zero and not self.policy.verified:
-            return left_out_scored_zero(raw, scores, screened), result
-        return (raw, scores), result
+            return left_out_scored_zero(*scored, screened)
+        return scored
 
     def _score(
         self,

@@ -174,9 +174,16 @@ class TrainRounds:
             canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
         )
         line = judged.line if judged is not None and self.policy.scoring.from_line else 0.0
-        (raw, scores), result = self.scoring.score_and_aggregate(
-            self._previous, on_chain_round, screened, root, line, weights, seconds
-        )
+        overlaps, previous = self._overlaps(), self._previous
+        # A plain round's scores change neither its model nor the next round's start: with the commit
+        # overlapped they are computed in its job, off the critical path, when they read only the updates.
+        later = overlaps and not self.policy.verified and self.scoring.deferrable()
+        if later:
+            result, raw, scores = self.scoring.aggregate(previous, on_chain_round, screened, weights), {}, {}
+        else:
+            (raw, scores), result = self.scoring.score_and_aggregate(
+                previous, on_chain_round, screened, root, line, weights, seconds
+            )
         model, step = self._finished(result, reference, on_chain_round)
         verified, digest = None, None
         if self.policy.verified:
@@ -187,7 +194,11 @@ class TrainRounds:
         refused = dict(self.gate.round_refused)
         known = sorted(set(self.gate.known.values()))
 
-        def commit_and_report() -> None:
+        def commit_and_report(raw: dict[str, float], scores: dict[str, int]) -> None:
+            if later:
+                raw, scores = self.scoring.credited(
+                    previous, on_chain_round, screened, root, line, seconds, result
+                )
             commit = self.committer.commit(
                 on_chain_round, model, scores, missed, sorted(screened.penalized), verified, digest
             )
@@ -195,10 +206,10 @@ class TrainRounds:
             seen = (fields, refused, known)
             self._report(on_chain_round, screened, raw, scores, missed, commit, seen, step, seconds)
 
-        if self._overlaps():
-            self.commits.submit(commit_and_report)  # round r+1 samples and trains while it is mined
+        if overlaps:
+            self.commits.submit(lambda: commit_and_report(raw, scores))  # round r+1 trains meanwhile
         else:
-            commit_and_report()
+            commit_and_report(raw, scores)
         return record, result.metrics
 
     def _finished(
