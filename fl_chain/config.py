@@ -112,8 +112,9 @@ class ScoringSection:
     # cluster, clipped to the round's median norm (verified rounds: excluded only, never clipped)
     backdoor_filter: bool = False  # leave updates outside the root update's cluster out (no penalty)
     backdoor_noise: float = 0.0  # FLAME's lambda: noise std on the aggregate, x the median norm (0: off)
-    # with the filter: cluster each node's history of update directions (the sum of its unit updates) with
-    # g0's, not the round's updates alone (late rounds; one model-sized float32 vector per node in memory)
+    # experimental, with the filter: cluster each node's history of update directions (the sum of its unit
+    # updates) with g0's, not the round's updates alone (one model-sized float32 vector per node in memory).
+    # Over three seeds no better than the filter alone, and costlier on clean non-IID runs (docs/attacks.md)
     backdoor_history: bool = False
 
 
