@@ -23,6 +23,20 @@ Scores = tuple[dict[str, float], dict[str, int]]  # (raw, fixed-point) per parti
 
 
 @dataclass(frozen=True)
+class ScoreInputs:
+    """What a round's scores read: the model the round trained from (`previous`), its on-chain round, its
+    screened replies, g0 (`root`, flat; None without a root set), its suspect line (fltrust scores are
+    measured from it) and its time split (`seconds`, where the scoring time is noted as "score")."""
+
+    previous: Model
+    on_chain_round: int
+    screened: Screened
+    root: np.ndarray | None
+    line: float
+    seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
 class RoundScoring:
     """Scores and aggregates the rounds of one ChainStrategy: `inner` is the wrapped strategy, `policy`
     the round policy it runs, `validation_loss` the server's loss for the scoring methods that evaluate
@@ -33,59 +47,37 @@ class RoundScoring:
     validation_loss: Callable[[Model], float] | None
 
     def score_and_aggregate(
-        self,
-        previous: Model,
-        on_chain_round: int,
-        screened: Screened,
-        root: np.ndarray | None,
-        line: float,
-        weights: dict[str, int] | None,
-        seconds: dict[str, float],
+        self, inputs: ScoreInputs, weights: dict[str, int] | None
     ) -> tuple[Scores, Aggregate]:
         """The round's (raw, fixed-point) scores as the ledger credits them (`credited`) and its aggregate
-        (`aggregate`, from `previous`; `weights`: a verified round's canonical ones). Scores that read
-        only the settled updates are computed in a thread while the wrapped strategy aggregates them:
-        neither writes what the other reads, both are mostly numpy (which releases the GIL), and the
-        nodes are idle between rounds. Methods that evaluate models stay in line (a strategy's
-        aggregation may use the same model objects). `line`: the round's suspect line (fltrust scores are
-        measured from it); the scoring time is noted in `seconds["score"]`."""
-        args = (previous, on_chain_round, screened, root, line, seconds)
+        (`aggregate`; `weights`: a verified round's canonical ones). Scores that read only the settled
+        updates are computed in a thread while the wrapped strategy aggregates them: neither writes what
+        the other reads, both are mostly numpy (which releases the GIL), and the nodes are idle between
+        rounds. Methods that evaluate models stay in line (a strategy's aggregation may use the same
+        model objects)."""
         if not self.deferrable():
-            scored = self._score(*args)
-            result = self.aggregate(previous, on_chain_round, screened, weights)
+            scored = self._score(inputs)
+            result = self.aggregate(inputs, weights)
         else:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flchain-score") as pool:
-                scoring = pool.submit(self._score, *args)
-                result = self.aggregate(previous, on_chain_round, screened, weights)
+                scoring = pool.submit(self._score, inputs)
+                result = self.aggregate(inputs, weights)
                 scored = scoring.result()
-        return self._credit(scored, screened, result), result
+        return self._credit(scored, inputs.screened, result), result
 
     def deferrable(self) -> bool:
         """Whether the scores read only the settled updates (not models), so they may be computed apart
         from the aggregation: beside it, or after it, with the round's overlapped commit."""
         return self.policy.scoring.method in UPDATES_ONLY
 
-    def aggregate(
-        self, previous: Model, on_chain_round: int, screened: Screened, weights: dict[str, int] | None
-    ) -> Aggregate:
+    def aggregate(self, inputs: ScoreInputs, weights: dict[str, int] | None) -> Aggregate:
         """The wrapped strategy's aggregate of the screened replies (`aggregate_replies`)."""
-        return aggregate_replies(self.inner, previous, on_chain_round, screened, weights)
+        return aggregate_replies(self.inner, inputs.previous, inputs.on_chain_round, inputs.screened, weights)
 
-    def credited(
-        self,
-        previous: Model,
-        on_chain_round: int,
-        screened: Screened,
-        root: np.ndarray | None,
-        line: float,
-        seconds: dict[str, float],
-        result: Aggregate,
-    ) -> Scores:
+    def credited(self, inputs: ScoreInputs, result: Aggregate) -> Scores:
         """The round's scores as the ledger credits them, for a round whose aggregate `result` is
         already made (the overlapped commit computes them while the next round trains: `deferrable`)."""
-        return self._credit(
-            self._score(previous, on_chain_round, screened, root, line, seconds), screened, result
-        )
+        return self._credit(self._score(inputs), inputs.screened, result)
 
     def _credit(self, scored: Scores, screened: Screened, result: Aggregate) -> Scores:
         """What the round credits of `scored`: nobody when the wrapped strategy produced no model, and 0
@@ -96,30 +88,23 @@ class RoundScoring:
             return left_out_scored_zero(*scored, screened)
         return scored
 
-    def _score(
-        self,
-        previous: Model,
-        on_chain_round: int,
-        screened: Screened,
-        root: np.ndarray | None,
-        line: float,
-        seconds: dict[str, float],
-    ) -> Scores:
-        """The round's (raw, fixed-point) scores, its time noted in `seconds["score"]`."""
+    def _score(self, inputs: ScoreInputs) -> Scores:
+        """The round's (raw, fixed-point) scores, its time noted in `inputs.seconds["score"]`."""
         started = time.monotonic()
+        screened = inputs.screened
         scored = score_round(
             self.policy.scoring,
-            previous,
+            inputs.previous,
             screened.updates,
             screened.weights,
             self.validation_loss,
-            on_chain_round,
-            root,
+            inputs.on_chain_round,
+            inputs.root,
             screened.current_grams(),  # a Gram matrix of these updates is read, not the parameters again
-            line,
+            inputs.line,
             screened.clipped,
         )
-        seconds["score"] = time.monotonic() - started
+        inputs.seconds["score"] = time.monotonic() - started
         return scored
 
 

@@ -28,7 +28,7 @@ from fl_chain.coordinator.policies import ChainOptions, rules_of
 from fl_chain.coordinator.reporting import round_report
 from fl_chain.coordinator.root_round import RootRound
 from fl_chain.coordinator.round_sampling import RoundSampling
-from fl_chain.coordinator.round_scoring import RoundScoring
+from fl_chain.coordinator.round_scoring import RoundScoring, ScoreInputs
 from fl_chain.coordinator.screening import Screened, screen_replies
 from fl_chain.coordinator.strategy_aggregate import Aggregate, Model
 from fl_chain.coordinator.verified_round import canonical_weights
@@ -174,16 +174,15 @@ class TrainRounds:
             canonical_weights(screened, self.policy.screening.claim_cap) if self.policy.verified else None
         )
         line = judged.line if judged is not None and self.policy.scoring.from_line else 0.0
-        overlaps, previous = self._overlaps(), self._previous
+        overlaps = self._overlaps()
+        inputs = ScoreInputs(self._previous, on_chain_round, screened, root, line, seconds)
         # A plain round's scores change neither its model nor the next round's start: with the commit
         # overlapped they are computed in its job, off the critical path, when they read only the updates.
         later = overlaps and not self.policy.verified and self.scoring.deferrable()
         if later:
-            result, raw, scores = self.scoring.aggregate(previous, on_chain_round, screened, weights), {}, {}
+            result, raw, scores = self.scoring.aggregate(inputs, weights), {}, {}
         else:
-            (raw, scores), result = self.scoring.score_and_aggregate(
-                previous, on_chain_round, screened, root, line, weights, seconds
-            )
+            (raw, scores), result = self.scoring.score_and_aggregate(inputs, weights)
         model, step = self._finished(result, reference, on_chain_round)
         verified, digest = None, None
         if self.policy.verified:
@@ -196,9 +195,7 @@ class TrainRounds:
 
         def commit_and_report(raw: dict[str, float], scores: dict[str, int]) -> None:
             if later:
-                raw, scores = self.scoring.credited(
-                    previous, on_chain_round, screened, root, line, seconds, result
-                )
+                raw, scores = self.scoring.credited(inputs, result)
             commit = self.committer.commit(
                 on_chain_round, model, scores, missed, sorted(screened.penalized), verified, digest
             )
